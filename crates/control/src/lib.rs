@@ -1,2 +1,60 @@
-//! control
+//! Configuration model, validation and the host plan of the v6gate daemon.
+//!
+//! Everything here is pure: text in, a validated [`Config`] out; a config in, a [`Plan`] of host
+//! state (devices, addresses, routes, pinned endpoints, sysctls) out; two configs in, a
+//! [`ConfigDiff`] out. The daemon owns the I/O that reads the file and applies the plan.
+//!
+//! ```
+//! let config = control::Config::from_toml_str(
+//!     r#"
+//!     [[tunnel]]
+//!     name = "vps"
+//!     mode = "ipip6"
+//!     local = "2001:db8:a::1"
+//!     remote = "2001:db8:b::1"
+//!     routes = ["0.0.0.0/0"]
+//!     "#,
+//!     "example.toml",
+//! )?;
+//! let plan = control::plan(&config, |_| 1500);
+//! assert_eq!(plan.tunnels[0].device, "v6g-vps");
+//! assert_eq!(plan.tunnels[0].mtu, 1460);
+//! # Ok::<(), control::ConfigError>(())
+//! ```
 #![forbid(unsafe_code)]
+
+mod diff;
+mod error;
+mod file;
+mod locate;
+mod model;
+mod plan;
+mod validate;
+
+use std::path::Path;
+
+pub use diff::{ConfigDiff, diff};
+pub use error::{ConfigError, Diagnostic};
+pub use model::{
+    Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_PIN_RULE_PRIORITY,
+    DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC, DEVICE_PREFIX, ENCAP_LIMIT_OPTION_LEN, Gateway,
+    IPV6_HEADER_LEN, IPV6_MIN_MTU, InnerFamilies, MAIN_TABLE, MAX_DEVICE_LEN, Mode, MssClamp,
+    PIN_BYPASS_MARK, TrafficClass, Tunnel, default_device,
+};
+pub use plan::{Plan, RoutePlan, SysctlChange, TunnelPlan, plan};
+
+impl Config {
+    /// Parses and validates a config. `origin` names the text in messages (usually its path).
+    ///
+    /// On failure the error holds every problem found, each with its key path and line.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        validate::config_from_str(text, origin)
+    }
+
+    /// Reads, parses and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(&origin, e))?;
+        Self::from_toml_str(&text, &origin)
+    }
+}

@@ -1,0 +1,359 @@
+//! The validated, typed configuration: what the rest of v6gate works from.
+//!
+//! Every value here has passed validation (see [`Config::from_toml_str`]); defaults are already
+//! filled in except where they depend on the host (the tunnel MTU, derived from the underlay).
+
+use std::fmt;
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
+/// Default path of the JSON control/status socket.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/v6gate/v6gate.sock";
+/// Default routing table for pinned endpoint routes ("64" twice: v6gate's mark is 0x76 0x36, "v6").
+pub const DEFAULT_PIN_TABLE: u32 = 6464;
+/// Default priority of the ip rule that consults the pin table: well before `main` (32766) so a
+/// pinned endpoint wins over any route a tunnel installs, and after `local` (0).
+pub const DEFAULT_PIN_RULE_PRIORITY: u32 = 100;
+/// Default metric of tunnel routes: below what DHCP/RA clients install (NetworkManager 100+,
+/// dhcpcd 200+, systemd-networkd and kernel RA 1024), so a configured tunnel route wins over a
+/// learned one, yet above 0 so a route an administrator adds by hand still wins.
+pub const DEFAULT_ROUTE_METRIC: u32 = 50;
+/// Default outer hop limit, the same as Linux ip6tnl.
+pub const DEFAULT_HOP_LIMIT: u8 = 64;
+/// The kernel's `main` routing table.
+pub const MAIN_TABLE: u32 = 254;
+/// Firewall mark the daemon puts on its own route lookups and outer packets; the pin rule is
+/// `not fwmark PIN_BYPASS_MARK lookup pin_table`, so marked lookups see the underlay behind the pin.
+pub const PIN_BYPASS_MARK: u32 = 0x7636;
+/// Prefix of the TUN device name derived from the tunnel name.
+pub const DEVICE_PREFIX: &str = "v6g-";
+/// Longest Linux interface name in bytes (IFNAMSIZ - 1).
+pub const MAX_DEVICE_LEN: usize = 15;
+/// Outer IPv6 header added by RFC 2473 encapsulation.
+pub const IPV6_HEADER_LEN: u16 = 40;
+/// Smallest MTU of an IPv6 link (RFC 8200 §5).
+pub const IPV6_MIN_MTU: u16 = 1280;
+/// Destination options header carrying the Tunnel Encapsulation Limit option (RFC 2473 §5.1).
+pub const ENCAP_LIMIT_OPTION_LEN: u16 = 8;
+
+/// A whole, validated v6gate configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub gateway: Gateway,
+    /// In file order; names and devices are unique.
+    pub tunnels: Vec<Tunnel>,
+}
+
+impl Config {
+    /// The tunnel called `name`, if any.
+    pub fn tunnel(&self, name: &str) -> Option<&Tunnel> {
+        self.tunnels.iter().find(|t| t.name == name)
+    }
+
+    /// Tunnels that should be up (`enabled = true`), in file order.
+    pub fn enabled_tunnels(&self) -> impl Iterator<Item = &Tunnel> {
+        self.tunnels.iter().filter(|t| t.enabled)
+    }
+}
+
+/// Settings of the gateway as a whole: the `[gateway]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    pub control_socket: PathBuf,
+    pub pin_table: u32,
+    pub pin_rule_priority: u32,
+    /// `Some` = set `net.ipv4.ip_forward` at start and restore the old value at stop.
+    pub ipv4_forwarding: Option<bool>,
+    /// `Some` = set `net.ipv6.conf.all.forwarding` at start and restore the old value at stop.
+    pub ipv6_forwarding: Option<bool>,
+    pub route_metric: u32,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self {
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            pin_table: DEFAULT_PIN_TABLE,
+            pin_rule_priority: DEFAULT_PIN_RULE_PRIORITY,
+            ipv4_forwarding: None,
+            ipv6_forwarding: None,
+            route_metric: DEFAULT_ROUTE_METRIC,
+        }
+    }
+}
+
+/// One point-to-point tunnel: a `[[tunnel]]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnel {
+    pub name: String,
+    /// TUN device name, `v6g-<name>` unless configured.
+    pub device: String,
+    pub mode: Mode,
+    /// Outer source address.
+    pub local: Ipv6Addr,
+    /// Outer destination address; the only source accepted for incoming outer packets.
+    pub remote: Ipv6Addr,
+    /// `None` = send no Tunnel Encapsulation Limit option (the default; see docs/config.md).
+    pub encap_limit: Option<u8>,
+    /// `None` = derive from the underlay, see [`Tunnel::effective_mtu`].
+    pub mtu: Option<u16>,
+    /// Inner prefixes routed into this tunnel.
+    pub routes: Vec<IpNet>,
+    /// Inner source prefixes accepted from the peer (defaults to `routes`).
+    pub allowed_sources: Vec<IpNet>,
+    pub inner_families: InnerFamilies,
+    pub mss_clamp: MssClamp,
+    /// Addresses put on the TUN device.
+    pub addresses: Vec<IpNet>,
+    pub tclass: TrafficClass,
+    pub hop_limit: u8,
+    /// `None` = the daemon reads the MTU of the device the remote is routed through.
+    pub underlay_mtu: Option<u16>,
+    pub route_table: u32,
+    pub enabled: bool,
+}
+
+impl Tunnel {
+    /// A tunnel with every optional setting at its default (as if only `name`, `mode`, `local`
+    /// and `remote` were written in the file). Not validated: for building configs in code.
+    pub fn new(name: &str, mode: Mode, local: Ipv6Addr, remote: Ipv6Addr) -> Self {
+        Self {
+            name: name.to_owned(),
+            device: default_device(name),
+            mode,
+            local,
+            remote,
+            encap_limit: None,
+            mtu: None,
+            routes: Vec::new(),
+            allowed_sources: Vec::new(),
+            inner_families: mode.families(),
+            mss_clamp: MssClamp::Auto,
+            addresses: Vec::new(),
+            tclass: TrafficClass::default(),
+            hop_limit: DEFAULT_HOP_LIMIT,
+            underlay_mtu: None,
+            route_table: MAIN_TABLE,
+            enabled: true,
+        }
+    }
+
+    /// Bytes the encapsulation adds in front of each inner packet.
+    pub fn overhead(&self) -> u16 {
+        match self.encap_limit {
+            Some(_) => IPV6_HEADER_LEN + ENCAP_LIMIT_OPTION_LEN,
+            None => IPV6_HEADER_LEN,
+        }
+    }
+
+    /// The configured MTU, or the largest inner packet that fits the underlay unfragmented:
+    /// `underlay_mtu - 40`, `- 8` more when the encap-limit option is sent.
+    ///
+    /// A tunnel that carries IPv6 never goes below 1280, IPv6's minimum link MTU (the kernel
+    /// turns IPv6 off on a smaller device); on a 1280..1327 underlay the outer packet is then
+    /// fragmented, as RFC 2473 §7.1 prescribes.
+    pub fn effective_mtu(&self, underlay_mtu: u16) -> u16 {
+        self.mtu.unwrap_or_else(|| {
+            let fits = underlay_mtu.saturating_sub(self.overhead());
+            if self.inner_families.ipv6 {
+                fits.max(IPV6_MIN_MTU)
+            } else {
+                fits
+            }
+        })
+    }
+}
+
+/// TUN device name used when `device` is not configured.
+pub fn default_device(tunnel_name: &str) -> String {
+    format!("{DEVICE_PREFIX}{tunnel_name}")
+}
+
+/// What a tunnel carries inside the outer IPv6 header.
+///
+/// Exhaustive on purpose: when IPsec arrives as a mode, every place that must handle it will
+/// fail to compile instead of falling into a catch-all arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// IPv4 in IPv6 (RFC 2473, next header 4): Linux ip6tnl `mode ipip6`, YAMAHA `ipip`.
+    Ipip6,
+    /// IPv6 in IPv6 (next header 41): Linux ip6tnl `mode ip6ip6`.
+    Ip6ip6,
+    /// Both, like ip6tnl `mode any`.
+    Any,
+}
+
+impl Mode {
+    pub const ALL: [Self; 3] = [Self::Ipip6, Self::Ip6ip6, Self::Any];
+
+    /// The spelling used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ipip6 => "ipip6",
+            Self::Ip6ip6 => "ip6ip6",
+            Self::Any => "any",
+        }
+    }
+
+    /// Inner families the mode can carry.
+    pub fn families(self) -> InnerFamilies {
+        match self {
+            Self::Ipip6 => InnerFamilies::IPV4,
+            Self::Ip6ip6 => InnerFamilies::IPV6,
+            Self::Any => InnerFamilies::BOTH,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Inner address families a tunnel lets through; the other family is dropped inside the tunnel
+/// (the S0 "filter IPv6" switch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InnerFamilies {
+    pub ipv4: bool,
+    pub ipv6: bool,
+}
+
+impl InnerFamilies {
+    pub const IPV4: Self = Self {
+        ipv4: true,
+        ipv6: false,
+    };
+    pub const IPV6: Self = Self {
+        ipv4: false,
+        ipv6: true,
+    };
+    pub const BOTH: Self = Self {
+        ipv4: true,
+        ipv6: true,
+    };
+
+    /// Whether prefixes of `net`'s family may pass.
+    pub fn allows(self, net: &IpNet) -> bool {
+        match net {
+            IpNet::V4(_) => self.ipv4,
+            IpNet::V6(_) => self.ipv6,
+        }
+    }
+
+    /// Whether every family in `self` is also in `other`.
+    pub fn is_subset_of(self, other: Self) -> bool {
+        (!self.ipv4 || other.ipv4) && (!self.ipv6 || other.ipv6)
+    }
+}
+
+impl fmt::Display for InnerFamilies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.ipv4, self.ipv6) {
+            (true, true) => f.write_str("ipv4, ipv6"),
+            (true, false) => f.write_str("ipv4"),
+            (false, true) => f.write_str("ipv6"),
+            (false, false) => f.write_str("none"),
+        }
+    }
+}
+
+/// TCP MSS clamping on SYNs crossing the tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MssClamp {
+    /// Clamp to the tunnel MTU minus the IP and TCP headers, like `ip tcp mss limit auto`.
+    #[default]
+    Auto,
+    Off,
+    /// Clamp to this MSS.
+    Fixed(u16),
+}
+
+/// Outer IPv6 traffic class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrafficClass {
+    /// Copy the inner packet's TOS / traffic class.
+    Inherit,
+    Fixed(u8),
+}
+
+impl Default for TrafficClass {
+    /// 0, like ip6tnl without `tclass`.
+    fn default() -> Self {
+        Self::Fixed(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tunnel() -> Tunnel {
+        Tunnel::new(
+            "home",
+            Mode::Ipip6,
+            "2001:db8:a::1".parse().unwrap(),
+            "2001:db8:a::2".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn effective_mtu_subtracts_outer_header() {
+        let t = tunnel();
+        assert_eq!(t.effective_mtu(1500), 1460);
+        assert_eq!(t.effective_mtu(1280), 1240);
+    }
+
+    #[test]
+    fn effective_mtu_subtracts_encap_limit_option_when_sent() {
+        let mut t = tunnel();
+        t.encap_limit = Some(4);
+        assert_eq!(t.effective_mtu(1500), 1452);
+        t.encap_limit = Some(0);
+        assert_eq!(t.effective_mtu(1500), 1452);
+    }
+
+    #[test]
+    fn effective_mtu_prefers_configured_value() {
+        let mut t = tunnel();
+        t.mtu = Some(1400);
+        assert_eq!(t.effective_mtu(1500), 1400);
+        assert_eq!(t.effective_mtu(9000), 1400);
+    }
+
+    #[test]
+    fn effective_mtu_keeps_ipv6_minimum_when_carrying_ipv6() {
+        let mut t = tunnel();
+        t.mode = Mode::Any;
+        t.inner_families = InnerFamilies::BOTH;
+        assert_eq!(t.effective_mtu(1280), 1280);
+        assert_eq!(t.effective_mtu(1500), 1460);
+        t.inner_families = InnerFamilies::IPV4;
+        assert_eq!(t.effective_mtu(1280), 1240);
+    }
+
+    #[test]
+    fn effective_mtu_saturates_on_tiny_underlay() {
+        assert_eq!(tunnel().effective_mtu(20), 0);
+    }
+
+    #[test]
+    fn defaults_follow_mode() {
+        let t = tunnel();
+        assert_eq!(t.device, "v6g-home");
+        assert_eq!(t.inner_families, InnerFamilies::IPV4);
+        assert_eq!(t.tclass, TrafficClass::Fixed(0));
+        assert_eq!(t.hop_limit, 64);
+        assert_eq!(t.route_table, 254);
+    }
+
+    #[test]
+    fn family_subsets() {
+        assert!(InnerFamilies::IPV4.is_subset_of(InnerFamilies::BOTH));
+        assert!(!InnerFamilies::BOTH.is_subset_of(InnerFamilies::IPV6));
+        assert!(InnerFamilies::IPV6.is_subset_of(InnerFamilies::IPV6));
+        assert!(!InnerFamilies::IPV6.is_subset_of(InnerFamilies::IPV4));
+    }
+}

@@ -1,0 +1,719 @@
+//! From TOML text to a validated [`Config`], collecting every problem with its key path.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Value;
+use toml::de::DeTable;
+
+use crate::error::{ConfigError, Diagnostic};
+use crate::file::{FileConfig, FileGateway, FileTunnel};
+use crate::locate::KeyIndex;
+use crate::model::{
+    Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_PIN_RULE_PRIORITY,
+    DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC, Gateway, IPV6_HEADER_LEN, InnerFamilies, MAIN_TABLE,
+    MAX_DEVICE_LEN, Mode, MssClamp, TrafficClass, Tunnel, default_device,
+};
+
+/// Smallest MTU of an IPv4 link (RFC 791).
+const IPV4_MIN_MTU: i64 = 68;
+const IPV6_MIN_MTU: i64 = crate::model::IPV6_MIN_MTU as i64;
+/// Largest inner packet: a full 64 KiB IPv6 packet minus the outer header.
+const MAX_MTU: i64 = 65535 - IPV6_HEADER_LEN as i64;
+/// Smallest MSS worth clamping to: IPv4's 68-byte minimum MTU plus a full IPv4 header's worth
+/// of slack minus the TCP header, as Linux's TCP_MIN_MSS.
+const MIN_MSS: i64 = 88;
+const MAX_NAME_LEN: usize = 64;
+/// Linux ip rule priority of the `main` table lookup; the pin rule must come before it.
+const MAIN_RULE_PRIORITY: i64 = 32766;
+/// Kernel tables a v6gate table must not be: unspec, default, main, local.
+const RESERVED_TABLES: [(u32, &str); 4] = [
+    (0, "unspec"),
+    (253, "default"),
+    (254, "main"),
+    (255, "local"),
+];
+
+pub(crate) fn config_from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let doc = match DeTable::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let index = KeyIndex::empty(text);
+            let mut d = Diagnostic::new("", e.message().trim_end());
+            d.location = e.span().map(|s| index.line_col(s.start));
+            return Err(ConfigError::new(origin, vec![d]));
+        }
+    };
+    let index = KeyIndex::new(text, &doc);
+    let file = match FileConfig::deserialize(toml::de::Deserializer::from(doc)) {
+        Ok(file) => file,
+        Err(e) => return Err(ConfigError::new(origin, vec![serde_diagnostic(&e, &index)])),
+    };
+
+    let mut check = Checker::default();
+    let config = check.config(file);
+    if check.diagnostics.is_empty() {
+        return Ok(config);
+    }
+    let mut diagnostics = check.diagnostics;
+    for d in &mut diagnostics {
+        d.location = index.locate(&d.key);
+    }
+    // File order reads best; stable so problems on one line keep the order they were found in.
+    diagnostics.sort_by_key(|d| d.location.unwrap_or((usize::MAX, 0)));
+    Err(ConfigError::new(origin, diagnostics))
+}
+
+/// Names the key a serde error is about, using its span.
+fn serde_diagnostic(e: &toml::de::Error, index: &KeyIndex<'_>) -> Diagnostic {
+    let start = e.span().map(|s| s.start);
+    let mut key = start
+        .and_then(|at| index.path_at(at))
+        .unwrap_or_default()
+        .to_owned();
+    let message = e.message().trim_end().to_owned();
+    // A missing key has the enclosing table's span; name the key itself.
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        key = if key.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{key}.{field}")
+        };
+    }
+    let mut d = Diagnostic::new(key, message);
+    d.location = start.map(|at| index.line_col(at));
+    d
+}
+
+#[derive(Default)]
+struct Checker {
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Checker {
+    fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::new(key, message));
+    }
+
+    fn config(&mut self, file: FileConfig) -> Config {
+        let gateway = self.gateway(file.gateway);
+        let tunnels: Vec<(usize, Tunnel)> = file
+            .tunnel
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, t)| self.tunnel(i, t, &gateway).map(|t| (i, t)))
+            .collect();
+        self.across_tunnels(&tunnels);
+        Config {
+            gateway,
+            tunnels: tunnels.into_iter().map(|(_, t)| t).collect(),
+        }
+    }
+
+    fn gateway(&mut self, file: FileGateway) -> Gateway {
+        let control_socket = match file.control_socket {
+            Some(path) if !path.starts_with('/') => {
+                self.error(
+                    "gateway.control_socket",
+                    format!("expected an absolute path, found {path:?}"),
+                );
+                PathBuf::from(DEFAULT_CONTROL_SOCKET)
+            }
+            Some(path) => PathBuf::from(path),
+            None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        };
+        let pin_table = file
+            .pin_table
+            .and_then(|t| self.table_id("gateway.pin_table", t))
+            .unwrap_or(DEFAULT_PIN_TABLE);
+        let pin_rule_priority = file
+            .pin_rule_priority
+            .and_then(|p| {
+                self.int_in_why(
+                    "gateway.pin_rule_priority",
+                    p,
+                    1,
+                    MAIN_RULE_PRIORITY - 1,
+                    "the pin rule must come after `local` (0) and before `main` (32766)",
+                )
+            })
+            .map_or(DEFAULT_PIN_RULE_PRIORITY, |p| p as u32);
+        let route_metric = file
+            .route_metric
+            .and_then(|m| self.int_in("gateway.route_metric", m, 0, u32::MAX.into()))
+            .map_or(DEFAULT_ROUTE_METRIC, |m| m as u32);
+        Gateway {
+            control_socket,
+            pin_table,
+            pin_rule_priority,
+            ipv4_forwarding: file.ipv4_forwarding,
+            ipv6_forwarding: file.ipv6_forwarding,
+            route_metric,
+        }
+    }
+
+    /// Converts one `[[tunnel]]`; `None` when anything in it is wrong (the problems are recorded).
+    fn tunnel(&mut self, i: usize, file: FileTunnel, gateway: &Gateway) -> Option<Tunnel> {
+        let before = self.diagnostics.len();
+        let key = |field: &str| format!("tunnel[{i}].{field}");
+
+        let name_ok = self.name(&key("name"), &file.name);
+        let device = match &file.device {
+            Some(device) => {
+                self.device(&key("device"), device);
+                device.clone()
+            }
+            None => {
+                let device = default_device(&file.name);
+                if name_ok && device.len() > MAX_DEVICE_LEN {
+                    self.error(
+                        key("name"),
+                        format!(
+                            "the device name derived from it, {device:?}, is {} bytes, longer than \
+                             {MAX_DEVICE_LEN}; use a shorter name or set `device`",
+                            device.len()
+                        ),
+                    );
+                }
+                device
+            }
+        };
+
+        let mode = self.mode(&key("mode"), &file.mode);
+        let local = self.endpoint(&key("local"), &file.local);
+        let remote = self.endpoint(&key("remote"), &file.remote);
+        if let (Some(l), Some(r)) = (local, remote)
+            && l == r
+        {
+            self.error(
+                key("remote"),
+                format!("is the same address as `local` ({l})"),
+            );
+        }
+
+        let families = match (&file.inner_families, mode) {
+            (Some(list), Some(mode)) => self.families(&key("inner_families"), list, mode),
+            (None, Some(mode)) => Some(mode.families()),
+            (_, None) => None,
+        };
+
+        let encap_limit = match &file.encap_limit {
+            None => Some(None),
+            Some(Value::String(s)) if s == "none" => Some(None),
+            Some(Value::Integer(n)) if (0..=255).contains(n) => Some(Some(*n as u8)),
+            Some(other) => {
+                self.error(
+                    key("encap_limit"),
+                    format!(
+                        "expected \"none\" or an integer 0..=255, found {}",
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        };
+
+        let mtu = match (file.mtu, families) {
+            (None, _) => Some(None),
+            (Some(mtu), Some(families)) if families.ipv6 => self
+                .int_in_why(
+                    &key("mtu"),
+                    mtu,
+                    IPV6_MIN_MTU,
+                    MAX_MTU,
+                    "the tunnel carries IPv6, whose links need at least 1280",
+                )
+                .map(|m| Some(m as u16)),
+            (Some(mtu), _) => self
+                .int_in(&key("mtu"), mtu, IPV4_MIN_MTU, MAX_MTU)
+                .map(|m| Some(m as u16)),
+        };
+
+        let routes = match (&file.routes, mode, families) {
+            (Some(list), Some(mode), Some(families)) => {
+                self.prefixes(&key("routes"), list, mode, families)
+            }
+            (None, _, _) => Some(Vec::new()),
+            _ => None,
+        };
+        let allowed_sources = match (&file.allowed_sources, mode, families) {
+            (Some(list), Some(mode), Some(families)) => {
+                self.prefixes(&key("allowed_sources"), list, mode, families)
+            }
+            (None, _, _) => routes.clone(),
+            _ => None,
+        };
+
+        let mss_clamp = match &file.mss_clamp {
+            None => Some(MssClamp::Auto),
+            Some(Value::String(s)) if s == "auto" => Some(MssClamp::Auto),
+            Some(Value::String(s)) if s == "off" => Some(MssClamp::Off),
+            Some(Value::Integer(n)) if (MIN_MSS..=MAX_MTU).contains(n) => {
+                Some(MssClamp::Fixed(*n as u16))
+            }
+            Some(other) => {
+                self.error(
+                    key("mss_clamp"),
+                    format!(
+                        "expected \"auto\", \"off\" or an integer {MIN_MSS}..={MAX_MTU}, found {}",
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        };
+
+        let addresses = match (&file.address, families) {
+            (None, _) => Some(Vec::new()),
+            (Some(value), Some(families)) => self.addresses(&key("address"), value, families),
+            (Some(_), None) => None,
+        };
+
+        let tclass = match &file.tclass {
+            None => Some(TrafficClass::default()),
+            Some(Value::String(s)) if s == "inherit" => Some(TrafficClass::Inherit),
+            Some(Value::Integer(n)) if (0..=255).contains(n) => Some(TrafficClass::Fixed(*n as u8)),
+            Some(other) => {
+                self.error(
+                    key("tclass"),
+                    format!(
+                        "expected \"inherit\" or an integer 0..=255, found {}",
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        };
+
+        let hop_limit = match file.hop_limit {
+            None => Some(DEFAULT_HOP_LIMIT),
+            Some(h) => self.int_in(&key("hop_limit"), h, 1, 255).map(|h| h as u8),
+        };
+
+        let underlay_mtu = match file.underlay_mtu {
+            None => Some(None),
+            Some(m) => self
+                .int_in_why(
+                    &key("underlay_mtu"),
+                    m,
+                    IPV6_MIN_MTU,
+                    65535,
+                    "the underlay is an IPv6 link",
+                )
+                .map(|m| Some(m as u16)),
+        };
+
+        let route_table = match &file.route_table {
+            None => Some(MAIN_TABLE),
+            Some(Value::String(s)) if s == "main" => Some(MAIN_TABLE),
+            Some(Value::Integer(n)) => self.route_table(&key("route_table"), *n, gateway),
+            Some(other) => {
+                self.error(
+                    key("route_table"),
+                    format!(
+                        "expected \"main\" or a routing table id, found {}",
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        };
+
+        if self.diagnostics.len() != before {
+            return None;
+        }
+        // Every field parsed, so none of these is None; `?` keeps that without unwrapping.
+        Some(Tunnel {
+            name: file.name,
+            device,
+            mode: mode?,
+            local: local?,
+            remote: remote?,
+            encap_limit: encap_limit?,
+            mtu: mtu?,
+            routes: routes?,
+            allowed_sources: allowed_sources?,
+            inner_families: families?,
+            mss_clamp: mss_clamp?,
+            addresses: addresses?,
+            tclass: tclass?,
+            hop_limit: hop_limit?,
+            underlay_mtu: underlay_mtu?,
+            route_table: route_table?,
+            enabled: file.enabled.unwrap_or(true),
+        })
+    }
+
+    fn name(&mut self, key: &str, name: &str) -> bool {
+        if name.is_empty() || name.len() > MAX_NAME_LEN || !name.bytes().all(is_name_byte) {
+            self.error(
+                key,
+                format!(
+                    "expected 1 to {MAX_NAME_LEN} characters from A-Z a-z 0-9 _ . -, found {name:?}"
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn device(&mut self, key: &str, device: &str) {
+        if device.is_empty()
+            || device.len() > MAX_DEVICE_LEN
+            || !device.bytes().all(is_name_byte)
+            || device == "."
+            || device == ".."
+        {
+            self.error(
+                key,
+                format!(
+                    "expected an interface name of 1 to {MAX_DEVICE_LEN} bytes from \
+                     A-Z a-z 0-9 _ . -, found {device:?}"
+                ),
+            );
+        }
+    }
+
+    fn mode(&mut self, key: &str, mode: &str) -> Option<Mode> {
+        let found = Mode::ALL.into_iter().find(|m| m.as_str() == mode);
+        if found.is_none() {
+            self.error(
+                key,
+                format!("expected one of \"ipip6\", \"ip6ip6\", \"any\", found {mode:?}"),
+            );
+        }
+        found
+    }
+
+    /// An outer address: a global or unique-local unicast IPv6 address.
+    fn endpoint(&mut self, key: &str, text: &str) -> Option<Ipv6Addr> {
+        let addr = match text.parse::<IpAddr>() {
+            Ok(IpAddr::V6(addr)) => addr,
+            Ok(IpAddr::V4(_)) => {
+                self.error(
+                    key,
+                    format!("outer addresses are IPv6, found the IPv4 address {text:?}"),
+                );
+                return None;
+            }
+            Err(_) => {
+                self.error(key, format!("expected an IPv6 address, found {text:?}"));
+                return None;
+            }
+        };
+        let problem = if addr.is_unspecified() {
+            Some("the unspecified address")
+        } else if addr.is_loopback() {
+            Some("the loopback address")
+        } else if addr.is_multicast() {
+            Some("a multicast address")
+        } else if addr.is_unicast_link_local() {
+            Some("link-local, which needs an interface scope that tunnels do not have")
+        } else if addr.to_ipv4_mapped().is_some() {
+            Some("IPv4-mapped, which never appears on the wire")
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => {
+                self.error(
+                    key,
+                    format!("{addr} is {problem}; expected a unicast address"),
+                );
+                None
+            }
+            None => Some(addr),
+        }
+    }
+
+    fn families(&mut self, key: &str, list: &[String], mode: Mode) -> Option<InnerFamilies> {
+        let before = self.diagnostics.len();
+        let mut families = InnerFamilies {
+            ipv4: false,
+            ipv6: false,
+        };
+        for (j, name) in list.iter().enumerate() {
+            let (family, carried) = match name.as_str() {
+                "ipv4" => (&mut families.ipv4, mode.families().ipv4),
+                "ipv6" => (&mut families.ipv6, mode.families().ipv6),
+                _ => {
+                    self.error(
+                        format!("{key}[{j}]"),
+                        format!("expected \"ipv4\" or \"ipv6\", found {name:?}"),
+                    );
+                    continue;
+                }
+            };
+            *family = true;
+            if !carried {
+                self.error(
+                    format!("{key}[{j}]"),
+                    format!("mode = \"{mode}\" does not carry {name}"),
+                );
+            }
+        }
+        if list.is_empty() {
+            self.error(
+                key,
+                "must name at least one family; to stop the tunnel set enabled = false",
+            );
+        }
+        (self.diagnostics.len() == before).then_some(families)
+    }
+
+    /// Inner prefixes (`routes`, `allowed_sources`): canonical, of a family the tunnel carries,
+    /// each listed once.
+    fn prefixes(
+        &mut self,
+        key: &str,
+        list: &[String],
+        mode: Mode,
+        families: InnerFamilies,
+    ) -> Option<Vec<IpNet>> {
+        let before = self.diagnostics.len();
+        let mut out: Vec<IpNet> = Vec::with_capacity(list.len());
+        for (j, text) in list.iter().enumerate() {
+            let key = format!("{key}[{j}]");
+            let Some(net) = parse_net(text) else {
+                self.error(
+                    key,
+                    format!("expected a prefix like \"203.0.113.0/24\" or \"2001:db8::/48\", found {text:?}"),
+                );
+                continue;
+            };
+            if net.trunc() != net {
+                self.error(
+                    key,
+                    format!("{net} has host bits set; the prefix is {}", net.trunc()),
+                );
+            } else if !mode.families().allows(&net) {
+                self.error(
+                    key,
+                    format!(
+                        "{net} is {}, but mode = \"{mode}\" carries only {}",
+                        family_name(&net),
+                        mode.families()
+                    ),
+                );
+            } else if !families.allows(&net) {
+                self.error(
+                    key,
+                    format!(
+                        "{net} is {}, which inner_families leaves out",
+                        family_name(&net)
+                    ),
+                );
+            } else if let Some(first) = out.iter().position(|n| *n == net) {
+                self.error(key, format!("{net} is already listed at [{first}]"));
+            }
+            out.push(net);
+        }
+        (self.diagnostics.len() == before).then_some(out)
+    }
+
+    fn addresses(
+        &mut self,
+        key: &str,
+        value: &Value,
+        families: InnerFamilies,
+    ) -> Option<Vec<IpNet>> {
+        let items: Vec<(String, &Value)> = match value {
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(j, v)| (format!("{key}[{j}]"), v))
+                .collect(),
+            single => vec![(key.to_owned(), single)],
+        };
+        let before = self.diagnostics.len();
+        let mut out: Vec<IpNet> = Vec::with_capacity(items.len());
+        for (key, item) in items {
+            let Some(text) = item.as_str() else {
+                self.error(
+                    key,
+                    format!(
+                        "expected an address string like \"198.51.100.1/32\" (or an array of them), found {}",
+                        describe(item)
+                    ),
+                );
+                continue;
+            };
+            let Some(net) = parse_net(text) else {
+                self.error(
+                    key,
+                    format!("expected an address with prefix length like \"198.51.100.1/32\", found {text:?}"),
+                );
+                continue;
+            };
+            let addr = net.addr();
+            if addr.is_unspecified() || addr.is_loopback() || addr.is_multicast() {
+                self.error(key, format!("{addr} cannot be an interface address"));
+            } else if !families.allows(&net) {
+                self.error(
+                    key,
+                    format!(
+                        "{net} is {}, which this tunnel does not carry (inner_families = {families})",
+                        family_name(&net)
+                    ),
+                );
+            } else if out.contains(&net) {
+                self.error(key, format!("{net} is listed twice"));
+            }
+            out.push(net);
+        }
+        (self.diagnostics.len() == before).then_some(out)
+    }
+
+    fn route_table(&mut self, key: &str, id: i64, gateway: &Gateway) -> Option<u32> {
+        if id == i64::from(MAIN_TABLE) {
+            return Some(MAIN_TABLE);
+        }
+        let id = self.table_id(key, id)?;
+        if id == gateway.pin_table {
+            self.error(
+                key,
+                format!(
+                    "{id} is gateway.pin_table, which holds only pinned endpoint routes; \
+                     pick another table"
+                ),
+            );
+            return None;
+        }
+        Some(id)
+    }
+
+    /// A routing table v6gate may fill: any id but the kernel's own tables.
+    fn table_id(&mut self, key: &str, id: i64) -> Option<u32> {
+        let id = self.int_in(key, id, 1, u32::MAX.into())? as u32;
+        if let Some((_, name)) = RESERVED_TABLES.iter().find(|(t, _)| *t == id) {
+            self.error(
+                key,
+                format!("{id} is the kernel's `{name}` table; pick a table id of v6gate's own"),
+            );
+            return None;
+        }
+        Some(id)
+    }
+
+    fn int_in(&mut self, key: &str, value: i64, lo: i64, hi: i64) -> Option<i64> {
+        if (lo..=hi).contains(&value) {
+            return Some(value);
+        }
+        self.error(
+            key,
+            format!("expected an integer {lo}..={hi}, found {value}"),
+        );
+        None
+    }
+
+    fn int_in_why(&mut self, key: &str, value: i64, lo: i64, hi: i64, why: &str) -> Option<i64> {
+        if (lo..=hi).contains(&value) {
+            return Some(value);
+        }
+        self.error(
+            key,
+            format!("expected an integer {lo}..={hi} ({why}), found {value}"),
+        );
+        None
+    }
+
+    /// Problems that involve more than one tunnel. Only tunnels that are valid on their own get
+    /// here; route and endpoint clashes only matter between tunnels that are up.
+    fn across_tunnels(&mut self, tunnels: &[(usize, Tunnel)]) {
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut devices: HashMap<&str, usize> = HashMap::new();
+        for (i, t) in tunnels {
+            if let Some(first) = names.insert(&t.name, *i) {
+                names.insert(&t.name, first);
+                self.error(
+                    format!("tunnel[{i}].name"),
+                    format!("{:?} is already the name of tunnel[{first}]", t.name),
+                );
+            }
+            if let Some(first) = devices.insert(&t.device, *i) {
+                devices.insert(&t.device, first);
+                self.error(
+                    format!("tunnel[{i}].device"),
+                    format!("{:?} is already the device of tunnel[{first}]", t.device),
+                );
+            }
+        }
+
+        let enabled: Vec<&(usize, Tunnel)> = tunnels.iter().filter(|(_, t)| t.enabled).collect();
+        for (n, (i, a)) in enabled.iter().enumerate() {
+            for (j, b) in enabled[..n].iter().map(|e| (&e.0, &e.1)) {
+                if a.local == b.local && a.remote == b.remote {
+                    self.error(
+                        format!("tunnel[{i}].remote"),
+                        format!(
+                            "tunnel[{j}] ({:?}) already runs between {} and {}; one tunnel per \
+                             endpoint pair (use mode = \"any\" to carry both families)",
+                            b.name, a.local, a.remote
+                        ),
+                    );
+                }
+                if a.route_table != b.route_table {
+                    continue;
+                }
+                for (k, ra) in a.routes.iter().enumerate() {
+                    for (l, rb) in b.routes.iter().enumerate() {
+                        if overlaps(ra, rb) {
+                            self.error(
+                                format!("tunnel[{i}].routes[{k}]"),
+                                format!(
+                                    "{ra} overlaps {rb} of tunnel[{j}] ({:?}, routes[{l}]) in table {}",
+                                    b.name, a.route_table
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether two tunnels' routes clash. A default route (/0) is a fallback by nature, so a more
+/// specific route of another tunnel beside it is the normal "everything else via the VPS" set-up,
+/// not a clash; any other containment is.
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    let contains = a.contains(&b.network()) || b.contains(&a.network());
+    let one_is_default = (a.prefix_len() == 0) != (b.prefix_len() == 0);
+    contains && !one_is_default
+}
+
+fn parse_net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+fn family_name(net: &IpNet) -> &'static str {
+    match net {
+        IpNet::V4(_) => "IPv4",
+        IpNet::V6(_) => "IPv6",
+    }
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
+}
+
+/// A TOML value as a person wrote it, for "found ..." in messages.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        Value::Integer(n) => n.to_string(),
+        Value::Float(x) => x.to_string(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Datetime(d) => d.to_string(),
+        Value::Array(_) => "an array".to_owned(),
+        Value::Table(_) => "a table".to_owned(),
+    }
+}
