@@ -337,3 +337,188 @@ impl fmt::Display for Repr {
 fn addr(bytes: &[u8]) -> Ipv4Addr {
     Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ip_proto;
+    use hex_literal::hex;
+    use proptest::prelude::*;
+
+    /// ICMP echo request 198.51.100.1 -> 203.0.113.9, TOS 0xb8, id 0x1234, DF, TTL 64.
+    const ECHO: [u8; 39] = hex!(
+        "45b80027123440004001c1ab c6336401 cb007109"
+        "0800e92cbeef00077636676174652d70696e67"
+    );
+    /// UDP with a Router Alert option (IHL 6).
+    const WITH_OPTIONS: [u8; 35] = hex!(
+        "460000230abc0000011129bcc6336407c6120001 94040000"
+        "03e807d0000b20616f7074"
+    );
+    /// Non-first fragment: MF, offset 185 × 8.
+    const FRAGMENT: [u8; 28] = hex!("4500001c0abc20b940005f1fc6336407c61200017878787878787878");
+
+    fn echo_repr() -> Repr {
+        Repr {
+            src_addr: Ipv4Addr::new(198, 51, 100, 1),
+            dst_addr: Ipv4Addr::new(203, 0, 113, 9),
+            protocol: ip_proto::ICMP,
+            payload_len: 19,
+            ttl: 64,
+            dscp_ecn: 0xb8,
+            ident: 0x1234,
+            dont_frag: true,
+        }
+    }
+
+    #[test]
+    fn parses_known_packet() {
+        let p = Packet::new_checked(&ECHO[..]).unwrap();
+        assert_eq!(p.version(), 4);
+        assert_eq!(p.header_len(), 20);
+        assert_eq!(p.dscp_ecn(), 0xb8);
+        assert_eq!(p.total_len(), 39);
+        assert_eq!(p.ident(), 0x1234);
+        assert!(p.dont_frag());
+        assert!(!p.more_frags());
+        assert_eq!(p.frag_offset(), 0);
+        assert_eq!(p.ttl(), 64);
+        assert_eq!(p.protocol(), ip_proto::ICMP);
+        assert_eq!(p.checksum(), 0xc1ab);
+        assert_eq!(p.src_addr(), Ipv4Addr::new(198, 51, 100, 1));
+        assert_eq!(p.dst_addr(), Ipv4Addr::new(203, 0, 113, 9));
+        assert!(p.verify_checksum());
+        assert_eq!(p.header(), &ECHO[..20]);
+        assert_eq!(p.payload(), &ECHO[20..]);
+        assert_eq!(Repr::parse(&p).unwrap(), echo_repr());
+    }
+
+    #[test]
+    fn emits_known_bytes_over_junk() {
+        let repr = echo_repr();
+        let mut buf = [0xa5u8; 39];
+        let mut p = Packet::new_unchecked(&mut buf[..]);
+        repr.emit(&mut p);
+        p.payload_mut().copy_from_slice(&ECHO[20..]);
+        assert_eq!(buf, ECHO);
+        assert_eq!(repr.buffer_len(), 20);
+    }
+
+    #[test]
+    fn options_are_skipped() {
+        let p = Packet::new_checked(&WITH_OPTIONS[..]).unwrap();
+        assert_eq!(p.header_len(), 24);
+        assert!(p.verify_checksum());
+        assert_eq!(p.payload(), &WITH_OPTIONS[24..]);
+        let repr = Repr::parse(&p).unwrap();
+        assert_eq!(repr.payload_len, 11);
+        assert_eq!(repr.protocol, ip_proto::UDP);
+        assert_eq!(repr.ttl, 1);
+    }
+
+    #[test]
+    fn fragment_fields_and_repr_refusal() {
+        let p = Packet::new_checked(&FRAGMENT[..]).unwrap();
+        assert!(p.more_frags());
+        assert!(!p.dont_frag());
+        assert_eq!(p.frag_offset(), 1480);
+        assert!(p.verify_checksum());
+        assert_eq!(Repr::parse(&p), Err(Error::Unrecognized));
+    }
+
+    #[test]
+    fn flag_and_offset_setters_are_independent() {
+        let mut buf = FRAGMENT;
+        let mut p = Packet::new_unchecked(&mut buf[..]);
+        p.set_dont_frag(true);
+        p.set_more_frags(false);
+        assert_eq!(p.frag_offset(), 1480);
+        p.set_frag_offset(8 * 0x1fff);
+        assert!(p.dont_frag() && !p.more_frags());
+        assert_eq!(p.frag_offset(), 8 * 0x1fff);
+        p.set_frag_offset(0);
+        assert!(p.dont_frag());
+        p.set_header_len(24);
+        assert_eq!((p.version(), p.header_len()), (4, 24));
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        for len in 0..ECHO.len() {
+            assert!(Packet::new_checked(&ECHO[..len]).is_err(), "len {len}");
+        }
+        for len in 0..WITH_OPTIONS.len() {
+            assert!(
+                Packet::new_checked(&WITH_OPTIONS[..len]).is_err(),
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_not_payload() {
+        let mut buf = ECHO.to_vec();
+        buf.extend_from_slice(&[0; 7]);
+        let p = Packet::new_checked(&buf[..]).unwrap();
+        assert_eq!(p.payload(), &ECHO[20..]);
+    }
+
+    #[test]
+    fn rejects_bad_fields_with_their_error() {
+        let mut buf = ECHO;
+        buf[0] = 0x65;
+        assert_eq!(Packet::new_checked(&buf[..]), Err(Error::BadVersion));
+        buf[0] = 0x44;
+        assert_eq!(Packet::new_checked(&buf[..]), Err(Error::BadHeaderLen));
+        buf[0] = 0x4f;
+        assert_eq!(Packet::new_checked(&buf[..20]), Err(Error::BadHeaderLen));
+        buf[0] = 0x45;
+        buf[2..4].copy_from_slice(&19u16.to_be_bytes());
+        assert_eq!(Packet::new_checked(&buf[..]), Err(Error::BadLength));
+        buf[2..4].copy_from_slice(&40u16.to_be_bytes());
+        assert_eq!(Packet::new_checked(&buf[..]), Err(Error::BadLength));
+
+        let mut buf = ECHO;
+        buf[8] = 63;
+        let p = Packet::new_checked(&buf[..]).unwrap();
+        assert!(!p.verify_checksum());
+        assert_eq!(Repr::parse(&p), Err(Error::BadChecksum));
+    }
+
+    #[test]
+    fn display_names_the_fields() {
+        let text = echo_repr().to_string();
+        assert!(
+            text.contains("198.51.100.1") && text.contains("203.0.113.9"),
+            "{text}"
+        );
+        assert!(text.contains("DF"), "{text}");
+    }
+
+    proptest! {
+        #[test]
+        fn repr_round_trip(
+            src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(), protocol in any::<u8>(),
+            payload_len in 0usize..200, ttl in any::<u8>(), dscp_ecn in any::<u8>(),
+            ident in any::<u16>(), dont_frag in any::<bool>(),
+        ) {
+            let repr = Repr {
+                src_addr: src.into(), dst_addr: dst.into(), protocol, payload_len, ttl,
+                dscp_ecn, ident, dont_frag,
+            };
+            let mut buf = vec![0xa5; repr.buffer_len() + payload_len];
+            repr.emit(&mut Packet::new_unchecked(&mut buf[..]));
+            let p = Packet::new_checked(&buf[..]).unwrap();
+            prop_assert!(p.verify_checksum());
+            prop_assert_eq!(Repr::parse(&p).unwrap(), repr);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            if let Ok(p) = Packet::new_checked(&bytes[..]) {
+                let _ = (p.payload().len(), p.header().len(), p.verify_checksum());
+                let _ = Repr::parse(&p);
+            }
+        }
+    }
+}

@@ -249,3 +249,136 @@ fn addr(bytes: &[u8]) -> Ipv6Addr {
     octets.copy_from_slice(bytes);
     Ipv6Addr::from(octets)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ip_proto;
+    use hex_literal::hex;
+    use proptest::prelude::*;
+
+    /// UDP 5353 -> 53 "hello", 2001:db8:1::1 -> 2001:db8:2::2, TC 0xb8, flow 0x12345.
+    const UDP: [u8; 53] = hex!(
+        "6b812345000d1140"
+        "20010db8000100000000000000000001"
+        "20010db8000200000000000000000002"
+        "14e90035000d4b6c68656c6c6f"
+    );
+
+    fn udp_repr() -> Repr {
+        Repr {
+            src_addr: "2001:db8:1::1".parse().unwrap(),
+            dst_addr: "2001:db8:2::2".parse().unwrap(),
+            next_header: ip_proto::UDP,
+            payload_len: 13,
+            hop_limit: 64,
+            traffic_class: 0xb8,
+            flow_label: 0x12345,
+        }
+    }
+
+    #[test]
+    fn parses_known_packet() {
+        let p = Packet::new_checked(&UDP[..]).unwrap();
+        assert_eq!(p.version(), 6);
+        assert_eq!(p.traffic_class(), 0xb8);
+        assert_eq!(p.flow_label(), 0x12345);
+        assert_eq!(p.payload_len(), 13);
+        assert_eq!(p.next_header(), ip_proto::UDP);
+        assert_eq!(p.hop_limit(), 64);
+        assert_eq!(p.header(), &UDP[..40]);
+        assert_eq!(p.payload(), &UDP[40..]);
+        assert_eq!(Repr::parse(&p).unwrap(), udp_repr());
+    }
+
+    #[test]
+    fn emits_known_bytes_over_junk() {
+        let repr = udp_repr();
+        let mut buf = [0xa5u8; 53];
+        let mut p = Packet::new_unchecked(&mut buf[..]);
+        repr.emit(&mut p);
+        p.payload_mut().copy_from_slice(&UDP[40..]);
+        assert_eq!(buf, UDP);
+        assert_eq!(repr.buffer_len(), HEADER_LEN);
+    }
+
+    #[test]
+    fn setters_keep_neighbouring_bits() {
+        let mut buf = UDP;
+        let mut p = Packet::new_unchecked(&mut buf[..]);
+        p.set_traffic_class(0x03);
+        assert_eq!(
+            (p.version(), p.traffic_class(), p.flow_label()),
+            (6, 0x03, 0x12345)
+        );
+        p.set_flow_label(0xfff_ffff);
+        assert_eq!(
+            (p.version(), p.traffic_class(), p.flow_label()),
+            (6, 0x03, 0xf_ffff)
+        );
+        p.set_version(4);
+        assert_eq!(
+            (p.version(), p.traffic_class(), p.flow_label()),
+            (4, 0x03, 0xf_ffff)
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        for len in 0..UDP.len() {
+            assert!(Packet::new_checked(&UDP[..len]).is_err(), "len {len}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_fields_with_their_error() {
+        assert_eq!(Packet::new_checked(&UDP[..39]), Err(Error::Truncated));
+        assert_eq!(Packet::new_checked(&UDP[..52]), Err(Error::BadLength));
+        let mut buf = UDP;
+        buf[0] = 0x4b;
+        assert_eq!(Packet::new_checked(&buf[..]), Err(Error::BadVersion));
+    }
+
+    #[test]
+    fn trailing_bytes_are_not_payload() {
+        let mut buf = UDP.to_vec();
+        buf.extend_from_slice(&[0xee; 5]);
+        assert_eq!(Packet::new_checked(&buf[..]).unwrap().payload(), &UDP[40..]);
+    }
+
+    #[test]
+    fn display_names_the_fields() {
+        let text = udp_repr().to_string();
+        assert!(
+            text.contains("2001:db8:1::1") && text.contains("nxt=17"),
+            "{text}"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn repr_round_trip(
+            src in any::<[u8; 16]>(), dst in any::<[u8; 16]>(), next_header in any::<u8>(),
+            payload_len in 0usize..100, hop_limit in any::<u8>(), traffic_class in any::<u8>(),
+            flow_label in 0u32..=0xf_ffff,
+        ) {
+            let repr = Repr {
+                src_addr: src.into(), dst_addr: dst.into(), next_header, payload_len, hop_limit,
+                traffic_class, flow_label,
+            };
+            let mut buf = vec![0xa5; repr.buffer_len() + payload_len];
+            repr.emit(&mut Packet::new_unchecked(&mut buf[..]));
+            prop_assert_eq!(Repr::parse(&Packet::new_checked(&buf[..]).unwrap()).unwrap(), repr);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            if let Some(b) = bytes.first_mut() {
+                *b = 0x60 | (*b & 0x0f);
+            }
+            if let Ok(p) = Packet::new_checked(&bytes[..]) {
+                prop_assert_eq!(p.payload().len(), usize::from(p.payload_len()));
+            }
+        }
+    }
+}

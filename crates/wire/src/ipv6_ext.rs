@@ -282,3 +282,275 @@ pub fn walk(next_header: u8, bytes: &[u8]) -> Result<Walk> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hex_literal::hex;
+    use proptest::prelude::*;
+
+    /// ip6tnl-style packet: IPv6, Destination Options with encap limit 4, then IPv4 ICMP echo.
+    const IP6TNL: [u8; 76] = hex!(
+        "6000000000243c40"
+        "20010db8000100000000000000000001"
+        "20010db8000200000000000000000002"
+        "0400040104010100"
+        "4500001c000100003f0115a2c6336401cb0071090800f7fd00010001"
+    );
+    /// Hop-by-Hop (Pad1, PadN, Pad1), Routing (type 0, 1 address), first Fragment (M set),
+    /// Destination Options (Pad1, encap limit 7, Pad1, Pad1), UDP.
+    const CHAIN: [u8; 56] = hex!(
+        "2b00000102000000"
+        "2c02000100000000 20010db8000000000000000000000009"
+        "3c00000111223344"
+        "1100000401070000"
+        "000100020008a45e"
+    );
+    /// Non-first fragment (offset 800) of a UDP datagram.
+    const NON_FIRST: [u8; 24] = hex!("1100032011223344 00000000000000000000000000000000");
+
+    #[test]
+    fn emit_encap_limit_matches_linux_ip6tnl() {
+        let mut buf = [0xa5u8; 9];
+        emit_encap_limit(ip_proto::IPIP, 4, &mut buf).unwrap();
+        assert_eq!(buf[..8], IP6TNL[40..48]);
+        assert_eq!(buf[8], 0xa5, "bytes past the header are untouched");
+        assert_eq!(emit_encap_limit(4, 4, &mut [0; 7]), Err(Error::Truncated));
+    }
+
+    #[test]
+    fn walk_finds_ipip_behind_encap_limit() {
+        let outer = crate::ipv6::Packet::new_checked(&IP6TNL[..]).unwrap();
+        let walk = walk(outer.next_header(), outer.payload()).unwrap();
+        assert_eq!(
+            walk,
+            Walk {
+                upper_protocol: ip_proto::IPIP,
+                offset: ENCAP_LIMIT_HEADER_LEN,
+                encap_limit: Some(4),
+                fragmented: false,
+            }
+        );
+        let inner = crate::ipv4::Packet::new_checked(&outer.payload()[walk.offset..]).unwrap();
+        assert_eq!(inner.src_addr(), std::net::Ipv4Addr::new(198, 51, 100, 1));
+    }
+
+    #[test]
+    fn walk_through_every_extension_header() {
+        let walk = walk(ip_proto::HOPOPTS, &CHAIN).unwrap();
+        assert_eq!(
+            walk,
+            Walk {
+                upper_protocol: ip_proto::UDP,
+                offset: 48,
+                encap_limit: Some(7),
+                fragmented: true,
+            }
+        );
+    }
+
+    #[test]
+    fn walk_stops_at_non_first_fragment() {
+        let walk = walk(ip_proto::FRAGMENT, &NON_FIRST).unwrap();
+        assert_eq!(walk.upper_protocol, ip_proto::UDP);
+        assert_eq!(walk.offset, FRAGMENT_HEADER_LEN);
+        assert!(walk.fragmented);
+        assert_eq!(walk.encap_limit, None);
+    }
+
+    #[test]
+    fn walk_without_extension_headers() {
+        for proto in [ip_proto::TCP, ip_proto::IPIP, ip_proto::NONE, ip_proto::ESP] {
+            let w = walk(proto, &[]).unwrap();
+            assert_eq!(
+                (w.upper_protocol, w.offset, w.encap_limit, w.fragmented),
+                (proto, 0, None, false)
+            );
+        }
+    }
+
+    #[test]
+    fn walk_truncations_are_errors() {
+        for len in 0..48 {
+            assert!(walk(ip_proto::HOPOPTS, &CHAIN[..len]).is_err(), "len {len}");
+        }
+        for len in 0..8 {
+            assert_eq!(
+                walk(ip_proto::DSTOPTS, &IP6TNL[40..40 + len]),
+                Err(Error::Truncated)
+            );
+        }
+    }
+
+    #[test]
+    fn walk_rejects_malformed_options() {
+        // Encap limit with length 2.
+        let bad_len = hex!("0400040204010000");
+        assert_eq!(walk(ip_proto::DSTOPTS, &bad_len), Err(Error::BadOption));
+        // PadN running past the header end.
+        let overrun = hex!("0400010600000000");
+        assert_eq!(walk(ip_proto::DSTOPTS, &overrun), Err(Error::BadOption));
+        // Option type in the last byte with no length byte.
+        let no_len = hex!("0400000000000005");
+        assert_eq!(walk(ip_proto::DSTOPTS, &no_len), Err(Error::BadOption));
+        // Hop-by-Hop after a Destination Options header.
+        let late_hbh = hex!("0000010400000000 0600010400000000");
+        assert_eq!(walk(ip_proto::DSTOPTS, &late_hbh), Err(Error::BadOption));
+    }
+
+    #[test]
+    fn encap_limit_only_counts_in_destination_options() {
+        // The same option in a Hop-by-Hop header is some other option there, not RFC 2473's.
+        let hbh = hex!("0600040104010100");
+        assert_eq!(walk(ip_proto::HOPOPTS, &hbh).unwrap().encap_limit, None);
+    }
+
+    #[test]
+    fn first_encap_limit_wins() {
+        let two = hex!("3c00040102010100 0400040109010100");
+        let w = walk(ip_proto::DSTOPTS, &two).unwrap();
+        assert_eq!(
+            (w.encap_limit, w.offset, w.upper_protocol),
+            (Some(2), 16, ip_proto::IPIP)
+        );
+    }
+
+    #[test]
+    fn options_iterate_pad1_padn_and_tlvs() {
+        let header = OptionsHeader::new_checked(&CHAIN[48 - 8..48]).unwrap();
+        assert_eq!(header.next_header(), ip_proto::UDP);
+        assert_eq!(header.header_len(), 8);
+        let opts: Vec<_> = header.options().collect::<Result<_>>().unwrap();
+        assert_eq!(
+            opts,
+            [
+                Opt {
+                    kind: OPT_PAD1,
+                    data: &[]
+                },
+                Opt {
+                    kind: OPT_TUNNEL_ENCAP_LIMIT,
+                    data: &[7]
+                },
+                Opt {
+                    kind: OPT_PAD1,
+                    data: &[]
+                },
+                Opt {
+                    kind: OPT_PAD1,
+                    data: &[]
+                },
+            ]
+        );
+        assert_eq!(opts[1].to_string(), "TunnelEncapLimit(7)");
+        let hbh = OptionsHeader::new_checked(&CHAIN[..8]).unwrap();
+        let kinds: Vec<_> = hbh.options().map(|o| o.unwrap().kind).collect();
+        assert_eq!(kinds, [OPT_PAD1, OPT_PADN, OPT_PAD1]);
+    }
+
+    #[test]
+    fn options_iterator_ends_after_an_error() {
+        let header = OptionsHeader::new_checked(&hex!("0400010900000000")[..]).unwrap();
+        let items: Vec<_> = header.options().collect();
+        assert_eq!(items, [Err(Error::BadOption)]);
+    }
+
+    #[test]
+    fn options_header_length_checks() {
+        assert_eq!(
+            OptionsHeader::new_checked(&[0u8][..]),
+            Err(Error::Truncated)
+        );
+        assert_eq!(
+            OptionsHeader::new_checked(&[0u8, 1, 0, 0, 0, 0, 0, 0][..]),
+            Err(Error::Truncated)
+        );
+        let long = [0u8; 16];
+        let mut h = OptionsHeader::new_unchecked(long);
+        h.set_hdr_ext_len(1);
+        h.set_next_header(ip_proto::TCP);
+        assert_eq!(h.header_len(), 16);
+        assert_eq!(h.options_mut().len(), 14);
+        let h = OptionsHeader::new_checked(h.into_inner()).unwrap();
+        assert_eq!(h.options().count(), 14, "fourteen Pad1 options");
+    }
+
+    /// One option of a generated options header.
+    #[derive(Debug, Clone)]
+    enum GenOpt {
+        Pad1,
+        PadN(u8),
+        EncapLimit(u8),
+        Other(u8, Vec<u8>),
+    }
+
+    fn gen_opt() -> impl Strategy<Value = GenOpt> {
+        prop_oneof![
+            Just(GenOpt::Pad1),
+            (0u8..6).prop_map(GenOpt::PadN),
+            any::<u8>().prop_map(GenOpt::EncapLimit),
+            (2u8..=0xff, proptest::collection::vec(any::<u8>(), 0..6))
+                .prop_filter("not a known type", |(k, _)| *k != OPT_TUNNEL_ENCAP_LIMIT)
+                .prop_map(|(k, d)| GenOpt::Other(k, d)),
+        ]
+    }
+
+    /// Builds a Destination Options header from `opts`, padded to 8 bytes with Pad1.
+    fn build(next_header: u8, opts: &[GenOpt]) -> Vec<u8> {
+        let mut h = vec![next_header, 0];
+        for opt in opts {
+            match opt {
+                GenOpt::Pad1 => h.push(OPT_PAD1),
+                GenOpt::PadN(n) => {
+                    h.extend([OPT_PADN, *n]);
+                    h.extend(std::iter::repeat_n(0, usize::from(*n)));
+                }
+                GenOpt::EncapLimit(l) => h.extend([OPT_TUNNEL_ENCAP_LIMIT, 1, *l]),
+                GenOpt::Other(k, d) => {
+                    h.extend([*k, d.len() as u8]);
+                    h.extend(d);
+                }
+            }
+        }
+        while h.len() % 8 != 0 {
+            h.push(OPT_PAD1);
+        }
+        h[1] = (h.len() / 8 - 1) as u8;
+        h
+    }
+
+    proptest! {
+        #[test]
+        fn walk_over_generated_destination_options(
+            headers in proptest::collection::vec(proptest::collection::vec(gen_opt(), 0..6), 1..4),
+            upper in prop_oneof![Just(ip_proto::IPIP), Just(ip_proto::IPV6), Just(ip_proto::TCP)],
+        ) {
+            let mut bytes = Vec::new();
+            let mut expected_limit = None;
+            for (i, opts) in headers.iter().enumerate() {
+                let next = if i + 1 == headers.len() { upper } else { ip_proto::DSTOPTS };
+                bytes.extend(build(next, opts));
+                for opt in opts {
+                    if let GenOpt::EncapLimit(l) = opt {
+                        expected_limit.get_or_insert(*l);
+                    }
+                }
+            }
+            let w = walk(ip_proto::DSTOPTS, &bytes).unwrap();
+            prop_assert_eq!(w.upper_protocol, upper);
+            prop_assert_eq!(w.offset, bytes.len());
+            prop_assert_eq!(w.encap_limit, expected_limit);
+            prop_assert!(!w.fragmented);
+            for len in 0..bytes.len() {
+                prop_assert!(walk(ip_proto::DSTOPTS, &bytes[..len]).is_err());
+            }
+        }
+
+        #[test]
+        fn walk_never_panics(next in any::<u8>(), bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(w) = walk(next, &bytes) {
+                prop_assert!(w.offset <= bytes.len());
+            }
+        }
+    }
+}
