@@ -1,0 +1,184 @@
+//! The output arena the core writes packets into.
+
+use core::ops::Range;
+use std::net::Ipv6Addr;
+
+use crate::TunnelId;
+
+/// Where a packet in a [`Batch`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// A complete outer IPv6 packet (header, options, inner packet) for a raw
+    /// socket with `IPV6_HDRINCL`; `remote` is the address to send it to.
+    Underlay { remote: Ipv6Addr },
+    /// An inner packet to write to this tunnel's TUN device.
+    Tun(TunnelId),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    destination: Destination,
+    bytes: Range<usize>,
+}
+
+/// Packets produced by the core, back to back in one buffer.
+///
+/// The core only appends; the shell sends everything and calls [`clear`](Self::clear).
+/// Both vectors keep their capacity across `clear`, so once a batch has held its
+/// largest burst no packet allocates.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl Batch {
+    /// Room for `capacity_bytes` of packets before the first reallocation.
+    pub fn new(capacity_bytes: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(capacity_bytes),
+            // 64 bytes is the smallest outer packet worth counting on.
+            entries: Vec::with_capacity(capacity_bytes / 64 + 1),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.entries.clear();
+    }
+
+    /// Number of packets.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes over all packets.
+    pub fn total_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn get(&self, index: usize) -> Option<(Destination, &[u8])> {
+        let entry = self.entries.get(index)?;
+        Some((entry.destination, &self.bytes[entry.bytes.clone()]))
+    }
+
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            batch: self,
+            next: 0,
+        }
+    }
+
+    /// Appends a zeroed packet of `len` bytes and hands it out to be filled.
+    pub(crate) fn push(&mut self, destination: Destination, len: usize) -> &mut [u8] {
+        let start = self.bytes.len();
+        self.bytes.resize(start + len, 0);
+        self.entries.push(Entry {
+            destination,
+            bytes: start..start + len,
+        });
+        &mut self.bytes[start..]
+    }
+
+    /// Removes the last `count` packets, undoing a write that failed half-way.
+    pub(crate) fn pop(&mut self, count: usize) {
+        let keep = self.entries.len().saturating_sub(count);
+        self.entries.truncate(keep);
+        let end = self.entries.last().map_or(0, |e| e.bytes.end);
+        self.bytes.truncate(end);
+    }
+}
+
+/// Iterator over the packets of a [`Batch`], in the order they were produced.
+#[derive(Debug, Clone)]
+pub struct Iter<'a> {
+    batch: &'a Batch,
+    next: usize,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (Destination, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.batch.get(self.next)?;
+        self.next += 1;
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.batch.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl<'a> IntoIterator for &'a Batch {
+    type Item = (Destination, &'a [u8]);
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TUN: Destination = Destination::Tun(TunnelId(1));
+    const UNDERLAY: Destination = Destination::Underlay {
+        remote: Ipv6Addr::LOCALHOST,
+    };
+
+    #[test]
+    fn packets_come_back_in_order_with_their_destinations() {
+        let mut batch = Batch::new(256);
+        batch.push(TUN, 3).copy_from_slice(&[1, 2, 3]);
+        batch.push(UNDERLAY, 2).copy_from_slice(&[4, 5]);
+        let got: Vec<_> = batch.iter().map(|(d, b)| (d, b.to_vec())).collect();
+        assert_eq!(got, vec![(TUN, vec![1, 2, 3]), (UNDERLAY, vec![4, 5])]);
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch.total_bytes(), 5);
+        assert_eq!(batch.iter().len(), 2);
+    }
+
+    #[test]
+    fn clear_keeps_the_allocation() {
+        let mut batch = Batch::new(16);
+        batch.push(TUN, 1000);
+        let capacity = batch.bytes.capacity();
+        batch.clear();
+        assert!(batch.is_empty());
+        assert_eq!(batch.total_bytes(), 0);
+        batch.push(TUN, 1000);
+        assert_eq!(batch.bytes.capacity(), capacity);
+    }
+
+    #[test]
+    fn push_zeroes_reused_bytes() {
+        let mut batch = Batch::new(16);
+        batch.push(TUN, 4).fill(0xA5);
+        batch.clear();
+        assert_eq!(batch.push(TUN, 4), &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn pop_undoes_writes() {
+        let mut batch = Batch::new(16);
+        batch.push(TUN, 2).copy_from_slice(&[9, 9]);
+        batch.push(UNDERLAY, 8).fill(7);
+        batch.push(TUN, 4);
+        batch.pop(2);
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch.total_bytes(), 2);
+        assert_eq!(batch.get(0), Some((TUN, &[9u8, 9][..])));
+        batch.pop(5);
+        assert!(batch.is_empty());
+        assert_eq!(batch.total_bytes(), 0);
+    }
+}

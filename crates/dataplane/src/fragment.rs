@@ -1,0 +1,182 @@
+//! IPv4 fragmentation before encapsulation (RFC 791 §3.2, "Fragmentation").
+//!
+//! An inner IPv4 packet without DF that does not fit the tunnel is split into
+//! IPv4 fragments, each carried in its own outer packet, the way Linux
+//! fragments a forwarded packet to the ip6tnl device MTU. The far end passes
+//! the fragments on and the destination reassembles them; the underlay never
+//! sees IPv6 fragments.
+
+use wire::{Ipv4Packet, ipv4};
+
+use crate::encap::{emit_outer, overhead};
+use crate::inner::Family;
+use crate::{Batch, Destination, DropReason, TunnelConfig};
+
+/// The largest IPv4 header: IHL is four bits of 32-bit words.
+const MAX_HEADER_LEN: usize = 60;
+
+/// Option types with the "copied" flag set go into every fragment; all others
+/// only into the first (RFC 791 §3.1, "Options").
+const COPIED: u8 = 0x80;
+const OPT_END: u8 = 0;
+const OPT_NOP: u8 = 1;
+
+/// The header of non-first fragments: the fixed part plus the copied options,
+/// padded with End of Option List to a multiple of four bytes.
+fn later_header(header: &[u8]) -> Result<([u8; MAX_HEADER_LEN], usize), DropReason> {
+    let mut out = [0u8; MAX_HEADER_LEN];
+    out[..ipv4::HEADER_LEN].copy_from_slice(&header[..ipv4::HEADER_LEN]);
+    let mut len = ipv4::HEADER_LEN;
+    let mut at = ipv4::HEADER_LEN;
+    while at < header.len() {
+        match header[at] {
+            OPT_END => break,
+            OPT_NOP => at += 1,
+            kind => {
+                let opt_len = usize::from(*header.get(at + 1).ok_or(DropReason::Malformed)?);
+                if opt_len < 2 || at + opt_len > header.len() {
+                    return Err(DropReason::Malformed);
+                }
+                if kind & COPIED != 0 {
+                    out[len..len + opt_len].copy_from_slice(&header[at..at + opt_len]);
+                    len += opt_len;
+                }
+                at += opt_len;
+            }
+        }
+    }
+    // Padding bytes are already zero, which is End of Option List.
+    let len = len.next_multiple_of(4);
+    let mut view = Ipv4Packet::new_unchecked(&mut out[..len]);
+    view.set_header_len(len);
+    Ok((out, len))
+}
+
+/// Splits `packet` (a valid IPv4 packet without DF, cut to its total length)
+/// into fragments of at most `mtu` bytes, each encapsulated into `out`.
+/// Returns how many outer packets were appended; on error nothing is.
+pub(crate) fn fragment_into(
+    config: &TunnelConfig,
+    packet: &[u8],
+    mtu: u16,
+    out: &mut Batch,
+) -> Result<usize, DropReason> {
+    let view = Ipv4Packet::new_unchecked(packet);
+    let first_header = view.header();
+    let payload = view.payload();
+    let base_offset = usize::from(view.frag_offset());
+    let more_after = view.more_frags();
+    let traffic_class = view.dscp_ecn();
+    let (later, later_len) = later_header(first_header)?;
+    let later_header = &later[..later_len];
+    let mtu = usize::from(mtu);
+    let outer_len = overhead(config);
+    let destination = Destination::Underlay {
+        remote: config.remote,
+    };
+
+    let mut sent = 0;
+    let mut done = 0;
+    while done < payload.len() || sent == 0 {
+        let header = if done == 0 {
+            first_header
+        } else {
+            later_header
+        };
+        // Every fragment but the last carries a multiple of 8 bytes, since the
+        // offset field counts 8-byte units.
+        let room = mtu.saturating_sub(header.len()) / 8 * 8;
+        let offset = base_offset + done;
+        if room == 0 || offset > usize::from(u16::MAX) / 8 * 8 {
+            out.pop(sent);
+            return Err(if room == 0 {
+                DropReason::TooBig
+            } else {
+                DropReason::Malformed
+            });
+        }
+        let chunk = room.min(payload.len() - done);
+        let last = done + chunk == payload.len();
+        let fragment_len = header.len() + chunk;
+
+        let buf = out.push(destination, outer_len + fragment_len);
+        emit_outer(
+            config,
+            Family::V4.protocol(),
+            traffic_class,
+            fragment_len,
+            buf,
+        );
+        let fragment = &mut buf[outer_len..];
+        fragment[..header.len()].copy_from_slice(header);
+        fragment[header.len()..].copy_from_slice(&payload[done..done + chunk]);
+        let mut view = Ipv4Packet::new_unchecked(fragment);
+        // Fits: fragment_len <= mtu <= u16::MAX, offset checked above.
+        view.set_total_len(fragment_len as u16);
+        view.set_frag_offset(offset as u16);
+        view.set_more_frags(!last || more_after);
+        view.fill_checksum();
+
+        sent += 1;
+        done += chunk;
+        if last {
+            break;
+        }
+    }
+    Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hex_literal::hex;
+
+    #[test]
+    fn later_header_keeps_only_copied_options() {
+        // IHL 9: Record Route (7, not copied, 11 bytes), NOP, Security (130,
+        // copied, 11 bytes), End, padding.
+        let mut header = [0u8; 36];
+        header[..20].copy_from_slice(&hex!(
+            "49 00 00 24 00 01 00 00 40 11 00 00 c6 33 64 01 cb 00 71 01"
+        ));
+        header[20..31].copy_from_slice(&hex!("07 0b 04 00 00 00 00 00 00 00 00"));
+        header[31] = OPT_NOP;
+        // The Security option (type 130) only fits partly before the header
+        // ends, so use Stream ID (136, copied, 4 bytes) instead.
+        header[32..36].copy_from_slice(&hex!("88 04 ab cd"));
+        let (later, len) = later_header(&header).unwrap();
+        assert_eq!(len, 24);
+        assert_eq!(later[0], 0x46);
+        assert_eq!(&later[20..24], &hex!("88 04 ab cd"));
+        assert_eq!(&later[1..20], &header[1..20]);
+    }
+
+    #[test]
+    fn later_header_pads_to_words() {
+        let mut header = [0u8; 24];
+        header[..20].copy_from_slice(&hex!(
+            "46 00 00 18 00 01 00 00 40 11 00 00 c6 33 64 01 cb 00 71 01"
+        ));
+        // Copied option of 3 bytes (type 0x95), then End.
+        header[20..24].copy_from_slice(&hex!("95 03 01 00"));
+        let (later, len) = later_header(&header).unwrap();
+        assert_eq!(len, 24);
+        assert_eq!(&later[20..24], &hex!("95 03 01 00"));
+    }
+
+    #[test]
+    fn later_header_rejects_broken_options() {
+        let mut header = [0u8; 24];
+        header[..20].copy_from_slice(&hex!(
+            "46 00 00 18 00 01 00 00 40 11 00 00 c6 33 64 01 cb 00 71 01"
+        ));
+        for bad in [
+            hex!("95 01 00 00"),
+            hex!("95 05 00 00"),
+            hex!("01 01 01 07"),
+        ] {
+            header[20..24].copy_from_slice(&bad);
+            assert_eq!(later_header(&header), Err(DropReason::Malformed));
+        }
+    }
+}
