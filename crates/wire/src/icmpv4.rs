@@ -321,3 +321,166 @@ impl fmt::Display for Repr<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hex_literal::hex;
+    use proptest::prelude::*;
+
+    const ECHO_REQUEST: [u8; 19] = hex!("0800e92cbeef00077636676174652d70696e67");
+    /// Fragmentation needed, next-hop MTU 1280, quoting a 1500-byte TCP packet's header.
+    const FRAG_NEEDED: [u8; 28] = hex!("03041b0c00000500 450005dc000040004006abcdc6336401cb007109");
+    const TIME_EXCEEDED: [u8; 12] = hex!("0b00afe3000000004500001c");
+
+    fn round_trip(bytes: &[u8], expected: Repr<'_>) {
+        let p = Packet::new_checked(bytes).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!(Repr::parse(&p).unwrap(), expected);
+        assert_eq!(expected.buffer_len(), bytes.len());
+        let mut buf = vec![0xa5u8; expected.buffer_len()];
+        expected.emit(&mut Packet::new_unchecked(&mut buf[..]));
+        assert_eq!(buf, bytes);
+    }
+
+    #[test]
+    fn echo_request_known_bytes() {
+        let p = Packet::new_checked(&ECHO_REQUEST[..]).unwrap();
+        assert_eq!(
+            (p.msg_type(), p.code(), p.checksum()),
+            (msg_type::ECHO_REQUEST, 0, 0xe92c)
+        );
+        assert_eq!((p.echo_ident(), p.echo_seq_no()), (0xbeef, 7));
+        assert_eq!(p.data(), b"v6gate-ping");
+        round_trip(
+            &ECHO_REQUEST,
+            Repr::EchoRequest {
+                ident: 0xbeef,
+                seq_no: 7,
+                data: b"v6gate-ping",
+            },
+        );
+    }
+
+    #[test]
+    fn frag_needed_known_bytes() {
+        let p = Packet::new_checked(&FRAG_NEEDED[..]).unwrap();
+        assert_eq!(
+            (p.msg_type(), p.code()),
+            (msg_type::DST_UNREACHABLE, CODE_FRAG_NEEDED)
+        );
+        assert_eq!(p.next_hop_mtu(), 1280);
+        round_trip(
+            &FRAG_NEEDED,
+            Repr::DstUnreachable {
+                code: CODE_FRAG_NEEDED,
+                next_hop_mtu: 1280,
+                data: &FRAG_NEEDED[8..],
+            },
+        );
+    }
+
+    #[test]
+    fn time_exceeded_known_bytes() {
+        round_trip(
+            &TIME_EXCEEDED,
+            Repr::TimeExceeded {
+                code: 0,
+                data: &TIME_EXCEEDED[8..],
+            },
+        );
+    }
+
+    #[test]
+    fn echo_reply_is_request_with_type_zero() {
+        let repr = Repr::EchoReply {
+            ident: 0xbeef,
+            seq_no: 7,
+            data: b"v6gate-ping",
+        };
+        let mut buf = [0xa5u8; 19];
+        repr.emit(&mut Packet::new_unchecked(&mut buf[..]));
+        assert_eq!(buf[0], msg_type::ECHO_REPLY);
+        assert_eq!(buf[4..], ECHO_REQUEST[4..]);
+        // Changing type 8 to 0 changes the first word by 0x0800.
+        assert_eq!(u16::from_be_bytes([buf[2], buf[3]]), 0xe92c + 0x0800);
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&buf[..]).unwrap()).unwrap(),
+            repr
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        for len in 0..HEADER_LEN {
+            assert_eq!(
+                Packet::new_checked(&ECHO_REQUEST[..len]),
+                Err(Error::Truncated)
+            );
+        }
+        // Longer truncations are well-formed views but fail the checksum.
+        for len in HEADER_LEN..ECHO_REQUEST.len() {
+            let p = Packet::new_checked(&ECHO_REQUEST[..len]).unwrap();
+            assert_eq!(Repr::parse(&p), Err(Error::BadChecksum), "len {len}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_types_and_codes() {
+        let mut redirect = [5u8, 1, 0, 0, 198, 51, 100, 1];
+        let mut p = Packet::new_unchecked(&mut redirect[..]);
+        p.fill_checksum();
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&redirect[..]).unwrap()),
+            Err(Error::Unrecognized)
+        );
+        let mut echo = ECHO_REQUEST;
+        let mut p = Packet::new_unchecked(&mut echo[..]);
+        p.set_code(1);
+        p.fill_checksum();
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&echo[..]).unwrap()),
+            Err(Error::Unrecognized)
+        );
+    }
+
+    #[test]
+    fn display_names_the_message() {
+        let repr = Repr::DstUnreachable {
+            code: 4,
+            next_hop_mtu: 1280,
+            data: &[],
+        };
+        assert_eq!(
+            repr.to_string(),
+            "ICMPv4 destination unreachable code=4 mtu=1280 len=0"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn repr_round_trip(
+            kind in 0u8..4, a in any::<u16>(), b in any::<u16>(), code in any::<u8>(),
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let data = &data[..];
+            let repr = match kind {
+                0 => Repr::EchoRequest { ident: a, seq_no: b, data },
+                1 => Repr::EchoReply { ident: a, seq_no: b, data },
+                2 => Repr::DstUnreachable { code, next_hop_mtu: a, data },
+                _ => Repr::TimeExceeded { code, data },
+            };
+            let mut buf = vec![0xa5u8; repr.buffer_len()];
+            repr.emit(&mut Packet::new_unchecked(&mut buf[..]));
+            let parsed = Repr::parse(&Packet::new_checked(&buf[..]).unwrap()).unwrap();
+            prop_assert_eq!(parsed, repr);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if let Ok(p) = Packet::new_checked(&bytes[..]) {
+                let _ = Repr::parse(&p);
+            }
+        }
+    }
+}

@@ -344,3 +344,159 @@ impl fmt::Display for Repr<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hex_literal::hex;
+    use proptest::prelude::*;
+
+    fn src() -> Ipv6Addr {
+        "2001:db8:1::1".parse().unwrap()
+    }
+
+    fn dst() -> Ipv6Addr {
+        "2001:db8:2::2".parse().unwrap()
+    }
+
+    // ICMPv6 payloads of captures from 2001:db8:1::1 to 2001:db8:2::2.
+    const PACKET_TOO_BIG: [u8; 16] = hex!("020002f500000500 6000000000083a40");
+    const ECHO_REQUEST: [u8; 13] = hex!("8000cd2942420003 70696e6736");
+    const UNREACHABLE: [u8; 12] = hex!("0103433e00000000 60000000");
+
+    fn round_trip(bytes: &[u8], expected: Repr<'_>) {
+        let p = Packet::new_checked(bytes).unwrap();
+        assert!(p.verify_checksum(&src(), &dst()));
+        assert_eq!(Repr::parse(&src(), &dst(), &p).unwrap(), expected);
+        assert_eq!(expected.buffer_len(), bytes.len());
+        let mut buf = vec![0xa5u8; expected.buffer_len()];
+        expected.emit(&src(), &dst(), &mut Packet::new_unchecked(&mut buf[..]));
+        assert_eq!(buf, bytes);
+    }
+
+    #[test]
+    fn packet_too_big_known_bytes() {
+        let p = Packet::new_checked(&PACKET_TOO_BIG[..]).unwrap();
+        assert_eq!(
+            (p.msg_type(), p.code(), p.checksum()),
+            (msg_type::PACKET_TOO_BIG, 0, 0x02f5)
+        );
+        assert_eq!(p.mtu(), 1280);
+        round_trip(
+            &PACKET_TOO_BIG,
+            Repr::PacketTooBig {
+                mtu: 1280,
+                data: &PACKET_TOO_BIG[8..],
+            },
+        );
+    }
+
+    #[test]
+    fn echo_request_known_bytes() {
+        let p = Packet::new_checked(&ECHO_REQUEST[..]).unwrap();
+        assert_eq!(
+            (p.echo_ident(), p.echo_seq_no(), p.data()),
+            (0x4242, 3, &b"ping6"[..])
+        );
+        round_trip(
+            &ECHO_REQUEST,
+            Repr::EchoRequest {
+                ident: 0x4242,
+                seq_no: 3,
+                data: b"ping6",
+            },
+        );
+    }
+
+    #[test]
+    fn unreachable_known_bytes() {
+        round_trip(
+            &UNREACHABLE,
+            Repr::DstUnreachable {
+                code: 3,
+                data: &UNREACHABLE[8..],
+            },
+        );
+    }
+
+    #[test]
+    fn checksum_covers_the_pseudo_header() {
+        let p = Packet::new_checked(&PACKET_TOO_BIG[..]).unwrap();
+        assert!(!p.verify_checksum(&dst(), &"2001:db8:2::3".parse().unwrap()));
+        assert_eq!(
+            Repr::parse(&src(), &"2001:db8:2::3".parse().unwrap(), &p),
+            Err(Error::BadChecksum)
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        for len in 0..HEADER_LEN {
+            assert_eq!(
+                Packet::new_checked(&PACKET_TOO_BIG[..len]),
+                Err(Error::Truncated)
+            );
+        }
+        for len in HEADER_LEN..PACKET_TOO_BIG.len() {
+            let p = Packet::new_checked(&PACKET_TOO_BIG[..len]).unwrap();
+            assert_eq!(
+                Repr::parse(&src(), &dst(), &p),
+                Err(Error::BadChecksum),
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_unrepresented_types() {
+        let mut param = [msg_type::PARAM_PROBLEM, 0, 0, 0, 0, 0, 0, 6];
+        Packet::new_unchecked(&mut param[..]).fill_checksum(&src(), &dst());
+        let p = Packet::new_checked(&param[..]).unwrap();
+        assert_eq!(Repr::parse(&src(), &dst(), &p), Err(Error::Unrecognized));
+        let mut ptb = PACKET_TOO_BIG;
+        let mut p = Packet::new_unchecked(&mut ptb[..]);
+        p.set_code(1);
+        p.fill_checksum(&src(), &dst());
+        let p = Packet::new_checked(&ptb[..]).unwrap();
+        assert_eq!(Repr::parse(&src(), &dst(), &p), Err(Error::Unrecognized));
+    }
+
+    #[test]
+    fn display_names_the_message() {
+        let repr = Repr::PacketTooBig {
+            mtu: 1280,
+            data: &[0; 4],
+        };
+        assert_eq!(repr.to_string(), "ICMPv6 packet too big mtu=1280 len=4");
+    }
+
+    proptest! {
+        #[test]
+        fn repr_round_trip(
+            kind in 0u8..5, a in any::<u16>(), b in any::<u16>(), code in any::<u8>(),
+            mtu in any::<u32>(), s in any::<[u8; 16]>(), d in any::<[u8; 16]>(),
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let (s, d) = (Ipv6Addr::from(s), Ipv6Addr::from(d));
+            let data = &data[..];
+            let repr = match kind {
+                0 => Repr::EchoRequest { ident: a, seq_no: b, data },
+                1 => Repr::EchoReply { ident: a, seq_no: b, data },
+                2 => Repr::PacketTooBig { mtu, data },
+                3 => Repr::DstUnreachable { code, data },
+                _ => Repr::TimeExceeded { code, data },
+            };
+            let mut buf = vec![0xa5u8; repr.buffer_len()];
+            repr.emit(&s, &d, &mut Packet::new_unchecked(&mut buf[..]));
+            let parsed = Repr::parse(&s, &d, &Packet::new_checked(&buf[..]).unwrap()).unwrap();
+            prop_assert_eq!(parsed, repr);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if let Ok(p) = Packet::new_checked(&bytes[..]) {
+                let _ = Repr::parse(&src(), &dst(), &p);
+            }
+        }
+    }
+}
