@@ -1,1 +1,28 @@
-//! sys
+//! The I/O shell of v6gate: everything that talks to the Linux kernel, and nothing else.
+//!
+//! | module | does | does not |
+//! | --- | --- | --- |
+//! | [`tun`] | create a non-persistent `IFF_TUN \| IFF_NO_PI` device by exact name; read and write whole packets on a pollable descriptor | configure addresses, MTU or link state (that is [`netlink`]) |
+//! | [`raw`] | raw IPv6 sockets: send caller-built IPv6 packets (`IPV6_HDRINCL`) for one protocol, receive payloads with outer addresses, traffic class and encapsulation limit; an ICMPv6 socket filtered to Packet Too Big | build or check headers, fragment, decide what to accept |
+//! | [`netlink`] | links, addresses, routes and rules over rtnetlink (async, tokio); change notifications | decide what to install; track what it installed |
+//! | [`sysctl`] | read and write `/proc/sys` keys; a journal that restores originals | choose values |
+//!
+//! Everything acts in the network namespace of the *calling thread*: devices, sockets and
+//! netlink connections are bound to it when created, and `/proc/sys/net` keys resolve against
+//! the thread that opens them. Errors are [`SysError`], whose text names the operation, the
+//! object and the kernel's answer.
+//!
+//! This is the only crate of the workspace allowed `unsafe`, confined to private `sys`
+//! submodules and [`fd`]-level helpers, each block with a `// SAFETY:` comment.
+
+#![deny(unsafe_code)]
+
+mod error;
+#[allow(unsafe_code)]
+mod fd;
+pub mod netlink;
+pub mod raw;
+pub mod sysctl;
+pub mod tun;
+
+pub use error::{Result, SysError};
