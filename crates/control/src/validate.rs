@@ -10,7 +10,7 @@ use toml::Value;
 use toml::de::DeTable;
 
 use crate::error::{ConfigError, Diagnostic};
-use crate::file::{FileConfig, FileGateway, FileTunnel};
+use crate::file::{FileConfig, FileGateway, FileTunnel, Int};
 use crate::locate::KeyIndex;
 use crate::model::{
     Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_PIN_RULE_PRIORITY,
@@ -130,11 +130,11 @@ impl Checker {
         };
         let pin_table = file
             .pin_table
-            .and_then(|t| self.table_id("gateway.pin_table", t))
+            .and_then(|Int(t)| self.table_id("gateway.pin_table", t))
             .unwrap_or(DEFAULT_PIN_TABLE);
         let pin_rule_priority = file
             .pin_rule_priority
-            .and_then(|p| {
+            .and_then(|Int(p)| {
                 self.int_in_why(
                     "gateway.pin_rule_priority",
                     p,
@@ -146,7 +146,7 @@ impl Checker {
             .map_or(DEFAULT_PIN_RULE_PRIORITY, |p| p as u32);
         let route_metric = file
             .route_metric
-            .and_then(|m| self.int_in("gateway.route_metric", m, 0, u32::MAX.into()))
+            .and_then(|Int(m)| self.int_in("gateway.route_metric", m, 0, u32::MAX.into()))
             .map_or(DEFAULT_ROUTE_METRIC, |m| m as u32);
         Gateway {
             control_socket,
@@ -221,7 +221,7 @@ impl Checker {
 
         let mtu = match (file.mtu, families) {
             (None, _) => Some(None),
-            (Some(mtu), Some(families)) if families.ipv6 => self
+            (Some(Int(mtu)), Some(families)) if families.ipv6 => self
                 .int_in_why(
                     &key("mtu"),
                     mtu,
@@ -230,7 +230,7 @@ impl Checker {
                     "the tunnel carries IPv6, whose links need at least 1280",
                 )
                 .map(|m| Some(m as u16)),
-            (Some(mtu), _) => self
+            (Some(Int(mtu)), _) => self
                 .int_in(&key("mtu"), mtu, IPV4_MIN_MTU, MAX_MTU)
                 .map(|m| Some(m as u16)),
         };
@@ -293,12 +293,12 @@ impl Checker {
 
         let hop_limit = match file.hop_limit {
             None => Some(DEFAULT_HOP_LIMIT),
-            Some(h) => self.int_in(&key("hop_limit"), h, 1, 255).map(|h| h as u8),
+            Some(Int(h)) => self.int_in(&key("hop_limit"), h, 1, 255).map(|h| h as u8),
         };
 
         let underlay_mtu = match file.underlay_mtu {
             None => Some(None),
-            Some(m) => self
+            Some(Int(m)) => self
                 .int_in_why(
                     &key("underlay_mtu"),
                     m,
@@ -498,7 +498,7 @@ impl Checker {
                     format!(
                         "{net} is {}, but mode = \"{mode}\" carries only {}",
                         family_name(&net),
-                        mode.families()
+                        carried_families(mode)
                     ),
                 );
             } else if !families.allows(&net) {
@@ -701,6 +701,14 @@ fn family_name(net: &IpNet) -> &'static str {
     }
 }
 
+fn carried_families(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Ipip6 => "IPv4",
+        Mode::Ip6ip6 => "IPv6",
+        Mode::Any => "IPv4 and IPv6",
+    }
+}
+
 fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
 }
@@ -710,7 +718,7 @@ fn describe(value: &Value) -> String {
     match value {
         Value::String(s) => format!("{s:?}"),
         Value::Integer(n) => n.to_string(),
-        Value::Float(x) => x.to_string(),
+        Value::Float(x) => format!("{x:?}"),
         Value::Boolean(b) => b.to_string(),
         Value::Datetime(d) => d.to_string(),
         Value::Array(_) => "an array".to_owned(),
