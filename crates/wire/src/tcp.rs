@@ -457,3 +457,277 @@ impl fmt::Display for Repr<'_> {
         write!(f, " len={}", self.payload.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hex_literal::hex;
+    use proptest::prelude::*;
+
+    const SRC4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+    const DST4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+
+    fn src6() -> Ipv6Addr {
+        "2001:db8:1::1".parse().unwrap()
+    }
+
+    fn dst6() -> Ipv6Addr {
+        "2001:db8:2::2".parse().unwrap()
+    }
+
+    /// A Linux-style SYN over IPv4: MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
+    const SYN4: [u8; 40] = hex!(
+        "9c4001bb0102030400000000a002faf014960000"
+        "020405b40402080a000030390000000001030307"
+    );
+    /// SYN over IPv6 whose MSS (1440) follows a NOP, so its value sits at an odd offset.
+    const SYN6_ODD: [u8; 32] = hex!(
+        "9c4001bb01020304000000008002fd20db260000"
+        "01020405a004020303070000"
+    );
+    /// PSH/ACK over IPv4 carrying a request line.
+    const DATA4: [u8; 36] = hex!(
+        "9c4001bb0000000500000009501801f6d7e70000"
+        "474554202f20485454502f312e310d0a"
+    );
+    /// SYN over IPv4 with nothing but MSS 1460.
+    const SYN4_MSS_ONLY: [u8; 24] = hex!("9c4001bb01020304000000006002faf094f50000020405b4");
+
+    #[test]
+    fn parses_known_syn() {
+        let p = Packet::new_checked(&SYN4[..]).unwrap();
+        assert_eq!((p.src_port(), p.dst_port()), (40000, 443));
+        assert_eq!((p.seq_number(), p.ack_number()), (0x0102_0304, 0));
+        assert_eq!(p.header_len(), 40);
+        assert!(p.syn() && !p.ack() && !p.rst() && !p.fin());
+        assert_eq!(p.window(), 64240);
+        assert_eq!(p.checksum(), 0x1496);
+        assert_eq!(p.urgent(), 0);
+        assert_eq!(p.options(), &SYN4[20..]);
+        assert!(p.payload().is_empty());
+        assert_eq!(p.mss(), Ok(Some(1460)));
+        assert!(p.verify_checksum_v4(&SRC4, &DST4));
+        assert!(!p.verify_checksum_v4(&DST4, &SRC4.octets().map(|b| b ^ 1).into()));
+    }
+
+    #[test]
+    fn parses_known_data_segment() {
+        let p = Packet::new_checked(&DATA4[..]).unwrap();
+        assert!(p.ack() && !p.syn());
+        assert_eq!(p.flags(), flags::PSH | flags::ACK);
+        assert_eq!(p.payload(), b"GET / HTTP/1.1\r\n");
+        assert_eq!(p.mss(), Ok(None));
+        assert!(p.verify_checksum_v4(&SRC4, &DST4));
+    }
+
+    #[test]
+    fn repr_emits_known_bytes_over_junk() {
+        let repr = Repr {
+            src_port: 40000,
+            dst_port: 443,
+            seq_number: 0x0102_0304,
+            ack_number: 0,
+            flags: flags::SYN,
+            window: 64240,
+            mss: Some(1460),
+            payload: &[],
+        };
+        let mut buf = [0xa5u8; 24];
+        let mut p = Packet::new_unchecked(&mut buf[..]);
+        repr.emit(&mut p);
+        p.fill_checksum_v4(&SRC4, &DST4);
+        assert_eq!(buf, SYN4_MSS_ONLY);
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&buf[..]).unwrap()),
+            Ok(repr)
+        );
+        assert_eq!(
+            repr.to_string(),
+            "TCP src=40000 dst=443 syn seq=16909060 ack=0 win=64240 mss=1460 len=0"
+        );
+    }
+
+    #[test]
+    fn checksum_v6_known_answer() {
+        let p = Packet::new_checked(&SYN6_ODD[..]).unwrap();
+        assert!(p.verify_checksum_v6(&src6(), &dst6()));
+        assert_eq!(p.mss(), Ok(Some(1440)));
+        let mut buf = SYN6_ODD;
+        let mut p = Packet::new_unchecked(&mut buf[..]);
+        p.fill_checksum_v6(&src6(), &dst6());
+        assert_eq!(buf, SYN6_ODD);
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        for len in 0..SYN4.len() {
+            assert!(Packet::new_checked(&SYN4[..len]).is_err(), "len {len}");
+        }
+        assert_eq!(Packet::new_checked(&SYN4[..19]), Err(Error::Truncated));
+        assert_eq!(Packet::new_checked(&SYN4[..39]), Err(Error::BadHeaderLen));
+        let mut low = SYN4;
+        low[12] = 0x40;
+        assert_eq!(Packet::new_checked(&low[..]), Err(Error::BadHeaderLen));
+    }
+
+    #[test]
+    fn clamp_lowers_mss_at_even_offset() {
+        let mut buf = SYN4;
+        let mut p = Packet::new_checked(&mut buf[..]).unwrap();
+        assert_eq!(p.clamp_mss(1412), Ok(Some(1460)));
+        assert_eq!(p.mss(), Ok(Some(1412)));
+        assert!(p.verify_checksum_v4(&SRC4, &DST4));
+        assert_eq!(buf[22..24], 1412u16.to_be_bytes());
+        let mut expect = SYN4;
+        expect[22..24].copy_from_slice(&1412u16.to_be_bytes());
+        Packet::new_unchecked(&mut expect[..]).fill_checksum_v4(&SRC4, &DST4);
+        assert_eq!(buf, expect);
+    }
+
+    #[test]
+    fn clamp_lowers_mss_at_odd_offset() {
+        let mut buf = SYN6_ODD;
+        let mut p = Packet::new_checked(&mut buf[..]).unwrap();
+        assert_eq!(p.clamp_mss(1220), Ok(Some(1440)));
+        assert_eq!(p.mss(), Ok(Some(1220)));
+        assert!(p.verify_checksum_v6(&src6(), &dst6()));
+    }
+
+    #[test]
+    fn clamp_leaves_small_mss_and_non_syn_alone() {
+        let mut buf = SYN4;
+        assert_eq!(
+            Packet::new_checked(&mut buf[..]).unwrap().clamp_mss(1460),
+            Ok(None)
+        );
+        assert_eq!(
+            Packet::new_checked(&mut buf[..]).unwrap().clamp_mss(9000),
+            Ok(None)
+        );
+        assert_eq!(buf, SYN4);
+        // A non-SYN with an MSS option is not clamped: MSS means nothing there.
+        let mut ack = SYN4;
+        ack[13] = flags::ACK;
+        assert_eq!(
+            Packet::new_checked(&mut ack[..]).unwrap().clamp_mss(500),
+            Ok(None)
+        );
+        assert_eq!(ack[22..24], 1460u16.to_be_bytes());
+    }
+
+    #[test]
+    fn clamp_lowers_every_duplicate_mss() {
+        let mut seg = hex!("9c4001bb0102030400000000 7002faf00000 0000 020405b4 0204ffff").to_vec();
+        let mut p = Packet::new_checked(&mut seg[..]).unwrap();
+        p.fill_checksum_v4(&SRC4, &DST4);
+        assert_eq!(p.clamp_mss(1400), Ok(Some(1460)));
+        assert_eq!(p.options(), hex!("02040578 02040578"));
+        assert!(p.verify_checksum_v4(&SRC4, &DST4));
+    }
+
+    #[test]
+    fn malformed_options_are_errors_and_leave_the_segment_untouched() {
+        for options in [
+            hex!("02030578 01010101"), // MSS with length 3
+            hex!("020405b4 08ff0000"), // option runs past the header
+            hex!("020405b4 01010108"), // kind in the last byte, no length
+            hex!("020405b4 05000000"), // length 0
+            hex!("020405b4 05010000"), // length 1
+        ] {
+            let mut seg = SYN4_MSS_ONLY[..20].to_vec();
+            seg.extend_from_slice(&options);
+            seg[12] = 0x70;
+            let before = seg.clone();
+            let mut p = Packet::new_checked(&mut seg[..]).unwrap();
+            assert_eq!(p.mss(), Err(Error::BadOption), "{options:02x?}");
+            assert_eq!(p.clamp_mss(1000), Err(Error::BadOption), "{options:02x?}");
+            assert_eq!(seg, before);
+        }
+    }
+
+    #[test]
+    fn end_of_option_list_stops_the_walk() {
+        let mut seg = SYN4_MSS_ONLY[..20].to_vec();
+        seg.extend_from_slice(&hex!("00 020405b4 ffffff"));
+        seg[12] = 0x70;
+        assert_eq!(Packet::new_checked(&seg[..]).unwrap().mss(), Ok(None));
+    }
+
+    /// Options other than MSS that a real SYN carries.
+    fn other_option() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(vec![OPT_NOP]),
+            Just(vec![4, 2]),
+            any::<u8>().prop_map(|s| vec![3, 3, s]),
+            any::<[u8; 8]>().prop_map(|t| [&[8u8, 10][..], &t].concat()),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn clamp_keeps_checksum_valid(
+            before in proptest::collection::vec(other_option(), 0..3),
+            after in proptest::collection::vec(other_option(), 0..3),
+            mss in any::<u16>(),
+            max in any::<u16>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..1500),
+            v6 in any::<bool>(),
+            a4 in any::<[u8; 4]>(), b4 in any::<[u8; 4]>(),
+            a6 in any::<[u8; 16]>(), b6 in any::<[u8; 16]>(),
+        ) {
+            let mut options: Vec<u8> = before.concat();
+            options.extend([OPT_MSS, 4]);
+            options.extend(mss.to_be_bytes());
+            options.extend(after.concat());
+            while options.len() % 4 != 0 {
+                options.push(OPT_END);
+            }
+            let header_len = HEADER_LEN + options.len();
+            let mut seg = vec![0xa5u8; header_len];
+            seg[field::DATA_OFF] = ((header_len / 4) as u8) << 4;
+            seg[field::FLAGS] = flags::SYN;
+            seg[HEADER_LEN..].copy_from_slice(&options);
+            seg.extend(&payload);
+            let (a4, b4, a6, b6) = (a4.into(), b4.into(), a6.into(), b6.into());
+            let mut p = Packet::new_checked(&mut seg[..]).unwrap();
+            if v6 { p.fill_checksum_v6(&a6, &b6) } else { p.fill_checksum_v4(&a4, &b4) }
+
+            let changed = p.clamp_mss(max).unwrap();
+            prop_assert_eq!(changed, (mss > max).then_some(mss));
+            prop_assert_eq!(p.mss().unwrap(), Some(mss.min(max)));
+            let valid = if v6 { p.verify_checksum_v6(&a6, &b6) } else { p.verify_checksum_v4(&a4, &b4) };
+            prop_assert!(valid);
+            let clamped = p.checksum();
+            if v6 { p.fill_checksum_v6(&a6, &b6) } else { p.fill_checksum_v4(&a4, &b4) }
+            prop_assert_eq!(clamped, p.checksum(), "incremental equals recomputed");
+            prop_assert_eq!(p.payload(), &payload[..]);
+        }
+
+        #[test]
+        fn repr_round_trip(
+            src_port in any::<u16>(), dst_port in any::<u16>(), seq_number in any::<u32>(),
+            ack_number in any::<u32>(), flags in any::<u8>(), window in any::<u16>(),
+            mss in proptest::option::of(any::<u16>()),
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let repr = Repr { src_port, dst_port, seq_number, ack_number, flags, window, mss, payload: &payload };
+            let mut buf = vec![0xa5u8; repr.buffer_len()];
+            let mut p = Packet::new_unchecked(&mut buf[..]);
+            repr.emit(&mut p);
+            p.fill_checksum_v4(&SRC4, &DST4);
+            let p = Packet::new_checked(&buf[..]).unwrap();
+            prop_assert!(p.verify_checksum_v4(&SRC4, &DST4));
+            prop_assert_eq!(Repr::parse(&p).unwrap(), repr);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            if let Ok(p) = Packet::new_checked(&bytes[..]) {
+                let _ = (p.mss(), p.options().len(), p.payload().len(), Repr::parse(&p));
+            }
+            if let Ok(mut p) = Packet::new_checked(&mut bytes[..]) {
+                let _ = p.clamp_mss(536);
+            }
+        }
+    }
+}

@@ -212,3 +212,150 @@ impl fmt::Display for Repr {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hex_literal::hex;
+    use proptest::prelude::*;
+
+    const SRC4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+    const DST4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+
+    fn src6() -> Ipv6Addr {
+        "2001:db8:1::1".parse().unwrap()
+    }
+
+    fn dst6() -> Ipv6Addr {
+        "2001:db8:2::2".parse().unwrap()
+    }
+
+    /// NAT-T keepalive (RFC 3948 §2.3) over IPv4.
+    const KEEPALIVE4: [u8; 9] = hex!("1194119400097774ff");
+    /// The same datagram over IPv6.
+    const KEEPALIVE6: [u8; 9] = hex!("119411940009823bff");
+    /// DNS-ish datagram over IPv6 carrying "hello".
+    const HELLO6: [u8; 13] = hex!("14e90035000d4b6c68656c6c6f");
+
+    #[test]
+    fn parses_known_datagrams() {
+        let p = Packet::new_checked(&KEEPALIVE4[..]).unwrap();
+        assert_eq!(
+            (p.src_port(), p.dst_port(), p.len(), p.checksum()),
+            (4500, 4500, 9, 0x7774)
+        );
+        assert_eq!(p.payload(), [0xff]);
+        assert!(p.verify_checksum_v4(&SRC4, &DST4));
+        let p = Packet::new_checked(&KEEPALIVE6[..]).unwrap();
+        assert!(p.verify_checksum_v6(&src6(), &dst6()));
+        let p = Packet::new_checked(&HELLO6[..]).unwrap();
+        assert_eq!(p.payload(), b"hello");
+        assert!(p.verify_checksum_v6(&src6(), &dst6()));
+        assert_eq!(
+            Repr::parse(&p),
+            Ok(Repr {
+                src_port: 5353,
+                dst_port: 53,
+                payload_len: 5
+            })
+        );
+    }
+
+    #[test]
+    fn emits_known_bytes_over_junk() {
+        let repr = Repr {
+            src_port: 4500,
+            dst_port: 4500,
+            payload_len: 1,
+        };
+        for (addrs_v6, expected) in [(false, KEEPALIVE4), (true, KEEPALIVE6)] {
+            let mut buf = [0xa5u8; 9];
+            let mut p = Packet::new_unchecked(&mut buf[..]);
+            repr.emit(&mut p);
+            p.payload_mut()[0] = 0xff;
+            if addrs_v6 {
+                p.fill_checksum_v6(&src6(), &dst6());
+            } else {
+                p.fill_checksum_v4(&SRC4, &DST4);
+            }
+            assert_eq!(buf, expected);
+        }
+        assert_eq!(repr.to_string(), "UDP src=4500 dst=4500 len=1");
+    }
+
+    #[test]
+    fn zero_checksum_means_none_over_ipv4_only() {
+        let mut buf = KEEPALIVE4;
+        buf[6..8].fill(0);
+        let p = Packet::new_checked(&buf[..]).unwrap();
+        assert!(p.verify_checksum_v4(&SRC4, &DST4));
+        assert!(!p.verify_checksum_v6(&src6(), &dst6()));
+    }
+
+    #[test]
+    fn computed_zero_is_sent_as_all_ones() {
+        // Pick the payload word so the datagram's sum is exactly 0xffff.
+        let mut buf = [0u8; 10];
+        let mut p = Packet::new_unchecked(&mut buf[..]);
+        Repr {
+            src_port: 1,
+            dst_port: 2,
+            payload_len: 2,
+        }
+        .emit(&mut p);
+        let partial = checksum::combine(&[
+            checksum::pseudo_header_v4(&SRC4, &DST4, ip_proto::UDP, 10),
+            checksum::data(&buf),
+        ]);
+        buf[8..10].copy_from_slice(&(!partial).to_be_bytes());
+        let mut p = Packet::new_unchecked(&mut buf[..]);
+        p.fill_checksum_v4(&SRC4, &DST4);
+        assert_eq!(p.checksum(), 0xffff);
+        assert!(p.verify_checksum_v4(&SRC4, &DST4));
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        for len in 0..HELLO6.len() {
+            assert!(Packet::new_checked(&HELLO6[..len]).is_err(), "len {len}");
+        }
+        let mut short = HELLO6;
+        short[4..6].copy_from_slice(&7u16.to_be_bytes());
+        assert_eq!(Packet::new_checked(&short[..]), Err(Error::BadLength));
+    }
+
+    #[test]
+    fn trailing_bytes_are_not_payload() {
+        let mut buf = HELLO6.to_vec();
+        buf.extend_from_slice(&[0; 3]);
+        let p = Packet::new_checked(&buf[..]).unwrap();
+        assert_eq!(p.payload(), b"hello");
+        assert!(p.verify_checksum_v6(&src6(), &dst6()));
+    }
+
+    proptest! {
+        #[test]
+        fn repr_round_trip(
+            src_port in any::<u16>(), dst_port in any::<u16>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let repr = Repr { src_port, dst_port, payload_len: payload.len() };
+            let mut buf = vec![0xa5u8; repr.buffer_len() + payload.len()];
+            let mut p = Packet::new_unchecked(&mut buf[..]);
+            repr.emit(&mut p);
+            p.payload_mut().copy_from_slice(&payload);
+            p.fill_checksum_v6(&src6(), &dst6());
+            let p = Packet::new_checked(&buf[..]).unwrap();
+            prop_assert!(p.verify_checksum_v6(&src6(), &dst6()));
+            prop_assert_eq!(Repr::parse(&p).unwrap(), repr);
+            prop_assert_eq!(p.payload(), &payload[..]);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if let Ok(p) = Packet::new_checked(&bytes[..]) {
+                let _ = (p.payload().len(), p.verify_checksum_v4(&SRC4, &DST4), Repr::parse(&p));
+            }
+        }
+    }
+}
