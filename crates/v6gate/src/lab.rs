@@ -1210,8 +1210,19 @@ impl Lab {
             self.unique(&format!("{}-{device}", node.tag()))
         ));
         let file_arg = file.to_string_lossy().into_owned();
+        // Immediate mode: otherwise packets wait in the capture ring for up to a second
+        // and are lost when the capture is stopped right after the traffic.
         let mut args = vec![
-            "tcpdump", "-Z", "root", "-n", "-U", "-i", device, "-w", &file_arg,
+            "tcpdump",
+            "--immediate-mode",
+            "-Z",
+            "root",
+            "-n",
+            "-U",
+            "-i",
+            device,
+            "-w",
+            &file_arg,
         ];
         args.extend(filter.split_whitespace());
         let process = self.spawn(node, "tcpdump", &args)?;
@@ -1227,7 +1238,17 @@ impl Lab {
         device: &str,
         filter: &str,
     ) -> Result<TextCapture, LabError> {
-        let mut args = vec!["tcpdump", "-Z", "root", "-n", "-v", "-l", "-i", device];
+        let mut args = vec![
+            "tcpdump",
+            "--immediate-mode",
+            "-Z",
+            "root",
+            "-n",
+            "-v",
+            "-l",
+            "-i",
+            device,
+        ];
         args.extend(filter.split_whitespace());
         let process = self.spawn(node, "tcpdump", &args)?;
         wait_listening(&process)?;
