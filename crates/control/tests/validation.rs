@@ -14,8 +14,15 @@ fn net(s: &str) -> IpNet {
 
 #[test]
 fn defaults_are_filled_in() {
-    let c = valid(&tunnel("home", "2001:db8:a::2", "routes = [\"203.0.113.0/24\"]\n"));
-    assert_eq!(c.gateway.control_socket.to_str(), Some("/run/v6gate/v6gate.sock"));
+    let c = valid(&tunnel(
+        "home",
+        "2001:db8:a::2",
+        "routes = [\"203.0.113.0/24\"]\n",
+    ));
+    assert_eq!(
+        c.gateway.control_socket.to_str(),
+        Some("/run/v6gate/v6gate.sock")
+    );
     assert_eq!(c.gateway.pin_table, 6464);
     assert_eq!(c.gateway.pin_rule_priority, 100);
     assert_eq!(c.gateway.route_metric, 50);
@@ -71,14 +78,23 @@ enabled = false
     let c = valid(text);
     let g = &c.gateway;
     assert_eq!(g.control_socket.to_str(), Some("/run/test/v6gate.sock"));
-    assert_eq!((g.pin_table, g.pin_rule_priority, g.route_metric), (7000, 90, 1024));
-    assert_eq!((g.ipv4_forwarding, g.ipv6_forwarding), (Some(true), Some(false)));
+    assert_eq!(
+        (g.pin_table, g.pin_rule_priority, g.route_metric),
+        (7000, 90, 1024)
+    );
+    assert_eq!(
+        (g.ipv4_forwarding, g.ipv6_forwarding),
+        (Some(true), Some(false))
+    );
     let t = &c.tunnels[0];
     assert_eq!(t.device, "tun-all");
     assert_eq!(t.mode, Mode::Any);
     assert_eq!(t.encap_limit, Some(4));
     assert_eq!(t.mtu, Some(1400));
-    assert_eq!(t.routes, vec![net("203.0.113.0/24"), net("2001:db8:c::/48")]);
+    assert_eq!(
+        t.routes,
+        vec![net("203.0.113.0/24"), net("2001:db8:c::/48")]
+    );
     assert_eq!(t.allowed_sources, vec![net("203.0.113.0/25")]);
     assert_eq!(t.inner_families, InnerFamilies::BOTH);
     assert_eq!(t.mss_clamp, MssClamp::Fixed(1300));
@@ -99,7 +115,8 @@ fn empty_file_is_a_gateway_without_tunnels() {
 
 #[test]
 fn duplicate_tunnel_names() {
-    let text = tunnel("home", "2001:db8:a::2", "") + &tunnel("home", "2001:db8:a::3", "device = \"other\"\n");
+    let text = tunnel("home", "2001:db8:a::2", "")
+        + &tunnel("home", "2001:db8:a::3", "device = \"other\"\n");
     let e = invalid(&text);
     let second_name = text.match_indices("name = \"home\"").nth(1).unwrap().0;
     let line = text[..second_name].matches('\n').count() + 1;
@@ -109,8 +126,14 @@ fn duplicate_tunnel_names() {
 
 #[test]
 fn duplicate_devices_including_derived_ones() {
-    let text = tunnel("home", "2001:db8:a::2", "") + &tunnel("b", "2001:db8:a::3", "device = \"v6g-home\"\n");
-    only_problem(&text, "tunnel[1].device", "already the device of tunnel[0]", "device = \"v6g-home\"");
+    let text = tunnel("home", "2001:db8:a::2", "")
+        + &tunnel("b", "2001:db8:a::3", "device = \"v6g-home\"\n");
+    only_problem(
+        &text,
+        "tunnel[1].device",
+        "already the device of tunnel[0]",
+        "device = \"v6g-home\"",
+    );
 }
 
 #[test]
@@ -119,14 +142,27 @@ fn device_names_follow_linux_rules() {
         let text = tunnel("home", "2001:db8:a::2", &format!("device = \"{bad}\"\n"));
         only_problem(&text, "tunnel[0].device", "interface name", "device =");
     }
-    valid(&tunnel("home", "2001:db8:a::2", "device = \"fifteen-bytes-x\"\n"));
+    valid(&tunnel(
+        "home",
+        "2001:db8:a::2",
+        "device = \"fifteen-bytes-x\"\n",
+    ));
 }
 
 #[test]
 fn derived_device_too_long_names_the_name() {
     let text = tunnel("twelve-chars", "2001:db8:a::2", "");
-    only_problem(&text, "tunnel[0].name", "\"v6g-twelve-chars\", is 16 bytes, longer than 15", "name =");
-    valid(&tunnel("twelve-chars", "2001:db8:a::2", "device = \"v6g-12\"\n"));
+    only_problem(
+        &text,
+        "tunnel[0].name",
+        "\"v6g-twelve-chars\", is 16 bytes, longer than 15",
+        "name =",
+    );
+    valid(&tunnel(
+        "twelve-chars",
+        "2001:db8:a::2",
+        "device = \"v6g-12\"\n",
+    ));
     valid(&tunnel("eleven-char", "2001:db8:a::2", ""));
 }
 
@@ -139,7 +175,12 @@ fn tunnel_names_are_restricted() {
 #[test]
 fn local_and_remote_differ() {
     let text = tunnel("home", "2001:db8:a::1", "");
-    only_problem(&text, "tunnel[0].remote", "same address as `local`", "remote =");
+    only_problem(
+        &text,
+        "tunnel[0].remote",
+        "same address as `local`",
+        "remote =",
+    );
 }
 
 #[test]
@@ -151,32 +192,81 @@ fn endpoints_are_unicast() {
         ("fe80::1", "link-local"),
         ("::ffff:198.51.100.1", "IPv4-mapped"),
     ] {
-        only_problem(&tunnel("home", addr, ""), "tunnel[0].remote", why, "remote =");
+        only_problem(
+            &tunnel("home", addr, ""),
+            "tunnel[0].remote",
+            why,
+            "remote =",
+        );
         let text = tunnel("home", "2001:db8:a::2", "").replace("2001:db8:a::1", addr);
         only_problem(&text, "tunnel[0].local", why, "local =");
     }
-    only_problem(&tunnel("home", "198.51.100.1", ""), "tunnel[0].remote", "outer addresses are IPv6", "remote =");
-    only_problem(&tunnel("home", "nowhere", ""), "tunnel[0].remote", "expected an IPv6 address", "remote =");
+    only_problem(
+        &tunnel("home", "198.51.100.1", ""),
+        "tunnel[0].remote",
+        "outer addresses are IPv6",
+        "remote =",
+    );
+    only_problem(
+        &tunnel("home", "nowhere", ""),
+        "tunnel[0].remote",
+        "expected an IPv6 address",
+        "remote =",
+    );
 }
 
 #[test]
 fn mode_is_one_of_three() {
     let text = tunnel("home", "2001:db8:a::2", "").replace("\"ipip6\"", "\"ipsec\"");
-    only_problem(&text, "tunnel[0].mode", "expected one of \"ipip6\", \"ip6ip6\", \"any\", found \"ipsec\"", "mode =");
+    only_problem(
+        &text,
+        "tunnel[0].mode",
+        "expected one of \"ipip6\", \"ip6ip6\", \"any\", found \"ipsec\"",
+        "mode =",
+    );
 }
 
 #[test]
 fn route_families_follow_mode() {
-    let text = tunnel("home", "2001:db8:a::2", "routes = [\"203.0.113.0/24\", \"2001:db8:c::/48\"]\n");
-    only_problem(&text, "tunnel[0].routes[1]", "carries only IPv4", "routes =");
+    let text = tunnel(
+        "home",
+        "2001:db8:a::2",
+        "routes = [\"203.0.113.0/24\", \"2001:db8:c::/48\"]\n",
+    );
+    only_problem(
+        &text,
+        "tunnel[0].routes[1]",
+        "carries only IPv4",
+        "routes =",
+    );
 
-    let text = tunnel("home", "2001:db8:a::2", "routes = [\"203.0.113.0/24\"]\n").replace("ipip6", "ip6ip6");
-    only_problem(&text, "tunnel[0].routes[0]", "carries only IPv6", "routes =");
+    let text = tunnel("home", "2001:db8:a::2", "routes = [\"203.0.113.0/24\"]\n")
+        .replace("ipip6", "ip6ip6");
+    only_problem(
+        &text,
+        "tunnel[0].routes[0]",
+        "carries only IPv6",
+        "routes =",
+    );
 
-    let text = tunnel("home", "2001:db8:a::2", "allowed_sources = [\"2001:db8:c::/48\"]\n");
-    only_problem(&text, "tunnel[0].allowed_sources[0]", "carries only IPv4", "allowed_sources =");
+    let text = tunnel(
+        "home",
+        "2001:db8:a::2",
+        "allowed_sources = [\"2001:db8:c::/48\"]\n",
+    );
+    only_problem(
+        &text,
+        "tunnel[0].allowed_sources[0]",
+        "carries only IPv4",
+        "allowed_sources =",
+    );
 
-    let text = tunnel("home", "2001:db8:a::2", "routes = [\"203.0.113.0/24\", \"2001:db8:c::/48\"]\n").replace("ipip6", "any");
+    let text = tunnel(
+        "home",
+        "2001:db8:a::2",
+        "routes = [\"203.0.113.0/24\", \"2001:db8:c::/48\"]\n",
+    )
+    .replace("ipip6", "any");
     valid(&text);
 }
 
@@ -188,19 +278,44 @@ fn routes_outside_inner_families_are_rejected() {
         "inner_families = [\"ipv4\"]\nroutes = [\"2001:db8:c::/48\"]\n",
     )
     .replace("ipip6", "any");
-    only_problem(&text, "tunnel[0].routes[0]", "inner_families leaves out", "routes =");
+    only_problem(
+        &text,
+        "tunnel[0].routes[0]",
+        "inner_families leaves out",
+        "routes =",
+    );
 }
 
 #[test]
 fn inner_families_within_mode() {
-    let text = tunnel("home", "2001:db8:a::2", "inner_families = [\"ipv4\", \"ipv6\"]\n");
-    only_problem(&text, "tunnel[0].inner_families[1]", "does not carry ipv6", "inner_families =");
+    let text = tunnel(
+        "home",
+        "2001:db8:a::2",
+        "inner_families = [\"ipv4\", \"ipv6\"]\n",
+    );
+    only_problem(
+        &text,
+        "tunnel[0].inner_families[1]",
+        "does not carry ipv6",
+        "inner_families =",
+    );
     let text = tunnel("home", "2001:db8:a::2", "inner_families = [\"ipx\"]\n");
-    only_problem(&text, "tunnel[0].inner_families[0]", "expected \"ipv4\" or \"ipv6\"", "inner_families =");
+    only_problem(
+        &text,
+        "tunnel[0].inner_families[0]",
+        "expected \"ipv4\" or \"ipv6\"",
+        "inner_families =",
+    );
     let text = tunnel("home", "2001:db8:a::2", "inner_families = []\n");
-    only_problem(&text, "tunnel[0].inner_families", "at least one family", "inner_families =");
+    only_problem(
+        &text,
+        "tunnel[0].inner_families",
+        "at least one family",
+        "inner_families =",
+    );
 
-    let any = tunnel("home", "2001:db8:a::2", "inner_families = [\"ipv4\"]\n").replace("ipip6", "any");
+    let any =
+        tunnel("home", "2001:db8:a::2", "inner_families = [\"ipv4\"]\n").replace("ipip6", "any");
     assert_eq!(valid(&any).tunnels[0].inner_families, InnerFamilies::IPV4);
     let any = tunnel("home", "2001:db8:a::2", "").replace("ipip6", "any");
     assert_eq!(valid(&any).tunnels[0].inner_families, InnerFamilies::BOTH);
@@ -210,7 +325,12 @@ fn inner_families_within_mode() {
 fn mtu_bounds() {
     for bad in [67, 65496, -1] {
         let text = tunnel("home", "2001:db8:a::2", &format!("mtu = {bad}\n"));
-        only_problem(&text, "tunnel[0].mtu", &format!("expected an integer 68..=65495, found {bad}"), "mtu =");
+        only_problem(
+            &text,
+            "tunnel[0].mtu",
+            &format!("expected an integer 68..=65495, found {bad}"),
+            "mtu =",
+        );
     }
     for good in [68, 1279, 65495] {
         let text = tunnel("home", "2001:db8:a::2", &format!("mtu = {good}\n"));
@@ -222,7 +342,12 @@ fn mtu_bounds() {
 fn mtu_at_least_1280_when_ipv6_is_carried() {
     let text = tunnel("home", "2001:db8:a::2", "mtu = 1279\n").replace("ipip6", "any");
     only_problem(&text, "tunnel[0].mtu", "1280..=65495", "mtu =");
-    let text = tunnel("home", "2001:db8:a::2", "mtu = 1279\ninner_families = [\"ipv4\"]\n").replace("ipip6", "any");
+    let text = tunnel(
+        "home",
+        "2001:db8:a::2",
+        "mtu = 1279\ninner_families = [\"ipv4\"]\n",
+    )
+    .replace("ipip6", "any");
     valid(&text);
 }
 
@@ -233,11 +358,24 @@ fn encap_limit_values() {
     let line = line_of(&text, "encap_limit");
     assert_eq!(
         e.to_string(),
-        format!("test.toml:{line}:15: tunnel[0].encap_limit: expected \"none\" or an integer 0..=255, found 300")
+        format!(
+            "test.toml:{line}:15: tunnel[0].encap_limit: expected \"none\" or an integer 0..=255, found 300"
+        )
     );
-    for (bad, shown) in [("-1", "-1"), ("\"four\"", "\"four\""), ("true", "true"), ("4.0", "4.0"), ("[4]", "an array")] {
+    for (bad, shown) in [
+        ("-1", "-1"),
+        ("\"four\"", "\"four\""),
+        ("true", "true"),
+        ("4.0", "4.0"),
+        ("[4]", "an array"),
+    ] {
         let text = tunnel("home", "2001:db8:a::2", &format!("encap_limit = {bad}\n"));
-        only_problem(&text, "tunnel[0].encap_limit", &format!("found {shown}"), "encap_limit");
+        only_problem(
+            &text,
+            "tunnel[0].encap_limit",
+            &format!("found {shown}"),
+            "encap_limit",
+        );
     }
     for (good, want) in [("0", Some(0)), ("255", Some(255)), ("\"none\"", None)] {
         let text = tunnel("home", "2001:db8:a::2", &format!("encap_limit = {good}\n"));
@@ -249,9 +387,18 @@ fn encap_limit_values() {
 fn mss_clamp_values() {
     for bad in ["87", "65496", "\"on\""] {
         let text = tunnel("home", "2001:db8:a::2", &format!("mss_clamp = {bad}\n"));
-        only_problem(&text, "tunnel[0].mss_clamp", "expected \"auto\", \"off\" or an integer 88..=65495", "mss_clamp");
+        only_problem(
+            &text,
+            "tunnel[0].mss_clamp",
+            "expected \"auto\", \"off\" or an integer 88..=65495",
+            "mss_clamp",
+        );
     }
-    for (good, want) in [("88", MssClamp::Fixed(88)), ("\"off\"", MssClamp::Off), ("\"auto\"", MssClamp::Auto)] {
+    for (good, want) in [
+        ("88", MssClamp::Fixed(88)),
+        ("\"off\"", MssClamp::Off),
+        ("\"auto\"", MssClamp::Auto),
+    ] {
         let text = tunnel("home", "2001:db8:a::2", &format!("mss_clamp = {good}\n"));
         assert_eq!(valid(&text).tunnels[0].mss_clamp, want);
     }
@@ -260,7 +407,12 @@ fn mss_clamp_values() {
 #[test]
 fn tclass_values() {
     let text = tunnel("home", "2001:db8:a::2", "tclass = 256\n");
-    only_problem(&text, "tunnel[0].tclass", "\"inherit\" or an integer 0..=255, found 256", "tclass");
+    only_problem(
+        &text,
+        "tunnel[0].tclass",
+        "\"inherit\" or an integer 0..=255, found 256",
+        "tclass",
+    );
     let text = tunnel("home", "2001:db8:a::2", "tclass = 0xb8\n");
     assert_eq!(valid(&text).tunnels[0].tclass, TrafficClass::Fixed(0xb8));
 }
@@ -278,7 +430,12 @@ fn hop_limit_bounds() {
 #[test]
 fn underlay_mtu_is_an_ipv6_link_mtu() {
     let text = tunnel("home", "2001:db8:a::2", "underlay_mtu = 1279\n");
-    only_problem(&text, "tunnel[0].underlay_mtu", "1280..=65535", "underlay_mtu");
+    only_problem(
+        &text,
+        "tunnel[0].underlay_mtu",
+        "1280..=65535",
+        "underlay_mtu",
+    );
 }
 
 #[test]
@@ -287,31 +444,79 @@ fn route_table_values() {
     assert_eq!(valid(&text).tunnels[0].route_table, 254);
     let text = tunnel("home", "2001:db8:a::2", "route_table = 254\n");
     assert_eq!(valid(&text).tunnels[0].route_table, 254);
-    for (bad, why) in [("255", "`local` table"), ("0", "1..="), ("\"pppoe\"", "\"main\" or a routing table id")] {
+    for (bad, why) in [
+        ("255", "`local` table"),
+        ("0", "1..="),
+        ("\"pppoe\"", "\"main\" or a routing table id"),
+    ] {
         let text = tunnel("home", "2001:db8:a::2", &format!("route_table = {bad}\n"));
         only_problem(&text, "tunnel[0].route_table", why, "route_table");
     }
     let text = tunnel("home", "2001:db8:a::2", "route_table = 6464\n");
-    only_problem(&text, "tunnel[0].route_table", "is gateway.pin_table", "route_table");
+    only_problem(
+        &text,
+        "tunnel[0].route_table",
+        "is gateway.pin_table",
+        "route_table",
+    );
 }
 
 #[test]
 fn gateway_values() {
-    only_problem("[gateway]\npin_table = 254\n", "gateway.pin_table", "`main` table", "pin_table");
-    only_problem("[gateway]\npin_rule_priority = 32766\n", "gateway.pin_rule_priority", "1..=32765", "pin_rule");
-    only_problem("[gateway]\npin_rule_priority = 0\n", "gateway.pin_rule_priority", "before `main`", "pin_rule");
-    only_problem("[gateway]\ncontrol_socket = \"v6gate.sock\"\n", "gateway.control_socket", "absolute path", "control_socket");
-    only_problem("[gateway]\nroute_metric = -1\n", "gateway.route_metric", "0..=4294967295", "route_metric");
-    only_problem("[gateway]\nipv4_forwarding = \"yes\"\n", "gateway.ipv4_forwarding", "expected a boolean", "ipv4_forwarding");
+    only_problem(
+        "[gateway]\npin_table = 254\n",
+        "gateway.pin_table",
+        "`main` table",
+        "pin_table",
+    );
+    only_problem(
+        "[gateway]\npin_rule_priority = 32766\n",
+        "gateway.pin_rule_priority",
+        "1..=32765",
+        "pin_rule",
+    );
+    only_problem(
+        "[gateway]\npin_rule_priority = 0\n",
+        "gateway.pin_rule_priority",
+        "before `main`",
+        "pin_rule",
+    );
+    only_problem(
+        "[gateway]\ncontrol_socket = \"v6gate.sock\"\n",
+        "gateway.control_socket",
+        "absolute path",
+        "control_socket",
+    );
+    only_problem(
+        "[gateway]\nroute_metric = -1\n",
+        "gateway.route_metric",
+        "0..=4294967295",
+        "route_metric",
+    );
+    only_problem(
+        "[gateway]\nipv4_forwarding = \"yes\"\n",
+        "gateway.ipv4_forwarding",
+        "expected a boolean",
+        "ipv4_forwarding",
+    );
 }
 
 #[test]
 fn routes_must_not_overlap_between_tunnels() {
     let text = tunnel("a", "2001:db8:a::2", "routes = [\"203.0.113.0/24\"]\n")
-        + &tunnel("b", "2001:db8:a::3", "routes = [\"198.51.100.0/24\", \"203.0.113.128/25\"]\n");
+        + &tunnel(
+            "b",
+            "2001:db8:a::3",
+            "routes = [\"198.51.100.0/24\", \"203.0.113.128/25\"]\n",
+        );
     let e = invalid(&text);
     let line = last_line_starting(&text, "routes");
-    let d = has_problem(&e, "tunnel[1].routes[1]", line, "overlaps 203.0.113.0/24 of tunnel[0]");
+    let d = has_problem(
+        &e,
+        "tunnel[1].routes[1]",
+        line,
+        "overlaps 203.0.113.0/24 of tunnel[0]",
+    );
     assert!(d.message.contains("in table 254"), "{}", d.message);
     assert_eq!(e.diagnostics().len(), 1, "{e}");
 
@@ -323,7 +528,11 @@ fn routes_must_not_overlap_between_tunnels() {
 #[test]
 fn overlapping_routes_in_different_tables_are_fine() {
     let text = tunnel("a", "2001:db8:a::2", "routes = [\"203.0.113.0/24\"]\n")
-        + &tunnel("b", "2001:db8:a::3", "routes = [\"203.0.113.0/24\"]\nroute_table = 300\n");
+        + &tunnel(
+            "b",
+            "2001:db8:a::3",
+            "routes = [\"203.0.113.0/24\"]\nroute_table = 300\n",
+        );
     valid(&text);
 }
 
@@ -340,7 +549,11 @@ fn a_default_route_beside_specific_routes_is_fine() {
 #[test]
 fn disabled_tunnels_do_not_clash() {
     let text = tunnel("a", "2001:db8:a::2", "routes = [\"203.0.113.0/24\"]\n")
-        + &tunnel("b", "2001:db8:a::2", "routes = [\"203.0.113.0/24\"]\nenabled = false\n");
+        + &tunnel(
+            "b",
+            "2001:db8:a::2",
+            "routes = [\"203.0.113.0/24\"]\nenabled = false\n",
+        );
     let c = valid(&text);
     assert_eq!(c.enabled_tunnels().count(), 1);
 }
@@ -350,7 +563,12 @@ fn one_tunnel_per_endpoint_pair() {
     let text = tunnel("a", "2001:db8:a::2", "") + &tunnel("b", "2001:db8:a::2", "");
     let e = invalid(&text);
     let line = last_line_starting(&text, "remote");
-    has_problem(&e, "tunnel[1].remote", line, "already runs between 2001:db8:a::1 and 2001:db8:a::2");
+    has_problem(
+        &e,
+        "tunnel[1].remote",
+        line,
+        "already runs between 2001:db8:a::1 and 2001:db8:a::2",
+    );
     assert_eq!(e.diagnostics().len(), 1, "{e}");
 }
 
@@ -372,11 +590,25 @@ fn route_covering_own_remote_is_valid() {
 #[test]
 fn prefixes_are_checked() {
     let text = tunnel("home", "2001:db8:a::2", "routes = [\"203.0.113.1/24\"]\n");
-    only_problem(&text, "tunnel[0].routes[0]", "host bits set; the prefix is 203.0.113.0/24", "routes");
+    only_problem(
+        &text,
+        "tunnel[0].routes[0]",
+        "host bits set; the prefix is 203.0.113.0/24",
+        "routes",
+    );
     let text = tunnel("home", "2001:db8:a::2", "routes = [\"203.0.113.0/33\"]\n");
     only_problem(&text, "tunnel[0].routes[0]", "expected a prefix", "routes");
-    let text = tunnel("home", "2001:db8:a::2", "routes = [\"203.0.113.0/24\", \"203.0.113.0/24\"]\n");
-    only_problem(&text, "tunnel[0].routes[1]", "already listed at [0]", "routes");
+    let text = tunnel(
+        "home",
+        "2001:db8:a::2",
+        "routes = [\"203.0.113.0/24\", \"203.0.113.0/24\"]\n",
+    );
+    only_problem(
+        &text,
+        "tunnel[0].routes[1]",
+        "already listed at [0]",
+        "routes",
+    );
     let text = tunnel("home", "2001:db8:a::2", "routes = [\"203.0.113.7\"]\n");
     assert_eq!(valid(&text).tunnels[0].routes, vec![net("203.0.113.7/32")]);
 }
@@ -394,9 +626,22 @@ fn addresses_are_checked() {
         let text = tunnel("home", "2001:db8:a::2", &format!("address = {bad}\n"));
         only_problem(&text, "tunnel[0].address", why, "address =");
     }
-    let text = tunnel("home", "2001:db8:a::2", "address = [\"198.51.100.1/30\", \"bad\"]\n");
-    only_problem(&text, "tunnel[0].address[1]", "address with prefix length", "address =");
-    let text = tunnel("home", "2001:db8:a::2", "address = [\"198.51.100.1/30\", \"198.51.100.5\"]\n");
+    let text = tunnel(
+        "home",
+        "2001:db8:a::2",
+        "address = [\"198.51.100.1/30\", \"bad\"]\n",
+    );
+    only_problem(
+        &text,
+        "tunnel[0].address[1]",
+        "address with prefix length",
+        "address =",
+    );
+    let text = tunnel(
+        "home",
+        "2001:db8:a::2",
+        "address = [\"198.51.100.1/30\", \"198.51.100.5\"]\n",
+    );
     assert_eq!(
         valid(&text).tunnels[0].addresses,
         vec![net("198.51.100.1/30"), net("198.51.100.5/32")]
@@ -407,34 +652,78 @@ fn addresses_are_checked() {
 fn unknown_keys_are_named() {
     let text = tunnel("home", "2001:db8:a::2", "encap = 4\n");
     only_problem(&text, "tunnel[0].encap", "unknown field `encap`", "encap =");
-    only_problem("[gateway]\nforwarding = true\n", "gateway.forwarding", "unknown field `forwarding`", "forwarding");
-    only_problem("[[peer]]\nname = \"x\"\n", "peer", "unknown field `peer`", "[[peer]]");
+    only_problem(
+        "[gateway]\nforwarding = true\n",
+        "gateway.forwarding",
+        "unknown field `forwarding`",
+        "forwarding",
+    );
+    only_problem(
+        "[[peer]]\nname = \"x\"\n",
+        "peer",
+        "unknown field `peer`",
+        "[[peer]]",
+    );
 }
 
 #[test]
 fn later_tables_are_not_accepted_yet() {
-    for table in ["[tunnel.ike]\nversion = 2\n", "[[tunnel.path]]\nlocal = \"x\"\n", "[tunnel.health]\ninterval = 1\n"] {
+    for table in [
+        "[tunnel.ike]\nversion = 2\n",
+        "[[tunnel.path]]\nlocal = \"x\"\n",
+        "[tunnel.health]\ninterval = 1\n",
+    ] {
         let text = tunnel("home", "2001:db8:a::2", table);
         let e = invalid(&text);
-        let key = table.trim_start_matches('[').split(']').next().unwrap().replace("tunnel.", "tunnel[0].");
+        let key = table
+            .trim_start_matches('[')
+            .split(']')
+            .next()
+            .unwrap()
+            .replace("tunnel.", "tunnel[0].");
         assert_eq!(e.key(), key, "{e}");
         assert!(e.to_string().contains("unknown field"), "{e}");
     }
-    let text = tunnel("home", "2001:db8:a::2", "local_subnets = [\"203.0.113.0/24\"]\n");
-    only_problem(&text, "tunnel[0].local_subnets", "unknown field", "local_subnets");
-    only_problem("[[watch]]\nname = \"x\"\n", "watch", "unknown field `watch`", "[[watch]]");
+    let text = tunnel(
+        "home",
+        "2001:db8:a::2",
+        "local_subnets = [\"203.0.113.0/24\"]\n",
+    );
+    only_problem(
+        &text,
+        "tunnel[0].local_subnets",
+        "unknown field",
+        "local_subnets",
+    );
+    only_problem(
+        "[[watch]]\nname = \"x\"\n",
+        "watch",
+        "unknown field `watch`",
+        "[[watch]]",
+    );
 }
 
 #[test]
 fn missing_required_keys_are_named() {
-    let text = "[gateway]\n\n[[tunnel]]\nname = \"home\"\nmode = \"ipip6\"\nlocal = \"2001:db8:a::1\"\n";
-    only_problem(text, "tunnel[0].remote", "missing field `remote`", "[[tunnel]]");
+    let text =
+        "[gateway]\n\n[[tunnel]]\nname = \"home\"\nmode = \"ipip6\"\nlocal = \"2001:db8:a::1\"\n";
+    only_problem(
+        text,
+        "tunnel[0].remote",
+        "missing field `remote`",
+        "[[tunnel]]",
+    );
 }
 
 #[test]
 fn wrong_types_are_named() {
     let text = tunnel("home", "2001:db8:a::2", "mtu = \"1400\"\n");
-    only_problem(&text, "tunnel[0].mtu", "invalid type: string \"1400\", expected an integer", "mtu");
+    only_problem(
+        &text,
+        "tunnel[0].mtu",
+        "invalid type: string \"1400\", expected an integer",
+        "mtu",
+    );
     let text = tunnel("home", "2001:db8:a::2", "routes = \"203.0.113.0/24\"\n");
     only_problem(&text, "tunnel[0].routes", "invalid type: string", "routes");
     only_problem("gateway = 3\n", "gateway", "expected a table", "gateway");
@@ -457,10 +746,19 @@ fn all_problems_reported_at_once_in_file_order() {
     let keys: Vec<&str> = e.diagnostics().iter().map(|d| d.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["tunnel[0].hop_limit", "tunnel[0].encap_limit", "tunnel[1].mtu", "gateway.pin_table"],
+        [
+            "tunnel[0].hop_limit",
+            "tunnel[0].encap_limit",
+            "tunnel[1].mtu",
+            "gateway.pin_table"
+        ],
         "{e}"
     );
-    let lines: Vec<usize> = e.diagnostics().iter().map(|d| d.location.unwrap().0).collect();
+    let lines: Vec<usize> = e
+        .diagnostics()
+        .iter()
+        .map(|d| d.location.unwrap().0)
+        .collect();
     assert!(lines.is_sorted(), "{lines:?}");
     assert_eq!(e.to_string().lines().count(), 4, "{e}");
     assert_eq!(e.key(), "tunnel[0].hop_limit");
@@ -473,7 +771,11 @@ fn load_reads_a_file_and_names_it() {
     let path = dir.join("v6gate.toml");
     std::fs::write(&path, tunnel("home", "2001:db8:a::2", "mtu = 1\n")).unwrap();
     let e = control::Config::load(&path).unwrap_err();
-    assert!(e.to_string().starts_with(&format!("{}:6:7: tunnel[0].mtu: ", path.display())), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}:6:7: tunnel[0].mtu: ", path.display())),
+        "{e}"
+    );
     std::fs::write(&path, tunnel("home", "2001:db8:a::2", "")).unwrap();
     assert_eq!(control::Config::load(&path).unwrap().tunnels.len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();

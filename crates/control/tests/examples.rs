@@ -1,0 +1,171 @@
+//! Every shipped example config parses and validates, and rejects an unknown key in any table.
+
+mod support;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use control::{Config, Mode};
+use ipnet::IpNet;
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// Every `*.toml` in examples/, so a new example is covered without touching this file.
+fn examples() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(examples_dir())
+        .expect("examples/ exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn load(name: &str) -> Config {
+    Config::load(&examples_dir().join(name)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_scenario_examples_are_shipped() {
+    let names: Vec<String> = examples()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for wanted in ["minimal.toml", "s1-vps.toml", "s1-home.toml"] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "{wanted} missing from {names:?}"
+        );
+    }
+}
+
+#[test]
+fn every_example_validates() {
+    for path in examples() {
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !config.tunnels.is_empty(),
+            "{} has no tunnel",
+            path.display()
+        );
+        // On a common underlay every example yields MTUs its inner families can live with.
+        let plan = control::plan(&config, |_| 1500);
+        for (t, p) in config.enabled_tunnels().zip(&plan.tunnels) {
+            let floor = if t.inner_families.ipv6 { 1280 } else { 68 };
+            assert!(
+                p.mtu >= floor,
+                "{}: {} mtu {}",
+                path.display(),
+                t.name,
+                p.mtu
+            );
+        }
+    }
+}
+
+/// Examples are copied into real configs; they must not name real networks.
+#[test]
+fn examples_use_documentation_prefixes_only() {
+    let doc: [IpNet; 4] = [
+        "2001:db8::/32",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "198.18.0.0/15",
+    ]
+    .map(|s| s.parse().unwrap());
+    let is_doc = |net: &IpNet| net.prefix_len() == 0 || doc.iter().any(|d| d.contains(net));
+    for path in examples() {
+        let config = Config::load(&path).unwrap();
+        for t in &config.tunnels {
+            for addr in [t.local, t.remote] {
+                assert!(
+                    is_doc(&IpNet::from(IpAddr::V6(addr))),
+                    "{}: {addr}",
+                    path.display()
+                );
+            }
+            for net in t
+                .routes
+                .iter()
+                .chain(&t.allowed_sources)
+                .chain(&t.addresses)
+            {
+                assert!(is_doc(&net.trunc()), "{}: {net}", path.display());
+            }
+        }
+    }
+}
+
+/// Inserts an unknown key at the top level and right under every table header; each time the
+/// error must name that key (with its table path) and the line it was put on.
+#[test]
+fn unknown_key_in_any_table_is_named() {
+    const KEY: &str = "v6gate_unknown_key";
+    for path in examples() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // (line index to insert before, expected key path)
+        let mut spots = vec![(0, KEY.to_owned())];
+        let mut tunnels = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let header = line.split('#').next().unwrap().trim();
+            match header {
+                "[gateway]" => spots.push((i + 1, format!("gateway.{KEY}"))),
+                "[[tunnel]]" => {
+                    spots.push((i + 1, format!("tunnel[{tunnels}].{KEY}")));
+                    tunnels += 1;
+                }
+                h if h.starts_with('[') => {
+                    panic!("{}: test does not know table {h}", path.display())
+                }
+                _ => {}
+            }
+        }
+        assert!(tunnels > 0);
+        for (at, key) in spots {
+            let mut mutated = lines.clone();
+            mutated.insert(at, "v6gate_unknown_key = 1");
+            let mutated = mutated.join("\n");
+            let e = Config::from_toml_str(&mutated, "mutated.toml").expect_err(&format!(
+                "{}: unknown key accepted at line {}",
+                path.display(),
+                at + 1
+            ));
+            assert_eq!(e.key(), key, "{}:\n{e}", path.display());
+            assert_eq!(e.line(), Some(at + 1), "{}:\n{e}", path.display());
+            assert!(
+                e.to_string().contains(&format!("unknown field `{KEY}`")),
+                "{e}"
+            );
+        }
+    }
+}
+
+/// The two S1 files describe the two ends of one tunnel; they must agree with each other.
+#[test]
+fn s1_ends_match() {
+    let vps = load("s1-vps.toml");
+    let home = load("s1-home.toml");
+    let (v, h) = (&vps.tunnels[0], &home.tunnels[0]);
+    assert_eq!((v.mode, h.mode), (Mode::Ipip6, Mode::Ipip6));
+    assert_eq!((v.local, v.remote), (h.remote, h.local));
+    // The S1 trap: neither end sends the encap-limit option.
+    assert_eq!((v.encap_limit, h.encap_limit), (None, None));
+    // Home sends all IPv4 into the tunnel.
+    assert_eq!(h.routes, vec!["0.0.0.0/0".parse::<IpNet>().unwrap()]);
+    // Both ends of the tunnel link are in one subnet, and each accepts the other's address.
+    let (va, ha) = (v.addresses[0], h.addresses[0]);
+    assert_eq!(va.network(), ha.network());
+    assert!(v.allowed_sources.iter().any(|n| n.contains(&ha.addr())));
+    assert!(h.allowed_sources.iter().any(|n| n.contains(&va.addr())));
+    // What the VPS routes to home is what home's LAN is: inside home's accepted sources.
+    for route in &v.routes {
+        assert!(h.allowed_sources.iter().any(|n| n.contains(route)));
+    }
+    assert_eq!(vps.gateway.ipv4_forwarding, Some(true));
+    assert_eq!(home.gateway.ipv4_forwarding, Some(true));
+    let plan = control::plan(&home, |_| 1500);
+    assert_eq!(plan.tunnels[0].mtu, 1460);
+}
