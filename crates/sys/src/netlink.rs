@@ -37,6 +37,9 @@ pub const TABLE_LOCAL: u32 = 255;
 /// `RT_TABLE_COMPAT`: what the one-byte table field says when the real id needs `RTA_TABLE`.
 const TABLE_COMPAT: u8 = 252;
 
+/// Longest wait in [`Netlink::address_add`] for the kernel to install an address's local route.
+pub const LOCAL_ROUTE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How often a dump interrupted by concurrent changes (`NLM_F_DUMP_INTR`) is retried.
 const DUMP_ATTEMPTS: usize = 5;
 
@@ -156,6 +159,7 @@ pub struct Route {
     /// `rtm_protocol`: who installed the route (v6gate uses its own number to find its routes).
     pub protocol: u8,
     /// Route priority (`RTA_PRIORITY`); `None` lets the kernel pick (0 for IPv4, 1024 for IPv6).
+    /// Dumps report what the kernel chose, except that IPv4 omits a metric of 0.
     pub metric: Option<u32>,
     pub oif: Option<u32>,
     pub gateway: Option<IpAddr>,
@@ -292,6 +296,18 @@ impl Netlink {
         Ok(link.header.flags.contains(LinkFlags::Up))
     }
 
+    /// Up with carrier: the state in which IPv6 activates addresses.
+    async fn link_is_running(&self, index: u32) -> Result<bool> {
+        let link = self
+            .link(index)
+            .await
+            .map_err(|io| SysError::netlink(format!("read flags of link #{index}"), io))?;
+        Ok(link
+            .header
+            .flags
+            .contains(LinkFlags::Up | LinkFlags::LowerUp))
+    }
+
     /// Sets interface `index` administratively up.
     pub async fn link_set_up(&self, index: u32) -> Result<()> {
         self.link_set_flag_up(index, true).await
@@ -316,6 +332,11 @@ impl Netlink {
     /// Adds `addr` (address and prefix length) to interface `index`; an existing identical
     /// address is replaced, so repeating this is harmless. IPv6 addresses get `IFA_F_NODAD` so
     /// they are usable at once instead of tentative for a second.
+    ///
+    /// The kernel installs the local route of an IPv6 address from a work queue, a moment
+    /// after acknowledging the address; until then packets to it are routed away. On an up
+    /// link this waits (up to [`LOCAL_ROUTE_WAIT`]) for that route, so that "added" means
+    /// "receives".
     pub async fn address_add(&self, index: u32, addr: IpNet) -> Result<()> {
         let message = address_message(index, addr, true);
         self.request(
@@ -324,7 +345,23 @@ impl Netlink {
         )
         .await
         .map(drop)
-        .map_err(|io| SysError::netlink(format!("add address {addr} to link #{index}"), io))
+        .map_err(|io| SysError::netlink(format!("add address {addr} to link #{index}"), io))?;
+        if addr.addr().is_ipv6() && self.link_is_running(index).await? {
+            self.wait_for_local_route(addr.addr()).await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_for_local_route(&self, addr: IpAddr) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + LOCAL_ROUTE_WAIT;
+        while self.route_get(addr, None).await?.kind != RouteKind::Local {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::debug!("no local route for {addr} after {LOCAL_ROUTE_WAIT:?}");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        Ok(())
     }
 
     /// Removes `addr` from interface `index`; an address that is not there is not an error.
@@ -724,6 +761,10 @@ fn parse_route(message: &RouteMessage) -> Option<Route> {
     }
     if let Some(dst) = dst {
         route.dst = IpNet::new(dst, header.destination_prefix_length).ok()?;
+    }
+    // IPv6 reject routes are reported "dev lo", an internal detail nobody configured.
+    if !matches!(route.kind, RouteKind::Unicast | RouteKind::Local) {
+        route.oif = None;
     }
     Some(route)
 }
