@@ -1,3 +1,10 @@
 //! v6gate: the daemon, CLI and network-namespace lab around the sans-IO cores.
+//!
+//! `main.rs` only calls [`cli::main`]; everything that touches the host goes through the `sys`
+//! crate, and every protocol decision is taken by the `dataplane` and `control` cores.
 
+pub mod cli;
+pub mod daemon;
+pub mod demo;
 pub mod lab;
+pub mod status;

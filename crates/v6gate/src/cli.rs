@@ -1,0 +1,203 @@
+//! Command line: parse, run one command, turn its result into an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::status::{self, Request, Response};
+
+const DEFAULT_CONFIG: &str = "/etc/v6gate/v6gate.toml";
+const DEFAULT_SOCKET: &str = "/run/v6gate/v6gate.sock";
+
+/// v6gate: IPv4-over-IPv6 (RFC 2473) tunnels in userspace, from one TOML file.
+///
+/// v6gate builds tunnels on TUN devices, so it runs where the kernel has no ip6tnl or ESP
+/// modules (containers, LXC VPSes). It pins every tunnel endpoint to the underlay so a tunnel
+/// can never carry itself, sends no Tunnel Encapsulation Limit option unless asked (YAMAHA
+/// RTX routers drop it), clamps TCP MSS and filters inner addresses.
+///
+/// Start with `v6gate demo` to see two sites talk through a tunnel in network namespaces,
+/// then `v6gate check --config FILE` and `v6gate run --config FILE`.
+#[derive(Debug, Parser)]
+#[command(name = "v6gate", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway in the foreground (systemd-friendly).
+    ///
+    /// SIGTERM or SIGINT stops it and removes everything it installed (TUN devices, routes,
+    /// rules, sysctl changes). SIGHUP re-reads the config; an invalid config is reported and
+    /// the running one kept.
+    Run {
+        /// The TOML config file.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Log filter (error, warn, info, debug, trace, or a tracing directive); overrides
+        /// the RUST_LOG environment variable.
+        #[arg(long)]
+        log_level: Option<String>,
+    },
+    /// Validate a config file without touching the host.
+    ///
+    /// Errors name the file, line, column and key, all at once.
+    Check {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Show each tunnel: state, path, endpoints, MTU, traffic and drops by reason.
+    ///
+    /// This is the default command.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Control socket of the daemon (see [gateway] control_socket).
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Ask the running daemon to re-read its config (same as SIGHUP, but reports the result).
+    Reload {
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Build a two-site lab in network namespaces, send traffic through a tunnel, tear down.
+    ///
+    /// Needs root. The exit code says whether traffic crossed.
+    Demo {
+        /// Leave the lab running and print how to explore it.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Status {
+        json: false,
+        socket: PathBuf::from(DEFAULT_SOCKET),
+    });
+    match command {
+        Command::Run { config, log_level } => {
+            init_logging(log_level.as_deref());
+            match crate::daemon::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check { config } => match control::Config::load(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok, {} tunnel(s): {}",
+                    config.display(),
+                    cfg.tunnels.len(),
+                    cfg.tunnels
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Status { json, socket } => match status::query(&socket, &Request::Status) {
+            Ok(Response::Status(s)) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&s).expect("status serialises")
+                    );
+                } else {
+                    print!("{}", status::render(&s));
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(other) => {
+                eprintln!("unexpected answer from the daemon: {other:?}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("v6gate status: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Reload { socket } => match status::query(&socket, &Request::Reload) {
+            Ok(Response::Reloaded { summary }) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Ok(Response::Error { message }) => {
+                eprintln!("reload refused, running config kept:\n{message}");
+                ExitCode::FAILURE
+            }
+            Ok(other) => {
+                eprintln!("unexpected answer from the daemon: {other:?}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("v6gate reload: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo { keep } => {
+            init_logging(None);
+            match crate::demo::run(keep) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("demo failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::new(l),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn status_is_the_default_command() {
+        let cli = Cli::try_parse_from(["v6gate"]).unwrap();
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn run_takes_a_config() {
+        let cli = Cli::try_parse_from(["v6gate", "run", "--config", "/tmp/x.toml"]).unwrap();
+        match cli.command {
+            Some(Command::Run { config, .. }) => assert_eq!(config, PathBuf::from("/tmp/x.toml")),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,790 @@
+//! `v6gate run`: bring the configured tunnels up, keep their endpoints pinned, answer the
+//! control socket, and on stop remove everything that was installed.
+//!
+//! Order of set-up, per tunnel (undone in reverse, and undone whole when a step fails so a
+//! config is never half-applied): check the local address, pin the remote endpoint, ensure the
+//! pin rule, create the TUN device, set MTU/addresses/sysctls, bring it up, add the inner
+//! routes, hand the device to the packet thread.
+
+mod control_socket;
+mod datapath;
+pub mod pin;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use control::{Config, Tunnel};
+use ipnet::IpNet;
+use sys::netlink::{Family, Netlink, Route, RouteKind, Rule};
+use sys::sysctl::SysctlJournal;
+use sys::tun::TunDevice;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+use crate::status::{GatewayStatus, PinnedRoute, Request, Response, TunnelStatus};
+use datapath::Datapath;
+use pin::{Decision, Facts, Pin};
+
+/// Routing protocol number stamped on every route v6gate installs, so a restart after a crash
+/// can find and remove its leftovers (`ip route show proto 118`).
+pub const ROUTE_PROTOCOL: u8 = 118;
+
+/// Firewall mark of v6gate's own route lookups. The pin rule is `not fwmark MARK`, so a lookup
+/// with this mark sees the underlay behind the pin.
+pub const LOOKUP_MARK: u32 = 0x7636;
+
+const MAIN_TABLE: u32 = 254;
+
+pub fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let mut daemon = Daemon::start(config_path.to_path_buf(), config).await?;
+        let result = daemon.serve().await;
+        daemon.stop().await;
+        result
+    })
+}
+
+struct TunnelRuntime {
+    config: Tunnel,
+    id: dataplane::TunnelId,
+    ifindex: u32,
+    pin: Pin,
+    pin_route: Route,
+    routes: Vec<Route>,
+    mtu: u16,
+}
+
+struct Daemon {
+    config_path: PathBuf,
+    config: Config,
+    netlink: Netlink,
+    datapath: Datapath,
+    sysctls: SysctlJournal,
+    rules: Vec<Rule>,
+    tunnels: Vec<TunnelRuntime>,
+    started: Instant,
+    control: Option<control_socket::Server>,
+}
+
+impl Daemon {
+    async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Self> {
+        let netlink = Netlink::new().context("opening rtnetlink")?;
+        let datapath = Datapath::spawn()?;
+        let mut daemon = Self {
+            config_path,
+            config,
+            netlink,
+            datapath,
+            sysctls: SysctlJournal::new(),
+            rules: Vec::new(),
+            tunnels: Vec::new(),
+            started: Instant::now(),
+            control: None,
+        };
+        daemon.remove_leftovers().await;
+        if let Err(e) = daemon.apply_config().await {
+            daemon.stop().await;
+            return Err(e);
+        }
+        match control_socket::Server::bind(&daemon.config.gateway.control_socket) {
+            Ok(server) => daemon.control = Some(server),
+            Err(e) => {
+                daemon.stop().await;
+                return Err(e);
+            }
+        }
+        notify_systemd("READY=1");
+        info!(
+            "v6gate running: {} tunnel(s), control socket {}",
+            daemon.tunnels.len(),
+            daemon.config.gateway.control_socket.display()
+        );
+        Ok(daemon)
+    }
+
+    /// Gateway-wide settings, then every enabled tunnel; on failure everything done is undone.
+    async fn apply_config(&mut self) -> anyhow::Result<()> {
+        let gateway = self.config.gateway.clone();
+        for (key, value) in [
+            ("net/ipv4/ip_forward", gateway.ipv4_forwarding),
+            ("net/ipv6/conf/all/forwarding", gateway.ipv6_forwarding),
+        ] {
+            if let Some(on) = value {
+                self.sysctls
+                    .set(key, if on { "1" } else { "0" })
+                    .with_context(|| format!("setting sysctl {key} ([gateway] forwarding)"))?;
+                info!("sysctl {key} = {}", u8::from(on));
+            }
+        }
+        let tunnels: Vec<Tunnel> = self
+            .config
+            .tunnels
+            .iter()
+            .filter(|t| t.enabled)
+            .cloned()
+            .collect();
+        for tunnel in tunnels {
+            self.add_tunnel(tunnel).await?;
+        }
+        Ok(())
+    }
+
+    async fn serve(&mut self) -> anyhow::Result<()> {
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        let mut changes = sys::netlink::watch_changes().context("watching route changes")?;
+        let (ctl_tx, mut ctl_rx) = mpsc::channel::<(Request, oneshot::Sender<Response>)>(8);
+        if let Some(server) = self.control.as_mut() {
+            server.start(ctl_tx);
+        }
+        loop {
+            tokio::select! {
+                _ = sigterm.recv() => { info!("SIGTERM: stopping"); return Ok(()); }
+                _ = sigint.recv() => { info!("SIGINT: stopping"); return Ok(()); }
+                _ = sighup.recv() => {
+                    info!("SIGHUP: reloading {}", self.config_path.display());
+                    match self.reload().await {
+                        Ok(summary) => info!("reloaded: {summary}"),
+                        Err(e) => error!("reload failed, running config kept: {e:#}"),
+                    }
+                }
+                Some((request, reply)) = ctl_rx.recv() => {
+                    let response = self.handle_request(request).await;
+                    let _ = reply.send(response);
+                }
+                Some(_) = changes.recv() => {
+                    // Changes come in bursts (a link going down withdraws many routes):
+                    // settle, then look once.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    while changes.try_recv().is_ok() {}
+                    self.repin().await;
+                }
+            }
+        }
+    }
+
+    async fn handle_request(&mut self, request: Request) -> Response {
+        match request {
+            Request::Status => match self.status().await {
+                Ok(status) => Response::Status(status),
+                Err(e) => Response::Error {
+                    message: format!("{e:#}"),
+                },
+            },
+            Request::Reload => match self.reload().await {
+                Ok(summary) => Response::Reloaded { summary },
+                Err(e) => Response::Error {
+                    message: format!("{e:#}"),
+                },
+            },
+        }
+    }
+
+    async fn status(&self) -> anyhow::Result<GatewayStatus> {
+        let snapshot = self.datapath.snapshot().await?;
+        let by_id: HashMap<_, _> = snapshot.into_iter().map(|s| (s.id, s)).collect();
+        let mut tunnels = Vec::new();
+        for t in &self.tunnels {
+            let device_name = |index: u32| link_name(index).unwrap_or_else(|| format!("if{index}"));
+            let (active_path, device, gateway) = match t.pin {
+                Pin::Via { oif, gateway } => {
+                    let dev = device_name(oif);
+                    let gw = gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+                    (
+                        format!("ipv6{gw} dev {dev}"),
+                        Some(dev),
+                        gateway.map(|g| g.to_string()),
+                    )
+                }
+                Pin::Blackhole => ("none (underlay route lost)".to_string(), None, None),
+            };
+            let mut status = TunnelStatus {
+                name: t.config.name.clone(),
+                device: t.config.device.clone(),
+                mode: t.config.mode.to_string(),
+                state: if t.pin.is_up() { "up" } else { "down" }.to_string(),
+                active_path,
+                local: t.config.local.to_string(),
+                remote: t.config.remote.to_string(),
+                mtu: t.mtu,
+                path_mtu: t.mtu,
+                encap_limit: t.config.encap_limit,
+                pinned_route: PinnedRoute {
+                    destination: t.pin_route.dst.to_string(),
+                    kind: if t.pin.is_up() { "via" } else { "blackhole" }.to_string(),
+                    gateway,
+                    device,
+                    table: t.pin_route.table,
+                },
+                ..TunnelStatus::default()
+            };
+            if let Some(s) = by_id.get(&t.id) {
+                status.tx_packets = s.stats.tx_packets;
+                status.tx_bytes = s.stats.tx_bytes;
+                status.rx_packets = s.stats.rx_packets;
+                status.rx_bytes = s.stats.rx_bytes;
+                status.mss_clamped = s.stats.mss_clamped;
+                status.icmp_sent = s.stats.icmp_sent;
+                status.path_mtu = s.stats.path_mtu;
+                status.send_errors = s.shell.send_errors;
+                status.drops = s
+                    .stats
+                    .drops
+                    .iter()
+                    .map(|(reason, n)| (reason.to_string(), n))
+                    .collect();
+            }
+            tunnels.push(status);
+        }
+        Ok(GatewayStatus {
+            config: self.config_path.display().to_string(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            tunnels,
+        })
+    }
+
+    /// Re-reads the config and applies the difference tunnel by tunnel. A config that fails
+    /// validation changes nothing; one that fails to apply is rolled back to the old one.
+    async fn reload(&mut self) -> anyhow::Result<String> {
+        let new = Config::load(&self.config_path)?;
+        if new.gateway != self.config.gateway {
+            // Pin table, rule priority and forwarding affect every tunnel: rebuild all.
+            let old = std::mem::replace(&mut self.config, new);
+            self.remove_all().await;
+            if let Err(e) = self.apply_config().await {
+                self.remove_all().await;
+                self.config = old;
+                self.apply_config()
+                    .await
+                    .context("restoring the previous config after a failed reload")?;
+                return Err(e.context("applying the new [gateway] settings"));
+            }
+            return Ok(format!(
+                "gateway settings changed: all {} tunnel(s) rebuilt",
+                self.tunnels.len()
+            ));
+        }
+        let diff = control::diff(&self.config, &new);
+        let find = |cfg: &Config, name: &str| cfg.tunnels.iter().find(|t| t.name == name).cloned();
+        let mut removed_old = Vec::new();
+        for name in diff.removed.iter().chain(diff.changed.iter()) {
+            if let Some(old) = find(&self.config, name) {
+                self.remove_tunnel(name).await;
+                removed_old.push(old);
+            }
+        }
+        let mut added: Vec<String> = Vec::new();
+        for name in diff.added.iter().chain(diff.changed.iter()) {
+            let Some(tunnel) = find(&new, name) else {
+                continue;
+            };
+            if !tunnel.enabled {
+                continue;
+            }
+            if let Err(e) = self.add_tunnel(tunnel).await {
+                for name in &added {
+                    self.remove_tunnel(name).await;
+                }
+                for old in removed_old {
+                    if old.enabled {
+                        if let Err(e) = self.add_tunnel(old.clone()).await {
+                            error!("could not restore tunnel {}: {e:#}", old.name);
+                        }
+                    }
+                }
+                return Err(e.context("applying the new config"));
+            }
+            added.push(name.to_string());
+        }
+        self.config = new;
+        Ok(format!(
+            "{} added, {} removed, {} changed, {} unchanged",
+            diff.added.len(),
+            diff.removed.len(),
+            diff.changed.len(),
+            diff.unchanged.len()
+        ))
+    }
+
+    fn own_devices(&self) -> Vec<u32> {
+        self.tunnels.iter().map(|t| t.ifindex).collect()
+    }
+
+    async fn decide_pin(&self, remote: IpAddr) -> anyhow::Result<Decision> {
+        let lookup = self.netlink.route_get(remote, Some(LOOKUP_MARK)).await.ok();
+        let family = family_of(remote);
+        let main_routes = self
+            .netlink
+            .routes(family, Some(MAIN_TABLE), None)
+            .await
+            .context("reading the main routing table")?;
+        Ok(pin::decide(
+            remote,
+            &Facts {
+                lookup: lookup.as_ref(),
+                main_routes: &main_routes,
+                own_devices: &self.own_devices(),
+            },
+        ))
+    }
+
+    async fn add_tunnel(&mut self, tunnel: Tunnel) -> anyhow::Result<()> {
+        let mut undo = Undo::default();
+        match self.try_add_tunnel(&tunnel, &mut undo).await {
+            Ok(runtime) => {
+                info!(
+                    tunnel = %tunnel.name,
+                    "up: {} {} -> {} on {}, mtu {}, {} route(s)",
+                    tunnel.mode,
+                    tunnel.local,
+                    tunnel.remote,
+                    tunnel.device,
+                    runtime.mtu,
+                    runtime.routes.len()
+                );
+                self.tunnels.push(runtime);
+                Ok(())
+            }
+            Err(e) => {
+                undo.run(&self.netlink).await;
+                self.drop_unused_rules().await;
+                Err(e.context(format!("tunnel {}", tunnel.name)))
+            }
+        }
+    }
+
+    async fn try_add_tunnel(
+        &mut self,
+        t: &Tunnel,
+        undo: &mut Undo,
+    ) -> anyhow::Result<TunnelRuntime> {
+        wait_for_local_address(t.local).await?;
+        let remote = IpAddr::V6(t.remote);
+        let pin = match self.decide_pin(remote).await? {
+            Decision::Pin(pin) => pin,
+            Decision::Loop { through } => bail!(
+                "routing loop: the remote endpoint {} is reachable only through v6gate tunnel \
+                 device {}; it must be reachable over the underlay (check the routes of the \
+                 other tunnels and the main table)",
+                t.remote,
+                link_name(through).unwrap_or_else(|| through.to_string())
+            ),
+        };
+        if pin == Pin::Blackhole {
+            warn!(
+                tunnel = %t.name,
+                "no underlay route to {} yet: endpoint blackholed until one appears",
+                t.remote
+            );
+        }
+        let gateway = self.config.gateway.clone();
+        let pin_route = pin::route(remote, pin, gateway.pin_table, ROUTE_PROTOCOL);
+        self.netlink
+            .route_replace(&pin_route)
+            .await
+            .with_context(|| format!("pinning {} in table {}", t.remote, gateway.pin_table))?;
+        undo.routes.push(pin_route.clone());
+        self.ensure_rule(Family::V6).await?;
+
+        let underlay_mtu = match (t.underlay_mtu, pin) {
+            (Some(mtu), _) => mtu,
+            (None, Pin::Via { oif, .. }) => self
+                .netlink
+                .link_mtu(oif)
+                .await
+                .ok()
+                .and_then(|m| u16::try_from(m).ok())
+                .unwrap_or(1500),
+            (None, Pin::Blackhole) => 1500,
+        };
+        let mtu = t.effective_mtu(underlay_mtu);
+
+        let tun = TunDevice::create(&t.device)
+            .with_context(|| format!("creating TUN device {}", t.device))?;
+        let ifindex = tun.index();
+        self.configure_device(t, ifindex, mtu).await?;
+
+        let mut routes = Vec::new();
+        for dst in &t.routes {
+            let route = Route {
+                dst: *dst,
+                table: t.route_table,
+                protocol: ROUTE_PROTOCOL,
+                metric: Some(gateway.route_metric),
+                oif: Some(ifindex),
+                gateway: None,
+                kind: RouteKind::Unicast,
+            };
+            self.netlink.route_add(&route).await.with_context(|| {
+                format!(
+                    "adding route {dst} dev {} table {} (routes)",
+                    t.device, t.route_table
+                )
+            })?;
+            undo.routes.push(route.clone());
+            routes.push(route);
+        }
+
+        let dp_config = self.dataplane_config(t, mtu).await;
+        let id = self.datapath.add_tunnel(dp_config, tun).await?;
+        Ok(TunnelRuntime {
+            config: t.clone(),
+            id,
+            ifindex,
+            pin,
+            pin_route,
+            routes,
+            mtu,
+        })
+    }
+
+    async fn configure_device(&mut self, t: &Tunnel, ifindex: u32, mtu: u16) -> anyhow::Result<()> {
+        let dev = &t.device;
+        // Per-device sysctls vanish with the device, so they need no journal.
+        // Loose reverse-path filtering: the tunnel's inner sources are not routed back via it
+        // when the peer is a whole site (S1: the VPS side).
+        sys::sysctl::write(&format!("net/ipv4/conf/{dev}/rp_filter"), "2")
+            .with_context(|| format!("setting rp_filter on {dev}"))?;
+        if !t.inner_families.ipv6 {
+            // Nothing IPv6 may cross, so the kernel need not autoconfigure or send MLD here.
+            sys::sysctl::write(&format!("net/ipv6/conf/{dev}/disable_ipv6"), "1")
+                .with_context(|| format!("disabling IPv6 on {dev}"))?;
+        } else {
+            sys::sysctl::write(&format!("net/ipv6/conf/{dev}/accept_ra"), "0")
+                .with_context(|| format!("setting accept_ra on {dev}"))?;
+        }
+        self.netlink
+            .link_set_mtu(ifindex, u32::from(mtu))
+            .await
+            .with_context(|| format!("setting mtu {mtu} on {dev}"))?;
+        for address in &t.addresses {
+            self.netlink
+                .address_add(ifindex, *address)
+                .await
+                .with_context(|| format!("adding address {address} to {dev} (address)"))?;
+        }
+        self.netlink
+            .link_set_up(ifindex)
+            .await
+            .with_context(|| format!("bringing {dev} up"))?;
+        Ok(())
+    }
+
+    /// Source addresses for the ICMP errors the core generates toward LAN hosts: the tunnel's
+    /// own address if it has one, else the address the kernel would pick toward the tunnel.
+    async fn dataplane_config(&self, t: &Tunnel, mtu: u16) -> dataplane::TunnelConfig {
+        let mut icmp_v4 = t.addresses.iter().find_map(|a| match a.addr() {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        });
+        let mut icmp_v6 = t.addresses.iter().find_map(|a| match a.addr() {
+            IpAddr::V6(v6) if !v6.is_unicast_link_local() => Some(v6),
+            _ => None,
+        });
+        for route in &t.routes {
+            let probe = probe_address(route);
+            let Ok(lookup) = self.netlink.route_get(probe, None).await else {
+                continue;
+            };
+            match lookup.prefsrc {
+                Some(IpAddr::V4(src)) if icmp_v4.is_none() => icmp_v4 = Some(src),
+                Some(IpAddr::V6(src)) if icmp_v6.is_none() => icmp_v6 = Some(src),
+                _ => {}
+            }
+        }
+        convert::dataplane_config(t, mtu, icmp_v4, icmp_v6)
+    }
+
+    async fn ensure_rule(&mut self, family: Family) -> anyhow::Result<()> {
+        if self.rules.iter().any(|r| r.family == family) {
+            return Ok(());
+        }
+        let rule = self.pin_rule(family);
+        self.netlink.rule_add(&rule).await.with_context(|| {
+            format!(
+                "adding rule `not fwmark {LOOKUP_MARK:#x} lookup {}` at priority {}",
+                rule.table, rule.priority
+            )
+        })?;
+        self.rules.push(rule);
+        Ok(())
+    }
+
+    fn pin_rule(&self, family: Family) -> Rule {
+        Rule {
+            family,
+            priority: self.config.gateway.pin_rule_priority,
+            table: self.config.gateway.pin_table,
+            fwmark: Some(LOOKUP_MARK),
+            fwmask: Some(u32::MAX),
+            invert: true,
+            suppress_prefixlen: None,
+        }
+    }
+
+    async fn drop_unused_rules(&mut self) {
+        let in_use: Vec<Family> = self
+            .tunnels
+            .iter()
+            .map(|t| family_of(t.pin_route.dst.addr()))
+            .collect();
+        let mut keep = Vec::new();
+        for rule in std::mem::take(&mut self.rules) {
+            if in_use.contains(&rule.family) {
+                keep.push(rule);
+            } else if let Err(e) = self.netlink.rule_del(&rule).await {
+                warn!("removing pin rule: {e:#}");
+            }
+        }
+        self.rules = keep;
+    }
+
+    async fn remove_tunnel(&mut self, name: &str) {
+        let Some(pos) = self.tunnels.iter().position(|t| t.config.name == name) else {
+            return;
+        };
+        let t = self.tunnels.remove(pos);
+        if let Err(e) = self.datapath.remove_tunnel(t.id).await {
+            warn!(tunnel = name, "{e:#}");
+        }
+        let undo = Undo {
+            routes: std::iter::once(t.pin_route).chain(t.routes).collect(),
+        };
+        undo.run(&self.netlink).await;
+        self.drop_unused_rules().await;
+        info!(tunnel = name, "removed");
+    }
+
+    async fn remove_all(&mut self) {
+        let names: Vec<String> = self.tunnels.iter().map(|t| t.config.name.clone()).collect();
+        for name in names.iter().rev() {
+            self.remove_tunnel(name).await;
+        }
+        self.drop_unused_rules().await;
+        for e in self.sysctls.restore() {
+            warn!("restoring sysctl: {e}");
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(server) = self.control.take() {
+            server.close();
+        }
+        self.remove_all().await;
+        self.datapath.shutdown();
+        info!("stopped; everything v6gate installed has been removed");
+    }
+
+    /// Re-checks every pin after the host's routes or links changed.
+    async fn repin(&mut self) {
+        for i in 0..self.tunnels.len() {
+            let remote = IpAddr::V6(self.tunnels[i].config.remote);
+            let decision = match self.decide_pin(remote).await {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!("re-checking pins: {e:#}");
+                    return;
+                }
+            };
+            let wanted = match decision {
+                Decision::Pin(pin) => pin,
+                Decision::Loop { .. } => Pin::Blackhole,
+            };
+            let t = &self.tunnels[i];
+            if wanted == t.pin {
+                continue;
+            }
+            let route = pin::route(
+                remote,
+                wanted,
+                self.config.gateway.pin_table,
+                ROUTE_PROTOCOL,
+            );
+            if let Err(e) = self.netlink.route_replace(&route).await {
+                warn!(tunnel = %t.config.name, "re-pinning {remote}: {e:#}");
+                continue;
+            }
+            info!(
+                tunnel = %t.config.name,
+                "underlay changed: endpoint {remote} re-pinned {} -> {}",
+                describe_pin(t.pin),
+                describe_pin(wanted)
+            );
+            let t = &mut self.tunnels[i];
+            t.pin = wanted;
+            t.pin_route = route;
+        }
+    }
+
+    /// A crash leaves pin routes and rules behind (TUN devices and their routes vanish with the
+    /// process). Remove them before installing anything.
+    async fn remove_leftovers(&mut self) {
+        let gateway = self.config.gateway.clone();
+        for family in [Family::V4, Family::V6] {
+            if let Ok(routes) = self
+                .netlink
+                .routes(family, None, Some(ROUTE_PROTOCOL))
+                .await
+            {
+                for route in routes {
+                    debug!("removing leftover route {}", route.dst);
+                    let _ = self.netlink.route_del(&route).await;
+                }
+            }
+            if let Ok(rules) = self.netlink.rules(family).await {
+                for rule in rules.into_iter().filter(|r| {
+                    r.priority == gateway.pin_rule_priority && r.table == gateway.pin_table
+                }) {
+                    info!("removing leftover pin rule at priority {}", rule.priority);
+                    let _ = self.netlink.rule_del(&rule).await;
+                }
+            }
+        }
+    }
+}
+
+/// Routes to remove, newest first.
+#[derive(Default)]
+struct Undo {
+    routes: Vec<Route>,
+}
+
+impl Undo {
+    async fn run(self, netlink: &Netlink) {
+        for route in self.routes.iter().rev() {
+            if let Err(e) = netlink.route_del(route).await {
+                warn!("removing route {}: {e:#}", route.dst);
+            }
+        }
+    }
+}
+
+fn describe_pin(pin: Pin) -> String {
+    match pin {
+        Pin::Via { oif, gateway } => {
+            let dev = link_name(oif).unwrap_or_else(|| format!("if{oif}"));
+            match gateway {
+                Some(gw) => format!("via {gw} dev {dev}"),
+                None => format!("dev {dev}"),
+            }
+        }
+        Pin::Blackhole => "blackhole".to_string(),
+    }
+}
+
+fn family_of(addr: IpAddr) -> Family {
+    match addr {
+        IpAddr::V4(_) => Family::V4,
+        IpAddr::V6(_) => Family::V6,
+    }
+}
+
+/// An address inside `route` to ask the kernel about (the network address itself is not
+/// routable for 0.0.0.0/0 and ::/0).
+fn probe_address(route: &IpNet) -> IpAddr {
+    match route {
+        IpNet::V4(n) if n.prefix_len() == 0 => IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
+        IpNet::V6(n) if n.prefix_len() == 0 => {
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))
+        }
+        IpNet::V4(n) => IpAddr::V4(n.network()),
+        IpNet::V6(n) => IpAddr::V6(n.network()),
+    }
+}
+
+/// The kernel refuses to bind or send from an address that is not (yet) assigned; a fresh
+/// IPv6 address is tentative for a moment during DAD, so wait briefly before giving up.
+async fn wait_for_local_address(local: Ipv6Addr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match UdpSocket::bind(SocketAddr::new(IpAddr::V6(local), 0)) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                debug!("local address {local} not usable yet: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                bail!("local address {local} (local) is not assigned to any interface here: {e}")
+            }
+        }
+    }
+}
+
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    if let Err(e) = socket.send_to(state.as_bytes(), &path) {
+        debug!("sd_notify: {e}");
+    }
+}
+
+mod convert {
+    //! control's validated config -> dataplane's tunnel config.
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use control::Tunnel;
+
+    pub(super) fn dataplane_config(
+        t: &Tunnel,
+        mtu: u16,
+        icmp_source_v4: Option<Ipv4Addr>,
+        icmp_source_v6: Option<Ipv6Addr>,
+    ) -> dataplane::TunnelConfig {
+        dataplane::TunnelConfig {
+            name: t.name.clone(),
+            mode: match t.mode {
+                control::Mode::Ipip6 => dataplane::Mode::Ipip6,
+                control::Mode::Ip6ip6 => dataplane::Mode::Ip6ip6,
+                control::Mode::Any => dataplane::Mode::Any,
+            },
+            local: t.local,
+            remote: t.remote,
+            encap_limit: match t.encap_limit {
+                None => dataplane::EncapLimit::None,
+                Some(n) => dataplane::EncapLimit::Limit(n),
+            },
+            mtu,
+            hop_limit: t.hop_limit,
+            traffic_class: match t.tclass {
+                control::TrafficClass::Inherit => dataplane::TrafficClass::Inherit,
+                control::TrafficClass::Fixed(v) => dataplane::TrafficClass::Fixed(v),
+            },
+            routes: t.routes.clone(),
+            allowed_sources: t.allowed_sources.clone(),
+            allow_ipv4: t.inner_families.ipv4,
+            allow_ipv6: t.inner_families.ipv6,
+            mss_clamp: match t.mss_clamp {
+                control::MssClamp::Off => dataplane::MssClamp::Off,
+                control::MssClamp::Auto => dataplane::MssClamp::Auto,
+                control::MssClamp::Fixed(v) => dataplane::MssClamp::Fixed(v),
+            },
+            icmp_source_v4,
+            icmp_source_v6,
+        }
+    }
+}
+
+/// Interface name for an index, for log lines and status (the namespace's own sysfs).
+fn link_name(index: u32) -> Option<String> {
+    let entries = std::fs::read_dir("/sys/class/net").ok()?;
+    entries.flatten().find_map(|entry| {
+        let ifindex = std::fs::read_to_string(entry.path().join("ifindex")).ok()?;
+        (ifindex.trim().parse::<u32>().ok()? == index)
+            .then(|| entry.file_name().to_string_lossy().into_owned())
+    })
+}

@@ -1,0 +1,226 @@
+//! The control socket protocol and the `status` view of a running gateway.
+//!
+//! One request per connection, one JSON object per line each way. The same types serialise the
+//! `--json` output, so scripts see exactly what the daemon reported.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// What a client asks the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Reload,
+}
+
+/// What the daemon answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Status(GatewayStatus),
+    Reloaded { summary: String },
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GatewayStatus {
+    pub config: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub tunnels: Vec<TunnelStatus>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TunnelStatus {
+    pub name: String,
+    pub device: String,
+    pub mode: String,
+    /// `up` when the tunnel carries traffic; `down` while its endpoint has no underlay route.
+    pub state: String,
+    /// The underlay path in use, in words (`ipv6 via fe80::1 dev eth0`).
+    pub active_path: String,
+    pub local: String,
+    pub remote: String,
+    pub mtu: u16,
+    pub path_mtu: u16,
+    pub encap_limit: Option<u8>,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub mss_clamped: u64,
+    pub icmp_sent: u64,
+    pub send_errors: u64,
+    pub drops: BTreeMap<String, u64>,
+    pub pinned_route: PinnedRoute,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PinnedRoute {
+    pub destination: String,
+    /// `via` / `blackhole`
+    pub kind: String,
+    pub gateway: Option<String>,
+    pub device: Option<String>,
+    pub table: u32,
+}
+
+impl PinnedRoute {
+    fn describe(&self) -> String {
+        match (&self.gateway, &self.device) {
+            _ if self.kind == "blackhole" => format!("blackhole {}", self.destination),
+            (Some(gw), Some(dev)) => format!("{} via {gw} dev {dev}", self.destination),
+            (None, Some(dev)) => format!("{} dev {dev}", self.destination),
+            (Some(gw), None) => format!("{} via {gw}", self.destination),
+            (None, None) => self.destination.clone(),
+        }
+    }
+}
+
+/// Sends one request and waits (bounded) for the answer.
+pub fn query(socket: &Path, request: &Request) -> anyhow::Result<Response> {
+    let mut stream = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "cannot reach the v6gate daemon at {} (is `v6gate run` running, and is this the \
+             socket named by [gateway] control_socket?)",
+            socket.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_string(request)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .context("reading the daemon's answer")?;
+    if answer.trim().is_empty() {
+        bail!("the daemon closed the connection without answering");
+    }
+    serde_json::from_str(&answer).context("the daemon's answer is not valid JSON")
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The table a person reads.
+pub fn render(status: &GatewayStatus) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "v6gate pid {}, up {}s, config {}",
+        status.pid, status.uptime_secs, status.config
+    );
+    if status.tunnels.is_empty() {
+        out.push_str("no tunnels configured\n");
+        return out;
+    }
+    for t in &status.tunnels {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "tunnel {} ({}, {}) {}",
+            t.name, t.mode, t.device, t.state
+        );
+        let _ = writeln!(out, "  local {}  remote {}", t.local, t.remote);
+        let _ = writeln!(out, "  path       {}", t.active_path);
+        let _ = writeln!(out, "  pinned     {}", t.pinned_route.describe());
+        let limit = t
+            .encap_limit
+            .map_or_else(|| "none".to_string(), |l| l.to_string());
+        let _ = writeln!(
+            out,
+            "  mtu        {} (path {}), encap_limit {}",
+            t.mtu, t.path_mtu, limit
+        );
+        let _ = writeln!(
+            out,
+            "  tx         {} packets, {}",
+            t.tx_packets,
+            human_bytes(t.tx_bytes)
+        );
+        let _ = writeln!(
+            out,
+            "  rx         {} packets, {}",
+            t.rx_packets,
+            human_bytes(t.rx_bytes)
+        );
+        let _ = writeln!(
+            out,
+            "  mss clamped {}, icmp errors sent {}, send errors {}",
+            t.mss_clamped, t.icmp_sent, t.send_errors
+        );
+        let drops: Vec<String> = t
+            .drops
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        if drops.is_empty() {
+            let _ = writeln!(out, "  drops      none");
+        } else {
+            let _ = writeln!(out, "  drops      {}", drops.join(", "));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format_is_stable() {
+        assert_eq!(
+            serde_json::to_string(&Request::Status).unwrap(),
+            r#"{"cmd":"status"}"#
+        );
+        let r: Request = serde_json::from_str(r#"{"cmd":"reload"}"#).unwrap();
+        assert_eq!(r, Request::Reload);
+    }
+
+    #[test]
+    fn render_lists_nonzero_drops_only() {
+        let mut t = TunnelStatus {
+            name: "home".into(),
+            ..TunnelStatus::default()
+        };
+        t.drops.insert("spoofed_outer_source".into(), 3);
+        t.drops.insert("malformed".into(), 0);
+        let s = GatewayStatus {
+            tunnels: vec![t],
+            ..GatewayStatus::default()
+        };
+        let text = render(&s);
+        assert!(text.contains("spoofed_outer_source 3"), "{text}");
+        assert!(!text.contains("malformed"), "{text}");
+    }
+
+    #[test]
+    fn bytes_are_humanised() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}
