@@ -63,11 +63,15 @@ impl EncapLimit {
 }
 
 /// The outer traffic class.
+///
+/// In both cases the outer ECN field is the inner one (RFC 6040 §4.1, normal
+/// mode, as Linux ip6tnl does), so that congestion marks set on the underlay
+/// can be carried back inside at the far end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TrafficClass {
+    /// This DSCP (the upper six bits; the ECN bits of the value are ignored).
     Fixed(u8),
-    /// Copy the inner IPv4 TOS / IPv6 traffic class, ECN bits included, so that
-    /// congestion marks set on the underlay can be carried back inside (RFC 6040).
+    /// Copy the inner IPv4 TOS / IPv6 traffic class.
     Inherit,
 }
 

@@ -4,6 +4,8 @@ use wire::{Ipv6Packet, Ipv6Repr, ip_proto, ipv6, ipv6_ext};
 
 use crate::{Batch, Destination, EncapLimit, TrafficClass, TunnelConfig};
 
+const ECN_MASK: u8 = 0b11;
+
 /// Bytes in front of the inner packet.
 pub(crate) fn overhead(config: &TunnelConfig) -> usize {
     ipv6::HEADER_LEN + config.encap_limit.overhead()
@@ -23,8 +25,10 @@ pub(crate) fn emit_outer(
     inner_len: usize,
     buf: &mut [u8],
 ) -> usize {
+    // The ECN field always follows the inner packet (RFC 6040 §4.1, normal
+    // mode, as ip6tnl does), so congestion marks can be carried back inside.
     let traffic_class = match config.traffic_class {
-        TrafficClass::Fixed(tc) => tc,
+        TrafficClass::Fixed(tc) => (tc & !ECN_MASK) | (inner_traffic_class & ECN_MASK),
         TrafficClass::Inherit => inner_traffic_class,
     };
     let (next_header, ext_len) = match config.encap_limit {

@@ -25,6 +25,9 @@ mod ratelimit;
 mod stats;
 mod tunnel;
 
+#[cfg(test)]
+mod tests;
+
 pub use batch::{Batch, Destination, Iter as BatchIter};
 pub use config::{
     ConfigError, DEFAULT_HOP_LIMIT, EncapLimit, MIN_IPV4_MTU, MIN_IPV6_MTU, Mode, MssClamp,

@@ -1,0 +1,217 @@
+use std::time::Duration;
+
+use wire::{Icmpv6Packet, Icmpv6Repr};
+
+use super::*;
+use crate::{DropReason, EncapLimit, Event, PMTU_EXPIRY, PathMtuReason, Verdict};
+
+const ROUTER: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0xff, 0, 0, 0, 1);
+
+fn icmpv6(repr: &Icmpv6Repr<'_>, src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
+    let mut buf = vec![0xA5; repr.buffer_len()];
+    repr.emit(&src, &dst, &mut Icmpv6Packet::new_unchecked(&mut buf[..]));
+    buf
+}
+
+/// A Packet Too Big from a router on the path, quoting `invoking`.
+fn ptb(mtu: u32, invoking: &[u8]) -> Vec<u8> {
+    let quote = &invoking[..invoking.len().min(1232)];
+    icmpv6(
+        &Icmpv6Repr::PacketTooBig { mtu, data: quote },
+        ROUTER,
+        LOCAL,
+    )
+}
+
+/// An outer packet this tunnel sent, as a router would quote it.
+fn sent_packet(dp: &mut Dataplane, id: TunnelId) -> Vec<u8> {
+    let mut out = Batch::new(2048);
+    let _ = dp.handle_inner(now(), id, &mut udp4(NEAR4, FAR4, 1400, true), &mut out);
+    packets(&out).remove(0).1
+}
+
+#[test]
+fn packet_too_big_lowers_the_path_mtu() {
+    let (mut dp, id) = dataplane(config(Mode::Ipip6));
+    let quoted = sent_packet(&mut dp, id);
+    let t0 = now();
+    let v = dp.handle_icmpv6(t0, ROUTER, LOCAL, &ptb(1400, &quoted));
+    assert_eq!(v, Verdict::Consumed);
+    assert_eq!(dp.stats(id).unwrap().path_mtu, 1360);
+    assert_eq!(
+        dp.poll_event(),
+        Some(Event::PathMtuChanged {
+            tunnel: id,
+            mtu: 1360,
+            reason: PathMtuReason::PacketTooBig {
+                from: ROUTER,
+                reported: 1400
+            },
+        })
+    );
+    assert_eq!(dp.poll_event(), None);
+    assert_eq!(dp.poll_timeout(), Some(t0 + PMTU_EXPIRY));
+}
+
+#[test]
+fn the_option_costs_eight_more_bytes() {
+    let mut c = config(Mode::Ipip6);
+    c.encap_limit = EncapLimit::Limit(4);
+    c.mtu = 1452;
+    let (mut dp, id) = dataplane(c);
+    let quoted = sent_packet(&mut dp, id);
+    assert_eq!(quoted[6], ip_proto::DSTOPTS);
+    let _ = dp.handle_icmpv6(now(), ROUTER, LOCAL, &ptb(1400, &quoted));
+    assert_eq!(dp.stats(id).unwrap().path_mtu, 1352);
+}
+
+#[test]
+fn never_raises_and_never_goes_below_the_ipv6_minimum() {
+    let (mut dp, id) = dataplane(config(Mode::Ipip6));
+    let quoted = sent_packet(&mut dp, id);
+    let t0 = now();
+    assert_eq!(
+        dp.handle_icmpv6(t0, ROUTER, LOCAL, &ptb(1500, &quoted)),
+        Verdict::Consumed
+    );
+    assert_eq!(dp.stats(id).unwrap().path_mtu, 1460);
+    assert_eq!(dp.poll_event(), None);
+    assert_eq!(dp.poll_timeout(), None);
+
+    let _ = dp.handle_icmpv6(t0, ROUTER, LOCAL, &ptb(1400, &quoted));
+    let _ = dp.handle_icmpv6(t0, ROUTER, LOCAL, &ptb(1450, &quoted));
+    assert_eq!(dp.stats(id).unwrap().path_mtu, 1360);
+
+    // Below 1280 is not an IPv6 link: taken as 1280.
+    let _ = dp.handle_icmpv6(t0, ROUTER, LOCAL, &ptb(576, &quoted));
+    assert_eq!(dp.stats(id).unwrap().path_mtu, 1240);
+    let _ = dp.handle_icmpv6(t0, ROUTER, LOCAL, &ptb(0, &quoted));
+    assert_eq!(dp.stats(id).unwrap().path_mtu, 1240);
+    let mtus: Vec<_> = std::iter::from_fn(|| dp.poll_event())
+        .map(|Event::PathMtuChanged { mtu, .. }| mtu)
+        .collect();
+    assert_eq!(mtus, vec![1360, 1240]);
+}
+
+#[test]
+fn ipv6_inner_packets_keep_1280() {
+    let (mut dp, id) = dataplane(config(Mode::Any));
+    let quoted = sent_packet(&mut dp, id);
+    let _ = dp.handle_icmpv6(now(), ROUTER, LOCAL, &ptb(1280, &quoted));
+    assert_eq!(dp.stats(id).unwrap().path_mtu, 1240);
+    let mut out = Batch::new(4096);
+    // 1280 bytes of IPv6 still go through, 1260 of IPv4 do not.
+    let v = dp.handle_inner(now(), id, &mut udp6(NEAR6, FAR6, 1232), &mut out);
+    assert_eq!(v, Verdict::Forwarded);
+    let v = dp.handle_inner(now(), id, &mut udp4(NEAR4, FAR4, 1232, true), &mut out);
+    assert_eq!(v, Verdict::Dropped(DropReason::TooBig));
+}
+
+#[test]
+fn expires_back_to_the_configured_mtu() {
+    let (mut dp, id) = dataplane(config(Mode::Ipip6));
+    let quoted = sent_packet(&mut dp, id);
+    let t0 = now();
+    let _ = dp.handle_icmpv6(t0, ROUTER, LOCAL, &ptb(1400, &quoted));
+    let _ = dp.poll_event();
+    // The same report again keeps the value alive.
+    let t1 = t0 + Duration::from_secs(120);
+    let _ = dp.handle_icmpv6(t1, ROUTER, LOCAL, &ptb(1400, &quoted));
+    assert_eq!(dp.poll_event(), None);
+    assert_eq!(dp.poll_timeout(), Some(t1 + PMTU_EXPIRY));
+
+    dp.handle_timeout(t0 + PMTU_EXPIRY);
+    assert_eq!(dp.stats(id).unwrap().path_mtu, 1360);
+    assert_eq!(dp.poll_event(), None);
+
+    dp.handle_timeout(t1 + PMTU_EXPIRY);
+    assert_eq!(dp.stats(id).unwrap().path_mtu, 1460);
+    assert_eq!(
+        dp.poll_event(),
+        Some(Event::PathMtuChanged {
+            tunnel: id,
+            mtu: 1460,
+            reason: PathMtuReason::Expired
+        })
+    );
+    assert_eq!(dp.poll_timeout(), None);
+}
+
+#[test]
+fn mss_auto_follows_the_path_mtu() {
+    let mut c = config(Mode::Ipip6);
+    c.mss_clamp = MssClamp::Auto;
+    let (mut dp, id) = dataplane(c);
+    let quoted = sent_packet(&mut dp, id);
+    let _ = dp.handle_icmpv6(now(), ROUTER, LOCAL, &ptb(1400, &quoted));
+    let mut out = Batch::new(2048);
+    let mut packet = tcp4(NEAR4, FAR4, &syn(wire::tcp::flags::SYN, 1460));
+    let _ = dp.handle_inner(now(), id, &mut packet, &mut out);
+    let outer = packets(&out).remove(0).1;
+    assert_eq!(
+        TcpPacket::new_checked(&outer[60..]).unwrap().mss(),
+        Ok(Some(1320))
+    );
+}
+
+#[test]
+fn ignores_packet_too_big_for_other_traffic() {
+    let (mut dp, id) = dataplane(config(Mode::Ipip6));
+    let quoted = sent_packet(&mut dp, id);
+
+    // Our own host's traffic to the same remote, e.g. SSH: not tunnel packets.
+    let mut ssh = quoted.clone();
+    ssh[6] = ip_proto::TCP;
+    // Tunnel packets of someone else's tunnel.
+    let mut other = quoted.clone();
+    other[8..24].copy_from_slice(&"2001:db8:0:9::1".parse::<Ipv6Addr>().unwrap().octets());
+    // A quote too short to hold an IPv6 header, and one that is not IPv6.
+    let short = quoted[..39].to_vec();
+    let mut not_v6 = quoted.clone();
+    not_v6[0] = 0x45;
+
+    for (message, reason) in [
+        (ptb(1400, &ssh), DropReason::NoTunnel),
+        (ptb(1400, &other), DropReason::NoTunnel),
+        (ptb(1400, &short), DropReason::NoTunnel),
+        (ptb(1400, &not_v6), DropReason::NoTunnel),
+    ] {
+        assert_eq!(
+            dp.handle_icmpv6(now(), ROUTER, LOCAL, &message),
+            Verdict::Dropped(reason)
+        );
+    }
+    assert_eq!(dp.stats(id).unwrap().path_mtu, 1460);
+    assert_eq!(dp.poll_event(), None);
+    assert_eq!(dp.unattributed_drops().no_tunnel, 4);
+}
+
+#[test]
+fn other_icmpv6_and_bad_checksums_are_not_acted_on() {
+    let (mut dp, id) = dataplane(config(Mode::Ipip6));
+    let quoted = sent_packet(&mut dp, id);
+    let echo = icmpv6(
+        &Icmpv6Repr::EchoRequest {
+            ident: 1,
+            seq_no: 1,
+            data: b"hi",
+        },
+        ROUTER,
+        LOCAL,
+    );
+    assert_eq!(
+        dp.handle_icmpv6(now(), ROUTER, LOCAL, &echo),
+        Verdict::Dropped(DropReason::UnhandledIcmp)
+    );
+    let message = ptb(1400, &quoted);
+    // Checksummed for other addresses.
+    assert_eq!(
+        dp.handle_icmpv6(now(), REMOTE, LOCAL, &message),
+        Verdict::Dropped(DropReason::Malformed)
+    );
+    assert_eq!(
+        dp.handle_icmpv6(now(), ROUTER, LOCAL, &message[..7]),
+        Verdict::Dropped(DropReason::Malformed)
+    );
+    assert_eq!(dp.stats(id).unwrap().path_mtu, 1460);
+}
