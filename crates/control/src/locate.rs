@@ -178,7 +178,7 @@ mod tests {
         assert_eq!(ix.line_col(3), (2, 1));
         assert_eq!(ix.line_col(5), (2, 2));
         assert_eq!(ix.line_col(4), (2, 1));
-        assert_eq!(ix.line_col(999), (2, 9));
+        assert_eq!(ix.line_col(999), (2, 7));
     }
 
     #[test]

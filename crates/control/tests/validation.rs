@@ -785,3 +785,15 @@ fn load_reads_a_file_and_names_it() {
     assert!(std::error::Error::source(&e).is_some());
     assert_eq!(e.line(), None);
 }
+
+#[test]
+fn inline_and_dotted_forms_locate_the_same_keys() {
+    let text = "gateway.pin_table = 255\n\
+                tunnel = [\n  { name = \"a\", mode = \"ipip6\", local = \"2001:db8:a::1\", remote = \"2001:db8:a::2\" },\n  \
+                { name = \"b\", mode = \"ipip6\", local = \"2001:db8:a::1\", remote = \"2001:db8:a::3\", hop_limit = 0 },\n]\n";
+    let e = invalid(text);
+    has_problem(&e, "gateway.pin_table", 1, "`local` table");
+    let d = has_problem(&e, "tunnel[1].hop_limit", 4, "1..=255");
+    let col = text.lines().nth(3).unwrap().find("0 }").unwrap() + 1;
+    assert_eq!(d.location, Some((4, col)));
+}
