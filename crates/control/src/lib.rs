@@ -41,7 +41,7 @@ pub use model::{
     IPV6_HEADER_LEN, IPV6_MIN_MTU, InnerFamilies, MAIN_TABLE, MAX_DEVICE_LEN, Mode, MssClamp,
     PIN_BYPASS_MARK, TrafficClass, Tunnel, default_device,
 };
-pub use plan::{Plan, RoutePlan, SysctlChange, TunnelPlan, plan};
+pub use plan::{Plan, RoutePlan, SysctlChange, TunnelPlan, plan, tunnel_plan};
 
 impl Config {
     /// Parses and validates a config. `origin` names the text in messages (usually its path).

@@ -7,7 +7,7 @@ use std::net::Ipv6Addr;
 
 use ipnet::IpNet;
 
-use crate::model::{Config, PIN_BYPASS_MARK, Tunnel};
+use crate::model::{Config, Gateway, PIN_BYPASS_MARK, Tunnel};
 
 /// One sysctl to set. The daemon records the old value and restores it at stop.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -87,28 +87,12 @@ pub fn plan(config: &Config, underlay_mtu: impl Fn(&Tunnel) -> u16) -> Plan {
     let tunnels = config
         .enabled_tunnels()
         .map(|t| {
-            let mtu = match (t.mtu, t.underlay_mtu) {
-                (Some(mtu), _) => mtu,
-                (None, Some(underlay)) => t.effective_mtu(underlay),
-                (None, None) => t.effective_mtu(underlay_mtu(t)),
-            };
-            TunnelPlan {
-                name: t.name.clone(),
-                device: t.device.clone(),
-                mtu,
-                addresses: t.addresses.clone(),
-                routes: t
-                    .routes
-                    .iter()
-                    .map(|&dst| RoutePlan {
-                        dst,
-                        table: t.route_table,
-                        metric: gateway.route_metric,
-                    })
-                    .collect(),
-                pinned_endpoint: t.remote,
-                device_sysctls: device_sysctls(t),
-            }
+            let underlay = t.underlay_mtu.unwrap_or_else(|| match t.mtu {
+                // The configured MTU wins; the underlay is not needed, so not asked for.
+                Some(_) => 0,
+                None => underlay_mtu(t),
+            });
+            tunnel_plan(gateway, t, underlay)
         })
         .collect();
     Plan {
@@ -117,6 +101,33 @@ pub fn plan(config: &Config, underlay_mtu: impl Fn(&Tunnel) -> u16) -> Plan {
         pin_rule_priority: gateway.pin_rule_priority,
         pin_mark: PIN_BYPASS_MARK,
         tunnels,
+    }
+}
+
+/// The host state of one tunnel, given the MTU of the underlay its remote is reached through
+/// (ignored when the tunnel sets `mtu` or `underlay_mtu`).
+pub fn tunnel_plan(gateway: &Gateway, t: &Tunnel, underlay_mtu: u16) -> TunnelPlan {
+    let mtu = match (t.mtu, t.underlay_mtu) {
+        (Some(mtu), _) => mtu,
+        (None, Some(underlay)) => t.effective_mtu(underlay),
+        (None, None) => t.effective_mtu(underlay_mtu),
+    };
+    TunnelPlan {
+        name: t.name.clone(),
+        device: t.device.clone(),
+        mtu,
+        addresses: t.addresses.clone(),
+        routes: t
+            .routes
+            .iter()
+            .map(|&dst| RoutePlan {
+                dst,
+                table: t.route_table,
+                metric: gateway.route_metric,
+            })
+            .collect(),
+        pinned_endpoint: t.remote,
+        device_sysctls: device_sysctls(t),
     }
 }
 

@@ -113,17 +113,12 @@ impl Daemon {
 
     /// Gateway-wide settings, then every enabled tunnel; on failure everything done is undone.
     async fn apply_config(&mut self) -> anyhow::Result<()> {
-        let gateway = self.config.gateway.clone();
-        for (key, value) in [
-            ("net/ipv4/ip_forward", gateway.ipv4_forwarding),
-            ("net/ipv6/conf/all/forwarding", gateway.ipv6_forwarding),
-        ] {
-            if let Some(on) = value {
-                self.sysctls
-                    .set(key, if on { "1" } else { "0" })
-                    .with_context(|| format!("setting sysctl {key} ([gateway] forwarding)"))?;
-                info!("sysctl {key} = {}", u8::from(on));
-            }
+        let plan = control::plan(&self.config, |_| 0);
+        for change in &plan.sysctls {
+            self.sysctls
+                .set(&change.key, &change.value)
+                .with_context(|| format!("setting sysctl {} ([gateway])", change.key))?;
+            info!("sysctl {} = {}", change.key, change.value);
         }
         let tunnels: Vec<Tunnel> = self
             .config
@@ -397,39 +392,39 @@ impl Daemon {
         undo.routes.push(pin_route.clone());
         self.ensure_rule(Family::V6).await?;
 
-        let underlay_mtu = match (t.underlay_mtu, pin) {
-            (Some(mtu), _) => mtu,
-            (None, Pin::Via { oif, .. }) => self
+        let underlay_mtu = match pin {
+            Pin::Via { oif, .. } => self
                 .netlink
                 .link_mtu(oif)
                 .await
                 .ok()
                 .and_then(|m| u16::try_from(m).ok())
                 .unwrap_or(1500),
-            (None, Pin::Blackhole) => 1500,
+            Pin::Blackhole => 1500,
         };
-        let mtu = t.effective_mtu(underlay_mtu);
+        let plan = control::tunnel_plan(&gateway, t, underlay_mtu);
+        let mtu = plan.mtu;
 
         let tun = TunDevice::create(&t.device)
             .with_context(|| format!("creating TUN device {}", t.device))?;
         let ifindex = tun.index();
-        self.configure_device(t, ifindex, mtu).await?;
+        self.configure_device(&plan, ifindex).await?;
 
         let mut routes = Vec::new();
-        for dst in &t.routes {
+        for planned in &plan.routes {
             let route = Route {
-                dst: *dst,
-                table: t.route_table,
+                dst: planned.dst,
+                table: planned.table,
                 protocol: ROUTE_PROTOCOL,
-                metric: Some(gateway.route_metric),
+                metric: Some(planned.metric),
                 oif: Some(ifindex),
                 gateway: None,
                 kind: RouteKind::Unicast,
             };
             self.netlink.route_add(&route).await.with_context(|| {
                 format!(
-                    "adding route {dst} dev {} table {} (routes)",
-                    t.device, t.route_table
+                    "adding route {} dev {} table {} (routes)",
+                    planned.dst, t.device, planned.table
                 )
             })?;
             undo.routes.push(route.clone());
@@ -449,26 +444,22 @@ impl Daemon {
         })
     }
 
-    async fn configure_device(&mut self, t: &Tunnel, ifindex: u32, mtu: u16) -> anyhow::Result<()> {
-        let dev = &t.device;
+    async fn configure_device(
+        &mut self,
+        plan: &control::TunnelPlan,
+        ifindex: u32,
+    ) -> anyhow::Result<()> {
+        let dev = &plan.device;
         // Per-device sysctls vanish with the device, so they need no journal.
-        // Loose reverse-path filtering: the tunnel's inner sources are not routed back via it
-        // when the peer is a whole site (S1: the VPS side).
-        sys::sysctl::write(&format!("net/ipv4/conf/{dev}/rp_filter"), "2")
-            .with_context(|| format!("setting rp_filter on {dev}"))?;
-        if !t.inner_families.ipv6 {
-            // Nothing IPv6 may cross, so the kernel need not autoconfigure or send MLD here.
-            sys::sysctl::write(&format!("net/ipv6/conf/{dev}/disable_ipv6"), "1")
-                .with_context(|| format!("disabling IPv6 on {dev}"))?;
-        } else {
-            sys::sysctl::write(&format!("net/ipv6/conf/{dev}/accept_ra"), "0")
-                .with_context(|| format!("setting accept_ra on {dev}"))?;
+        for change in &plan.device_sysctls {
+            sys::sysctl::write(&change.key, &change.value)
+                .with_context(|| format!("setting sysctl {} on {dev}", change.key))?;
         }
         self.netlink
-            .link_set_mtu(ifindex, u32::from(mtu))
+            .link_set_mtu(ifindex, u32::from(plan.mtu))
             .await
-            .with_context(|| format!("setting mtu {mtu} on {dev}"))?;
-        for address in &t.addresses {
+            .with_context(|| format!("setting mtu {} on {dev}", plan.mtu))?;
+        for address in &plan.addresses {
             self.netlink
                 .address_add(ifindex, *address)
                 .await
