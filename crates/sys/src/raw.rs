@@ -7,7 +7,7 @@
 //! neither fragments nor checks what we send: a packet larger than the outgoing device's MTU
 //! fails with `EMSGSIZE`, and path MTU is learned from [`Icmpv6Socket`].
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
@@ -28,6 +28,16 @@ const OPTION_PAD1: u8 = 0x00;
 const ICMP6_FILTER: libc::c_int = 1;
 /// ICMPv6 type Packet Too Big (RFC 4443 §3.2).
 const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+
+/// Most datagrams moved by one `recvmmsg`/`sendmmsg` call.
+pub const BATCH_SIZE: usize = 32;
+
+/// One packet of a batch send: a complete IPv6 packet and the destination that routes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit<'a> {
+    pub packet: &'a [u8],
+    pub dst: Ipv6Addr,
+}
 
 /// A received datagram: its length in the caller's buffer and the outer-header metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +132,54 @@ impl RawIpv6Socket {
     /// `buf` is dropped and reported as `InvalidData`.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
         recv_with_metadata(self.socket.as_raw_fd(), buf)
+    }
+
+    /// Sends up to [`BATCH_SIZE`] packets with one `sendmmsg` and returns how many the kernel
+    /// took. A failure after the first packet ends the batch early and shows in the count; the
+    /// next call (starting at the first packet not sent) reports it.
+    pub fn send_batch(&self, transmits: &[Transmit<'_>]) -> io::Result<usize> {
+        let transmits = &transmits[..transmits.len().min(BATCH_SIZE)];
+        if transmits.is_empty() {
+            return Ok(0);
+        }
+        sys::sendmmsg(self.socket.as_raw_fd(), transmits)
+    }
+
+    /// Receives up to [`BATCH_SIZE`] datagrams with one `recvmmsg`: datagram `i` lands in
+    /// `bufs[i]` and its metadata in `received[i]`. Returns how many; `WouldBlock` when none is
+    /// queued. Datagrams too long for their buffer are dropped from the results (later ones
+    /// move up), since a partial payload is never useful.
+    pub fn recv_batch(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        received: &mut [Received],
+    ) -> io::Result<usize> {
+        let slots = bufs.len().min(received.len()).min(BATCH_SIZE);
+        if slots == 0 {
+            return Ok(0);
+        }
+        let (count, truncated) =
+            sys::recvmmsg(self.socket.as_raw_fd(), &mut bufs[..slots], received)?;
+        if truncated == 0 {
+            return Ok(count);
+        }
+        let mut kept = 0;
+        for i in 0..count {
+            if truncated & (1 << i) != 0 {
+                continue;
+            }
+            if kept != i {
+                let len = received[i].len;
+                let (head, tail) = bufs.split_at_mut(i);
+                let Some(target) = head[kept].get_mut(..len) else {
+                    continue;
+                };
+                target.copy_from_slice(&tail[0][..len]);
+                received[kept] = received[i];
+            }
+            kept += 1;
+        }
+        Ok(kept)
     }
 }
 
@@ -248,6 +306,14 @@ const CONTROL_LEN: usize = 2048 + 256;
 #[repr(C, align(8))]
 struct ControlBuffer([u8; CONTROL_LEN]);
 
+/// Control space per datagram in batches: pktinfo, tclass and a destination options header of
+/// realistic size; longer options arrive cut short (MSG_CTRUNC) and are read as far as they go.
+const BATCH_CONTROL_LEN: usize = 256;
+
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct BatchControlBuffer([u8; BATCH_CONTROL_LEN]);
+
 fn recv_with_metadata(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
     let mut control = ControlBuffer([0; CONTROL_LEN]);
     let datagram = sys::recvmsg(fd, buf, &mut control.0)?;
@@ -261,18 +327,26 @@ fn recv_with_metadata(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
             ),
         ));
     }
+    Ok(metadata(
+        datagram.len,
+        datagram.src,
+        &control.0[..datagram.control_len],
+    ))
+}
+
+fn metadata(len: usize, src: Ipv6Addr, control: &[u8]) -> Received {
     let mut received = Received {
-        len: datagram.len,
-        src: datagram.src,
+        len,
+        src,
         dst: Ipv6Addr::UNSPECIFIED,
         ifindex: 0,
         traffic_class: 0,
         encap_limit: None,
     };
-    for message in ControlMessages::new(&control.0[..datagram.control_len]) {
+    for message in ControlMessages::new(control) {
         apply_control_message(&mut received, message);
     }
-    Ok(received)
+    received
 }
 
 /// One control message: level, type and data bytes.
@@ -316,7 +390,9 @@ impl<'a> Iterator for ControlMessages<'a> {
             self.rest = &[];
             return None;
         }
-        let data = self.rest.get(data_start..len)?;
+        // A length past the end means the kernel cut the message short (MSG_CTRUNC): what
+        // is there is still good, and the options parsers cope with a partial header.
+        let data = self.rest.get(data_start..len.min(self.rest.len()))?;
         self.rest = self.rest.get(Self::align(len)..).unwrap_or(&[]);
         Some(ControlMessage { level, kind, data })
     }
@@ -375,9 +451,14 @@ fn encap_limit(header: &[u8]) -> Option<u8> {
 
 #[allow(unsafe_code)]
 mod sys {
-    use std::io;
+    use std::io::{self, IoSliceMut};
     use std::net::Ipv6Addr;
     use std::os::fd::RawFd;
+
+    use super::{BATCH_CONTROL_LEN, BATCH_SIZE, BatchControlBuffer, Received, Transmit, metadata};
+
+    // 28 bytes: fits any socklen_t.
+    const SOCKADDR_IN6_LEN: libc::socklen_t = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
 
     pub(super) struct Datagram {
         pub(super) len: usize,
@@ -414,6 +495,92 @@ mod sys {
             src: Ipv6Addr::from(addr.sin6_addr.s6_addr),
             control_len: msg.msg_controllen.min(control.len()),
         })
+    }
+
+    fn sockaddr(addr: Ipv6Addr) -> libc::sockaddr_in6 {
+        // SAFETY: all-zero is a valid sockaddr_in6.
+        let mut sockaddr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        sockaddr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        sockaddr.sin6_addr.s6_addr = addr.octets();
+        sockaddr
+    }
+
+    pub(super) fn sendmmsg(fd: RawFd, transmits: &[Transmit<'_>]) -> io::Result<usize> {
+        let count = transmits.len().min(BATCH_SIZE);
+        let mut addrs = [sockaddr(Ipv6Addr::UNSPECIFIED); BATCH_SIZE];
+        let mut iovs = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; BATCH_SIZE];
+        // SAFETY: all-zero is a valid mmsghdr (null pointers, zero lengths).
+        let mut hdrs: [libc::mmsghdr; BATCH_SIZE] = unsafe { std::mem::zeroed() };
+        for (i, transmit) in transmits.iter().take(count).enumerate() {
+            addrs[i] = sockaddr(transmit.dst);
+            // The kernel only reads through iov_base on send; the cast to *mut is the C API's.
+            iovs[i].iov_base = transmit.packet.as_ptr().cast_mut().cast();
+            iovs[i].iov_len = transmit.packet.len();
+            let hdr = &mut hdrs[i].msg_hdr;
+            hdr.msg_name = std::ptr::from_mut(&mut addrs[i]).cast();
+            hdr.msg_namelen = SOCKADDR_IN6_LEN;
+            hdr.msg_iov = &mut iovs[i];
+            hdr.msg_iovlen = 1;
+        }
+        let vlen = libc::c_uint::try_from(count).map_err(io::Error::other)?;
+        // SAFETY: the first `count` headers point at live entries of `addrs` and `iovs`, whose
+        // iovecs point at the callers' packets for their full lengths; all outlive the call and
+        // the kernel only reads them (and writes `msg_len` in the headers we own).
+        let rc = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), vlen, 0) };
+        usize::try_from(rc).map_err(|_| io::Error::last_os_error())
+    }
+
+    /// Receives into `bufs` (at most BATCH_SIZE) and fills `received`; returns the count and a
+    /// bit mask of truncated datagrams.
+    pub(super) fn recvmmsg(
+        fd: RawFd,
+        bufs: &mut [IoSliceMut<'_>],
+        received: &mut [Received],
+    ) -> io::Result<(usize, u64)> {
+        let slots = bufs.len().min(received.len()).min(BATCH_SIZE);
+        let mut addrs = [sockaddr(Ipv6Addr::UNSPECIFIED); BATCH_SIZE];
+        let mut controls = [BatchControlBuffer([0; BATCH_CONTROL_LEN]); BATCH_SIZE];
+        let mut iovs = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; BATCH_SIZE];
+        // SAFETY: all-zero is a valid mmsghdr (null pointers, zero lengths).
+        let mut hdrs: [libc::mmsghdr; BATCH_SIZE] = unsafe { std::mem::zeroed() };
+        for (i, buf) in bufs.iter_mut().take(slots).enumerate() {
+            iovs[i].iov_base = buf.as_mut_ptr().cast();
+            iovs[i].iov_len = buf.len();
+            let hdr = &mut hdrs[i].msg_hdr;
+            hdr.msg_name = std::ptr::from_mut(&mut addrs[i]).cast();
+            hdr.msg_namelen = SOCKADDR_IN6_LEN;
+            hdr.msg_iov = &mut iovs[i];
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = controls[i].0.as_mut_ptr().cast();
+            hdr.msg_controllen = BATCH_CONTROL_LEN;
+        }
+        let vlen = libc::c_uint::try_from(slots).map_err(io::Error::other)?;
+        // SAFETY: the first `slots` headers point at live, exclusively borrowed entries of
+        // `addrs`, `controls` and `iovs`, and the iovecs at the callers' buffers, each with its
+        // true length; the kernel writes within those lengths only. A null timeout means none.
+        let rc = unsafe { libc::recvmmsg(fd, hdrs.as_mut_ptr(), vlen, 0, std::ptr::null_mut()) };
+        let count = usize::try_from(rc).map_err(|_| io::Error::last_os_error())?;
+        let mut truncated = 0u64;
+        for i in 0..count.min(slots) {
+            let hdr = &hdrs[i];
+            if hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                truncated |= 1 << i;
+            }
+            let len = usize::try_from(hdr.msg_len).unwrap_or(0).min(bufs[i].len());
+            let control_len = hdr.msg_hdr.msg_controllen.min(BATCH_CONTROL_LEN);
+            received[i] = metadata(
+                len,
+                Ipv6Addr::from(addrs[i].sin6_addr.s6_addr),
+                &controls[i].0[..control_len],
+            );
+        }
+        Ok((count.min(slots), truncated))
     }
 }
 
@@ -507,14 +674,20 @@ mod tests {
     fn control_messages_stop_at_lying_lengths() {
         let mut buffer = control_message(libc::IPPROTO_IPV6, libc::IPV6_TCLASS, &[1, 0, 0, 0]);
         let good = buffer.len();
-        // A second header whose length runs past the buffer.
+        // A second header whose length runs past the buffer, as after MSG_CTRUNC: its data is
+        // what is there, and the walk ends with it.
         buffer.extend(control_message(
             libc::IPPROTO_IPV6,
             libc::IPV6_TCLASS,
             &[2, 0, 0, 0],
         ));
         buffer[good..good + size_of::<usize>()].copy_from_slice(&4096usize.to_ne_bytes());
-        assert_eq!(ControlMessages::new(&buffer).count(), 1);
+        let messages: Vec<_> = ControlMessages::new(&buffer).collect();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(
+            messages[1].data,
+            &buffer[good + ControlMessages::HEADER_LEN..]
+        );
         // A length shorter than the header itself.
         buffer[good..good + size_of::<usize>()].copy_from_slice(&3usize.to_ne_bytes());
         assert_eq!(ControlMessages::new(&buffer).count(), 1);

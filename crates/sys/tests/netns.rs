@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use sys::netlink::{Change, Family, Netlink, Route, RouteKind, Rule, TABLE_MAIN, watch_changes};
-use sys::raw::{Icmpv6Socket, RawIpv6Socket};
+use sys::raw::{BATCH_SIZE, Icmpv6Socket, RawIpv6Socket, Received, Transmit};
 use sys::sysctl::{self, SysctlJournal};
 use sys::tun::TunDevice;
 
@@ -333,6 +333,63 @@ fn routes_add_replace_list_delete() {
     });
 }
 
+/// Crash reconciliation: whatever a dump reports can be deleted with exactly that value.
+#[test]
+fn dumped_routes_delete_cleanly() {
+    in_netns(|netlink| async move {
+        let tun = tun_with(&netlink, "v6gt7", &["2001:db8:1::1/64", "198.51.100.1/24"]).await;
+        let mut installed = Vec::new();
+        for (dst, kind) in [
+            ("2001:db8:2::/48", RouteKind::Blackhole),
+            ("2001:db8:3::/48", RouteKind::Unreachable),
+            ("::/0", RouteKind::Unicast),
+            ("203.0.113.0/24", RouteKind::Blackhole),
+            ("0.0.0.0/0", RouteKind::Unicast),
+            ("198.18.0.0/15", RouteKind::Unicast),
+        ] {
+            let mut route = route(dst, kind);
+            if kind == RouteKind::Unicast {
+                route.oif = Some(tun.index());
+            }
+            if dst == "198.18.0.0/15" {
+                route.gateway = Some("198.51.100.2".parse().unwrap());
+                route.metric = Some(7);
+            }
+            netlink.route_add(&route).await.unwrap();
+            installed.push(route);
+        }
+        // Someone else's route in the same table must survive.
+        let mut foreign = route("2001:db8:4::/48", RouteKind::Blackhole);
+        foreign.protocol = PROTOCOL + 1;
+        netlink.route_add(&foreign).await.unwrap();
+
+        for family in [Family::V4, Family::V6] {
+            let ours = netlink
+                .routes(family, Some(TABLE), Some(PROTOCOL))
+                .await
+                .unwrap();
+            let expected = installed
+                .iter()
+                .filter(|r| Family::of(r.dst.addr()) == family)
+                .count();
+            assert_eq!(ours.len(), expected, "{ours:?}");
+            for route in &ours {
+                netlink.route_del(route).await.unwrap();
+            }
+            assert!(
+                netlink
+                    .routes(family, Some(TABLE), Some(PROTOCOL))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        let left = netlink.routes(Family::V6, Some(TABLE), None).await.unwrap();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].dst, foreign.dst);
+    });
+}
+
 #[test]
 fn route_get_reports_path_and_reject_kinds() {
     in_netns(|netlink| async move {
@@ -622,6 +679,134 @@ fn raw_socket_sends_and_receives_ipv4_in_ipv6_with_metadata() {
             bound.recv(&mut buf).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
+    });
+}
+
+#[test]
+fn raw_socket_batches_keep_order_and_metadata() {
+    in_netns(|netlink| async move {
+        let lo = netlink.link_index("lo").await.unwrap().unwrap();
+        netlink
+            .address_add(lo, net("2001:db8::1/128"))
+            .await
+            .unwrap();
+        netlink
+            .address_add(lo, net("2001:db8::2/128"))
+            .await
+            .unwrap();
+        let (local, remote) = (v6("2001:db8::1"), v6("2001:db8::2"));
+        let socket = RawIpv6Socket::open(4).unwrap();
+
+        // More than one batch's worth; every fifth carries an encapsulation limit.
+        let count = BATCH_SIZE + 8;
+        let packets: Vec<(Vec<u8>, Vec<u8>, Ipv6Addr)> = (0..count)
+            .map(|i| {
+                let inner = ipv4_udp(
+                    Ipv4Addr::new(198, 51, 100, 1),
+                    Ipv4Addr::new(203, 0, 113, 1),
+                    7,
+                    &vec![i as u8; 10 + i],
+                );
+                let (src, dst) = if i % 2 == 0 {
+                    (local, remote)
+                } else {
+                    (remote, local)
+                };
+                let outer = if i % 5 == 0 {
+                    let mut options = vec![4, 0, 0x04, 0x01, i as u8, 0x01, 0x01, 0x00];
+                    options.extend_from_slice(&inner);
+                    ipv6(src, dst, i as u8, 60, &options)
+                } else {
+                    ipv6(src, dst, i as u8, 4, &inner)
+                };
+                (inner, outer, dst)
+            })
+            .collect();
+        let transmits: Vec<Transmit<'_>> = packets
+            .iter()
+            .map(|(_, outer, dst)| Transmit {
+                packet: outer,
+                dst: *dst,
+            })
+            .collect();
+        let mut sent = 0;
+        while sent < count {
+            let n = socket.send_batch(&transmits[sent..]).unwrap();
+            assert!(n > 0 && n <= BATCH_SIZE, "{n}");
+            sent += n;
+        }
+        assert_eq!(socket.send_batch(&[]).unwrap(), 0);
+
+        let mut storage = vec![[0u8; 256]; BATCH_SIZE];
+        let blank = Received {
+            len: 0,
+            src: Ipv6Addr::UNSPECIFIED,
+            dst: Ipv6Addr::UNSPECIFIED,
+            ifindex: 0,
+            traffic_class: 0,
+            encap_limit: None,
+        };
+        let mut received = vec![blank; BATCH_SIZE];
+        let mut next = 0;
+        while next < count {
+            let mut bufs: Vec<_> = storage.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
+            let n = recv_soon(|| socket.recv_batch(&mut bufs, &mut received))
+                .await
+                .unwrap();
+            drop(bufs);
+            for (buf, meta) in storage.iter().zip(&received).take(n) {
+                let (inner, _, dst) = &packets[next];
+                assert_eq!(&buf[..meta.len], &inner[..], "packet {next}");
+                assert_eq!(meta.dst, *dst, "packet {next}");
+                assert_eq!(meta.traffic_class, next as u8, "packet {next}");
+                let limit = (next % 5 == 0).then_some(next as u8);
+                assert_eq!(meta.encap_limit, limit, "packet {next}");
+                next += 1;
+            }
+        }
+        let mut bufs: Vec<_> = storage.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
+        assert_eq!(
+            socket
+                .recv_batch(&mut bufs, &mut received)
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::WouldBlock
+        );
+
+        // Datagrams too big for their buffer drop out; the others move up in order.
+        let small = ipv4_udp(
+            Ipv4Addr::new(198, 51, 100, 1),
+            Ipv4Addr::new(203, 0, 113, 1),
+            7,
+            b"s",
+        );
+        let big = ipv4_udp(
+            Ipv4Addr::new(198, 51, 100, 1),
+            Ipv4Addr::new(203, 0, 113, 1),
+            7,
+            &[0xbb; 100],
+        );
+        for inner in [&big, &small, &big, &small] {
+            socket
+                .send_to(&ipv6(local, remote, 0, 4, inner), remote)
+                .unwrap();
+        }
+        let mut short = vec![[0u8; 64]; 4];
+        let mut bufs: Vec<_> = short.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
+        let mut got = 0;
+        while got < 2 {
+            let n = recv_soon(|| socket.recv_batch(&mut bufs, &mut received[got..]))
+                .await
+                .unwrap();
+            for meta in &received[got..got + n] {
+                assert_eq!(meta.len, small.len());
+            }
+            got += n;
+        }
+        drop(bufs);
+        assert_eq!(got, 2);
+        assert_eq!(&short[0][..small.len()], &small[..]);
+        assert_eq!(&short[1][..small.len()], &small[..]);
     });
 }
 
