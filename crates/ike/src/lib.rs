@@ -5,7 +5,16 @@
 pub mod crypto;
 pub mod dh;
 mod error;
+pub mod identity;
 pub mod keys;
+mod peer;
 pub mod proposal;
 
 pub use error::{Error, Incompatibility, Misbehaviour};
+pub use identity::Identity;
+pub use peer::{
+    ChildSaInfo, Config, DownReason, Dpd, DpdAction, Event, Peer, Retransmit, Transmit,
+};
+
+#[cfg(test)]
+mod tests;
