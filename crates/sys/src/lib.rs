@@ -3,8 +3,8 @@
 //! | module | does | does not |
 //! | --- | --- | --- |
 //! | [`tun`] | create a non-persistent `IFF_TUN \| IFF_NO_PI` device by exact name; read and write whole packets on a pollable descriptor | configure addresses, MTU or link state (that is [`netlink`]) |
-//! | [`raw`] | raw IPv6 sockets: send caller-built IPv6 packets (`IPV6_HDRINCL`) for one protocol, receive payloads with outer addresses, traffic class and encapsulation limit; an ICMPv6 socket filtered to Packet Too Big | build or check headers, fragment, decide what to accept |
-//! | [`netlink`] | links, addresses, routes and rules over rtnetlink (async, tokio); change notifications | decide what to install; track what it installed |
+//! | [`raw`] | raw IPv6 sockets: send caller-built IPv6 packets (`IPV6_HDRINCL`) for one protocol, one at a time or batched (`sendmmsg`/`recvmmsg`), receive payloads with outer addresses, traffic class and encapsulation limit; an ICMPv6 socket filtered to Packet Too Big | build or check headers, fragment, decide what to accept |
+//! | [`netlink`] | links, addresses, routes and rules over rtnetlink (async, tokio); route lookups; change notifications | decide what to install; remember what it installed (dumps filtered by table and protocol serve reconciliation) |
 //! | [`sysctl`] | read and write `/proc/sys` keys; a journal that restores originals | choose values |
 //!
 //! Everything acts in the network namespace of the *calling thread*: devices, sockets and
@@ -12,8 +12,13 @@
 //! the thread that opens them. Errors are [`SysError`], whose text names the operation, the
 //! object and the kernel's answer.
 //!
-//! This is the only crate of the workspace allowed `unsafe`, confined to private `sys`
-//! submodules and [`fd`]-level helpers, each block with a `// SAFETY:` comment.
+//! Not here (yet): TUN offloads (`IFF_VNET_HDR`, TSO/GRO), multi-queue TUN, UDP sockets for
+//! ESP-in-UDP, nftables.
+//!
+//! This is the only crate of the workspace allowed `unsafe`: `deny` at the root, allowed only
+//! in the private `fd` module, the `sys` submodules of [`tun`] and [`raw`], and the
+//! notification socket's registration in [`netlink`]; each block carries a `// SAFETY:`
+//! comment.
 
 #![deny(unsafe_code)]
 
