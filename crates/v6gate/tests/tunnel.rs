@@ -346,6 +346,8 @@ fn df_packet_over_the_path_mtu_gets_frag_needed() {
     let lab = &sites.lab;
     let gateways = [sites.gateway(Site::A), sites.gateway(Site::B)];
     assert_ping(lab, Node::HostA, HOST_B, 1, &gateways);
+    let fresh = sites.gateway(Site::A).tunnel_status("ab").unwrap();
+    assert_eq!(fresh["path_mtu"], fresh["mtu"], "{fresh}");
     // 1400 bytes of ICMP payload = 1428-byte inner packet: fits the 1460 tunnel MTU but
     // not the 1400 path, once encapsulated (1468).
     let mut outputs = String::new();
@@ -362,7 +364,8 @@ fn df_packet_over_the_path_mtu_gets_frag_needed() {
         "hostA never got frag-needed with mtu 1360:\n{outputs}\n{tunnel}\n{}",
         sites.gateway(Site::A).log()
     );
-    assert_eq!(tunnel["path_mtu"], 1400, "{tunnel}");
+    // path_mtu is in the same unit as mtu (what fits inside): 1400 - 40.
+    assert_eq!(tunnel["path_mtu"], 1360, "{tunnel}");
     assert!(counter(&tunnel, "icmp_sent") >= 1, "{tunnel}");
     // Packets that fit the discovered path still cross.
     let small = lab.ping_output(Node::HostA, HOST_B, 3, &["-M", "do", "-s", "1332"]);
