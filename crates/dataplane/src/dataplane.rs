@@ -9,7 +9,7 @@ use wire::{Icmpv6Packet, icmpv6};
 use crate::event::PathMtuReason;
 use crate::pmtu::Update;
 use crate::ratelimit::IcmpRateLimit;
-use crate::tunnel::{Tunnel, quoted_tunnel_packet};
+use crate::tunnel::{Idents, Tunnel, quoted_tunnel_packet};
 use crate::{
     Batch, ConfigError, DropCounters, DropReason, Event, TunnelConfig, TunnelId, TunnelStats,
     Verdict, encap,
@@ -58,7 +58,7 @@ pub struct Dataplane {
     unattributed: DropCounters,
     events: VecDeque<Event>,
     icmp_rate: IcmpRateLimit,
-    ipv4_ident: u16,
+    idents: Idents,
 }
 
 impl Default for Dataplane {
@@ -81,7 +81,7 @@ impl Dataplane {
             unattributed: DropCounters::default(),
             events: VecDeque::new(),
             icmp_rate,
-            ipv4_ident: 0,
+            idents: Idents::default(),
         }
     }
 
@@ -153,7 +153,7 @@ impl Dataplane {
         out: &mut Batch,
     ) -> Verdict {
         match self.tunnels.get_mut(&tunnel) {
-            Some(t) => t.encap(now, packet, out, &mut self.ipv4_ident),
+            Some(t) => t.encap(now, packet, out, &mut self.idents),
             None => self.drop_unattributed(DropReason::NoTunnel),
         }
     }

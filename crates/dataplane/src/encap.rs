@@ -11,6 +11,16 @@ pub(crate) fn overhead(config: &TunnelConfig) -> usize {
     ipv6::HEADER_LEN + config.encap_limit.overhead()
 }
 
+/// The outer traffic class for an inner packet with this TOS / traffic class.
+pub(crate) fn traffic_class(config: &TunnelConfig, inner_traffic_class: u8) -> u8 {
+    // The ECN field always follows the inner packet (RFC 6040 §4.1, normal
+    // mode, as ip6tnl does), so congestion marks can be carried back inside.
+    match config.traffic_class {
+        TrafficClass::Fixed(tc) => (tc & !ECN_MASK) | (inner_traffic_class & ECN_MASK),
+        TrafficClass::Inherit => inner_traffic_class,
+    }
+}
+
 /// Writes the outer header, and the Destination Options header carrying the
 /// Tunnel Encapsulation Limit when configured, in front of an inner packet of
 /// `inner_len` bytes whose own protocol is `inner_protocol` (4 or 41).
@@ -25,12 +35,7 @@ pub(crate) fn emit_outer(
     inner_len: usize,
     buf: &mut [u8],
 ) -> usize {
-    // The ECN field always follows the inner packet (RFC 6040 §4.1, normal
-    // mode, as ip6tnl does), so congestion marks can be carried back inside.
-    let traffic_class = match config.traffic_class {
-        TrafficClass::Fixed(tc) => (tc & !ECN_MASK) | (inner_traffic_class & ECN_MASK),
-        TrafficClass::Inherit => inner_traffic_class,
-    };
+    let traffic_class = traffic_class(config, inner_traffic_class);
     let (next_header, ext_len) = match config.encap_limit {
         EncapLimit::None => (inner_protocol, 0),
         EncapLimit::Limit(_) => (ip_proto::DSTOPTS, ipv6_ext::ENCAP_LIMIT_HEADER_LEN),

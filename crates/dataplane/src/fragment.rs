@@ -1,16 +1,20 @@
-//! IPv4 fragmentation before encapsulation (RFC 791 §3.2, "Fragmentation").
+//! Fragmentation, inner and outer.
 //!
 //! An inner IPv4 packet without DF that does not fit the tunnel is split into
-//! IPv4 fragments, each carried in its own outer packet, the way Linux
-//! fragments a forwarded packet to the ip6tnl device MTU. The far end passes
-//! the fragments on and the destination reassembles them; the underlay never
-//! sees IPv6 fragments.
+//! IPv4 fragments (RFC 791 §3.2), each carried in its own outer packet, the
+//! way Linux fragments a forwarded packet to the ip6tnl device MTU; the far
+//! end passes them on and the destination reassembles them.
+//!
+//! An inner IPv6 packet is never refused below 1280 bytes, so when the path
+//! reports less room than that, the outer packet itself is split with an IPv6
+//! Fragment header (RFC 2473 §7.1) and the far end's kernel reassembles it
+//! before the tunnel sees it.
 
-use wire::{Ipv4Packet, ipv4};
+use wire::{Ipv4Packet, Ipv6Packet, Ipv6Repr, ip_proto, ipv4, ipv6, ipv6_ext};
 
-use crate::encap::{emit_outer, overhead};
+use crate::encap::{self, emit_outer, overhead};
 use crate::inner::Family;
-use crate::{Batch, Destination, DropReason, TunnelConfig};
+use crate::{Batch, Destination, DropReason, EncapLimit, TunnelConfig};
 
 /// The largest IPv4 header: IHL is four bits of 32-bit words.
 const MAX_HEADER_LEN: usize = 60;
@@ -124,6 +128,77 @@ pub(crate) fn fragment_into(
         }
     }
     Ok(sent)
+}
+
+/// Encapsulates `inner` as usual, then splits the outer packet so that none
+/// is longer than `link_mtu`: the fixed header stays in front of each piece,
+/// followed by a Fragment header; the encap-limit option, if any, is meant
+/// for the far end and travels in the first piece (RFC 8200 §4.5). Returns how
+/// many outer packets were appended.
+pub(crate) fn fragment_outer(
+    config: &TunnelConfig,
+    inner_protocol: u8,
+    inner_traffic_class: u8,
+    inner: &[u8],
+    link_mtu: u16,
+    ident: u32,
+    out: &mut Batch,
+) -> usize {
+    // The fragmentable part: [Destination Options] + inner packet.
+    let mut option = [0u8; ipv6_ext::ENCAP_LIMIT_HEADER_LEN];
+    let (first_header, option) = match config.encap_limit {
+        EncapLimit::None => (inner_protocol, &option[..0]),
+        EncapLimit::Limit(limit) => {
+            // Cannot fail: the buffer is exactly the header's length.
+            let _ = ipv6_ext::emit_encap_limit(inner_protocol, limit, &mut option);
+            (ip_proto::DSTOPTS, &option[..])
+        }
+    };
+    let total = option.len() + inner.len();
+    let piece_header = ipv6::HEADER_LEN + ipv6_ext::FRAGMENT_HEADER_LEN;
+    // At least 1280 - 48: link MTUs below 1280 were raised when learnt.
+    let room = (usize::from(link_mtu) - piece_header) / 8 * 8;
+    let traffic_class = encap::traffic_class(config, inner_traffic_class);
+    let destination = Destination::Underlay {
+        remote: config.remote,
+    };
+
+    let mut sent = 0;
+    let mut done = 0;
+    while done < total {
+        let chunk = room.min(total - done);
+        let last = done + chunk == total;
+        let buf = out.push(destination, piece_header + chunk);
+        Ipv6Repr {
+            src_addr: config.local,
+            dst_addr: config.remote,
+            next_header: ip_proto::FRAGMENT,
+            payload_len: ipv6_ext::FRAGMENT_HEADER_LEN + chunk,
+            hop_limit: config.hop_limit,
+            traffic_class,
+            flow_label: 0,
+        }
+        .emit(&mut Ipv6Packet::new_unchecked(&mut buf[..ipv6::HEADER_LEN]));
+        // Offsets fit: total <= 8 + 65535 and room is a multiple of 8.
+        let offset_and_more = (done as u16) | u16::from(!last);
+        buf[ipv6::HEADER_LEN..piece_header].copy_from_slice(&{
+            let mut header = [0u8; ipv6_ext::FRAGMENT_HEADER_LEN];
+            header[0] = first_header;
+            header[2..4].copy_from_slice(&offset_and_more.to_be_bytes());
+            header[4..8].copy_from_slice(&ident.to_be_bytes());
+            header
+        });
+        // Copy [done, done + chunk) of option ++ inner.
+        let body = &mut buf[piece_header..];
+        let option_start = done.min(option.len());
+        let from_option = (option.len() - option_start).min(chunk);
+        body[..from_option].copy_from_slice(&option[option_start..option_start + from_option]);
+        let inner_start = done + from_option - option.len();
+        body[from_option..].copy_from_slice(&inner[inner_start..inner_start + chunk - from_option]);
+        sent += 1;
+        done += chunk;
+    }
+    sent
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod batch;
 mod config;
 mod dataplane;
 mod encap;
+pub mod esp;
 mod event;
 mod fragment;
 mod icmp;

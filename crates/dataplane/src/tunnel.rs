@@ -22,6 +22,17 @@ const TCP_IPV6_OVERHEAD: u16 = 60;
 const ECN_MASK: u8 = 0b11;
 const ECN_CE: u8 = 0b11;
 
+/// Identification values for packets the core originates, shared by all
+/// tunnels so that fragments of different tunnels never collide at a host
+/// that terminates several of them.
+#[derive(Debug, Default)]
+pub(crate) struct Idents {
+    /// ICMPv4 errors.
+    pub(crate) ipv4: u16,
+    /// Outer IPv6 Fragment headers.
+    pub(crate) ipv6: u32,
+}
+
 #[derive(Debug)]
 pub(crate) struct Tunnel {
     pub(crate) id: TunnelId,
@@ -96,7 +107,7 @@ impl Tunnel {
         now: Instant,
         packet: &mut [u8],
         out: &mut Batch,
-        ipv4_ident: &mut u16,
+        idents: &mut Idents,
     ) -> Verdict {
         let inner = match Inner::parse(packet, false) {
             Ok(inner) => inner,
@@ -122,16 +133,36 @@ impl Tunnel {
 
         let mtu = self.mtu(inner.family);
         if inner.len > usize::from(mtu) {
-            return self.too_big(now, packet, inner.family, mtu, out, ipv4_ident);
+            return self.too_big(now, packet, inner.family, mtu, out, idents);
         }
-        encap::encapsulate(
-            &self.config,
-            inner.family.protocol(),
-            inner.traffic_class,
-            packet,
-            out,
-        );
-        self.stats.tx_packets += 1;
+        let path = self.pmtu.current();
+        if inner.len > usize::from(path) {
+            // Only IPv6 at its 1280 floor gets here: the path is narrower
+            // than IPv6 allows a link to be, so the outer packet is split.
+            idents.ipv6 = idents.ipv6.wrapping_add(1);
+            let link_mtu = path + encap::overhead(&self.config) as u16;
+            let count = fragment::fragment_outer(
+                &self.config,
+                inner.family.protocol(),
+                inner.traffic_class,
+                packet,
+                link_mtu,
+                idents.ipv6,
+                out,
+            );
+            self.stats.tx_packets += count as u64;
+            self.stats.fragmented += 1;
+            self.stats.fragments_sent += count as u64;
+        } else {
+            encap::encapsulate(
+                &self.config,
+                inner.family.protocol(),
+                inner.traffic_class,
+                packet,
+                out,
+            );
+            self.stats.tx_packets += 1;
+        }
         self.stats.tx_bytes += inner.len as u64;
         Verdict::Forwarded
     }
@@ -143,7 +174,7 @@ impl Tunnel {
         family: Family,
         mtu: u16,
         out: &mut Batch,
-        ipv4_ident: &mut u16,
+        idents: &mut Idents,
     ) -> Verdict {
         if family == Family::V4 && !wire::Ipv4Packet::new_unchecked(packet).dont_frag() {
             return match fragment::fragment_into(&self.config, packet, mtu, out) {
@@ -158,7 +189,7 @@ impl Tunnel {
                 Err(reason) => self.drop(reason),
             };
         }
-        let reason = self.answer_too_big(now, packet, family, mtu, out, ipv4_ident);
+        let reason = self.answer_too_big(now, packet, family, mtu, out, idents);
         self.drop(reason)
     }
 
@@ -171,7 +202,7 @@ impl Tunnel {
         family: Family,
         mtu: u16,
         out: &mut Batch,
-        ipv4_ident: &mut u16,
+        idents: &mut Idents,
     ) -> DropReason {
         let destination = Destination::Tun(self.id);
         match family {
@@ -185,9 +216,9 @@ impl Tunnel {
                 if !self.icmp_bucket.take(now) {
                     return DropReason::IcmpRateLimited;
                 }
-                *ipv4_ident = ipv4_ident.wrapping_add(1);
+                idents.ipv4 = idents.ipv4.wrapping_add(1);
                 let buf = out.push(destination, icmp::frag_needed_len(packet));
-                icmp::emit_frag_needed(source, *ipv4_ident, mtu, packet, buf);
+                icmp::emit_frag_needed(source, idents.ipv4, mtu, packet, buf);
             }
             Family::V6 => {
                 let Some(source) = self.config.icmp_source_v6 else {

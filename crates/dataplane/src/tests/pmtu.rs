@@ -215,3 +215,100 @@ fn other_icmpv6_and_bad_checksums_are_not_acted_on() {
     );
     assert_eq!(dp.stats(id).unwrap().path_mtu, 1460);
 }
+
+/// Checks the outer fragments of one packet and returns the first piece's
+/// Fragment header Next Header and the reassembled fragmentable part.
+fn reassemble_outer(out: &Batch, link_mtu: usize) -> (u8, Vec<u8>) {
+    let mut pieces = Vec::new();
+    for (destination, bytes) in out {
+        assert_eq!(destination, Destination::Underlay { remote: REMOTE });
+        assert!(bytes.len() <= link_mtu, "{} > {link_mtu}", bytes.len());
+        let ip = Ipv6Packet::new_checked(bytes).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (LOCAL, REMOTE));
+        assert_eq!(ip.next_header(), ip_proto::FRAGMENT);
+        let payload = ip.payload();
+        let word = u16::from_be_bytes([payload[2], payload[3]]);
+        let ident = u32::from_be_bytes(payload[4..8].try_into().unwrap());
+        pieces.push((
+            usize::from(word & !7),
+            word & 1 == 1,
+            payload[0],
+            ident,
+            payload[8..].to_vec(),
+        ));
+    }
+    pieces.sort_by_key(|p| p.0);
+    let mut data = Vec::new();
+    for (i, (offset, more, _, ident, piece)) in pieces.iter().enumerate() {
+        assert_eq!(*offset, data.len());
+        assert_eq!(*ident, pieces[0].3);
+        assert_eq!(*more, i + 1 < pieces.len());
+        if *more {
+            assert_eq!(piece.len() % 8, 0);
+        }
+        data.extend_from_slice(piece);
+    }
+    (pieces[0].2, data)
+}
+
+#[test]
+fn ipv6_at_the_floor_is_sent_in_outer_fragments() {
+    for limit in [EncapLimit::None, EncapLimit::Limit(4)] {
+        let mut c = config(Mode::Any);
+        c.encap_limit = limit;
+        c.mtu = 1452;
+        let (mut dp, id) = dataplane(c);
+        let quoted = sent_packet(&mut dp, id);
+        let _ = dp.handle_icmpv6(now(), ROUTER, LOCAL, &ptb(1280, &quoted));
+        let inner = udp6(NEAR6, FAR6, 1232);
+        let mut out = Batch::new(4096);
+        assert_eq!(
+            dp.handle_inner(now(), id, &mut inner.clone(), &mut out),
+            Verdict::Forwarded
+        );
+        assert_eq!(out.len(), 2);
+        let (next_header, data) = reassemble_outer(&out, 1280);
+        match limit {
+            EncapLimit::None => {
+                assert_eq!(next_header, ip_proto::IPV6);
+                assert_eq!(data, inner);
+            }
+            EncapLimit::Limit(_) => {
+                assert_eq!(next_header, ip_proto::DSTOPTS);
+                assert_eq!(&data[..8], &[ip_proto::IPV6, 0, 4, 1, 4, 1, 1, 0]);
+                assert_eq!(&data[8..], &inner[..]);
+            }
+        }
+        let stats = dp.stats(id).unwrap();
+        assert_eq!(stats.tx_packets, 3);
+        assert_eq!(stats.fragments_sent, 2);
+        assert_eq!(
+            stats.tx_bytes,
+            (quoted.len() - 40 - limit.overhead() + inner.len()) as u64
+        );
+
+        // Packets that fit the path still go out whole.
+        out.clear();
+        let small = udp6(NEAR6, FAR6, 1000);
+        let _ = dp.handle_inner(now(), id, &mut small.clone(), &mut out);
+        assert_eq!(out.len(), 1);
+        let (_, outer) = out.get(0).unwrap();
+        assert_ne!(outer[6], ip_proto::FRAGMENT);
+    }
+}
+
+#[test]
+fn outer_fragments_get_fresh_identifications() {
+    let (mut dp, id) = dataplane(config(Mode::Any));
+    let quoted = sent_packet(&mut dp, id);
+    let _ = dp.handle_icmpv6(now(), ROUTER, LOCAL, &ptb(1280, &quoted));
+    let mut idents = Vec::new();
+    for _ in 0..3 {
+        let mut out = Batch::new(4096);
+        let _ = dp.handle_inner(now(), id, &mut udp6(NEAR6, FAR6, 1232), &mut out);
+        let (_, first) = out.get(0).unwrap();
+        idents.push(u32::from_be_bytes(first[44..48].try_into().unwrap()));
+    }
+    idents.dedup();
+    assert_eq!(idents.len(), 3);
+}

@@ -179,8 +179,33 @@ proptest! {
     }
 
     #[test]
-    fn handle_inner_never_panics(config in any_config(), packet in any_inner_bytes()) {
+    fn handle_inner_never_panics(
+        config in any_config(),
+        packet in any_inner_bytes(),
+        reported_mtu in proptest::option::of(0u32..2000),
+    ) {
         let (mut dp, id) = dataplane(config);
+        if let Some(mtu) = reported_mtu {
+            // Narrow the path first, so fragmentation of both kinds is reached.
+            let mut out = Batch::new(0);
+            let mut probe = udp4(NEAR4, FAR4, 20, true);
+            let _ = dp.handle_inner(now(), id, &mut probe, &mut out);
+            let mut quoted = packets(&out).pop().map(|(_, p)| p).unwrap_or_else(|| {
+                let mut p = vec![0u8; 40];
+                p[0] = 0x60;
+                p[6] = ip_proto::IPV6;
+                p
+            });
+            quoted[8..24].copy_from_slice(&LOCAL.octets());
+            quoted[24..40].copy_from_slice(&REMOTE.octets());
+            let mut message = vec![icmpv6::msg_type::PACKET_TOO_BIG, 0, 0, 0];
+            message.extend_from_slice(&mtu.to_be_bytes());
+            message.extend_from_slice(&quoted);
+            Icmpv6Packet::new_unchecked(&mut message[..]).fill_checksum(&NEAR6, &LOCAL);
+            let _ = dp.handle_icmpv6(now(), NEAR6, LOCAL, &message);
+        }
+        let path_mtu = dp.stats(id).unwrap().path_mtu;
+        let overhead = 40 + dp.tunnel(id).unwrap().encap_limit.overhead();
         let mut out = Batch::new(0);
         let mut packet = packet;
         let verdict = dp.handle_inner(now(), id, &mut packet, &mut out);
@@ -190,9 +215,11 @@ proptest! {
             Verdict::Dropped(reason) => prop_assert_eq!(stats.drops.get(reason), 1),
             Verdict::Consumed => prop_assert!(false, "inner packets are never consumed"),
         }
+        // Nothing leaves wider than the path, however it was narrowed.
+        let link_mtu = usize::from(path_mtu) + overhead;
         for (destination, bytes) in &out {
             if let Destination::Underlay { .. } = destination {
-                prop_assert!(bytes.len() <= 40 + 8 + usize::from(dp.tunnel(id).unwrap().mtu.max(1280)));
+                prop_assert!(bytes.len() <= link_mtu, "{} > {}", bytes.len(), link_mtu);
             }
         }
     }
