@@ -13,7 +13,7 @@ mod replay;
 use core::fmt;
 use std::collections::HashMap;
 
-use aes::cipher::{BlockEncrypt, KeyInit as _};
+use aes::cipher::BlockEncrypt;
 use aes::{Aes128, Aes192, Aes256};
 use aes_gcm::{AeadInPlace, Aes128Gcm, Aes256Gcm, KeyInit, Nonce, Tag};
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
@@ -285,7 +285,13 @@ macro_rules! cbc_blocks {
 }
 
 impl OutboundSa {
-    pub fn new(spi: u32, suite: Suite, encr: &[u8], integ: &[u8], esn: bool) -> Result<Self, EspError> {
+    pub fn new(
+        spi: u32,
+        suite: Suite,
+        encr: &[u8],
+        integ: &[u8],
+        esn: bool,
+    ) -> Result<Self, EspError> {
         Ok(Self {
             spi,
             suite,
@@ -319,10 +325,19 @@ impl OutboundSa {
     }
 
     /// Writes the ESP packet protecting `payload` into `out`; returns its length.
-    pub fn seal(&mut self, next_header: u8, payload: &[u8], out: &mut [u8]) -> Result<usize, EspError> {
+    pub fn seal(
+        &mut self,
+        next_header: u8,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, EspError> {
         let total = self.sealed_len(payload.len());
         let out = out.get_mut(..total).ok_or(EspError::BufferTooSmall)?;
-        let max = if self.esn { u64::MAX } else { u64::from(u32::MAX) };
+        let max = if self.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
         if self.seq >= max {
             return Err(EspError::SequenceExhausted);
         }
@@ -337,7 +352,10 @@ impl OutboundSa {
         let body = &mut out[body_start..body_end];
         body[..payload.len()].copy_from_slice(payload);
         let pad = body.len() - payload.len() - 2;
-        for (i, b) in body[payload.len()..payload.len() + pad].iter_mut().enumerate() {
+        for (i, b) in body[payload.len()..payload.len() + pad]
+            .iter_mut()
+            .enumerate()
+        {
             *b = (i + 1) as u8;
         }
         body[pad + payload.len()] = pad as u8;
@@ -349,7 +367,12 @@ impl OutboundSa {
                 out[HEADER_LEN..body_start].copy_from_slice(&iv);
                 let (head, rest) = out.split_at_mut(body_start);
                 let (body, icv) = rest.split_at_mut(body_end - body_start);
-                let tag = gcm_seal(&self.cipher, &iv, &aad(&head[..HEADER_LEN], self.esn, seq_hi), body)?;
+                let tag = gcm_seal(
+                    &self.cipher,
+                    &iv,
+                    &aad(&head[..HEADER_LEN], self.esn, seq_hi),
+                    body,
+                )?;
                 icv.copy_from_slice(&tag);
             }
             Cipher::Cbc {
@@ -360,8 +383,15 @@ impl OutboundSa {
             } => {
                 let iv = cbc_iv(*key_bits, key, seq);
                 out[HEADER_LEN..body_start].copy_from_slice(&iv);
-                cbc_blocks!(Encryptor, encrypt_padded_mut_all, *key_bits, key, &iv, &mut out[body_start..body_end])
-                    .ok_or(EspError::BadKey)?;
+                cbc_blocks!(
+                    Encryptor,
+                    encrypt_padded_mut_all,
+                    *key_bits,
+                    key,
+                    &iv,
+                    &mut out[body_start..body_end]
+                )
+                .ok_or(EspError::BadKey)?;
                 let hi: &[u8] = if self.esn { &seq_hi } else { &[] };
                 let icv = hmac(*integrity, integ_key, &[&out[..body_end], hi]);
                 out[body_end..].copy_from_slice(&icv);
@@ -405,25 +435,45 @@ fn gcm_nonce(salt: &[u8; 4], iv: &[u8]) -> [u8; 12] {
 
 fn gcm_seal(cipher: &Cipher, iv: &[u8], aad: &[u8], buf: &mut [u8]) -> Result<[u8; 16], EspError> {
     let tag = match cipher {
-        Cipher::Gcm128(c, salt) => c.encrypt_in_place_detached(Nonce::from_slice(&gcm_nonce(salt, iv)), aad, buf),
-        Cipher::Gcm256(c, salt) => c.encrypt_in_place_detached(Nonce::from_slice(&gcm_nonce(salt, iv)), aad, buf),
+        Cipher::Gcm128(c, salt) => {
+            c.encrypt_in_place_detached(Nonce::from_slice(&gcm_nonce(salt, iv)), aad, buf)
+        }
+        Cipher::Gcm256(c, salt) => {
+            c.encrypt_in_place_detached(Nonce::from_slice(&gcm_nonce(salt, iv)), aad, buf)
+        }
         Cipher::Cbc { .. } => return Err(EspError::BadKey),
     };
     tag.map(Into::into).map_err(|_| EspError::BufferTooSmall)
 }
 
-fn gcm_open(cipher: &Cipher, iv: &[u8], aad: &[u8], buf: &mut [u8], tag: &[u8]) -> Result<(), EspError> {
+fn gcm_open(
+    cipher: &Cipher,
+    iv: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8],
+) -> Result<(), EspError> {
     let tag = Tag::from_slice(tag);
     let r = match cipher {
-        Cipher::Gcm128(c, salt) => c.decrypt_in_place_detached(Nonce::from_slice(&gcm_nonce(salt, iv)), aad, buf, tag),
-        Cipher::Gcm256(c, salt) => c.decrypt_in_place_detached(Nonce::from_slice(&gcm_nonce(salt, iv)), aad, buf, tag),
+        Cipher::Gcm128(c, salt) => {
+            c.decrypt_in_place_detached(Nonce::from_slice(&gcm_nonce(salt, iv)), aad, buf, tag)
+        }
+        Cipher::Gcm256(c, salt) => {
+            c.decrypt_in_place_detached(Nonce::from_slice(&gcm_nonce(salt, iv)), aad, buf, tag)
+        }
         Cipher::Cbc { .. } => return Err(EspError::BadKey),
     };
     r.map_err(|_| EspError::Authentication)
 }
 
 impl InboundSa {
-    pub fn new(spi: u32, suite: Suite, encr: &[u8], integ: &[u8], esn: bool) -> Result<Self, EspError> {
+    pub fn new(
+        spi: u32,
+        suite: Suite,
+        encr: &[u8],
+        integ: &[u8],
+        esn: bool,
+    ) -> Result<Self, EspError> {
         Ok(Self {
             spi,
             suite,
@@ -477,7 +527,13 @@ impl InboundSa {
         let seq_hi = ((seq >> 32) as u32).to_be_bytes();
         match &self.cipher {
             Cipher::Gcm128(..) | Cipher::Gcm256(..) => {
-                gcm_open(&self.cipher, iv, &aad(&packet[..HEADER_LEN], self.esn, seq_hi), out, icv)?;
+                gcm_open(
+                    &self.cipher,
+                    iv,
+                    &aad(&packet[..HEADER_LEN], self.esn, seq_hi),
+                    out,
+                    icv,
+                )?;
             }
             Cipher::Cbc {
                 key_bits,
@@ -490,7 +546,8 @@ impl InboundSa {
                 if !ct_eq(&expect, icv) {
                     return Err(EspError::Authentication);
                 }
-                cbc_blocks!(Decryptor, decrypt_padded_mut, *key_bits, key, iv, &mut *out).ok_or(EspError::Malformed)?;
+                cbc_blocks!(Decryptor, decrypt_padded_mut, *key_bits, key, iv, &mut *out)
+                    .ok_or(EspError::Malformed)?;
             }
         }
         // Authenticated: from here on the packet is genuine.
@@ -502,7 +559,10 @@ impl InboundSa {
             return Err(EspError::BadPadding);
         }
         let payload_len = n - 2 - pad;
-        let padding_ok = out[payload_len..n - 2].iter().enumerate().all(|(i, b)| usize::from(*b) == i + 1);
+        let padding_ok = out[payload_len..n - 2]
+            .iter()
+            .enumerate()
+            .all(|(i, b)| usize::from(*b) == i + 1);
         if !padding_ok {
             return Err(EspError::BadPadding);
         }
@@ -550,7 +610,10 @@ impl SpiTable {
     pub fn open<'o>(&mut self, packet: &[u8], out: &'o mut [u8]) -> Result<Opened<'o>, EspError> {
         let view = wire::esp::Packet::new_checked(packet).map_err(|_| EspError::Malformed)?;
         let spi = view.spi();
-        self.inbound.get_mut(&spi).ok_or(EspError::UnknownSpi(spi))?.open(packet, out)
+        self.inbound
+            .get_mut(&spi)
+            .ok_or(EspError::UnknownSpi(spi))?
+            .open(packet, out)
     }
 }
 

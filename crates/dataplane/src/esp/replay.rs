@@ -49,7 +49,11 @@ impl ReplayWindow {
         let w = (WINDOW - 1) as u32;
         let high = if tl >= w {
             // Case A: the window lies within one 2^32 block.
-            if low >= tl - w { th } else { th.wrapping_add(1) }
+            if low >= tl - w {
+                th
+            } else {
+                th.wrapping_add(1)
+            }
         } else {
             // Case B: the window spans the boundary below.
             if low >= tl.wrapping_sub(w) {

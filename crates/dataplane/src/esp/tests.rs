@@ -141,19 +141,34 @@ fn truncations_are_rejected() {
 #[test]
 fn wrong_key_lengths_and_small_buffers() {
     let gcm = Suite::AesGcm16 { key_bits: 128 };
-    assert_eq!(OutboundSa::new(0x1000, gcm, &KEY128, &[], false).unwrap_err(), EspError::BadKey);
-    assert_eq!(OutboundSa::new(0x1000, gcm, &[0; 20], &[1], false).unwrap_err(), EspError::BadKey);
+    assert_eq!(
+        OutboundSa::new(0x1000, gcm, &KEY128, &[], false).unwrap_err(),
+        EspError::BadKey
+    );
+    assert_eq!(
+        OutboundSa::new(0x1000, gcm, &[0; 20], &[1], false).unwrap_err(),
+        EspError::BadKey
+    );
     let mut sa = OutboundSa::new(0x1000, gcm, &[0; 20], &[], false).unwrap();
     let mut small = [0u8; 40];
-    assert_eq!(sa.seal(4, &INNER, &mut small), Err(EspError::BufferTooSmall));
+    assert_eq!(
+        sa.seal(4, &INNER, &mut small),
+        Err(EspError::BufferTooSmall)
+    );
     assert_eq!(sa.seq(), 0, "a failed seal consumes no sequence number");
     let mut out = [0u8; 200];
     let n = sa.seal(4, &INNER, &mut out).unwrap();
     let mut rx = InboundSa::new(0x1000, gcm, &[0; 20], &[], false).unwrap();
     let mut small = [0u8; 10];
-    assert_eq!(rx.open(&out[..n], &mut small), Err(EspError::BufferTooSmall));
+    assert_eq!(
+        rx.open(&out[..n], &mut small),
+        Err(EspError::BufferTooSmall)
+    );
     let mut other = InboundSa::new(0x2000, gcm, &[0; 20], &[], false).unwrap();
-    assert_eq!(other.open(&out[..n], &mut small), Err(EspError::UnknownSpi(0x1000)));
+    assert_eq!(
+        other.open(&out[..n], &mut small),
+        Err(EspError::UnknownSpi(0x1000))
+    );
 }
 
 #[test]
@@ -163,7 +178,10 @@ fn sequence_exhaustion_without_esn() {
     sa.set_seq(u64::from(u32::MAX) - 1);
     let mut out = [0u8; 200];
     assert!(sa.seal(4, &INNER, &mut out).is_ok());
-    assert_eq!(sa.seal(4, &INNER, &mut out), Err(EspError::SequenceExhausted));
+    assert_eq!(
+        sa.seal(4, &INNER, &mut out),
+        Err(EspError::SequenceExhausted)
+    );
     let mut esn = OutboundSa::new(0x1000, gcm, &[0; 20], &[], true).unwrap();
     esn.set_seq(u64::from(u32::MAX));
     assert!(esn.seal(4, &INNER, &mut out).is_ok());
@@ -201,7 +219,10 @@ fn esn_crosses_the_32_bit_boundary() {
         // Without the high half in the ICV/AAD, a non-ESN receiver cannot open post-wrap packets.
         let mut plain = InboundSa::new(0x4242, suite, &encr, &integ, false).unwrap();
         let mut out = [0u8; 200];
-        assert_eq!(plain.open(&pkts[6], &mut out), Err(EspError::Authentication));
+        assert_eq!(
+            plain.open(&pkts[6], &mut out),
+            Err(EspError::Authentication)
+        );
     }
 }
 
@@ -226,7 +247,10 @@ fn spi_table_demultiplexes() {
     let mut pkt = [0u8; 200];
     let n = txs[1].seal(4, &INNER, &mut pkt).unwrap();
     let mut out = [0u8; 200];
-    assert_eq!(table.open(&pkt[..n], &mut out), Err(EspError::UnknownSpi(0x1002)));
+    assert_eq!(
+        table.open(&pkt[..n], &mut out),
+        Err(EspError::UnknownSpi(0x1002))
+    );
     assert_eq!(table.open(&[1, 2, 3], &mut out), Err(EspError::Malformed));
 }
 
@@ -234,9 +258,18 @@ fn arb_suite() -> impl Strategy<Value = Suite> {
     prop_oneof![
         Just(Suite::AesGcm16 { key_bits: 128 }),
         Just(Suite::AesGcm16 { key_bits: 256 }),
-        Just(Suite::AesCbc { key_bits: 128, integrity: Integrity::HmacSha1_96 }),
-        Just(Suite::AesCbc { key_bits: 192, integrity: Integrity::HmacSha1_96 }),
-        Just(Suite::AesCbc { key_bits: 256, integrity: Integrity::HmacSha256_128 }),
+        Just(Suite::AesCbc {
+            key_bits: 128,
+            integrity: Integrity::HmacSha1_96
+        }),
+        Just(Suite::AesCbc {
+            key_bits: 192,
+            integrity: Integrity::HmacSha1_96
+        }),
+        Just(Suite::AesCbc {
+            key_bits: 256,
+            integrity: Integrity::HmacSha256_128
+        }),
     ]
 }
 
