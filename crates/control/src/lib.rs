@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod diff;
+mod duration;
 mod error;
 mod file;
 mod locate;
@@ -34,6 +35,7 @@ mod validate;
 use std::path::Path;
 
 pub use diff::{ConfigDiff, diff};
+pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
     Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_PIN_RULE_PRIORITY,
