@@ -231,6 +231,9 @@ pub enum ConfigError {
     NoFamily,
     /// No ids left; only reachable after four billion additions.
     IdsExhausted,
+    NoSuchTunnel {
+        id: TunnelId,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -257,6 +260,7 @@ impl fmt::Display for ConfigError {
             Self::ZeroHopLimit => f.write_str("hop limit 0 would never leave this host"),
             Self::NoFamily => f.write_str("mode and allow_ipv4/allow_ipv6 leave no inner family"),
             Self::IdsExhausted => f.write_str("no tunnel ids left"),
+            Self::NoSuchTunnel { id } => write!(f, "{id} does not exist"),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use wire::{Icmpv6Packet, icmpv6};
 
 use crate::event::PathMtuReason;
-use crate::pmtu::Update;
+use crate::pmtu::{PathMtu, Update};
 use crate::ratelimit::IcmpRateLimit;
 use crate::tunnel::{Idents, Tunnel, quoted_tunnel_packet};
 use crate::{
@@ -104,6 +104,48 @@ impl Dataplane {
         self.tunnels
             .insert(id, Tunnel::new(id, config, self.icmp_rate));
         Ok(id)
+    }
+
+    /// Changes a tunnel in place, keeping its id and counters, for a reload.
+    /// A learnt path MTU survives unless the MTU or the option changed, since
+    /// it was measured for the old framing.
+    pub fn update_tunnel(&mut self, id: TunnelId, config: TunnelConfig) -> Result<(), ConfigError> {
+        if !self.tunnels.contains_key(&id) {
+            return Err(ConfigError::NoSuchTunnel { id });
+        }
+        config.validate()?;
+        let endpoints = (config.local, config.remote);
+        if let Some(&existing) = self.by_endpoints.get(&endpoints)
+            && existing != id
+        {
+            return Err(ConfigError::DuplicateEndpoints {
+                existing,
+                local: config.local,
+                remote: config.remote,
+            });
+        }
+        let Some(tunnel) = self.tunnels.get_mut(&id) else {
+            return Err(ConfigError::NoSuchTunnel { id });
+        };
+        let old = &tunnel.config;
+        let framing_changed = old.mtu != config.mtu || old.encap_limit != config.encap_limit;
+        self.by_endpoints.remove(&(old.local, old.remote));
+        self.by_endpoints.insert(endpoints, id);
+        let before = tunnel.pmtu.current();
+        if framing_changed {
+            tunnel.pmtu = PathMtu::new(config.mtu);
+            tunnel.stats.path_mtu = config.mtu;
+        }
+        tunnel.config = config;
+        let after = tunnel.pmtu.current();
+        if after != before {
+            self.push_event(Event::PathMtuChanged {
+                tunnel: id,
+                mtu: after,
+                reason: PathMtuReason::Reconfigured,
+            });
+        }
+        Ok(())
     }
 
     pub fn remove_tunnel(&mut self, id: TunnelId) -> bool {
@@ -267,5 +309,110 @@ impl Dataplane {
             self.events.pop_front();
         }
         self.events.push_back(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Mode;
+
+    fn config() -> TunnelConfig {
+        TunnelConfig::new(
+            "t",
+            Mode::Ipip6,
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn event_queue_is_bounded_and_keeps_the_newest() {
+        let mut dp = Dataplane::new();
+        for mtu in 0..(MAX_EVENTS as u16 + 10) {
+            dp.push_event(Event::PathMtuChanged {
+                tunnel: TunnelId(0),
+                mtu,
+                reason: PathMtuReason::Expired,
+            });
+        }
+        let mtus: Vec<u16> = std::iter::from_fn(|| dp.poll_event())
+            .map(|Event::PathMtuChanged { mtu, .. }| mtu)
+            .collect();
+        assert_eq!(mtus.len(), MAX_EVENTS);
+        assert_eq!(mtus[0], 10);
+        assert_eq!(*mtus.last().unwrap(), MAX_EVENTS as u16 + 9);
+    }
+
+    #[test]
+    fn update_keeps_id_and_counters_and_checks_endpoints() {
+        let mut dp = Dataplane::new();
+        let id = dp.add_tunnel(config()).unwrap();
+        dp.tunnels.get_mut(&id).unwrap().stats.rx_packets = 7;
+        let mut other = config();
+        other.remote = "2001:db8::3".parse().unwrap();
+        let other_id = dp.add_tunnel(other.clone()).unwrap();
+
+        let mut changed = config();
+        changed.name = "renamed".into();
+        changed.remote = "2001:db8::4".parse().unwrap();
+        dp.update_tunnel(id, changed.clone()).unwrap();
+        assert_eq!(dp.tunnel(id), Some(&changed));
+        assert_eq!(dp.stats(id).unwrap().rx_packets, 7);
+        assert_eq!(
+            dp.tunnel_by_endpoints(changed.local, changed.remote),
+            Some(id)
+        );
+        assert_eq!(
+            dp.tunnel_by_endpoints(changed.local, "2001:db8::2".parse().unwrap()),
+            None
+        );
+
+        assert!(matches!(
+            dp.update_tunnel(id, other),
+            Err(ConfigError::DuplicateEndpoints { existing, .. }) if existing == other_id
+        ));
+        let mut bad = changed.clone();
+        bad.mtu = 10;
+        assert!(matches!(
+            dp.update_tunnel(id, bad),
+            Err(ConfigError::MtuOutOfRange { .. })
+        ));
+        assert_eq!(
+            dp.update_tunnel(TunnelId(99), changed),
+            Err(ConfigError::NoSuchTunnel { id: TunnelId(99) })
+        );
+        assert_eq!(dp.poll_event(), None);
+    }
+
+    #[test]
+    fn update_resets_the_path_mtu_when_the_framing_changes() {
+        let mut dp = Dataplane::new();
+        let id = dp.add_tunnel(config()).unwrap();
+        let now = Instant::now();
+        let tunnel = dp.tunnels.get_mut(&id).unwrap();
+        tunnel.pmtu.lower(now, 1300);
+        tunnel.stats.path_mtu = 1300;
+
+        // Same framing: the learnt value stays.
+        let mut renamed = config();
+        renamed.name = "x".into();
+        dp.update_tunnel(id, renamed).unwrap();
+        assert_eq!(dp.stats(id).unwrap().path_mtu, 1300);
+        assert_eq!(dp.poll_timeout(), Some(now + crate::PMTU_EXPIRY));
+
+        let mut smaller = config();
+        smaller.mtu = 1400;
+        dp.update_tunnel(id, smaller).unwrap();
+        assert_eq!(dp.stats(id).unwrap().path_mtu, 1400);
+        assert_eq!(dp.poll_timeout(), None);
+        assert_eq!(
+            dp.poll_event(),
+            Some(Event::PathMtuChanged {
+                tunnel: id,
+                mtu: 1400,
+                reason: PathMtuReason::Reconfigured
+            })
+        );
     }
 }

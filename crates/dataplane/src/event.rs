@@ -20,12 +20,16 @@ pub enum Event {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PathMtuReason {
     /// An ICMPv6 Packet Too Big from `from` reported a link MTU of `reported`.
     PacketTooBig { from: Ipv6Addr, reported: u32 },
     /// The lowered value aged out and the configured MTU applies again
     /// (RFC 8201 §4).
     Expired,
+    /// [`Dataplane::update_tunnel`](crate::Dataplane::update_tunnel) changed
+    /// the MTU or the framing.
+    Reconfigured,
 }
 
 impl fmt::Display for Event {
@@ -42,6 +46,7 @@ impl fmt::Display for Event {
                         write!(f, "packet too big from {from}, link mtu {reported}")?;
                     }
                     PathMtuReason::Expired => f.write_str("lowered value expired")?,
+                    PathMtuReason::Reconfigured => f.write_str("reconfigured")?,
                 }
                 f.write_str(")")
             }
