@@ -11,7 +11,9 @@
 //!   (checksums, supported types), `Repr::emit` writes every field it owns so that junk already in
 //!   the buffer never leaks onto the wire.
 //!
-//! Parsers reject malformed input with [`Error`] and never panic. Nothing here allocates.
+//! Parsers reject malformed input with a typed error and never panic. The IP-layer views
+//! (everything but the IKE messages) never allocate, so the forwarding path can use them per
+//! packet.
 #![forbid(unsafe_code)]
 
 use core::fmt;
