@@ -428,3 +428,46 @@ fn pcap_decoder_reads_a_tcpdump_capture() {
             .all(|o| o.source == addr::SITE_A_WAN6 && o.destination == addr::WAN_A6)
     );
 }
+
+#[test]
+fn inner_source_outside_allowed_sources_is_dropped_and_counted() {
+    let sites = Sites::start(LabOptions::default(), |_, _| {});
+    let lab = &sites.lab;
+    let gateways = [sites.gateway(Site::A), sites.gateway(Site::B)];
+    assert_ping(lab, Node::HostA, HOST_B, 1, &gateways);
+    let before = sites.gateway(Site::A).tunnel_status("ab").unwrap();
+    let capture = lab
+        .capture_text(Node::HostA, dev::LAN, "icmp and src host 198.18.7.7")
+        .unwrap();
+    // The right outer source (siteB itself), but an inner source siteB may not send for.
+    let sent = 3;
+    scapy(
+        lab,
+        Node::SiteB,
+        SEND_SPOOFED,
+        &[
+            &Site::B.wan6().to_string(),
+            &Site::A.wan6().to_string(),
+            "198.18.7.7",
+            &addr::HOST_A4.to_string(),
+            &sent.to_string(),
+        ],
+    );
+    let reason = "inner_source_not_allowed";
+    let counted = wait_until(Duration::from_secs(3), || {
+        let now = sites.gateway(Site::A).tunnel_status("ab").unwrap();
+        drops(&now, reason) >= drops(&before, reason) + sent
+    });
+    let seen = capture.finish().unwrap();
+    let after = sites.gateway(Site::A).tunnel_status("ab").unwrap();
+    assert!(counted, "drops.{reason} did not grow by {sent}: {after}");
+    assert!(
+        !seen.contains("198.18.7.7 >"),
+        "a disallowed packet reached hostA:\n{seen}"
+    );
+    assert_eq!(
+        drops(&after, "spoofed_outer_source"),
+        drops(&before, "spoofed_outer_source")
+    );
+    sites.stop();
+}
