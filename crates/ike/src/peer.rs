@@ -307,6 +307,9 @@ struct IkeSa {
     rekey_at: Option<Instant>,
     /// Set once a Delete for this SA was sent or received; removed after the exchange.
     dying: bool,
+    /// The peer rekeyed this IKE SA: (its Ni, our Nr, SPIs of the SA it made), kept to
+    /// resolve a simultaneous rekey (§2.8.2).
+    ike_rekeyed_by_peer: Option<(Vec<u8>, Vec<u8>, (u64, u64))>,
 }
 
 /// IKE and CHILD SAs with one peer. See the module documentation for the call order.
@@ -439,6 +442,7 @@ impl Peer {
             last_heard: now,
             rekey_at: None,
             dying: false,
+            ike_rekeyed_by_peer: None,
         });
         let idx = self.sas.len() - 1;
         self.send_init(idx, now);
@@ -895,6 +899,7 @@ impl Peer {
             last_heard: now,
             rekey_at: None,
             dying: false,
+            ike_rekeyed_by_peer: None,
         });
         let idx = self.sas.len() - 1;
         self.transmit(idx, response);
@@ -1758,6 +1763,11 @@ impl Peer {
                     }
                 }
             }
+            (exchange::CREATE_CHILD_SA, State::Rekeyed) => {
+                // Being replaced: ask the peer to retry on the new SA (§2.25).
+                let n = Notify::new(notify::TEMPORARY_FAILURE, vec![]);
+                (vec![Payload::Notify(n)], Ok(()))
+            }
             (exchange::INFORMATIONAL, State::Established | State::Rekeyed) => {
                 (self.informational_request(idx, payloads), Ok(()))
             }
@@ -1832,6 +1842,7 @@ impl Peer {
             spi_i,
             spi_r,
         );
+        self.sas[idx].ike_rekeyed_by_peer = Some((ni.clone(), nr.clone(), (spi_i, spi_r)));
         self.rekeyed(idx, now, spi_i, spi_r, false, suite, keys, ni, nr.clone());
         Ok(vec![
             Payload::Sa(vec![suite.to_payload(number, &spi_r.to_be_bytes())]),
@@ -1896,6 +1907,7 @@ impl Peer {
                     .saturating_sub(self.config.rekey_margin + jitter),
             ),
             dying: false,
+            ike_rekeyed_by_peer: None,
         });
         self.events.push_back(Event::IkeSaRekeyed {
             old: old_spis,
@@ -2044,6 +2056,7 @@ impl Peer {
             spi_i,
             spi_r,
         );
+        let collision = self.sas[idx].ike_rekeyed_by_peer.clone();
         self.rekeyed(
             idx,
             now,
@@ -2055,9 +2068,24 @@ impl Peer {
             ni.to_vec(),
             nr.to_vec(),
         );
-        // The old SA only has its deletion left to do; drop any other queued work.
-        self.sas[idx].queue.clear();
-        self.sas[idx].queue.push_back(Request::DeleteIke);
+        let ours = self.sas.len() - 1;
+        match collision {
+            // §2.8.2: the peer rekeyed the same SA meanwhile. The exchange holding the lowest
+            // of the four nonces made the redundant SA; its initiator deletes it, and the
+            // initiator of the surviving one deletes the old SA.
+            Some((pni, pnr, _)) if ni.min(nr) < pni.as_slice().min(pnr.as_slice()) => {
+                self.sas[ours].queue.push_back(Request::DeleteIke);
+                self.next_request(ours, now);
+            }
+            Some((_, _, theirs)) => {
+                if let Some(t) = self.sas.iter().position(|s| (s.spi_i, s.spi_r) == theirs) {
+                    let children = core::mem::take(&mut self.sas[t].children);
+                    self.sas[ours].children.extend(children);
+                }
+                self.sas[idx].queue.push_back(Request::DeleteIke);
+            }
+            None => self.sas[idx].queue.push_back(Request::DeleteIke),
+        }
         Ok(())
     }
 

@@ -88,6 +88,8 @@ pub(crate) struct Pair {
     pub reorder: u32,
     /// Drop everything while set.
     pub partitioned: bool,
+    /// A sits behind a NAT with this public address: its ports are mapped to port + 20000.
+    pub nat_a: Option<std::net::IpAddr>,
     net_rng: ChaCha20Rng,
     flight: Vec<InFlight>,
     pub delivered: usize,
@@ -104,6 +106,7 @@ impl Pair {
             dup: 0,
             reorder: 0,
             partitioned: false,
+            nat_a: None,
             net_rng: ChaCha20Rng::seed_from_u64(seed ^ 0x5eed),
             flight: Vec::new(),
             delivered: 0,
@@ -128,9 +131,12 @@ impl Pair {
         for to_b in [true, false] {
             loop {
                 let node = if to_b { &mut self.a } else { &mut self.b };
-                let Some(t) = node.peer.poll_transmit() else {
+                let Some(mut t) = node.peer.poll_transmit() else {
                     break;
                 };
+                if let (true, Some(public)) = (to_b, self.nat_a) {
+                    t.local = SocketAddr::new(public, t.local.port() + 20000);
+                }
                 assert!(!t.payload.is_empty(), "empty datagram");
                 if self.partitioned || self.chance(self.loss) {
                     continue;
@@ -179,7 +185,11 @@ impl Pair {
                 i += 1;
             }
         }
-        for f in due {
+        for mut f in due {
+            if let (false, Some(public)) = (f.to_b, self.nat_a) {
+                assert_eq!(f.t.remote.ip(), public, "datagram to the wrong host");
+                f.t.remote = SocketAddr::new(self.a.addr.ip(), f.t.remote.port() - 20000);
+            }
             let node = if f.to_b { &mut self.b } else { &mut self.a };
             assert_eq!(
                 f.t.remote.ip(),

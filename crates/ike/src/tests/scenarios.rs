@@ -306,6 +306,14 @@ fn simultaneous_child_rekey_leaves_one_pair() {
         });
         p.run_for(Duration::from_secs(60));
         assert_eq!(p.a.children().len(), 1, "seed {seed}");
+        for node in [&p.a, &p.b] {
+            let made =
+                node.count(|e| matches!(e, Event::ChildSaEstablished(c) if c.replaces.is_some()));
+            assert_eq!(
+                made, 2,
+                "both rekeys completed before the collision was resolved"
+            );
+        }
         p.assert_children_agree();
         p.assert_no_leak();
         p.teardown();
@@ -562,4 +570,75 @@ fn api_misuse_is_reported() {
         Err(Error::ApiMisuse(_))
     ));
     assert!(matches!(peer.rekey_ike(now), Err(Error::ApiMisuse(_))));
+}
+
+#[test]
+fn simultaneous_ike_rekey_leaves_one_ike_sa() {
+    for seed in 0..8 {
+        let mut p = Pair::default_pair(300 + seed);
+        p.initiate();
+        p.drive_bounded(100, Pair::established);
+        let old = p.a.peer.ike_spis().unwrap();
+        let now = p.now;
+        p.a.peer.rekey_ike(now).unwrap();
+        p.b.peer.rekey_ike(now).unwrap();
+        p.drive_bounded(400, |p| {
+            p.a.peer.ike_sa_count() == 1
+                && p.b.peer.ike_sa_count() == 1
+                && p.a.peer.ike_spis() != Some(old)
+        });
+        p.run_for(Duration::from_secs(60));
+        assert_eq!(p.a.peer.ike_spis(), p.b.peer.ike_spis(), "seed {seed}");
+        for node in [&p.a, &p.b] {
+            // Both exchanges completed: the collision path ran, not a plain rekey.
+            assert_eq!(node.count(|e| matches!(e, Event::IkeSaRekeyed { .. })), 2);
+        }
+        assert_eq!(p.a.children().len(), 1, "seed {seed}");
+        p.assert_children_agree();
+        // The surviving IKE SA carries a child rekey, so both ends hold the same keys.
+        let spi = p.a.children()[0].spi_in;
+        p.a.peer.rekey_child(p.now, spi).unwrap();
+        p.drive_bounded(200, |p| {
+            p.a.children().len() == 1
+                && p.a.children()[0].spi_in != spi
+                && p.b.children().len() == 1
+        });
+        p.assert_children_agree();
+        p.teardown();
+    }
+}
+
+#[test]
+fn nat_is_detected_and_traffic_moves_to_port_4500() {
+    let a = with_ids(config_a(), "fqdn:a.example", "fqdn:b.example");
+    let b = with_ids(config_b(), "fqdn:b.example", "fqdn:a.example");
+    let mut p = Pair::new(a, b, 40);
+    p.a.addr = "198.18.0.2:500".parse().unwrap();
+    p.nat_a = Some("198.51.100.200".parse().unwrap());
+    p.initiate();
+    p.drive_bounded(100, Pair::established);
+    assert!(p.a.events.contains(&Event::NatDetected {
+        local_behind_nat: true,
+        remote_behind_nat: false
+    }));
+    assert!(p.b.events.contains(&Event::NatDetected {
+        local_behind_nat: false,
+        remote_behind_nat: true
+    }));
+    for node in [&p.a, &p.b] {
+        let c = &node.children()[0];
+        assert!(c.udp_encap);
+        assert_eq!(c.remote.port() % 10000, 4500, "{c:?}");
+        assert_eq!(c.local.port() % 10000, 4500, "{c:?}");
+    }
+    // Rekeys and DPD keep working through the mapping on 4500.
+    let spi = p.a.children()[0].spi_in;
+    p.a.peer.rekey_child(p.now, spi).unwrap();
+    p.drive_bounded(200, |p| {
+        p.a.children().len() == 1 && p.a.children()[0].spi_in != spi && p.b.children().len() == 1
+    });
+    p.assert_children_agree();
+    p.run_for(Duration::from_secs(120));
+    assert!(p.established());
+    p.teardown();
 }
