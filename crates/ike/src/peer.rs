@@ -232,7 +232,23 @@ struct Child {
     /// We have a rekey of this child in flight or done.
     rekeying: bool,
     /// The peer rekeyed this child: (its Ni, our Nr, the inbound SPI of the SA it made).
-    rekeyed_by_peer: Option<(Vec<u8>, Vec<u8>, u32)>,
+    rekeyed_by_peer: Option<PeerRekey<u32>>,
+}
+
+/// A rekey of an SA that the peer initiated: that exchange's nonces and what it created.
+#[derive(Debug, Clone)]
+struct PeerRekey<T> {
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    made: T,
+}
+
+impl<T> PeerRekey<T> {
+    /// §2.8.1/§2.8.2: whether the peer's exchange holds the lowest of the four nonces when
+    /// compared with ours (`ni`, `nr`), making the SA it created the redundant one.
+    fn holds_lower_nonce_than(&self, ni: &[u8], nr: &[u8]) -> bool {
+        self.ni.as_slice().min(self.nr.as_slice()) < ni.min(nr)
+    }
 }
 
 /// Work waiting for the one-request window.
@@ -309,7 +325,7 @@ struct IkeSa {
     dying: bool,
     /// The peer rekeyed this IKE SA: (its Ni, our Nr, SPIs of the SA it made), kept to
     /// resolve a simultaneous rekey (§2.8.2).
-    ike_rekeyed_by_peer: Option<(Vec<u8>, Vec<u8>, (u64, u64))>,
+    ike_rekeyed_by_peer: Option<PeerRekey<(u64, u64)>>,
 }
 
 /// IKE and CHILD SAs with one peer. See the module documentation for the call order.
@@ -1355,7 +1371,11 @@ impl Peer {
                     notify::TEMPORARY_FAILURE,
                 )));
             }
-            c.rekeyed_by_peer = Some((ni.clone(), nr.clone(), spi_in));
+            c.rekeyed_by_peer = Some(PeerRekey {
+                ni: ni.clone(),
+                nr: nr.clone(),
+                made: spi_in,
+            });
         }
         let sa = &self.sas[idx];
         let (Some(ike_suite), Some(keys)) = (&sa.suite, &sa.keys) else {
@@ -1505,11 +1525,8 @@ impl Peer {
             .find(|c| c.info.spi_in == old)
             .and_then(|c| c.rekeyed_by_peer.clone());
         let delete = match peer {
-            Some((pni, pnr, _)) => {
-                let ours = ni.min(nr);
-                let theirs = pni.as_slice().min(pnr.as_slice());
-                if ours < theirs { new } else { old }
-            }
+            Some(p) if p.holds_lower_nonce_than(ni, nr) => old,
+            Some(_) => new,
             None => old,
         };
         // The SA stays installed until the peer confirms the delete, so that packets it sent
@@ -1842,7 +1859,11 @@ impl Peer {
             spi_i,
             spi_r,
         );
-        self.sas[idx].ike_rekeyed_by_peer = Some((ni.clone(), nr.clone(), (spi_i, spi_r)));
+        self.sas[idx].ike_rekeyed_by_peer = Some(PeerRekey {
+            ni: ni.clone(),
+            nr: nr.clone(),
+            made: (spi_i, spi_r),
+        });
         self.rekeyed(idx, now, spi_i, spi_r, false, suite, keys, ni, nr.clone());
         Ok(vec![
             Payload::Sa(vec![suite.to_payload(number, &spi_r.to_be_bytes())]),
@@ -2073,12 +2094,12 @@ impl Peer {
             // §2.8.2: the peer rekeyed the same SA meanwhile. The exchange holding the lowest
             // of the four nonces made the redundant SA; its initiator deletes it, and the
             // initiator of the surviving one deletes the old SA.
-            Some((pni, pnr, _)) if ni.min(nr) < pni.as_slice().min(pnr.as_slice()) => {
+            Some(p) if !p.holds_lower_nonce_than(ni, nr) => {
                 self.sas[ours].queue.push_back(Request::DeleteIke);
                 self.next_request(ours, now);
             }
-            Some((_, _, theirs)) => {
-                if let Some(t) = self.sas.iter().position(|s| (s.spi_i, s.spi_r) == theirs) {
+            Some(p) => {
+                if let Some(t) = self.sas.iter().position(|s| (s.spi_i, s.spi_r) == p.made) {
                     let children = core::mem::take(&mut self.sas[t].children);
                     self.sas[ours].children.extend(children);
                 }
