@@ -25,6 +25,8 @@
 mod error;
 #[allow(unsafe_code)]
 mod fd;
+#[allow(unsafe_code)]
+mod msg;
 pub mod netlink;
 pub mod raw;
 pub mod sysctl;
