@@ -1,4 +1,4 @@
-//! Tunnel-level difference between two configs, for reload.
+//! Tunnel- and watch-level difference between two configs, for reload.
 
 use crate::model::{Config, Gateway};
 
@@ -17,6 +17,14 @@ pub struct ConfigDiff {
     /// Any `[gateway]` setting differs. When one that shapes tunnel routes or pins differs
     /// (`pin_table`, `pin_rule_priority`, `route_metric`) every kept tunnel is in `changed`.
     pub gateway_changed: bool,
+    /// Watches by name, like tunnels: in the old config only (old order).
+    pub watches_removed: Vec<String>,
+    /// In the new config only (new order).
+    pub watches_added: Vec<String>,
+    /// In both, with any setting changed (old order); removed and added again.
+    pub watches_changed: Vec<String>,
+    /// In both and identical (old order).
+    pub watches_unchanged: Vec<String>,
 }
 
 impl ConfigDiff {
@@ -26,6 +34,9 @@ impl ConfigDiff {
             && self.added.is_empty()
             && self.changed.is_empty()
             && !self.gateway_changed
+            && self.watches_removed.is_empty()
+            && self.watches_added.is_empty()
+            && self.watches_changed.is_empty()
     }
 }
 
@@ -51,6 +62,21 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     for new_tunnel in new.enabled_tunnels() {
         if find_enabled(old, &new_tunnel.name).is_none() {
             out.added.push(new_tunnel.name.clone());
+        }
+    }
+    // A watch route's metric defaults to `route_metric`, but the default is already filled in,
+    // so comparing the watches themselves sees that change too.
+    for old_watch in &old.watches {
+        let name = old_watch.name.clone();
+        match new.watch(&name) {
+            None => out.watches_removed.push(name),
+            Some(new_watch) if new_watch != old_watch => out.watches_changed.push(name),
+            Some(_) => out.watches_unchanged.push(name),
+        }
+    }
+    for new_watch in &new.watches {
+        if old.watch(&new_watch.name).is_none() {
+            out.watches_added.push(new_watch.name.clone());
         }
     }
     out

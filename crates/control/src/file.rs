@@ -18,6 +18,8 @@ pub(crate) struct FileConfig {
     pub gateway: FileGateway,
     #[serde(default)]
     pub tunnel: Vec<FileTunnel>,
+    #[serde(default)]
+    pub watch: Vec<FileWatch>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +56,61 @@ pub(crate) struct FileTunnel {
     pub underlay_mtu: Option<Int>,
     pub route_table: Option<Value>,
     pub enabled: Option<bool>,
+}
+
+/// `[tunnel.health]`, and the same keys inside `[[watch]]`. Durations are strings (`"100ms"`),
+/// kept as [`Value`] so a bare number gets a message that asks for a unit.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct FileHealth {
+    pub interval: Option<Value>,
+    pub timeout: Option<Value>,
+    pub down_after: Option<Int>,
+    pub up_after: Option<Int>,
+    pub hold_down: Option<Value>,
+}
+
+/// `[[watch]]`. The health keys sit in the table itself (serde's `flatten` would lose
+/// `deny_unknown_fields`), see [`FileWatch::health`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct FileWatch {
+    pub name: String,
+    pub target: String,
+    pub source: Option<String>,
+    pub device: String,
+    pub interval: Option<Value>,
+    pub timeout: Option<Value>,
+    pub down_after: Option<Int>,
+    pub up_after: Option<Int>,
+    pub hold_down: Option<Value>,
+    pub route: FileWatchRoute,
+    pub on_down: Option<Vec<String>>,
+    pub on_up: Option<Vec<String>>,
+}
+
+impl FileWatch {
+    /// The health keys, moved out of the table.
+    pub(crate) fn health(&mut self) -> FileHealth {
+        FileHealth {
+            interval: self.interval.take(),
+            timeout: self.timeout.take(),
+            down_after: self.down_after.take(),
+            up_after: self.up_after.take(),
+            hold_down: self.hold_down.take(),
+        }
+    }
+}
+
+/// `route = { dst = ..., via = ..., device = ..., table = ..., metric = ... }` of a watch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct FileWatchRoute {
+    pub dst: String,
+    pub via: Option<String>,
+    pub device: Option<String>,
+    pub table: Option<Value>,
+    pub metric: Option<Int>,
 }
 
 /// A TOML integer, range-checked later; its own type so a wrong type reads "expected an

@@ -1,7 +1,7 @@
 //! Configuration model, validation and the host plan of the v6gate daemon.
 //!
 //! Everything here is pure: text in, a validated [`Config`] out; a config in, a [`Plan`] of host
-//! state (devices, addresses, routes, pinned endpoints, sysctls) out; two configs in, a
+//! state (devices, addresses, routes, pinned endpoints, sysctls, watch routes) out; two configs in, a
 //! [`ConfigDiff`] out. The daemon owns the I/O that reads the file and applies the plan.
 //!
 //! ```
@@ -40,10 +40,11 @@ pub use error::{ConfigError, Diagnostic};
 pub use model::{
     Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_PIN_RULE_PRIORITY,
     DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC, DEVICE_PREFIX, ENCAP_LIMIT_OPTION_LEN, Gateway,
-    IPV6_HEADER_LEN, IPV6_MIN_MTU, InnerFamilies, MAIN_TABLE, MAX_DEVICE_LEN, Mode, MssClamp,
-    PIN_BYPASS_MARK, TrafficClass, Tunnel, default_device,
+    HOOK_ENV_REASON, HOOK_ENV_STATE, HOOK_ENV_WATCH, Health, Hook, IPV6_HEADER_LEN, IPV6_MIN_MTU,
+    InnerFamilies, MAIN_TABLE, MAX_DEVICE_LEN, Mode, MssClamp, PIN_BYPASS_MARK, TrafficClass,
+    Tunnel, Watch, WatchRoute, default_device,
 };
-pub use plan::{Plan, RoutePlan, SysctlChange, TunnelPlan, plan, tunnel_plan};
+pub use plan::{Plan, RoutePlan, SysctlChange, TunnelPlan, WatchPlan, plan, tunnel_plan};
 
 impl Config {
     /// Parses and validates a config. `origin` names the text in messages (usually its path).

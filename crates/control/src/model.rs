@@ -4,8 +4,9 @@
 //! filled in except where they depend on the host (the tunnel MTU, derived from the underlay).
 
 use std::fmt;
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ipnet::IpNet;
 
@@ -44,6 +45,8 @@ pub struct Config {
     pub gateway: Gateway,
     /// In file order; names and devices are unique.
     pub tunnels: Vec<Tunnel>,
+    /// In file order; names are unique.
+    pub watches: Vec<Watch>,
 }
 
 impl Config {
@@ -55,6 +58,11 @@ impl Config {
     /// Tunnels that should be up (`enabled = true`), in file order.
     pub fn enabled_tunnels(&self) -> impl Iterator<Item = &Tunnel> {
         self.tunnels.iter().filter(|t| t.enabled)
+    }
+
+    /// The watch called `name`, if any.
+    pub fn watch(&self, name: &str) -> Option<&Watch> {
+        self.watches.iter().find(|w| w.name == name)
     }
 }
 
@@ -164,6 +172,97 @@ impl Tunnel {
             }
         })
     }
+}
+
+/// How probe results turn into up and down: `[tunnel.health]`, and the same keys in `[[watch]]`.
+///
+/// A probe leaves every `interval` and counts as lost when no answer came within `timeout`.
+/// `down_after` lost probes in a row take the target down; once down it stays down for at least
+/// `hold_down`, and then comes up after `up_after` answered probes in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Health {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub down_after: u32,
+    pub up_after: u32,
+    pub hold_down: Duration,
+}
+
+impl Health {
+    /// `[tunnel.health]` defaults: a silent path is given up within 900 ms (S4 asks for a new
+    /// path within a second), five packets a second per path keep that cheap, and a recovered
+    /// path must stay clean for 2 s after a 5 s hold-down before traffic fails back to it.
+    pub const TUNNEL_DEFAULT: Self = Self {
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_millis(300),
+        down_after: 3,
+        up_after: 10,
+        hold_down: Duration::from_secs(5),
+    };
+
+    /// `[[watch]]` defaults: an uplink probed once a second (ICMP to a host on the internet,
+    /// which should not see a flood), given up after 3 lost, trusted again after 5 answered.
+    pub const WATCH_DEFAULT: Self = Self {
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        down_after: 3,
+        up_after: 5,
+        hold_down: Duration::ZERO,
+    };
+
+    /// Upper bound on the time from the target going silent to it being declared down: up to
+    /// one `interval` until the next probe leaves, `down_after - 1` more intervals for the rest
+    /// of the lost probes, and the last one's `timeout`.
+    pub fn worst_detection(&self) -> Duration {
+        self.interval.saturating_mul(self.down_after) + self.timeout
+    }
+}
+
+/// An uplink watch: a `[[watch]]` table. While ICMP echoes to `target` through `device` are
+/// answered, `route` is installed; while they are not, it is withdrawn, so a backup route with a
+/// higher metric takes over (S4's IX watch-group, OpenWrt's mwan3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    pub name: String,
+    /// Address the echo requests go to.
+    pub target: IpAddr,
+    /// Source address of the echo requests; `None` = the kernel's choice on `device`.
+    pub source: Option<IpAddr>,
+    /// Uplink the probes are bound to (SO_BINDTODEVICE), whatever the routing table says.
+    pub device: String,
+    pub health: Health,
+    pub route: WatchRoute,
+    /// Run when the watch goes down.
+    pub on_down: Option<Hook>,
+    /// Run when the watch comes up.
+    pub on_up: Option<Hook>,
+}
+
+/// The route a watch installs while it is up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WatchRoute {
+    pub dst: IpNet,
+    /// Gateway; same family as `dst`. At least one of `via` and `device` is set.
+    pub via: Option<IpAddr>,
+    pub device: Option<String>,
+    pub table: u32,
+    pub metric: u32,
+}
+
+/// Environment variable naming the watch, for [`Hook`]s.
+pub const HOOK_ENV_WATCH: &str = "V6GATE_WATCH";
+/// Environment variable holding `up` or `down`, for [`Hook`]s.
+pub const HOOK_ENV_STATE: &str = "V6GATE_STATE";
+/// Environment variable saying why the state changed, for [`Hook`]s.
+pub const HOOK_ENV_REASON: &str = "V6GATE_REASON";
+
+/// A program run on a watch transition, without a shell, with [`HOOK_ENV_WATCH`],
+/// [`HOOK_ENV_STATE`] and [`HOOK_ENV_REASON`] set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Hook {
+    /// Absolute path: the daemon's `PATH` is not the administrator's.
+    pub program: PathBuf,
+    pub args: Vec<String>,
 }
 
 /// TUN device name used when `device` is not configured.

@@ -7,7 +7,7 @@ use std::net::Ipv6Addr;
 
 use ipnet::IpNet;
 
-use crate::model::{Config, Gateway, PIN_BYPASS_MARK, Tunnel};
+use crate::model::{Config, Gateway, PIN_BYPASS_MARK, Tunnel, WatchRoute};
 
 /// One sysctl to set. The daemon records the old value and restores it at stop.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -61,12 +61,26 @@ pub struct Plan {
     pub pin_mark: u32,
     /// Enabled tunnels, in config order.
     pub tunnels: Vec<TunnelPlan>,
+    /// Watches, in config order.
+    pub watches: Vec<WatchPlan>,
+}
+
+/// The route of one watch: installed while the watch is up, withdrawn while it is down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchPlan {
+    pub name: String,
+    pub route: WatchRoute,
 }
 
 impl Plan {
     /// The plan of the tunnel called `name`, if it is enabled.
     pub fn tunnel(&self, name: &str) -> Option<&TunnelPlan> {
         self.tunnels.iter().find(|t| t.name == name)
+    }
+
+    /// The plan of the watch called `name`.
+    pub fn watch(&self, name: &str) -> Option<&WatchPlan> {
+        self.watches.iter().find(|w| w.name == name)
     }
 }
 
@@ -101,6 +115,14 @@ pub fn plan(config: &Config, underlay_mtu: impl Fn(&Tunnel) -> u16) -> Plan {
         pin_rule_priority: gateway.pin_rule_priority,
         pin_mark: PIN_BYPASS_MARK,
         tunnels,
+        watches: config
+            .watches
+            .iter()
+            .map(|w| WatchPlan {
+                name: w.name.clone(),
+                route: w.route.clone(),
+            })
+            .collect(),
     }
 }
 

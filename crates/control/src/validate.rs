@@ -3,19 +3,22 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Value;
 use toml::de::DeTable;
 
+use crate::duration::{format_duration, parse_duration};
 use crate::error::{ConfigError, Diagnostic};
-use crate::file::{FileConfig, FileGateway, FileTunnel, Int};
+use crate::file::{FileConfig, FileGateway, FileHealth, FileTunnel, FileWatch, Int};
 use crate::locate::KeyIndex;
 use crate::model::{
     Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_PIN_RULE_PRIORITY,
-    DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC, Gateway, IPV6_HEADER_LEN, InnerFamilies, MAIN_TABLE,
-    MAX_DEVICE_LEN, Mode, MssClamp, TrafficClass, Tunnel, default_device,
+    DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC, Gateway, Health, Hook, IPV6_HEADER_LEN, InnerFamilies,
+    MAIN_TABLE, MAX_DEVICE_LEN, Mode, MssClamp, TrafficClass, Tunnel, Watch, WatchRoute,
+    default_device,
 };
 
 /// Smallest MTU of an IPv4 link (RFC 791).
@@ -29,6 +32,13 @@ const MIN_MSS: i64 = 88;
 const MAX_NAME_LEN: usize = 64;
 /// Linux ip rule priority of the `main` table lookup; the pin rule must come before it.
 const MAIN_RULE_PRIORITY: i64 = 32766;
+/// Shortest probe interval or timeout: below this a lost probe says more about scheduling
+/// jitter than about the path.
+const MIN_PROBE_TIME: Duration = Duration::from_millis(10);
+/// Longest duration of any timer; beyond an hour a probe no longer watches anything.
+const MAX_TIMER: Duration = Duration::from_secs(3600);
+/// Most probes in a row `down_after` / `up_after` may ask for.
+const MAX_PROBE_COUNT: i64 = 1000;
 /// Kernel tables a v6gate table must not be: unspec, default, main, local.
 const RESERVED_TABLES: [(u32, &str); 4] = [
     (0, "unspec"),
@@ -110,9 +120,17 @@ impl Checker {
             .filter_map(|(i, t)| self.tunnel(i, t, &gateway).map(|t| (i, t)))
             .collect();
         self.across_tunnels(&tunnels);
+        let watches: Vec<(usize, Watch)> = file
+            .watch
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, w)| self.watch(i, w, &gateway).map(|w| (i, w)))
+            .collect();
+        self.across_watches(&watches, &tunnels, &gateway);
         Config {
             gateway,
             tunnels: tunnels.into_iter().map(|(_, t)| t).collect(),
+            watches: watches.into_iter().map(|(_, w)| w).collect(),
         }
     }
 
@@ -309,21 +327,8 @@ impl Checker {
                 .map(|m| Some(m as u16)),
         };
 
-        let route_table = match &file.route_table {
-            None => Some(MAIN_TABLE),
-            Some(Value::String(s)) if s == "main" => Some(MAIN_TABLE),
-            Some(Value::Integer(n)) => self.route_table(&key("route_table"), *n, gateway),
-            Some(other) => {
-                self.error(
-                    key("route_table"),
-                    format!(
-                        "expected \"main\" or a routing table id, found {}",
-                        describe(other)
-                    ),
-                );
-                None
-            }
-        };
+        let route_table =
+            self.route_table_value(&key("route_table"), file.route_table.as_ref(), gateway);
 
         if self.diagnostics.len() != before {
             return None;
@@ -570,6 +575,30 @@ impl Checker {
         (self.diagnostics.len() == before).then_some(out)
     }
 
+    /// `"main"` (the default) or a table id that is neither a kernel table nor the pin table.
+    fn route_table_value(
+        &mut self,
+        key: &str,
+        value: Option<&Value>,
+        gateway: &Gateway,
+    ) -> Option<u32> {
+        match value {
+            None => Some(MAIN_TABLE),
+            Some(Value::String(s)) if s == "main" => Some(MAIN_TABLE),
+            Some(Value::Integer(n)) => self.route_table(key, *n, gateway),
+            Some(other) => {
+                self.error(
+                    key,
+                    format!(
+                        "expected \"main\" or a routing table id, found {}",
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     fn route_table(&mut self, key: &str, id: i64, gateway: &Gateway) -> Option<u32> {
         if id == i64::from(MAIN_TABLE) {
             return Some(MAIN_TABLE);
@@ -621,6 +650,358 @@ impl Checker {
             format!("expected an integer {lo}..={hi} ({why}), found {value}"),
         );
         None
+    }
+
+    /// Probe timers and counts under `prefix` (`tunnel[0].health`, `watch[1]`).
+    fn health(&mut self, prefix: &str, file: FileHealth, defaults: Health) -> Option<Health> {
+        let before = self.diagnostics.len();
+        let key = |field: &str| format!("{prefix}.{field}");
+        let interval = file.interval.as_ref().map_or(Some(defaults.interval), |v| {
+            self.duration(&key("interval"), v, MIN_PROBE_TIME, MAX_TIMER)
+        });
+        let timeout = file.timeout.as_ref().map_or(Some(defaults.timeout), |v| {
+            self.duration(&key("timeout"), v, MIN_PROBE_TIME, MAX_TIMER)
+        });
+        let hold_down = file
+            .hold_down
+            .as_ref()
+            .map_or(Some(defaults.hold_down), |v| {
+                self.duration(&key("hold_down"), v, Duration::ZERO, MAX_TIMER)
+            });
+        let mut count = |field: &str, value: Option<Int>, default: u32| match value {
+            None => Some(default),
+            Some(Int(n)) => self
+                .int_in(&key(field), n, 1, MAX_PROBE_COUNT)
+                .map(|n| n as u32),
+        };
+        let down_after = count("down_after", file.down_after, defaults.down_after);
+        let up_after = count("up_after", file.up_after, defaults.up_after);
+        if self.diagnostics.len() != before {
+            return None;
+        }
+        Some(Health {
+            interval: interval?,
+            timeout: timeout?,
+            down_after: down_after?,
+            up_after: up_after?,
+            hold_down: hold_down?,
+        })
+    }
+
+    fn duration(
+        &mut self,
+        key: &str,
+        value: &Value,
+        lo: Duration,
+        hi: Duration,
+    ) -> Option<Duration> {
+        let range = format!("{}..={}", format_duration(lo), format_duration(hi));
+        let Value::String(text) = value else {
+            self.error(
+                key,
+                format!(
+                    "expected a duration string like \"100ms\", \"1.5s\" or \"2m\" ({range}), found {}",
+                    describe(value)
+                ),
+            );
+            return None;
+        };
+        match parse_duration(text) {
+            Ok(d) if (lo..=hi).contains(&d) => Some(d),
+            Ok(_) => {
+                self.error(key, format!("expected a duration {range}, found {text:?}"));
+                None
+            }
+            Err(why) => {
+                self.error(
+                    key,
+                    format!(
+                        "expected a duration like \"100ms\", \"1.5s\" or \"2m\", found {text:?}: {why}"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Converts one `[[watch]]`; `None` when anything in it is wrong.
+    fn watch(&mut self, i: usize, mut file: FileWatch, gateway: &Gateway) -> Option<Watch> {
+        let before = self.diagnostics.len();
+        let key = |field: &str| format!("watch[{i}].{field}");
+
+        self.name(&key("name"), &file.name);
+        let target = self
+            .ip(&key("target"), &file.target)
+            .and_then(|a| self.unicast(&key("target"), a, Scope::Device));
+        let source = match &file.source {
+            None => Some(None),
+            Some(text) => self
+                .ip(&key("source"), text)
+                .and_then(|a| self.unicast(&key("source"), a, Scope::Device))
+                .map(Some),
+        };
+        if let (Some(target), Some(Some(source))) = (target, source)
+            && target.is_ipv4() != source.is_ipv4()
+        {
+            self.error(
+                key("source"),
+                format!(
+                    "{source} is {}, but target {target} is {}; echo requests need a source of \
+                     the target's family",
+                    ip_family_name(source),
+                    ip_family_name(target)
+                ),
+            );
+        }
+        self.device(&key("device"), &file.device);
+        let health = self.health(&format!("watch[{i}]"), file.health(), Health::WATCH_DEFAULT);
+        let route = self.watch_route(&key("route"), &file.route, gateway);
+        let on_down = file
+            .on_down
+            .as_ref()
+            .map(|argv| self.hook(&key("on_down"), argv));
+        let on_up = file
+            .on_up
+            .as_ref()
+            .map(|argv| self.hook(&key("on_up"), argv));
+
+        if self.diagnostics.len() != before {
+            return None;
+        }
+        Some(Watch {
+            name: file.name,
+            target: target?,
+            source: source?,
+            device: file.device,
+            health: health?,
+            route: route?,
+            on_down: on_down.flatten(),
+            on_up: on_up.flatten(),
+        })
+    }
+
+    fn watch_route(
+        &mut self,
+        key: &str,
+        file: &crate::file::FileWatchRoute,
+        gateway: &Gateway,
+    ) -> Option<WatchRoute> {
+        let before = self.diagnostics.len();
+        let key = |field: &str| format!("{key}.{field}");
+        let dst = match parse_net(&file.dst) {
+            Some(net) if net.trunc() != net => {
+                self.error(
+                    key("dst"),
+                    format!("{net} has host bits set; the prefix is {}", net.trunc()),
+                );
+                None
+            }
+            Some(net) => Some(net),
+            None => {
+                self.error(
+                    key("dst"),
+                    format!(
+                        "expected a prefix like \"0.0.0.0/0\" or \"2001:db8::/48\", found {:?}",
+                        file.dst
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(device) = &file.device {
+            self.device(&key("device"), device);
+        }
+        let via = match &file.via {
+            None => None,
+            Some(text) => self
+                .ip(&key("via"), text)
+                .and_then(|a| self.unicast(&key("via"), a, Scope::Device)),
+        };
+        if let (Some(dst), Some(via)) = (dst, via)
+            && dst.addr().is_ipv4() != via.is_ipv4()
+        {
+            self.error(
+                key("via"),
+                format!(
+                    "{via} is {}, but dst {dst} is {}; the gateway must be of the route's family",
+                    ip_family_name(via),
+                    family_name(&dst)
+                ),
+            );
+        }
+        if let Some(IpAddr::V6(v6)) = via
+            && v6.is_unicast_link_local()
+            && file.device.is_none()
+        {
+            self.error(
+                key("via"),
+                format!("{v6} is link-local, which needs `device` to say which link"),
+            );
+        }
+        if file.via.is_none() && file.device.is_none() {
+            self.error(
+                key("dst"),
+                "the route needs `via`, `device` or both to say where it leads",
+            );
+        }
+        let table = self.route_table_value(&key("table"), file.table.as_ref(), gateway);
+        let metric = match file.metric {
+            None => Some(gateway.route_metric),
+            Some(Int(m)) => self
+                .int_in(&key("metric"), m, 0, u32::MAX.into())
+                .map(|m| m as u32),
+        };
+        if self.diagnostics.len() != before {
+            return None;
+        }
+        Some(WatchRoute {
+            dst: dst?,
+            via,
+            device: file.device.clone(),
+            table: table?,
+            metric: metric?,
+        })
+    }
+
+    /// A command run without a shell: an argv whose program is an absolute path.
+    fn hook(&mut self, key: &str, argv: &[String]) -> Option<Hook> {
+        let Some((program, args)) = argv.split_first() else {
+            self.error(
+                key,
+                "expected a command as an array like [\"/usr/local/bin/led\", \"on\"], found []",
+            );
+            return None;
+        };
+        let before = self.diagnostics.len();
+        if !program.starts_with('/') {
+            self.error(
+                format!("{key}[0]"),
+                format!(
+                    "expected an absolute path (the daemon's PATH is not yours), found {program:?}"
+                ),
+            );
+        }
+        for (j, arg) in argv.iter().enumerate() {
+            if arg.contains('\0') {
+                self.error(
+                    format!("{key}[{j}]"),
+                    "contains a NUL byte, which no command line can carry",
+                );
+            }
+        }
+        (self.diagnostics.len() == before).then(|| Hook {
+            program: PathBuf::from(program),
+            args: args.to_vec(),
+        })
+    }
+
+    /// An IP address of either family. Host names are named as such: they are common in
+    /// dynamic-DNS set-ups and deserve a better answer than "not an address".
+    fn ip(&mut self, key: &str, text: &str) -> Option<IpAddr> {
+        match text.parse::<IpAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) if looks_like_host_name(text) => {
+                self.error(
+                    key,
+                    format!(
+                        "{text:?} is a host name; names are not resolved yet, write the address"
+                    ),
+                );
+                None
+            }
+            Err(_) => {
+                self.error(
+                    key,
+                    format!("expected an IPv4 or IPv6 address, found {text:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `addr` if it can be the unicast peer of a packet; link-local only where something gives
+    /// it a scope.
+    fn unicast(&mut self, key: &str, addr: IpAddr, scope: Scope) -> Option<IpAddr> {
+        let problem = match addr {
+            IpAddr::V4(v4) if v4.is_unspecified() => Some("the unspecified address"),
+            IpAddr::V4(v4) if v4.is_loopback() => Some("a loopback address"),
+            IpAddr::V4(v4) if v4.is_multicast() => Some("a multicast address"),
+            IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
+            IpAddr::V4(_) => None,
+            IpAddr::V6(v6) if v6.is_unspecified() => Some("the unspecified address"),
+            IpAddr::V6(v6) if v6.is_loopback() => Some("the loopback address"),
+            IpAddr::V6(v6) if v6.is_multicast() => Some("a multicast address"),
+            IpAddr::V6(v6) if v6.is_unicast_link_local() && scope == Scope::None => {
+                Some("link-local, which needs an interface scope that tunnels do not have")
+            }
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
+                Some("IPv4-mapped, which never appears on the wire")
+            }
+            IpAddr::V6(_) => None,
+        };
+        match problem {
+            Some(problem) => {
+                self.error(
+                    key,
+                    format!("{addr} is {problem}; expected a unicast address"),
+                );
+                None
+            }
+            None => Some(addr),
+        }
+    }
+
+    /// Problems between watches, and between watch routes and tunnel routes.
+    fn across_watches(
+        &mut self,
+        watches: &[(usize, Watch)],
+        tunnels: &[(usize, Tunnel)],
+        gateway: &Gateway,
+    ) {
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for (i, w) in watches {
+            if let Some(first) = names.insert(&w.name, *i) {
+                names.insert(&w.name, first);
+                self.error(
+                    format!("watch[{i}].name"),
+                    format!("{:?} is already the name of watch[{first}]", w.name),
+                );
+            }
+        }
+        // The kernel keeps one route per destination, table and metric: a second one either
+        // fails or, for IPv6, turns both into one multipath route.
+        let same_slot = |r: &WatchRoute, dst: &IpNet, table: u32, metric: u32| {
+            r.dst == *dst && r.table == table && r.metric == metric
+        };
+        for (n, (i, w)) in watches.iter().enumerate() {
+            let r = &w.route;
+            let clash = format!("{} in table {} at metric {}", r.dst, r.table, r.metric);
+            for (j, other) in &watches[..n] {
+                if same_slot(&other.route, &r.dst, r.table, r.metric) {
+                    self.error(
+                        format!("watch[{i}].route.dst"),
+                        format!(
+                            "watch[{j}] ({:?}) already installs {clash}; give one a different metric",
+                            other.name
+                        ),
+                    );
+                }
+            }
+            for (j, t) in tunnels.iter().filter(|(_, t)| t.enabled) {
+                for (k, dst) in t.routes.iter().enumerate() {
+                    if same_slot(r, dst, t.route_table, gateway.route_metric) {
+                        self.error(
+                            format!("watch[{i}].route.dst"),
+                            format!(
+                                "tunnel[{j}] ({:?}, routes[{k}]) already installs {clash}; \
+                                 give the watch route a different metric",
+                                t.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Problems that involve more than one tunnel. Only tunnels that are valid on their own get
@@ -707,6 +1088,32 @@ fn carried_families(mode: Mode) -> &'static str {
         Mode::Ip6ip6 => "IPv6",
         Mode::Any => "IPv4 and IPv6",
     }
+}
+
+/// Whether a link-local address has something to scope it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Tunnel endpoints: outer packets leave by route lookup, not through a named device.
+    None,
+    /// Probes and gateways bound to a device.
+    Device,
+}
+
+fn ip_family_name(addr: IpAddr) -> &'static str {
+    match addr {
+        IpAddr::V4(_) => "IPv4",
+        IpAddr::V6(_) => "IPv6",
+    }
+}
+
+/// Letters, digits, dots and hyphens with at least one letter: what a DNS name looks like, and
+/// what no address looks like.
+fn looks_like_host_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.bytes().any(|b| b.is_ascii_alphabetic())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
 fn is_name_byte(b: u8) -> bool {

@@ -695,12 +695,6 @@ fn later_tables_are_not_accepted_yet() {
         "unknown field",
         "local_subnets",
     );
-    only_problem(
-        "[[watch]]\nname = \"x\"\n",
-        "watch",
-        "unknown field `watch`",
-        "[[watch]]",
-    );
 }
 
 #[test]

@@ -80,3 +80,12 @@ pub fn last_line_starting(text: &str, prefix: &str) -> usize {
         .0
         + 1
 }
+
+/// A `[[watch]]` table with the required keys (route through `wan4` at metric 10), followed by
+/// `extra` lines.
+pub fn watch(name: &str, extra: &str) -> String {
+    format!(
+        "[[watch]]\nname = \"{name}\"\ntarget = \"198.18.2.254\"\ndevice = \"wan4\"\n\
+         route = {{ dst = \"0.0.0.0/0\", device = \"wan4\", metric = 10 }}\n{extra}"
+    )
+}
