@@ -410,6 +410,8 @@ impl Netlink {
         let mut message = RouteMessage::default();
         message.header.address_family = family.address_family();
         message.header.destination_prefix_length = family.max_prefix_len();
+        // Without it IPv4 answers "main" whichever table matched (IPv6 always tells).
+        message.header.flags = RouteFlags::LookupTable;
         message
             .attributes
             .push(RouteAttribute::Destination(RouteAddress::from(dst)));
