@@ -201,11 +201,7 @@ pub(crate) fn recvmmsg<A: SocketAddress, R>(
         }
         let len = usize::try_from(hdr.msg_len).unwrap_or(0).min(bufs[i].len());
         let control_len = hdr.msg_hdr.msg_controllen.min(BATCH_CONTROL_LEN);
-        received[i] = decode(
-            len,
-            A::from_raw(&addrs[i]),
-            &controls[i].0[..control_len],
-        );
+        received[i] = decode(len, A::from_raw(&addrs[i]), &controls[i].0[..control_len]);
     }
     Ok((count.min(slots), truncated))
 }
@@ -358,8 +354,14 @@ mod tests {
         assert_eq!(Ipv4Addr::from_raw(&raw), v4);
         let v6: Ipv6Addr = "2001:db8::7".parse().unwrap();
         assert_eq!(Ipv6Addr::from_raw(&v6.to_raw()), v6);
-        assert_eq!(Ipv4Addr::from_raw(&zeroed_raw::<Ipv4Addr>()), Ipv4Addr::UNSPECIFIED);
-        assert_eq!(Ipv6Addr::from_raw(&zeroed_raw::<Ipv6Addr>()), Ipv6Addr::UNSPECIFIED);
+        assert_eq!(
+            Ipv4Addr::from_raw(&zeroed_raw::<Ipv4Addr>()),
+            Ipv4Addr::UNSPECIFIED
+        );
+        assert_eq!(
+            Ipv6Addr::from_raw(&zeroed_raw::<Ipv6Addr>()),
+            Ipv6Addr::UNSPECIFIED
+        );
     }
 
     #[test]
@@ -378,6 +380,9 @@ mod tests {
         assert_eq!(storage[0], [2; 4]);
         assert_eq!(storage[1], [4; 4]);
         let mut bufs: Vec<_> = storage.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-        assert_eq!(drop_truncated(&mut bufs, &mut received, 3, 0, |len| *len), 3);
+        assert_eq!(
+            drop_truncated(&mut bufs, &mut received, 3, 0, |len| *len),
+            3
+        );
     }
 }

@@ -5,61 +5,23 @@
 //! thread and its descriptors are gone, also after a panic. Needs root (CAP_NET_ADMIN and
 //! CAP_SYS_ADMIN). Documentation prefixes only.
 
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use ipnet::IpNet;
 use sys::netlink::{Change, Family, Netlink, Route, RouteKind, Rule, TABLE_MAIN, watch_changes};
 use sys::raw::{BATCH_SIZE, Icmpv6Socket, RawIpv6Socket, Received, Transmit};
 use sys::sysctl::{self, SysctlJournal};
 use sys::tun::TunDevice;
 
+mod common;
+
+use common::{in_netns, ipv4_udp, net, recv_soon};
+
 const TABLE: u32 = 6464;
 const PROTOCOL: u8 = 250;
 
-/// Runs `test` on a current-thread runtime in a new network namespace with `lo` up.
-fn in_netns<F, Fut>(test: F)
-where
-    F: FnOnce(Netlink) -> Fut + Send + 'static,
-    Fut: Future<Output = ()>,
-{
-    let thread = std::thread::spawn(move || {
-        unshare_netns().expect("unshare(CLONE_NEWNET) needs root");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        runtime.block_on(async move {
-            let netlink = Netlink::new().expect("netlink");
-            let lo = netlink.link_index("lo").await.unwrap().expect("lo exists");
-            netlink.link_set_up(lo).await.unwrap();
-            tokio::time::timeout(Duration::from_secs(20), test(netlink))
-                .await
-                .expect("test timed out");
-        });
-    });
-    if let Err(panic) = thread.join() {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-#[allow(unsafe_code)]
-fn unshare_netns() -> io::Result<()> {
-    // SAFETY: unshare(CLONE_NEWNET) only changes the calling thread's namespace membership;
-    // it touches no memory of ours.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 fn v6(s: &str) -> Ipv6Addr {
-    s.parse().unwrap()
-}
-
-fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
@@ -85,37 +47,6 @@ fn route(dst: &str, kind: RouteKind) -> Route {
     }
 }
 
-fn checksum(chunks: &[&[u8]]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in chunks {
-        for pair in chunk.chunks(2) {
-            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
-            sum += u32::from(word);
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// IPv4 header (20 bytes) + UDP header with checksum 0 + payload.
-fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, port: u16, payload: &[u8]) -> Vec<u8> {
-    let total = 20 + 8 + payload.len();
-    let mut packet = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0];
-    packet[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    packet.extend_from_slice(&src.octets());
-    packet.extend_from_slice(&dst.octets());
-    let sum = checksum(&[&packet]);
-    packet[10..12].copy_from_slice(&sum.to_be_bytes());
-    packet.extend_from_slice(&40000u16.to_be_bytes());
-    packet.extend_from_slice(&port.to_be_bytes());
-    packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    packet.extend_from_slice(&[0, 0]);
-    packet.extend_from_slice(payload);
-    packet
-}
-
 /// IPv6 header with the given traffic class and next header, then `rest`.
 fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, traffic_class: u8, next: u8, rest: &[u8]) -> Vec<u8> {
     let first = 0x6000_0000u32 | (u32::from(traffic_class) << 20);
@@ -127,19 +58,6 @@ fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, traffic_class: u8, next: u8, rest: &[u8]) 
     packet.extend_from_slice(&dst.octets());
     packet.extend_from_slice(rest);
     packet
-}
-
-/// Waits until a non-blocking receive yields something other than `WouldBlock`.
-async fn recv_soon<T>(mut recv: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    for _ in 0..200 {
-        match recv() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            other => return other,
-        }
-    }
-    Err(io::Error::from(io::ErrorKind::TimedOut))
 }
 
 #[test]
