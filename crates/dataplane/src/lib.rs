@@ -8,7 +8,8 @@
 //! Rooms: `config` (what a tunnel is), `dataplane` (the set of tunnels and the
 //! entry points), `tunnel` (per-packet decisions), `encap` (the outer header),
 //! `fragment` (inner IPv4 fragmentation), `icmp` (errors to inner senders),
-//! `mss` (TCP MSS clamping), `pmtu` (path MTU from Packet Too Big).
+//! `mss` (TCP MSS clamping), `pmtu` (path MTU from Packet Too Big), `health`
+//! (up/down from probes, usable on its own for anything probed).
 #![forbid(unsafe_code)]
 
 mod batch;
@@ -18,6 +19,7 @@ mod encap;
 pub mod esp;
 mod event;
 mod fragment;
+pub mod health;
 mod icmp;
 mod inner;
 mod mss;
@@ -36,6 +38,7 @@ pub use config::{
 };
 pub use dataplane::{Dataplane, OuterMeta};
 pub use event::{Event, PathMtuReason};
+pub use health::{HealthConfig, HealthState};
 pub use pmtu::PMTU_EXPIRY;
 pub use ratelimit::IcmpRateLimit;
 pub use stats::{DropCounters, DropReason, TunnelStats, Verdict};
