@@ -330,6 +330,60 @@ mod tests {
         assert_eq!(got, expect);
     }
 
+    /// Expected values computed with Python's `hmac`/`hashlib` from the RFC 7296 §2.13-§2.15
+    /// formulas, independently of this crate's prf+ and key splitting.
+    #[test]
+    fn keys_match_an_independent_computation() {
+        let ni: Vec<u8> = (0..32).collect();
+        let nr: Vec<u8> = (32..64).collect();
+        let z = [0xaa; 32];
+        let k = IkeKeys::derive(
+            &gcm_suite(),
+            &z,
+            &ni,
+            &nr,
+            0x0102_0304_0506_0708,
+            0x1112_1314_1516_1718,
+        );
+        assert_eq!(
+            k.sk_d,
+            hex!("6f34353460d10aa36e430ec3027673b0885ab8c2958840c020786ca612787bd5")
+        );
+        assert_eq!(k.sk_ei, hex!("bd7633e6e3c35af266e3754bdc3474f8254aa450"));
+        assert_eq!(k.sk_er, hex!("ed2c34496ded58b8e22b5953f198f85a6fd4ef95"));
+        assert_eq!(
+            k.sk_pi,
+            hex!("5774d688c17b466f53699d5134c751e616ca8fa019a978360c43d5e261c65199")
+        );
+        assert_eq!(
+            k.sk_pr,
+            hex!("f6fe62a2b94e2a8afb3527fbdcbbb71c2b27facb77ef85f7618df338ed9e4f0b")
+        );
+        let child = ChildSuite {
+            encr: Encr::AesGcm16(128),
+            integ: None,
+            dh: None,
+            esn: false,
+        };
+        let c = ChildKeys::derive(Prf::HmacSha256, &k.sk_d, &child, None, &ni, &nr);
+        assert_eq!(c.encr_i, hex!("b7a08794d901a9b01c5e8692200e281fe82411ab"));
+        assert_eq!(c.encr_r, hex!("300bef449352212307b0234718190e3522d2f332"));
+        let mut id = vec![2, 0, 0, 0];
+        id.extend_from_slice(b"a.example");
+        let auth = psk_auth(
+            Prf::HmacSha256,
+            b"correct horse battery staple",
+            b"msg1",
+            &nr,
+            &k.sk_pi,
+            &id,
+        );
+        assert_eq!(
+            auth,
+            hex!("10eefca50239002eda20abbb273a1d9f78535d4452cfa43a226c47696dd76a72")
+        );
+    }
+
     #[test]
     fn nat_hash_known_answer() {
         // SHA-1 over 8+8 bytes of SPIs, 4 bytes of address, 2 of port; value computed with

@@ -504,6 +504,19 @@ impl Peer {
         }
     }
 
+    /// Tells the peer that an authenticated ESP packet arrived on the CHILD SA with inbound
+    /// SPI `spi_in`: traffic from the peer proves it alive, so DPD stays quiet (RFC 7296
+    /// §2.4 only asks for liveness checks when nothing was heard).
+    pub fn handle_esp_received(&mut self, now: Instant, spi_in: u32) {
+        if let Some(sa) = self
+            .sas
+            .iter_mut()
+            .find(|s| s.children.iter().any(|c| c.info.spi_in == spi_in))
+        {
+            sa.last_heard = sa.last_heard.max(now);
+        }
+    }
+
     /// The earliest instant at which [`Peer::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t: Option<Instant> = None;
@@ -664,7 +677,13 @@ impl Peer {
         remote: SocketAddr,
         bytes: &[u8],
     ) -> Result<(), Error> {
-        let msg = Message::parse(bytes)?;
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.reject_init(local, remote, bytes, e);
+                return Err(e.into());
+            }
+        };
         let h = msg.header;
         if h.exchange_type == exchange::IKE_SA_INIT {
             if h.is_response() {
@@ -746,6 +765,43 @@ impl Peer {
     }
 
     // ---- IKE_SA_INIT ---------------------------------------------------------------------
+
+    /// Answers an unparseable IKE_SA_INIT request whose header we can still read with the
+    /// Notify §2.5 / §1.5 ask for: UNSUPPORTED_CRITICAL_PAYLOAD naming the payload type, or
+    /// INVALID_MAJOR_VERSION. Other errors, and anything on an existing SA, go unanswered.
+    fn reject_init(&mut self, local: SocketAddr, remote: SocketAddr, bytes: &[u8], e: ike::Error) {
+        let Ok(view) = ike::Header::new_checked(bytes) else {
+            return;
+        };
+        if view.exchange_type() != exchange::IKE_SA_INIT
+            || view.is_response()
+            || view.responder_spi() != 0
+            || view.message_id() != 0
+        {
+            return;
+        }
+        let n = match e {
+            ike::Error::UnsupportedCritical(t) => {
+                Notify::new(notify::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t])
+            }
+            ike::Error::BadVersion(_) => Notify::new(notify::INVALID_MAJOR_VERSION, vec![]),
+            _ => return,
+        };
+        let header = HeaderRepr {
+            initiator_spi: view.initiator_spi(),
+            responder_spi: 0,
+            next_payload: 0,
+            exchange_type: exchange::IKE_SA_INIT,
+            flags: flags::RESPONSE,
+            message_id: 0,
+            length: 0,
+        };
+        self.transmits.push_back(Transmit {
+            local,
+            remote,
+            payload: Message::emit_plain(&header, &[Payload::Notify(n)]),
+        });
+    }
 
     fn send_init(&mut self, idx: usize, now: Instant) {
         let sa = &self.sas[idx];

@@ -642,3 +642,131 @@ fn nat_is_detected_and_traffic_moves_to_port_4500() {
     assert!(p.established());
     p.teardown();
 }
+
+#[test]
+fn unsupported_critical_payload_and_major_version_are_answered() {
+    let mut p = Pair::default_pair(50);
+    p.initiate();
+    let t = p.a.peer.poll_transmit().unwrap();
+    let (a, b) = (p.a.addr, p.b.addr);
+    let now = p.now;
+    // Append a critical payload of unknown type 200 after the last payload.
+    let mut m = t.payload.clone();
+    let last = last_payload_offset(&m);
+    m[last] = 200;
+    m.extend_from_slice(&[0, 0x80, 0, 4]);
+    let len = u32::try_from(m.len()).unwrap();
+    m[24..28].copy_from_slice(&len.to_be_bytes());
+    let e = p.b.peer.handle_datagram(now, b, a, &m).unwrap_err();
+    assert_eq!(
+        e,
+        Error::InvalidMessage(wire::ike::Error::UnsupportedCritical(200))
+    );
+    let reply = wire::ike::Message::parse(&p.b.peer.poll_transmit().unwrap().payload).unwrap();
+    let n: Vec<_> = reply
+        .notifies(wire::ike::notify::UNSUPPORTED_CRITICAL_PAYLOAD)
+        .collect();
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].data, [200]);
+    // Major version 3.
+    let mut m = t.payload.clone();
+    m[17] = 0x30;
+    assert!(p.b.peer.handle_datagram(now, b, a, &m).is_err());
+    let reply = wire::ike::Message::parse(&p.b.peer.poll_transmit().unwrap().payload).unwrap();
+    assert_eq!(reply.header.responder_spi, 0);
+    assert_eq!(
+        reply
+            .notifies(wire::ike::notify::INVALID_MAJOR_VERSION)
+            .count(),
+        1
+    );
+    // Neither left state behind.
+    assert_eq!(p.b.peer.ike_sa_count(), 0);
+}
+
+/// Offset of the next-payload field of the last payload of a plain message.
+fn last_payload_offset(m: &[u8]) -> usize {
+    let mut at = 16;
+    let mut off = 28;
+    while m[at] != 0 {
+        at = off;
+        off += usize::from(u16::from_be_bytes([m[off + 2], m[off + 3]]));
+    }
+    at
+}
+
+#[test]
+fn duplicate_requests_get_the_cached_response() {
+    let mut p = Pair::default_pair(51);
+    p.initiate();
+    let (a, b) = (p.a.addr, p.b.addr);
+    let now = p.now;
+    let init = p.a.peer.poll_transmit().unwrap();
+    p.b.peer.handle_datagram(now, b, a, &init.payload).unwrap();
+    let r1 = p.b.peer.poll_transmit().unwrap();
+    p.b.peer.handle_datagram(now, b, a, &init.payload).unwrap();
+    let r2 = p.b.peer.poll_transmit().unwrap();
+    assert_eq!(r1.payload, r2.payload, "IKE_SA_INIT answered from cache");
+    assert_eq!(p.b.peer.half_open_count(), 1);
+    p.a.peer.handle_datagram(now, a, b, &r1.payload).unwrap();
+    let auth = p.a.peer.poll_transmit().unwrap();
+    p.b.peer.handle_datagram(now, b, a, &auth.payload).unwrap();
+    let r1 = p.b.peer.poll_transmit().unwrap();
+    p.b.peer.handle_datagram(now, b, a, &auth.payload).unwrap();
+    let r2 = p.b.peer.poll_transmit().unwrap();
+    assert_eq!(r1.payload, r2.payload, "IKE_AUTH answered from cache");
+    assert_eq!(p.b.peer.child_sas().count(), 1, "no second CHILD SA");
+    p.a.peer.handle_datagram(now, a, b, &r2.payload).unwrap();
+    assert!(p.a.peer.is_established());
+    // A stale copy of the first response is ignored by the initiator.
+    assert!(p.a.peer.handle_datagram(now, a, b, &r1.payload).is_err());
+    p.teardown();
+}
+
+#[test]
+fn ipv6_underlay_with_address_identities() {
+    let mut a = config_a();
+    let mut b = config_b();
+    let v6 = |s: &str, e: &str| TrafficSelector::range(s.parse().unwrap(), e.parse().unwrap());
+    a.local_ts.push(v6("2001:db8:1::", "2001:db8:1::ffff"));
+    a.remote_ts.push(v6("2001:db8:2::", "2001:db8:2::ffff"));
+    b.local_ts.push(v6("2001:db8:2::", "2001:db8:2::ffff"));
+    b.remote_ts.push(v6("2001:db8:1::", "2001:db8:1::ffff"));
+    let mut p = Pair::new(a, b, 52);
+    p.a.addr = "[2001:db8::a]:500".parse().unwrap();
+    p.b.addr = "[2001:db8::b]:500".parse().unwrap();
+    p.initiate();
+    p.drive_bounded(100, Pair::established);
+    p.assert_children_agree();
+    let c = &p.a.children()[0];
+    assert_eq!(
+        c.local_ts.len(),
+        2,
+        "both families negotiated: {:?}",
+        c.local_ts
+    );
+    assert!(c.remote.is_ipv6());
+    p.teardown();
+}
+
+#[test]
+fn esp_traffic_keeps_dpd_quiet() {
+    let mut p = Pair::default_pair(53);
+    p.initiate();
+    p.drive_bounded(100, Pair::established);
+    p.run_for(Duration::from_secs(1));
+    let before = p.delivered;
+    for _ in 0..10 {
+        let now = p.now;
+        let spi_a = p.a.children()[0].spi_in;
+        let spi_b = p.b.children()[0].spi_in;
+        p.a.peer.handle_esp_received(now, spi_a);
+        p.b.peer.handle_esp_received(now, spi_b);
+        p.run_for(Duration::from_secs(20));
+    }
+    assert_eq!(p.delivered, before, "no DPD exchange while ESP flows");
+    // Silence again: DPD resumes.
+    p.run_for(Duration::from_secs(60));
+    assert!(p.delivered > before);
+    p.teardown();
+}
