@@ -3,8 +3,9 @@
 //! | module | does | does not |
 //! | --- | --- | --- |
 //! | [`tun`] | create a non-persistent `IFF_TUN \| IFF_NO_PI` device by exact name; read and write whole packets on a pollable descriptor | configure addresses, MTU or link state (that is [`netlink`]) |
-//! | [`raw`] | raw IPv6 sockets: send caller-built IPv6 packets (`IPV6_HDRINCL`) for one protocol, one at a time or batched (`sendmmsg`/`recvmmsg`), receive payloads with outer addresses, traffic class and encapsulation limit; an ICMPv6 socket filtered to Packet Too Big | build or check headers, fragment, decide what to accept |
+//! | [`raw`] | raw IPv6 and IPv4 sockets: send caller-built packets (`IPV6_HDRINCL`/`IP_HDRINCL`) for one protocol, one at a time or batched (`sendmmsg`/`recvmmsg`), receive them with outer addresses (and for IPv6 traffic class and encapsulation limit); an ICMPv6 socket filtered to Packet Too Big | build or check headers, fragment, decide what to accept |
 //! | [`netlink`] | links, addresses, routes and rules over rtnetlink (async, tokio); route lookups; change notifications | decide what to install; remember what it installed (dumps filtered by table and protocol serve reconciliation) |
+//! | [`ping`] | ICMP/ICMPv6 echo bound to a device (and source), datagram socket or raw fallback, for uplink watches | schedule probes or judge an uplink |
 //! | [`sysctl`] | read and write `/proc/sys` keys; a journal that restores originals | choose values |
 //!
 //! Everything acts in the network namespace of the *calling thread*: devices, sockets and
@@ -16,9 +17,9 @@
 //! ESP-in-UDP, nftables.
 //!
 //! This is the only crate of the workspace allowed `unsafe`: `deny` at the root, allowed only
-//! in the private `fd` module, the `sys` submodules of [`tun`] and [`raw`], and the
-//! notification socket's registration in [`netlink`]; each block carries a `// SAFETY:`
-//! comment.
+//! in the private `fd` and `msg` modules (descriptor flags and options; `recvmsg`,
+//! `recvmmsg`, `sendmmsg`), the `sys` submodule of [`tun`], and the notification socket's
+//! registration in [`netlink`]; each block carries a `// SAFETY:` comment.
 
 #![deny(unsafe_code)]
 
@@ -28,6 +29,7 @@ mod fd;
 #[allow(unsafe_code)]
 mod msg;
 pub mod netlink;
+pub mod ping;
 pub mod raw;
 pub mod sysctl;
 pub mod tun;

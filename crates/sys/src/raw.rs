@@ -1,11 +1,15 @@
-//! Raw IPv6 sockets: one per tunnelled protocol for the data path, one for ICMPv6 Packet Too
-//! Big messages.
+//! Raw IP sockets: one per tunnelled protocol and underlay IP version for the data path, one
+//! for ICMPv6 Packet Too Big messages.
 //!
 //! [`RawIpv6Socket`] sends complete IPv6 packets built by the caller (`IPV6_HDRINCL`) and
 //! receives the payload behind the IPv6 header and its extension headers, with the outer
 //! addresses, traffic class and any Tunnel Encapsulation Limit reported as metadata. The kernel
 //! neither fragments nor checks what we send: a packet larger than the outgoing device's MTU
 //! fails with `EMSGSIZE`, and path MTU is learned from [`Icmpv6Socket`].
+//!
+//! [`RawIpv4Socket`] is the same for an IPv4 underlay, except that what it receives is the
+//! whole datagram, IPv4 header included, as Linux delivers it; see its docs for the header
+//! fields the kernel rewrites on sending.
 
 use std::io::{self, IoSliceMut};
 use std::net::{Ipv6Addr, SocketAddrV6};
