@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use aes::cipher::BlockEncrypt;
 use aes::{Aes128, Aes192, Aes256};
 use aes_gcm::{AeadInPlace, Aes128Gcm, Aes256Gcm, KeyInit, Nonce, Tag};
-use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
+use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, block_padding::NoPadding};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::Sha256;
@@ -147,12 +147,113 @@ impl std::error::Error for EspError {}
 enum Cipher {
     Gcm128(Box<Aes128Gcm>, [u8; 4]),
     Gcm256(Box<Aes256Gcm>, [u8; 4]),
+    /// Key schedule and keyed HMAC state are built once; each packet clones them.
     Cbc {
-        key_bits: u16,
-        key: Vec<u8>,
-        integrity: Integrity,
-        integ_key: Vec<u8>,
+        aes: Box<AesKey>,
+        mac: Box<MacKey>,
     },
+}
+
+/// An expanded AES key for CBC and for deriving CBC IVs.
+#[derive(Clone)]
+enum AesKey {
+    A128(Aes128),
+    A192(Aes192),
+    A256(Aes256),
+}
+
+macro_rules! with_aes {
+    ($key:expr, $c:ident => $body:expr) => {
+        match $key {
+            AesKey::A128($c) => $body,
+            AesKey::A192($c) => $body,
+            AesKey::A256($c) => $body,
+        }
+    };
+}
+
+impl AesKey {
+    fn new(bits: u16, key: &[u8]) -> Result<Self, EspError> {
+        let bad = |_| EspError::BadKey;
+        Ok(match bits {
+            128 => Self::A128(Aes128::new_from_slice(key).map_err(bad)?),
+            192 => Self::A192(Aes192::new_from_slice(key).map_err(bad)?),
+            256 => Self::A256(Aes256::new_from_slice(key).map_err(bad)?),
+            _ => return Err(EspError::BadKey),
+        })
+    }
+
+    /// The CBC IV for a sequence number: the block "ESP\0" 0000 seq encrypted under the key.
+    fn iv(&self, seq: u64) -> [u8; 16] {
+        let mut block = [0u8; 16];
+        block[..4].copy_from_slice(b"ESP\0");
+        block[8..].copy_from_slice(&seq.to_be_bytes());
+        with_aes!(self, c => c.encrypt_block(aes::Block::from_mut_slice(&mut block)));
+        block
+    }
+
+    /// CBC-encrypts whole blocks in place.
+    fn encrypt(&self, iv: &[u8; 16], buf: &mut [u8]) -> Result<(), EspError> {
+        let len = buf.len();
+        let iv = aes::Block::from_slice(iv);
+        with_aes!(self, c => cbc::Encryptor::inner_iv_init(c.clone(), iv)
+            .encrypt_padded_mut::<NoPadding>(buf, len)
+            .map(|_| ())
+            .map_err(|_| EspError::Malformed))
+    }
+
+    /// CBC-decrypts whole blocks in place.
+    fn decrypt(&self, iv: &[u8], buf: &mut [u8]) -> Result<(), EspError> {
+        let iv = aes::Block::from_slice(iv);
+        with_aes!(self, c => cbc::Decryptor::inner_iv_init(c.clone(), iv)
+            .decrypt_padded_mut::<NoPadding>(buf)
+            .map(|_| ())
+            .map_err(|_| EspError::Malformed))
+    }
+}
+
+/// A keyed HMAC, truncated to the ICV length.
+#[derive(Clone)]
+enum MacKey {
+    Sha1(Hmac<Sha1>),
+    Sha256(Hmac<Sha256>),
+}
+
+/// Longest ICV of the suites here (HMAC-SHA2-256-128 and AES-GCM-16).
+const MAX_ICV: usize = 16;
+
+impl MacKey {
+    fn new(integrity: Integrity, key: &[u8]) -> Result<Self, EspError> {
+        let bad = |_| EspError::BadKey;
+        Ok(match integrity {
+            Integrity::HmacSha1_96 => {
+                Self::Sha1(<Hmac<Sha1> as Mac>::new_from_slice(key).map_err(bad)?)
+            }
+            Integrity::HmacSha256_128 => {
+                Self::Sha256(<Hmac<Sha256> as Mac>::new_from_slice(key).map_err(bad)?)
+            }
+        })
+    }
+
+    /// The untruncated-then-truncated MAC over `parts`; the first `icv_len` bytes count.
+    fn icv(&self, parts: &[&[u8]]) -> [u8; MAX_ICV] {
+        let mut out = [0u8; MAX_ICV];
+        macro_rules! run {
+            ($m:expr) => {{
+                let mut m = $m.clone();
+                for p in parts {
+                    m.update(p);
+                }
+                let full = m.finalize().into_bytes();
+                out.copy_from_slice(&full[..MAX_ICV]);
+            }};
+        }
+        match self {
+            Self::Sha1(m) => run!(m),
+            Self::Sha256(m) => run!(m),
+        }
+        out
+    }
 }
 
 impl fmt::Debug for Cipher {
@@ -185,17 +286,10 @@ impl Cipher {
             Suite::AesCbc {
                 key_bits,
                 integrity,
-            } => {
-                if !matches!(key_bits, 128 | 192 | 256) {
-                    return Err(EspError::BadKey);
-                }
-                Self::Cbc {
-                    key_bits,
-                    key: encr.to_vec(),
-                    integrity,
-                    integ_key: integ.to_vec(),
-                }
-            }
+            } => Self::Cbc {
+                aes: Box::new(AesKey::new(key_bits, encr)?),
+                mac: Box::new(MacKey::new(integrity, integ)?),
+            },
         })
     }
 }
@@ -231,57 +325,8 @@ pub struct InboundSa {
     cipher: Cipher,
 }
 
-fn cbc_iv(key_bits: u16, key: &[u8], seq: u64) -> [u8; 16] {
-    let mut block = [0u8; 16];
-    block[..4].copy_from_slice(b"ESP\0");
-    block[8..].copy_from_slice(&seq.to_be_bytes());
-    let b = aes::Block::from_mut_slice(&mut block);
-    // Key lengths were checked when the SA was built.
-    match key_bits {
-        192 => Aes192::new_from_slice(key).map(|c| c.encrypt_block(b)),
-        256 => Aes256::new_from_slice(key).map(|c| c.encrypt_block(b)),
-        _ => Aes128::new_from_slice(key).map(|c| c.encrypt_block(b)),
-    }
-    .ok();
-    block
-}
-
-fn hmac(integrity: Integrity, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    macro_rules! run {
-        ($h:ty) => {{
-            let mut m = <Hmac<$h> as Mac>::new_from_slice(key).expect("HMAC takes any key");
-            for p in parts {
-                m.update(p);
-            }
-            m.finalize().into_bytes().to_vec()
-        }};
-    }
-    let mut v = match integrity {
-        Integrity::HmacSha1_96 => run!(Sha1),
-        Integrity::HmacSha256_128 => run!(Sha256),
-    };
-    v.truncate(integrity.icv_len());
-    v
-}
-
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
-}
-
-macro_rules! cbc_blocks {
-    ($dir:ident, $op:ident, $bits:expr, $key:expr, $iv:expr, $buf:expr) => {
-        match $bits {
-            192 => cbc::$dir::<Aes192>::new_from_slices($key, $iv)
-                .ok()
-                .and_then(|c| c.$op::<NoPadding>($buf).ok().map(|_| ())),
-            256 => cbc::$dir::<Aes256>::new_from_slices($key, $iv)
-                .ok()
-                .and_then(|c| c.$op::<NoPadding>($buf).ok().map(|_| ())),
-            _ => cbc::$dir::<Aes128>::new_from_slices($key, $iv)
-                .ok()
-                .and_then(|c| c.$op::<NoPadding>($buf).ok().map(|_| ())),
-        }
-    };
 }
 
 impl OutboundSa {
@@ -367,34 +412,17 @@ impl OutboundSa {
                 out[HEADER_LEN..body_start].copy_from_slice(&iv);
                 let (head, rest) = out.split_at_mut(body_start);
                 let (body, icv) = rest.split_at_mut(body_end - body_start);
-                let tag = gcm_seal(
-                    &self.cipher,
-                    &iv,
-                    &aad(&head[..HEADER_LEN], self.esn, seq_hi),
-                    body,
-                )?;
+                let (aad, aad_len) = aad(&head[..HEADER_LEN], self.esn, seq_hi);
+                let tag = gcm_seal(&self.cipher, &iv, &aad[..aad_len], body)?;
                 icv.copy_from_slice(&tag);
             }
-            Cipher::Cbc {
-                key_bits,
-                key,
-                integrity,
-                integ_key,
-            } => {
-                let iv = cbc_iv(*key_bits, key, seq);
+            Cipher::Cbc { aes, mac } => {
+                let iv = aes.iv(seq);
                 out[HEADER_LEN..body_start].copy_from_slice(&iv);
-                cbc_blocks!(
-                    Encryptor,
-                    encrypt_padded_mut_all,
-                    *key_bits,
-                    key,
-                    &iv,
-                    &mut out[body_start..body_end]
-                )
-                .ok_or(EspError::BadKey)?;
+                aes.encrypt(&iv, &mut out[body_start..body_end])?;
                 let hi: &[u8] = if self.esn { &seq_hi } else { &[] };
-                let icv = hmac(*integrity, integ_key, &[&out[..body_end], hi]);
-                out[body_end..].copy_from_slice(&icv);
+                let icv = mac.icv(&[&out[..body_end], hi]);
+                out[body_end..].copy_from_slice(&icv[..icv_len]);
             }
         }
         self.seq = seq;
@@ -402,28 +430,18 @@ impl OutboundSa {
     }
 }
 
-/// `encrypt_padded_mut` over a buffer that is already block aligned.
-trait EncryptAll: BlockEncryptMut + Sized {
-    fn encrypt_padded_mut_all<P: cbc::cipher::block_padding::Padding<Self::BlockSize>>(
-        self,
-        buf: &mut [u8],
-    ) -> Result<(), cbc::cipher::inout::PadError> {
-        let len = buf.len();
-        self.encrypt_padded_mut::<P>(buf, len).map(|_| ())
-    }
-}
-
-impl<T: BlockEncryptMut> EncryptAll for T {}
-
 /// AAD for GCM (RFC 4106 §5): SPI and sequence number, with the high half for ESN.
-fn aad(header: &[u8], esn: bool, seq_hi: [u8; 4]) -> Vec<u8> {
-    let mut a = Vec::with_capacity(12);
-    a.extend_from_slice(&header[..4]);
+fn aad(header: &[u8], esn: bool, seq_hi: [u8; 4]) -> ([u8; 12], usize) {
+    let mut a = [0u8; 12];
+    a[..4].copy_from_slice(&header[..4]);
     if esn {
-        a.extend_from_slice(&seq_hi);
+        a[4..8].copy_from_slice(&seq_hi);
+        a[8..].copy_from_slice(&header[4..8]);
+        (a, 12)
+    } else {
+        a[4..8].copy_from_slice(&header[4..8]);
+        (a, 8)
     }
-    a.extend_from_slice(&header[4..8]);
-    a
 }
 
 fn gcm_nonce(salt: &[u8; 4], iv: &[u8]) -> [u8; 12] {
@@ -527,27 +545,16 @@ impl InboundSa {
         let seq_hi = ((seq >> 32) as u32).to_be_bytes();
         match &self.cipher {
             Cipher::Gcm128(..) | Cipher::Gcm256(..) => {
-                gcm_open(
-                    &self.cipher,
-                    iv,
-                    &aad(&packet[..HEADER_LEN], self.esn, seq_hi),
-                    out,
-                    icv,
-                )?;
+                let (aad, aad_len) = aad(&packet[..HEADER_LEN], self.esn, seq_hi);
+                gcm_open(&self.cipher, iv, &aad[..aad_len], out, icv)?;
             }
-            Cipher::Cbc {
-                key_bits,
-                key,
-                integrity,
-                integ_key,
-            } => {
+            Cipher::Cbc { aes, mac } => {
                 let hi: &[u8] = if self.esn { &seq_hi } else { &[] };
-                let expect = hmac(*integrity, integ_key, &[&packet[..body_end], hi]);
-                if !ct_eq(&expect, icv) {
+                let expect = mac.icv(&[&packet[..body_end], hi]);
+                if !ct_eq(&expect[..icv_len], icv) {
                     return Err(EspError::Authentication);
                 }
-                cbc_blocks!(Decryptor, decrypt_padded_mut, *key_bits, key, iv, &mut *out)
-                    .ok_or(EspError::Malformed)?;
+                aes.decrypt(iv, out)?;
             }
         }
         // Authenticated: from here on the packet is genuine.
