@@ -33,16 +33,22 @@ pub(crate) struct FileGateway {
     pub route_metric: Option<Int>,
 }
 
-/// `[[tunnel]]`. Later modes add their own keys here (`local_subnets`, `[tunnel.ike]`,
-/// `[[tunnel.path]]`, `[tunnel.health]`); until then they are unknown keys.
+/// `[[tunnel]]`. Later modes add their own keys here (`local_subnets`, `[tunnel.ike]`); until
+/// then they are unknown keys.
+///
+/// `local`/`remote` (the single-path form) and `path` exclude each other; which one is written
+/// is checked in `validate`, so that the message can say so.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct FileTunnel {
     pub name: String,
     pub device: Option<String>,
     pub mode: String,
-    pub local: String,
-    pub remote: String,
+    pub local: Option<String>,
+    pub remote: Option<String>,
+    pub device_per_path: Option<bool>,
+    pub path: Option<Vec<FilePath>>,
+    pub health: Option<FileHealth>,
     pub encap_limit: Option<Value>,
     pub mtu: Option<Int>,
     pub routes: Option<Vec<String>>,
@@ -56,6 +62,23 @@ pub(crate) struct FileTunnel {
     pub underlay_mtu: Option<Int>,
     pub route_table: Option<Value>,
     pub enabled: Option<bool>,
+}
+
+/// `[[tunnel.path]]`: one underlay path to the tunnel's peer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct FilePath {
+    pub name: String,
+    pub local: String,
+    pub remote: String,
+    pub cost: Option<Int>,
+    pub probe: Option<String>,
+    pub probe_target: Option<String>,
+    pub probe_source: Option<String>,
+    pub device: Option<String>,
+    /// A string or an array of strings, as on the tunnel.
+    pub address: Option<Value>,
+    pub underlay_mtu: Option<Int>,
 }
 
 /// `[tunnel.health]`, and the same keys inside `[[watch]]`. Durations are strings (`"100ms"`),

@@ -16,9 +16,11 @@
 //!     "#,
 //!     "example.toml",
 //! )?;
-//! let plan = control::plan(&config, |_| 1500);
-//! assert_eq!(plan.tunnels[0].device, "v6g-vps");
-//! assert_eq!(plan.tunnels[0].mtu, 1460);
+//! let plan = control::plan(&config, |_tunnel, _path| 1500);
+//! let device = &plan.tunnels[0].devices[0];
+//! assert_eq!(device.name, "v6g-vps");
+//! assert_eq!(device.mtu, 1460);
+//! assert_eq!(plan.tunnels[0].paths[0].pinned_endpoint.to_string(), "2001:db8:b::1");
 //! # Ok::<(), control::ConfigError>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -32,19 +34,19 @@ mod model;
 mod plan;
 mod validate;
 
-use std::path::Path;
-
 pub use diff::{ConfigDiff, diff};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
-    Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_PIN_RULE_PRIORITY,
+    Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_PATH, DEFAULT_PIN_RULE_PRIORITY,
     DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC, DEVICE_PREFIX, ENCAP_LIMIT_OPTION_LEN, Gateway,
-    HOOK_ENV_REASON, HOOK_ENV_STATE, HOOK_ENV_WATCH, Health, Hook, IPV6_HEADER_LEN, IPV6_MIN_MTU,
-    InnerFamilies, MAIN_TABLE, MAX_DEVICE_LEN, Mode, MssClamp, PIN_BYPASS_MARK, TrafficClass,
-    Tunnel, Watch, WatchRoute, default_device,
+    HOOK_ENV_REASON, HOOK_ENV_STATE, HOOK_ENV_WATCH, Health, Hook, IPV4_HEADER_LEN,
+    IPV6_HEADER_LEN, IPV6_MIN_MTU, InnerFamilies, MAIN_TABLE, MAX_DEVICE_LEN, Mode, MssClamp,
+    PIN_BYPASS_MARK, Path, Probe, TrafficClass, Tunnel, Watch, WatchRoute, default_device,
 };
-pub use plan::{Plan, RoutePlan, SysctlChange, TunnelPlan, WatchPlan, plan, tunnel_plan};
+pub use plan::{
+    DevicePlan, PathPlan, Plan, RoutePlan, SysctlChange, TunnelPlan, WatchPlan, plan, tunnel_plan,
+};
 
 impl Config {
     /// Parses and validates a config. `origin` names the text in messages (usually its path).
@@ -55,7 +57,7 @@ impl Config {
     }
 
     /// Reads, parses and validates the config file at `path`.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(&origin, e))?;
         Self::from_toml_str(&text, &origin)

@@ -4,7 +4,7 @@
 //! filled in except where they depend on the host (the tunnel MTU, derived from the underlay).
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,6 +34,11 @@ pub const DEVICE_PREFIX: &str = "v6g-";
 pub const MAX_DEVICE_LEN: usize = 15;
 /// Outer IPv6 header added by RFC 2473 encapsulation.
 pub const IPV6_HEADER_LEN: u16 = 40;
+/// Outer IPv4 header added on a path over IPv4 (RFC 2003 IPv4-in-IPv4, RFC 4213 IPv6-in-IPv4).
+pub const IPV4_HEADER_LEN: u16 = 20;
+/// Name of the one path of a tunnel written in the single-path form (`local`/`remote` on the
+/// tunnel itself).
+pub const DEFAULT_PATH: &str = "default";
 /// Smallest MTU of an IPv6 link (RFC 8200 §5).
 pub const IPV6_MIN_MTU: u16 = 1280;
 /// Destination options header carrying the Tunnel Encapsulation Limit option (RFC 2473 §5.1).
@@ -92,20 +97,26 @@ impl Default for Gateway {
     }
 }
 
-/// One point-to-point tunnel: a `[[tunnel]]` table.
+/// One tunnel to one peer: a `[[tunnel]]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tunnel {
     pub name: String,
-    /// TUN device name, `v6g-<name>` unless configured.
+    /// TUN device name, `v6g-<name>` unless configured. With `device_per_path` no device of this
+    /// name exists: it is the stem of the paths' device names.
     pub device: String,
     pub mode: Mode,
-    /// Outer source address.
-    pub local: Ipv6Addr,
-    /// Outer destination address; the only source accepted for incoming outer packets.
-    pub remote: Ipv6Addr,
+    /// Underlay paths to the peer, in file order; never empty. The single-path form (`local` and
+    /// `remote` on the tunnel) is one path named [`DEFAULT_PATH`] with cost 0 and no probe.
+    pub paths: Vec<Path>,
+    /// One TUN device per path (see [`Path::device`]) instead of one for the tunnel, so that a
+    /// routing daemon (BIRD, FRR) sees each path as a link of its own.
+    pub device_per_path: bool,
+    /// Probe timing of the paths (unused when no path is probed).
+    pub health: Health,
     /// `None` = send no Tunnel Encapsulation Limit option (the default; see docs/config.md).
+    /// Applies to paths over IPv6 only.
     pub encap_limit: Option<u8>,
-    /// `None` = derive from the underlay, see [`Tunnel::effective_mtu`].
+    /// `None` = derive from the underlays, see [`Tunnel::effective_mtu`].
     pub mtu: Option<u16>,
     /// Inner prefixes routed into this tunnel.
     pub routes: Vec<IpNet>,
@@ -113,26 +124,30 @@ pub struct Tunnel {
     pub allowed_sources: Vec<IpNet>,
     pub inner_families: InnerFamilies,
     pub mss_clamp: MssClamp,
-    /// Addresses put on the TUN device.
+    /// Addresses put on the TUN device (on every path's device with `device_per_path`).
     pub addresses: Vec<IpNet>,
     pub tclass: TrafficClass,
+    /// Outer hop limit, or TTL on paths over IPv4.
     pub hop_limit: u8,
-    /// `None` = the daemon reads the MTU of the device the remote is routed through.
-    pub underlay_mtu: Option<u16>,
     pub route_table: u32,
     pub enabled: bool,
 }
 
 impl Tunnel {
-    /// A tunnel with every optional setting at its default (as if only `name`, `mode`, `local`
-    /// and `remote` were written in the file). Not validated: for building configs in code.
-    pub fn new(name: &str, mode: Mode, local: Ipv6Addr, remote: Ipv6Addr) -> Self {
+    /// A tunnel in the single-path form with every optional setting at its default (as if only
+    /// `name`, `mode`, `local` and `remote` were written in the file). Not validated: for
+    /// building configs in code.
+    pub fn new(name: &str, mode: Mode, local: IpAddr, remote: IpAddr) -> Self {
+        let device = default_device(name);
+        let mut path = Path::new(DEFAULT_PATH, local, remote, &device);
+        path.probe = Probe::None;
         Self {
             name: name.to_owned(),
-            device: default_device(name),
+            device,
             mode,
-            local,
-            remote,
+            paths: vec![path],
+            device_per_path: false,
+            health: Health::TUNNEL_DEFAULT,
             encap_limit: None,
             mtu: None,
             routes: Vec::new(),
@@ -142,35 +157,137 @@ impl Tunnel {
             addresses: Vec::new(),
             tclass: TrafficClass::default(),
             hop_limit: DEFAULT_HOP_LIMIT,
-            underlay_mtu: None,
             route_table: MAIN_TABLE,
             enabled: true,
         }
     }
 
-    /// Bytes the encapsulation adds in front of each inner packet.
-    pub fn overhead(&self) -> u16 {
-        match self.encap_limit {
-            Some(_) => IPV6_HEADER_LEN + ENCAP_LIMIT_OPTION_LEN,
-            None => IPV6_HEADER_LEN,
+    /// The path called `name`, if any.
+    pub fn path(&self, name: &str) -> Option<&Path> {
+        self.paths.iter().find(|p| p.name == name)
+    }
+
+    /// The TUN devices the tunnel creates: its own, or one per path.
+    pub fn devices(&self) -> Vec<&str> {
+        if self.device_per_path {
+            self.paths.iter().map(|p| p.device.as_str()).collect()
+        } else {
+            vec![self.device.as_str()]
         }
     }
 
-    /// The configured MTU, or the largest inner packet that fits the underlay unfragmented:
-    /// `underlay_mtu - 40`, `- 8` more when the encap-limit option is sent.
+    /// Bytes the encapsulation adds in front of each inner packet on `path`: an IPv4 header, or
+    /// an IPv6 header and, when the option is sent, the destination options header carrying it.
+    pub fn overhead(&self, path: &Path) -> u16 {
+        match (path.is_ipv6(), self.encap_limit) {
+            (false, _) => IPV4_HEADER_LEN,
+            (true, Some(_)) => IPV6_HEADER_LEN + ENCAP_LIMIT_OPTION_LEN,
+            (true, None) => IPV6_HEADER_LEN,
+        }
+    }
+
+    /// The configured MTU, or the largest inner packet that fits `path`'s underlay of
+    /// `underlay_mtu` bytes unfragmented: `underlay_mtu - overhead(path)`.
     ///
     /// A tunnel that carries IPv6 never goes below 1280, IPv6's minimum link MTU (the kernel
-    /// turns IPv6 off on a smaller device); on a 1280..1327 underlay the outer packet is then
-    /// fragmented, as RFC 2473 §7.1 prescribes.
-    pub fn effective_mtu(&self, underlay_mtu: u16) -> u16 {
+    /// turns IPv6 off on a smaller device); on a smaller underlay the outer packet is then
+    /// fragmented, as RFC 2473 §7.1 and RFC 4213 §3.2 prescribe.
+    pub fn path_mtu(&self, path: &Path, underlay_mtu: u16) -> u16 {
         self.mtu.unwrap_or_else(|| {
-            let fits = underlay_mtu.saturating_sub(self.overhead());
+            let fits = underlay_mtu.saturating_sub(self.overhead(path));
             if self.inner_families.ipv6 {
                 fits.max(IPV6_MIN_MTU)
             } else {
                 fits
             }
         })
+    }
+
+    /// MTU of the tunnel's one device: the configured MTU, or the smallest [`Tunnel::path_mtu`]
+    /// over the paths, so that a packet fits whichever path carries it. Each path's underlay MTU
+    /// is its `underlay_mtu`, else `host_mtu(path)` (asked only then).
+    pub fn effective_mtu(&self, host_mtu: impl Fn(&Path) -> u16) -> u16 {
+        self.mtu.unwrap_or_else(|| {
+            self.paths
+                .iter()
+                .map(|p| self.path_mtu(p, p.underlay_mtu.unwrap_or_else(|| host_mtu(p))))
+                .min()
+                .unwrap_or(0)
+        })
+    }
+}
+
+/// One underlay path of a tunnel: a `[[tunnel.path]]` table.
+///
+/// Both endpoints are of one family. Over IPv6 the inner packets are framed as RFC 2473 (next
+/// header 4 or 41), over IPv4 as RFC 2003 IPv4-in-IPv4 (protocol 4) or RFC 4213 IPv6-in-IPv4
+/// (protocol 41); the tunnel's mode says which inner families, for every path alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Path {
+    pub name: String,
+    /// Outer source address.
+    pub local: IpAddr,
+    /// Outer destination; the only source accepted for incoming outer packets on this path.
+    pub remote: IpAddr,
+    /// Preference among live paths: the lowest cost carries the traffic, ties go to the path
+    /// listed first. With `device_per_path` also added to the route metric of the path's device.
+    pub cost: u32,
+    pub probe: Probe,
+    /// TUN device carrying this path's inner packets: the tunnel's `device`, or with
+    /// `device_per_path` the path's own (`device`, else `<tunnel device>-<path name>`).
+    pub device: String,
+    /// Addresses of the path's own device besides the tunnel's (`device_per_path` only).
+    pub addresses: Vec<IpNet>,
+    /// `None` = the daemon reads the MTU of the device the remote is routed through.
+    pub underlay_mtu: Option<u16>,
+}
+
+impl Path {
+    /// A path with cost 0, keepalive probes and no settings of its own, carried by `device`.
+    pub fn new(name: &str, local: IpAddr, remote: IpAddr, device: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            local,
+            remote,
+            cost: 0,
+            probe: Probe::Keepalive,
+            device: device.to_owned(),
+            addresses: Vec::new(),
+            underlay_mtu: None,
+        }
+    }
+
+    /// Whether the path runs over IPv6 (else over IPv4).
+    pub fn is_ipv6(&self) -> bool {
+        self.remote.is_ipv6()
+    }
+}
+
+/// How a path is known to be alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Probe {
+    /// v6gate keepalives through the path, answered by the peer's v6gate. Also keeps idle state
+    /// in home gateways and NATs on the way from timing out.
+    Keepalive,
+    /// ICMP echo to an inner address of the peer, through this path only: for peers that are
+    /// not v6gate (a YAMAHA or NEC router, Linux ip6tnl).
+    Icmp {
+        target: IpAddr,
+        /// `None` = the tunnel's own address of the target's family.
+        source: Option<IpAddr>,
+    },
+    /// Not probed: the path counts as up while its endpoint is routable.
+    None,
+}
+
+impl Probe {
+    /// The spelling used in the config file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Keepalive => "keepalive",
+            Self::Icmp { .. } => "icmp",
+            Self::None => "none",
+        }
     }
 }
 
@@ -398,28 +515,38 @@ mod tests {
         )
     }
 
+    fn ipv4_path(name: &str) -> Path {
+        Path::new(
+            name,
+            "198.18.0.1".parse().unwrap(),
+            "198.18.0.2".parse().unwrap(),
+            "v6g-home",
+        )
+    }
+
     #[test]
     fn effective_mtu_subtracts_outer_header() {
         let t = tunnel();
-        assert_eq!(t.effective_mtu(1500), 1460);
-        assert_eq!(t.effective_mtu(1280), 1240);
+        assert_eq!(t.effective_mtu(|_| 1500), 1460);
+        assert_eq!(t.effective_mtu(|_| 1280), 1240);
     }
 
     #[test]
     fn effective_mtu_subtracts_encap_limit_option_when_sent() {
         let mut t = tunnel();
         t.encap_limit = Some(4);
-        assert_eq!(t.effective_mtu(1500), 1452);
+        assert_eq!(t.effective_mtu(|_| 1500), 1452);
         t.encap_limit = Some(0);
-        assert_eq!(t.effective_mtu(1500), 1452);
+        assert_eq!(t.effective_mtu(|_| 1500), 1452);
     }
 
     #[test]
     fn effective_mtu_prefers_configured_value() {
         let mut t = tunnel();
         t.mtu = Some(1400);
-        assert_eq!(t.effective_mtu(1500), 1400);
-        assert_eq!(t.effective_mtu(9000), 1400);
+        assert_eq!(t.effective_mtu(|_| 1500), 1400);
+        assert_eq!(t.effective_mtu(|_| 9000), 1400);
+        assert_eq!(t.path_mtu(&t.paths[0], 9000), 1400);
     }
 
     #[test]
@@ -427,15 +554,60 @@ mod tests {
         let mut t = tunnel();
         t.mode = Mode::Any;
         t.inner_families = InnerFamilies::BOTH;
-        assert_eq!(t.effective_mtu(1280), 1280);
-        assert_eq!(t.effective_mtu(1500), 1460);
+        assert_eq!(t.effective_mtu(|_| 1280), 1280);
+        assert_eq!(t.effective_mtu(|_| 1500), 1460);
         t.inner_families = InnerFamilies::IPV4;
-        assert_eq!(t.effective_mtu(1280), 1240);
+        assert_eq!(t.effective_mtu(|_| 1280), 1240);
     }
 
     #[test]
     fn effective_mtu_saturates_on_tiny_underlay() {
-        assert_eq!(tunnel().effective_mtu(20), 0);
+        assert_eq!(tunnel().effective_mtu(|_| 20), 0);
+    }
+
+    #[test]
+    fn ipv4_paths_cost_20_bytes_and_no_option() {
+        let mut t = tunnel();
+        t.encap_limit = Some(4);
+        let p = ipv4_path("pppoe");
+        assert_eq!(t.overhead(&p), 20);
+        assert_eq!(t.overhead(&t.paths[0]), 48);
+        assert_eq!(t.path_mtu(&p, 1454), 1434);
+    }
+
+    #[test]
+    fn effective_mtu_is_the_smallest_over_paths() {
+        let mut t = tunnel();
+        let mut pppoe = ipv4_path("pppoe");
+        t.paths.push(pppoe.clone());
+        // IPoE 1500 - 40 = 1460, PPPoE 1454 - 20 = 1434.
+        let host = |p: &Path| if p.is_ipv6() { 1500 } else { 1454 };
+        assert_eq!(t.effective_mtu(host), 1434);
+        // A configured underlay wins over the host's, path by path.
+        pppoe.underlay_mtu = Some(1500);
+        t.paths[1] = pppoe;
+        assert_eq!(t.effective_mtu(host), 1460);
+    }
+
+    #[test]
+    fn configured_underlays_are_not_asked_for() {
+        let mut t = tunnel();
+        t.paths[0].underlay_mtu = Some(1400);
+        assert_eq!(t.effective_mtu(|_| panic!("asked")), 1360);
+    }
+
+    #[test]
+    fn devices_follow_device_per_path() {
+        let mut t = tunnel();
+        let mut b = ipv4_path("b");
+        b.device = "v6g-home-b".into();
+        t.paths.push(b);
+        assert_eq!(t.devices(), ["v6g-home"]);
+        t.paths[0].device = "v6g-home-a".into();
+        t.device_per_path = true;
+        assert_eq!(t.devices(), ["v6g-home-a", "v6g-home-b"]);
+        assert_eq!(t.path("b").map(|p| p.cost), Some(0));
+        assert!(t.path("c").is_none());
     }
 
     #[test]
@@ -446,6 +618,14 @@ mod tests {
         assert_eq!(t.tclass, TrafficClass::Fixed(0));
         assert_eq!(t.hop_limit, 64);
         assert_eq!(t.route_table, 254);
+        assert_eq!(t.paths.len(), 1);
+        let p = &t.paths[0];
+        assert_eq!(
+            (p.name.as_str(), p.cost, p.probe),
+            ("default", 0, Probe::None)
+        );
+        assert_eq!(p.device, "v6g-home");
+        assert!(p.is_ipv6());
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! A plan is plain data, equal for equal inputs, so the daemon can compare the plan it applied
 //! with a new one and tests can check it without a host.
 
-use std::net::Ipv6Addr;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::model::{Config, Gateway, PIN_BYPASS_MARK, Tunnel, WatchRoute};
+use crate::model::{Config, Gateway, PIN_BYPASS_MARK, Path, Tunnel, WatchRoute};
 
 /// One sysctl to set. The daemon records the old value and restores it at stop.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -35,17 +35,47 @@ pub struct RoutePlan {
     pub metric: u32,
 }
 
+/// One TUN device of a tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePlan {
+    pub name: String,
+    pub mtu: u16,
+    pub addresses: Vec<IpNet>,
+    /// Routes into this device. With `device_per_path` every path's device has the tunnel's
+    /// routes at `route_metric + cost`, and the daemon withdraws those of a path that is down.
+    pub routes: Vec<RoutePlan>,
+    pub sysctls: Vec<SysctlChange>,
+}
+
+/// One underlay path of a tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPlan {
+    pub name: String,
+    /// The device whose inner packets the path carries (a name in [`TunnelPlan::devices`]).
+    pub device: String,
+    /// Outer source address; must be an address of this host.
+    pub local: IpAddr,
+    /// The remote, to be pinned in the pin table (of its family) to the underlay it is reached
+    /// through now.
+    pub pinned_endpoint: IpAddr,
+    pub cost: u32,
+}
+
 /// Host state of one enabled tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelPlan {
     pub name: String,
-    pub device: String,
-    pub mtu: u16,
-    pub addresses: Vec<IpNet>,
-    pub routes: Vec<RoutePlan>,
-    /// The remote, to be pinned in the pin table to the underlay it is reached through now.
-    pub pinned_endpoint: Ipv6Addr,
-    pub device_sysctls: Vec<SysctlChange>,
+    /// The tunnel's device, or with `device_per_path` one per path, in path order.
+    pub devices: Vec<DevicePlan>,
+    /// In path order.
+    pub paths: Vec<PathPlan>,
+}
+
+impl TunnelPlan {
+    /// The device called `name`, if the tunnel has it.
+    pub fn device(&self, name: &str) -> Option<&DevicePlan> {
+        self.devices.iter().find(|d| d.name == name)
+    }
 }
 
 /// Host state of a whole config: what the daemon installs at start and removes at stop.
@@ -84,9 +114,9 @@ impl Plan {
     }
 }
 
-/// The host state for `config`. `underlay_mtu` is asked, only for tunnels with neither `mtu`
-/// nor `underlay_mtu` configured, for the MTU of the device the remote is routed through.
-pub fn plan(config: &Config, underlay_mtu: impl Fn(&Tunnel) -> u16) -> Plan {
+/// The host state for `config`. `underlay_mtu` is asked, only for paths with no `underlay_mtu`
+/// of tunnels with no `mtu`, for the MTU of the device the path's remote is routed through.
+pub fn plan(config: &Config, underlay_mtu: impl Fn(&Tunnel, &Path) -> u16) -> Plan {
     let gateway = &config.gateway;
     let mut sysctls = Vec::new();
     if let Some(on) = gateway.ipv4_forwarding {
@@ -100,14 +130,7 @@ pub fn plan(config: &Config, underlay_mtu: impl Fn(&Tunnel) -> u16) -> Plan {
     }
     let tunnels = config
         .enabled_tunnels()
-        .map(|t| {
-            let underlay = t.underlay_mtu.unwrap_or_else(|| match t.mtu {
-                // The configured MTU wins; the underlay is not needed, so not asked for.
-                Some(_) => 0,
-                None => underlay_mtu(t),
-            });
-            tunnel_plan(gateway, t, underlay)
-        })
+        .map(|t| tunnel_plan(gateway, t, |p| underlay_mtu(t, p)))
         .collect();
     Plan {
         sysctls,
@@ -126,35 +149,101 @@ pub fn plan(config: &Config, underlay_mtu: impl Fn(&Tunnel) -> u16) -> Plan {
     }
 }
 
-/// The host state of one tunnel, given the MTU of the underlay its remote is reached through
-/// (ignored when the tunnel sets `mtu` or `underlay_mtu`).
-pub fn tunnel_plan(gateway: &Gateway, t: &Tunnel, underlay_mtu: u16) -> TunnelPlan {
-    let mtu = match (t.mtu, t.underlay_mtu) {
-        (Some(mtu), _) => mtu,
-        (None, Some(underlay)) => t.effective_mtu(underlay),
-        (None, None) => t.effective_mtu(underlay_mtu),
+/// The host state of one tunnel. `underlay_mtu` is asked for the MTU of the underlay a path's
+/// remote is reached through, only when neither the tunnel's `mtu` nor the path's
+/// `underlay_mtu` is configured.
+pub fn tunnel_plan(
+    gateway: &Gateway,
+    t: &Tunnel,
+    underlay_mtu: impl Fn(&Path) -> u16,
+) -> TunnelPlan {
+    let devices = if t.device_per_path {
+        t.paths
+            .iter()
+            .map(|p| {
+                let mtu = t.mtu.unwrap_or_else(|| {
+                    t.path_mtu(p, p.underlay_mtu.unwrap_or_else(|| underlay_mtu(p)))
+                });
+                let mut addresses = t.addresses.clone();
+                addresses.extend(&p.addresses);
+                device_plan(t, &p.device, mtu, addresses, routes(gateway, t, p.cost))
+            })
+            .collect()
+    } else {
+        let mtu = t.effective_mtu(&underlay_mtu);
+        vec![device_plan(
+            t,
+            &t.device,
+            mtu,
+            t.addresses.clone(),
+            routes(gateway, t, 0),
+        )]
     };
     TunnelPlan {
         name: t.name.clone(),
-        device: t.device.clone(),
-        mtu,
-        addresses: t.addresses.clone(),
-        routes: t
-            .routes
+        devices,
+        paths: t
+            .paths
             .iter()
-            .map(|&dst| RoutePlan {
-                dst,
-                table: t.route_table,
-                metric: gateway.route_metric,
+            .map(|p| PathPlan {
+                name: p.name.clone(),
+                device: p.device.clone(),
+                local: p.local,
+                pinned_endpoint: p.remote,
+                cost: p.cost,
             })
             .collect(),
-        pinned_endpoint: t.remote,
-        device_sysctls: device_sysctls(t),
     }
 }
 
-fn device_sysctls(t: &Tunnel) -> Vec<SysctlChange> {
-    let dev = &t.device;
+/// Every route a tunnel installs, with the device it goes to; what [`tunnel_plan`] puts in its
+/// devices, without asking for MTUs.
+pub(crate) fn tunnel_routes<'t>(gateway: &Gateway, t: &'t Tunnel) -> Vec<(&'t str, RoutePlan)> {
+    if t.device_per_path {
+        t.paths
+            .iter()
+            .flat_map(|p| {
+                routes(gateway, t, p.cost)
+                    .into_iter()
+                    .map(|r| (p.device.as_str(), r))
+            })
+            .collect()
+    } else {
+        routes(gateway, t, 0)
+            .into_iter()
+            .map(|r| (t.device.as_str(), r))
+            .collect()
+    }
+}
+
+fn routes(gateway: &Gateway, t: &Tunnel, cost: u32) -> Vec<RoutePlan> {
+    t.routes
+        .iter()
+        .map(|&dst| RoutePlan {
+            dst,
+            table: t.route_table,
+            metric: gateway.route_metric.saturating_add(cost),
+        })
+        .collect()
+}
+
+fn device_plan(
+    t: &Tunnel,
+    name: &str,
+    mtu: u16,
+    addresses: Vec<IpNet>,
+    routes: Vec<RoutePlan>,
+) -> DevicePlan {
+    DevicePlan {
+        name: name.to_owned(),
+        mtu,
+        addresses,
+        routes,
+        sysctls: device_sysctls(name, t),
+    }
+}
+
+fn device_sysctls(dev: &str, t: &Tunnel) -> Vec<SysctlChange> {
     vec![
         // Loose, not off: the kernel uses the larger of `all` and the device's value, so 0
         // would still be strict on hosts with all/rp_filter=1, and strict drops the peer's

@@ -1,7 +1,7 @@
 //! From TOML text to a validated [`Config`], collecting every problem with its key path.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,14 +12,15 @@ use toml::de::DeTable;
 
 use crate::duration::{format_duration, parse_duration};
 use crate::error::{ConfigError, Diagnostic};
-use crate::file::{FileConfig, FileGateway, FileHealth, FileTunnel, FileWatch, Int};
+use crate::file::{FileConfig, FileGateway, FileHealth, FilePath, FileTunnel, FileWatch, Int};
 use crate::locate::KeyIndex;
 use crate::model::{
-    Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_PIN_RULE_PRIORITY,
+    Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_PATH, DEFAULT_PIN_RULE_PRIORITY,
     DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC, Gateway, Health, Hook, IPV6_HEADER_LEN, InnerFamilies,
-    MAIN_TABLE, MAX_DEVICE_LEN, Mode, MssClamp, TrafficClass, Tunnel, Watch, WatchRoute,
-    default_device,
+    MAIN_TABLE, MAX_DEVICE_LEN, Mode, MssClamp, Path, Probe, TrafficClass, Tunnel, Watch,
+    WatchRoute, default_device,
 };
+use crate::plan::tunnel_routes;
 
 /// Smallest MTU of an IPv4 link (RFC 791).
 const IPV4_MIN_MTU: i64 = 68;
@@ -39,6 +40,8 @@ const MIN_PROBE_TIME: Duration = Duration::from_millis(10);
 const MAX_TIMER: Duration = Duration::from_secs(3600);
 /// Most probes in a row `down_after` / `up_after` may ask for.
 const MAX_PROBE_COUNT: i64 = 1000;
+/// Largest path cost, OSPF's largest interface cost.
+const MAX_COST: i64 = 65535;
 /// Kernel tables a v6gate table must not be: unspec, default, main, local.
 const RESERVED_TABLES: [(u32, &str); 4] = [
     (0, "unspec"),
@@ -104,6 +107,19 @@ fn serde_diagnostic(e: &toml::de::Error, index: &KeyIndex<'_>) -> Diagnostic {
 #[derive(Default)]
 struct Checker {
     diagnostics: Vec<Diagnostic>,
+    /// Tunnels written in the single-path form, whose path keys are the tunnel's own.
+    single_path: HashSet<usize>,
+}
+
+/// What a tunnel's paths need to know about the tunnel.
+struct TunnelShape<'a> {
+    index: usize,
+    families: Option<InnerFamilies>,
+    device: &'a str,
+    /// Whether `device` is a valid name (derived names are only checked when it is).
+    device_ok: bool,
+    device_per_path: bool,
+    has_health: bool,
 }
 
 impl Checker {
@@ -177,19 +193,21 @@ impl Checker {
     }
 
     /// Converts one `[[tunnel]]`; `None` when anything in it is wrong (the problems are recorded).
-    fn tunnel(&mut self, i: usize, file: FileTunnel, gateway: &Gateway) -> Option<Tunnel> {
+    fn tunnel(&mut self, i: usize, mut file: FileTunnel, gateway: &Gateway) -> Option<Tunnel> {
         let before = self.diagnostics.len();
         let key = |field: &str| format!("tunnel[{i}].{field}");
 
         let name_ok = self.name(&key("name"), &file.name);
+        let mut device_ok = name_ok;
         let device = match &file.device {
             Some(device) => {
-                self.device(&key("device"), device);
+                device_ok = self.device(&key("device"), device);
                 device.clone()
             }
             None => {
                 let device = default_device(&file.name);
                 if name_ok && device.len() > MAX_DEVICE_LEN {
+                    device_ok = false;
                     self.error(
                         key("name"),
                         format!(
@@ -204,21 +222,30 @@ impl Checker {
         };
 
         let mode = self.mode(&key("mode"), &file.mode);
-        let local = self.endpoint(&key("local"), &file.local);
-        let remote = self.endpoint(&key("remote"), &file.remote);
-        if let (Some(l), Some(r)) = (local, remote)
-            && l == r
-        {
-            self.error(
-                key("remote"),
-                format!("is the same address as `local` ({l})"),
-            );
-        }
-
         let families = match (&file.inner_families, mode) {
             (Some(list), Some(mode)) => self.families(&key("inner_families"), list, mode),
             (None, Some(mode)) => Some(mode.families()),
             (_, None) => None,
+        };
+
+        let device_per_path = file.device_per_path.unwrap_or(false);
+        let file_health = file.health.take();
+        let shape = TunnelShape {
+            index: i,
+            families,
+            device: &device,
+            device_ok,
+            device_per_path,
+            has_health: file_health.is_some(),
+        };
+        let paths = self.paths(&file, &shape);
+        let health = match file_health {
+            // Only possible with [[tunnel.path]]; the single-path form reported it already.
+            Some(h) if !self.single_path.contains(&i) => {
+                self.health(&key("health"), h, Health::TUNNEL_DEFAULT)
+            }
+            Some(_) => None,
+            None => Some(Health::TUNNEL_DEFAULT),
         };
 
         let encap_limit = match &file.encap_limit {
@@ -236,6 +263,14 @@ impl Checker {
                 None
             }
         };
+        if let (Some(Some(_)), Some(paths)) = (encap_limit, &paths)
+            && !paths.iter().any(Path::is_ipv6)
+        {
+            self.error(
+                key("encap_limit"),
+                "is an IPv6 option, and every path of this tunnel runs over IPv4",
+            );
+        }
 
         let mtu = match (file.mtu, families) {
             (None, _) => Some(None),
@@ -314,18 +349,41 @@ impl Checker {
             Some(Int(h)) => self.int_in(&key("hop_limit"), h, 1, 255).map(|h| h as u8),
         };
 
-        let underlay_mtu = match file.underlay_mtu {
-            None => Some(None),
-            Some(Int(m)) => self
-                .int_in_why(
-                    &key("underlay_mtu"),
-                    m,
-                    IPV6_MIN_MTU,
-                    65535,
-                    "the underlay is an IPv6 link",
-                )
-                .map(|m| Some(m as u16)),
+        // The tunnel's `underlay_mtu` is the default of every path that sets none, so it must
+        // suit each path's family.
+        let underlay_mtu = match (file.underlay_mtu, &paths) {
+            (None, _) => Some(None),
+            (Some(_), None) => None,
+            (Some(Int(m)), Some(paths)) => {
+                let inheriting = paths.iter().filter(|p| p.underlay_mtu.is_none());
+                let (v6, v4) = inheriting.fold((0, 0), |(v6, v4), p| {
+                    if p.is_ipv6() {
+                        (v6 + 1, v4)
+                    } else {
+                        (v6, v4 + 1)
+                    }
+                });
+                let (lo, why) = match (v6, v4) {
+                    (_, 0) => (IPV6_MIN_MTU, "the underlay is an IPv6 link"),
+                    (0, _) => (IPV4_MIN_MTU, "the underlay is an IPv4 link"),
+                    _ => (
+                        IPV6_MIN_MTU,
+                        "it applies to every path without its own, and one runs over IPv6",
+                    ),
+                };
+                self.int_in_why(&key("underlay_mtu"), m, lo, 65535, why)
+                    .map(|m| Some(m as u16))
+            }
         };
+        if let (Some(paths), Some(allowed)) = (&paths, &allowed_sources) {
+            self.probe_targets_allowed(i, paths, allowed);
+        }
+        if let (Some(paths), Some(routes)) = (&paths, &routes)
+            && device_per_path
+            && !routes.is_empty()
+        {
+            self.costs_differ(i, paths);
+        }
 
         let route_table =
             self.route_table_value(&key("route_table"), file.route_table.as_ref(), gateway);
@@ -334,12 +392,21 @@ impl Checker {
             return None;
         }
         // Every field parsed, so none of these is None; `?` keeps that without unwrapping.
+        let underlay_mtu = underlay_mtu?;
+        let paths = paths?
+            .into_iter()
+            .map(|p| Path {
+                underlay_mtu: p.underlay_mtu.or(underlay_mtu),
+                ..p
+            })
+            .collect();
         Some(Tunnel {
             name: file.name,
             device,
             mode: mode?,
-            local: local?,
-            remote: remote?,
+            paths,
+            device_per_path,
+            health: health?,
             encap_limit: encap_limit?,
             mtu: mtu?,
             routes: routes?,
@@ -349,7 +416,6 @@ impl Checker {
             addresses: addresses?,
             tclass: tclass?,
             hop_limit: hop_limit?,
-            underlay_mtu: underlay_mtu?,
             route_table: route_table?,
             enabled: file.enabled.unwrap_or(true),
         })
@@ -368,7 +434,7 @@ impl Checker {
         true
     }
 
-    fn device(&mut self, key: &str, device: &str) {
+    fn device(&mut self, key: &str, device: &str) -> bool {
         if device.is_empty()
             || device.len() > MAX_DEVICE_LEN
             || !device.bytes().all(is_name_byte)
@@ -382,7 +448,9 @@ impl Checker {
                      A-Z a-z 0-9 _ . -, found {device:?}"
                 ),
             );
+            return false;
         }
+        true
     }
 
     fn mode(&mut self, key: &str, mode: &str) -> Option<Mode> {
@@ -396,44 +464,351 @@ impl Checker {
         found
     }
 
-    /// An outer address: a global or unique-local unicast IPv6 address.
-    fn endpoint(&mut self, key: &str, text: &str) -> Option<Ipv6Addr> {
-        let addr = match text.parse::<IpAddr>() {
-            Ok(IpAddr::V6(addr)) => addr,
-            Ok(IpAddr::V4(_)) => {
+    /// An outer address of either family: unicast, and not link-local (outer packets leave by
+    /// route lookup, which gives a link-local address no scope).
+    fn endpoint(&mut self, key: &str, text: &str) -> Option<IpAddr> {
+        let addr = self.ip(key, text)?;
+        self.unicast(key, addr, Scope::None)
+    }
+
+    /// Both ends of a path: one family, two addresses.
+    fn endpoint_pair(
+        &mut self,
+        remote_key: &str,
+        local: Option<IpAddr>,
+        remote: Option<IpAddr>,
+    ) -> Option<(IpAddr, IpAddr)> {
+        let (local, remote) = (local?, remote?);
+        if local == remote {
+            self.error(
+                remote_key,
+                format!("is the same address as `local` ({local})"),
+            );
+            return None;
+        }
+        if local.is_ipv4() != remote.is_ipv4() {
+            self.error(
+                remote_key,
+                format!(
+                    "{remote} is {}, but local {local} is {}; both ends of a path are of one family",
+                    ip_family_name(remote),
+                    ip_family_name(local)
+                ),
+            );
+            return None;
+        }
+        Some((local, remote))
+    }
+
+    /// The tunnel's paths: `[[tunnel.path]]` tables, or the single-path form's one.
+    fn paths(&mut self, file: &FileTunnel, shape: &TunnelShape<'_>) -> Option<Vec<Path>> {
+        let i = shape.index;
+        let key = |field: &str| format!("tunnel[{i}].{field}");
+        let Some(list) = &file.path else {
+            return self.single_path(file, shape);
+        };
+        let before = self.diagnostics.len();
+        for (field, value) in [("local", &file.local), ("remote", &file.remote)] {
+            if value.is_some() {
                 self.error(
-                    key,
-                    format!("outer addresses are IPv6, found the IPv4 address {text:?}"),
+                    key(field),
+                    format!(
+                        "`{field}` on the tunnel is the single-path form, which cannot be mixed \
+                         with [[tunnel.path]] tables; give each path its own `{field}`"
+                    ),
                 );
-                return None;
             }
-            Err(_) => {
-                self.error(key, format!("expected an IPv6 address, found {text:?}"));
-                return None;
+        }
+        if list.is_empty() {
+            self.error(
+                key("path"),
+                "needs at least one path; to stop the tunnel set enabled = false",
+            );
+        }
+        let paths: Vec<(usize, Path)> = list
+            .iter()
+            .enumerate()
+            .filter_map(|(j, p)| {
+                self.path(&format!("tunnel[{i}].path[{j}]"), p, shape)
+                    .map(|p| (j, p))
+            })
+            .collect();
+        for (n, (j, p)) in paths.iter().enumerate() {
+            for (k, q) in &paths[..n] {
+                if p.name == q.name {
+                    self.error(
+                        format!("tunnel[{i}].path[{j}].name"),
+                        format!("{:?} is already the name of path[{k}]", p.name),
+                    );
+                }
+                if (p.local, p.remote) == (q.local, q.remote) {
+                    self.error(
+                        format!("tunnel[{i}].path[{j}].remote"),
+                        format!(
+                            "path[{k}] ({:?}) already runs between {} and {}; received packets \
+                             could not be told apart",
+                            q.name, p.local, p.remote
+                        ),
+                    );
+                }
             }
-        };
-        let problem = if addr.is_unspecified() {
-            Some("the unspecified address")
-        } else if addr.is_loopback() {
-            Some("the loopback address")
-        } else if addr.is_multicast() {
-            Some("a multicast address")
-        } else if addr.is_unicast_link_local() {
-            Some("link-local, which needs an interface scope that tunnels do not have")
-        } else if addr.to_ipv4_mapped().is_some() {
-            Some("IPv4-mapped, which never appears on the wire")
-        } else {
-            None
-        };
-        match problem {
-            Some(problem) => {
+        }
+        (self.diagnostics.len() == before).then(|| paths.into_iter().map(|(_, p)| p).collect())
+    }
+
+    /// `local` and `remote` on the tunnel: one path, named "default", cost 0, not probed (there
+    /// is nothing to fail over to, and the peer need not be v6gate).
+    fn single_path(&mut self, file: &FileTunnel, shape: &TunnelShape<'_>) -> Option<Vec<Path>> {
+        let i = shape.index;
+        let key = |field: &str| format!("tunnel[{i}].{field}");
+        self.single_path.insert(i);
+        let before = self.diagnostics.len();
+        if shape.device_per_path {
+            self.error(
+                key("device_per_path"),
+                "needs [[tunnel.path]] tables; with `local` and `remote` on the tunnel there is \
+                 one path and one device already",
+            );
+        }
+        if shape.has_health {
+            self.error(
+                key("health"),
+                "[tunnel.health] times path probes, and the single-path form is not probed; \
+                 write the path as a [[tunnel.path]] table to probe it",
+            );
+        }
+        let mut endpoint = |field: &str, value: &Option<String>| match value {
+            Some(text) => self.endpoint(&key(field), text),
+            None => {
                 self.error(
-                    key,
-                    format!("{addr} is {problem}; expected a unicast address"),
+                    key(field),
+                    format!(
+                        "missing field `{field}` (write `local` and `remote`, or one \
+                         [[tunnel.path]] table per path)"
+                    ),
                 );
                 None
             }
-            None => Some(addr),
+        };
+        let local = endpoint("local", &file.local);
+        let remote = endpoint("remote", &file.remote);
+        let (local, remote) = self.endpoint_pair(&key("remote"), local, remote)?;
+        if self.diagnostics.len() != before {
+            return None;
+        }
+        let mut path = Path::new(DEFAULT_PATH, local, remote, shape.device);
+        path.probe = Probe::None;
+        Some(vec![path])
+    }
+
+    /// One `[[tunnel.path]]` table at key `prefix` (`tunnel[0].path[1]`).
+    fn path(&mut self, prefix: &str, file: &FilePath, shape: &TunnelShape<'_>) -> Option<Path> {
+        let before = self.diagnostics.len();
+        let key = |field: &str| format!("{prefix}.{field}");
+
+        let name_ok = self.name(&key("name"), &file.name);
+        let local = self.endpoint(&key("local"), &file.local);
+        let remote = self.endpoint(&key("remote"), &file.remote);
+        let endpoints = self.endpoint_pair(&key("remote"), local, remote);
+
+        let cost = match file.cost {
+            None => Some(0),
+            Some(Int(c)) => self.int_in(&key("cost"), c, 0, MAX_COST).map(|c| c as u32),
+        };
+        let probe = self.probe(prefix, file, shape.families);
+
+        let device = match (&file.device, shape.device_per_path) {
+            (Some(_), false) => {
+                self.error(
+                    key("device"),
+                    "a path has a device of its own only with device_per_path = true on the tunnel",
+                );
+                None
+            }
+            (Some(device), true) => self.device(&key("device"), device).then(|| device.clone()),
+            (None, false) => Some(shape.device.to_owned()),
+            (None, true) => {
+                let device = format!("{}-{}", shape.device, file.name);
+                if name_ok && shape.device_ok && device.len() > MAX_DEVICE_LEN {
+                    self.error(
+                        key("name"),
+                        format!(
+                            "the device name derived from it, {device:?}, is {} bytes, longer \
+                             than {MAX_DEVICE_LEN}; use a shorter name or set `device` on the path",
+                            device.len()
+                        ),
+                    );
+                }
+                Some(device)
+            }
+        };
+
+        let addresses = match (&file.address, shape.device_per_path, shape.families) {
+            (None, _, _) => Some(Vec::new()),
+            (Some(_), false, _) => {
+                self.error(
+                    key("address"),
+                    "a path has addresses of its own only with device_per_path = true on the \
+                     tunnel; put them in the tunnel's `address`",
+                );
+                None
+            }
+            (Some(value), true, Some(families)) => self.addresses(&key("address"), value, families),
+            (Some(_), true, None) => None,
+        };
+
+        let underlay_mtu = match (file.underlay_mtu, endpoints) {
+            (None, _) => Some(None),
+            (Some(_), None) => None,
+            (Some(Int(m)), Some((_, remote))) => {
+                let (lo, why) = if remote.is_ipv6() {
+                    (IPV6_MIN_MTU, "the underlay is an IPv6 link")
+                } else {
+                    (IPV4_MIN_MTU, "the underlay is an IPv4 link")
+                };
+                self.int_in_why(&key("underlay_mtu"), m, lo, 65535, why)
+                    .map(|m| Some(m as u16))
+            }
+        };
+
+        if self.diagnostics.len() != before {
+            return None;
+        }
+        let (local, remote) = endpoints?;
+        Some(Path {
+            name: file.name.clone(),
+            local,
+            remote,
+            cost: cost?,
+            probe: probe?,
+            device: device?,
+            addresses: addresses?,
+            underlay_mtu: underlay_mtu?,
+        })
+    }
+
+    fn probe(
+        &mut self,
+        prefix: &str,
+        file: &FilePath,
+        families: Option<InnerFamilies>,
+    ) -> Option<Probe> {
+        let key = |field: &str| format!("{prefix}.{field}");
+        let kind = file.probe.as_deref().unwrap_or("keepalive");
+        if kind != "icmp" {
+            for (field, value) in [
+                ("probe_target", &file.probe_target),
+                ("probe_source", &file.probe_source),
+            ] {
+                if value.is_some() {
+                    self.error(key(field), "is only used with probe = \"icmp\"");
+                }
+            }
+        }
+        match kind {
+            "keepalive" => Some(Probe::Keepalive),
+            "none" => Some(Probe::None),
+            "icmp" => {
+                let Some(text) = &file.probe_target else {
+                    self.error(
+                        key("probe"),
+                        "probe = \"icmp\" needs `probe_target`, the peer's inner address to \
+                         ping through this path",
+                    );
+                    return None;
+                };
+                let target = self
+                    .ip(&key("probe_target"), text)
+                    .and_then(|a| self.unicast(&key("probe_target"), a, Scope::Device))?;
+                if let Some(families) = families
+                    && !families.allows(&IpNet::from(target))
+                {
+                    self.error(
+                        key("probe_target"),
+                        format!(
+                            "{target} is {}, which this tunnel does not carry \
+                             (inner_families = {families})",
+                            ip_family_name(target)
+                        ),
+                    );
+                    return None;
+                }
+                let source = match &file.probe_source {
+                    None => None,
+                    Some(text) => {
+                        let source = self
+                            .ip(&key("probe_source"), text)
+                            .and_then(|a| self.unicast(&key("probe_source"), a, Scope::Device))?;
+                        if source.is_ipv4() != target.is_ipv4() {
+                            self.error(
+                                key("probe_source"),
+                                format!(
+                                    "{source} is {}, but probe_target {target} is {}; echo \
+                                     requests need a source of the target's family",
+                                    ip_family_name(source),
+                                    ip_family_name(target)
+                                ),
+                            );
+                            return None;
+                        }
+                        Some(source)
+                    }
+                };
+                Some(Probe::Icmp { target, source })
+            }
+            other => {
+                self.error(
+                    key("probe"),
+                    format!("expected one of \"keepalive\", \"icmp\", \"none\", found {other:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// An ICMP probe's answers come back from its target, which the anti-spoofing filter drops
+    /// unless `allowed_sources` holds it; a probe that can never be answered would take a
+    /// healthy path down.
+    fn probe_targets_allowed(&mut self, i: usize, paths: &[Path], allowed: &[IpNet]) {
+        for (j, p) in paths.iter().enumerate() {
+            if let Probe::Icmp { target, .. } = p.probe
+                && !allowed.iter().any(|net| net.contains(&target))
+            {
+                self.error(
+                    format!("tunnel[{i}].path[{j}].probe_target"),
+                    format!(
+                        "{target} is not in the tunnel's allowed_sources, so its echo replies \
+                         would be dropped as spoofed; add it (or its prefix) to allowed_sources"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// With a device per path, every device gets the tunnel's routes at `route_metric + cost`;
+    /// two paths of one cost would put two routes in one (destination, table, metric) slot.
+    fn costs_differ(&mut self, i: usize, paths: &[Path]) {
+        for (n, p) in paths.iter().enumerate() {
+            if let Some(k) = paths[..n].iter().position(|q| q.cost == p.cost) {
+                self.error(
+                    format!("tunnel[{i}].path[{n}].cost"),
+                    format!(
+                        "path[{k}] ({:?}) has cost {} too; with device_per_path each path's \
+                         device gets the tunnel's routes at route_metric + cost, so the costs \
+                         must differ",
+                        paths[k].name, p.cost
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Key prefix of a tunnel's path: the tunnel's own for the single-path form.
+    fn path_key(&self, i: usize, j: usize) -> String {
+        if self.single_path.contains(&i) {
+            format!("tunnel[{i}]")
+        } else {
+            format!("tunnel[{i}].path[{j}]")
         }
     }
 
@@ -988,12 +1363,12 @@ impl Checker {
                 }
             }
             for (j, t) in tunnels.iter().filter(|(_, t)| t.enabled) {
-                for (k, dst) in t.routes.iter().enumerate() {
-                    if same_slot(r, dst, t.route_table, gateway.route_metric) {
+                for (device, route) in tunnel_routes(gateway, t) {
+                    if same_slot(r, &route.dst, route.table, route.metric) {
                         self.error(
                             format!("watch[{i}].route.dst"),
                             format!(
-                                "tunnel[{j}] ({:?}, routes[{k}]) already installs {clash}; \
+                                "tunnel[{j}] ({:?}) already installs {clash} (on {device}); \
                                  give the watch route a different metric",
                                 t.name
                             ),
@@ -1025,19 +1400,26 @@ impl Checker {
                 );
             }
         }
+        self.path_devices_unique(tunnels);
 
         let enabled: Vec<&(usize, Tunnel)> = tunnels.iter().filter(|(_, t)| t.enabled).collect();
         for (n, (i, a)) in enabled.iter().enumerate() {
             for (j, b) in enabled[..n].iter().map(|e| (&e.0, &e.1)) {
-                if a.local == b.local && a.remote == b.remote {
-                    self.error(
-                        format!("tunnel[{i}].remote"),
-                        format!(
-                            "tunnel[{j}] ({:?}) already runs between {} and {}; one tunnel per \
-                             endpoint pair (use mode = \"any\" to carry both families)",
-                            b.name, a.local, a.remote
-                        ),
-                    );
+                for (ja, pa) in a.paths.iter().enumerate() {
+                    for (jb, pb) in b.paths.iter().enumerate() {
+                        if (pa.local, pa.remote) != (pb.local, pb.remote) {
+                            continue;
+                        }
+                        let owner = self.path_key(*j, jb);
+                        self.error(
+                            format!("{}.remote", self.path_key(*i, ja)),
+                            format!(
+                                "{owner} ({:?}) already runs between {} and {}; one tunnel per \
+                                 endpoint pair (use mode = \"any\" to carry both families)",
+                                b.name, pa.local, pa.remote
+                            ),
+                        );
+                    }
                 }
                 if a.route_table != b.route_table {
                     continue;
@@ -1053,6 +1435,38 @@ impl Checker {
                                 ),
                             );
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Devices of `device_per_path` tunnels against every device a tunnel creates. Clashes
+    /// between two tunnels' own devices are `across_tunnels`' to report.
+    fn path_devices_unique(&mut self, tunnels: &[(usize, Tunnel)]) {
+        // device -> (who has it, whether that is a path's own device)
+        let mut seen: HashMap<&str, (String, bool)> = HashMap::new();
+        for (i, t) in tunnels {
+            let created: Vec<(&str, String, bool)> = if t.device_per_path {
+                t.paths
+                    .iter()
+                    .enumerate()
+                    .map(|(j, p)| (p.device.as_str(), format!("tunnel[{i}].path[{j}]"), true))
+                    .collect()
+            } else {
+                vec![(t.device.as_str(), format!("tunnel[{i}]"), false)]
+            };
+            for (device, owner, own) in created {
+                match seen.get(device) {
+                    Some((first, first_own)) if own || *first_own => {
+                        self.error(
+                            format!("{owner}.device"),
+                            format!("{device:?} is already the device of {first}"),
+                        );
+                    }
+                    Some(_) => {}
+                    None => {
+                        seen.insert(device, (owner, own));
                     }
                 }
             }

@@ -2,10 +2,9 @@
 
 mod support;
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use control::{Config, Mode};
+use control::{Config, Mode, Probe};
 use ipnet::IpNet;
 
 fn examples_dir() -> PathBuf {
@@ -51,16 +50,18 @@ fn every_example_validates() {
             path.display()
         );
         // On a common underlay every example yields MTUs its inner families can live with.
-        let plan = control::plan(&config, |_| 1500);
+        let plan = control::plan(&config, |_, _| 1500);
         for (t, p) in config.enabled_tunnels().zip(&plan.tunnels) {
             let floor = if t.inner_families.ipv6 { 1280 } else { 68 };
-            assert!(
-                p.mtu >= floor,
-                "{}: {} mtu {}",
-                path.display(),
-                t.name,
-                p.mtu
-            );
+            for d in &p.devices {
+                assert!(
+                    d.mtu >= floor,
+                    "{}: {} mtu {}",
+                    path.display(),
+                    d.name,
+                    d.mtu
+                );
+            }
         }
     }
 }
@@ -79,12 +80,16 @@ fn examples_use_documentation_prefixes_only() {
     for path in examples() {
         let config = Config::load(&path).unwrap();
         for t in &config.tunnels {
-            for addr in [t.local, t.remote] {
-                assert!(
-                    is_doc(&IpNet::from(IpAddr::V6(addr))),
-                    "{}: {addr}",
-                    path.display()
-                );
+            let probes = t.paths.iter().flat_map(|p| match p.probe {
+                Probe::Icmp { target, source } => vec![Some(target), source],
+                Probe::Keepalive | Probe::None => vec![],
+            });
+            let endpoints = t.paths.iter().flat_map(|p| [p.local, p.remote]);
+            for addr in endpoints.chain(probes.flatten()) {
+                assert!(is_doc(&IpNet::from(addr)), "{}: {addr}", path.display());
+            }
+            for net in t.paths.iter().flat_map(|p| &p.addresses) {
+                assert!(is_doc(&net.trunc()), "{}: {net}", path.display());
             }
             for net in t
                 .routes
@@ -94,6 +99,13 @@ fn examples_use_documentation_prefixes_only() {
             {
                 assert!(is_doc(&net.trunc()), "{}: {net}", path.display());
             }
+        }
+        for w in &config.watches {
+            let addrs = [Some(w.target), w.source, w.route.via];
+            for addr in addrs.into_iter().flatten() {
+                assert!(is_doc(&IpNet::from(addr)), "{}: {addr}", path.display());
+            }
+            assert!(is_doc(&w.route.dst), "{}: {}", path.display(), w.route.dst);
         }
     }
 }
@@ -108,14 +120,26 @@ fn unknown_key_in_any_table_is_named() {
         let lines: Vec<&str> = text.lines().collect();
         // (line index to insert before, expected key path)
         let mut spots = vec![(0, KEY.to_owned())];
-        let mut tunnels = 0;
+        let (mut tunnels, mut paths, mut watches) = (0, 0, 0);
         for (i, line) in lines.iter().enumerate() {
             let header = line.split('#').next().unwrap().trim();
+            // Tables below a tunnel belong to the last one opened.
+            let tunnel = tunnels.max(1) - 1;
             match header {
                 "[gateway]" => spots.push((i + 1, format!("gateway.{KEY}"))),
                 "[[tunnel]]" => {
                     spots.push((i + 1, format!("tunnel[{tunnels}].{KEY}")));
                     tunnels += 1;
+                    paths = 0;
+                }
+                "[[tunnel.path]]" => {
+                    spots.push((i + 1, format!("tunnel[{tunnel}].path[{paths}].{KEY}")));
+                    paths += 1;
+                }
+                "[tunnel.health]" => spots.push((i + 1, format!("tunnel[{tunnel}].health.{KEY}"))),
+                "[[watch]]" => {
+                    spots.push((i + 1, format!("watch[{watches}].{KEY}")));
+                    watches += 1;
                 }
                 h if h.starts_with('[') => {
                     panic!("{}: test does not know table {h}", path.display())
@@ -150,7 +174,8 @@ fn s1_ends_match() {
     let home = load("s1-home.toml");
     let (v, h) = (&vps.tunnels[0], &home.tunnels[0]);
     assert_eq!((v.mode, h.mode), (Mode::Ipip6, Mode::Ipip6));
-    assert_eq!((v.local, v.remote), (h.remote, h.local));
+    let (vp, hp) = (&v.paths[0], &h.paths[0]);
+    assert_eq!((vp.local, vp.remote), (hp.remote, hp.local));
     // The S1 trap: neither end sends the encap-limit option.
     assert_eq!((v.encap_limit, h.encap_limit), (None, None));
     // Home sends all IPv4 into the tunnel.
@@ -166,6 +191,6 @@ fn s1_ends_match() {
     }
     assert_eq!(vps.gateway.ipv4_forwarding, Some(true));
     assert_eq!(home.gateway.ipv4_forwarding, Some(true));
-    let plan = control::plan(&home, |_| 1500);
-    assert_eq!(plan.tunnels[0].mtu, 1460);
+    let plan = control::plan(&home, |_, _| 1500);
+    assert_eq!(plan.tunnels[0].devices[0].mtu, 1460);
 }

@@ -17,11 +17,11 @@ fn sysctl(key: &str, value: &str) -> SysctlChange {
 #[test]
 fn gateway_sysctls_only_when_asked() {
     let base = tunnel("a", "2001:db8:a::2", "");
-    assert!(plan(&valid(&base), |_| 1500).sysctls.is_empty());
+    assert!(plan(&valid(&base), |_, _| 1500).sysctls.is_empty());
 
     let text = format!("[gateway]\nipv4_forwarding = true\nipv6_forwarding = false\n{base}");
     assert_eq!(
-        plan(&valid(&text), |_| 1500).sysctls,
+        plan(&valid(&text), |_, _| 1500).sysctls,
         vec![
             sysctl("net/ipv4/ip_forward", "1"),
             sysctl("net/ipv6/conf/all/forwarding", "0"),
@@ -39,17 +39,21 @@ fn tunnel_plan_carries_routes_addresses_and_pin() {
             "routes = [\"0.0.0.0/0\", \"203.0.113.0/24\"]\naddress = \"198.51.100.2/30\"\nroute_table = 300\n",
         )
     );
-    let p = plan(&valid(&text), |_| 1500);
+    let p = plan(&valid(&text), |_, _| 1500);
     assert_eq!(
         (p.pin_table, p.pin_rule_priority, p.pin_mark),
         (7000, 90, 0x7636)
     );
-    let t = p.tunnel("home").unwrap();
-    assert_eq!(t.device, "v6g-home");
+    let tp = p.tunnel("home").unwrap();
+    assert_eq!(tp.devices.len(), 1);
+    assert_eq!(tp.paths.len(), 1);
+    assert_eq!(tp.paths[0].name, "default");
+    assert_eq!(tp.paths[0].device, "v6g-home");
     assert_eq!(
-        t.pinned_endpoint,
-        "2001:db8:a::2".parse::<std::net::Ipv6Addr>().unwrap()
+        tp.paths[0].pinned_endpoint,
+        "2001:db8:a::2".parse::<std::net::IpAddr>().unwrap()
     );
+    let t = tp.device("v6g-home").unwrap();
     assert_eq!(t.addresses, vec!["198.51.100.2/30".parse().unwrap()]);
     assert_eq!(
         t.routes,
@@ -70,9 +74,9 @@ fn tunnel_plan_carries_routes_addresses_and_pin() {
 
 #[test]
 fn device_sysctls_follow_inner_families() {
-    let v4 = plan(&valid(&tunnel("a", "2001:db8:a::2", "")), |_| 1500);
+    let v4 = plan(&valid(&tunnel("a", "2001:db8:a::2", "")), |_, _| 1500);
     assert_eq!(
-        v4.tunnels[0].device_sysctls,
+        v4.tunnels[0].devices[0].sysctls,
         vec![
             sysctl("net/ipv4/conf/v6g-a/rp_filter", "2"),
             sysctl("net/ipv6/conf/v6g-a/accept_ra", "0"),
@@ -80,9 +84,9 @@ fn device_sysctls_follow_inner_families() {
         ]
     );
     let text = tunnel("a", "2001:db8:a::2", "device = \"tun.a\"\n").replace("ipip6", "any");
-    let both = plan(&valid(&text), |_| 1500);
+    let both = plan(&valid(&text), |_, _| 1500);
     assert_eq!(
-        both.tunnels[0].device_sysctls,
+        both.tunnels[0].devices[0].sysctls,
         vec![
             sysctl("net/ipv4/conf/tun.a/rp_filter", "2"),
             sysctl("net/ipv6/conf/tun.a/accept_ra", "0"),
@@ -94,7 +98,7 @@ fn device_sysctls_follow_inner_families() {
 #[test]
 fn mtu_comes_from_config_override_or_host() {
     let asked = Cell::new(0);
-    let host = |_: &control::Tunnel| {
+    let host = |_: &control::Tunnel, _: &control::Path| {
         asked.set(asked.get() + 1);
         9000
     };
@@ -106,7 +110,7 @@ fn mtu_comes_from_config_override_or_host() {
         )
         + &tunnel("host", "2001:db8:a::4", "");
     let p = plan(&valid(&text), host);
-    let mtus: Vec<u16> = p.tunnels.iter().map(|t| t.mtu).collect();
+    let mtus: Vec<u16> = p.tunnels.iter().map(|t| t.devices[0].mtu).collect();
     assert_eq!(mtus, [1400, 1452, 8960]);
     assert_eq!(
         asked.get(),
@@ -118,16 +122,22 @@ fn mtu_comes_from_config_override_or_host() {
 #[test]
 fn ipv6_carrying_tunnel_keeps_1280_on_a_minimum_underlay() {
     let text = tunnel("a", "2001:db8:a::2", "").replace("ipip6", "ip6ip6");
-    assert_eq!(plan(&valid(&text), |_| 1280).tunnels[0].mtu, 1280);
+    assert_eq!(
+        plan(&valid(&text), |_, _| 1280).tunnels[0].devices[0].mtu,
+        1280
+    );
     let text = tunnel("a", "2001:db8:a::2", "");
-    assert_eq!(plan(&valid(&text), |_| 1280).tunnels[0].mtu, 1240);
+    assert_eq!(
+        plan(&valid(&text), |_, _| 1280).tunnels[0].devices[0].mtu,
+        1240
+    );
 }
 
 #[test]
 fn disabled_tunnels_have_no_host_state() {
     let text =
         tunnel("a", "2001:db8:a::2", "enabled = false\n") + &tunnel("b", "2001:db8:a::3", "");
-    let p = plan(&valid(&text), |_| 1500);
+    let p = plan(&valid(&text), |_, _| 1500);
     let names: Vec<&str> = p.tunnels.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["b"]);
     assert!(p.tunnel("a").is_none());
@@ -141,8 +151,8 @@ fn plan_is_deterministic() {
     ))
     .unwrap();
     let c = valid(&text);
-    assert_eq!(plan(&c, |_| 1500), plan(&c.clone(), |_| 1500));
-    assert_ne!(plan(&c, |_| 1500), plan(&c, |_| 1400));
+    assert_eq!(plan(&c, |_, _| 1500), plan(&c.clone(), |_, _| 1500));
+    assert_ne!(plan(&c, |_, _| 1500), plan(&c, |_, _| 1400));
 }
 
 fn config(tunnels: &[(&str, &str, &str)]) -> Config {

@@ -84,7 +84,7 @@ proptest! {
             Ok(c) => {
                 prop_assert!((lo..=65495).contains(&n));
                 prop_assert_eq!(c.tunnels[0].mtu.map(i64::from), Some(n));
-                prop_assert_eq!(i64::from(c.tunnels[0].effective_mtu(1500)), n);
+                prop_assert_eq!(i64::from(c.tunnels[0].effective_mtu(|_| 1500)), n);
             }
             Err(e) => {
                 prop_assert!(!(lo..=65495).contains(&n));
@@ -120,8 +120,8 @@ proptest! {
         let overhead = if limit.is_some() { 48 } else { 40 };
         let fits = underlay - overhead;
         let want = if ipv6 { fits.max(1280) } else { fits };
-        prop_assert_eq!(c.tunnels[0].effective_mtu(underlay), want);
-        prop_assert_eq!(control::plan(&c, |_| underlay).tunnels[0].mtu, want);
+        prop_assert_eq!(c.tunnels[0].effective_mtu(|_| underlay), want);
+        prop_assert_eq!(control::plan(&c, |_, _| underlay).tunnels[0].devices[0].mtu, want);
     }
 
     /// Two tunnels' routes are rejected exactly when one contains the other, unless exactly one
@@ -148,6 +148,65 @@ proptest! {
                 prop_assert!(contains && !one_default, "{}", e);
                 prop_assert_eq!(e.key(), "tunnel[1].routes[0]");
             }
+        }
+    }
+
+    /// Derived MTU over several paths: the smallest underlay minus its overhead (20 over IPv4,
+    /// 40 or 48 over IPv6), never below 1280 with IPv6 inside; with a device per path each
+    /// device gets its own path's figure. The option on IPv4-only tunnels is refused.
+    #[test]
+    fn derived_mtu_over_paths(
+        paths in proptest::collection::vec((any::<bool>(), 576u16..=9000), 1..5),
+        limit in proptest::option::of(0u8..=255),
+        ipv6_inside in any::<bool>(),
+        per_path in any::<bool>(),
+    ) {
+        let mode = if ipv6_inside { "any" } else { "ipip6" };
+        let mut text = format!(
+            "[[tunnel]]\nname = \"t\"\nmode = \"{mode}\"\ndevice = \"t\"\ndevice_per_path = {per_path}\n"
+        );
+        if let Some(l) = limit {
+            text += &format!("encap_limit = {l}\n");
+        }
+        for (j, (v6, underlay)) in paths.iter().enumerate() {
+            let (local, remote, underlay) = if *v6 {
+                (format!("2001:db8:{j}::1"), format!("2001:db8:{j}::2"), (*underlay).max(1280))
+            } else {
+                (format!("198.18.{j}.1"), format!("198.18.{j}.2"), *underlay)
+            };
+            text += &format!(
+                "[[tunnel.path]]\nname = \"p{j}\"\nlocal = \"{local}\"\nremote = \"{remote}\"\n\
+                 underlay_mtu = {underlay}\n"
+            );
+        }
+        let any_v6 = paths.iter().any(|(v6, _)| *v6);
+        let config = match Config::from_toml_str(&text, "t.toml") {
+            Ok(c) => c,
+            Err(e) => {
+                prop_assert!(limit.is_some() && !any_v6, "{}", e);
+                prop_assert_eq!(e.key(), "tunnel[0].encap_limit");
+                return Ok(());
+            }
+        };
+        prop_assert!(limit.is_none() || any_v6);
+        let fits: Vec<u16> = paths
+            .iter()
+            .map(|(v6, underlay)| {
+                let raw = if *v6 {
+                    (*underlay).max(1280) - if limit.is_some() { 48 } else { 40 }
+                } else {
+                    *underlay - 20
+                };
+                if ipv6_inside { raw.max(1280) } else { raw }
+            })
+            .collect();
+        let p = control::plan(&config, |_, _| panic!("every underlay is configured"));
+        let mtus: Vec<u16> = p.tunnels[0].devices.iter().map(|d| d.mtu).collect();
+        if per_path {
+            prop_assert_eq!(mtus, fits);
+        } else {
+            prop_assert_eq!(mtus, vec![*fits.iter().min().unwrap()]);
+            prop_assert_eq!(config.tunnels[0].effective_mtu(|_| 0), *fits.iter().min().unwrap());
         }
     }
 }

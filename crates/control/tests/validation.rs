@@ -2,9 +2,9 @@
 
 mod support;
 
-use std::net::Ipv6Addr;
+use std::net::IpAddr;
 
-use control::{InnerFamilies, MAIN_TABLE, Mode, MssClamp, TrafficClass};
+use control::{Health, InnerFamilies, MAIN_TABLE, Mode, MssClamp, Probe, TrafficClass};
 use ipnet::IpNet;
 use support::*;
 
@@ -31,7 +31,17 @@ fn defaults_are_filled_in() {
     let t = &c.tunnels[0];
     assert_eq!(t.device, "v6g-home");
     assert_eq!(t.mode, Mode::Ipip6);
-    assert_eq!(t.remote, "2001:db8:a::2".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(t.paths.len(), 1);
+    let p = &t.paths[0];
+    assert_eq!(p.name, "default");
+    assert_eq!(p.local, "2001:db8:a::1".parse::<IpAddr>().unwrap());
+    assert_eq!(p.remote, "2001:db8:a::2".parse::<IpAddr>().unwrap());
+    assert_eq!((p.cost, p.probe), (0, Probe::None));
+    assert_eq!(p.device, "v6g-home");
+    assert_eq!(p.underlay_mtu, None);
+    assert!(p.addresses.is_empty());
+    assert!(!t.device_per_path);
+    assert_eq!(t.health, Health::TUNNEL_DEFAULT);
     assert_eq!(t.encap_limit, None);
     assert_eq!(t.mtu, None);
     assert_eq!(t.allowed_sources, vec![net("203.0.113.0/24")]);
@@ -40,7 +50,6 @@ fn defaults_are_filled_in() {
     assert!(t.addresses.is_empty());
     assert_eq!(t.tclass, TrafficClass::Fixed(0));
     assert_eq!(t.hop_limit, 64);
-    assert_eq!(t.underlay_mtu, None);
     assert_eq!(t.route_table, MAIN_TABLE);
     assert!(t.enabled);
 }
@@ -101,7 +110,7 @@ enabled = false
     assert_eq!(t.addresses, vec![net("198.51.100.1/32")]);
     assert_eq!(t.tclass, TrafficClass::Inherit);
     assert_eq!(t.hop_limit, 255);
-    assert_eq!(t.underlay_mtu, Some(9000));
+    assert_eq!(t.paths[0].underlay_mtu, Some(9000));
     assert_eq!(t.route_table, 100);
     assert!(!t.enabled);
 }
@@ -201,16 +210,31 @@ fn endpoints_are_unicast() {
         let text = tunnel("home", "2001:db8:a::2", "").replace("2001:db8:a::1", addr);
         only_problem(&text, "tunnel[0].local", why, "local =");
     }
+    for (addr, why) in [
+        ("0.0.0.0", "unspecified"),
+        ("127.0.0.1", "loopback"),
+        ("224.0.0.5", "multicast"),
+        ("255.255.255.255", "broadcast"),
+    ] {
+        let text = tunnel("home", addr, "").replace("2001:db8:a::1", "198.18.0.1");
+        only_problem(&text, "tunnel[0].remote", why, "remote =");
+    }
     only_problem(
         &tunnel("home", "198.51.100.1", ""),
         "tunnel[0].remote",
-        "outer addresses are IPv6",
+        "198.51.100.1 is IPv4, but local 2001:db8:a::1 is IPv6; both ends of a path are of one family",
         "remote =",
     );
     only_problem(
-        &tunnel("home", "nowhere", ""),
+        &tunnel("home", "peer.example.net", ""),
         "tunnel[0].remote",
-        "expected an IPv6 address",
+        "\"peer.example.net\" is a host name; names are not resolved yet, write the address",
+        "remote =",
+    );
+    only_problem(
+        &tunnel("home", "2001:db8::zz", ""),
+        "tunnel[0].remote",
+        "expected an IPv4 or IPv6 address",
         "remote =",
     );
 }
@@ -584,7 +608,7 @@ fn route_covering_own_remote_is_valid() {
     .replace("ipip6", "ip6ip6");
     let c = valid(&text);
     let t = &c.tunnels[0];
-    assert!(t.routes[0].contains(&std::net::IpAddr::V6(t.remote)));
+    assert!(t.routes[0].contains(&t.paths[0].remote));
 }
 
 #[test]
@@ -668,22 +692,13 @@ fn unknown_keys_are_named() {
 
 #[test]
 fn later_tables_are_not_accepted_yet() {
-    for table in [
-        "[tunnel.ike]\nversion = 2\n",
-        "[[tunnel.path]]\nlocal = \"x\"\n",
-        "[tunnel.health]\ninterval = 1\n",
-    ] {
-        let text = tunnel("home", "2001:db8:a::2", table);
-        let e = invalid(&text);
-        let key = table
-            .trim_start_matches('[')
-            .split(']')
-            .next()
-            .unwrap()
-            .replace("tunnel.", "tunnel[0].");
-        assert_eq!(e.key(), key, "{e}");
-        assert!(e.to_string().contains("unknown field"), "{e}");
-    }
+    let text = tunnel("home", "2001:db8:a::2", "[tunnel.ike]\nversion = 2\n");
+    only_problem(
+        &text,
+        "tunnel[0].ike",
+        "unknown field `ike`",
+        "[tunnel.ike]",
+    );
     let text = tunnel(
         "home",
         "2001:db8:a::2",

@@ -350,7 +350,7 @@ fn two_routes_in_one_slot_clash() {
     only_problem(
         &text,
         "watch[0].route.dst",
-        "tunnel[0] (\"t\", routes[0]) already installs 0.0.0.0/0 in table 254 at metric 50",
+        "tunnel[0] (\"t\") already installs 0.0.0.0/0 in table 254 at metric 50 (on v6g-t)",
         "route =",
     );
     valid(&(tunnel("t", "2001:db8:a::2", "routes = [\"0.0.0.0/0\"]\n") + &watch("a", "")));
@@ -367,7 +367,7 @@ fn two_routes_in_one_slot_clash() {
 fn plan_carries_watch_routes() {
     let text = watch("a", "") + &watch("b", "").replace("metric = 10", "metric = 100");
     let c = valid(&text);
-    let p = plan(&c, |_| 1500);
+    let p = plan(&c, |_, _| 1500);
     let names: Vec<&str> = p.watches.iter().map(|w| w.name.as_str()).collect();
     assert_eq!(names, ["a", "b"]);
     assert_eq!(p.watch("b").unwrap().route.metric, 100);

@@ -89,3 +89,11 @@ pub fn watch(name: &str, extra: &str) -> String {
          route = {{ dst = \"0.0.0.0/0\", device = \"wan4\", metric = 10 }}\n{extra}"
     )
 }
+
+/// Exactly one problem, at `key` on 1-based `line`, whose message contains `needle`.
+pub fn only_problem_on(text: &str, key: &str, needle: &str, line: usize) {
+    let e = invalid(text);
+    has_problem(&e, key, line, needle);
+    assert_eq!(e.diagnostics().len(), 1, "expected one problem:\n{e}");
+    assert_eq!((e.key(), e.line()), (key, Some(line)));
+}

@@ -113,7 +113,7 @@ impl Daemon {
 
     /// Gateway-wide settings, then every enabled tunnel; on failure everything done is undone.
     async fn apply_config(&mut self) -> anyhow::Result<()> {
-        let plan = control::plan(&self.config, |_| 0);
+        let plan = control::plan(&self.config, |_, _| 0);
         for change in &plan.sysctls {
             self.sysctls
                 .set(&change.key, &change.value)
@@ -209,8 +209,8 @@ impl Daemon {
                 mode: t.config.mode.to_string(),
                 state: if t.pin.is_up() { "up" } else { "down" }.to_string(),
                 active_path,
-                local: t.config.local.to_string(),
-                remote: t.config.remote.to_string(),
+                local: t.config.paths[0].local.to_string(),
+                remote: t.config.paths[0].remote.to_string(),
                 mtu: t.mtu,
                 path_mtu: t.mtu,
                 encap_limit: t.config.encap_limit,
@@ -342,8 +342,8 @@ impl Daemon {
                     tunnel = %tunnel.name,
                     "up: {} {} -> {} on {}, mtu {}, {} route(s)",
                     tunnel.mode,
-                    tunnel.local,
-                    tunnel.remote,
+                    tunnel.paths[0].local,
+                    tunnel.paths[0].remote,
                     tunnel.device,
                     runtime.mtu,
                     runtime.routes.len()
@@ -364,15 +364,22 @@ impl Daemon {
         t: &Tunnel,
         undo: &mut Undo,
     ) -> anyhow::Result<TunnelRuntime> {
-        wait_for_local_address(t.local).await?;
-        let remote = IpAddr::V6(t.remote);
+        if t.paths.len() != 1 || t.device_per_path {
+            bail!("several paths per tunnel are not supported by the daemon yet");
+        }
+        let (IpAddr::V6(local), IpAddr::V6(remote_v6)) = (t.paths[0].local, t.paths[0].remote)
+        else {
+            bail!("paths over IPv4 are not supported by the daemon yet");
+        };
+        wait_for_local_address(local).await?;
+        let remote = IpAddr::V6(remote_v6);
         let pin = match self.decide_pin(remote).await? {
             Decision::Pin(pin) => pin,
             Decision::Loop { through } => bail!(
                 "routing loop: the remote endpoint {} is reachable only through v6gate tunnel \
                  device {}; it must be reachable over the underlay (check the routes of the \
                  other tunnels and the main table)",
-                t.remote,
+                remote,
                 link_name(through).unwrap_or_else(|| through.to_string())
             ),
         };
@@ -380,7 +387,7 @@ impl Daemon {
             warn!(
                 tunnel = %t.name,
                 "no underlay route to {} yet: endpoint blackholed until one appears",
-                t.remote
+                remote
             );
         }
         let gateway = self.config.gateway.clone();
@@ -388,7 +395,7 @@ impl Daemon {
         self.netlink
             .route_replace(&pin_route)
             .await
-            .with_context(|| format!("pinning {} in table {}", t.remote, gateway.pin_table))?;
+            .with_context(|| format!("pinning {} in table {}", remote, gateway.pin_table))?;
         undo.routes.push(pin_route.clone());
         self.ensure_rule(Family::V6).await?;
 
@@ -402,13 +409,14 @@ impl Daemon {
                 .unwrap_or(1500),
             Pin::Blackhole => 1500,
         };
-        let plan = control::tunnel_plan(&gateway, t, underlay_mtu);
+        let plan = control::tunnel_plan(&gateway, t, |_| underlay_mtu);
+        let plan = &plan.devices[0];
         let mtu = plan.mtu;
 
         let tun = TunDevice::create(&t.device)
             .with_context(|| format!("creating TUN device {}", t.device))?;
         let ifindex = tun.index();
-        self.configure_device(&plan, ifindex).await?;
+        self.configure_device(plan, ifindex).await?;
 
         let mut routes = Vec::new();
         for planned in &plan.routes {
@@ -431,7 +439,7 @@ impl Daemon {
             routes.push(route);
         }
 
-        let dp_config = self.dataplane_config(t, mtu).await;
+        let dp_config = self.dataplane_config(t, (local, remote_v6), mtu).await;
         let id = self.datapath.add_tunnel(dp_config, tun).await?;
         Ok(TunnelRuntime {
             config: t.clone(),
@@ -446,12 +454,12 @@ impl Daemon {
 
     async fn configure_device(
         &mut self,
-        plan: &control::TunnelPlan,
+        plan: &control::DevicePlan,
         ifindex: u32,
     ) -> anyhow::Result<()> {
-        let dev = &plan.device;
+        let dev = &plan.name;
         // Per-device sysctls vanish with the device, so they need no journal.
-        for change in &plan.device_sysctls {
+        for change in &plan.sysctls {
             sys::sysctl::write(&change.key, &change.value)
                 .with_context(|| format!("setting sysctl {} on {dev}", change.key))?;
         }
@@ -474,7 +482,12 @@ impl Daemon {
 
     /// Source addresses for the ICMP errors the core generates toward LAN hosts: the tunnel's
     /// own address if it has one, else the address the kernel would pick toward the tunnel.
-    async fn dataplane_config(&self, t: &Tunnel, mtu: u16) -> dataplane::TunnelConfig {
+    async fn dataplane_config(
+        &self,
+        t: &Tunnel,
+        endpoints: (Ipv6Addr, Ipv6Addr),
+        mtu: u16,
+    ) -> dataplane::TunnelConfig {
         let mut icmp_v4 = t.addresses.iter().find_map(|a| match a.addr() {
             IpAddr::V4(v4) => Some(v4),
             IpAddr::V6(_) => None,
@@ -494,7 +507,7 @@ impl Daemon {
                 _ => {}
             }
         }
-        convert::dataplane_config(t, mtu, icmp_v4, icmp_v6)
+        convert::dataplane_config(t, endpoints, mtu, icmp_v4, icmp_v6)
     }
 
     async fn ensure_rule(&mut self, family: Family) -> anyhow::Result<()> {
@@ -580,7 +593,7 @@ impl Daemon {
     /// Re-checks every pin after the host's routes or links changed.
     async fn repin(&mut self) {
         for i in 0..self.tunnels.len() {
-            let remote = IpAddr::V6(self.tunnels[i].config.remote);
+            let remote = self.tunnels[i].config.paths[0].remote;
             let decision = match self.decide_pin(remote).await {
                 Ok(d) => d,
                 Err(e) => {
@@ -732,6 +745,7 @@ mod convert {
 
     pub(super) fn dataplane_config(
         t: &Tunnel,
+        (local, remote): (Ipv6Addr, Ipv6Addr),
         mtu: u16,
         icmp_source_v4: Option<Ipv4Addr>,
         icmp_source_v6: Option<Ipv6Addr>,
@@ -743,8 +757,8 @@ mod convert {
                 control::Mode::Ip6ip6 => dataplane::Mode::Ip6ip6,
                 control::Mode::Any => dataplane::Mode::Any,
             },
-            local: t.local,
-            remote: t.remote,
+            local,
+            remote,
             encap_limit: match t.encap_limit {
                 None => dataplane::EncapLimit::None,
                 Some(n) => dataplane::EncapLimit::Limit(n),
