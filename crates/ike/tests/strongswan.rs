@@ -1,7 +1,7 @@
 //! Interoperability with strongSwan's charon over real UDP, inside network namespaces.
 //!
 //! Needs root, iproute2 and strongSwan (`/usr/lib/ipsec/charon`, `swanctl`); run with
-//! `cargo test -p ike --test strongswan -- --ignored --nocapture`.
+//! `cargo test -p ike --features interop --test strongswan -- --ignored --nocapture`.
 //!
 //! The test builds two namespaces joined by a veth pair (198.51.100.0/24), starts charon as
 //! the responder in one, and re-runs this test binary inside the other as the initiator: a
@@ -13,6 +13,8 @@
 //! rekey (with PFS where the ESP proposal names a group), and after an IKE SA rekey followed
 //! by another CHILD rekey, then deleted. Namespaces, config files and charon are
 //! removed by a drop guard, also on panic.
+
+#![cfg(feature = "interop")]
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
