@@ -352,6 +352,10 @@ impl core::fmt::Debug for Peer {
 
 const NONCE_LEN: usize = 32;
 
+/// How long an IKE SA replaced by a rekey waits for the peer's Delete before it is dropped
+/// silently (the peer may have lost it, or a collision left nobody to send it).
+const REKEYED_LINGER: Duration = Duration::from_secs(120);
+
 impl Peer {
     pub fn new(config: Config, mut rng: Box<dyn CryptoRngCore + Send>) -> Self {
         let mut cookie_secret = [0u8; 32];
@@ -528,6 +532,9 @@ impl Peer {
             if sa.state == State::HalfOpen {
                 at(sa.created + self.config.half_open_timeout);
             }
+            if sa.state == State::Rekeyed && sa.pending.is_none() {
+                at(sa.created + REKEYED_LINGER);
+            }
             if sa.state == State::Established {
                 if let Some(r) = sa.rekey_at {
                     at(r);
@@ -597,6 +604,12 @@ impl Peer {
         if sa.state == State::HalfOpen && now >= sa.created + self.config.half_open_timeout {
             // Never reported up: no event, just forget it.
             self.sas.remove(idx);
+            return false;
+        }
+        if sa.state == State::Rekeyed && sa.pending.is_none() && now >= sa.created + REKEYED_LINGER
+        {
+            // The peer never deleted the SA it replaced; its CHILD SAs have moved already.
+            self.remove_sa(idx, DownReason::Replaced);
             return false;
         }
         if sa.state != State::Established {
@@ -1950,6 +1963,8 @@ impl Peer {
         old.state = State::Rekeyed;
         old.rekey_at = None;
         old.queue.clear();
+        // From now on `created` dates the replacement, for the rekeyed-SA timeout.
+        old.created = now;
         let children = core::mem::take(&mut old.children);
         let (local, remote, nat) = (old.local, old.remote, old.nat);
         let old_spis = (old.spi_i, old.spi_r);

@@ -254,6 +254,12 @@ impl Pair {
         panic!("livelock while running for {d:?}");
     }
 
+    /// Loses every datagram currently on the wire.
+    pub fn drop_in_flight(&mut self) {
+        self.collect();
+        self.flight.clear();
+    }
+
     pub fn established(&self) -> bool {
         self.a.peer.is_established()
             && self.b.peer.is_established()

@@ -770,3 +770,28 @@ fn esp_traffic_keeps_dpd_quiet() {
     assert!(p.delivered > before);
     p.teardown();
 }
+
+#[test]
+fn rekeyed_ike_sa_is_dropped_when_its_delete_is_lost() {
+    let mut a = config_a();
+    let mut b = config_b();
+    a.dpd = None;
+    b.dpd = None;
+    let mut p = Pair::new(a, b, 54);
+    p.initiate();
+    p.drive_bounded(100, Pair::established);
+    let old = p.a.peer.ike_spis().unwrap();
+    p.a.peer.rekey_ike(p.now).unwrap();
+    // Run until A has the new SA (and is about to delete the old one), then lose everything.
+    p.drive_bounded(100, |p| p.a.peer.ike_spis().is_some_and(|s| s != old));
+    p.partitioned = true;
+    p.drop_in_flight();
+    p.run_for(Duration::from_secs(130));
+    p.partitioned = false;
+    p.run_for(Duration::from_secs(100));
+    assert_eq!(p.a.peer.ike_sa_count(), 1);
+    assert_eq!(p.b.peer.ike_sa_count(), 1);
+    assert_eq!(p.a.peer.ike_spis(), p.b.peer.ike_spis());
+    p.assert_children_agree();
+    p.teardown();
+}
