@@ -273,7 +273,7 @@ pub enum Probe {
     /// not v6gate (a YAMAHA or NEC router, Linux ip6tnl).
     Icmp {
         target: IpAddr,
-        /// `None` = the tunnel's own address of the target's family.
+        /// `None` = the tunnel's own address of the target's family, else the kernel's choice.
         source: Option<IpAddr>,
     },
     /// Not probed: the path counts as up while its endpoint is routable.

@@ -32,7 +32,12 @@ fn the_scenario_examples_are_shipped() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    for wanted in ["minimal.toml", "s1-vps.toml", "s1-home.toml"] {
+    for wanted in [
+        "minimal.toml",
+        "s1-vps.toml",
+        "s1-home.toml",
+        "s4-two-paths.toml",
+    ] {
         assert!(
             names.iter().any(|n| n == wanted),
             "{wanted} missing from {names:?}"
@@ -193,4 +198,37 @@ fn s1_ends_match() {
     assert_eq!(home.gateway.ipv4_forwarding, Some(true));
     let plan = control::plan(&home, |_, _| 1500);
     assert_eq!(plan.tunnels[0].devices[0].mtu, 1460);
+}
+
+/// S4: an IPv6 primary and an IPv4 backup path to one peer, and a watched MAP-E default route.
+#[test]
+fn s4_two_paths() {
+    let c = load("s4-two-paths.toml");
+    let t = &c.tunnels[0];
+    let families: Vec<(&str, bool, u32)> = t
+        .paths
+        .iter()
+        .map(|p| (p.name.as_str(), p.is_ipv6(), p.cost))
+        .collect();
+    assert_eq!(families, [("ipoe", true, 10), ("pppoe", false, 100)]);
+    assert!(t.paths.iter().all(|p| p.probe == Probe::Keepalive));
+    // Within a second, as the scenario asks.
+    assert!(t.health.worst_detection() < std::time::Duration::from_secs(1));
+    // The tunnel's one device fits the PPPoE path: 1454 - 20.
+    let plan = control::plan(&c, |_, p| {
+        assert_eq!(p.name, "ipoe");
+        1500
+    });
+    assert_eq!(plan.tunnels[0].devices[0].mtu, 1434);
+    // Everything the tunnel routes comes back from an accepted source.
+    for route in &t.routes {
+        assert!(t.allowed_sources.contains(route));
+    }
+    let w = c.watch("mape").unwrap();
+    assert_eq!(w.route.dst, "0.0.0.0/0".parse::<IpNet>().unwrap());
+    assert_eq!(w.route.device.as_deref(), Some(w.device.as_str()));
+    // Below the PPPoE default route's metric 100, so that one is the fallback.
+    assert!(w.route.metric < 100);
+    let hooks = [&w.on_down, &w.on_up].map(|h| h.as_ref().unwrap().args.clone());
+    assert_eq!(hooks, [["on"], ["off"]]);
 }
