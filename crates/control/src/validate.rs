@@ -115,6 +115,8 @@ struct Checker {
 struct TunnelShape<'a> {
     index: usize,
     families: Option<InnerFamilies>,
+    /// The tunnel's own `address`es, which every path device gets too.
+    addresses: Option<&'a [IpNet]>,
     device: &'a str,
     /// Whether `device` is a valid name (derived names are only checked when it is).
     device_ok: bool,
@@ -228,11 +230,18 @@ impl Checker {
             (_, None) => None,
         };
 
+        let addresses = match (&file.address, families) {
+            (None, _) => Some(Vec::new()),
+            (Some(value), Some(families)) => self.addresses(&key("address"), value, families),
+            (Some(_), None) => None,
+        };
+
         let device_per_path = file.device_per_path.unwrap_or(false);
         let file_health = file.health.take();
         let shape = TunnelShape {
             index: i,
             families,
+            addresses: addresses.as_deref(),
             device: &device,
             device_ok,
             device_per_path,
@@ -320,12 +329,6 @@ impl Checker {
                 );
                 None
             }
-        };
-
-        let addresses = match (&file.address, families) {
-            (None, _) => Some(Vec::new()),
-            (Some(value), Some(families)) => self.addresses(&key("address"), value, families),
-            (Some(_), None) => None,
         };
 
         let tclass = match &file.tclass {
@@ -541,6 +544,16 @@ impl Checker {
                         format!("{:?} is already the name of path[{k}]", p.name),
                     );
                 }
+                if let Some(net) = p.addresses.iter().find(|a| q.addresses.contains(a)) {
+                    self.error(
+                        format!("tunnel[{i}].path[{j}].address"),
+                        format!(
+                            "{net} is already an address of path[{k}] ({:?}); one prefix on two \
+                             devices makes two connected routes for it",
+                            q.name
+                        ),
+                    );
+                }
                 if (p.local, p.remote) == (q.local, q.remote) {
                     self.error(
                         format!("tunnel[{i}].path[{j}].remote"),
@@ -653,7 +666,9 @@ impl Checker {
                 );
                 None
             }
-            (Some(value), true, Some(families)) => self.addresses(&key("address"), value, families),
+            (Some(value), true, Some(families)) => self
+                .addresses(&key("address"), value, families)
+                .filter(|own| self.not_tunnel_addresses(&key("address"), own, shape.addresses)),
             (Some(_), true, None) => None,
         };
 
@@ -764,6 +779,21 @@ impl Checker {
                 None
             }
         }
+    }
+
+    /// A path device gets the tunnel's addresses anyway; listing one again would add it twice.
+    fn not_tunnel_addresses(&mut self, key: &str, own: &[IpNet], tunnel: Option<&[IpNet]>) -> bool {
+        let Some(net) = own.iter().find(|a| tunnel.is_some_and(|t| t.contains(a))) else {
+            return true;
+        };
+        self.error(
+            key,
+            format!(
+                "{net} is already in the tunnel's `address`, which every path device gets; \
+                 list it in one place"
+            ),
+        );
+        false
     }
 
     /// An ICMP probe's answers come back from its target, which the anti-spoofing filter drops

@@ -425,6 +425,38 @@ fn path_devices() {
 }
 
 #[test]
+fn path_addresses_are_not_repeated() {
+    let text = s4(
+        "device_per_path = true\naddress = \"198.51.100.1/32\"\n",
+        "",
+        "address = [\"203.0.113.5/30\", \"198.51.100.1/32\"]\n",
+    );
+    only_problem_on(
+        &text,
+        "tunnel[0].path[1].address",
+        "198.51.100.1/32 is already in the tunnel's `address`",
+        last_line_starting(&text, "address ="),
+    );
+    let text = s4(
+        "device_per_path = true\n",
+        "address = \"203.0.113.1/30\"\n",
+        "address = \"203.0.113.1/30\"\n",
+    );
+    only_problem_on(
+        &text,
+        "tunnel[0].path[1].address",
+        "203.0.113.1/30 is already an address of path[0] (\"ipoe\")",
+        last_line_starting(&text, "address ="),
+    );
+    // One link subnet per path is the OSPF way.
+    valid(&s4(
+        "device_per_path = true\n",
+        "address = \"203.0.113.1/30\"\n",
+        "address = \"203.0.113.5/30\"\n",
+    ));
+}
+
+#[test]
 fn path_devices_are_unique_across_tunnels() {
     let text = s4("device_per_path = true\n", "", "")
         + &tunnel("b", "2001:db8:a::2", "device = \"v6g-k-pppoe\"\n");
