@@ -249,10 +249,10 @@ impl Checker {
         };
         let paths = self.paths(&file, &shape);
         let health = match file_health {
-            // Only possible with [[tunnel.path]]; the single-path form reported it already.
             Some(h) if !self.single_path.contains(&i) => {
                 self.health(&key("health"), h, Health::TUNNEL_DEFAULT)
             }
+            // The single-path form is not probed; `single_path` has reported the table.
             Some(_) => None,
             None => Some(Health::TUNNEL_DEFAULT),
         };
