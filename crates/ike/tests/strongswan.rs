@@ -36,13 +36,40 @@ const PSK: &str = "correct horse battery staple";
 const US: &str = "198.51.100.1";
 const THEM: &str = "198.51.100.2";
 
-/// (IKE proposal, ESP proposal), written the same way for both implementations.
-const SUITES: [(&str, &str); 5] = [
-    ("aes128gcm16-prfsha256-ecp256", "aes128gcm16"),
-    ("aes256gcm16-prfsha384-ecp384", "aes256gcm16"),
-    ("aes256-sha256-modp2048", "aes256-sha256"),
-    ("aes128-sha1-modp1024", "aes128-sha1"),
-    ("aes128gcm16-prfsha256-x25519", "aes128gcm16-ecp256"),
+/// (our IKE proposal, charon's IKE proposal, ESP proposal), in the syntax both share. The
+/// last one lists the groups in opposite orders, so whichever side responds answers the
+/// other's first KE with INVALID_KE_PAYLOAD.
+const SUITES: [(&str, &str, &str); 6] = [
+    (
+        "aes128gcm16-prfsha256-ecp256",
+        "aes128gcm16-prfsha256-ecp256",
+        "aes128gcm16",
+    ),
+    (
+        "aes256gcm16-prfsha384-ecp384",
+        "aes256gcm16-prfsha384-ecp384",
+        "aes256gcm16",
+    ),
+    (
+        "aes256-sha256-modp2048",
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+    ),
+    (
+        "aes128-sha1-modp1024",
+        "aes128-sha1-modp1024",
+        "aes128-sha1",
+    ),
+    (
+        "aes128gcm16-prfsha256-x25519",
+        "aes128gcm16-prfsha256-x25519",
+        "aes128gcm16-ecp256",
+    ),
+    (
+        "aes128gcm16-prfsha256-ecp256-ecp384",
+        "aes128gcm16-prfsha256-ecp384-ecp256",
+        "aes128gcm16",
+    ),
 ];
 
 #[test]
@@ -50,7 +77,7 @@ const SUITES: [(&str, &str); 5] = [
 fn strongswan_interop() {
     if let Ok(role) = std::env::var(ROLE) {
         let idx: usize = std::env::var(SUITE).unwrap().parse().unwrap();
-        let (ike, esp) = SUITES[idx];
+        let (ike, _, esp) = SUITES[idx];
         match role.as_str() {
             "initiator" => initiator(ike, esp),
             "responder" => responder(ike, esp),
@@ -59,8 +86,8 @@ fn strongswan_interop() {
         return;
     }
     let lab = Lab::new();
-    for (i, (ike, esp)) in SUITES.iter().enumerate() {
-        lab.configure(ike, esp);
+    for (i, (ike, theirs, esp)) in SUITES.iter().enumerate() {
+        lab.configure(theirs, esp);
         let out = Command::new("ip")
             .args(["netns", "exec", &lab.ns_a])
             .arg(std::env::current_exe().unwrap())
@@ -81,6 +108,13 @@ fn strongswan_interop() {
             3,
             "{ike} / {esp}: pings missing:\n{stdout}"
         );
+        if ike != theirs {
+            // charon prefers its own first group and answered our KE with INVALID_KE_PAYLOAD.
+            assert!(
+                stdout.contains("dh: Ecp384"),
+                "no retry with charon's group:\n{stdout}"
+            );
+        }
         println!("{ike} / {esp}: we initiate: ok");
         lab.charon_initiates(i);
         println!("{ike} / {esp}: charon initiates: ok");
@@ -248,6 +282,23 @@ impl Lab {
             String::from_utf8_lossy(&init.stdout),
             self.log_tail()
         );
+        // charon rekeys the CHILD SA and the IKE SA towards our responder.
+        let ok = wait_for("awaiting charon rekeys", &mut seen);
+        assert!(
+            ok,
+            "responder failed:\n{seen}\n--- charon log ---\n{}",
+            self.log_tail()
+        );
+        let out = swanctl(&["--rekey", "--child", "net"]);
+        assert!(out.status.success(), "child rekey: {}", self.log_tail());
+        let ok = wait_for("child rekeyed by charon", &mut seen);
+        assert!(
+            ok,
+            "responder failed:\n{seen}\n--- charon log ---\n{}",
+            self.log_tail()
+        );
+        let out = swanctl(&["--rekey", "--ike", "v6gate"]);
+        assert!(out.status.success(), "IKE rekey: {}", self.log_tail());
         let ok = wait_for("awaiting delete", &mut seen);
         assert!(
             ok,
@@ -267,9 +318,16 @@ impl Lab {
             "responder failed:\n{seen}\n--- charon log ---\n{}",
             self.log_tail()
         );
+        if SUITES[suite].0 != SUITES[suite].1 {
+            // We prefer our first group and answered charon's KE with INVALID_KE_PAYLOAD.
+            assert!(
+                seen.contains("dh: Ecp256"),
+                "no retry with our group:\n{seen}"
+            );
+        }
         assert_eq!(
             seen.matches("echo reply").count(),
-            2,
+            4,
             "pings missing:\n{seen}"
         );
     }
@@ -576,6 +634,34 @@ fn responder(ike: &str, esp: &str) {
     });
     let child = ep.peer.child_sas().next().unwrap().clone();
     ep.ping(&child, 12);
+
+    println!("awaiting charon rekeys");
+    std::io::stdout().flush().unwrap();
+    let old = child.spi_in;
+    ep.drive(30, |ev| {
+        ev.iter()
+            .any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == old))
+    });
+    let child = ep.peer.child_sas().next().unwrap().clone();
+    assert_eq!(child.replaces, Some(old));
+    ep.ping(&child, 13);
+    println!("child rekeyed by charon");
+    std::io::stdout().flush().unwrap();
+    ep.drive(30, |ev| {
+        ev.iter().any(|e| matches!(e, Event::IkeSaRekeyed { .. }))
+    });
+    // The old IKE SA goes once charon deletes it; the CHILD SA lives on under the new one.
+    let start = Instant::now();
+    while ep.peer.ike_sa_count() > 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "old IKE SA never deleted"
+        );
+        ep.receive(Duration::from_millis(50));
+        ep.flush();
+    }
+    assert_eq!(ep.peer.child_sas().next().unwrap().spi_in, child.spi_in);
+    ep.ping(&child, 14);
     println!("awaiting delete");
     std::io::stdout().flush().unwrap();
     ep.drive(30, |ev| {
