@@ -2052,6 +2052,7 @@ impl Peer {
         let Some(p) = self.sas[idx].pending.take() else {
             return Ok(());
         };
+        let spis = (self.sas[idx].spi_i, self.sas[idx].spi_r);
         let result = match p.sent {
             Sent::Init => Ok(()),
             Sent::Auth { spi_in } => self.auth_response(idx, now, spi_in, payloads),
@@ -2099,7 +2100,12 @@ impl Peer {
                 return Ok(());
             }
         };
-        if idx < self.sas.len() {
+        // A failed exchange may have removed the SA, shifting the indices.
+        if self
+            .sas
+            .get(idx)
+            .is_some_and(|s| (s.spi_i, s.spi_r) == spis)
+        {
             self.next_request(idx, now);
         }
         result

@@ -795,3 +795,40 @@ fn rekeyed_ike_sa_is_dropped_when_its_delete_is_lost() {
     p.assert_children_agree();
     p.teardown();
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Mutated IKE_SA_INIT requests (bit flips, truncation, trailing junk) never panic the
+    /// responder and leave at most the one half-open SA a valid request would.
+    #[test]
+    fn mutated_sa_init_never_panics(
+        flips in proptest::collection::vec((0usize..2000, 0u8..8), 0..8),
+        cut in proptest::option::of(0usize..2000),
+        junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..16),
+        seed in 0u64..4,
+    ) {
+        let mut p = Pair::default_pair(60 + seed);
+        p.initiate();
+        let t = p.a.peer.poll_transmit().unwrap();
+        let mut m = t.payload.clone();
+        for (at, bit) in flips {
+            let i = at % m.len();
+            m[i] ^= 1 << bit;
+        }
+        if let Some(c) = cut {
+            m.truncate(c % (m.len() + 1));
+        }
+        m.extend_from_slice(&junk);
+        let (a, b) = (p.a.addr, p.b.addr);
+        let now = p.now;
+        let _ = p.b.peer.handle_datagram(now, b, a, &m);
+        while let Some(reply) = p.b.peer.poll_transmit() {
+            // Whatever B answers, A must digest it without panicking too.
+            let _ = p.a.peer.handle_datagram(now, a, b, &reply.payload);
+        }
+        proptest::prop_assert!(p.b.peer.half_open_count() <= 1);
+        p.run_for(Duration::from_secs(400));
+        proptest::prop_assert_eq!(p.b.peer.half_open_count(), 0);
+    }
+}
