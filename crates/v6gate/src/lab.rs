@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
+pub mod strongswan;
 
 /// Prefix of every namespace and temporary directory a lab creates.
 const NAME_PREFIX: &str = "v6gl";
