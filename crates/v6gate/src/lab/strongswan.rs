@@ -16,11 +16,12 @@
 //! - It installs routes to the remote traffic selectors via `ipsec0` in table 220 with a
 //!   rule in front of the main table; the site forwarding LAN traffic into the tunnel needs
 //!   `net.ipv4.ip_forward = 1` (`LabOptions::site_ipv4_forwarding`).
-//! - charon writes its pid file to the hard-coded `/run/charon.pid` and refuses to start
-//!   when it exists, so each instance gets a private `/run`: `ip netns exec` already puts
-//!   the command in a new mount namespace (slave to the root one), where a bind mount of
-//!   the instance's `run` directory over `/run` is invisible to everyone else. The shell
-//!   doing the mount `exec`s charon, so the pid the lab tracks is charon's own.
+//! - charon writes its pid file to the hard-coded `/run/charon.pid` and will not start
+//!   while another live charon holds it, so each instance gets a private `/run`:
+//!   `ip netns exec` puts the command in a new mount namespace (slave to the root one),
+//!   where a bind mount of the instance's `run` directory over `/run` is invisible to
+//!   everyone else. The shell doing the mount `exec`s charon, so the pid the lab tracks is
+//!   charon's own.
 //! - Each instance has its own vici socket in its directory; every `swanctl` call passes
 //!   `--uri` (after the command: `swanctl --list-sas --uri ...`, not before it).
 //! - Trap policies do not work with libipsec: it drops a packet that matches a policy
