@@ -682,6 +682,8 @@ mod tests {
             while options.len() % 4 != 0 {
                 options.push(OPT_END);
             }
+            // The 4-bit data offset caps options at 40 bytes.
+            prop_assume!(options.len() <= 40);
             let header_len = HEADER_LEN + options.len();
             let mut seg = vec![0xa5u8; header_len];
             seg[field::DATA_OFF] = ((header_len / 4) as u8) << 4;
