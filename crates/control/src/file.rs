@@ -33,8 +33,8 @@ pub(crate) struct FileGateway {
     pub route_metric: Option<Int>,
 }
 
-/// `[[tunnel]]`. Later modes add their own keys here (`local_subnets`, `[tunnel.ike]`); until
-/// then they are unknown keys.
+/// `[[tunnel]]`. `local_subnets` and `[tunnel.ike]` belong to `mode = "ipsec"`; `validate`
+/// rejects them with the other modes.
 ///
 /// `local`/`remote` (the single-path form) and `path` exclude each other; which one is written
 /// is checked in `validate`, so that the message can say so.
@@ -62,6 +62,28 @@ pub(crate) struct FileTunnel {
     pub underlay_mtu: Option<Int>,
     pub route_table: Option<Value>,
     pub enabled: Option<bool>,
+    pub local_subnets: Option<Vec<String>>,
+    pub ike: Option<FileIke>,
+}
+
+/// `[tunnel.ike]`: how an ipsec tunnel negotiates its keys. Words stay strings and durations
+/// stay [`Value`]s so that `validate` can name the key and the accepted spellings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct FileIke {
+    pub psk_file: Option<String>,
+    pub psk: Option<String>,
+    pub local_id: Option<String>,
+    pub remote_id: Option<String>,
+    pub proposals: Option<Vec<String>>,
+    pub esp_proposals: Option<Vec<String>>,
+    pub start: Option<String>,
+    pub encap: Option<String>,
+    pub dpd_delay: Option<Value>,
+    pub dpd_timeout: Option<Value>,
+    pub dpd_action: Option<String>,
+    pub ike_lifetime: Option<Value>,
+    pub child_lifetime: Option<Value>,
 }
 
 /// `[[tunnel.path]]`: one underlay path to the tunnel's peer.

@@ -29,6 +29,7 @@ mod diff;
 mod duration;
 mod error;
 mod file;
+mod ipsec;
 mod locate;
 mod model;
 mod plan;
@@ -37,6 +38,9 @@ mod validate;
 pub use diff::{ConfigDiff, diff};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{ConfigError, Diagnostic};
+pub use ipsec::{
+    ESP_HEADER_LEN, ESP_TRAILER_LEN, Encap, IkeStart, IpsecConfig, Psk, UDP_HEADER_LEN, esp_fits,
+};
 pub use model::{
     Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_PATH, DEFAULT_PIN_RULE_PRIORITY,
     DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC, DEVICE_PREFIX, ENCAP_LIMIT_OPTION_LEN, Gateway,

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::error::Diagnostic;
+use crate::ipsec::IpsecConfig;
+
 /// Default path of the JSON control/status socket.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/v6gate/v6gate.sock";
 /// Default routing table for pinned endpoint routes ("64" twice: v6gate's mark is 0x76 0x36, "v6").
@@ -52,6 +55,9 @@ pub struct Config {
     pub tunnels: Vec<Tunnel>,
     /// In file order; names are unique.
     pub watches: Vec<Watch>,
+    /// Things that work but deserve attention (a secret in the config, a key file others can
+    /// read, a legacy suite), each with its key and line; `check` prints them, `run` logs them.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Config {
@@ -131,6 +137,11 @@ pub struct Tunnel {
     pub hop_limit: u8,
     pub route_table: u32,
     pub enabled: bool,
+    /// `mode = "ipsec"`: our side's inner prefixes, the local traffic selectors (`routes` are
+    /// the remote ones). Empty for the other modes.
+    pub local_subnets: Vec<IpNet>,
+    /// `Some` exactly for `mode = "ipsec"`.
+    pub ipsec: Option<IpsecConfig>,
 }
 
 impl Tunnel {
@@ -159,6 +170,8 @@ impl Tunnel {
             hop_limit: DEFAULT_HOP_LIMIT,
             route_table: MAIN_TABLE,
             enabled: true,
+            local_subnets: Vec::new(),
+            ipsec: None,
         }
     }
 
@@ -178,7 +191,16 @@ impl Tunnel {
 
     /// Bytes the encapsulation adds in front of each inner packet on `path`: an IPv4 header, or
     /// an IPv6 header and, when the option is sent, the destination options header carrying it.
+    /// For ipsec only the outer IP header: what ESP adds depends on the packet's length, see
+    /// [`Tunnel::path_mtu`].
     pub fn overhead(&self, path: &Path) -> u16 {
+        if self.ipsec.is_some() {
+            return if path.is_ipv6() {
+                IPV6_HEADER_LEN
+            } else {
+                IPV4_HEADER_LEN
+            };
+        }
         match (path.is_ipv6(), self.encap_limit) {
             (false, _) => IPV4_HEADER_LEN,
             (true, Some(_)) => IPV6_HEADER_LEN + ENCAP_LIMIT_OPTION_LEN,
@@ -187,14 +209,20 @@ impl Tunnel {
     }
 
     /// The configured MTU, or the largest inner packet that fits `path`'s underlay of
-    /// `underlay_mtu` bytes unfragmented: `underlay_mtu - overhead(path)`.
+    /// `underlay_mtu` bytes unfragmented: `underlay_mtu - overhead(path)`, and for ipsec what
+    /// [`IpsecConfig::inner_fits`] leaves of that (UDP 8, ESP header 8, IV, padding, trailer 2
+    /// and ICV of the worst configured suite).
     ///
     /// A tunnel that carries IPv6 never goes below 1280, IPv6's minimum link MTU (the kernel
     /// turns IPv6 off on a smaller device); on a smaller underlay the outer packet is then
     /// fragmented, as RFC 2473 §7.1 and RFC 4213 §3.2 prescribe.
     pub fn path_mtu(&self, path: &Path, underlay_mtu: u16) -> u16 {
         self.mtu.unwrap_or_else(|| {
-            let fits = underlay_mtu.saturating_sub(self.overhead(path));
+            let room = underlay_mtu.saturating_sub(self.overhead(path));
+            let fits = match &self.ipsec {
+                Some(ipsec) => ipsec.inner_fits(room),
+                None => room,
+            };
             if self.inner_families.ipv6 {
                 fits.max(IPV6_MIN_MTU)
             } else {
@@ -387,10 +415,10 @@ pub fn default_device(tunnel_name: &str) -> String {
     format!("{DEVICE_PREFIX}{tunnel_name}")
 }
 
-/// What a tunnel carries inside the outer IPv6 header.
+/// What a tunnel carries inside the outer header, and how.
 ///
-/// Exhaustive on purpose: when IPsec arrives as a mode, every place that must handle it will
-/// fail to compile instead of falling into a catch-all arm.
+/// Exhaustive on purpose: a new mode makes every place that must handle it fail to compile
+/// instead of falling into a catch-all arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
     /// IPv4 in IPv6 (RFC 2473, next header 4): Linux ip6tnl `mode ipip6`, YAMAHA `ipip`.
@@ -399,10 +427,13 @@ pub enum Mode {
     Ip6ip6,
     /// Both, like ip6tnl `mode any`.
     Any,
+    /// IKEv2-negotiated ESP in tunnel mode (RFC 4303), raw or in UDP 4500; carries the
+    /// families its `local_subnets` and `routes` name.
+    Ipsec,
 }
 
 impl Mode {
-    pub const ALL: [Self; 3] = [Self::Ipip6, Self::Ip6ip6, Self::Any];
+    pub const ALL: [Self; 4] = [Self::Ipip6, Self::Ip6ip6, Self::Any, Self::Ipsec];
 
     /// The spelling used in the config file.
     pub fn as_str(self) -> &'static str {
@@ -410,15 +441,17 @@ impl Mode {
             Self::Ipip6 => "ipip6",
             Self::Ip6ip6 => "ip6ip6",
             Self::Any => "any",
+            Self::Ipsec => "ipsec",
         }
     }
 
-    /// Inner families the mode can carry.
+    /// Inner families the mode can carry. For ipsec both: a tunnel's own are the families of
+    /// its traffic selectors.
     pub fn families(self) -> InnerFamilies {
         match self {
             Self::Ipip6 => InnerFamilies::IPV4,
             Self::Ip6ip6 => InnerFamilies::IPV6,
-            Self::Any => InnerFamilies::BOTH,
+            Self::Any | Self::Ipsec => InnerFamilies::BOTH,
         }
     }
 }

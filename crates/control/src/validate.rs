@@ -12,7 +12,10 @@ use toml::de::DeTable;
 
 use crate::duration::{format_duration, parse_duration};
 use crate::error::{ConfigError, Diagnostic};
-use crate::file::{FileConfig, FileGateway, FileHealth, FilePath, FileTunnel, FileWatch, Int};
+use crate::file::{
+    FileConfig, FileGateway, FileHealth, FileIke, FilePath, FileTunnel, FileWatch, Int,
+};
+use crate::ipsec::{Encap, IkeStart, IpsecConfig, Psk};
 use crate::locate::KeyIndex;
 use crate::model::{
     Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_PATH, DEFAULT_PIN_RULE_PRIORITY,
@@ -66,18 +69,25 @@ pub(crate) fn config_from_str(text: &str, origin: &str) -> Result<Config, Config
         Err(e) => return Err(ConfigError::new(origin, vec![serde_diagnostic(&e, &index)])),
     };
 
-    let mut check = Checker::default();
-    let config = check.config(file);
+    let mut check = Checker {
+        // Relative key files sit beside the config, wherever the daemon was started from.
+        config_dir: std::path::Path::new(origin).parent().map(PathBuf::from),
+        ..Checker::default()
+    };
+    let mut config = check.config(file);
+    let locate = |mut diagnostics: Vec<Diagnostic>| {
+        for d in &mut diagnostics {
+            d.location = index.locate(&d.key);
+        }
+        // File order reads best; stable so problems on one line keep the order they were found in.
+        diagnostics.sort_by_key(|d| d.location.unwrap_or((usize::MAX, 0)));
+        diagnostics
+    };
     if check.diagnostics.is_empty() {
+        config.warnings = locate(check.warnings);
         return Ok(config);
     }
-    let mut diagnostics = check.diagnostics;
-    for d in &mut diagnostics {
-        d.location = index.locate(&d.key);
-    }
-    // File order reads best; stable so problems on one line keep the order they were found in.
-    diagnostics.sort_by_key(|d| d.location.unwrap_or((usize::MAX, 0)));
-    Err(ConfigError::new(origin, diagnostics))
+    Err(ConfigError::new(origin, locate(check.diagnostics)))
 }
 
 /// Names the key a serde error is about, using its span.
@@ -107,6 +117,9 @@ fn serde_diagnostic(e: &toml::de::Error, index: &KeyIndex<'_>) -> Diagnostic {
 #[derive(Default)]
 struct Checker {
     diagnostics: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    /// Directory of the config file, against which relative `psk_file`s are resolved.
+    config_dir: Option<PathBuf>,
     /// Tunnels written in the single-path form, whose path keys are the tunnel's own.
     single_path: HashSet<usize>,
 }
@@ -129,6 +142,10 @@ impl Checker {
         self.diagnostics.push(Diagnostic::new(key, message));
     }
 
+    fn warn(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Diagnostic::new(key, message));
+    }
+
     fn config(&mut self, file: FileConfig) -> Config {
         let gateway = self.gateway(file.gateway);
         let tunnels: Vec<(usize, Tunnel)> = file
@@ -149,6 +166,7 @@ impl Checker {
             gateway,
             tunnels: tunnels.into_iter().map(|(_, t)| t).collect(),
             watches: watches.into_iter().map(|(_, w)| w).collect(),
+            warnings: Vec::new(),
         }
     }
 
@@ -225,6 +243,15 @@ impl Checker {
 
         let mode = self.mode(&key("mode"), &file.mode);
         let families = match (&file.inner_families, mode) {
+            (Some(_), Some(Mode::Ipsec)) => {
+                self.error(
+                    key("inner_families"),
+                    "an ipsec tunnel carries the families of its local_subnets and routes; \
+                     leave inner_families out",
+                );
+                None
+            }
+            (None, Some(Mode::Ipsec)) => Some(selector_families(&file)),
             (Some(list), Some(mode)) => self.families(&key("inner_families"), list, mode),
             (None, Some(mode)) => Some(mode.families()),
             (_, None) => None,
@@ -234,6 +261,26 @@ impl Checker {
             (None, _) => Some(Vec::new()),
             (Some(value), Some(families)) => self.addresses(&key("address"), value, families),
             (Some(_), None) => None,
+        };
+
+        let ipsec_file = file.ike.take();
+        let ipsec = self.ipsec(i, &file, ipsec_file, mode);
+        let local_subnets = match (&file.local_subnets, mode, families) {
+            (None, _, _) => Some(Vec::new()),
+            (Some(list), Some(Mode::Ipsec), Some(families)) => {
+                self.prefixes(&key("local_subnets"), list, Mode::Ipsec, families)
+            }
+            (Some(_), Some(Mode::Ipsec), None) | (Some(_), None, _) => None,
+            (Some(_), Some(mode), _) => {
+                self.error(
+                    key("local_subnets"),
+                    format!(
+                        "names the local traffic selectors of mode = \"ipsec\"; mode = \"{mode}\" \
+                         carries whatever is routed into it"
+                    ),
+                );
+                None
+            }
         };
 
         let device_per_path = file.device_per_path.unwrap_or(false);
@@ -421,6 +468,8 @@ impl Checker {
             hop_limit: hop_limit?,
             route_table: route_table?,
             enabled: file.enabled.unwrap_or(true),
+            local_subnets: local_subnets?,
+            ipsec: ipsec?,
         })
     }
 
@@ -461,7 +510,9 @@ impl Checker {
         if found.is_none() {
             self.error(
                 key,
-                format!("expected one of \"ipip6\", \"ip6ip6\", \"any\", found {mode:?}"),
+                format!(
+                    "expected one of \"ipip6\", \"ip6ip6\", \"any\", \"ipsec\", found {mode:?}"
+                ),
             );
         }
         found
@@ -1513,6 +1564,27 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     contains && !one_is_default
 }
 
+/// Families an ipsec tunnel carries: those of its traffic selectors that parse (the ones that
+/// do not are reported where they are checked).
+fn selector_families(file: &FileTunnel) -> InnerFamilies {
+    let nets = file
+        .local_subnets
+        .iter()
+        .chain(&file.routes)
+        .flatten()
+        .filter_map(|text| parse_net(text));
+    nets.fold(
+        InnerFamilies {
+            ipv4: false,
+            ipv6: false,
+        },
+        |f, net| InnerFamilies {
+            ipv4: f.ipv4 || net.addr().is_ipv4(),
+            ipv6: f.ipv6 || net.addr().is_ipv6(),
+        },
+    )
+}
+
 fn parse_net(text: &str) -> Option<IpNet> {
     text.parse::<IpNet>()
         .ok()
@@ -1530,7 +1602,7 @@ fn carried_families(mode: Mode) -> &'static str {
     match mode {
         Mode::Ipip6 => "IPv4",
         Mode::Ip6ip6 => "IPv6",
-        Mode::Any => "IPv4 and IPv6",
+        Mode::Any | Mode::Ipsec => "IPv4 and IPv6",
     }
 }
 
@@ -1575,4 +1647,345 @@ fn describe(value: &Value) -> String {
         Value::Array(_) => "an array".to_owned(),
         Value::Table(_) => "a table".to_owned(),
     }
+}
+
+/// Shortest DPD delay and timeout: below a second a busy peer looks dead.
+const MIN_DPD: Duration = Duration::from_secs(1);
+/// Shortest SA lifetime: the IKE core rekeys up to 10 minutes before the end (9 minutes margin
+/// plus up to a minute of jitter), so a lifetime must leave time before that.
+const MIN_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// Longest SA lifetime: a day, as strongSwan and the routers of S3/S4 allow.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+impl Checker {
+    /// The ipsec side of tunnel `i`: `[tunnel.ike]`, which belongs to `mode = "ipsec"` and only
+    /// to it, and the keys that mode excludes. `Some(None)` for a valid non-ipsec tunnel.
+    fn ipsec(
+        &mut self,
+        i: usize,
+        file: &FileTunnel,
+        ike: Option<FileIke>,
+        mode: Option<Mode>,
+    ) -> Option<Option<IpsecConfig>> {
+        let key = |field: &str| format!("tunnel[{i}].{field}");
+        match (mode, ike) {
+            (None, _) => None,
+            (Some(Mode::Ipsec), None) => {
+                self.error(
+                    key("ike"),
+                    "mode = \"ipsec\" needs a [tunnel.ike] table with at least psk_file",
+                );
+                None
+            }
+            (Some(mode), Some(_)) if mode != Mode::Ipsec => {
+                self.error(
+                    key("ike"),
+                    format!("[tunnel.ike] belongs to mode = \"ipsec\", not \"{mode}\""),
+                );
+                None
+            }
+            (Some(_), None) => Some(None),
+            (Some(_), Some(ike)) => {
+                let before = self.diagnostics.len();
+                self.ipsec_shape(i, file);
+                let config = self.ike(&key("ike"), ike);
+                (self.diagnostics.len() == before)
+                    .then_some(config)
+                    .flatten()
+                    .map(Some)
+            }
+        }
+    }
+
+    /// Keys of the tunnel that an ipsec tunnel cannot have, and the ones it must.
+    fn ipsec_shape(&mut self, i: usize, file: &FileTunnel) {
+        let key = |field: &str| format!("tunnel[{i}].{field}");
+        if file.path.is_some() {
+            self.error(
+                key("path"),
+                "[[tunnel.path]] tables are not supported for ipsec tunnels yet (one IKE SA per \
+                 path is planned); write `local` and `remote` on the tunnel",
+            );
+        }
+        for (field, set, why) in [
+            (
+                "encap_limit",
+                file.encap_limit.is_some(),
+                "is an RFC 2473 option; ESP has no such header",
+            ),
+            (
+                "tclass",
+                file.tclass.is_some(),
+                "is not configurable for ESP: the outer header keeps the inner DSCP, as RFC 4301 \
+                 §5.1.2 has it",
+            ),
+        ] {
+            if set {
+                self.error(key(field), why);
+            }
+        }
+        for (field, list) in [
+            ("local_subnets", &file.local_subnets),
+            ("routes", &file.routes),
+        ] {
+            if list.as_ref().is_none_or(Vec::is_empty) {
+                self.error(
+                    key(field),
+                    format!(
+                        "an ipsec tunnel needs `{field}`: {}",
+                        if field == "routes" {
+                            "the peer's subnets, its traffic selectors"
+                        } else {
+                            "our subnets, the local traffic selectors"
+                        }
+                    ),
+                );
+            }
+        }
+    }
+
+    /// `[tunnel.ike]` at key `prefix`.
+    fn ike(&mut self, prefix: &str, file: FileIke) -> Option<IpsecConfig> {
+        let before = self.diagnostics.len();
+        let key = |field: &str| format!("{prefix}.{field}");
+        let psk = match (&file.psk_file, &file.psk) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    key("psk"),
+                    "give the key either in psk_file or in psk, not both",
+                );
+                None
+            }
+            (None, None) => {
+                self.error(
+                    key("psk_file"),
+                    "missing field `psk_file`: the file holding the pre-shared key (mode 0600)",
+                );
+                None
+            }
+            (Some(path), None) => self.psk_file(&key("psk_file"), path),
+            (None, Some(text)) if text.is_empty() => {
+                self.error(key("psk"), "is empty");
+                None
+            }
+            (None, Some(text)) => {
+                self.warn(
+                    key("psk"),
+                    "the pre-shared key is written in the config, which gets copied, shared and \
+                     backed up; put it in a file of mode 0600 and name it in psk_file",
+                );
+                Some(Psk::Inline(text.clone()))
+            }
+        };
+        let mut identity = |field: &str, value: &Option<String>| match value {
+            None => Some(None),
+            Some(text) => match ike::Identity::parse(text) {
+                Ok(id) => Some(Some(id)),
+                Err(e) => {
+                    self.error(key(field), e.to_string());
+                    None
+                }
+            },
+        };
+        let local_id = identity("local_id", &file.local_id);
+        let remote_id = identity("remote_id", &file.remote_id);
+
+        let proposals = self.proposals(
+            &key("proposals"),
+            file.proposals.as_deref(),
+            ike::proposal::IkeProposal::parse,
+            ike::proposal::IkeProposal::default_modern,
+            |p| p.legacy,
+            |_| None,
+        );
+        let esp_proposals = self.proposals(
+            &key("esp_proposals"),
+            file.esp_proposals.as_deref(),
+            ike::proposal::EspProposal::parse,
+            ike::proposal::EspProposal::default_modern,
+            |p| p.legacy,
+            esp_unsupported,
+        );
+
+        let word = |this: &mut Self, field: &str, value: &Option<String>, words: &[&str]| {
+            let text = value.as_deref()?;
+            let found = words.iter().position(|w| *w == text);
+            if found.is_none() {
+                let list: Vec<String> = words.iter().map(|w| format!("{w:?}")).collect();
+                this.error(
+                    key(field),
+                    format!("expected one of {}, found {text:?}", list.join(", ")),
+                );
+            }
+            Some(found)
+        };
+        let start = match word(self, "start", &file.start, &["auto", "respond"]) {
+            None => Some(IkeStart::Auto),
+            Some(found) => found.map(|n| [IkeStart::Auto, IkeStart::Respond][n]),
+        };
+        let encap = match word(self, "encap", &file.encap, &["auto", "udp"]) {
+            None => Some(Encap::Auto),
+            Some(found) => found.map(|n| [Encap::Auto, Encap::Udp][n]),
+        };
+        let dpd_action = match word(self, "dpd_action", &file.dpd_action, &["restart", "clear"]) {
+            None => Some(ike::DpdAction::Restart),
+            Some(found) => found.map(|n| [ike::DpdAction::Restart, ike::DpdAction::Clear][n]),
+        };
+
+        // The IKE core's own defaults, which are strongSwan's.
+        let defaults = ike::Config::new(b"", Vec::new(), Vec::new());
+        let default_dpd = defaults.dpd.expect("the IKE core enables DPD by default");
+        let mut duration = |field: &str, value: &Option<Value>, lo, hi, default| match value {
+            None => Some(default),
+            Some(v) => self.duration(&key(field), v, lo, hi),
+        };
+        let dpd_delay = duration(
+            "dpd_delay",
+            &file.dpd_delay,
+            MIN_DPD,
+            MAX_TIMER,
+            default_dpd.delay,
+        );
+        let dpd_timeout = duration(
+            "dpd_timeout",
+            &file.dpd_timeout,
+            MIN_DPD,
+            MAX_TIMER,
+            default_dpd.timeout,
+        );
+        let ike_lifetime = duration(
+            "ike_lifetime",
+            &file.ike_lifetime,
+            MIN_LIFETIME,
+            MAX_LIFETIME,
+            defaults.ike_lifetime,
+        );
+        let child_lifetime = duration(
+            "child_lifetime",
+            &file.child_lifetime,
+            MIN_LIFETIME,
+            MAX_LIFETIME,
+            defaults.child_lifetime,
+        );
+
+        if self.diagnostics.len() != before {
+            return None;
+        }
+        let (proposals, ike_legacy) = proposals?;
+        let (esp_proposals, esp_legacy) = esp_proposals?;
+        Some(IpsecConfig {
+            psk: psk?,
+            local_id: local_id?,
+            remote_id: remote_id?,
+            proposals,
+            esp_proposals,
+            legacy: ike_legacy || esp_legacy,
+            start: start?,
+            encap: encap?,
+            dpd_delay: dpd_delay?,
+            dpd_timeout: dpd_timeout?,
+            dpd_action: dpd_action?,
+            ike_lifetime: ike_lifetime?,
+            child_lifetime: child_lifetime?,
+        })
+    }
+
+    /// A list of proposals in strongSwan's syntax, each parsed by the IKE core; a legacy one is
+    /// accepted with a warning. Returns the proposals and whether any is legacy.
+    fn proposals<P, E: std::fmt::Display>(
+        &mut self,
+        key: &str,
+        list: Option<&[String]>,
+        parse: impl Fn(&str) -> Result<P, E>,
+        default: impl Fn() -> P,
+        legacy: impl Fn(&P) -> bool,
+        unsupported: impl Fn(&P) -> Option<String>,
+    ) -> Option<(Vec<P>, bool)> {
+        let Some(list) = list else {
+            return Some((vec![default()], false));
+        };
+        if list.is_empty() {
+            self.error(
+                key,
+                "must list at least one proposal (or be left out for the default)",
+            );
+            return None;
+        }
+        let before = self.diagnostics.len();
+        let mut out = Vec::with_capacity(list.len());
+        let mut any_legacy = false;
+        for (j, text) in list.iter().enumerate() {
+            let key = format!("{key}[{j}]");
+            match parse(text) {
+                Ok(p) => {
+                    if let Some(why) = unsupported(&p) {
+                        self.error(&key, why);
+                    } else if legacy(&p) {
+                        any_legacy = true;
+                        self.warn(
+                            &key,
+                            format!(
+                                "{text:?} allows SHA-1 or MODP-1024, kept only for old peers; \
+                                 prefer aes128gcm16 with prfsha256 and ecp256 or modp2048"
+                            ),
+                        );
+                    }
+                    out.push(p);
+                }
+                Err(e) => self.error(key, e.to_string()),
+            }
+        }
+        (self.diagnostics.len() == before).then_some((out, any_legacy))
+    }
+
+    /// `psk_file`: must be a readable regular file; one that others can read is a warning.
+    fn psk_file(&mut self, key: &str, text: &str) -> Option<Psk> {
+        use std::os::unix::fs::PermissionsExt;
+
+        let mut path = PathBuf::from(text);
+        if path.is_relative()
+            && let Some(dir) = &self.config_dir
+        {
+            path = dir.join(path);
+        }
+        match std::fs::metadata(&path) {
+            Ok(meta) if !meta.is_file() => {
+                self.error(key, format!("{} is not a regular file", path.display()));
+                None
+            }
+            Ok(meta) => {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    self.warn(
+                        key,
+                        format!(
+                            "{} has mode {mode:04o}: others on this host can read the key; \
+                             chmod 600 it",
+                            path.display()
+                        ),
+                    );
+                }
+                Some(Psk::File(path))
+            }
+            Err(e) => {
+                self.error(key, format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+}
+
+/// Why the ESP dataplane cannot run a proposal, if it cannot: it implements AES-GCM-16 and
+/// AES-CBC with HMAC-SHA1-96 or HMAC-SHA2-256-128.
+fn esp_unsupported(p: &ike::proposal::EspProposal) -> Option<String> {
+    use ike::crypto::Integ;
+    p.integ
+        .iter()
+        .find(|i| !matches!(i, Integ::HmacSha1_96 | Integ::HmacSha256_128))
+        .map(|i| {
+            format!(
+                "{i:?} is not implemented for ESP; use sha256 or sha1 with a CBC cipher, or \
+                 aes128gcm16"
+            )
+        })
 }

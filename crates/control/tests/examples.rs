@@ -37,6 +37,8 @@ fn the_scenario_examples_are_shipped() {
         "s1-vps.toml",
         "s1-home.toml",
         "s4-two-paths.toml",
+        "s3-vps.toml",
+        "s3-home.toml",
     ] {
         assert!(
             names.iter().any(|n| n == wanted),
@@ -142,6 +144,7 @@ fn unknown_key_in_any_table_is_named() {
                     paths += 1;
                 }
                 "[tunnel.health]" => spots.push((i + 1, format!("tunnel[{tunnel}].health.{KEY}"))),
+                "[tunnel.ike]" => spots.push((i + 1, format!("tunnel[{tunnel}].ike.{KEY}"))),
                 "[[watch]]" => {
                     spots.push((i + 1, format!("watch[{watches}].{KEY}")));
                     watches += 1;
@@ -231,4 +234,35 @@ fn s4_two_paths() {
     assert!(w.route.metric < 100);
     let hooks = [&w.on_down, &w.on_up].map(|h| h.as_ref().unwrap().args.clone());
     assert_eq!(hooks, [["on"], ["off"]]);
+}
+
+/// S3: the two ends of one IPsec tunnel agree on endpoints, selectors, identities and suites.
+#[test]
+fn s3_ends_match() {
+    use control::{Encap, IkeStart};
+    let vps = load("s3-vps.toml");
+    let home = load("s3-home.toml");
+    let (v, h) = (&vps.tunnels[0], &home.tunnels[0]);
+    assert_eq!((v.mode, h.mode), (Mode::Ipsec, Mode::Ipsec));
+    let (vp, hp) = (&v.paths[0], &h.paths[0]);
+    assert_eq!((vp.local, vp.remote), (hp.remote, hp.local));
+    assert_eq!(v.local_subnets, h.routes);
+    assert_eq!(h.local_subnets, v.routes);
+    let (vi, hi) = (v.ipsec.as_ref().unwrap(), h.ipsec.as_ref().unwrap());
+    assert_eq!(vi.local_id, hi.remote_id);
+    assert_eq!(hi.local_id, vi.remote_id);
+    assert_eq!(vi.proposals, hi.proposals);
+    assert_eq!(vi.esp_proposals, hi.esp_proposals);
+    assert_eq!(vi.psk.read().unwrap(), hi.psk.read().unwrap());
+    // One end starts, so the two never race each other's IKE_SA_INIT.
+    assert_eq!((vi.start, hi.start), (IkeStart::Respond, IkeStart::Auto));
+    assert_eq!(hi.encap, Encap::Auto);
+    assert!(!v.inner_families.ipv6 && v.inner_families.ipv4);
+    // 1500 - 40 - 8 (UDP reserved) - 8 - 8 - 16 (GCM) - 2 (trailer).
+    let plan = control::plan(&home, |_, _| 1500);
+    assert_eq!(plan.tunnels[0].devices[0].mtu, 1418);
+    // The only thing worth a warning is a key file left readable by others.
+    for w in vps.warnings.iter().chain(&home.warnings) {
+        assert!(w.key.ends_with("ike.psk_file"), "{w:?}");
+    }
 }
