@@ -9,6 +9,7 @@
 //! a block holding it (unpredictable without the key, NIST SP 800-38A Appendix C).
 
 mod replay;
+pub mod tunnel;
 
 use core::fmt;
 use std::collections::HashMap;
@@ -22,6 +23,10 @@ use sha1::Sha1;
 use sha2::Sha256;
 
 pub use replay::{ReplayWindow, WINDOW};
+pub use tunnel::{
+    EspBatch, EspDestination, EspDrop, EspEvent, EspStats, EspTunnel, EspTunnelConfig, UdpKind,
+    classify_udp,
+};
 
 const HEADER_LEN: usize = wire::esp::HEADER_LEN;
 
