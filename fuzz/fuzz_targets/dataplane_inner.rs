@@ -80,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(destination, Destination::Tun(a_id));
             continue;
         };
-        assert_eq!(remote, REMOTE);
+        assert_eq!(remote, std::net::IpAddr::V6(REMOTE));
         let outer = Ipv6Packet::new_checked(bytes).expect("outer packet parses");
         assert_eq!(usize::from(outer.payload_len()) + 40, bytes.len());
         assert!(bytes.len() <= 48 + mtu);

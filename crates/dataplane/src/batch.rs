@@ -1,18 +1,23 @@
 //! The output arena the core writes packets into.
 
 use core::ops::Range;
-use std::net::Ipv6Addr;
+use std::net::IpAddr;
 
-use crate::TunnelId;
+use crate::{PathId, TunnelId};
 
 /// Where a packet in a [`Batch`] goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Destination {
-    /// A complete outer IPv6 packet (header, options, inner packet) for a raw
-    /// socket with `IPV6_HDRINCL`; `remote` is the address to send it to.
-    Underlay { remote: Ipv6Addr },
+    /// A complete outer packet, header included, to send to `remote`: IPv6
+    /// (header, options, inner packet) for a raw socket with `IPV6_HDRINCL`
+    /// when `remote` is IPv6, IPv4 for a raw socket with `IP_HDRINCL` when it
+    /// is IPv4.
+    Underlay { remote: IpAddr },
     /// An inner packet to write to this tunnel's TUN device.
     Tun(TunnelId),
+    /// An inner packet to write to the TUN device of this path of the tunnel
+    /// ([`TunnelConfig::device_per_path`](crate::TunnelConfig::device_per_path)).
+    TunPath(TunnelId, PathId),
 }
 
 #[derive(Debug, Clone)]
@@ -132,7 +137,7 @@ mod tests {
 
     const TUN: Destination = Destination::Tun(TunnelId(1));
     const UNDERLAY: Destination = Destination::Underlay {
-        remote: Ipv6Addr::LOCALHOST,
+        remote: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
     };
 
     #[test]

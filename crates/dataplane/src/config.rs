@@ -1,9 +1,11 @@
-//! What a tunnel is: its endpoints, what it carries and how it frames it.
+//! What a tunnel is: its paths, what it carries and how it frames it.
 
 use core::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
+
+use crate::HealthConfig;
 
 /// Names one tunnel inside a [`Dataplane`](crate::Dataplane).
 ///
@@ -16,6 +18,93 @@ pub struct TunnelId(pub u32);
 impl fmt::Display for TunnelId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "tunnel#{}", self.0)
+    }
+}
+
+/// Names one path of a tunnel: its position in [`TunnelConfig::paths`].
+///
+/// Positions follow the configuration, so a reload that reorders or removes
+/// paths changes them; names are what stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct PathId(pub u8);
+
+impl PathId {
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for PathId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "path#{}", self.0)
+    }
+}
+
+/// How a path is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Probe {
+    /// The peer is v6gate: keepalives it answers on the same path, which checks
+    /// both directions of exactly this path.
+    #[default]
+    Keepalive,
+    /// The peer is a foreign router (YAMAHA RTX, NEC IX): an ICMP echo to
+    /// `target`, an inner address the peer answers for, sent through the path.
+    /// The answer may come back on any path, since the peer routes it, so this
+    /// checks the way out on this path and some way back.
+    Icmp {
+        target: IpAddr,
+        /// Inner source; without one, `icmp_source_v4` / `icmp_source_v6`.
+        source: Option<IpAddr>,
+    },
+    /// Not checked: the path counts as up.
+    None,
+}
+
+/// One outer path of a tunnel.
+///
+/// Its family is the family of its addresses: IPv6 paths speak RFC 2473 (as
+/// Linux ip6tnl), IPv4 paths RFC 2003 for inner IPv4 and RFC 4213 (protocol 41)
+/// for inner IPv6 (as Linux ipip and sit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathConfig {
+    pub name: String,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    /// Traffic takes the cheapest path that is up; ties go to the first listed.
+    pub cost: u32,
+    pub probe: Probe,
+}
+
+/// Bytes an outer IPv4 header adds: v6gate sends no IPv4 options.
+pub const IPV4_OVERHEAD: usize = wire::ipv4::HEADER_LEN;
+
+impl PathConfig {
+    /// A path of cost 0 probed with keepalives.
+    pub fn new(
+        name: impl Into<String>,
+        local: impl Into<IpAddr>,
+        remote: impl Into<IpAddr>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            local: local.into(),
+            remote: remote.into(),
+            cost: 0,
+            probe: Probe::Keepalive,
+        }
+    }
+
+    pub fn is_ipv4(&self) -> bool {
+        self.local.is_ipv4()
+    }
+
+    /// Bytes in front of the inner packet on this path.
+    pub fn overhead(&self, encap_limit: EncapLimit) -> usize {
+        if self.is_ipv4() {
+            IPV4_OVERHEAD
+        } else {
+            wire::ipv6::HEADER_LEN + encap_limit.overhead()
+        }
     }
 }
 
@@ -98,8 +187,10 @@ pub enum MssClamp {
 pub struct TunnelConfig {
     pub name: String,
     pub mode: Mode,
-    pub local: Ipv6Addr,
-    pub remote: Ipv6Addr,
+    /// At least one, at most [`MAX_PATHS`]; received packets are accepted on
+    /// every path, sent ones take the active path.
+    pub paths: Vec<PathConfig>,
+    /// The Tunnel Encapsulation Limit option, on IPv6 paths only.
     pub encap_limit: EncapLimit,
     /// The inner MTU: the largest inner packet sent without fragmenting or
     /// answering with an ICMP error.
@@ -118,7 +209,23 @@ pub struct TunnelConfig {
     /// without one, oversized packets are dropped silently.
     pub icmp_source_v4: Option<Ipv4Addr>,
     pub icmp_source_v6: Option<Ipv6Addr>,
+    /// Probing of the paths, and how soon traffic may fail back: `hold_down`
+    /// is the least time between a switch and a failback to a cheaper path.
+    /// The paths' own trackers have no hold-down, so that a backup that
+    /// recovered is usable at once when the active path fails.
+    pub health: HealthConfig,
+    /// Each path has a TUN device of its own (for a routing daemon running
+    /// OSPF over each, S4): packets are sent with
+    /// [`handle_inner_on_path`](crate::Dataplane::handle_inner_on_path),
+    /// received ones go to [`Destination::TunPath`](crate::Destination::TunPath),
+    /// and `routes` no longer filters what is sent, since the routing daemon
+    /// owns the routes.
+    pub device_per_path: bool,
 }
+
+/// Paths a tunnel may have: more than any site has uplinks, and few enough
+/// that the probes of all of them stay negligible.
+pub const MAX_PATHS: usize = 64;
 
 /// Linux ip6tnl's default hop limit (`DEFAULT_TNL_HOP_LIMIT`).
 pub const DEFAULT_HOP_LIMIT: u8 = 64;
@@ -131,14 +238,19 @@ pub const MIN_IPV4_MTU: u16 = 68;
 pub const MIN_IPV6_MTU: u16 = 1280;
 
 impl TunnelConfig {
-    /// A tunnel with ip6tnl's defaults and an inner MTU for a 1500-byte underlay;
-    /// routes and allowed sources are left empty.
+    /// A tunnel with ip6tnl's defaults and an inner MTU for a 1500-byte underlay,
+    /// over one IPv6 path named "default" that is not probed, so that it sends
+    /// nothing but traffic, like ip6tnl; routes and allowed sources are left
+    /// empty.
     pub fn new(name: impl Into<String>, mode: Mode, local: Ipv6Addr, remote: Ipv6Addr) -> Self {
+        let path = PathConfig {
+            probe: Probe::None,
+            ..PathConfig::new("default", local, remote)
+        };
         Self {
             name: name.into(),
             mode,
-            local,
-            remote,
+            paths: vec![path],
             encap_limit: EncapLimit::None,
             mtu: 1460,
             hop_limit: DEFAULT_HOP_LIMIT,
@@ -150,7 +262,22 @@ impl TunnelConfig {
             mss_clamp: MssClamp::default(),
             icmp_source_v4: None,
             icmp_source_v6: None,
+            health: HealthConfig::default(),
+            device_per_path: false,
         }
+    }
+
+    pub fn path(&self, id: PathId) -> Option<&PathConfig> {
+        self.paths.get(id.index())
+    }
+
+    /// The paths with their ids.
+    pub fn path_ids(&self) -> impl Iterator<Item = (PathId, &PathConfig)> {
+        // Validation bounds the count to MAX_PATHS, so the index fits.
+        self.paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (PathId(i as u8), p))
     }
 
     pub fn carries_ipv4(&self) -> bool {
@@ -170,20 +297,46 @@ impl TunnelConfig {
         }
     }
 
-    /// The largest inner MTU: the outer payload length is a 16-bit field.
+    /// The largest inner MTU: the outer IPv6 payload length and the IPv4 total
+    /// length are 16-bit fields.
     pub fn max_mtu(&self) -> u16 {
-        // The overhead is 0 or 8, so this never underflows.
-        u16::MAX - self.encap_limit.overhead() as u16
+        let ipv4_max = u16::MAX - IPV4_OVERHEAD as u16;
+        // The option's overhead is 0 or 8, so this never underflows.
+        let ipv6_max = u16::MAX - self.encap_limit.overhead() as u16;
+        self.paths
+            .iter()
+            .map(|p| if p.is_ipv4() { ipv4_max } else { ipv6_max })
+            .min()
+            .unwrap_or(ipv6_max)
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        for (which, addr) in [("local", self.local), ("remote", self.remote)] {
-            if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
-                return Err(ConfigError::BadEndpoint { which, addr });
+        if self.paths.is_empty() {
+            return Err(ConfigError::NoPaths);
+        }
+        if self.paths.len() > MAX_PATHS {
+            return Err(ConfigError::TooManyPaths {
+                count: self.paths.len(),
+            });
+        }
+        for (i, path) in self.paths.iter().enumerate() {
+            self.validate_path(path)?;
+            for earlier in &self.paths[..i] {
+                if earlier.name == path.name {
+                    return Err(ConfigError::DuplicatePathName {
+                        name: path.name.clone(),
+                    });
+                }
+                if (earlier.local, earlier.remote) == (path.local, path.remote) {
+                    return Err(ConfigError::RepeatedEndpoints {
+                        path: path.name.clone(),
+                        earlier: earlier.name.clone(),
+                    });
+                }
             }
         }
-        if self.local == self.remote {
-            return Err(ConfigError::LocalIsRemote { addr: self.local });
+        if let Some(problem) = self.health.problem() {
+            return Err(ConfigError::BadHealth { problem });
         }
         let (min, max) = (self.min_mtu(), self.max_mtu());
         if self.mtu < min || self.mtu > max {
@@ -201,25 +354,122 @@ impl TunnelConfig {
         }
         Ok(())
     }
+
+    fn validate_path(&self, path: &PathConfig) -> Result<(), ConfigError> {
+        let bad = |which, addr| ConfigError::BadEndpoint {
+            path: path.name.clone(),
+            which,
+            addr,
+        };
+        if path.local.is_ipv4() != path.remote.is_ipv4() {
+            return Err(ConfigError::PathFamilyMismatch {
+                path: path.name.clone(),
+                local: path.local,
+                remote: path.remote,
+            });
+        }
+        for (which, addr) in [("local", path.local), ("remote", path.remote)] {
+            if !is_unicast(addr) {
+                return Err(bad(which, addr));
+            }
+        }
+        if path.local == path.remote {
+            return Err(ConfigError::LocalIsRemote {
+                path: path.name.clone(),
+                addr: path.local,
+            });
+        }
+        if let Probe::Icmp { target, source } = path.probe {
+            let problem = if !is_unicast(target) {
+                Some("the target is not a unicast address")
+            } else if !self.carries_family_of(target) {
+                Some("the tunnel does not carry the target's family")
+            } else if source.is_some_and(|s| s.is_ipv4() != target.is_ipv4()) {
+                Some("source and target are of different families")
+            } else if source.is_some_and(|s| !is_unicast(s)) {
+                Some("the source is not a unicast address")
+            } else if source.is_none() && self.icmp_source_for(target).is_none() {
+                Some("no source: give the probe one or set icmp_source_v4/icmp_source_v6")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(ConfigError::BadProbe {
+                    path: path.name.clone(),
+                    problem,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn carries_family_of(&self, addr: IpAddr) -> bool {
+        if addr.is_ipv4() {
+            self.carries_ipv4()
+        } else {
+            self.carries_ipv6()
+        }
+    }
+
+    /// The tunnel's ICMP source of `addr`'s family.
+    pub(crate) fn icmp_source_for(&self, addr: IpAddr) -> Option<IpAddr> {
+        match addr {
+            IpAddr::V4(_) => self.icmp_source_v4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.icmp_source_v6.map(IpAddr::V6),
+        }
+    }
+}
+
+/// Whether `addr` can be one end of a path or an ICMP probe.
+fn is_unicast(addr: IpAddr) -> bool {
+    let broadcast = matches!(addr, IpAddr::V4(v4) if v4.is_broadcast());
+    !(addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() || broadcast)
 }
 
 /// Why [`Dataplane::add_tunnel`](crate::Dataplane::add_tunnel) refused a tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// Another tunnel already has these endpoints: received packets could not
-    /// be told apart.
+    /// A path of another tunnel already has these endpoints: received packets
+    /// could not be told apart.
     DuplicateEndpoints {
         existing: TunnelId,
-        local: Ipv6Addr,
-        remote: Ipv6Addr,
+        local: IpAddr,
+        remote: IpAddr,
+    },
+    /// Two paths of the tunnel have the same endpoints.
+    RepeatedEndpoints {
+        path: String,
+        earlier: String,
+    },
+    NoPaths,
+    TooManyPaths {
+        count: usize,
+    },
+    DuplicatePathName {
+        name: String,
+    },
+    /// One end IPv4, the other IPv6.
+    PathFamilyMismatch {
+        path: String,
+        local: IpAddr,
+        remote: IpAddr,
     },
     BadEndpoint {
+        path: String,
         which: &'static str,
-        addr: Ipv6Addr,
+        addr: IpAddr,
     },
     LocalIsRemote {
-        addr: Ipv6Addr,
+        path: String,
+        addr: IpAddr,
+    },
+    BadProbe {
+        path: String,
+        problem: &'static str,
+    },
+    BadHealth {
+        problem: &'static str,
     },
     MtuOutOfRange {
         mtu: u16,
@@ -245,15 +495,34 @@ impl fmt::Display for ConfigError {
                 remote,
             } => write!(
                 f,
-                "{existing} already runs between local {local} and remote {remote}"
+                "{existing} already has a path between local {local} and remote {remote}"
             ),
-            Self::BadEndpoint { which, addr } => write!(
+            Self::RepeatedEndpoints { path, earlier } => write!(
                 f,
-                "{which} address {addr} cannot be a tunnel endpoint (unspecified, multicast or loopback)"
+                "paths {earlier:?} and {path:?} have the same local and remote addresses"
             ),
-            Self::LocalIsRemote { addr } => {
-                write!(f, "local and remote are both {addr}")
+            Self::NoPaths => f.write_str("a tunnel needs at least one path"),
+            Self::TooManyPaths { count } => {
+                write!(f, "{count} paths, at most {MAX_PATHS} are supported")
             }
+            Self::DuplicatePathName { name } => write!(f, "two paths are named {name:?}"),
+            Self::PathFamilyMismatch {
+                path,
+                local,
+                remote,
+            } => write!(
+                f,
+                "path {path:?}: local {local} and remote {remote} are of different families"
+            ),
+            Self::BadEndpoint { path, which, addr } => write!(
+                f,
+                "path {path:?}: {which} address {addr} cannot be a tunnel endpoint (unspecified, multicast, broadcast or loopback)"
+            ),
+            Self::LocalIsRemote { path, addr } => {
+                write!(f, "path {path:?}: local and remote are both {addr}")
+            }
+            Self::BadProbe { path, problem } => write!(f, "path {path:?}: ICMP probe: {problem}"),
+            Self::BadHealth { problem } => write!(f, "health: {problem}"),
             Self::MtuOutOfRange { mtu, min, max } => {
                 write!(f, "mtu {mtu} is outside {min}..={max} for this mode")
             }
@@ -320,7 +589,7 @@ mod tests {
     #[test]
     fn rejects_endpoints_that_cannot_be_tunnel_ends() {
         let mut c = config(Mode::Ipip6);
-        c.remote = Ipv6Addr::UNSPECIFIED;
+        c.paths[0].remote = Ipv6Addr::UNSPECIFIED.into();
         assert!(matches!(
             c.validate(),
             Err(ConfigError::BadEndpoint {
@@ -329,17 +598,126 @@ mod tests {
             })
         ));
         let mut c = config(Mode::Ipip6);
-        c.local = "ff02::1".parse().unwrap();
+        c.paths[0].local = "ff02::1".parse().unwrap();
         assert!(matches!(
             c.validate(),
             Err(ConfigError::BadEndpoint { which: "local", .. })
         ));
         let mut c = config(Mode::Ipip6);
-        c.remote = c.local;
+        c.paths[0].remote = c.paths[0].local;
         assert!(matches!(
             c.validate(),
             Err(ConfigError::LocalIsRemote { .. })
         ));
+        for v4 in ["255.255.255.255", "0.0.0.0", "127.0.0.1", "224.0.0.5"] {
+            let mut c = config(Mode::Ipip6);
+            c.paths[0] = PathConfig::new(
+                "v4",
+                v4.parse::<Ipv4Addr>().unwrap(),
+                Ipv4Addr::new(198, 18, 0, 2),
+            );
+            assert!(
+                matches!(
+                    c.validate(),
+                    Err(ConfigError::BadEndpoint { which: "local", .. })
+                ),
+                "{v4}"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_are_checked_one_by_one_and_against_each_other() {
+        let v4 = |name: &str, local: [u8; 4], remote: [u8; 4]| {
+            PathConfig::new(name, Ipv4Addr::from(local), Ipv4Addr::from(remote))
+        };
+        let mut c = config(Mode::Ipip6);
+        c.paths.clear();
+        assert_eq!(c.validate(), Err(ConfigError::NoPaths));
+
+        let mut c = config(Mode::Ipip6);
+        c.paths = (0..=MAX_PATHS as u8)
+            .map(|i| v4(&format!("p{i}"), [198, 18, i, 1], [198, 18, i, 2]))
+            .collect();
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::TooManyPaths {
+                count: MAX_PATHS + 1
+            })
+        );
+        c.paths.pop();
+        assert_eq!(c.validate(), Ok(()));
+
+        let mut c = config(Mode::Ipip6);
+        c.paths
+            .push(v4("default", [198, 18, 0, 1], [198, 18, 0, 2]));
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::DuplicatePathName {
+                name: "default".into()
+            })
+        );
+        c.paths[1].name = "pppoe".into();
+        assert_eq!(c.validate(), Ok(()));
+        c.paths.push(v4("again", [198, 18, 0, 1], [198, 18, 0, 2]));
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::RepeatedEndpoints {
+                path: "again".into(),
+                earlier: "pppoe".into()
+            })
+        );
+
+        let mut c = config(Mode::Ipip6);
+        c.paths[0].remote = Ipv4Addr::new(198, 18, 0, 2).into();
+        let err = c.validate().unwrap_err();
+        assert!(matches!(err, ConfigError::PathFamilyMismatch { .. }));
+        assert_eq!(
+            err.to_string(),
+            "path \"default\": local 2001:db8::1 and remote 198.18.0.2 are of different families"
+        );
+    }
+
+    #[test]
+    fn an_ipv4_path_lowers_the_largest_mtu() {
+        let mut c = config(Mode::Ipip6);
+        assert_eq!(c.max_mtu(), 65535);
+        c.paths.push(PathConfig::new(
+            "pppoe",
+            Ipv4Addr::new(198, 18, 0, 1),
+            Ipv4Addr::new(198, 18, 0, 2),
+        ));
+        assert_eq!(c.max_mtu(), 65515);
+        c.mtu = 65516;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::MtuOutOfRange { max: 65515, .. })
+        ));
+        // The option only exists on IPv6 paths.
+        c.encap_limit = EncapLimit::Limit(4);
+        assert_eq!(c.max_mtu(), 65515);
+        assert_eq!(c.paths[1].overhead(c.encap_limit), 20);
+        assert_eq!(c.paths[0].overhead(c.encap_limit), 48);
+    }
+
+    #[test]
+    fn health_settings_are_checked() {
+        let mut c = config(Mode::Ipip6);
+        c.health.down_after = 0;
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.to_string(), "health: down_after is zero");
+    }
+
+    #[test]
+    fn the_single_path_form_sends_nothing_but_traffic() {
+        let c = config(Mode::Ipip6);
+        assert_eq!(c.paths.len(), 1);
+        assert_eq!(c.paths[0].name, "default");
+        assert_eq!(c.paths[0].probe, Probe::None);
+        assert_eq!(c.path(PathId(0)), Some(&c.paths[0]));
+        assert_eq!(c.path(PathId(1)), None);
+        assert!(!c.device_per_path);
+        assert_eq!(PathId(3).to_string(), "path#3");
     }
 
     #[test]

@@ -1,22 +1,21 @@
 //! The set of tunnels and the entry points the shell drives.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::Ipv6Addr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Instant;
 
-use wire::{Icmpv6Packet, icmpv6};
+use wire::{Icmpv6Packet, icmpv6, ipv6_ext};
 
-use crate::event::PathMtuReason;
-use crate::pmtu::{PathMtu, Update};
+use crate::event::{EventQueue, PathMtuReason};
 use crate::ratelimit::IcmpRateLimit;
-use crate::tunnel::{Idents, Tunnel, quoted_tunnel_packet};
+use crate::tunnel::{Idents, Ipv4Outer, Tunnel, quoted_tunnel_packet};
 use crate::{
-    Batch, ConfigError, DropCounters, DropReason, Event, TunnelConfig, TunnelId, TunnelStats,
-    Verdict, encap,
+    Batch, ConfigError, DropCounters, DropReason, Event, PathId, PathStats, Probe, TunnelConfig,
+    TunnelId, TunnelStats, Verdict,
 };
 
-/// What the shell knows about an outer packet besides its payload: the fields
-/// of the outer IPv6 header (from `recvmsg` ancillary data) and the Tunnel
+/// What the shell knows about an outer IPv6 packet besides its payload: the
+/// fields of the outer header (from `recvmsg` ancillary data) and the Tunnel
 /// Encapsulation Limit if the packet carried one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OuterMeta {
@@ -32,33 +31,51 @@ pub struct OuterMeta {
     pub encap_limit: Option<u8>,
 }
 
-/// Events waiting beyond this are dropped oldest first: a shell that never
-/// polls must not make the core grow without bound.
-const MAX_EVENTS: usize = 1024;
+/// The core's own time line: keepalives carry nanoseconds since `start`, and
+/// a tunnel added before any probe wants its first one at `latest`.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    start: Instant,
+    latest: Instant,
+}
 
 /// The sans-IO tunnel core.
 ///
 /// It performs no I/O and reads no clock. The shell calls, in any order:
-/// - `handle_inner` with each packet read from a tunnel's TUN device,
-///   `handle_outer` with each payload received on the raw IPv6 sockets
-///   (protocols 4 and 41), `handle_icmpv6` with each ICMPv6 message from the
-///   raw ICMPv6 socket;
+/// - `handle_inner` with each packet read from a tunnel's TUN device (or
+///   `handle_inner_on_path` with each packet read from a path's own device,
+///   see [`TunnelConfig::device_per_path`]), `handle_outer` with each payload
+///   received on the raw IPv6 sockets (protocols 4 and 41),
+///   `handle_outer_ipv4` with each whole datagram received on the raw IPv4
+///   sockets (protocols 4 and 41), `handle_icmpv6` with each ICMPv6 message
+///   from the raw ICMPv6 socket, and `handle_timeout` when `poll_timeout`
+///   says;
 /// - then sends every packet the handlers appended to the [`Batch`]:
 ///   [`Destination::Underlay`](crate::Destination::Underlay) packets are whole
-///   IPv6 packets for an `IPV6_HDRINCL` socket,
-///   [`Destination::Tun`](crate::Destination::Tun) packets are written to that
-///   tunnel's TUN device;
+///   IPv6 packets for an `IPV6_HDRINCL` socket or whole IPv4 datagrams for an
+///   `IP_HDRINCL` socket, by the family of `remote`;
+///   [`Destination::Tun`](crate::Destination::Tun) and
+///   [`Destination::TunPath`](crate::Destination::TunPath) packets are written
+///   to that TUN device;
 /// - `poll_event` until it returns `None`, and `poll_timeout` to know when to
 ///   call `handle_timeout` next (after any handler or configuration change).
+///
+/// Tunnels added before the core has seen any `now` start probing at the first
+/// `handle_timeout`; call it once after adding them.
 #[derive(Debug)]
 pub struct Dataplane {
     tunnels: BTreeMap<TunnelId, Tunnel>,
-    by_endpoints: HashMap<(Ipv6Addr, Ipv6Addr), TunnelId>,
+    by_endpoints: HashMap<(IpAddr, IpAddr), (TunnelId, PathId)>,
     next_id: u32,
     unattributed: DropCounters,
-    events: VecDeque<Event>,
+    events: EventQueue,
     icmp_rate: IcmpRateLimit,
     idents: Idents,
+    /// Echo identifiers in use by ICMP-probed paths, unique over all tunnels
+    /// so a capture tells them apart.
+    icmp_idents: HashSet<u16>,
+    next_icmp_ident: u16,
+    clock: Option<Clock>,
 }
 
 impl Default for Dataplane {
@@ -79,72 +96,157 @@ impl Dataplane {
             by_endpoints: HashMap::new(),
             next_id: 0,
             unattributed: DropCounters::default(),
-            events: VecDeque::new(),
+            events: EventQueue::default(),
             icmp_rate,
             idents: Idents::default(),
+            icmp_idents: HashSet::new(),
+            next_icmp_ident: 0,
+            clock: None,
+        }
+    }
+
+    /// Notes the time; returns nanoseconds since the first time seen.
+    fn tick(&mut self, now: Instant) -> u64 {
+        let clock = self.clock.get_or_insert(Clock {
+            start: now,
+            latest: now,
+        });
+        clock.latest = clock.latest.max(now);
+        // Wraps after 584 years of uptime.
+        now.saturating_duration_since(clock.start).as_nanos() as u64
+    }
+
+    /// Refuses endpoints another tunnel's path already has.
+    fn check_endpoints(
+        &self,
+        id: Option<TunnelId>,
+        config: &TunnelConfig,
+    ) -> Result<(), ConfigError> {
+        for path in &config.paths {
+            if let Some(&(existing, _)) = self.by_endpoints.get(&(path.local, path.remote))
+                && Some(existing) != id
+            {
+                return Err(ConfigError::DuplicateEndpoints {
+                    existing,
+                    local: path.local,
+                    remote: path.remote,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn index_endpoints(&mut self, id: TunnelId, config: &TunnelConfig) {
+        for (path_id, path) in config.path_ids() {
+            self.by_endpoints
+                .insert((path.local, path.remote), (id, path_id));
+        }
+    }
+
+    fn unindex_endpoints(&mut self, config: &TunnelConfig) {
+        for path in &config.paths {
+            self.by_endpoints.remove(&(path.local, path.remote));
+        }
+    }
+
+    /// Echo identifiers for `config`'s ICMP-probed paths: the one a path of
+    /// the same name had in `keep`, or a free one.
+    fn allocate_icmp_idents(
+        &mut self,
+        config: &TunnelConfig,
+        keep: &[(String, Option<u16>)],
+    ) -> Result<Vec<Option<u16>>, ConfigError> {
+        let mut idents = Vec::with_capacity(config.paths.len());
+        for path in &config.paths {
+            if !matches!(path.probe, Probe::Icmp { .. }) {
+                idents.push(None);
+                continue;
+            }
+            let kept = keep
+                .iter()
+                .find(|(name, _)| *name == path.name)
+                .and_then(|(_, ident)| *ident);
+            let ident = match kept {
+                Some(ident) => ident,
+                None => {
+                    let Some(ident) = (0..=u16::MAX)
+                        .map(|i| self.next_icmp_ident.wrapping_add(i))
+                        .find(|i| !self.icmp_idents.contains(i))
+                    else {
+                        for ident in idents.iter().flatten() {
+                            self.icmp_idents.remove(ident);
+                        }
+                        return Err(ConfigError::IdsExhausted);
+                    };
+                    self.next_icmp_ident = ident.wrapping_add(1);
+                    ident
+                }
+            };
+            self.icmp_idents.insert(ident);
+            idents.push(Some(ident));
+        }
+        Ok(idents)
+    }
+
+    fn release_icmp_idents(&mut self, tunnel: &Tunnel) {
+        for ident in tunnel.paths.iter().filter_map(|p| p.icmp_ident) {
+            self.icmp_idents.remove(&ident);
         }
     }
 
     pub fn add_tunnel(&mut self, config: TunnelConfig) -> Result<TunnelId, ConfigError> {
         config.validate()?;
-        let endpoints = (config.local, config.remote);
-        if let Some(&existing) = self.by_endpoints.get(&endpoints) {
-            return Err(ConfigError::DuplicateEndpoints {
-                existing,
-                local: config.local,
-                remote: config.remote,
-            });
-        }
+        self.check_endpoints(None, &config)?;
         let id = TunnelId(self.next_id);
-        self.next_id = self
+        let next_id = self
             .next_id
             .checked_add(1)
             .ok_or(ConfigError::IdsExhausted)?;
-        self.by_endpoints.insert(endpoints, id);
+        let icmp_idents = self.allocate_icmp_idents(&config, &[])?;
+        self.next_id = next_id;
+        self.index_endpoints(id, &config);
         self.tunnels
-            .insert(id, Tunnel::new(id, config, self.icmp_rate));
+            .insert(id, Tunnel::new(id, config, self.icmp_rate, &icmp_idents));
         Ok(id)
     }
 
     /// Changes a tunnel in place, keeping its id and counters, for a reload.
-    /// A learnt path MTU survives unless the MTU or the option changed, since
-    /// it was measured for the old framing.
+    /// Paths are matched by name: one that keeps its endpoints, probe and
+    /// health settings keeps its health, and a learnt path MTU survives unless
+    /// the MTU or the option changed, since it was measured for the old
+    /// framing. Traffic stays on the active path if it is still there.
     pub fn update_tunnel(&mut self, id: TunnelId, config: TunnelConfig) -> Result<(), ConfigError> {
-        if !self.tunnels.contains_key(&id) {
+        let Some(tunnel) = self.tunnels.get(&id) else {
             return Err(ConfigError::NoSuchTunnel { id });
-        }
+        };
         config.validate()?;
-        let endpoints = (config.local, config.remote);
-        if let Some(&existing) = self.by_endpoints.get(&endpoints)
-            && existing != id
-        {
-            return Err(ConfigError::DuplicateEndpoints {
-                existing,
-                local: config.local,
-                remote: config.remote,
-            });
+        self.check_endpoints(Some(id), &config)?;
+        let keep: Vec<(String, Option<u16>)> = tunnel
+            .config
+            .paths
+            .iter()
+            .zip(&tunnel.paths)
+            .map(|(c, p)| (c.name.clone(), p.icmp_ident))
+            .collect();
+        let old_idents: Vec<u16> = keep.iter().filter_map(|(_, i)| *i).collect();
+        for ident in &old_idents {
+            self.icmp_idents.remove(ident);
         }
+        let icmp_idents = match self.allocate_icmp_idents(&config, &keep) {
+            Ok(idents) => idents,
+            Err(e) => {
+                self.icmp_idents.extend(old_idents);
+                return Err(e);
+            }
+        };
         let Some(tunnel) = self.tunnels.get_mut(&id) else {
             return Err(ConfigError::NoSuchTunnel { id });
         };
-        let old = &tunnel.config;
-        let framing_changed = old.mtu != config.mtu || old.encap_limit != config.encap_limit;
-        self.by_endpoints.remove(&(old.local, old.remote));
-        self.by_endpoints.insert(endpoints, id);
-        let before = tunnel.pmtu.current();
-        if framing_changed {
-            tunnel.pmtu = PathMtu::new(config.mtu);
-            tunnel.stats.path_mtu = config.mtu;
-        }
-        tunnel.config = config;
-        let after = tunnel.pmtu.current();
-        if after != before {
-            self.push_event(Event::PathMtuChanged {
-                tunnel: id,
-                mtu: after,
-                reason: PathMtuReason::Reconfigured,
-            });
-        }
+        let old_config = tunnel.config.clone();
+        tunnel.reconfigure(config, &icmp_idents, &mut self.events);
+        let new_config = tunnel.config.clone();
+        self.unindex_endpoints(&old_config);
+        self.index_endpoints(id, &new_config);
         Ok(())
     }
 
@@ -152,8 +254,8 @@ impl Dataplane {
         let Some(tunnel) = self.tunnels.remove(&id) else {
             return false;
         };
-        self.by_endpoints
-            .remove(&(tunnel.config.local, tunnel.config.remote));
+        self.unindex_endpoints(&tunnel.config);
+        self.release_icmp_idents(&tunnel);
         true
     }
 
@@ -165,13 +267,38 @@ impl Dataplane {
         self.tunnels.get(&id).map(|t| &t.stats)
     }
 
+    /// Health and counters of one path.
+    pub fn path_stats(&self, id: TunnelId, path: PathId) -> Option<PathStats> {
+        self.tunnels.get(&id)?.path_stats(path)
+    }
+
+    /// The path the tunnel's traffic leaves on.
+    pub fn active_path(&self, id: TunnelId) -> Option<PathId> {
+        self.tunnels.get(&id).map(Tunnel::active)
+    }
+
     pub fn tunnels(&self) -> impl Iterator<Item = TunnelId> + '_ {
         self.tunnels.keys().copied()
     }
 
-    /// The tunnel running between these outer addresses.
-    pub fn tunnel_by_endpoints(&self, local: Ipv6Addr, remote: Ipv6Addr) -> Option<TunnelId> {
-        self.by_endpoints.get(&(local, remote)).copied()
+    /// The tunnel with a path between these outer addresses.
+    pub fn tunnel_by_endpoints(
+        &self,
+        local: impl Into<IpAddr>,
+        remote: impl Into<IpAddr>,
+    ) -> Option<TunnelId> {
+        self.path_by_endpoints(local, remote).map(|(id, _)| id)
+    }
+
+    /// The path between these outer addresses, and its tunnel.
+    pub fn path_by_endpoints(
+        &self,
+        local: impl Into<IpAddr>,
+        remote: impl Into<IpAddr>,
+    ) -> Option<(TunnelId, PathId)> {
+        self.by_endpoints
+            .get(&(local.into(), remote.into()))
+            .copied()
     }
 
     /// Drops that belong to no tunnel: unknown tunnel ids, outer packets and
@@ -185,8 +312,9 @@ impl Dataplane {
         Verdict::Dropped(reason)
     }
 
-    /// An inner packet read from `tunnel`'s TUN device. Mutable so that MSS
-    /// clamping happens in place; the packet is otherwise left as it was.
+    /// An inner packet read from `tunnel`'s TUN device, sent on the active
+    /// path. Mutable so that MSS clamping happens in place; the packet is
+    /// otherwise left as it was.
     pub fn handle_inner(
         &mut self,
         now: Instant,
@@ -194,14 +322,33 @@ impl Dataplane {
         packet: &mut [u8],
         out: &mut Batch,
     ) -> Verdict {
+        self.tick(now);
         match self.tunnels.get_mut(&tunnel) {
-            Some(t) => t.encap(now, packet, out, &mut self.idents),
+            Some(t) => t.encap(now, None, packet, out, &mut self.idents),
             None => self.drop_unattributed(DropReason::NoTunnel),
         }
     }
 
-    /// The payload of an outer packet from the underlay, after the outer header
-    /// and the extension headers the kernel processed.
+    /// An inner packet read from the TUN device of one path of `tunnel`
+    /// ([`TunnelConfig::device_per_path`]), sent on exactly that path whatever
+    /// its health. ICMP errors about it go back to that device.
+    pub fn handle_inner_on_path(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelId,
+        path: PathId,
+        packet: &mut [u8],
+        out: &mut Batch,
+    ) -> Verdict {
+        self.tick(now);
+        match self.tunnels.get_mut(&tunnel) {
+            Some(t) => t.encap(now, Some(path), packet, out, &mut self.idents),
+            None => self.drop_unattributed(DropReason::NoTunnel),
+        }
+    }
+
+    /// The payload of an outer IPv6 packet from the underlay, after the outer
+    /// header and the extension headers the kernel processed.
     pub fn handle_outer(
         &mut self,
         now: Instant,
@@ -209,29 +356,86 @@ impl Dataplane {
         payload: &mut [u8],
         out: &mut Batch,
     ) -> Verdict {
-        // Nothing on this path depends on time yet; the parameter keeps the
-        // signature stable for per-packet timers (e.g. rate limits) later.
-        let _ = now;
-        if let Some(id) = self.tunnel_by_endpoints(meta.dst, meta.src)
-            && let Some(tunnel) = self.tunnels.get_mut(&id)
-        {
-            return tunnel.decap(meta, payload, out);
+        self.tick(now);
+        let (src, dst) = (IpAddr::V6(meta.src), IpAddr::V6(meta.dst));
+        let Some((id, path)) = self.path_by_endpoints(dst, src) else {
+            return self.not_ours(dst);
+        };
+        let Some(tunnel) = self.tunnels.get_mut(&id) else {
+            return self.drop_unattributed(DropReason::NoTunnel);
+        };
+        // Normally the shell has consumed the extension headers already; if
+        // not, skip them here rather than misread them as the inner packet.
+        let walk = match ipv6_ext::walk(meta.next_header, payload) {
+            Ok(walk) if !walk.fragmented => walk,
+            _ => return tunnel.drop(DropReason::Malformed),
+        };
+        let verdict = tunnel.decap(
+            now,
+            path,
+            walk.upper_protocol,
+            meta.traffic_class,
+            &mut payload[walk.offset..],
+            out,
+            &mut self.idents,
+        );
+        if verdict == Verdict::Consumed {
+            tunnel.settle(now, &mut self.events);
         }
-        // Addressed to one of our tunnel ends, but not from its peer: spoofed or
-        // a peer whose address changed. Either way the tunnel's owner wants to know.
+        verdict
+    }
+
+    /// A whole IPv4 datagram, header included, as a raw IPv4 socket for
+    /// protocol 4 or 41 delivers it. Mutable for the same reasons as
+    /// [`handle_outer`](Self::handle_outer)'s payload.
+    pub fn handle_outer_ipv4(
+        &mut self,
+        now: Instant,
+        datagram: &mut [u8],
+        out: &mut Batch,
+    ) -> Verdict {
+        self.tick(now);
+        let Some(outer) = Ipv4Outer::parse(datagram) else {
+            return self.drop_unattributed(DropReason::Malformed);
+        };
+        let (src, dst) = (IpAddr::V4(outer.src), IpAddr::V4(outer.dst));
+        let Some((id, path)) = self.path_by_endpoints(dst, src) else {
+            return self.not_ours(dst);
+        };
+        let Some(tunnel) = self.tunnels.get_mut(&id) else {
+            return self.drop_unattributed(DropReason::NoTunnel);
+        };
+        let verdict = tunnel.decap(
+            now,
+            path,
+            outer.protocol,
+            outer.tos,
+            &mut datagram[outer.payload],
+            out,
+            &mut self.idents,
+        );
+        if verdict == Verdict::Consumed {
+            tunnel.settle(now, &mut self.events);
+        }
+        verdict
+    }
+
+    /// An outer packet no path claims.
+    fn not_ours(&mut self, dst: IpAddr) -> Verdict {
+        // Addressed to one of our tunnel ends, but not from a peer: spoofed or a
+        // peer whose address changed. Either way the tunnel's owner wants to know.
         if let Some(tunnel) = self
             .tunnels
             .values_mut()
-            .find(|t| t.config.local == meta.dst)
+            .find(|t| t.config.paths.iter().any(|p| p.local == dst))
         {
-            tunnel.stats.drops.bump(DropReason::SpoofedOuterSource);
-            return Verdict::Dropped(DropReason::SpoofedOuterSource);
+            return tunnel.drop(DropReason::SpoofedOuterSource);
         }
         self.drop_unattributed(DropReason::NoTunnel)
     }
 
     /// An ICMPv6 message from the underlay, from its ICMPv6 header on. Packet
-    /// Too Big messages about our outer packets lower that tunnel's path MTU;
+    /// Too Big messages about our outer packets lower that path's MTU;
     /// everything else is left to the kernel.
     pub fn handle_icmpv6(
         &mut self,
@@ -240,6 +444,7 @@ impl Dataplane {
         dst: Ipv6Addr,
         message: &[u8],
     ) -> Verdict {
+        self.tick(now);
         let Ok(packet) = Icmpv6Packet::new_checked(message) else {
             return self.drop_unattributed(DropReason::Malformed);
         };
@@ -252,7 +457,7 @@ impl Dataplane {
         let Some((local, remote)) = quoted_tunnel_packet(packet.data()) else {
             return self.drop_unattributed(DropReason::NoTunnel);
         };
-        let Some(id) = self.tunnel_by_endpoints(local, remote) else {
+        let Some((id, path)) = self.path_by_endpoints(local, remote) else {
             return self.drop_unattributed(DropReason::NoTunnel);
         };
         let Some(tunnel) = self.tunnels.get_mut(&id) else {
@@ -262,12 +467,11 @@ impl Dataplane {
         // Links below 1280 are not IPv6 links; such a report only means that
         // the path needs fragmentation headers, which we never rely on.
         let link = reported.clamp(1280, u32::from(u16::MAX)) as u16;
-        let inner_mtu = link - encap::overhead(&tunnel.config) as u16;
-        if tunnel.pmtu.lower(now, inner_mtu) == Update::Lowered {
-            let mtu = tunnel.pmtu.current();
-            tunnel.stats.path_mtu = mtu;
-            self.push_event(Event::PathMtuChanged {
+        if tunnel.lower_path_mtu(now, path, link) {
+            let mtu = tunnel.paths[path.index()].pmtu.current();
+            self.events.push(Event::PathMtuChanged {
                 tunnel: id,
+                path,
                 mtu,
                 reason: PathMtuReason::PacketTooBig {
                     from: src,
@@ -279,36 +483,48 @@ impl Dataplane {
     }
 
     /// When `handle_timeout` should next be called, if anything is pending.
+    /// May be in the past: a path waiting for its first probe wants it at
+    /// once.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.tunnels.values().filter_map(|t| t.pmtu.expires()).min()
+        let mut next: Option<Instant> = None;
+        for tunnel in self.tunnels.values() {
+            let (at, first_probe) = tunnel.poll_timeout();
+            let at = if first_probe {
+                self.clock.map(|c| c.latest).or(at)
+            } else {
+                at
+            };
+            next = match (next, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        next
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let mut expired = Vec::new();
+    /// Runs the timers: expired path MTUs, lost probes, health changes and the
+    /// path switches they cause. Probes that are due are appended to `out`,
+    /// which the shell sends as after any handler.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Batch) {
+        let since_start = self.tick(now);
         for tunnel in self.tunnels.values_mut() {
-            if tunnel.pmtu.expire(now) {
-                tunnel.stats.path_mtu = tunnel.pmtu.current();
-                expired.push(Event::PathMtuChanged {
-                    tunnel: tunnel.id,
-                    mtu: tunnel.pmtu.current(),
-                    reason: PathMtuReason::Expired,
-                });
-            }
-        }
-        for event in expired {
-            self.push_event(event);
+            tunnel.handle_timeout(now, since_start, out, &mut self.idents, &mut self.events);
         }
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop()
     }
 
-    fn push_event(&mut self, event: Event) {
-        if self.events.len() == MAX_EVENTS {
-            self.events.pop_front();
-        }
-        self.events.push_back(event);
+    /// Probes of all paths still waiting for an answer.
+    #[cfg(test)]
+    pub(crate) fn probes_in_flight(&self) -> usize {
+        self.tunnels
+            .values()
+            .flat_map(|t| &t.paths)
+            .filter_map(|p| p.tracker.as_ref())
+            .map(crate::health::Tracker::in_flight)
+            .sum()
     }
 }
 
@@ -327,44 +543,24 @@ mod tests {
     }
 
     #[test]
-    fn event_queue_is_bounded_and_keeps_the_newest() {
-        let mut dp = Dataplane::new();
-        for mtu in 0..(MAX_EVENTS as u16 + 10) {
-            dp.push_event(Event::PathMtuChanged {
-                tunnel: TunnelId(0),
-                mtu,
-                reason: PathMtuReason::Expired,
-            });
-        }
-        let mtus: Vec<u16> = std::iter::from_fn(|| dp.poll_event())
-            .map(|Event::PathMtuChanged { mtu, .. }| mtu)
-            .collect();
-        assert_eq!(mtus.len(), MAX_EVENTS);
-        assert_eq!(mtus[0], 10);
-        assert_eq!(*mtus.last().unwrap(), MAX_EVENTS as u16 + 9);
-    }
-
-    #[test]
     fn update_keeps_id_and_counters_and_checks_endpoints() {
         let mut dp = Dataplane::new();
         let id = dp.add_tunnel(config()).unwrap();
         dp.tunnels.get_mut(&id).unwrap().stats.rx_packets = 7;
         let mut other = config();
-        other.remote = "2001:db8::3".parse().unwrap();
+        other.paths[0].remote = "2001:db8::3".parse().unwrap();
         let other_id = dp.add_tunnel(other.clone()).unwrap();
 
         let mut changed = config();
         changed.name = "renamed".into();
-        changed.remote = "2001:db8::4".parse().unwrap();
+        changed.paths[0].remote = "2001:db8::4".parse().unwrap();
         dp.update_tunnel(id, changed.clone()).unwrap();
         assert_eq!(dp.tunnel(id), Some(&changed));
         assert_eq!(dp.stats(id).unwrap().rx_packets, 7);
+        let path = &changed.paths[0];
+        assert_eq!(dp.tunnel_by_endpoints(path.local, path.remote), Some(id));
         assert_eq!(
-            dp.tunnel_by_endpoints(changed.local, changed.remote),
-            Some(id)
-        );
-        assert_eq!(
-            dp.tunnel_by_endpoints(changed.local, "2001:db8::2".parse().unwrap()),
+            dp.tunnel_by_endpoints(path.local, "2001:db8::2".parse::<Ipv6Addr>().unwrap()),
             None
         );
 
@@ -391,8 +587,8 @@ mod tests {
         let id = dp.add_tunnel(config()).unwrap();
         let now = Instant::now();
         let tunnel = dp.tunnels.get_mut(&id).unwrap();
-        tunnel.pmtu.lower(now, 1300);
-        tunnel.stats.path_mtu = 1300;
+        assert!(tunnel.lower_path_mtu(now, PathId(0), 1340));
+        assert_eq!(tunnel.stats.path_mtu, 1300);
 
         // Same framing: the learnt value stays.
         let mut renamed = config();
@@ -410,6 +606,7 @@ mod tests {
             dp.poll_event(),
             Some(Event::PathMtuChanged {
                 tunnel: id,
+                path: PathId(0),
                 mtu: 1400,
                 reason: PathMtuReason::Reconfigured
             })

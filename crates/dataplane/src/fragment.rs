@@ -12,9 +12,10 @@
 
 use wire::{Ipv4Packet, Ipv6Packet, Ipv6Repr, ip_proto, ipv4, ipv6, ipv6_ext};
 
-use crate::encap::{self, emit_outer, overhead};
+use crate::encap::{Framing, V6Ends};
 use crate::inner::Family;
-use crate::{Batch, Destination, DropReason, EncapLimit, TunnelConfig};
+use crate::tunnel::Idents;
+use crate::{Batch, DropReason, EncapLimit};
 
 /// The largest IPv4 header: IHL is four bits of 32-bit words.
 const MAX_HEADER_LEN: usize = 60;
@@ -57,12 +58,14 @@ fn later_header(header: &[u8]) -> Result<([u8; MAX_HEADER_LEN], usize), DropReas
 }
 
 /// Splits `packet` (a valid IPv4 packet without DF, cut to its total length)
-/// into fragments of at most `mtu` bytes, each encapsulated into `out`.
-/// Returns how many outer packets were appended; on error nothing is.
+/// into fragments of at most `mtu` bytes, each encapsulated on the path
+/// `framing` describes into `out`. Returns how many outer packets were
+/// appended; on error nothing is.
 pub(crate) fn fragment_into(
-    config: &TunnelConfig,
+    framing: &Framing,
     packet: &[u8],
     mtu: u16,
+    idents: &mut Idents,
     out: &mut Batch,
 ) -> Result<usize, DropReason> {
     let view = Ipv4Packet::new_unchecked(packet);
@@ -74,10 +77,8 @@ pub(crate) fn fragment_into(
     let (later, later_len) = later_header(first_header)?;
     let later_header = &later[..later_len];
     let mtu = usize::from(mtu);
-    let outer_len = overhead(config);
-    let destination = Destination::Underlay {
-        remote: config.remote,
-    };
+    let outer_len = framing.overhead();
+    let destination = framing.destination();
 
     let mut sent = 0;
     let mut done = 0;
@@ -104,11 +105,13 @@ pub(crate) fn fragment_into(
         let fragment_len = header.len() + chunk;
 
         let buf = out.push(destination, outer_len + fragment_len);
-        emit_outer(
-            config,
+        // The packet had no DF, and neither has any piece of it.
+        framing.emit(
             Family::V4.protocol(),
             traffic_class,
             fragment_len,
+            false,
+            idents,
             buf,
         );
         let fragment = &mut buf[outer_len..];
@@ -135,8 +138,10 @@ pub(crate) fn fragment_into(
 /// followed by a Fragment header; the encap-limit option, if any, is meant
 /// for the far end and travels in the first piece (RFC 8200 §4.5). Returns how
 /// many outer packets were appended.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn fragment_outer(
-    config: &TunnelConfig,
+    framing: &Framing,
+    ends: &V6Ends,
     inner_protocol: u8,
     inner_traffic_class: u8,
     inner: &[u8],
@@ -146,7 +151,7 @@ pub(crate) fn fragment_outer(
 ) -> usize {
     // The fragmentable part: [Destination Options] + inner packet.
     let mut option = [0u8; ipv6_ext::ENCAP_LIMIT_HEADER_LEN];
-    let (first_header, option) = match config.encap_limit {
+    let (first_header, option) = match ends.encap_limit {
         EncapLimit::None => (inner_protocol, &option[..0]),
         EncapLimit::Limit(limit) => {
             // Cannot fail: the buffer is exactly the header's length.
@@ -158,10 +163,8 @@ pub(crate) fn fragment_outer(
     let piece_header = ipv6::HEADER_LEN + ipv6_ext::FRAGMENT_HEADER_LEN;
     // At least 1280 - 48: link MTUs below 1280 were raised when learnt.
     let room = (usize::from(link_mtu) - piece_header) / 8 * 8;
-    let traffic_class = encap::traffic_class(config, inner_traffic_class);
-    let destination = Destination::Underlay {
-        remote: config.remote,
-    };
+    let traffic_class = framing.traffic_class(inner_traffic_class);
+    let destination = framing.destination();
 
     let mut sent = 0;
     let mut done = 0;
@@ -170,11 +173,11 @@ pub(crate) fn fragment_outer(
         let last = done + chunk == total;
         let buf = out.push(destination, piece_header + chunk);
         Ipv6Repr {
-            src_addr: config.local,
-            dst_addr: config.remote,
+            src_addr: ends.local,
+            dst_addr: ends.remote,
             next_header: ip_proto::FRAGMENT,
             payload_len: ipv6_ext::FRAGMENT_HEADER_LEN + chunk,
-            hop_limit: config.hop_limit,
+            hop_limit: framing.hop_limit,
             traffic_class,
             flow_label: 0,
         }

@@ -1,6 +1,10 @@
 //! What happened to each packet, and the counters that add it up.
 
 use core::fmt;
+use std::time::{Duration, Instant};
+
+use crate::health::Loss;
+use crate::{HealthState, PathId};
 
 /// What the core did with an input packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,15 +34,16 @@ pub enum DropReason {
     /// The inner packet is addressed from or to the tunnel's own remote endpoint,
     /// so the tunnel would carry itself (the kernel's `ip6_tnl_addr_conflict`).
     RoutingLoop,
-    /// The outer source is not the remote of the tunnel that owns the outer
-    /// destination.
+    /// The outer source is not the remote of any path of the tunnel that owns
+    /// the outer destination.
     SpoofedOuterSource,
     /// The inner source is outside the tunnel's allowed sources.
     InnerSourceNotAllowed,
     /// Larger than the tunnel's path MTU and may not be fragmented; an ICMP error
     /// went back to the sender where one was allowed.
     TooBig,
-    /// No tunnel for this packet.
+    /// No tunnel for this packet (or no such path, for
+    /// [`handle_inner_on_path`](crate::Dataplane::handle_inner_on_path)).
     NoTunnel,
     /// Too big, and the ICMP error for it was over the tunnel's rate limit.
     IcmpRateLimited,
@@ -167,9 +172,11 @@ pub struct TunnelStats {
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub drops: DropCounters,
-    /// The current effective inner MTU: the configured MTU, or less after an
-    /// ICMPv6 Packet Too Big.
+    /// The active path's effective inner MTU: the configured MTU, or less after
+    /// an ICMPv6 Packet Too Big. MSS clamping and oversize decisions use it.
     pub path_mtu: u16,
+    /// The path traffic leaves on.
+    pub active_path: PathId,
     /// SYN segments whose MSS option was lowered.
     pub mss_clamped: u64,
     /// ICMP errors generated towards inner senders.
@@ -177,6 +184,32 @@ pub struct TunnelStats {
     /// Inner IPv4 packets fragmented to fit, and the fragments they became.
     pub fragmented: u64,
     pub fragments_sent: u64,
+}
+
+/// Counters and health of one path of a tunnel.
+///
+/// `tx_*` and `rx_*` count what the tunnel's counters count, for this path
+/// alone; probes and their answers are counted apart and in neither.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathStats {
+    /// Always [`Up`](HealthState::Up) for a path that is not probed.
+    pub state: HealthState,
+    pub srtt: Option<Duration>,
+    pub loss: Loss,
+    /// When `state` last changed; the shell renders it against its own clock.
+    pub last_change: Option<Instant>,
+    /// This path's effective inner MTU.
+    pub path_mtu: u16,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Keepalive requests or ICMP echo requests sent on this path.
+    pub probes_sent: u64,
+    /// Replies to them, in time.
+    pub probes_answered: u64,
+    /// The peer's keepalive requests answered on this path.
+    pub keepalives_answered: u64,
 }
 
 #[cfg(test)]

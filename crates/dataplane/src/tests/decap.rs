@@ -88,7 +88,7 @@ fn picks_the_tunnel_by_both_endpoints() {
     let first = dp.add_tunnel(config(Mode::Ipip6)).unwrap();
     let other_remote: Ipv6Addr = "2001:db8:0:3::1".parse().unwrap();
     let mut c = config(Mode::Ipip6);
-    c.remote = other_remote;
+    c.paths[0].remote = other_remote.into();
     let second = dp.add_tunnel(c).unwrap();
     let packet = udp4(FAR4, NEAR4, 10, false);
     let meta = OuterMeta {

@@ -21,7 +21,12 @@ fn encap_one(config: TunnelConfig, packet: &[u8]) -> Vec<u8> {
     );
     let got = packets(&out);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].0, Destination::Underlay { remote: REMOTE });
+    assert_eq!(
+        got[0].0,
+        Destination::Underlay {
+            remote: REMOTE.into()
+        }
+    );
     got[0].1.clone()
 }
 
@@ -279,8 +284,8 @@ fn add_tunnel_rejects_duplicates_and_bad_mtu() {
         err,
         ConfigError::DuplicateEndpoints {
             existing: first,
-            local: LOCAL,
-            remote: REMOTE
+            local: LOCAL.into(),
+            remote: REMOTE.into()
         }
     );
     let mut c = config(Mode::Any);
@@ -291,7 +296,7 @@ fn add_tunnel_rejects_duplicates_and_bad_mtu() {
     ));
     // Same local, other remote is a different tunnel.
     let mut c = config(Mode::Ipip6);
-    c.remote = "2001:db8:0:3::1".parse().unwrap();
+    c.paths[0].remote = "2001:db8:0:3::1".parse().unwrap();
     let second = dp.add_tunnel(c).unwrap();
     assert_ne!(first, second);
     assert_eq!(dp.tunnels().collect::<Vec<_>>(), vec![first, second]);

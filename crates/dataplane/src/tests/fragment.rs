@@ -7,7 +7,12 @@ use crate::{EncapLimit, Verdict};
 fn inner_fragments(out: &Batch, overhead: usize) -> Vec<Vec<u8>> {
     out.iter()
         .map(|(destination, outer)| {
-            assert_eq!(destination, Destination::Underlay { remote: REMOTE });
+            assert_eq!(
+                destination,
+                Destination::Underlay {
+                    remote: REMOTE.into()
+                }
+            );
             let ip = Ipv6Packet::new_checked(outer).unwrap();
             assert_eq!(usize::from(ip.payload_len()) + 40, outer.len());
             outer[overhead..].to_vec()

@@ -2,9 +2,13 @@
 
 mod decap;
 mod encap;
+mod failover;
 mod fragment;
+mod paths;
 mod pmtu;
+mod probes;
 mod props;
+mod sim;
 mod too_big;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -15,10 +19,16 @@ use wire::{
     ipv6_ext,
 };
 
-use crate::{Batch, Dataplane, Destination, Mode, MssClamp, OuterMeta, TunnelConfig, TunnelId};
+use crate::{
+    Batch, Dataplane, Destination, HealthState, Mode, MssClamp, OuterMeta, PathConfig, Probe,
+    TunnelConfig, TunnelId, Verdict,
+};
 
 pub(crate) const LOCAL: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 1);
 pub(crate) const REMOTE: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1);
+/// Our end and the peer's of an IPv4 path (a PPPoE line, say).
+pub(crate) const LOCAL4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub(crate) const REMOTE4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// Our LAN and the far LAN.
 pub(crate) const NEAR4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 pub(crate) const FAR4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -38,6 +48,33 @@ pub(crate) fn config(mode: Mode) -> TunnelConfig {
     c.mss_clamp = MssClamp::Off;
     c.icmp_source_v4 = Some(ICMP_SOURCE4);
     c.icmp_source_v6 = Some(ICMP_SOURCE6);
+    c
+}
+
+/// [`config`] over two paths that are not probed: "ipoe" over IPv6, cost 10,
+/// and "pppoe" over IPv4, cost 100.
+pub(crate) fn two_paths(mode: Mode) -> TunnelConfig {
+    let mut c = config(mode);
+    c.paths = vec![
+        PathConfig {
+            cost: 10,
+            probe: Probe::None,
+            ..PathConfig::new("ipoe", LOCAL, REMOTE)
+        },
+        PathConfig {
+            cost: 100,
+            probe: Probe::None,
+            ..PathConfig::new("pppoe", LOCAL4, REMOTE4)
+        },
+    ];
+    c
+}
+
+/// The same tunnel seen from the peer: every path's ends swapped.
+pub(crate) fn mirrored(mut c: TunnelConfig) -> TunnelConfig {
+    for path in &mut c.paths {
+        core::mem::swap(&mut path.local, &mut path.remote);
+    }
     c
 }
 

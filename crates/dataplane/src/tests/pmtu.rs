@@ -3,7 +3,7 @@ use std::time::Duration;
 use wire::{Icmpv6Packet, Icmpv6Repr};
 
 use super::*;
-use crate::{DropReason, EncapLimit, Event, PMTU_EXPIRY, PathMtuReason, Verdict};
+use crate::{DropReason, EncapLimit, Event, PMTU_EXPIRY, PathId, PathMtuReason, Verdict};
 
 const ROUTER: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0xff, 0, 0, 0, 1);
 
@@ -42,6 +42,7 @@ fn packet_too_big_lowers_the_path_mtu() {
         dp.poll_event(),
         Some(Event::PathMtuChanged {
             tunnel: id,
+            path: PathId(0),
             mtu: 1360,
             reason: PathMtuReason::PacketTooBig {
                 from: ROUTER,
@@ -88,7 +89,10 @@ fn never_raises_and_never_goes_below_the_ipv6_minimum() {
     let _ = dp.handle_icmpv6(t0, ROUTER, LOCAL, &ptb(0, &quoted));
     assert_eq!(dp.stats(id).unwrap().path_mtu, 1240);
     let mtus: Vec<_> = std::iter::from_fn(|| dp.poll_event())
-        .map(|Event::PathMtuChanged { mtu, .. }| mtu)
+        .filter_map(|e| match e {
+            Event::PathMtuChanged { mtu, .. } => Some(mtu),
+            _ => None,
+        })
         .collect();
     assert_eq!(mtus, vec![1360, 1240]);
 }
@@ -120,16 +124,17 @@ fn expires_back_to_the_configured_mtu() {
     assert_eq!(dp.poll_event(), None);
     assert_eq!(dp.poll_timeout(), Some(t1 + PMTU_EXPIRY));
 
-    dp.handle_timeout(t0 + PMTU_EXPIRY);
+    dp.handle_timeout(t0 + PMTU_EXPIRY, &mut Batch::new(0));
     assert_eq!(dp.stats(id).unwrap().path_mtu, 1360);
     assert_eq!(dp.poll_event(), None);
 
-    dp.handle_timeout(t1 + PMTU_EXPIRY);
+    dp.handle_timeout(t1 + PMTU_EXPIRY, &mut Batch::new(0));
     assert_eq!(dp.stats(id).unwrap().path_mtu, 1460);
     assert_eq!(
         dp.poll_event(),
         Some(Event::PathMtuChanged {
             tunnel: id,
+            path: PathId(0),
             mtu: 1460,
             reason: PathMtuReason::Expired
         })
@@ -221,7 +226,12 @@ fn other_icmpv6_and_bad_checksums_are_not_acted_on() {
 fn reassemble_outer(out: &Batch, link_mtu: usize) -> (u8, Vec<u8>) {
     let mut pieces = Vec::new();
     for (destination, bytes) in out {
-        assert_eq!(destination, Destination::Underlay { remote: REMOTE });
+        assert_eq!(
+            destination,
+            Destination::Underlay {
+                remote: REMOTE.into()
+            }
+        );
         assert!(bytes.len() <= link_mtu, "{} > {link_mtu}", bytes.len());
         let ip = Ipv6Packet::new_checked(bytes).unwrap();
         assert_eq!((ip.src_addr(), ip.dst_addr()), (LOCAL, REMOTE));

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use wire::{Icmpv6Packet, icmpv6};
 
 use super::*;
-use crate::{EncapLimit, TrafficClass, Verdict};
+use crate::{EncapLimit, TrafficClass};
 
 fn any_ipv4() -> impl Strategy<Value = Vec<u8>> {
     (
@@ -206,13 +206,18 @@ proptest! {
         }
         let path_mtu = dp.stats(id).unwrap().path_mtu;
         let overhead = 40 + dp.tunnel(id).unwrap().encap_limit.overhead();
+        // The narrowing packet may itself have been dropped, for the same
+        // reason as the packet under test.
+        let before = *dp.stats(id).unwrap();
         let mut out = Batch::new(0);
         let mut packet = packet;
         let verdict = dp.handle_inner(now(), id, &mut packet, &mut out);
         let stats = dp.stats(id).unwrap();
         match verdict {
-            Verdict::Forwarded => prop_assert!(stats.tx_packets >= 1),
-            Verdict::Dropped(reason) => prop_assert_eq!(stats.drops.get(reason), 1),
+            Verdict::Forwarded => prop_assert!(stats.tx_packets > before.tx_packets),
+            Verdict::Dropped(reason) => {
+                prop_assert_eq!(stats.drops.get(reason), before.drops.get(reason) + 1);
+            }
             Verdict::Consumed => prop_assert!(false, "inner packets are never consumed"),
         }
         // Nothing leaves wider than the path, however it was narrowed.
@@ -268,6 +273,100 @@ proptest! {
         let mtu = dp.stats(id).unwrap().path_mtu;
         prop_assert!(mtu <= dp.tunnel(id).unwrap().mtu);
         prop_assert!(mtu >= dp.tunnel(id).unwrap().mtu.min(1232));
+    }
+}
+
+/// A tunnel over one IPv4 path, open to everything.
+fn open_v4_config(local: Ipv4Addr, remote: Ipv4Addr) -> TunnelConfig {
+    let mut c = open_config(LOCAL, REMOTE);
+    c.paths = vec![PathConfig {
+        probe: Probe::None,
+        ..PathConfig::new("v4", local, remote)
+    }];
+    c
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn encap_then_decap_over_ipv4_returns_the_inner_packet(
+        inner in prop_oneof![any_ipv4(), any_ipv6()],
+        traffic_class in any_traffic_class(),
+        hop_limit in 1u8..,
+    ) {
+        let is_v4 = inner[0] >> 4 == 4;
+        if is_v4 {
+            let view = Ipv4Packet::new_unchecked(&inner[..]);
+            prop_assume!(view.src_addr() != REMOTE4 && view.dst_addr() != REMOTE4);
+        }
+        let mut near = open_v4_config(LOCAL4, REMOTE4);
+        near.traffic_class = traffic_class;
+        near.hop_limit = hop_limit;
+        let (mut a, a_id) = dataplane(near);
+        let (mut b, b_id) = dataplane(open_v4_config(REMOTE4, LOCAL4));
+
+        let mut out = Batch::new(2048);
+        prop_assert_eq!(a.handle_inner(now(), a_id, &mut inner.clone(), &mut out), Verdict::Forwarded);
+        prop_assert_eq!(out.len(), 1);
+        let (destination, outer) = out.get(0).unwrap();
+        prop_assert_eq!(destination, Destination::Underlay { remote: REMOTE4.into() });
+        let view = Ipv4Packet::new_checked(outer).unwrap();
+        prop_assert!(view.verify_checksum());
+        prop_assert_eq!(view.ttl(), hop_limit);
+        prop_assert_eq!(view.protocol(), if is_v4 { ip_proto::IPIP } else { ip_proto::IPV6 });
+        let inner_df = is_v4 && Ipv4Packet::new_unchecked(&inner[..]).dont_frag();
+        prop_assert_eq!(view.dont_frag(), inner_df);
+        prop_assert_eq!(view.payload(), &inner[..]);
+
+        let mut back = Batch::new(2048);
+        let mut datagram = outer.to_vec();
+        prop_assert_eq!(b.handle_outer_ipv4(now(), &mut datagram, &mut back), Verdict::Forwarded);
+        prop_assert_eq!(packets(&back), vec![(Destination::Tun(b_id), inner)]);
+    }
+
+    #[test]
+    fn handle_outer_ipv4_never_panics(
+        config in any_config(),
+        inner in any_inner_bytes(),
+        protocol in prop_oneof![Just(4u8), Just(41), any::<u8>()],
+        tos in any::<u8>(),
+        spoofed in any::<bool>(),
+        raw in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..100)),
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+    ) {
+        let mut config = config;
+        config.paths = vec![PathConfig::new("v4", LOCAL4, REMOTE4)];
+        let (mut dp, id) = dataplane(config);
+        let mut datagram = raw.unwrap_or_else(|| {
+            let src = if spoofed { NEAR4 } else { REMOTE4 };
+            let mut d = ipv4(src, LOCAL4, protocol, &inner, false);
+            let mut view = Ipv4Packet::new_unchecked(&mut d[..]);
+            view.set_dscp_ecn(tos);
+            view.fill_checksum();
+            d
+        });
+        for (at, value) in edits {
+            if !datagram.is_empty() {
+                let len = datagram.len();
+                datagram[at % len] = value;
+            }
+        }
+        let mut out = Batch::new(0);
+        let verdict = dp.handle_outer_ipv4(now(), &mut datagram, &mut out);
+        match verdict {
+            Verdict::Forwarded => {
+                prop_assert_eq!(out.len(), 1);
+                prop_assert_eq!(out.get(0).unwrap().0, Destination::Tun(id));
+            }
+            // A keepalive request is answered on its path, a reply is not.
+            Verdict::Consumed => {
+                for (destination, _) in &out {
+                    prop_assert_eq!(destination, Destination::Underlay { remote: REMOTE4.into() });
+                }
+            }
+            Verdict::Dropped(_) => prop_assert!(out.is_empty()),
+        }
     }
 }
 

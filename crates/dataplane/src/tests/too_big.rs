@@ -141,7 +141,7 @@ fn errors_are_rate_limited_per_tunnel() {
     let mut c = config(Mode::Ipip6);
     c.mtu = 1000;
     let first = dp.add_tunnel(c.clone()).unwrap();
-    c.remote = "2001:db8:0:3::1".parse().unwrap();
+    c.paths[0].remote = "2001:db8:0:3::1".parse().unwrap();
     let second = dp.add_tunnel(c).unwrap();
     let t0 = now();
     let mut out = Batch::new(65536);

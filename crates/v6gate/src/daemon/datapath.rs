@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -13,7 +14,7 @@ use anyhow::Context;
 use dataplane::{Batch, Dataplane, Destination, Event, OuterMeta, TunnelConfig, TunnelId};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use sys::raw::{Icmpv6Socket, RawIpv6Socket};
+use sys::raw::{Icmpv6Socket, RawIpv4Socket, RawIpv6Socket};
 use sys::tun::TunDevice;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -22,6 +23,8 @@ const WAKER: Token = Token(0);
 const RAW_IPIP: Token = Token(1);
 const RAW_IPV6: Token = Token(2);
 const ICMPV6: Token = Token(3);
+const RAW4_IPIP: Token = Token(4);
+const RAW4_IPV6: Token = Token(5);
 const FIRST_TUN: usize = 16;
 
 /// Large enough for any IPv6 packet a TUN or raw socket can hand us.
@@ -72,6 +75,10 @@ impl Datapath {
         let ipv6 = RawIpv6Socket::open(wire::ip_proto::IPV6)
             .context("opening the raw IPv6 socket for IPv6-in-IPv6 (protocol 41)")?;
         let icmp = Icmpv6Socket::open().context("opening the ICMPv6 socket for Packet Too Big")?;
+        let ipip4 = RawIpv4Socket::open(wire::ip_proto::IPIP)
+            .context("opening the raw IPv4 socket for IPv4-in-IPv4 (protocol 4)")?;
+        let ipv6in4 = RawIpv4Socket::open(wire::ip_proto::IPV6)
+            .context("opening the raw IPv4 socket for IPv6-in-IPv4 (protocol 41)")?;
         let registry = poll.registry();
         registry.register(
             &mut SourceFd(&ipip.as_raw_fd()),
@@ -84,6 +91,16 @@ impl Datapath {
             Interest::READABLE,
         )?;
         registry.register(&mut SourceFd(&icmp.as_raw_fd()), ICMPV6, Interest::READABLE)?;
+        registry.register(
+            &mut SourceFd(&ipip4.as_raw_fd()),
+            RAW4_IPIP,
+            Interest::READABLE,
+        )?;
+        registry.register(
+            &mut SourceFd(&ipv6in4.as_raw_fd()),
+            RAW4_IPV6,
+            Interest::READABLE,
+        )?;
         let (tx, rx) = mpsc::channel();
         let mut looper = Loop {
             poll,
@@ -92,6 +109,8 @@ impl Datapath {
             ipip,
             ipv6,
             icmp,
+            ipip4,
+            ipv6in4,
             tuns: HashMap::new(),
             slots: HashMap::new(),
             next_slot: FIRST_TUN,
@@ -174,6 +193,10 @@ struct Loop {
     ipip: RawIpv6Socket,
     ipv6: RawIpv6Socket,
     icmp: Icmpv6Socket,
+    /// Raw IPv4 sockets for paths over IPv4; `ipip4` also sends both protocols, since with
+    /// `IP_HDRINCL` the protocol is the one in the header the core built.
+    ipip4: RawIpv4Socket,
+    ipv6in4: RawIpv4Socket,
     tuns: HashMap<TunnelId, (Token, TunDevice, ShellCounters)>,
     slots: HashMap<Token, TunnelId>,
     next_slot: usize,
@@ -204,6 +227,8 @@ impl Loop {
                     RAW_IPIP => self.drain_outer(now, true),
                     RAW_IPV6 => self.drain_outer(now, false),
                     ICMPV6 => self.drain_icmp(now),
+                    RAW4_IPIP => self.drain_outer_ipv4(now, true),
+                    RAW4_IPV6 => self.drain_outer_ipv4(now, false),
                     token => {
                         if let Some(&id) = self.slots.get(&token) {
                             self.drain_tun(now, id);
@@ -214,7 +239,9 @@ impl Loop {
             if !self.handle_commands() {
                 return;
             }
-            self.core.handle_timeout(Instant::now());
+            self.batch.clear();
+            self.core.handle_timeout(Instant::now(), &mut self.batch);
+            self.flush(None);
             self.log_events();
         }
     }
@@ -242,7 +269,7 @@ impl Loop {
                         .core
                         .tunnels()
                         .filter_map(|id| {
-                            let stats = self.core.stats(id)?.clone();
+                            let stats = *self.core.stats(id)?;
                             let shell = self.tuns.get(&id).map(|t| t.2).unwrap_or_default();
                             Some(TunnelSnapshot { id, stats, shell })
                         })
@@ -330,6 +357,26 @@ impl Loop {
         }
     }
 
+    fn drain_outer_ipv4(&mut self, now: Instant, ipip: bool) {
+        loop {
+            let socket = if ipip { &self.ipip4 } else { &self.ipv6in4 };
+            let received = match socket.recv(&mut self.buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!("raw IPv4 socket receive failed: {e}");
+                    return;
+                }
+            };
+            self.batch.clear();
+            let _ =
+                self.core
+                    .handle_outer_ipv4(now, &mut self.buf[..received.len], &mut self.batch);
+            self.flush(None);
+        }
+    }
+
     fn drain_icmp(&mut self, now: Instant) {
         loop {
             let received = match self.icmp.recv(&mut self.buf) {
@@ -353,10 +400,14 @@ impl Loop {
     fn flush(&mut self, origin: Option<TunnelId>) {
         for (destination, packet) in self.batch.iter() {
             let (result, charged) = match destination {
-                Destination::Underlay { remote } => {
-                    (self.ipip.send_to(packet, remote).map(|_| ()), origin)
-                }
-                Destination::Tun(id) => match self.tuns.get(&id) {
+                Destination::Underlay {
+                    remote: IpAddr::V6(remote),
+                } => (self.ipip.send_to(packet, remote).map(|_| ()), origin),
+                Destination::Underlay {
+                    remote: IpAddr::V4(remote),
+                } => (self.ipip4.send_to(packet, remote).map(|_| ()), origin),
+                // One device per tunnel here: a path's packets go to the tunnel's.
+                Destination::Tun(id) | Destination::TunPath(id, _) => match self.tuns.get(&id) {
                     Some((_, tun, _)) => (tun.write(packet).map(|_| ()), Some(id)),
                     None => continue,
                 },

@@ -750,6 +750,21 @@ mod convert {
         icmp_source_v4: Option<Ipv4Addr>,
         icmp_source_v6: Option<Ipv6Addr>,
     ) -> dataplane::TunnelConfig {
+        // The daemon runs the first path only, so far.
+        let first = &t.paths[0];
+        let path = dataplane::PathConfig {
+            name: first.name.clone(),
+            local: local.into(),
+            remote: remote.into(),
+            cost: first.cost,
+            probe: match first.probe {
+                control::Probe::Keepalive => dataplane::Probe::Keepalive,
+                control::Probe::Icmp { target, source } => {
+                    dataplane::Probe::Icmp { target, source }
+                }
+                control::Probe::None => dataplane::Probe::None,
+            },
+        };
         dataplane::TunnelConfig {
             name: t.name.clone(),
             mode: match t.mode {
@@ -757,8 +772,7 @@ mod convert {
                 control::Mode::Ip6ip6 => dataplane::Mode::Ip6ip6,
                 control::Mode::Any => dataplane::Mode::Any,
             },
-            local,
-            remote,
+            paths: vec![path],
             encap_limit: match t.encap_limit {
                 None => dataplane::EncapLimit::None,
                 Some(n) => dataplane::EncapLimit::Limit(n),
@@ -780,6 +794,14 @@ mod convert {
             },
             icmp_source_v4,
             icmp_source_v6,
+            health: dataplane::HealthConfig {
+                interval: t.health.interval,
+                timeout: t.health.timeout,
+                down_after: t.health.down_after,
+                up_after: t.health.up_after,
+                hold_down: t.health.hold_down,
+            },
+            device_per_path: t.device_per_path,
         }
     }
 }
