@@ -1,0 +1,757 @@
+//! The IKE shell of `mode = "ipsec"` tunnels: UDP sockets on ports 500 and 4500, one
+//! [`ike::Peer`] per tunnel driven on tokio, and the SA changes the packet thread applies to
+//! its [`dataplane::esp::EspTunnel`]s.
+//!
+//! ```text
+//!  UDP 500 ──► IkeSockets task ──demux by remote──► tunnel task (ike::Peer) ──► SaChange ──► packet thread
+//!  UDP 4500 ─► packet thread: ESP ─► EspTunnel      ▲ IKE (non-ESP marker) ──┘ via IkeSockets::ike_from_4500
+//! ```
+//!
+//! Who reads UDP 4500 is a trade-off. Demultiplexing in this task and forwarding ESP by
+//! channel costs every ESP packet a copy, a channel send and a wake-up of the packet thread,
+//! and puts tokio's scheduler into the data path. The packet thread reading the socket itself
+//! (batched, like its raw sockets) keeps ESP on one thread with no copy; the rare IKE datagram
+//! on 4500 (after NAT detection, marked by four zero bytes, RFC 3948 §2.2) is then handed back
+//! here through [`IkeSockets::ike_from_4500`]. The second is faster and is what this module
+//! does: [`IkeSockets::esp_socket`] is the 4500 socket the packet thread reads, and this task
+//! only ever sends on it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use ike::{ChildSaInfo, DownReason, Event, Peer};
+use ipnet::IpNet;
+use serde::Serialize;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+/// IKE's port (RFC 7296 §2).
+pub const IKE_PORT: u16 = 500;
+/// IKE and ESP after NAT detection (RFC 3948).
+pub const NAT_T_PORT: u16 = 4500;
+/// The four zero bytes in front of IKE on port 4500.
+const NON_ESP_MARKER: [u8; 4] = [0; 4];
+/// Largest IKE datagram read; IKE messages with certificates are fragmented well below this.
+const MAX_DATAGRAM: usize = 65535;
+/// Queue of datagrams waiting for one tunnel's task; beyond it, datagrams are dropped (IKE
+/// retransmits).
+const TUNNEL_QUEUE: usize = 64;
+
+/// One IKE datagram, without the non-ESP marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// What the packet thread must do to its ESP tunnels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaChange {
+    /// Install both directions of a CHILD SA (the inbound one beside the others, the outbound
+    /// one as the SA that seals from now on), and send ESP in UDP to `udp_port` of the peer
+    /// when it is `Some`.
+    Install {
+        tunnel: String,
+        child: Box<ChildSaInfo>,
+        udp_port: Option<u16>,
+    },
+    /// Remove the CHILD SA with these SPIs.
+    Remove {
+        tunnel: String,
+        spi_in: u32,
+        spi_out: u32,
+    },
+    /// The IKE SA is gone: remove every SA of the tunnel.
+    Clear { tunnel: String },
+}
+
+/// Routes IKE datagrams to the tunnel whose remote sent them.
+#[derive(Debug, Default)]
+pub struct Demux {
+    tunnels: HashMap<IpAddr, mpsc::Sender<Datagram>>,
+}
+
+impl Demux {
+    /// Registers the tunnel to `remote`; an error when another one has it already (control's
+    /// validation refuses two tunnels between the same endpoints).
+    pub fn insert(&mut self, remote: IpAddr, to: mpsc::Sender<Datagram>) -> anyhow::Result<()> {
+        if self.tunnels.contains_key(&remote) {
+            bail!("an ipsec tunnel to {remote} is running already");
+        }
+        self.tunnels.insert(remote, to);
+        Ok(())
+    }
+
+    pub fn remove(&mut self, remote: IpAddr) {
+        self.tunnels.remove(&remote);
+    }
+
+    /// Hands `datagram` to its tunnel. False when no tunnel has that remote, or its queue is
+    /// full or closed: the datagram is dropped.
+    pub fn route(&self, datagram: Datagram) -> bool {
+        match self.tunnels.get(&datagram.remote.ip()) {
+            Some(to) => to.try_send(datagram).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// The IKE sockets of one local address, shared by every ipsec tunnel that uses it.
+#[derive(Debug, Clone)]
+pub struct IkeSockets {
+    local: IpAddr,
+    ike: Arc<UdpSocket>,
+    esp: Arc<StdUdpSocket>,
+    demux: Arc<Mutex<Demux>>,
+    from_4500: mpsc::Sender<Datagram>,
+}
+
+impl IkeSockets {
+    /// Binds UDP 500 and 4500 on `local` and starts the task that reads port 500 and the
+    /// datagrams the packet thread hands back from 4500. Must run inside a tokio runtime.
+    pub async fn bind(local: IpAddr) -> anyhow::Result<Self> {
+        let ike = UdpSocket::bind(SocketAddr::new(local, IKE_PORT))
+            .await
+            .with_context(|| format!("binding UDP {local} port {IKE_PORT}"))?;
+        let esp = StdUdpSocket::bind(SocketAddr::new(local, NAT_T_PORT))
+            .with_context(|| format!("binding UDP {local} port {NAT_T_PORT}"))?;
+        // This side only sends on it; a full send buffer drops an IKE message, which IKE
+        // retransmits, rather than stalling the task.
+        esp.set_nonblocking(true)?;
+        let (from_4500, mut from_4500_rx) = mpsc::channel::<Datagram>(TUNNEL_QUEUE);
+        let sockets = Self {
+            local,
+            ike: Arc::new(ike),
+            esp: Arc::new(esp),
+            demux: Arc::new(Mutex::new(Demux::default())),
+            from_4500,
+        };
+        let reader = sockets.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; MAX_DATAGRAM];
+            let local = SocketAddr::new(reader.local, IKE_PORT);
+            loop {
+                tokio::select! {
+                    r = reader.ike.recv_from(&mut buf) => match r {
+                        Ok((n, remote)) => {
+                            let d = Datagram { local, remote, payload: buf[..n].to_vec() };
+                            if !reader.demux().route(d) {
+                                debug!("IKE datagram from {remote} for no running tunnel");
+                            }
+                        }
+                        Err(e) => warn!("IKE socket {local}: {e}"),
+                    },
+                    d = from_4500_rx.recv() => match d {
+                        Some(d) => {
+                            let remote = d.remote;
+                            if !reader.demux().route(d) {
+                                debug!("IKE datagram on 4500 from {remote} for no running tunnel");
+                            }
+                        }
+                        None => break,
+                    },
+                }
+            }
+        });
+        Ok(sockets)
+    }
+
+    fn demux(&self) -> std::sync::MutexGuard<'_, Demux> {
+        // A panic while holding the lock leaves the map consistent (single inserts/removes).
+        self.demux.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The UDP 4500 socket, for the packet thread to read ESP from (and send ESP on).
+    pub fn esp_socket(&self) -> Arc<StdUdpSocket> {
+        Arc::clone(&self.esp)
+    }
+
+    /// Where the packet thread hands a 4500 datagram that carries IKE (marker removed).
+    pub fn ike_from_4500(&self) -> mpsc::Sender<Datagram> {
+        self.from_4500.clone()
+    }
+
+    async fn send(&self, t: &ike::Transmit) {
+        let r = if t.local.port() == NAT_T_PORT {
+            let mut buf = Vec::with_capacity(NON_ESP_MARKER.len() + t.payload.len());
+            buf.extend_from_slice(&NON_ESP_MARKER);
+            buf.extend_from_slice(&t.payload);
+            self.esp.send_to(&buf, t.remote)
+        } else {
+            self.ike.send_to(&t.payload, t.remote).await
+        };
+        if let Err(e) = r {
+            debug!("sending IKE to {}: {e}", t.remote);
+        }
+    }
+}
+
+/// Exponential backoff of re-initiation with `start = "auto"`: 1 s, 2 s, 4 s ... up to a
+/// minute, back to the start once an IKE SA is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    failures: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(1), Duration::from_secs(60))
+    }
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            base,
+            max,
+            failures: 0,
+        }
+    }
+
+    /// Delay before the next attempt after one more failure.
+    pub fn next_delay(&mut self) -> Duration {
+        let shift = self.failures.min(16);
+        self.failures = self.failures.saturating_add(1);
+        self.base.saturating_mul(1 << shift).min(self.max)
+    }
+
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+/// Status of one ipsec tunnel's IKE side, for `v6gate status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IpsecStatus {
+    pub tunnel: String,
+    /// "connecting", "established", "down" or "waiting" (responder without an SA).
+    pub ike_state: String,
+    /// IKE SA SPIs as hex, initiator's first.
+    pub ike_spis: Option<(String, String)>,
+    /// Negotiated IKE suite, e.g. `AesGcm16(128)/HmacSha256/Modp2048`.
+    pub ike_suite: Option<String>,
+    pub ike_age_secs: Option<u64>,
+    pub children: Vec<ChildStatus>,
+    pub last_down_reason: Option<String>,
+    /// Seconds since the peer was last heard (IKE or ESP), which is what DPD watches.
+    pub last_heard_secs: Option<u64>,
+    pub udp_encap: bool,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChildStatus {
+    pub spi_in: String,
+    pub spi_out: String,
+    pub suite: String,
+    pub age_secs: u64,
+    /// Seconds to the planned rekey (lifetime minus the IKE core's margin).
+    pub rekey_in_secs: u64,
+}
+
+/// The IKE side of one ipsec tunnel: a task driving its [`ike::Peer`].
+#[derive(Debug)]
+pub struct IpsecTunnel {
+    name: String,
+    remote: IpAddr,
+    status: Arc<Mutex<IpsecStatus>>,
+    esp_received: mpsc::UnboundedSender<u32>,
+    stop: mpsc::Sender<()>,
+    sockets: IkeSockets,
+}
+
+impl IpsecTunnel {
+    /// Starts the tunnel's IKE task on `sockets` (bound to the tunnel's local address); SA
+    /// changes go to `changes`.
+    pub fn start(
+        tunnel: &control::Tunnel,
+        sockets: &IkeSockets,
+        changes: mpsc::UnboundedSender<SaChange>,
+    ) -> anyhow::Result<Self> {
+        let ipsec = tunnel
+            .ipsec
+            .as_ref()
+            .ok_or_else(|| anyhow!("tunnel {:?} is not an ipsec tunnel", tunnel.name))?;
+        let path = tunnel
+            .paths
+            .first()
+            .ok_or_else(|| anyhow!("tunnel {:?} has no path", tunnel.name))?;
+        if path.local != sockets.local {
+            bail!(
+                "tunnel {:?} runs from {}, the IKE sockets are bound to {}",
+                tunnel.name,
+                path.local,
+                sockets.local
+            );
+        }
+        if ipsec.legacy {
+            warn!(
+                "tunnel {:?} allows legacy IPsec algorithms (SHA-1 / MODP-1024)",
+                tunnel.name
+            );
+        }
+        let config = ike_config(tunnel)?;
+        let (tx, rx) = mpsc::channel(TUNNEL_QUEUE);
+        sockets.demux().insert(path.remote, tx)?;
+        let (esp_received, esp_rx) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = mpsc::channel(1);
+        let status = Arc::new(Mutex::new(IpsecStatus {
+            tunnel: tunnel.name.clone(),
+            ike_state: "waiting".into(),
+            ..IpsecStatus::default()
+        }));
+        let driver = Driver {
+            name: tunnel.name.clone(),
+            peer: Peer::new(config, Box::new(rand_core::OsRng)),
+            local: SocketAddr::new(path.local, IKE_PORT),
+            remote: SocketAddr::new(path.remote, IKE_PORT),
+            auto: ipsec.start == control::IkeStart::Auto,
+            force_udp: ipsec.encap == control::Encap::Udp,
+            restart_on_dpd: ipsec.dpd_action == ike::DpdAction::Restart,
+            child_lifetime: ipsec.child_lifetime,
+            backoff: Backoff::default(),
+            retry_at: None,
+            udp_port: None,
+            ike_up_at: None,
+            children: HashMap::new(),
+            last_heard: None,
+            sockets: sockets.clone(),
+            changes,
+            status: Arc::clone(&status),
+        };
+        tokio::spawn(driver.run(rx, esp_rx, stop_rx));
+        Ok(Self {
+            name: tunnel.name.clone(),
+            remote: path.remote,
+            status,
+            esp_received,
+            stop,
+            sockets: sockets.clone(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The packet thread saw authenticated ESP on inbound SA `spi` (forward
+    /// `dataplane::esp::EspEvent::EspReceived`).
+    pub fn esp_received(&self, spi: u32) {
+        let _ = self.esp_received.send(spi);
+    }
+
+    pub fn status(&self) -> IpsecStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Deletes the IKE SA (telling the peer) and ends the task.
+    pub async fn stop(self) {
+        let _ = self.stop.send(()).await;
+        self.sockets.demux().remove(self.remote);
+    }
+}
+
+/// The peer's IKE configuration from a validated ipsec tunnel.
+pub fn ike_config(tunnel: &control::Tunnel) -> anyhow::Result<ike::Config> {
+    let ipsec = tunnel
+        .ipsec
+        .as_ref()
+        .ok_or_else(|| anyhow!("tunnel {:?} is not an ipsec tunnel", tunnel.name))?;
+    let psk = ipsec
+        .psk
+        .read()
+        .with_context(|| format!("reading the pre-shared key of tunnel {:?}", tunnel.name))?;
+    let selectors = |nets: &[IpNet]| -> Vec<wire::ike::TrafficSelector> {
+        nets.iter()
+            .map(|n| wire::ike::TrafficSelector::range(n.network(), n.broadcast()))
+            .collect()
+    };
+    let mut config = ike::Config::new(
+        &psk,
+        selectors(&tunnel.local_subnets),
+        selectors(&tunnel.routes),
+    );
+    config.local_id = ipsec.local_id.clone();
+    config.remote_id = ipsec.remote_id.clone();
+    config.ike = ipsec.proposals.clone();
+    config.esp = ipsec.esp_proposals.clone();
+    config.dpd = Some(ike::Dpd {
+        delay: ipsec.dpd_delay,
+        timeout: ipsec.dpd_timeout,
+        action: ipsec.dpd_action,
+    });
+    config.ike_lifetime = ipsec.ike_lifetime;
+    config.child_lifetime = ipsec.child_lifetime;
+    Ok(config)
+}
+
+struct Driver {
+    name: String,
+    peer: Peer,
+    local: SocketAddr,
+    remote: SocketAddr,
+    auto: bool,
+    force_udp: bool,
+    restart_on_dpd: bool,
+    child_lifetime: Duration,
+    backoff: Backoff,
+    retry_at: Option<Instant>,
+    udp_port: Option<u16>,
+    ike_up_at: Option<Instant>,
+    /// Inbound SPI -> (outbound SPI, suite, installed at).
+    children: HashMap<u32, (u32, String, Instant)>,
+    last_heard: Option<Instant>,
+    sockets: IkeSockets,
+    changes: mpsc::UnboundedSender<SaChange>,
+    status: Arc<Mutex<IpsecStatus>>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut datagrams: mpsc::Receiver<Datagram>,
+        mut esp: mpsc::UnboundedReceiver<u32>,
+        mut stop: mpsc::Receiver<()>,
+    ) {
+        if self.auto {
+            self.initiate(Instant::now());
+        }
+        loop {
+            self.flush().await;
+            self.publish();
+            let deadline = [self.peer.poll_timeout(), self.retry_at]
+                .into_iter()
+                .flatten()
+                .min();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                d = datagrams.recv() => {
+                    let Some(d) = d else { break };
+                    let now = Instant::now();
+                    self.last_heard = Some(now);
+                    if let Err(e) = self.peer.handle_datagram(now, d.local, d.remote, &d.payload) {
+                        debug!("tunnel {:?}: IKE from {}: {e}", self.name, d.remote);
+                    }
+                }
+                spi = esp.recv() => {
+                    if let Some(spi) = spi {
+                        let now = Instant::now();
+                        self.last_heard = Some(now);
+                        self.peer.handle_esp_received(now, spi);
+                    }
+                }
+                _ = stop.recv() => {
+                    self.peer.delete(Instant::now());
+                    self.flush().await;
+                    break;
+                }
+                () = sleep => {
+                    let now = Instant::now();
+                    if self.retry_at.is_some_and(|at| at <= now) {
+                        self.retry_at = None;
+                        self.initiate(now);
+                    }
+                    self.peer.handle_timeout(now);
+                }
+            }
+        }
+        let _ = self.changes.send(SaChange::Clear {
+            tunnel: self.name.clone(),
+        });
+    }
+
+    fn initiate(&mut self, now: Instant) {
+        let local = SocketAddr::new(self.local.ip(), self.port());
+        let remote = SocketAddr::new(self.remote.ip(), self.port());
+        if let Err(e) = self.peer.initiate(now, local, remote) {
+            warn!("tunnel {:?}: cannot initiate IKE: {e}", self.name);
+        }
+    }
+
+    /// `encap = "udp"` starts IKE on 4500 right away (RFC 7296 §2.23 allows it), so ESP
+    /// follows there without NAT detection.
+    fn port(&self) -> u16 {
+        if self.force_udp { NAT_T_PORT } else { IKE_PORT }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(t) = self.peer.poll_transmit() {
+            self.sockets.send(&t).await;
+        }
+        while let Some(event) = self.peer.poll_event() {
+            self.event(event);
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        let now = Instant::now();
+        let tunnel = self.name.clone();
+        match event {
+            Event::NatDetected { .. } => {
+                self.udp_port = Some(NAT_T_PORT);
+            }
+            Event::IkeSaUp { suite, remote, .. } => {
+                info!("tunnel {tunnel:?}: IKE SA up with {remote} ({suite:?})");
+                self.backoff.reset();
+                self.ike_up_at = Some(now);
+                let mut s = self.status_lock();
+                s.ike_suite = Some(format!("{:?}/{:?}/{:?}", suite.encr, suite.prf, suite.dh));
+            }
+            Event::IkeSaRekeyed { .. } => self.ike_up_at = Some(now),
+            Event::IkeSaDown { reason, .. } => {
+                info!("tunnel {tunnel:?}: IKE SA down: {reason:?}");
+                let replaced = reason == DownReason::Replaced;
+                let timed_out = reason == DownReason::Timeout;
+                self.status_lock().last_down_reason = Some(format!("{reason:?}"));
+                if replaced || self.peer.is_established() {
+                    return;
+                }
+                self.ike_up_at = None;
+                self.children.clear();
+                let _ = self.changes.send(SaChange::Clear { tunnel });
+                // A responder waits for the peer; an initiator comes back unless DPD said the
+                // peer is dead and the action is "clear", or the IKE core restarted already
+                // (dpd_action = "restart" re-initiates inside it).
+                let restarted = self.peer.ike_sa_count() > 0;
+                if self.auto && !restarted && (self.restart_on_dpd || !timed_out) {
+                    let delay = self.backoff.next_delay();
+                    self.retry_at = Some(now + delay);
+                }
+            }
+            Event::ChildSaEstablished(child) => {
+                let udp_port = (child.udp_encap || self.force_udp).then_some(child.remote.port());
+                self.udp_port = udp_port;
+                self.children.insert(
+                    child.spi_in,
+                    (child.spi_out, format!("{:?}", child.suite.encr), now),
+                );
+                let _ = self.changes.send(SaChange::Install {
+                    tunnel,
+                    child,
+                    udp_port,
+                });
+            }
+            Event::ChildSaDeleted { spi_in, spi_out } => {
+                self.children.remove(&spi_in);
+                let _ = self.changes.send(SaChange::Remove {
+                    tunnel,
+                    spi_in,
+                    spi_out,
+                });
+            }
+            Event::ChildSaFailed(e) => warn!("tunnel {tunnel:?}: CHILD SA failed: {e}"),
+        }
+    }
+
+    fn status_lock(&self) -> std::sync::MutexGuard<'_, IpsecStatus> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self) {
+        let now = Instant::now();
+        let secs = |t: Instant| now.saturating_duration_since(t).as_secs();
+        let margin = Duration::from_secs(540);
+        let mut children: Vec<ChildStatus> = self
+            .children
+            .iter()
+            .map(|(spi_in, (spi_out, suite, at))| ChildStatus {
+                spi_in: format!("{spi_in:08x}"),
+                spi_out: format!("{spi_out:08x}"),
+                suite: suite.clone(),
+                age_secs: secs(*at),
+                rekey_in_secs: self
+                    .child_lifetime
+                    .saturating_sub(margin)
+                    .saturating_sub(now.saturating_duration_since(*at))
+                    .as_secs(),
+            })
+            .collect();
+        children.sort_by(|a, b| a.spi_in.cmp(&b.spi_in));
+        let established = self.peer.is_established();
+        let mut s = self.status_lock();
+        s.ike_state = if established {
+            "established"
+        } else if self.peer.ike_sa_count() > 0 {
+            "connecting"
+        } else if self.auto {
+            "down"
+        } else {
+            "waiting"
+        }
+        .into();
+        s.ike_spis = self
+            .peer
+            .ike_spis()
+            .map(|(i, r)| (format!("{i:016x}"), format!("{r:016x}")));
+        s.ike_age_secs = self.ike_up_at.map(secs);
+        s.children = children;
+        s.last_heard_secs = self.last_heard.map(secs);
+        s.udp_encap = self.udp_port.is_some();
+        s.attempts = self.backoff.failures();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn datagram(remote: &str) -> Datagram {
+        Datagram {
+            local: "[2001:db8:a::2]:500".parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            payload: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn demux_routes_by_remote_address_whatever_the_port() {
+        let mut demux = Demux::default();
+        let (a_tx, mut a_rx) = mpsc::channel(4);
+        let (b_tx, mut b_rx) = mpsc::channel(4);
+        demux
+            .insert("2001:db8:a::1".parse().unwrap(), a_tx)
+            .unwrap();
+        demux.insert("198.18.0.2".parse().unwrap(), b_tx).unwrap();
+        assert!(demux.route(datagram("[2001:db8:a::1]:500")));
+        assert!(demux.route(datagram("[2001:db8:a::1]:4500")));
+        assert!(demux.route(datagram("198.18.0.2:31337")));
+        assert!(!demux.route(datagram("[2001:db8:a::9]:500")));
+        assert_eq!(a_rx.try_recv().unwrap().remote.port(), 500);
+        assert_eq!(a_rx.try_recv().unwrap().remote.port(), 4500);
+        assert!(a_rx.try_recv().is_err());
+        assert_eq!(b_rx.try_recv().unwrap().remote.port(), 31337);
+    }
+
+    #[test]
+    fn demux_refuses_a_second_tunnel_to_one_remote_and_drops_when_full() {
+        let mut demux = Demux::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let remote: IpAddr = "2001:db8:a::1".parse().unwrap();
+        demux.insert(remote, tx.clone()).unwrap();
+        assert!(demux.insert(remote, tx).is_err());
+        assert!(demux.route(datagram("[2001:db8:a::1]:500")));
+        assert!(!demux.route(datagram("[2001:db8:a::1]:500")), "queue full");
+        demux.remove(remote);
+        assert!(!demux.route(datagram("[2001:db8:a::1]:500")));
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let delays: Vec<u64> = (0..9).map(|_| b.next_delay().as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(b.failures(), 9);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_secs(1));
+        // Many failures neither overflow nor pass the cap.
+        for _ in 0..100 {
+            assert!(b.next_delay() <= Duration::from_secs(60));
+        }
+    }
+
+    fn ipsec_tunnel(psk_file: &std::path::Path) -> control::Tunnel {
+        let text = format!(
+            "[[tunnel]]\nname = \"vps\"\nmode = \"ipsec\"\nlocal = \"2001:db8:a::2\"\n\
+             remote = \"2001:db8:a::1\"\nlocal_subnets = [\"203.0.113.0/24\"]\n\
+             routes = [\"198.51.100.0/25\", \"2001:db8:c::/48\"]\n[tunnel.ike]\n\
+             psk_file = {:?}\nremote_id = \"fqdn:sitea.example\"\ndpd_delay = \"5s\"\n\
+             dpd_timeout = \"20s\"\ndpd_action = \"clear\"\nchild_lifetime = \"8h\"\n",
+            psk_file.display().to_string()
+        );
+        let config = control::Config::from_toml_str(&text, "test.toml").unwrap();
+        config.tunnels[0].clone()
+    }
+
+    #[test]
+    fn ike_config_carries_selectors_identities_and_timers() {
+        let dir = std::env::temp_dir().join(format!("v6gate-ike-shell-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let psk = dir.join("vps.psk");
+        std::fs::write(&psk, "s3cret\n").unwrap();
+        let tunnel = ipsec_tunnel(&psk);
+        let c = ike_config(&tunnel).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c.psk, b"s3cret");
+        let range = |a: &str, b: &str| {
+            wire::ike::TrafficSelector::range(a.parse().unwrap(), b.parse().unwrap())
+        };
+        assert_eq!(c.local_ts, [range("203.0.113.0", "203.0.113.255")]);
+        assert_eq!(
+            c.remote_ts,
+            [
+                range("198.51.100.0", "198.51.100.127"),
+                range("2001:db8:c::", "2001:db8:c:ffff:ffff:ffff:ffff:ffff"),
+            ]
+        );
+        assert_eq!(
+            c.remote_id,
+            Some(ike::Identity::Fqdn("sitea.example".into()))
+        );
+        assert_eq!(c.local_id, None);
+        let dpd = c.dpd.unwrap();
+        assert_eq!(
+            (dpd.delay, dpd.timeout, dpd.action),
+            (
+                Duration::from_secs(5),
+                Duration::from_secs(20),
+                ike::DpdAction::Clear
+            )
+        );
+        assert_eq!(c.child_lifetime, Duration::from_secs(8 * 3600));
+    }
+
+    #[test]
+    fn ike_config_names_an_unreadable_key() {
+        let dir = std::env::temp_dir().join(format!("v6gate-ike-gone-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let psk = dir.join("vps.psk");
+        std::fs::write(&psk, "x").unwrap();
+        let tunnel = ipsec_tunnel(&psk);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = ike_config(&tunnel).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("pre-shared key of tunnel \"vps\""),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn status_serializes_for_the_control_socket() {
+        let s = IpsecStatus {
+            tunnel: "vps".into(),
+            ike_state: "established".into(),
+            ike_spis: Some(("00000000000000aa".into(), "00000000000000bb".into())),
+            children: vec![ChildStatus {
+                spi_in: "c0000001".into(),
+                spi_out: "c0000002".into(),
+                suite: "AesGcm16(128)".into(),
+                age_secs: 10,
+                rekey_in_secs: 3000,
+            }],
+            ..IpsecStatus::default()
+        };
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["ike_state"], "established");
+        assert_eq!(json["children"][0]["spi_in"], "c0000001");
+        assert_eq!(json["ike_spis"][1], "00000000000000bb");
+    }
+}
