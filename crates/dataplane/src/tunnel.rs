@@ -731,30 +731,33 @@ impl Tunnel {
                     .encapsulate(ip_proto::IPIP, 0, &packet, idents, out);
             }
             Probe::Icmp { target, .. } => {
-                let (Some(source), Some(ident)) = (icmp_source, path.icmp_ident) else {
-                    return;
-                };
                 let mut packet = [0u8; ipv6::HEADER_LEN + 16];
                 let packet = &mut packet[..probe::echo_request_len(target)];
                 // The sequence number on the wire is the low half; replies
                 // are matched back with `widen_seq`.
                 let ip_ident = idents.next_ipv4();
-                if !probe::emit_echo_request(
-                    source,
-                    target,
-                    ident,
-                    seq as u16,
-                    since_start,
-                    ip_ident,
-                    packet,
-                ) {
-                    return;
-                }
-                let protocol = match target {
-                    IpAddr::V4(_) => ip_proto::IPIP,
-                    IpAddr::V6(_) => ip_proto::IPV6,
+                // Validation gave the path a source of the target's family and
+                // the core an identifier; were either missing, the probe would
+                // count as sent and lost, rather than stay due for ever.
+                let written = match (icmp_source, path.icmp_ident) {
+                    (Some(source), Some(ident)) => probe::emit_echo_request(
+                        source,
+                        target,
+                        ident,
+                        seq as u16,
+                        since_start,
+                        ip_ident,
+                        packet,
+                    ),
+                    _ => false,
                 };
-                path.framing.encapsulate(protocol, 0, packet, idents, out);
+                if written {
+                    let protocol = match target {
+                        IpAddr::V4(_) => ip_proto::IPIP,
+                        IpAddr::V6(_) => ip_proto::IPV6,
+                    };
+                    path.framing.encapsulate(protocol, 0, packet, idents, out);
+                }
             }
             Probe::None => return,
         }
