@@ -16,6 +16,7 @@
 //! Only documentation prefixes are used: 2001:db8::/32, 198.51.100.0/24, 203.0.113.0/24 and
 //! 198.18.0.0/15.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -376,11 +377,17 @@ fn random_tag() -> u16 {
 }
 
 /// Deletes namespaces left by lab processes that no longer exist (a test run killed
-/// before its Drop could run). Namespaces of live processes are never touched.
+/// before its Drop could run), and their temporary directories. Namespaces of live lab
+/// processes are never touched, nor namespaces some process still runs in (a lab kept up
+/// on purpose by `v6gate demo --keep`).
 fn sweep_stale_namespaces() {
+    let _sweeping = SWEEP.lock().unwrap_or_else(|e| e.into_inner());
     let Ok(entries) = fs::read_dir("/run/netns") else {
         return;
     };
+    let in_use = namespaces_in_use();
+    let mut kept_labs = HashSet::new();
+    let mut dead_labs = HashSet::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(rest) = name
@@ -392,10 +399,48 @@ fn sweep_stale_namespaces() {
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        // "{prefix}-{pid}-{counter}-{tag}-{node}" without the node is the lab id.
+        let lab_id = name
+            .rsplit_once('-')
+            .map_or(name.as_str(), |(id, _)| id)
+            .to_owned();
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let inode = std::os::unix::fs::MetadataExt::ino(&match entry.metadata() {
+            Ok(metadata) => metadata,
+            Err(_) => continue,
+        });
+        if in_use.contains(&inode) {
+            kept_labs.insert(lab_id);
+        } else {
             let _ = run("ip", &["netns", "del", &name]);
+            dead_labs.insert(lab_id);
         }
     }
+    for lab_id in dead_labs.difference(&kept_labs) {
+        let _ = fs::remove_dir_all(std::env::temp_dir().join(lab_id));
+    }
+}
+
+/// Serialises sweeps within this process (and lets a test set up a namespace without a
+/// parallel sweep taking it for stale).
+static SWEEP: Mutex<()> = Mutex::new(());
+
+/// Inode numbers of the network namespaces that some process runs in.
+fn namespaces_in_use() -> HashSet<u64> {
+    let Ok(processes) = fs::read_dir("/proc") else {
+        return HashSet::new();
+    };
+    processes
+        .flatten()
+        .filter_map(|p| fs::read_link(p.path().join("ns/net")).ok())
+        .filter_map(|link| {
+            // "net:[4026531840]"
+            let text = link.to_string_lossy().into_owned();
+            text.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
 }
 
 /// Sends `signal` to `pid`.
@@ -1592,6 +1637,45 @@ mod tests {
             .unwrap();
         assert_eq!(transfer.bytes, 3 * 1024 * 1024 + 17);
         assert!(transfer.bits_per_second() > 0.0);
+    }
+
+    #[test]
+    fn sweep_removes_labs_of_dead_processes_but_not_namespaces_in_use() {
+        assert!(is_root(), "the lab tests must run as root");
+        // A pid that surely belonged to a process which has exited.
+        let mut exited = Command::new("true").spawn().unwrap();
+        exited.wait().unwrap();
+        let dead = exited.id();
+        let stale = format!("{NAME_PREFIX}-{dead}-0-{:04x}", random_tag());
+        let kept = format!("{NAME_PREFIX}-{dead}-1-{:04x}", random_tag());
+        let setting_up = SWEEP.lock().unwrap_or_else(|e| e.into_inner());
+        let stale_dir = std::env::temp_dir().join(&stale);
+        fs::create_dir_all(&stale_dir).unwrap();
+        run_ok("ip", &["netns", "add", &format!("{stale}-sa")]).unwrap();
+        run_ok("ip", &["netns", "add", &format!("{kept}-sa")]).unwrap();
+        let mut resident = Command::new("ip")
+            .args(["netns", "exec", &format!("{kept}-sa"), "sleep", "30"])
+            .spawn()
+            .unwrap();
+        // Wait until the sleeper has entered the namespace.
+        let entered = (0..100).any(|_| {
+            thread::sleep(Duration::from_millis(20));
+            fs::read_to_string(format!("/proc/{}/cmdline", resident.id()))
+                .is_ok_and(|c| c.starts_with("sleep"))
+        });
+        drop(setting_up);
+
+        sweep_stale_namespaces();
+        let names = netns_names();
+        let stale_gone = !names.contains(&format!("{stale}-sa"));
+        let kept_there = names.contains(&format!("{kept}-sa"));
+        let _ = resident.kill();
+        let _ = resident.wait();
+        let _ = run("ip", &["netns", "del", &format!("{kept}-sa")]);
+        assert!(entered);
+        assert!(stale_gone, "{names:?}");
+        assert!(!stale_dir.exists());
+        assert!(kept_there, "a namespace in use was swept: {names:?}");
     }
 
     #[test]
