@@ -214,3 +214,32 @@ fn sighup_reload_applies_changed_routes() {
     assert_eq!(tunnel["state"], "up", "{tunnel}");
     sites.stop();
 }
+
+#[test]
+fn demo_carries_traffic_and_leaves_nothing_behind() {
+    assert!(v6gate::lab::is_root(), "the demo test must run as root");
+    let child = Command::new(BIN)
+        .arg("demo")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("through the tunnel: ok"), "{stdout}");
+    // The demo's lab is named after its pid; none of it may remain.
+    let prefix = format!("v6gl-{pid}-");
+    let left: Vec<String> = fs::read_dir("/run/netns")
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
