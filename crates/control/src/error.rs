@@ -33,6 +33,16 @@ impl Diagnostic {
     }
 }
 
+/// `line:col: key: message` (the origin is the caller's to add).
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((line, col)) = self.location {
+            write!(f, "{line}:{col}: ")?;
+        }
+        self.fmt_body(f)
+    }
+}
+
 /// Why a configuration was rejected: every problem found, each naming its key and line.
 ///
 /// Displays one problem per line as `{origin}:{line}:{col}: {key}: {message}`.

@@ -31,6 +31,8 @@ mod msg;
 pub mod netlink;
 pub mod ping;
 pub mod raw;
+#[allow(unsafe_code)]
+pub mod reactor;
 pub mod sysctl;
 pub mod tun;
 

@@ -94,6 +94,9 @@ pub fn main() -> ExitCode {
         }
         Command::Check { config } => match control::Config::load(&config) {
             Ok(cfg) => {
+                for warning in &cfg.warnings {
+                    eprintln!("{}:{warning} (warning)", config.display());
+                }
                 println!(
                     "{}: ok, {} tunnel(s): {}",
                     config.display(),

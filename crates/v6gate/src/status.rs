@@ -36,6 +36,8 @@ pub struct GatewayStatus {
     pub pid: u32,
     pub uptime_secs: u64,
     pub tunnels: Vec<TunnelStatus>,
+    #[serde(default)]
+    pub watches: Vec<crate::daemon::WatchStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -60,6 +62,31 @@ pub struct TunnelStatus {
     pub icmp_sent: u64,
     pub send_errors: u64,
     pub drops: BTreeMap<String, u64>,
+    /// The active path's pinned endpoint route.
+    pub pinned_route: PinnedRoute,
+    #[serde(default)]
+    pub paths: Vec<PathStatus>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PathStatus {
+    pub name: String,
+    pub local: String,
+    pub remote: String,
+    pub cost: u32,
+    pub probe: String,
+    /// Carries the tunnel's traffic now.
+    pub active: bool,
+    /// `up`, `down` or `unknown` (no verdict yet).
+    pub state: String,
+    pub srtt_ms: Option<f64>,
+    pub loss_percent: f64,
+    pub last_change_secs_ago: Option<u64>,
+    pub path_mtu: u16,
+    pub tx_packets: u64,
+    pub rx_packets: u64,
+    pub probes_sent: u64,
+    pub probes_answered: u64,
     pub pinned_route: PinnedRoute,
 }
 
@@ -134,7 +161,6 @@ pub fn render(status: &GatewayStatus) -> String {
     );
     if status.tunnels.is_empty() {
         out.push_str("no tunnels configured\n");
-        return out;
     }
     for t in &status.tunnels {
         let _ = writeln!(out);
@@ -171,6 +197,27 @@ pub fn render(status: &GatewayStatus) -> String {
             "  mss clamped {}, icmp errors sent {}, send errors {}",
             t.mss_clamped, t.icmp_sent, t.send_errors
         );
+        if t.paths.len() > 1 {
+            for p in &t.paths {
+                let rtt = p
+                    .srtt_ms
+                    .map_or_else(|| "-".to_string(), |ms| format!("{ms:.1} ms"));
+                let since = p
+                    .last_change_secs_ago
+                    .map_or_else(String::new, |s| format!(", changed {s}s ago"));
+                let _ = writeln!(
+                    out,
+                    "  {} path {} ({} -> {}, cost {}): {}, rtt {rtt}, loss {:.0}%{since}",
+                    if p.active { "*" } else { " " },
+                    p.name,
+                    p.local,
+                    p.remote,
+                    p.cost,
+                    p.state,
+                    p.loss_percent
+                );
+            }
+        }
         let drops: Vec<String> = t
             .drops
             .iter()
@@ -182,6 +229,27 @@ pub fn render(status: &GatewayStatus) -> String {
         } else {
             let _ = writeln!(out, "  drops      {}", drops.join(", "));
         }
+    }
+    for w in &status.watches {
+        let _ = writeln!(out);
+        let rtt = w
+            .srtt_ms
+            .map_or_else(|| "-".to_string(), |ms| format!("{ms:.1} ms"));
+        let _ = writeln!(
+            out,
+            "watch {} {}: {} via {}, rtt {rtt}, loss {:.0}%",
+            w.name, w.state, w.target, w.device, w.loss_percent
+        );
+        let _ = writeln!(
+            out,
+            "  route {} {}",
+            w.route,
+            if w.route_installed {
+                "installed"
+            } else {
+                "withdrawn"
+            }
+        );
     }
     out
 }

@@ -11,7 +11,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use dataplane::{Batch, Dataplane, Destination, Event, OuterMeta, TunnelConfig, TunnelId};
+use dataplane::{
+    Batch, Dataplane, Destination, Event, OuterMeta, PathId, PathStats, TunnelConfig, TunnelId,
+};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use sys::raw::{Icmpv6Socket, RawIpv4Socket, RawIpv6Socket};
@@ -41,12 +43,44 @@ pub struct TunnelSnapshot {
     pub id: TunnelId,
     pub stats: dataplane::TunnelStats,
     pub shell: ShellCounters,
+    /// In the order of the tunnel's paths.
+    pub paths: Vec<PathStats>,
+    pub active_path: Option<PathId>,
+}
+
+/// A TUN device handed to the packet thread: the tunnel's own, or one path's when the
+/// tunnel has a device per path.
+pub struct TunnelDevice {
+    pub path: Option<PathId>,
+    pub tun: TunDevice,
+}
+
+struct Device {
+    path: Option<PathId>,
+    token: Token,
+    tun: TunDevice,
+}
+
+#[derive(Default)]
+struct TunnelDevices {
+    devices: Vec<Device>,
+    counters: ShellCounters,
+}
+
+impl TunnelDevices {
+    /// The device for packets of `path`: its own if it has one, else the tunnel's.
+    fn for_path(&self, path: Option<PathId>) -> Option<&Device> {
+        self.devices
+            .iter()
+            .find(|d| d.path == path)
+            .or_else(|| self.devices.first())
+    }
 }
 
 enum Command {
     Add {
         config: Box<TunnelConfig>,
-        tun: TunDevice,
+        devices: Vec<TunnelDevice>,
         reply: oneshot::Sender<Result<TunnelId, String>>,
     },
     Remove {
@@ -138,12 +172,12 @@ impl Datapath {
     pub async fn add_tunnel(
         &self,
         config: TunnelConfig,
-        tun: TunDevice,
+        devices: Vec<TunnelDevice>,
     ) -> anyhow::Result<TunnelId> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Add {
             config: Box::new(config),
-            tun,
+            devices,
             reply,
         })?;
         answer
@@ -197,8 +231,8 @@ struct Loop {
     /// `IP_HDRINCL` the protocol is the one in the header the core built.
     ipip4: RawIpv4Socket,
     ipv6in4: RawIpv4Socket,
-    tuns: HashMap<TunnelId, (Token, TunDevice, ShellCounters)>,
-    slots: HashMap<Token, TunnelId>,
+    tuns: HashMap<TunnelId, TunnelDevices>,
+    slots: HashMap<Token, (TunnelId, Option<PathId>)>,
     next_slot: usize,
     buf: Vec<u8>,
     batch: Batch,
@@ -230,8 +264,8 @@ impl Loop {
                     RAW4_IPIP => self.drain_outer_ipv4(now, true),
                     RAW4_IPV6 => self.drain_outer_ipv4(now, false),
                     token => {
-                        if let Some(&id) = self.slots.get(&token) {
-                            self.drain_tun(now, id);
+                        if let Some(&(id, path)) = self.slots.get(&token) {
+                            self.drain_tun(now, id, path);
                         }
                     }
                 }
@@ -250,16 +284,16 @@ impl Loop {
     fn handle_commands(&mut self) -> bool {
         while let Ok(command) = self.commands.try_recv() {
             match command {
-                Command::Add { config, tun, reply } => {
-                    let _ = reply.send(self.add(*config, tun));
+                Command::Add {
+                    config,
+                    devices,
+                    reply,
+                } => {
+                    let _ = reply.send(self.add(*config, devices));
                 }
                 Command::Remove { id, reply } => {
-                    if let Some((token, tun, _)) = self.tuns.remove(&id) {
-                        let _ = self
-                            .poll
-                            .registry()
-                            .deregister(&mut SourceFd(&tun.as_raw_fd()));
-                        self.slots.remove(&token);
+                    if let Some(devices) = self.tuns.remove(&id) {
+                        self.release(devices);
                     }
                     self.core.remove_tunnel(id);
                     let _ = reply.send(());
@@ -270,8 +304,21 @@ impl Loop {
                         .tunnels()
                         .filter_map(|id| {
                             let stats = *self.core.stats(id)?;
-                            let shell = self.tuns.get(&id).map(|t| t.2).unwrap_or_default();
-                            Some(TunnelSnapshot { id, stats, shell })
+                            let shell = self.tuns.get(&id).map(|t| t.counters).unwrap_or_default();
+                            let paths = (0..self.core.tunnel(id)?.paths.len())
+                                .filter_map(|i| {
+                                    let i = u8::try_from(i).ok()?;
+                                    self.core.path_stats(id, PathId(i))
+                                })
+                                .collect();
+                            let active_path = self.core.active_path(id);
+                            Some(TunnelSnapshot {
+                                id,
+                                stats,
+                                shell,
+                                paths,
+                                active_path,
+                            })
                         })
                         .collect();
                     let _ = reply.send(snapshot);
@@ -282,30 +329,59 @@ impl Loop {
         true
     }
 
-    fn add(&mut self, config: TunnelConfig, tun: TunDevice) -> Result<TunnelId, String> {
-        tun.set_nonblocking(true)
-            .map_err(|e| format!("setting {} non-blocking: {e}", tun.name()))?;
+    fn add(
+        &mut self,
+        config: TunnelConfig,
+        devices: Vec<TunnelDevice>,
+    ) -> Result<TunnelId, String> {
+        for d in &devices {
+            d.tun
+                .set_nonblocking(true)
+                .map_err(|e| format!("setting {} non-blocking: {e}", d.tun.name()))?;
+        }
         let name = config.name.clone();
         let id = self.core.add_tunnel(config).map_err(|e| e.to_string())?;
-        let token = Token(self.next_slot);
-        self.next_slot += 1;
-        if let Err(e) = self.poll.registry().register(
-            &mut SourceFd(&tun.as_raw_fd()),
-            token,
-            Interest::READABLE,
-        ) {
-            self.core.remove_tunnel(id);
-            return Err(format!("registering {} with the poller: {e}", tun.name()));
+        let mut owned = TunnelDevices::default();
+        for TunnelDevice { path, tun } in devices {
+            let token = Token(self.next_slot);
+            self.next_slot += 1;
+            if let Err(e) = self.poll.registry().register(
+                &mut SourceFd(&tun.as_raw_fd()),
+                token,
+                Interest::READABLE,
+            ) {
+                let message = format!("registering {} with the poller: {e}", tun.name());
+                self.release(owned);
+                self.core.remove_tunnel(id);
+                return Err(message);
+            }
+            debug!(tunnel = %name, device = tun.name(), "packet thread owns the TUN device");
+            self.slots.insert(token, (id, path));
+            owned.devices.push(Device { path, token, tun });
         }
-        debug!(tunnel = %name, device = tun.name(), "packet thread owns the TUN device");
-        self.slots.insert(token, id);
-        self.tuns.insert(id, (token, tun, ShellCounters::default()));
+        self.tuns.insert(id, owned);
         Ok(id)
     }
 
-    fn drain_tun(&mut self, now: Instant, id: TunnelId) {
+    /// Closes the devices (the kernel removes them and their routes).
+    fn release(&mut self, devices: TunnelDevices) {
+        for d in devices.devices {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&d.tun.as_raw_fd()));
+            self.slots.remove(&d.token);
+        }
+    }
+
+    fn drain_tun(&mut self, now: Instant, id: TunnelId, path: Option<PathId>) {
         loop {
-            let Some((_, tun, _)) = self.tuns.get(&id) else {
+            let Some(tun) = self
+                .tuns
+                .get(&id)
+                .and_then(|t| t.devices.iter().find(|d| d.path == path))
+                .map(|d| &d.tun)
+            else {
                 return;
             };
             let n = match tun.read(&mut self.buf) {
@@ -319,9 +395,14 @@ impl Loop {
                 }
             };
             self.batch.clear();
-            let _ = self
-                .core
-                .handle_inner(now, id, &mut self.buf[..n], &mut self.batch);
+            let packet = &mut self.buf[..n];
+            let _ = match path {
+                Some(path) => {
+                    self.core
+                        .handle_inner_on_path(now, id, path, packet, &mut self.batch)
+                }
+                None => self.core.handle_inner(now, id, packet, &mut self.batch),
+            };
             self.flush(Some(id));
         }
     }
@@ -406,20 +487,22 @@ impl Loop {
                 Destination::Underlay {
                     remote: IpAddr::V4(remote),
                 } => (self.ipip4.send_to(packet, remote).map(|_| ()), origin),
-                // One device per tunnel here: a path's packets go to the tunnel's.
-                Destination::Tun(id) | Destination::TunPath(id, _) => match self.tuns.get(&id) {
-                    Some((_, tun, _)) => (tun.write(packet).map(|_| ()), Some(id)),
+                Destination::Tun(id) => match self.tuns.get(&id).and_then(|t| t.for_path(None)) {
+                    Some(d) => (d.tun.write(packet).map(|_| ()), Some(id)),
                     None => continue,
                 },
+                Destination::TunPath(id, path) => {
+                    match self.tuns.get(&id).and_then(|t| t.for_path(Some(path))) {
+                        Some(d) => (d.tun.write(packet).map(|_| ()), Some(id)),
+                        None => continue,
+                    }
+                }
             };
             if let Err(e) = result {
-                if let Some(counters) = charged.and_then(|id| self.tuns.get_mut(&id)) {
-                    counters.2.send_errors += 1;
-                    if counters.2.send_errors.is_power_of_two() {
-                        debug!(
-                            device = counters.1.name(),
-                            "send failed ({} so far): {e}", counters.2.send_errors
-                        );
+                if let Some(t) = charged.and_then(|id| self.tuns.get_mut(&id)) {
+                    t.counters.send_errors += 1;
+                    if t.counters.send_errors.is_power_of_two() {
+                        debug!("send failed ({} so far): {e}", t.counters.send_errors);
                     }
                 }
             }
@@ -428,15 +511,51 @@ impl Loop {
 
     fn log_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
-            match &event {
-                Event::PathMtuChanged { tunnel, mtu, .. } => {
-                    let name = self
-                        .core
-                        .tunnel(*tunnel)
-                        .map(|c| c.name.clone())
-                        .unwrap_or_default();
-                    info!(tunnel = %name, "path MTU now {mtu}: {event:?}");
+            let tunnel = match &event {
+                Event::PathMtuChanged { tunnel, .. }
+                | Event::PathStateChanged { tunnel, .. }
+                | Event::ActivePathChanged { tunnel, .. } => *tunnel,
+                #[allow(unreachable_patterns)]
+                _ => {
+                    debug!("dataplane event: {event:?}");
+                    continue;
                 }
+            };
+            let Some(config) = self.core.tunnel(tunnel) else {
+                continue;
+            };
+            let path_name = |p: PathId| {
+                config
+                    .paths
+                    .get(p.index())
+                    .map_or_else(|| p.to_string(), |p| p.name.clone())
+            };
+            match event {
+                Event::PathMtuChanged {
+                    path, mtu, reason, ..
+                } => info!(
+                    tunnel = %config.name,
+                    path = %path_name(path),
+                    "path MTU now {mtu} ({reason:?})"
+                ),
+                Event::PathStateChanged {
+                    path,
+                    state,
+                    reason,
+                    ..
+                } => info!(
+                    tunnel = %config.name,
+                    path = %path_name(path),
+                    "path {state} ({reason})"
+                ),
+                Event::ActivePathChanged {
+                    from, to, reason, ..
+                } => info!(
+                    tunnel = %config.name,
+                    "traffic moved from path {} to path {} ({reason})",
+                    path_name(from),
+                    path_name(to)
+                ),
                 #[allow(unreachable_patterns)]
                 other => debug!("dataplane event: {other:?}"),
             }

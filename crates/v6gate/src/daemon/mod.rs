@@ -2,13 +2,17 @@
 //! control socket, and on stop remove everything that was installed.
 //!
 //! Order of set-up, per tunnel (undone in reverse, and undone whole when a step fails so a
-//! config is never half-applied): check the local address, pin the remote endpoint, ensure the
-//! pin rule, create the TUN device, set MTU/addresses/sysctls, bring it up, add the inner
-//! routes, hand the device to the packet thread.
+//! config is never half-applied): for every path, check its local address, pin its remote
+//! endpoint and ensure the pin rule of its family; then create the TUN device(s), set
+//! MTU/addresses/sysctls, bring them up, add the inner routes, and hand the devices to the
+//! packet thread. Watches start after the tunnels and stop before them.
 
 mod control_socket;
 mod datapath;
 pub mod pin;
+mod watch;
+
+pub use watch::WatchStatus;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -25,9 +29,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::status::{GatewayStatus, PinnedRoute, Request, Response, TunnelStatus};
-use datapath::Datapath;
+use crate::status::{GatewayStatus, PathStatus, PinnedRoute, Request, Response, TunnelStatus};
+use datapath::{Datapath, TunnelDevice};
 use pin::{Decision, Facts, Pin};
+use watch::WatchTask;
 
 /// Routing protocol number stamped on every route v6gate installs, so a restart after a crash
 /// can find and remove its leftovers (`ip route show proto 118`).
@@ -53,12 +58,18 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     })
 }
 
+struct PathRuntime {
+    remote: IpAddr,
+    pin: Pin,
+    pin_route: Route,
+}
+
 struct TunnelRuntime {
     config: Tunnel,
     id: dataplane::TunnelId,
-    ifindex: u32,
-    pin: Pin,
-    pin_route: Route,
+    /// Interface indexes of the tunnel's TUN device(s).
+    ifindexes: Vec<u32>,
+    paths: Vec<PathRuntime>,
     routes: Vec<Route>,
     mtu: u16,
 }
@@ -71,6 +82,7 @@ struct Daemon {
     sysctls: SysctlJournal,
     rules: Vec<Rule>,
     tunnels: Vec<TunnelRuntime>,
+    watches: Vec<WatchTask>,
     started: Instant,
     control: Option<control_socket::Server>,
 }
@@ -87,9 +99,13 @@ impl Daemon {
             sysctls: SysctlJournal::new(),
             rules: Vec::new(),
             tunnels: Vec::new(),
+            watches: Vec::new(),
             started: Instant::now(),
             control: None,
         };
+        for warning in &daemon.config.warnings {
+            warn!("config {}:{warning}", daemon.config_path.display());
+        }
         daemon.remove_leftovers().await;
         if let Err(e) = daemon.apply_config().await {
             daemon.stop().await;
@@ -130,7 +146,32 @@ impl Daemon {
         for tunnel in tunnels {
             self.add_tunnel(tunnel).await?;
         }
+        for w in self.config.watches.clone() {
+            self.add_watch(w)?;
+        }
         Ok(())
+    }
+
+    fn add_watch(&mut self, w: control::Watch) -> anyhow::Result<()> {
+        let name = w.name.clone();
+        info!(
+            watch = %name,
+            "probing {} through {} every {:?}",
+            w.target,
+            w.device,
+            w.health.interval
+        );
+        let task =
+            WatchTask::start(w, self.netlink.clone()).with_context(|| format!("watch {name}"))?;
+        self.watches.push(task);
+        Ok(())
+    }
+
+    async fn remove_watch(&mut self, name: &str) {
+        if let Some(pos) = self.watches.iter().position(|w| w.name == name) {
+            self.watches.remove(pos).stop().await;
+            info!(watch = name, "stopped");
+        }
     }
 
     async fn serve(&mut self) -> anyhow::Result<()> {
@@ -190,40 +231,74 @@ impl Daemon {
         let by_id: HashMap<_, _> = snapshot.into_iter().map(|s| (s.id, s)).collect();
         let mut tunnels = Vec::new();
         for t in &self.tunnels {
-            let device_name = |index: u32| link_name(index).unwrap_or_else(|| format!("if{index}"));
-            let (active_path, device, gateway) = match t.pin {
+            let snap = by_id.get(&t.id);
+            let active = snap.and_then(|s| s.active_path).map_or(0, |p| p.index());
+            let paths: Vec<PathStatus> = t
+                .config
+                .paths
+                .iter()
+                .zip(&t.paths)
+                .enumerate()
+                .map(|(i, (cfg, rt))| {
+                    let stats = snap.and_then(|s| s.paths.get(i));
+                    PathStatus {
+                        name: cfg.name.clone(),
+                        local: cfg.local.to_string(),
+                        remote: cfg.remote.to_string(),
+                        cost: cfg.cost,
+                        probe: cfg.probe.as_str().to_string(),
+                        active: i == active,
+                        state: stats.map_or("unknown".into(), |s| s.state.to_string()),
+                        srtt_ms: stats.and_then(|s| s.srtt).map(|d| d.as_secs_f64() * 1000.0),
+                        loss_percent: stats.map_or(0.0, |s| s.loss.percent()),
+                        last_change_secs_ago: stats
+                            .and_then(|s| s.last_change)
+                            .map(|at| at.elapsed().as_secs()),
+                        path_mtu: stats.map_or(t.mtu, |s| s.path_mtu),
+                        tx_packets: stats.map_or(0, |s| s.tx_packets),
+                        rx_packets: stats.map_or(0, |s| s.rx_packets),
+                        probes_sent: stats.map_or(0, |s| s.probes_sent),
+                        probes_answered: stats.map_or(0, |s| s.probes_answered),
+                        pinned_route: pinned_route(rt),
+                    }
+                })
+                .collect();
+            let active_rt = &t.paths[active.min(t.paths.len() - 1)];
+            let active_cfg = &t.config.paths[active.min(t.paths.len() - 1)];
+            let active_path = match active_rt.pin {
                 Pin::Via { oif, gateway } => {
-                    let dev = device_name(oif);
                     let gw = gateway.map(|g| format!(" via {g}")).unwrap_or_default();
-                    (
-                        format!("ipv6{gw} dev {dev}"),
-                        Some(dev),
-                        gateway.map(|g| g.to_string()),
+                    format!(
+                        "{} ({}{gw} dev {})",
+                        active_cfg.name,
+                        if active_rt.remote.is_ipv6() {
+                            "ipv6"
+                        } else {
+                            "ipv4"
+                        },
+                        link_name(oif).unwrap_or_else(|| format!("if{oif}"))
                     )
                 }
-                Pin::Blackhole => ("none (underlay route lost)".to_string(), None, None),
+                Pin::Blackhole => format!("{} (underlay route lost)", active_cfg.name),
             };
+            let up =
+                t.paths.iter().any(|p| p.pin.is_up()) && paths.iter().any(|p| p.state != "down");
             let mut status = TunnelStatus {
                 name: t.config.name.clone(),
                 device: t.config.device.clone(),
                 mode: t.config.mode.to_string(),
-                state: if t.pin.is_up() { "up" } else { "down" }.to_string(),
+                state: if up { "up" } else { "down" }.to_string(),
                 active_path,
-                local: t.config.paths[0].local.to_string(),
-                remote: t.config.paths[0].remote.to_string(),
+                local: active_cfg.local.to_string(),
+                remote: active_cfg.remote.to_string(),
                 mtu: t.mtu,
                 path_mtu: t.mtu,
                 encap_limit: t.config.encap_limit,
-                pinned_route: PinnedRoute {
-                    destination: t.pin_route.dst.to_string(),
-                    kind: if t.pin.is_up() { "via" } else { "blackhole" }.to_string(),
-                    gateway,
-                    device,
-                    table: t.pin_route.table,
-                },
+                pinned_route: pinned_route(active_rt),
+                paths,
                 ..TunnelStatus::default()
             };
-            if let Some(s) = by_id.get(&t.id) {
+            if let Some(s) = snap {
                 status.tx_packets = s.stats.tx_packets;
                 status.tx_bytes = s.stats.tx_bytes;
                 status.rx_packets = s.stats.rx_packets;
@@ -246,6 +321,7 @@ impl Daemon {
             pid: std::process::id(),
             uptime_secs: self.started.elapsed().as_secs(),
             tunnels,
+            watches: self.watches.iter().map(WatchTask::status).collect(),
         })
     }
 
@@ -302,18 +378,41 @@ impl Daemon {
             }
             added.push(name.to_string());
         }
+        for name in diff
+            .watches_removed
+            .iter()
+            .chain(diff.watches_changed.iter())
+        {
+            self.remove_watch(name).await;
+        }
+        for name in diff.watches_added.iter().chain(diff.watches_changed.iter()) {
+            if let Some(w) = new.watch(name).cloned() {
+                if let Err(e) = self.add_watch(w) {
+                    error!("{e:#}");
+                }
+            }
+        }
+        for warning in &new.warnings {
+            warn!("config {}:{warning}", self.config_path.display());
+        }
         self.config = new;
         Ok(format!(
-            "{} added, {} removed, {} changed, {} unchanged",
+            "{} added, {} removed, {} changed, {} unchanged; watches: {} added, {} removed, {} changed",
             diff.added.len(),
             diff.removed.len(),
             diff.changed.len(),
-            diff.unchanged.len()
+            diff.unchanged.len(),
+            diff.watches_added.len(),
+            diff.watches_removed.len(),
+            diff.watches_changed.len()
         ))
     }
 
     fn own_devices(&self) -> Vec<u32> {
-        self.tunnels.iter().map(|t| t.ifindex).collect()
+        self.tunnels
+            .iter()
+            .flat_map(|t| t.ifindexes.iter().copied())
+            .collect()
     }
 
     async fn decide_pin(&self, remote: IpAddr) -> anyhow::Result<Decision> {
@@ -338,15 +437,19 @@ impl Daemon {
         let mut undo = Undo::default();
         match self.try_add_tunnel(&tunnel, &mut undo).await {
             Ok(runtime) => {
+                let paths: Vec<String> = tunnel
+                    .paths
+                    .iter()
+                    .map(|p| format!("{} {} -> {} cost {}", p.name, p.local, p.remote, p.cost))
+                    .collect();
                 info!(
                     tunnel = %tunnel.name,
-                    "up: {} {} -> {} on {}, mtu {}, {} route(s)",
+                    "up: {} on {}, mtu {}, {} route(s); path(s): {}",
                     tunnel.mode,
-                    tunnel.paths[0].local,
-                    tunnel.paths[0].remote,
-                    tunnel.device,
+                    tunnel.devices().join(", "),
                     runtime.mtu,
-                    runtime.routes.len()
+                    runtime.routes.len(),
+                    paths.join("; ")
                 );
                 self.tunnels.push(runtime);
                 Ok(())
@@ -364,89 +467,112 @@ impl Daemon {
         t: &Tunnel,
         undo: &mut Undo,
     ) -> anyhow::Result<TunnelRuntime> {
-        if t.paths.len() != 1 || t.device_per_path {
-            bail!("several paths per tunnel are not supported by the daemon yet");
-        }
-        let (IpAddr::V6(local), IpAddr::V6(remote_v6)) = (t.paths[0].local, t.paths[0].remote)
-        else {
-            bail!("paths over IPv4 are not supported by the daemon yet");
-        };
-        wait_for_local_address(local).await?;
-        let remote = IpAddr::V6(remote_v6);
-        let pin = match self.decide_pin(remote).await? {
-            Decision::Pin(pin) => pin,
-            Decision::Loop { through } => bail!(
-                "routing loop: the remote endpoint {} is reachable only through v6gate tunnel \
-                 device {}; it must be reachable over the underlay (check the routes of the \
-                 other tunnels and the main table)",
-                remote,
-                link_name(through).unwrap_or_else(|| through.to_string())
-            ),
-        };
-        if pin == Pin::Blackhole {
-            warn!(
-                tunnel = %t.name,
-                "no underlay route to {} yet: endpoint blackholed until one appears",
-                remote
-            );
+        if t.mode == control::Mode::Ipsec {
+            bail!("mode \"ipsec\" is validated but not yet run by the daemon");
         }
         let gateway = self.config.gateway.clone();
-        let pin_route = pin::route(remote, pin, gateway.pin_table, ROUTE_PROTOCOL);
-        self.netlink
-            .route_replace(&pin_route)
-            .await
-            .with_context(|| format!("pinning {} in table {}", remote, gateway.pin_table))?;
-        undo.routes.push(pin_route.clone());
-        self.ensure_rule(Family::V6).await?;
-
-        let underlay_mtu = match pin {
-            Pin::Via { oif, .. } => self
-                .netlink
-                .link_mtu(oif)
+        let mut paths = Vec::new();
+        let mut underlay_mtus = HashMap::new();
+        for path in &t.paths {
+            wait_for_local_address(path.local)
                 .await
-                .ok()
-                .and_then(|m| u16::try_from(m).ok())
-                .unwrap_or(1500),
-            Pin::Blackhole => 1500,
-        };
-        let plan = control::tunnel_plan(&gateway, t, |_| underlay_mtu);
-        let plan = &plan.devices[0];
-        let mtu = plan.mtu;
-
-        let tun = TunDevice::create(&t.device)
-            .with_context(|| format!("creating TUN device {}", t.device))?;
-        let ifindex = tun.index();
-        self.configure_device(plan, ifindex).await?;
-
-        let mut routes = Vec::new();
-        for planned in &plan.routes {
-            let route = Route {
-                dst: planned.dst,
-                table: planned.table,
-                protocol: ROUTE_PROTOCOL,
-                metric: Some(planned.metric),
-                oif: Some(ifindex),
-                gateway: None,
-                kind: RouteKind::Unicast,
+                .with_context(|| format!("path {}", path.name))?;
+            let remote = path.remote;
+            let pin = match self.decide_pin(remote).await? {
+                Decision::Pin(pin) => pin,
+                Decision::Loop { through } => bail!(
+                    "path {}: routing loop: the remote endpoint {remote} is reachable only \
+                     through v6gate tunnel device {}; it must be reachable over the underlay \
+                     (check the routes of the other tunnels and the main table)",
+                    path.name,
+                    link_name(through).unwrap_or_else(|| through.to_string())
+                ),
             };
-            self.netlink.route_add(&route).await.with_context(|| {
-                format!(
-                    "adding route {} dev {} table {} (routes)",
-                    planned.dst, t.device, planned.table
-                )
-            })?;
-            undo.routes.push(route.clone());
-            routes.push(route);
+            if pin == Pin::Blackhole {
+                warn!(
+                    tunnel = %t.name,
+                    path = %path.name,
+                    "no underlay route to {remote} yet: endpoint blackholed until one appears"
+                );
+            }
+            let pin_route = pin::route(remote, pin, gateway.pin_table, ROUTE_PROTOCOL);
+            self.netlink
+                .route_replace(&pin_route)
+                .await
+                .with_context(|| format!("pinning {remote} in table {}", gateway.pin_table))?;
+            undo.routes.push(pin_route.clone());
+            self.ensure_rule(family_of(remote)).await?;
+            let underlay_mtu = match pin {
+                Pin::Via { oif, .. } => self
+                    .netlink
+                    .link_mtu(oif)
+                    .await
+                    .ok()
+                    .and_then(|m| u16::try_from(m).ok())
+                    .unwrap_or(1500),
+                Pin::Blackhole => 1500,
+            };
+            underlay_mtus.insert(path.name.clone(), underlay_mtu);
+            paths.push(PathRuntime {
+                remote,
+                pin,
+                pin_route,
+            });
+        }
+        let plan = control::tunnel_plan(&gateway, t, |p| {
+            underlay_mtus.get(&p.name).copied().unwrap_or(1500)
+        });
+
+        let mut devices = Vec::new();
+        let mut ifindexes = Vec::new();
+        let mut routes = Vec::new();
+        let mut mtu = u16::MAX;
+        for device in &plan.devices {
+            let tun = TunDevice::create(&device.name)
+                .with_context(|| format!("creating TUN device {}", device.name))?;
+            let ifindex = tun.index();
+            self.configure_device(device, ifindex).await?;
+            mtu = mtu.min(device.mtu);
+            for planned in &device.routes {
+                let route = Route {
+                    dst: planned.dst,
+                    table: planned.table,
+                    protocol: ROUTE_PROTOCOL,
+                    metric: Some(planned.metric),
+                    oif: Some(ifindex),
+                    gateway: None,
+                    kind: RouteKind::Unicast,
+                };
+                self.netlink.route_add(&route).await.with_context(|| {
+                    format!(
+                        "adding route {} dev {} table {} (routes)",
+                        planned.dst, device.name, planned.table
+                    )
+                })?;
+                undo.routes.push(route.clone());
+                routes.push(route);
+            }
+            // With a device per path, each device carries exactly its path.
+            let path = if t.device_per_path {
+                plan.paths
+                    .iter()
+                    .position(|p| p.device == device.name)
+                    .and_then(|i| u8::try_from(i).ok())
+                    .map(dataplane::PathId)
+            } else {
+                None
+            };
+            ifindexes.push(ifindex);
+            devices.push(TunnelDevice { path, tun });
         }
 
-        let dp_config = self.dataplane_config(t, (local, remote_v6), mtu).await;
-        let id = self.datapath.add_tunnel(dp_config, tun).await?;
+        let dp_config = self.dataplane_config(t, mtu).await;
+        let id = self.datapath.add_tunnel(dp_config, devices).await?;
         Ok(TunnelRuntime {
             config: t.clone(),
             id,
-            ifindex,
-            pin,
-            pin_route,
+            ifindexes,
+            paths,
             routes,
             mtu,
         })
@@ -482,12 +608,7 @@ impl Daemon {
 
     /// Source addresses for the ICMP errors the core generates toward LAN hosts: the tunnel's
     /// own address if it has one, else the address the kernel would pick toward the tunnel.
-    async fn dataplane_config(
-        &self,
-        t: &Tunnel,
-        endpoints: (Ipv6Addr, Ipv6Addr),
-        mtu: u16,
-    ) -> dataplane::TunnelConfig {
+    async fn dataplane_config(&self, t: &Tunnel, mtu: u16) -> dataplane::TunnelConfig {
         let mut icmp_v4 = t.addresses.iter().find_map(|a| match a.addr() {
             IpAddr::V4(v4) => Some(v4),
             IpAddr::V6(_) => None,
@@ -507,7 +628,7 @@ impl Daemon {
                 _ => {}
             }
         }
-        convert::dataplane_config(t, endpoints, mtu, icmp_v4, icmp_v6)
+        convert::dataplane_config(t, mtu, icmp_v4, icmp_v6)
     }
 
     async fn ensure_rule(&mut self, family: Family) -> anyhow::Result<()> {
@@ -541,7 +662,7 @@ impl Daemon {
         let in_use: Vec<Family> = self
             .tunnels
             .iter()
-            .map(|t| family_of(t.pin_route.dst.addr()))
+            .flat_map(|t| t.paths.iter().map(|p| family_of(p.remote)))
             .collect();
         let mut keep = Vec::new();
         for rule in std::mem::take(&mut self.rules) {
@@ -563,7 +684,12 @@ impl Daemon {
             warn!(tunnel = name, "{e:#}");
         }
         let undo = Undo {
-            routes: std::iter::once(t.pin_route).chain(t.routes).collect(),
+            routes: t
+                .paths
+                .into_iter()
+                .map(|p| p.pin_route)
+                .chain(t.routes)
+                .collect(),
         };
         undo.run(&self.netlink).await;
         self.drop_unused_rules().await;
@@ -571,6 +697,10 @@ impl Daemon {
     }
 
     async fn remove_all(&mut self) {
+        let watches: Vec<String> = self.watches.iter().map(|w| w.name.clone()).collect();
+        for name in &watches {
+            self.remove_watch(name).await;
+        }
         let names: Vec<String> = self.tunnels.iter().map(|t| t.config.name.clone()).collect();
         for name in names.iter().rev() {
             self.remove_tunnel(name).await;
@@ -593,41 +723,44 @@ impl Daemon {
     /// Re-checks every pin after the host's routes or links changed.
     async fn repin(&mut self) {
         for i in 0..self.tunnels.len() {
-            let remote = self.tunnels[i].config.paths[0].remote;
-            let decision = match self.decide_pin(remote).await {
-                Ok(d) => d,
-                Err(e) => {
-                    warn!("re-checking pins: {e:#}");
-                    return;
+            for j in 0..self.tunnels[i].paths.len() {
+                let remote = self.tunnels[i].paths[j].remote;
+                let decision = match self.decide_pin(remote).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        warn!("re-checking pins: {e:#}");
+                        return;
+                    }
+                };
+                let wanted = match decision {
+                    Decision::Pin(pin) => pin,
+                    Decision::Loop { .. } => Pin::Blackhole,
+                };
+                let name = self.tunnels[i].config.name.clone();
+                let current = self.tunnels[i].paths[j].pin;
+                if wanted == current {
+                    continue;
                 }
-            };
-            let wanted = match decision {
-                Decision::Pin(pin) => pin,
-                Decision::Loop { .. } => Pin::Blackhole,
-            };
-            let t = &self.tunnels[i];
-            if wanted == t.pin {
-                continue;
+                let route = pin::route(
+                    remote,
+                    wanted,
+                    self.config.gateway.pin_table,
+                    ROUTE_PROTOCOL,
+                );
+                if let Err(e) = self.netlink.route_replace(&route).await {
+                    warn!(tunnel = %name, "re-pinning {remote}: {e:#}");
+                    continue;
+                }
+                info!(
+                    tunnel = %name,
+                    "underlay changed: endpoint {remote} re-pinned {} -> {}",
+                    describe_pin(current),
+                    describe_pin(wanted)
+                );
+                let p = &mut self.tunnels[i].paths[j];
+                p.pin = wanted;
+                p.pin_route = route;
             }
-            let route = pin::route(
-                remote,
-                wanted,
-                self.config.gateway.pin_table,
-                ROUTE_PROTOCOL,
-            );
-            if let Err(e) = self.netlink.route_replace(&route).await {
-                warn!(tunnel = %t.config.name, "re-pinning {remote}: {e:#}");
-                continue;
-            }
-            info!(
-                tunnel = %t.config.name,
-                "underlay changed: endpoint {remote} re-pinned {} -> {}",
-                describe_pin(t.pin),
-                describe_pin(wanted)
-            );
-            let t = &mut self.tunnels[i];
-            t.pin = wanted;
-            t.pin_route = route;
         }
     }
 
@@ -709,10 +842,10 @@ fn probe_address(route: &IpNet) -> IpAddr {
 
 /// The kernel refuses to bind or send from an address that is not (yet) assigned; a fresh
 /// IPv6 address is tentative for a moment during DAD, so wait briefly before giving up.
-async fn wait_for_local_address(local: Ipv6Addr) -> anyhow::Result<()> {
+async fn wait_for_local_address(local: IpAddr) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        match UdpSocket::bind(SocketAddr::new(IpAddr::V6(local), 0)) {
+        match UdpSocket::bind(SocketAddr::new(local, 0)) {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() < deadline => {
                 debug!("local address {local} not usable yet: {e}");
@@ -745,34 +878,37 @@ mod convert {
 
     pub(super) fn dataplane_config(
         t: &Tunnel,
-        (local, remote): (Ipv6Addr, Ipv6Addr),
         mtu: u16,
         icmp_source_v4: Option<Ipv4Addr>,
         icmp_source_v6: Option<Ipv6Addr>,
     ) -> dataplane::TunnelConfig {
-        // The daemon runs the first path only, so far.
-        let first = &t.paths[0];
-        let path = dataplane::PathConfig {
-            name: first.name.clone(),
-            local: local.into(),
-            remote: remote.into(),
-            cost: first.cost,
-            probe: match first.probe {
-                control::Probe::Keepalive => dataplane::Probe::Keepalive,
-                control::Probe::Icmp { target, source } => {
-                    dataplane::Probe::Icmp { target, source }
-                }
-                control::Probe::None => dataplane::Probe::None,
-            },
-        };
+        let paths = t
+            .paths
+            .iter()
+            .map(|p| dataplane::PathConfig {
+                name: p.name.clone(),
+                local: p.local,
+                remote: p.remote,
+                cost: p.cost,
+                probe: match p.probe {
+                    control::Probe::Keepalive => dataplane::Probe::Keepalive,
+                    control::Probe::Icmp { target, source } => {
+                        dataplane::Probe::Icmp { target, source }
+                    }
+                    control::Probe::None => dataplane::Probe::None,
+                },
+            })
+            .collect();
         dataplane::TunnelConfig {
             name: t.name.clone(),
             mode: match t.mode {
                 control::Mode::Ipip6 => dataplane::Mode::Ipip6,
                 control::Mode::Ip6ip6 => dataplane::Mode::Ip6ip6,
                 control::Mode::Any => dataplane::Mode::Any,
+                // Refused before this point: ESP tunnels have their own core.
+                control::Mode::Ipsec => dataplane::Mode::Any,
             },
-            paths: vec![path],
+            paths,
             encap_limit: match t.encap_limit {
                 None => dataplane::EncapLimit::None,
                 Some(n) => dataplane::EncapLimit::Limit(n),
@@ -794,13 +930,7 @@ mod convert {
             },
             icmp_source_v4,
             icmp_source_v6,
-            health: dataplane::HealthConfig {
-                interval: t.health.interval,
-                timeout: t.health.timeout,
-                down_after: t.health.down_after,
-                up_after: t.health.up_after,
-                hold_down: t.health.hold_down,
-            },
+            health: super::watch::health_config(&t.health),
             device_per_path: t.device_per_path,
         }
     }
@@ -814,4 +944,30 @@ fn link_name(index: u32) -> Option<String> {
         (ifindex.trim().parse::<u32>().ok()? == index)
             .then(|| entry.file_name().to_string_lossy().into_owned())
     })
+}
+
+/// Interface index for a name (the namespace's own sysfs).
+fn link_index(name: &str) -> Option<u32> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn pinned_route(path: &PathRuntime) -> PinnedRoute {
+    let (device, gateway) = match path.pin {
+        Pin::Via { oif, gateway } => (
+            Some(link_name(oif).unwrap_or_else(|| format!("if{oif}"))),
+            gateway.map(|g| g.to_string()),
+        ),
+        Pin::Blackhole => (None, None),
+    };
+    PinnedRoute {
+        destination: path.pin_route.dst.to_string(),
+        kind: if path.pin.is_up() { "via" } else { "blackhole" }.to_string(),
+        gateway,
+        device,
+        table: path.pin_route.table,
+    }
 }
