@@ -1,22 +1,27 @@
 //! Dataplane, TUN side: any inner packet is encapsulated, fragmented, answered
 //! with an ICMP error or dropped, never a panic; whatever goes to the underlay
 //! is a well-formed outer packet between the tunnel's endpoints that the far
-//! end decapsulates back to the same inner bytes. Input: 1 byte choosing the
-//! tunnel configuration, then the inner packet.
+//! end decapsulates back to the same inner bytes. With the top bit of the
+//! first byte the packet is sent on the tunnel's IPv4 path with
+//! `handle_inner_on_path` instead, and the far end takes the whole outer IPv4
+//! datagram. Input: 1 byte choosing the tunnel configuration, then the inner
+//! packet.
 #![no_main]
 
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use dataplane::{
-    Batch, Dataplane, Destination, EncapLimit, Mode, MssClamp, OuterMeta, TrafficClass,
-    TunnelConfig, Verdict,
+    Batch, Dataplane, Destination, EncapLimit, Mode, MssClamp, OuterMeta, PathConfig, PathId,
+    Probe, TrafficClass, TunnelConfig, Verdict,
 };
 use libfuzzer_sys::fuzz_target;
-use wire::{Ipv6Packet, ipv6_ext};
+use wire::{Ipv4Packet, Ipv6Packet, ipv6_ext};
 
 const LOCAL: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 1);
 const REMOTE: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1);
+const LOCAL4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const REMOTE4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
 /// Bits of `choice` pick the mode, MTU, option, traffic class and clamping,
 /// so every branch of the core is reachable.
@@ -51,6 +56,17 @@ fn config(choice: u8, local: Ipv6Addr, remote: Ipv6Addr) -> TunnelConfig {
     c.allowed_sources = c.routes.clone();
     c.icmp_source_v4 = Some("198.51.100.254".parse().unwrap());
     c.icmp_source_v6 = Some("2001:db8:a::fe".parse().unwrap());
+    if choice & 0x80 != 0 {
+        let (local4, remote4) = if local == LOCAL {
+            (LOCAL4, REMOTE4)
+        } else {
+            (REMOTE4, LOCAL4)
+        };
+        c.paths.push(PathConfig {
+            probe: Probe::None,
+            ..PathConfig::new("v4", local4, remote4)
+        });
+    }
     c
 }
 
@@ -69,7 +85,11 @@ fuzz_target!(|data: &[u8]| {
     b.add_tunnel(far).unwrap();
 
     let mut out = Batch::new(0);
-    let verdict = a.handle_inner(now, a_id, &mut packet.to_vec(), &mut out);
+    let verdict = if choice & 0x80 != 0 {
+        a.handle_inner_on_path(now, a_id, PathId(1), &mut packet.to_vec(), &mut out)
+    } else {
+        a.handle_inner(now, a_id, &mut packet.to_vec(), &mut out)
+    };
     assert_eq!(
         verdict == Verdict::Forwarded,
         out.iter()
@@ -80,7 +100,21 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(destination, Destination::Tun(a_id));
             continue;
         };
-        assert_eq!(remote, std::net::IpAddr::V6(REMOTE));
+        if choice & 0x80 != 0 {
+            assert_eq!(remote, IpAddr::V4(REMOTE4));
+            let outer = Ipv4Packet::new_checked(bytes).expect("outer IPv4 parses");
+            assert!(outer.verify_checksum());
+            assert_eq!(usize::from(outer.total_len()), bytes.len());
+            assert!(bytes.len() <= 20 + mtu);
+            assert_eq!((outer.src_addr(), outer.dst_addr()), (LOCAL4, REMOTE4));
+            let inner = outer.payload().to_vec();
+            let mut back = Batch::new(0);
+            if b.handle_outer_ipv4(now, &mut bytes.to_vec(), &mut back) == Verdict::Forwarded {
+                assert_eq!(back.get(0).map(|(_, p)| p), Some(&inner[..]));
+            }
+            continue;
+        }
+        assert_eq!(remote, IpAddr::V6(REMOTE));
         let outer = Ipv6Packet::new_checked(bytes).expect("outer packet parses");
         assert_eq!(usize::from(outer.payload_len()) + 40, bytes.len());
         assert!(bytes.len() <= 48 + mtu);
