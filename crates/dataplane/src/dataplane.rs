@@ -386,8 +386,8 @@ impl Dataplane {
     }
 
     /// A whole IPv4 datagram, header included, as a raw IPv4 socket for
-    /// protocol 4 or 41 delivers it. Mutable for the same reasons as
-    /// [`handle_outer`](Self::handle_outer)'s payload.
+    /// protocol 4 or 41 delivers it. Mutable so that MSS clamping and
+    /// congestion marking of the inner packet happen in place.
     pub fn handle_outer_ipv4(
         &mut self,
         now: Instant,

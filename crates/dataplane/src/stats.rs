@@ -12,8 +12,9 @@ use crate::{HealthState, PathId};
 pub enum Verdict {
     /// Passed on: encapsulated (possibly as several fragments) or decapsulated.
     Forwarded,
-    /// Used by the core itself and not passed on (an ICMPv6 Packet Too Big that
-    /// lowered a tunnel's path MTU).
+    /// Used by the core itself and not passed on: an ICMPv6 Packet Too Big about
+    /// a path, a keepalive (a request is answered in the batch), or the echo
+    /// reply to one of the core's ICMP probes.
     Consumed,
     Dropped(DropReason),
 }
