@@ -66,6 +66,9 @@ pub struct TunnelStatus {
     pub pinned_route: PinnedRoute,
     #[serde(default)]
     pub paths: Vec<PathStatus>,
+    /// IKE and ESP state of an ipsec tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipsec: Option<crate::daemon::IpsecStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -151,6 +154,50 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+fn render_ipsec(out: &mut String, s: &crate::daemon::IpsecStatus) {
+    let spis = s
+        .ike_spis
+        .as_ref()
+        .map_or_else(|| "-".to_string(), |(i, r)| format!("{i}_i {r}_r"));
+    let _ = writeln!(
+        out,
+        "  ike        {} {}, {}, age {}",
+        s.ike_state,
+        spis,
+        s.ike_suite.as_deref().unwrap_or("-"),
+        s.ike_age_secs
+            .map_or_else(|| "-".to_string(), |a| format!("{a}s"))
+    );
+    for c in &s.children {
+        let active = s.active_spi_out.as_deref() == Some(c.spi_out.as_str());
+        let _ = writeln!(
+            out,
+            "  {} child    {}_i {}_o {}, age {}s, rekey in {}s",
+            if active { "*" } else { " " },
+            c.spi_in,
+            c.spi_out,
+            c.suite,
+            c.age_secs,
+            c.rekey_in_secs
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  esp        {}, last heard {}, {} inbound SA(s){}",
+        if s.udp_encap {
+            "in UDP 4500"
+        } else {
+            "raw (protocol 50)"
+        },
+        s.last_heard_secs
+            .map_or_else(|| "never".to_string(), |a| format!("{a}s ago")),
+        s.inbound_sas,
+        s.last_down_reason
+            .as_deref()
+            .map_or_else(String::new, |r| format!(", last down: {r}"))
+    );
+}
+
 /// The table a person reads.
 pub fn render(status: &GatewayStatus) -> String {
     let mut out = String::new();
@@ -217,6 +264,9 @@ pub fn render(status: &GatewayStatus) -> String {
                     p.loss_percent
                 );
             }
+        }
+        if let Some(ipsec) = &t.ipsec {
+            render_ipsec(&mut out, ipsec);
         }
         let drops: Vec<String> = t
             .drops

@@ -1,9 +1,16 @@
 //! The packet thread: a mio loop that moves bytes between TUN devices, raw sockets and the
-//! sans-IO [`dataplane::Dataplane`]. It holds no protocol logic; every decision is the core's.
+//! sans-IO cores: [`dataplane::Dataplane`] for RFC 2473/2003 tunnels and one
+//! [`dataplane::esp::EspTunnel`] per ipsec tunnel. It holds no protocol logic; every decision
+//! is a core's.
+//!
+//! ESP arrives raw (protocol 50, one socket per family) or in UDP on the port 4500 socket of
+//! the tunnel's local address, which this thread reads itself so that ESP never crosses a
+//! channel; the rare IKE datagram on 4500 is handed back to the IKE shell. ESP tunnels are
+//! found by the peer's address, which control keeps unique per tunnel.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -11,6 +18,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use dataplane::esp::{
+    EspBatch, EspDestination, EspEvent, EspStats, EspTunnel, EspTunnelConfig, InboundSa, Integrity,
+    OutboundSa, Suite, UdpKind, classify_udp,
+};
 use dataplane::{
     Batch, Dataplane, Destination, Event, OuterMeta, PathId, PathStats, TunnelConfig, TunnelId,
 };
@@ -18,8 +29,10 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use sys::raw::{Icmpv6Socket, RawIpv4Socket, RawIpv6Socket};
 use sys::tun::TunDevice;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc as async_mpsc, oneshot};
 use tracing::{debug, info, warn};
+
+use super::ipsec::{Datagram, SaChange};
 
 const WAKER: Token = Token(0);
 const RAW_IPIP: Token = Token(1);
@@ -27,10 +40,16 @@ const RAW_IPV6: Token = Token(2);
 const ICMPV6: Token = Token(3);
 const RAW4_IPIP: Token = Token(4);
 const RAW4_IPV6: Token = Token(5);
+const RAW_ESP: Token = Token(6);
+const RAW4_ESP: Token = Token(7);
 const FIRST_TUN: usize = 16;
 
 /// Large enough for any IPv6 packet a TUN or raw socket can hand us.
 const PACKET_BUF: usize = 65_536;
+
+/// ESP tunnels are numbered apart from the core's tunnels, so that one [`TunnelId`] names one
+/// tunnel of either kind in commands and snapshots.
+const FIRST_ESP_ID: u32 = 0x8000_0000;
 
 /// Counters the shell keeps itself because only the shell sees them.
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,6 +65,33 @@ pub struct TunnelSnapshot {
     /// In the order of the tunnel's paths.
     pub paths: Vec<PathStats>,
     pub active_path: Option<PathId>,
+}
+
+/// The packet path of one ipsec tunnel, for status.
+#[derive(Debug, Clone)]
+pub struct EspSnapshot {
+    pub id: TunnelId,
+    pub stats: EspStats,
+    pub shell: ShellCounters,
+    /// SPI of the outbound SA that seals now.
+    pub active_outbound: Option<u32>,
+    pub inbound_sas: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub tunnels: Vec<TunnelSnapshot>,
+    pub esp: Vec<EspSnapshot>,
+}
+
+/// What the packet thread needs to run an ipsec tunnel besides its core.
+pub struct EspLinks {
+    /// The UDP 4500 socket of the tunnel's local address (shared by the tunnels using it).
+    pub udp: Arc<UdpSocket>,
+    /// Where IKE datagrams read from that socket go.
+    pub ike: async_mpsc::Sender<Datagram>,
+    /// Where the inbound SPIs of authenticated ESP go (the IKE shell's liveness).
+    pub liveness: async_mpsc::UnboundedSender<u32>,
 }
 
 /// A TUN device handed to the packet thread: the tunnel's own, or one path's when the
@@ -83,12 +129,20 @@ enum Command {
         devices: Vec<TunnelDevice>,
         reply: oneshot::Sender<Result<TunnelId, String>>,
     },
+    AddEsp {
+        config: Box<EspTunnelConfig>,
+        name: String,
+        tun: TunDevice,
+        links: EspLinks,
+        reply: oneshot::Sender<Result<TunnelId, String>>,
+    },
+    Sa(SaChange),
     Remove {
         id: TunnelId,
         reply: oneshot::Sender<()>,
     },
     Snapshot {
-        reply: oneshot::Sender<Vec<TunnelSnapshot>>,
+        reply: oneshot::Sender<Snapshot>,
     },
     Shutdown,
 }
@@ -113,6 +167,10 @@ impl Datapath {
             .context("opening the raw IPv4 socket for IPv4-in-IPv4 (protocol 4)")?;
         let ipv6in4 = RawIpv4Socket::open(wire::ip_proto::IPV6)
             .context("opening the raw IPv4 socket for IPv6-in-IPv4 (protocol 41)")?;
+        let esp6 = RawIpv6Socket::open(wire::ip_proto::ESP)
+            .context("opening the raw IPv6 socket for ESP (protocol 50)")?;
+        let esp4 = RawIpv4Socket::open(wire::ip_proto::ESP)
+            .context("opening the raw IPv4 socket for ESP (protocol 50)")?;
         let registry = poll.registry();
         registry.register(
             &mut SourceFd(&ipip.as_raw_fd()),
@@ -135,6 +193,16 @@ impl Datapath {
             RAW4_IPV6,
             Interest::READABLE,
         )?;
+        registry.register(
+            &mut SourceFd(&esp6.as_raw_fd()),
+            RAW_ESP,
+            Interest::READABLE,
+        )?;
+        registry.register(
+            &mut SourceFd(&esp4.as_raw_fd()),
+            RAW4_ESP,
+            Interest::READABLE,
+        )?;
         let (tx, rx) = mpsc::channel();
         let mut looper = Loop {
             poll,
@@ -150,6 +218,16 @@ impl Datapath {
             next_slot: FIRST_TUN,
             buf: vec![0; PACKET_BUF],
             batch: Batch::new(4 * PACKET_BUF),
+            esp: EspSide {
+                raw6: esp6,
+                raw4: esp4,
+                tunnels: HashMap::new(),
+                by_remote: HashMap::new(),
+                tun_slots: HashMap::new(),
+                udp: HashMap::new(),
+                next_id: FIRST_ESP_ID,
+                batch: EspBatch::new(4 * PACKET_BUF),
+            },
         };
         let thread = std::thread::Builder::new()
             .name("v6gate-packets".into())
@@ -186,6 +264,37 @@ impl Datapath {
             .map_err(|e| anyhow::anyhow!(e))
     }
 
+    /// Hands an ipsec tunnel's TUN device to the packet thread with an ESP core and no SA
+    /// yet (inner packets are dropped as `no_sa` until IKE installs one).
+    pub async fn add_esp_tunnel(
+        &self,
+        name: &str,
+        config: EspTunnelConfig,
+        tun: TunDevice,
+        links: EspLinks,
+    ) -> anyhow::Result<TunnelId> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::AddEsp {
+            config: Box::new(config),
+            name: name.to_string(),
+            tun,
+            links,
+            reply,
+        })?;
+        answer
+            .await
+            .context("the packet thread dropped the request")?
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// Where the IKE shell's SA changes go, applied in the order sent.
+    pub fn sa_sink(&self) -> SaSink {
+        SaSink {
+            commands: self.commands.clone(),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
     pub async fn remove_tunnel(&self, id: TunnelId) -> anyhow::Result<()> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Remove { id, reply })?;
@@ -194,7 +303,7 @@ impl Datapath {
             .context("the packet thread dropped the request")
     }
 
-    pub async fn snapshot(&self) -> anyhow::Result<Vec<TunnelSnapshot>> {
+    pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Snapshot { reply })?;
         answer
@@ -211,6 +320,20 @@ impl Datapath {
                 warn!("the packet thread panicked");
             }
         }
+    }
+}
+
+/// Sends [`SaChange`]s to the packet thread from any thread.
+#[derive(Clone)]
+pub struct SaSink {
+    commands: mpsc::Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl SaSink {
+    /// False once the packet thread has stopped.
+    pub fn send(&self, change: SaChange) -> bool {
+        self.commands.send(Command::Sa(change)).is_ok() && self.waker.wake().is_ok()
     }
 }
 
@@ -236,15 +359,52 @@ struct Loop {
     next_slot: usize,
     buf: Vec<u8>,
     batch: Batch,
+    esp: EspSide,
+}
+
+/// The ipsec half of the packet thread.
+struct EspSide {
+    raw6: RawIpv6Socket,
+    /// Receives whole IPv4 datagrams; sends with `IP_HDRINCL`.
+    raw4: RawIpv4Socket,
+    tunnels: HashMap<TunnelId, EspRuntime>,
+    by_remote: HashMap<IpAddr, TunnelId>,
+    tun_slots: HashMap<Token, TunnelId>,
+    udp: HashMap<Token, UdpPort>,
+    next_id: u32,
+    batch: EspBatch,
+}
+
+struct EspRuntime {
+    name: String,
+    core: EspTunnel,
+    device: Device,
+    links: EspLinks,
+    counters: ShellCounters,
+}
+
+/// A UDP 4500 socket, registered once per local address and kept for the thread's life (the
+/// IKE shell keeps it bound as long).
+struct UdpPort {
+    local: SocketAddr,
+    socket: Arc<UdpSocket>,
+    ike: async_mpsc::Sender<Datagram>,
 }
 
 impl Loop {
     fn run(&mut self) {
         let mut events = Events::with_capacity(64);
         loop {
-            let timeout = self
-                .core
-                .poll_timeout()
+            let esp_timeout = self
+                .esp
+                .tunnels
+                .values()
+                .filter_map(|t| t.core.poll_timeout())
+                .min();
+            let timeout = [self.core.poll_timeout(), esp_timeout]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(|at| at.saturating_duration_since(Instant::now()))
                 .map(|d| d.min(Duration::from_secs(60)));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -263,9 +423,15 @@ impl Loop {
                     ICMPV6 => self.drain_icmp(now),
                     RAW4_IPIP => self.drain_outer_ipv4(now, true),
                     RAW4_IPV6 => self.drain_outer_ipv4(now, false),
+                    RAW_ESP => self.drain_raw_esp(now, false),
+                    RAW4_ESP => self.drain_raw_esp(now, true),
                     token => {
                         if let Some(&(id, path)) = self.slots.get(&token) {
                             self.drain_tun(now, id, path);
+                        } else if let Some(&id) = self.esp.tun_slots.get(&token) {
+                            self.drain_esp_tun(now, id);
+                        } else if self.esp.udp.contains_key(&token) {
+                            self.drain_udp(now, token);
                         }
                     }
                 }
@@ -277,6 +443,7 @@ impl Loop {
             self.core.handle_timeout(Instant::now(), &mut self.batch);
             self.flush(None);
             self.log_events();
+            self.esp_timeouts(Instant::now());
         }
     }
 
@@ -291,15 +458,26 @@ impl Loop {
                 } => {
                     let _ = reply.send(self.add(*config, devices));
                 }
+                Command::AddEsp {
+                    config,
+                    name,
+                    tun,
+                    links,
+                    reply,
+                } => {
+                    let _ = reply.send(self.add_esp(*config, name, tun, links));
+                }
+                Command::Sa(change) => self.apply_sa_change(change),
                 Command::Remove { id, reply } => {
                     if let Some(devices) = self.tuns.remove(&id) {
                         self.release(devices);
                     }
                     self.core.remove_tunnel(id);
+                    self.remove_esp(id);
                     let _ = reply.send(());
                 }
                 Command::Snapshot { reply } => {
-                    let snapshot = self
+                    let tunnels = self
                         .core
                         .tunnels()
                         .filter_map(|id| {
@@ -321,7 +499,19 @@ impl Loop {
                             })
                         })
                         .collect();
-                    let _ = reply.send(snapshot);
+                    let esp = self
+                        .esp
+                        .tunnels
+                        .iter()
+                        .map(|(&id, t)| EspSnapshot {
+                            id,
+                            stats: t.core.stats().clone(),
+                            shell: t.counters,
+                            active_outbound: t.core.active_outbound(),
+                            inbound_sas: t.core.inbound_count(),
+                        })
+                        .collect();
+                    let _ = reply.send(Snapshot { tunnels, esp });
                 }
                 Command::Shutdown => return false,
             }
@@ -561,4 +751,303 @@ impl Loop {
             }
         }
     }
+}
+
+/// The ipsec half of the loop.
+impl Loop {
+    fn add_esp(
+        &mut self,
+        config: EspTunnelConfig,
+        name: String,
+        tun: TunDevice,
+        links: EspLinks,
+    ) -> Result<TunnelId, String> {
+        tun.set_nonblocking(true)
+            .map_err(|e| format!("setting {} non-blocking: {e}", tun.name()))?;
+        let remote = config.remote;
+        if self.esp.by_remote.contains_key(&remote) {
+            return Err(format!("an ipsec tunnel to {remote} is running already"));
+        }
+        let local = SocketAddr::new(config.local, links.udp.local_addr().map_or(0, |a| a.port()));
+        let registry = self.poll.registry();
+        if !self.esp.udp.values().any(|u| u.local == local) {
+            let token = Token(self.next_slot);
+            self.next_slot += 1;
+            registry
+                .register(
+                    &mut SourceFd(&links.udp.as_raw_fd()),
+                    token,
+                    Interest::READABLE,
+                )
+                .map_err(|e| format!("registering UDP {local} with the poller: {e}"))?;
+            self.esp.udp.insert(
+                token,
+                UdpPort {
+                    local,
+                    socket: Arc::clone(&links.udp),
+                    ike: links.ike.clone(),
+                },
+            );
+        }
+        let token = Token(self.next_slot);
+        self.next_slot += 1;
+        registry
+            .register(&mut SourceFd(&tun.as_raw_fd()), token, Interest::READABLE)
+            .map_err(|e| format!("registering {} with the poller: {e}", tun.name()))?;
+        let id = TunnelId(self.esp.next_id);
+        self.esp.next_id = self.esp.next_id.wrapping_add(1).max(FIRST_ESP_ID);
+        debug!(tunnel = %name, device = tun.name(), "packet thread owns the TUN device (ESP)");
+        self.esp.tun_slots.insert(token, id);
+        self.esp.by_remote.insert(remote, id);
+        self.esp.tunnels.insert(
+            id,
+            EspRuntime {
+                name,
+                core: EspTunnel::new(config),
+                device: Device {
+                    path: None,
+                    token,
+                    tun,
+                },
+                links,
+                counters: ShellCounters::default(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Closes the tunnel's device; its SAs go with the core.
+    fn remove_esp(&mut self, id: TunnelId) {
+        let Some(t) = self.esp.tunnels.remove(&id) else {
+            return;
+        };
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&t.device.tun.as_raw_fd()));
+        self.esp.tun_slots.remove(&t.device.token);
+        self.esp.by_remote.retain(|_, v| *v != id);
+    }
+
+    fn apply_sa_change(&mut self, change: SaChange) {
+        let name = match &change {
+            SaChange::Install { tunnel, .. }
+            | SaChange::Remove { tunnel, .. }
+            | SaChange::Clear { tunnel } => tunnel,
+        };
+        let Some(t) = self.esp.tunnels.values_mut().find(|t| &t.name == name) else {
+            debug!(tunnel = %name, "SA change for a tunnel the packet thread does not run");
+            return;
+        };
+        match change {
+            SaChange::Install {
+                child, udp_port, ..
+            } => match sa_pair(&child) {
+                Ok((inbound, outbound)) => {
+                    // Inbound first: the peer may use the new SA as soon as it has it.
+                    t.core.install_inbound(inbound);
+                    t.core.install_outbound(outbound);
+                    t.core.set_udp_encap(Instant::now(), udp_port);
+                    info!(
+                        tunnel = %t.name,
+                        "ESP SA installed: in {:08x} out {:08x}{}",
+                        child.spi_in,
+                        child.spi_out,
+                        if udp_port.is_some() { " (UDP 4500)" } else { "" }
+                    );
+                }
+                Err(e) => warn!(tunnel = %t.name, "cannot install the CHILD SA: {e}"),
+            },
+            SaChange::Remove {
+                spi_in, spi_out, ..
+            } => {
+                t.core.remove_sa(spi_in, spi_out);
+                debug!(tunnel = %t.name, "ESP SA removed: in {spi_in:08x} out {spi_out:08x}");
+            }
+            SaChange::Clear { .. } => {
+                t.core.clear_sas();
+                debug!(tunnel = %t.name, "all ESP SAs removed");
+            }
+        }
+    }
+
+    fn drain_esp_tun(&mut self, now: Instant, id: TunnelId) {
+        loop {
+            let Some(t) = self.esp.tunnels.get_mut(&id) else {
+                return;
+            };
+            let n = match t.device.tun.read(&mut self.buf) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!(device = t.device.tun.name(), "TUN read failed: {e}");
+                    return;
+                }
+            };
+            self.esp.batch.clear();
+            let _ = t
+                .core
+                .handle_inner(now, &mut self.buf[..n], &mut self.esp.batch);
+            self.esp.flush(id);
+        }
+    }
+
+    /// Raw ESP: IPv6 sockets hand over the payload, IPv4 sockets the whole datagram.
+    fn drain_raw_esp(&mut self, now: Instant, ipv4: bool) {
+        loop {
+            let received = if ipv4 {
+                self.esp.raw4.recv(&mut self.buf).map(|r| {
+                    let header = usize::from(self.buf[0] & 0x0f) * 4;
+                    (IpAddr::V4(r.src), header.min(r.len)..r.len)
+                })
+            } else {
+                self.esp
+                    .raw6
+                    .recv(&mut self.buf)
+                    .map(|r| (IpAddr::V6(r.src), 0..r.len))
+            };
+            let (from, range) = match received {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!("raw ESP socket receive failed: {e}");
+                    return;
+                }
+            };
+            self.esp.open(now, from, &self.buf[range]);
+        }
+    }
+
+    fn drain_udp(&mut self, now: Instant, token: Token) {
+        loop {
+            let Some(port) = self.esp.udp.get(&token) else {
+                return;
+            };
+            let (n, remote) = match port.socket.recv_from(&mut self.buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!("UDP {} receive failed: {e}", port.local);
+                    return;
+                }
+            };
+            let payload = &self.buf[..n];
+            match classify_udp(payload) {
+                UdpKind::Esp => self.esp.open(now, remote.ip(), payload),
+                UdpKind::Ike => {
+                    let datagram = Datagram {
+                        local: port.local,
+                        remote,
+                        payload: payload[4..].to_vec(),
+                    };
+                    if port.ike.try_send(datagram).is_err() {
+                        debug!("IKE datagram from {remote} on 4500 dropped: IKE queue full");
+                    }
+                }
+                UdpKind::Keepalive | UdpKind::Malformed => {}
+            }
+        }
+    }
+
+    fn esp_timeouts(&mut self, now: Instant) {
+        let due: Vec<TunnelId> = self
+            .esp
+            .tunnels
+            .iter()
+            .filter(|(_, t)| t.core.poll_timeout().is_some_and(|at| at <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            self.esp.batch.clear();
+            if let Some(t) = self.esp.tunnels.get_mut(&id) {
+                t.core.handle_timeout(now, &mut self.esp.batch);
+            }
+            self.esp.flush(id);
+        }
+    }
+}
+
+impl EspSide {
+    /// One ESP packet (from its SPI on) from `from`, to the tunnel of that peer.
+    fn open(&mut self, now: Instant, from: IpAddr, esp: &[u8]) {
+        let Some(&id) = self.by_remote.get(&from) else {
+            return;
+        };
+        let Some(t) = self.tunnels.get_mut(&id) else {
+            return;
+        };
+        self.batch.clear();
+        let _ = t.core.handle_esp(now, esp, from, &mut self.batch);
+        self.flush(id);
+    }
+
+    /// Sends what tunnel `id`'s core produced and passes its events on.
+    fn flush(&mut self, id: TunnelId) {
+        let Some(t) = self.tunnels.get_mut(&id) else {
+            return;
+        };
+        for (destination, packet) in self.batch.iter() {
+            let result = match destination {
+                EspDestination::Raw {
+                    remote: IpAddr::V6(remote),
+                } => self.raw6.send_to(packet, remote).map(|_| ()),
+                EspDestination::Raw {
+                    remote: IpAddr::V4(remote),
+                } => self.raw4.send_to(packet, remote).map(|_| ()),
+                EspDestination::Udp { remote } => t.links.udp.send_to(packet, remote).map(|_| ()),
+                EspDestination::Tun => t.device.tun.write(packet).map(|_| ()),
+            };
+            if let Err(e) = result {
+                t.counters.send_errors += 1;
+                if t.counters.send_errors.is_power_of_two() {
+                    debug!(tunnel = %t.name, "send failed ({} so far): {e}", t.counters.send_errors);
+                }
+            }
+        }
+        while let Some(event) = t.core.poll_event() {
+            match event {
+                EspEvent::EspReceived { spi } => {
+                    let _ = t.links.liveness.send(spi);
+                }
+                EspEvent::RekeyNeeded { spi } => warn!(
+                    tunnel = %t.name,
+                    "outbound SA {spi:08x} ran out of sequence numbers; waiting for the rekey"
+                ),
+            }
+        }
+    }
+}
+
+/// dataplane's suite for the one IKE negotiated.
+fn esp_suite(suite: &ike::proposal::ChildSuite) -> Result<Suite, String> {
+    use ike::crypto::{Encr, Integ};
+    match (suite.encr, suite.integ) {
+        (Encr::AesGcm16(key_bits), None) => Ok(Suite::AesGcm16 { key_bits }),
+        (Encr::AesCbc(key_bits), Some(Integ::HmacSha1_96)) => Ok(Suite::AesCbc {
+            key_bits,
+            integrity: Integrity::HmacSha1_96,
+        }),
+        (Encr::AesCbc(key_bits), Some(Integ::HmacSha256_128)) => Ok(Suite::AesCbc {
+            key_bits,
+            integrity: Integrity::HmacSha256_128,
+        }),
+        (encr, integ) => Err(format!(
+            "ESP suite {encr:?} with {integ:?} is not one the dataplane implements"
+        )),
+    }
+}
+
+/// Both directions of a CHILD SA, keyed as IKE derived them.
+fn sa_pair(child: &ike::ChildSaInfo) -> Result<(InboundSa, OutboundSa), String> {
+    let suite = esp_suite(&child.suite)?;
+    let esn = child.suite.esn;
+    let inbound = InboundSa::new(child.spi_in, suite, &child.encr_in, &child.integ_in, esn)
+        .map_err(|e| format!("inbound SA {:08x}: {e}", child.spi_in))?;
+    let outbound = OutboundSa::new(child.spi_out, suite, &child.encr_out, &child.integ_out, esn)
+        .map_err(|e| format!("outbound SA {:08x}: {e}", child.spi_out))?;
+    Ok((inbound, outbound))
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use ike::{ChildSaInfo, DownReason, Event, Peer};
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -232,7 +232,7 @@ impl Backoff {
 }
 
 /// Status of one ipsec tunnel's IKE side, for `v6gate status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpsecStatus {
     pub tunnel: String,
     /// "connecting", "established", "down" or "waiting" (responder without an SA).
@@ -248,9 +248,17 @@ pub struct IpsecStatus {
     pub last_heard_secs: Option<u64>,
     pub udp_encap: bool,
     pub attempts: u32,
+    /// From the packet thread: the outbound SPI that seals now, the inbound SAs that open,
+    /// and NAT keepalives sent.
+    #[serde(default)]
+    pub active_spi_out: Option<String>,
+    #[serde(default)]
+    pub inbound_sas: usize,
+    #[serde(default)]
+    pub keepalives_sent: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChildStatus {
     pub spi_in: String,
     pub spi_out: String,
@@ -268,8 +276,12 @@ pub struct IpsecTunnel {
     status: Arc<Mutex<IpsecStatus>>,
     esp_received: mpsc::UnboundedSender<u32>,
     stop: mpsc::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
     sockets: IkeSockets,
 }
+
+/// How long stopping a tunnel waits for its IKE task to send the DELETE and finish.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 impl IpsecTunnel {
     /// Starts the tunnel's IKE task on `sockets` (bound to the tunnel's local address); SA
@@ -330,25 +342,22 @@ impl IpsecTunnel {
             changes,
             status: Arc::clone(&status),
         };
-        tokio::spawn(driver.run(rx, esp_rx, stop_rx));
+        let task = tokio::spawn(driver.run(rx, esp_rx, stop_rx));
         Ok(Self {
             name: tunnel.name.clone(),
             remote: path.remote,
             status,
             esp_received,
             stop,
+            task,
             sockets: sockets.clone(),
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The packet thread saw authenticated ESP on inbound SA `spi` (forward
-    /// `dataplane::esp::EspEvent::EspReceived`).
-    pub fn esp_received(&self, spi: u32) {
-        let _ = self.esp_received.send(spi);
+    /// Where the packet thread reports authenticated ESP on an inbound SA (its SPI), which
+    /// keeps DPD quiet while traffic flows.
+    pub fn liveness(&self) -> mpsc::UnboundedSender<u32> {
+        self.esp_received.clone()
     }
 
     pub fn status(&self) -> IpsecStatus {
@@ -358,9 +367,15 @@ impl IpsecTunnel {
             .clone()
     }
 
-    /// Deletes the IKE SA (telling the peer) and ends the task.
+    /// Deletes the IKE SA (telling the peer) and ends the task, waiting at most
+    /// [`STOP_WAIT`] for it; its last word is a [`SaChange::Clear`].
     pub async fn stop(self) {
         let _ = self.stop.send(()).await;
+        let mut task = self.task;
+        if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
+            warn!("tunnel {:?}: IKE task did not stop in time", self.name);
+            task.abort();
+        }
         self.sockets.demux().remove(self.remote);
     }
 }

@@ -6,12 +6,18 @@
 //! endpoint and ensure the pin rule of its family; then create the TUN device(s), set
 //! MTU/addresses/sysctls, bring them up, add the inner routes, and hand the devices to the
 //! packet thread. Watches start after the tunnels and stop before them.
+//!
+//! An ipsec tunnel takes the same steps up to its TUN device; then its packet path is an ESP
+//! core in the packet thread instead of an RFC 2473 one, and its IKE task starts last and
+//! stops first (so the peer hears a DELETE while the tunnel still stands).
 
 mod control_socket;
 mod datapath;
+mod ipsec;
 pub mod pin;
 mod watch;
 
+pub use ipsec::{ChildStatus, IpsecStatus};
 pub use watch::WatchStatus;
 
 use std::collections::HashMap;
@@ -30,7 +36,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::status::{GatewayStatus, PathStatus, PinnedRoute, Request, Response, TunnelStatus};
-use datapath::{Datapath, TunnelDevice};
+use datapath::{Datapath, EspLinks, TunnelDevice};
+use ipsec::{IkeSockets, IpsecTunnel, SaChange};
 use pin::{Decision, Facts, Pin};
 use watch::WatchTask;
 
@@ -72,6 +79,8 @@ struct TunnelRuntime {
     paths: Vec<PathRuntime>,
     routes: Vec<Route>,
     mtu: u16,
+    /// The IKE side of an ipsec tunnel.
+    ipsec: Option<IpsecTunnel>,
 }
 
 struct Daemon {
@@ -85,12 +94,25 @@ struct Daemon {
     watches: Vec<WatchTask>,
     started: Instant,
     control: Option<control_socket::Server>,
+    /// UDP 500/4500 per local address of ipsec tunnels, bound at first use and kept.
+    ike_sockets: HashMap<IpAddr, IkeSockets>,
+    /// The IKE tasks' SA changes, forwarded to the packet thread in order.
+    sa_changes: mpsc::UnboundedSender<SaChange>,
 }
 
 impl Daemon {
     async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Self> {
         let netlink = Netlink::new().context("opening rtnetlink")?;
         let datapath = Datapath::spawn()?;
+        let (sa_changes, mut sa_rx) = mpsc::unbounded_channel();
+        let sink = datapath.sa_sink();
+        tokio::spawn(async move {
+            while let Some(change) = sa_rx.recv().await {
+                if !sink.send(change) {
+                    break;
+                }
+            }
+        });
         let mut daemon = Self {
             config_path,
             config,
@@ -102,6 +124,8 @@ impl Daemon {
             watches: Vec::new(),
             started: Instant::now(),
             control: None,
+            ike_sockets: HashMap::new(),
+            sa_changes,
         };
         for warning in &daemon.config.warnings {
             warn!("config {}:{warning}", daemon.config_path.display());
@@ -228,7 +252,8 @@ impl Daemon {
 
     async fn status(&self) -> anyhow::Result<GatewayStatus> {
         let snapshot = self.datapath.snapshot().await?;
-        let by_id: HashMap<_, _> = snapshot.into_iter().map(|s| (s.id, s)).collect();
+        let esp_by_id: HashMap<_, _> = snapshot.esp.into_iter().map(|s| (s.id, s)).collect();
+        let by_id: HashMap<_, _> = snapshot.tunnels.into_iter().map(|s| (s.id, s)).collect();
         let mut tunnels = Vec::new();
         for t in &self.tunnels {
             let snap = by_id.get(&t.id);
@@ -281,8 +306,12 @@ impl Daemon {
                 }
                 Pin::Blackhole => format!("{} (underlay route lost)", active_cfg.name),
             };
-            let up =
-                t.paths.iter().any(|p| p.pin.is_up()) && paths.iter().any(|p| p.state != "down");
+            let ipsec = t.ipsec.as_ref().map(IpsecTunnel::status);
+            let up = t.paths.iter().any(|p| p.pin.is_up())
+                && match &ipsec {
+                    Some(s) => s.ike_state == "established" && !s.children.is_empty(),
+                    None => paths.iter().any(|p| p.state != "down"),
+                };
             let mut status = TunnelStatus {
                 name: t.config.name.clone(),
                 device: t.config.device.clone(),
@@ -296,8 +325,29 @@ impl Daemon {
                 encap_limit: t.config.encap_limit,
                 pinned_route: pinned_route(active_rt),
                 paths,
+                ipsec,
                 ..TunnelStatus::default()
             };
+            if let Some(s) = esp_by_id.get(&t.id) {
+                status.tx_packets = s.stats.tx_packets;
+                status.tx_bytes = s.stats.tx_bytes;
+                status.rx_packets = s.stats.rx_packets;
+                status.rx_bytes = s.stats.rx_bytes;
+                status.mss_clamped = s.stats.mss_clamped;
+                status.icmp_sent = s.stats.icmp_sent;
+                status.send_errors = s.shell.send_errors;
+                status.drops = s
+                    .stats
+                    .iter_drops()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(reason, n)| (reason.to_string(), n))
+                    .collect();
+                if let Some(ipsec) = status.ipsec.as_mut() {
+                    ipsec.active_spi_out = s.active_outbound.map(|spi| format!("{spi:08x}"));
+                    ipsec.inbound_sas = s.inbound_sas;
+                    ipsec.keepalives_sent = s.stats.keepalives_sent;
+                }
+            }
             if let Some(s) = snap {
                 status.tx_packets = s.stats.tx_packets;
                 status.tx_bytes = s.stats.tx_bytes;
@@ -467,9 +517,6 @@ impl Daemon {
         t: &Tunnel,
         undo: &mut Undo,
     ) -> anyhow::Result<TunnelRuntime> {
-        if t.mode == control::Mode::Ipsec {
-            bail!("mode \"ipsec\" is validated but not yet run by the daemon");
-        }
         let gateway = self.config.gateway.clone();
         let mut paths = Vec::new();
         let mut underlay_mtus = HashMap::new();
@@ -567,7 +614,15 @@ impl Daemon {
         }
 
         let dp_config = self.dataplane_config(t, mtu).await;
-        let id = self.datapath.add_tunnel(dp_config, devices).await?;
+        let (id, ipsec) = if t.ipsec.is_some() {
+            let [device] = <[TunnelDevice; 1]>::try_from(devices).map_err(|d| {
+                anyhow::anyhow!("an ipsec tunnel runs one device, the plan has {}", d.len())
+            })?;
+            let (id, ike) = self.start_ipsec(t, dp_config, device.tun).await?;
+            (id, Some(ike))
+        } else {
+            (self.datapath.add_tunnel(dp_config, devices).await?, None)
+        };
         Ok(TunnelRuntime {
             config: t.clone(),
             id,
@@ -575,7 +630,60 @@ impl Daemon {
             paths,
             routes,
             mtu,
+            ipsec,
         })
+    }
+
+    /// The ipsec tunnel's ESP core in the packet thread, then its IKE task. Nothing may be
+    /// awaited between starting the task and handing the core over: the first SA change
+    /// must find the core there.
+    async fn start_ipsec(
+        &mut self,
+        t: &Tunnel,
+        dp: dataplane::TunnelConfig,
+        tun: TunDevice,
+    ) -> anyhow::Result<(dataplane::TunnelId, IpsecTunnel)> {
+        let path = t
+            .paths
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("an ipsec tunnel needs its local and remote"))?;
+        let sockets = match self.ike_sockets.get(&path.local) {
+            Some(s) => s.clone(),
+            None => {
+                let s = IkeSockets::bind(path.local).await?;
+                self.ike_sockets.insert(path.local, s.clone());
+                s
+            }
+        };
+        let config = dataplane::esp::EspTunnelConfig {
+            local: path.local,
+            remote: path.remote,
+            local_subnets: t.local_subnets.clone(),
+            routes: t.routes.clone(),
+            allowed_sources: dp.allowed_sources,
+            mtu: dp.mtu,
+            mss_clamp: dp.mss_clamp,
+            hop_limit: dp.hop_limit,
+            icmp_source_v4: dp.icmp_source_v4,
+            icmp_source_v6: dp.icmp_source_v6,
+        };
+        let ike = IpsecTunnel::start(t, &sockets, self.sa_changes.clone())?;
+        let links = EspLinks {
+            udp: sockets.esp_socket(),
+            ike: sockets.ike_from_4500(),
+            liveness: ike.liveness(),
+        };
+        match self
+            .datapath
+            .add_esp_tunnel(&t.name, config, tun, links)
+            .await
+        {
+            Ok(id) => Ok((id, ike)),
+            Err(e) => {
+                ike.stop().await;
+                Err(e)
+            }
+        }
     }
 
     async fn configure_device(
@@ -679,7 +787,10 @@ impl Daemon {
         let Some(pos) = self.tunnels.iter().position(|t| t.config.name == name) else {
             return;
         };
-        let t = self.tunnels.remove(pos);
+        let mut t = self.tunnels.remove(pos);
+        if let Some(ike) = t.ipsec.take() {
+            ike.stop().await;
+        }
         if let Err(e) = self.datapath.remove_tunnel(t.id).await {
             warn!(tunnel = name, "{e:#}");
         }

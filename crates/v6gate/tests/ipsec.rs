@@ -1,0 +1,496 @@
+//! End-to-end: `mode = "ipsec"` tunnels between two v6gate gateways, and between v6gate
+//! and strongSwan in both roles, over the lab's IPv6 underlay; rekeying under traffic and
+//! dead peer detection with the peer coming back.
+
+mod common;
+
+use std::fs;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{BIN, assert_ping, pcap_packets, text, wait_until, wan_link};
+use v6gate::lab::strongswan::{Charon, LAB_PSK, StrongswanConfig, suite};
+use v6gate::lab::{Gateway, Lab, LabOptions, Node, Site, addr};
+
+const HOST_A: IpAddr = IpAddr::V4(addr::HOST_A4);
+const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
+const TUNNEL: &str = "ab";
+
+/// The knobs of one site's ipsec tunnel that the tests vary.
+#[derive(Clone)]
+struct Ipsec {
+    start: &'static str,
+    encap: &'static str,
+    proposals: &'static str,
+    esp_proposals: &'static str,
+    child_lifetime: Option<&'static str>,
+    dpd: Option<(&'static str, &'static str)>,
+}
+
+impl Ipsec {
+    fn new(start: &'static str, encap: &'static str) -> Self {
+        Self {
+            start,
+            encap,
+            proposals: suite::IKE_GCM_MODP2048,
+            esp_proposals: suite::ESP_GCM,
+            child_lifetime: None,
+            dpd: None,
+        }
+    }
+}
+
+fn lab() -> Lab {
+    common::lab(LabOptions {
+        site_ipv4_forwarding: true,
+        ..LabOptions::default()
+    })
+}
+
+/// Writes site `site`'s config (PSK in a 0600 file beside it) and returns its path and
+/// control socket.
+fn write_config(lab: &Lab, site: Site, ipsec: &Ipsec) -> (PathBuf, PathBuf) {
+    let dir = lab.dir();
+    let tag = format!("ipsec-{:?}", site).to_lowercase();
+    let psk = dir.join(format!("{tag}.psk"));
+    fs::write(&psk, LAB_PSK).unwrap();
+    fs::set_permissions(&psk, fs::Permissions::from_mode(0o600)).unwrap();
+    let socket = dir.join(format!("{tag}.sock"));
+    let mut ike = format!(
+        "psk_file = {:?}\nstart = {:?}\nencap = {:?}\nproposals = [{:?}]\nesp_proposals = [{:?}]\n",
+        psk.display().to_string(),
+        ipsec.start,
+        ipsec.encap,
+        ipsec.proposals,
+        ipsec.esp_proposals
+    );
+    if let Some(lifetime) = ipsec.child_lifetime {
+        ike.push_str(&format!("child_lifetime = {lifetime:?}\n"));
+    }
+    if let Some((delay, timeout)) = ipsec.dpd {
+        ike.push_str(&format!(
+            "dpd_delay = {delay:?}\ndpd_timeout = {timeout:?}\ndpd_action = \"restart\"\n"
+        ));
+    }
+    let text = format!(
+        "[gateway]\ncontrol_socket = {:?}\nipv4_forwarding = true\n\n[[tunnel]]\nname = \
+         {TUNNEL:?}\nmode = \"ipsec\"\nlocal = \"{}\"\nremote = \"{}\"\nlocal_subnets = \
+         [{:?}]\nroutes = [{:?}]\n[tunnel.ike]\n{ike}",
+        socket.display().to_string(),
+        site.wan6(),
+        site.peer().wan6(),
+        site.lan4(),
+        site.peer().lan4(),
+    );
+    let path = dir.join(format!("{tag}.toml"));
+    fs::write(&path, text).unwrap();
+    (path, socket)
+}
+
+fn start_gateway(lab: &Lab, site: Site, ipsec: &Ipsec) -> Gateway {
+    let (config, socket) = write_config(lab, site, ipsec);
+    lab.start_gateway_with(BIN.as_ref(), site.node(), &config, &socket)
+        .unwrap_or_else(|e| panic!("starting the gateway in {}: {e}", site.node()))
+}
+
+fn ipsec_status(gateway: &Gateway) -> serde_json::Value {
+    let tunnel = gateway
+        .tunnel_status(TUNNEL)
+        .unwrap_or_else(|e| panic!("status in {}: {e}", gateway.node()));
+    assert_eq!(tunnel["mode"], "ipsec", "{tunnel}");
+    tunnel
+}
+
+/// Waits until the gateway reports an established IKE SA with a CHILD SA.
+fn wait_established(gateway: &Gateway, timeout: Duration) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let up = wait_until(timeout, || {
+        last = ipsec_status(gateway);
+        last["state"] == "up"
+    });
+    assert!(
+        up,
+        "no CHILD SA in {} after {timeout:?}: {last}\n--- log ---\n{}",
+        gateway.node(),
+        gateway.log()
+    );
+    last
+}
+
+fn tcp_across(lab: &Lab, bytes: u64) {
+    let transfer = lab
+        .tcp_transfer(
+            Node::HostB,
+            SocketAddr::new(HOST_B, 0),
+            Node::HostA,
+            bytes,
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("TCP hostA -> hostB: {e}"));
+    assert_eq!(transfer.bytes, bytes);
+}
+
+/// The IPv6 packets between the two wan addresses of a capture: (next header, payload).
+fn underlay(pcap: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    pcap_packets(pcap)
+        .iter()
+        .filter_map(|p| common::outer_ipv6(p))
+        .filter(|o| {
+            let ends = [Site::A.wan6(), Site::B.wan6()];
+            ends.contains(&o.source) && ends.contains(&o.destination)
+        })
+        .map(|o| (o.upper_protocol, o.upper))
+        .collect()
+}
+
+fn v6gate_pair(encap: &'static str) {
+    let lab = lab();
+    let b = start_gateway(&lab, Site::B, &Ipsec::new("respond", encap));
+    let a = start_gateway(&lab, Site::A, &Ipsec::new("auto", encap));
+    let status_a = wait_established(&a, Duration::from_secs(15));
+    wait_established(&b, Duration::from_secs(5));
+    let capture = lab.capture(Node::Wan, wan_link(Site::A), "ip6").unwrap();
+    assert_ping(&lab, Node::HostA, HOST_B, 5, &[&a, &b]);
+    assert_ping(&lab, Node::HostB, HOST_A, 5, &[&a, &b]);
+    let bytes = 2 * 1024 * 1024 + 77;
+    tcp_across(&lab, bytes);
+    let packets = underlay(&capture.finish().unwrap());
+
+    // Every tunnel packet on the wire is ESP, raw or in UDP 4500 as configured; IKE may be
+    // there too, plain inner packets never are.
+    let esp: Vec<&Vec<u8>> = match encap {
+        "auto" => packets
+            .iter()
+            .filter(|(proto, _)| *proto == 50)
+            .map(|(_, p)| p)
+            .collect(),
+        _ => packets
+            .iter()
+            .filter(|(proto, p)| {
+                *proto == 17
+                    && p.len() > 12
+                    && u16::from_be_bytes([p[0], p[1]]) == 4500
+                    && u16::from_be_bytes([p[2], p[3]]) == 4500
+                    && p[8..12] != [0, 0, 0, 0]
+            })
+            .map(|(_, p)| p)
+            .collect(),
+    };
+    assert!(
+        esp.len() >= 20,
+        "{} ESP packets ({encap}) of {} on the wire",
+        esp.len(),
+        packets.len()
+    );
+    for (proto, _) in &packets {
+        assert!(
+            [50, 17].contains(proto),
+            "unexpected next header {proto} between the sites"
+        );
+    }
+    for (proto, p) in &packets {
+        if *proto == 17 {
+            let ports = [
+                u16::from_be_bytes([p[0], p[1]]),
+                u16::from_be_bytes([p[2], p[3]]),
+            ];
+            let ike_port = if encap == "auto" { 500 } else { 4500 };
+            assert_eq!(ports, [ike_port; 2], "UDP between the sites ({encap})");
+        } else {
+            assert_eq!(encap, "auto", "raw ESP although encap = \"udp\"");
+        }
+    }
+    for (site, gateway) in [(Site::A, &a), (Site::B, &b)] {
+        let t = ipsec_status(gateway);
+        let ipsec = &t["ipsec"];
+        assert_eq!(ipsec["ike_state"], "established", "{t}");
+        assert_eq!(ipsec["udp_encap"], encap == "udp", "{t}");
+        assert_eq!(ipsec["children"].as_array().map(Vec::len), Some(1), "{t}");
+        assert_eq!(ipsec["children"][0]["suite"], "AesGcm16(128)", "{t}");
+        // The TCP payload alone crossed from A to B.
+        let carried = match site {
+            Site::A => t["tx_bytes"].as_u64().unwrap(),
+            Site::B => t["rx_bytes"].as_u64().unwrap(),
+        };
+        assert!(carried >= bytes, "{site:?} carried {carried}: {t}");
+    }
+    // Both ends agree on the SPIs, crosswise.
+    let b_status = ipsec_status(&b);
+    assert_eq!(
+        status_a["ipsec"]["children"][0]["spi_in"],
+        b_status["ipsec"]["children"][0]["spi_out"]
+    );
+    a.stop().unwrap_or_else(|e| panic!("stopping A: {e}"));
+    // A's DELETE reached B: its SAs are gone without waiting for DPD.
+    let mut last = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            last = ipsec_status(&b);
+            last["ipsec"]["children"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+        }),
+        "B kept its CHILD SA after A stopped: {last}"
+    );
+    b.stop().unwrap_or_else(|e| panic!("stopping B: {e}"));
+}
+
+#[test]
+fn v6gate_pair_raw_esp_over_ipv6() {
+    v6gate_pair("auto");
+}
+
+#[test]
+fn v6gate_pair_esp_in_udp_over_ipv6() {
+    v6gate_pair("udp");
+}
+
+/// strongSwan in site B with the lab's standard connection, these suites, and `adjust`.
+fn charon_config(ike: &str, esp: &str, adjust: impl Fn(&mut StrongswanConfig)) -> StrongswanConfig {
+    let mut config = StrongswanConfig::site_to_site(Site::B);
+    config.connection_mut().ike_proposals = vec![ike.to_owned()];
+    config.child_mut().esp_proposals = vec![esp.to_owned()];
+    adjust(&mut config);
+    config
+}
+
+fn start_charon(lab: &Lab, config: &StrongswanConfig) -> Charon {
+    Charon::start(lab, Node::SiteB, config)
+        .unwrap_or_else(|e| panic!("cannot start charon in siteB: {e}"))
+}
+
+/// v6gate in site A and charon in site B, the responder started first; returns both with
+/// the CHILD SA installed at both ends.
+fn v6gate_and_charon(
+    lab: &Lab,
+    v6gate_initiates: bool,
+    ipsec: &Ipsec,
+    charon: &StrongswanConfig,
+) -> (Gateway, Charon) {
+    let (gateway, charon) = if v6gate_initiates {
+        let charon = start_charon(lab, charon);
+        let gateway = start_gateway(lab, Site::A, ipsec);
+        (gateway, charon)
+    } else {
+        let gateway = start_gateway(lab, Site::A, ipsec);
+        let charon = start_charon(lab, charon);
+        let log = charon.initiate("lan4").unwrap_or_else(|e| {
+            panic!(
+                "charon cannot initiate: {e}\n--- v6gate ---\n{}",
+                gateway.log()
+            )
+        });
+        assert!(log.contains("established"), "{log}");
+        (gateway, charon)
+    };
+    let status = wait_established(&gateway, Duration::from_secs(20));
+    charon
+        .wait_child_installed("lan4", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n--- v6gate ---\n{}", gateway.log()));
+    // libipsec claims a NAT, so ESP moves into UDP 4500 whoever initiates.
+    assert_eq!(status["ipsec"]["udp_encap"], true, "{status}");
+    (gateway, charon)
+}
+
+fn interop(v6gate_initiates: bool, ike: &'static str, esp: &'static str, esp_name: &str) {
+    let lab = lab();
+    let ipsec = Ipsec {
+        proposals: ike,
+        esp_proposals: esp,
+        ..Ipsec::new(if v6gate_initiates { "auto" } else { "respond" }, "auto")
+    };
+    let config = charon_config(ike, esp, |_| {});
+    let (gateway, charon) = v6gate_and_charon(&lab, v6gate_initiates, &ipsec, &config);
+    assert_ping(&lab, Node::HostA, HOST_B, 5, &[&gateway]);
+    assert_ping(&lab, Node::HostB, HOST_A, 5, &[&gateway]);
+    let bytes = 1024 * 1024 + 3;
+    tcp_across(&lab, bytes);
+
+    let sas = charon.ike_sas().unwrap();
+    assert_eq!(sas.len(), 1, "{sas:?}");
+    let child = &sas[0].children[0];
+    assert_eq!(child.proposal, esp_name, "{child:?}");
+    assert!(
+        child.packets_in >= 10 && child.packets_out >= 10,
+        "{child:?}"
+    );
+    assert!(child.bytes_in >= bytes, "{child:?}");
+    let t = ipsec_status(&gateway);
+    assert!(t["tx_bytes"].as_u64().unwrap() >= bytes, "{t}");
+    assert_eq!(
+        t["ipsec"]["children"].as_array().map(Vec::len),
+        Some(1),
+        "{t}"
+    );
+
+    // Stopping v6gate deletes the IKE SA at strongSwan too.
+    gateway
+        .stop()
+        .unwrap_or_else(|e| panic!("stopping v6gate: {e}"));
+    charon
+        .wait_ike_gone("ab", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("charon kept the SA after v6gate stopped: {e}"));
+    charon.stop().unwrap();
+}
+
+#[test]
+fn strongswan_initiates_gcm_modp2048() {
+    interop(
+        false,
+        suite::IKE_GCM_MODP2048,
+        suite::ESP_GCM,
+        "ESP:AES_GCM_16-128",
+    );
+}
+
+#[test]
+fn strongswan_initiates_gcm_ecp256() {
+    interop(
+        false,
+        suite::IKE_GCM_ECP256,
+        suite::ESP_GCM,
+        "ESP:AES_GCM_16-128",
+    );
+}
+
+#[test]
+fn strongswan_initiates_legacy_sha1_modp1024() {
+    interop(
+        false,
+        suite::IKE_LEGACY,
+        suite::ESP_LEGACY,
+        "ESP:AES_CBC-128/HMAC_SHA1_96",
+    );
+}
+
+#[test]
+fn v6gate_initiates_gcm_modp2048() {
+    interop(
+        true,
+        suite::IKE_GCM_MODP2048,
+        suite::ESP_GCM,
+        "ESP:AES_GCM_16-128",
+    );
+}
+
+#[test]
+fn v6gate_initiates_gcm_ecp256() {
+    interop(
+        true,
+        suite::IKE_GCM_ECP256,
+        suite::ESP_GCM,
+        "ESP:AES_GCM_16-128",
+    );
+}
+
+#[test]
+fn v6gate_initiates_legacy_sha1_modp1024() {
+    interop(
+        true,
+        suite::IKE_LEGACY,
+        suite::ESP_LEGACY,
+        "ESP:AES_CBC-128/HMAC_SHA1_96",
+    );
+}
+
+/// `(transmitted, received)` from ping's summary line.
+fn ping_counts(output: &str) -> (u64, u64) {
+    let line = output
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary in {output}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+fn child_spis(status: &serde_json::Value) -> Vec<String> {
+    status["ipsec"]["children"]
+        .as_array()
+        .map(|c| c.iter().map(|c| c["spi_in"].to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// strongSwan rekeys the CHILD SA every few seconds while 10 ms pings cross; v6gate installs
+/// each new SA before the old one goes, so (almost) nothing is lost.
+#[test]
+fn child_rekey_under_traffic_loses_nothing() {
+    let lab = lab();
+    let config = charon_config(suite::IKE_GCM_MODP2048, suite::ESP_GCM, |c| {
+        c.child_mut().rekey_time = Some(Duration::from_secs(3));
+        c.child_mut().life_time = Some(Duration::from_secs(6));
+    });
+    let (gateway, charon) = v6gate_and_charon(&lab, true, &Ipsec::new("auto", "auto"), &config);
+    assert_ping(&lab, Node::HostA, HOST_B, 2, &[&gateway]);
+    let before = child_spis(&ipsec_status(&gateway));
+    let started = Instant::now();
+    let count = 1000;
+    let output = lab.ping_output(Node::HostA, HOST_B, count, &["-i", "0.01", "-W", "2"]);
+    let elapsed = started.elapsed();
+    let (sent, received) = ping_counts(&String::from_utf8_lossy(&output.stdout));
+    let after = child_spis(&ipsec_status(&gateway));
+    let lost = sent - received;
+    eprintln!(
+        "rekey under traffic: {sent} pings in {elapsed:?}, {lost} lost, SPIs {before:?} -> {after:?}"
+    );
+    assert!(
+        before.iter().all(|spi| !after.contains(spi)),
+        "no rekey happened in {elapsed:?}: {before:?} -> {after:?}\n{}",
+        charon.log()
+    );
+    assert_eq!(sent, u64::from(count), "{}", text(&output));
+    assert!(
+        lost <= 2,
+        "{lost} of {sent} pings lost across rekeys\n--- v6gate ---\n{}",
+        gateway.log()
+    );
+    let t = ipsec_status(&gateway);
+    assert_eq!(common::drops(&t, "unknown_spi"), 0, "{t}");
+    gateway.stop().unwrap();
+    charon.stop().unwrap();
+}
+
+/// The peer dies: v6gate's DPD notices, and with `dpd_action = "restart"` the tunnel is back
+/// soon after the peer is.
+#[test]
+fn dpd_restart_after_the_peer_comes_back() {
+    let lab = lab();
+    let config = charon_config(suite::IKE_GCM_MODP2048, suite::ESP_GCM, |_| {});
+    let ipsec = Ipsec {
+        dpd: Some(("2s", "4s")),
+        ..Ipsec::new("auto", "auto")
+    };
+    let (gateway, charon) = v6gate_and_charon(&lab, true, &ipsec, &config);
+    assert_ping(&lab, Node::HostA, HOST_B, 2, &[&gateway]);
+    charon.kill().unwrap();
+    let died = Instant::now();
+    let mut last = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            last = ipsec_status(&gateway);
+            last["ipsec"]["ike_state"] != "established"
+        }),
+        "DPD did not notice the dead peer: {last}\n{}",
+        gateway.log()
+    );
+    let noticed = died.elapsed();
+    let charon = start_charon(&lab, &config);
+    let back = Instant::now();
+    wait_established(&gateway, Duration::from_secs(30));
+    assert!(
+        common::wait_ping(&lab, Node::HostA, HOST_B, Duration::from_secs(10)),
+        "no traffic after the peer came back\n{}",
+        gateway.log()
+    );
+    eprintln!(
+        "DPD: dead peer noticed after {noticed:?}, traffic back {:?} after the restart",
+        back.elapsed()
+    );
+    assert!(back.elapsed() < Duration::from_secs(30));
+    gateway.stop().unwrap();
+    charon.stop().unwrap();
+}
