@@ -18,6 +18,12 @@ pub enum Destination {
     /// An inner packet to write to the TUN device of this path of the tunnel
     /// ([`TunnelConfig::device_per_path`](crate::TunnelConfig::device_per_path)).
     TunPath(TunnelId, PathId),
+    /// A whole IP packet the gateway itself originates towards an inner host (an ICMP error
+    /// about a packet it could not send on): to be sent through the host's own IP stack (a
+    /// raw socket with `IP_HDRINCL`/`IPV6_HDRINCL`), which routes it to the host's LAN. Not
+    /// into a TUN device: the kernel would see one of its own addresses arrive from outside
+    /// and drop it as a martian, or fail reverse-path filtering on an address-less device.
+    Local,
 }
 
 #[derive(Debug, Clone)]

@@ -304,7 +304,6 @@ impl Tunnel {
             return self.drop(DropReason::NoTunnel);
         }
         let path = on_path.unwrap_or(self.active);
-        let from = on_path.map_or(Destination::Tun(self.id), |p| self.tun(p));
         let inner = match Inner::parse(packet, false) {
             Ok(inner) => inner,
             Err(reason) => return self.drop(reason),
@@ -336,7 +335,7 @@ impl Tunnel {
 
         let mtu = self.mtu(path, inner.family);
         if inner.len > usize::from(mtu) {
-            return self.too_big(now, path, from, packet, inner.family, mtu, out, idents);
+            return self.too_big(now, path, packet, inner.family, mtu, out, idents);
         }
         let current = self.paths[path.index()].pmtu.current();
         let framing = self.paths[path.index()].framing;
@@ -388,7 +387,6 @@ impl Tunnel {
         &mut self,
         now: Instant,
         path: PathId,
-        from: Destination,
         packet: &[u8],
         family: Family,
         mtu: u16,
@@ -408,17 +406,16 @@ impl Tunnel {
                 Err(reason) => self.drop(reason),
             };
         }
-        let reason = self.answer_too_big(now, from, packet, family, mtu, out, idents);
+        let reason = self.answer_too_big(now, packet, family, mtu, out, idents);
         self.drop(reason)
     }
 
-    /// Sends the ICMP error for an oversized packet back towards `from` where
-    /// the rules allow one, and says which drop reason applies.
-    #[allow(clippy::too_many_arguments)]
+    /// Sends the ICMP error for an oversized packet back to its sender, through the host's
+    /// stack ([`Destination::Local`]), where the rules allow one, and says which drop reason
+    /// applies.
     fn answer_too_big(
         &mut self,
         now: Instant,
-        from: Destination,
         packet: &[u8],
         family: Family,
         mtu: u16,
@@ -437,7 +434,7 @@ impl Tunnel {
                     return DropReason::IcmpRateLimited;
                 }
                 let ident = idents.next_ipv4();
-                let buf = out.push(from, icmp::frag_needed_len(packet));
+                let buf = out.push(Destination::Local, icmp::frag_needed_len(packet));
                 icmp::emit_frag_needed(source, ident, mtu, packet, buf);
             }
             Family::V6 => {
@@ -450,7 +447,7 @@ impl Tunnel {
                 if !self.icmp_bucket.take(now) {
                     return DropReason::IcmpRateLimited;
                 }
-                let buf = out.push(from, icmp::packet_too_big_len(packet));
+                let buf = out.push(Destination::Local, icmp::packet_too_big_len(packet));
                 icmp::emit_packet_too_big(source, u32::from(mtu), packet, buf);
             }
         }

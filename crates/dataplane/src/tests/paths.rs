@@ -498,7 +498,7 @@ fn a_device_per_path_receives_per_path_and_keeps_the_source_filter() {
 }
 
 #[test]
-fn a_device_per_path_gets_its_own_icmp_errors() {
+fn icmp_errors_for_a_path_device_go_through_the_host_stack() {
     let mut c = per_path(Mode::Ipip6);
     c.mtu = 1000;
     let (mut dp, id) = dataplane(c);
@@ -506,7 +506,7 @@ fn a_device_per_path_gets_its_own_icmp_errors() {
     let big = udp4(NEAR4, FAR4, 1200, true);
     let verdict = dp.handle_inner_on_path(now(), id, PathId(1), &mut big.clone(), &mut out);
     assert_eq!(verdict, Verdict::Dropped(DropReason::TooBig));
-    assert_eq!(out.get(0).unwrap().0, Destination::TunPath(id, PathId(1)));
+    assert_eq!(out.get(0).unwrap().0, Destination::Local);
 }
 
 #[test]

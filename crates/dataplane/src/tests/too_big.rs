@@ -28,7 +28,7 @@ fn ipv4_with_df_gets_fragmentation_needed() {
     );
     let got = packets(&out);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].0, Destination::Tun(id));
+    assert_eq!(got[0].0, Destination::Local);
     let ip = Ipv4Packet::new_checked(&got[0].1[..]).unwrap();
     assert!(ip.verify_checksum());
     assert_eq!(ip.src_addr(), ICMP_SOURCE4);
@@ -70,7 +70,7 @@ fn ipv6_gets_packet_too_big() {
         Verdict::Dropped(DropReason::TooBig)
     );
     let got = packets(&out);
-    assert_eq!(got[0].0, Destination::Tun(id));
+    assert_eq!(got[0].0, Destination::Local);
     let ip = Ipv6Packet::new_checked(&got[0].1[..]).unwrap();
     assert_eq!(ip.src_addr(), ICMP_SOURCE6);
     assert_eq!(ip.dst_addr(), NEAR6);

@@ -687,6 +687,9 @@ impl Loop {
                         None => continue,
                     }
                 }
+                // The gateway's own ICMP errors: the raw sockets send whole IP packets
+                // (HDRINCL) whatever their protocol, and the host routes them to the LAN.
+                Destination::Local => (send_local(&self.ipip4, &self.ipip, packet), origin),
             };
             if let Err(e) = result {
                 if let Some(t) = charged.and_then(|id| self.tuns.get_mut(&id)) {
@@ -1050,4 +1053,18 @@ fn sa_pair(child: &ike::ChildSaInfo) -> Result<(InboundSa, OutboundSa), String> 
     let outbound = OutboundSa::new(child.spi_out, suite, &child.encr_out, &child.integ_out, esn)
         .map_err(|e| format!("outbound SA {:08x}: {e}", child.spi_out))?;
     Ok((inbound, outbound))
+}
+
+/// Sends a whole IPv4 or IPv6 packet through the host's stack to its destination.
+fn send_local(v4: &RawIpv4Socket, v6: &RawIpv6Socket, packet: &[u8]) -> io::Result<()> {
+    if let Ok(ip) = wire::Ipv4Packet::new_checked(packet) {
+        v4.send_to(packet, ip.dst_addr()).map(drop)
+    } else if let Ok(ip) = wire::Ipv6Packet::new_checked(packet) {
+        v6.send_to(packet, ip.dst_addr()).map(drop)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "locally originated packet is neither IPv4 nor IPv6",
+        ))
+    }
 }
