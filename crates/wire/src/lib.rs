@@ -28,6 +28,7 @@ pub mod ipv6;
 pub mod ipv6_ext;
 pub mod tcp;
 pub mod udp;
+pub mod virtio;
 
 pub use icmpv4::{Packet as Icmpv4Packet, Repr as Icmpv4Repr};
 pub use icmpv6::{Packet as Icmpv6Packet, Repr as Icmpv6Repr};
