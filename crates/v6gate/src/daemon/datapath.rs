@@ -1068,3 +1068,106 @@ fn send_local(v4: &RawIpv4Socket, v6: &RawIpv6Socket, packet: &[u8]) -> io::Resu
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ike::crypto::{Encr, Integ};
+    use ike::proposal::ChildSuite;
+
+    fn suite(encr: Encr, integ: Option<Integ>) -> ChildSuite {
+        ChildSuite {
+            encr,
+            integ,
+            dh: None,
+            esn: false,
+        }
+    }
+
+    /// One end's view of a CHILD SA; `mirror` gives the peer's.
+    fn child(suite: ChildSuite) -> ike::ChildSaInfo {
+        let key = |seed: u8, len: usize| (0..len).map(|i| seed ^ i as u8).collect::<Vec<u8>>();
+        let encr = suite.encr.key_len();
+        let integ = suite.integ.map_or(0, Integ::key_len);
+        ike::ChildSaInfo {
+            spi_in: 0xc000_0001,
+            spi_out: 0xc000_0002,
+            suite,
+            encr_in: key(0x11, encr),
+            integ_in: key(0x22, integ),
+            encr_out: key(0x33, encr),
+            integ_out: key(0x44, integ),
+            local_ts: Vec::new(),
+            remote_ts: Vec::new(),
+            udp_encap: false,
+            local: "[2001:db8:0:1::1]:500".parse().unwrap(),
+            remote: "[2001:db8:0:2::1]:500".parse().unwrap(),
+            replaces: None,
+        }
+    }
+
+    fn mirror(c: &ike::ChildSaInfo) -> ike::ChildSaInfo {
+        let mut m = c.clone();
+        std::mem::swap(&mut m.spi_in, &mut m.spi_out);
+        std::mem::swap(&mut m.encr_in, &mut m.encr_out);
+        std::mem::swap(&mut m.integ_in, &mut m.integ_out);
+        m
+    }
+
+    #[test]
+    fn ike_suites_map_to_the_dataplane_ones() {
+        assert_eq!(
+            esp_suite(&suite(Encr::AesGcm16(128), None)),
+            Ok(Suite::AesGcm16 { key_bits: 128 })
+        );
+        assert_eq!(
+            esp_suite(&suite(Encr::AesCbc(128), Some(Integ::HmacSha1_96))),
+            Ok(Suite::AesCbc {
+                key_bits: 128,
+                integrity: Integrity::HmacSha1_96
+            })
+        );
+        assert_eq!(
+            esp_suite(&suite(Encr::AesCbc(256), Some(Integ::HmacSha256_128))),
+            Ok(Suite::AesCbc {
+                key_bits: 256,
+                integrity: Integrity::HmacSha256_128
+            })
+        );
+        assert!(esp_suite(&suite(Encr::AesCbc(128), None)).is_err());
+        assert!(esp_suite(&suite(Encr::AesCbc(128), Some(Integ::HmacSha384_192))).is_err());
+    }
+
+    #[test]
+    fn what_one_end_seals_the_other_opens() {
+        for s in [
+            suite(Encr::AesGcm16(128), None),
+            suite(Encr::AesCbc(128), Some(Integ::HmacSha1_96)),
+        ] {
+            let ours = child(s);
+            let (_, mut outbound) = sa_pair(&ours).unwrap();
+            let (mut inbound, _) = sa_pair(&mirror(&ours)).unwrap();
+            assert_eq!(outbound.spi(), inbound.spi());
+            let payload: Vec<u8> = (0..100u8).collect();
+            let mut sealed = vec![0xa5; 256];
+            let n = outbound.seal(4, &payload, &mut sealed).unwrap();
+            let mut out = vec![0x5a; 256];
+            let opened = inbound.open(&sealed[..n], &mut out).unwrap();
+            assert_eq!((opened.next_header, opened.payload), (4, &payload[..]));
+            // Keyed the same way round, the keys do not match: authentication fails.
+            let (mut wrong, _) = sa_pair(&ours).unwrap();
+            let mut sealed = vec![0; 256];
+            let n = outbound.seal(4, &payload, &mut sealed).unwrap();
+            sealed[..4].copy_from_slice(&ours.spi_in.to_be_bytes());
+            assert!(wrong.open(&sealed[..n], &mut out).is_err());
+        }
+    }
+
+    #[test]
+    fn short_keys_are_refused_with_the_spi() {
+        let mut c = child(suite(Encr::AesGcm16(128), None));
+        c.encr_out.truncate(5);
+        let e = sa_pair(&c).unwrap_err();
+        assert!(e.contains("c0000002"), "{e}");
+    }
+}
