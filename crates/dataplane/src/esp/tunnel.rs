@@ -73,8 +73,12 @@ pub enum EspDestination {
     Raw { remote: IpAddr },
     /// A UDP payload (ESP, or a NAT keepalive) to send from our port 4500 to `remote`.
     Udp { remote: SocketAddr },
-    /// An inner packet (or an ICMP error for an inner sender) for the TUN device.
+    /// An inner packet for the TUN device.
     Tun,
+    /// A whole IP packet the gateway originates towards an inner sender (an ICMP error), to
+    /// send through the host's own stack, like [`Destination::Local`](crate::Destination::Local)
+    /// and for the same reason: through the TUN the kernel would drop it as a martian.
+    Local,
 }
 
 /// Packets the core produced, back to back in one buffer; cleared by the shell after sending.
@@ -596,7 +600,7 @@ impl EspTunnel {
                     return;
                 }
                 self.ident = self.ident.wrapping_add(1);
-                let buf = out.push(EspDestination::Tun, icmp::frag_needed_len(packet));
+                let buf = out.push(EspDestination::Local, icmp::frag_needed_len(packet));
                 icmp::emit_frag_needed(source, self.ident, mtu, packet, buf);
             }
             Family::V6 => {
@@ -606,7 +610,7 @@ impl EspTunnel {
                 if !icmp::may_answer_v6(packet) {
                     return;
                 }
-                let buf = out.push(EspDestination::Tun, icmp::packet_too_big_len(packet));
+                let buf = out.push(EspDestination::Local, icmp::packet_too_big_len(packet));
                 icmp::emit_packet_too_big(source, u32::from(mtu), packet, buf);
             }
         }
@@ -757,7 +761,7 @@ mod tests {
         match d {
             EspDestination::Raw { .. } => bytes[ipv6::HEADER_LEN..].to_vec(),
             EspDestination::Udp { .. } => bytes.clone(),
-            EspDestination::Tun => panic!("sealed to the TUN device"),
+            EspDestination::Tun | EspDestination::Local => panic!("sealed to the host side"),
         }
     }
 
@@ -954,7 +958,7 @@ mod tests {
         let r = a.handle_inner(Instant::now(), &mut big, &mut out);
         assert_eq!(r, Err(EspDrop::TooBig));
         let (d, icmp) = out.get(0).unwrap();
-        assert_eq!(d, EspDestination::Tun);
+        assert_eq!(d, EspDestination::Local);
         let ip = Ipv4Packet::new_checked(icmp).unwrap();
         assert_eq!(ip.protocol(), ip_proto::ICMP);
         assert_eq!(ip.dst_addr(), "203.0.113.5".parse::<Ipv4Addr>().unwrap());

@@ -1003,6 +1003,7 @@ impl EspSide {
                 } => self.raw4.send_to(packet, remote).map(|_| ()),
                 EspDestination::Udp { remote } => t.links.udp.send_to(packet, remote).map(|_| ()),
                 EspDestination::Tun => t.device.tun.write(packet).map(|_| ()),
+                EspDestination::Local => send_local(&self.raw4, &self.raw6, packet),
             };
             if let Err(e) = result {
                 t.counters.send_errors += 1;
