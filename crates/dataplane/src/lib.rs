@@ -27,6 +27,7 @@ pub mod health;
 mod icmp;
 mod inner;
 mod mss;
+pub mod offload;
 mod pmtu;
 mod probe;
 mod ratelimit;
