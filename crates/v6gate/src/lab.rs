@@ -422,6 +422,33 @@ fn sweep_stale_namespaces() {
     for lab_id in dead_labs.difference(&kept_labs) {
         let _ = fs::remove_dir_all(std::env::temp_dir().join(lab_id));
     }
+    // Directories whose namespaces were removed by hand (a kept demo taken down).
+    let Ok(dirs) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for dir in dirs.flatten() {
+        let id = dir.file_name().to_string_lossy().into_owned();
+        let Some(pid) = id
+            .strip_prefix(NAME_PREFIX)
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let has_namespaces = fs::read_dir("/run/netns").is_ok_and(|mut entries| {
+            entries.any(|e| {
+                e.is_ok_and(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{id}-"))
+                })
+            })
+        });
+        if !has_namespaces && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(dir.path());
+        }
+    }
 }
 
 /// Serialises sweeps within this process (and lets a test set up a namespace without a
@@ -1652,6 +1679,8 @@ mod tests {
         let setting_up = SWEEP.lock().unwrap_or_else(|e| e.into_inner());
         let stale_dir = std::env::temp_dir().join(&stale);
         fs::create_dir_all(&stale_dir).unwrap();
+        let orphan_dir = std::env::temp_dir().join(format!("{NAME_PREFIX}-{dead}-2-0000"));
+        fs::create_dir_all(&orphan_dir).unwrap();
         run_ok("ip", &["netns", "add", &format!("{stale}-sa")]).unwrap();
         run_ok("ip", &["netns", "add", &format!("{kept}-sa")]).unwrap();
         let mut resident = Command::new("ip")
@@ -1676,6 +1705,7 @@ mod tests {
         assert!(entered);
         assert!(stale_gone, "{names:?}");
         assert!(!stale_dir.exists());
+        assert!(!orphan_dir.exists());
         assert!(kept_there, "a namespace in use was swept: {names:?}");
     }
 
