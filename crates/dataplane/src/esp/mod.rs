@@ -8,6 +8,7 @@
 //! 64-bit sequence number itself (unique per key, RFC 4106 §3.1); for CBC the AES encryption of
 //! a block holding it (unpredictable without the key, NIST SP 800-38A Appendix C).
 
+pub mod paths;
 mod replay;
 pub mod tunnel;
 
@@ -22,6 +23,7 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::Sha256;
 
+pub use paths::{EspPathConfig, EspPathEvent, EspPaths};
 pub use replay::{ReplayWindow, WINDOW};
 pub use tunnel::{
     EspBatch, EspDestination, EspDrop, EspEvent, EspStats, EspTunnel, EspTunnelConfig, UdpKind,

@@ -28,6 +28,7 @@ use wire::{Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, ip_proto, ipv4, ipv6};
 use super::{EspError, InboundSa, OutboundSa, SpiTable};
 use crate::MssClamp;
 use crate::inner::{Family, Inner};
+use crate::probe::{KEEPALIVE_LEN, KEEPALIVE_PROTOCOL, Keepalive};
 use crate::{icmp, mss};
 
 /// UDP port of IKE and ESP after NAT detection (RFC 3948, RFC 7296 §2.23).
@@ -247,6 +248,20 @@ pub struct EspStats {
 }
 
 impl EspStats {
+    /// Adds `other`'s counters to these: a tunnel's totals over its paths.
+    pub fn add(&mut self, other: &Self) {
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        for (sum, n) in self.drops.iter_mut().zip(other.drops) {
+            *sum += n;
+        }
+        self.mss_clamped += other.mss_clamped;
+        self.icmp_sent += other.icmp_sent;
+        self.keepalives_sent += other.keepalives_sent;
+    }
+
     pub fn drops(&self, reason: EspDrop) -> u64 {
         self.drops[reason as usize]
     }
@@ -447,6 +462,40 @@ impl EspTunnel {
         {
             self.stats.mss_clamped += 1;
         }
+        self.seal(
+            now,
+            inner.family.protocol(),
+            inner.traffic_class,
+            packet,
+            out,
+        )?;
+        self.stats.tx_packets += 1;
+        self.stats.tx_bytes += packet.len() as u64;
+        Ok(())
+    }
+
+    /// Seals a path probe (a keepalive, see [`crate::probe`]) with the SA that seals now. It
+    /// skips the traffic selectors on purpose: its inner addresses are 0.0.0.0, which no
+    /// selector holds and no host takes for its own, and it is counted apart from traffic.
+    pub(crate) fn seal_keepalive(
+        &mut self,
+        now: Instant,
+        keepalive: &[u8; KEEPALIVE_LEN],
+        out: &mut EspBatch,
+    ) -> Result<(), EspDrop> {
+        self.seal(now, ip_proto::IPIP, 0, keepalive, out)
+    }
+
+    /// Appends `packet` sealed with the newest outbound SA, raw with its outer header or as a
+    /// UDP payload.
+    fn seal(
+        &mut self,
+        now: Instant,
+        protocol: u8,
+        tos: u8,
+        packet: &[u8],
+        out: &mut EspBatch,
+    ) -> Result<(), EspDrop> {
         let sa = self.outbound.last_mut().ok_or(EspDrop::NoSa)?;
         let esp_len = sa.sealed_len(packet.len());
         let (destination, header) = match self.udp_port {
@@ -468,7 +517,7 @@ impl EspTunnel {
             ),
         };
         let buf = out.push(destination, header + esp_len);
-        if let Err(e) = sa.seal(inner.family.protocol(), packet, &mut buf[header..]) {
+        if let Err(e) = sa.seal(protocol, packet, &mut buf[header..]) {
             let spi = sa.spi();
             out.pop();
             if e == EspError::SequenceExhausted {
@@ -478,18 +527,19 @@ impl EspTunnel {
         }
         if header > 0 {
             self.ident = self.ident.wrapping_add(1);
-            let tos = inner.traffic_class;
             write_outer(&self.config, self.ident, tos, &mut buf[..header], esp_len);
         } else {
             self.last_udp_tx = Some(now);
         }
-        self.stats.tx_packets += 1;
-        self.stats.tx_bytes += packet.len() as u64;
         Ok(())
     }
 
     /// One ESP packet from `from` (starting at the SPI): opened, checked against the traffic
     /// selectors and appended to `out` for the TUN device.
+    ///
+    /// A path probe of a multipath peer is authenticated like any packet, proves the peer
+    /// alive like any packet, and is then consumed here: only [`EspPaths`](super::EspPaths)
+    /// answers them.
     pub fn handle_esp(
         &mut self,
         now: Instant,
@@ -497,6 +547,18 @@ impl EspTunnel {
         from: IpAddr,
         out: &mut EspBatch,
     ) -> Result<(), EspDrop> {
+        self.open_esp(now, esp, from, out).map(drop)
+    }
+
+    /// [`handle_esp`](Self::handle_esp), handing back a path probe instead of consuming it
+    /// (nothing is appended to `out` for it).
+    pub(crate) fn open_esp(
+        &mut self,
+        now: Instant,
+        esp: &[u8],
+        from: IpAddr,
+        out: &mut EspBatch,
+    ) -> Result<Option<Keepalive>, EspDrop> {
         let r = self.esp(now, esp, from, out);
         if let Err(reason) = r {
             self.stats.drops[reason as usize] += 1;
@@ -510,7 +572,7 @@ impl EspTunnel {
         esp: &[u8],
         from: IpAddr,
         out: &mut EspBatch,
-    ) -> Result<(), EspDrop> {
+    ) -> Result<Option<Keepalive>, EspDrop> {
         if from != self.config.remote {
             return Err(EspDrop::SpoofedOuterSource);
         }
@@ -534,11 +596,19 @@ impl EspTunnel {
         }
         let (next_header, len) = opened;
         out.truncate_last(len);
+        if next_header == ip_proto::IPIP
+            && let Some((_, packet)) = out.get(out.len() - 1)
+            && packet.get(9) == Some(&KEEPALIVE_PROTOCOL)
+            && let Some(keepalive) = Keepalive::parse(packet)
+        {
+            out.pop();
+            return Ok(Some(keepalive));
+        }
         let checked = self.check_opened(next_header, out);
         if checked.is_err() {
             out.pop();
         }
-        checked
+        checked.map(|()| None)
     }
 
     /// The inner packet just appended to `out`: of the family ESP announced, from an allowed
