@@ -178,6 +178,14 @@ fn restart_after_sigkill_reconciles_and_works() {
         .exec(Node::SiteA, &["ip", "-6", "route", "show", "table", "6464"])
         .stdout;
     assert!(pins.is_empty(), "{}", String::from_utf8_lossy(&pins));
+    // The crashed run had set forwarding on; the restarted one took over its record of the
+    // original, so the clean stop puts back what was there before either ran.
+    let forwarding = lab.sysctl(Node::SiteA, "net.ipv4.ip_forward").unwrap();
+    assert_eq!(
+        forwarding.trim(),
+        "0",
+        "forwarding not restored after a crash and a restart"
+    );
 }
 
 #[test]

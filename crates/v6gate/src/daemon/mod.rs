@@ -113,12 +113,24 @@ impl Daemon {
                 }
             }
         });
+        // Beside the control socket, so two instances never share one, and in /run, so a
+        // reboot (which resets sysctls anyway) forgets it.
+        let journal = config.gateway.control_socket.with_extension("journal");
+        let sysctls = SysctlJournal::persistent(journal.clone())
+            .with_context(|| format!("reading the sysctl journal {}", journal.display()))?;
+        if !sysctls.originals().is_empty() {
+            info!(
+                "a previous run did not stop cleanly: the sysctl originals it recorded in {} \
+                 will be restored at stop",
+                journal.display()
+            );
+        }
         let mut daemon = Self {
             config_path,
             config,
             netlink,
             datapath,
-            sysctls: SysctlJournal::new(),
+            sysctls,
             rules: Vec::new(),
             tunnels: Vec::new(),
             watches: Vec::new(),
