@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut packet = packet.to_vec();
     let mut segments: Vec<Vec<u8>> = Vec::new();
-    match split(&vnet, &mut packet, |segment| segments.push(segment.to_vec())) {
+    match split(&vnet, &mut packet, |segment| {
+        segments.push(segment.to_vec())
+    }) {
         Ok(count) => assert_eq!(count, segments.len()),
         Err(_) => {
             assert!(segments.is_empty());
@@ -32,8 +34,7 @@ fuzz_target!(|data: &[u8]| {
     for frame in coalescer.flush() {
         let vnet = Repr::parse(&Packet::new_checked(frame).unwrap()).expect("frames parse");
         let mut packet = frame[HEADER_LEN..].to_vec();
-        split(&vnet, &mut packet, |segment| again.push(segment.to_vec()))
-            .expect("frames split");
+        split(&vnet, &mut packet, |segment| again.push(segment.to_vec())).expect("frames split");
     }
     // One flow per super-packet, so the order of all of them is the order of each.
     assert_eq!(again, segments);

@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut buf = [0xa5u8; HEADER_LEN];
     repr.emit(&mut Packet::new_unchecked(&mut buf[..]));
-    assert_eq!(Repr::parse(&Packet::new_checked(&buf[..]).unwrap()), Ok(repr));
+    assert_eq!(
+        Repr::parse(&Packet::new_checked(&buf[..]).unwrap()),
+        Ok(repr)
+    );
     assert_eq!(buf[..4], data[..4]);
     if repr.is_gso() {
         assert_eq!(buf[4..6], data[4..6]);
