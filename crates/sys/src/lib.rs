@@ -13,8 +13,8 @@
 //! the thread that opens them. Errors are [`SysError`], whose text names the operation, the
 //! object and the kernel's answer.
 //!
-//! Not here (yet): TUN offloads (`IFF_VNET_HDR`, TSO/GRO), multi-queue TUN, UDP sockets for
-//! ESP-in-UDP, nftables.
+//! Not here (yet): nftables. TUN offloads (`IFF_VNET_HDR`, TSO/USO) and multi-queue TUN are
+//! in [`tun`]; the daemon owns its UDP sockets for IKE and ESP-in-UDP through std and tokio.
 //!
 //! This is the only crate of the workspace allowed `unsafe`: `deny` at the root, allowed only
 //! in the private `fd` and `msg` modules (descriptor flags and options; `recvmsg`,
