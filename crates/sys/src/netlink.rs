@@ -332,6 +332,19 @@ impl Netlink {
             .map_err(|io| SysError::netlink(format!("set MTU {mtu} on link #{index}"), io))
     }
 
+    /// Sets the transmit queue length of interface `index`. For a TUN device this is how
+    /// many packets the kernel holds for the reader before it drops: a userspace reader that
+    /// is briefly late must not turn into TCP losses.
+    pub async fn link_set_txqueuelen(&self, index: u32, len: u32) -> Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.attributes.push(LinkAttribute::TxQueueLen(len));
+        self.request(RouteNetlinkMessage::SetLink(message), NLM_F_ACK)
+            .await
+            .map(drop)
+            .map_err(|io| SysError::netlink(format!("set txqueuelen {len} on link #{index}"), io))
+    }
+
     /// Adds `addr` (address and prefix length) to interface `index`; an existing identical
     /// address is replaced, so repeating this is harmless. IPv6 addresses get `IFA_F_NODAD` so
     /// they are usable at once instead of tentative for a second.
