@@ -18,9 +18,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use dataplane::esp::paths::path_of_destination;
 use dataplane::esp::{
-    EspBatch, EspDestination, EspEvent, EspStats, EspTunnel, EspTunnelConfig, InboundSa, Integrity,
-    OutboundSa, Suite, UdpKind, classify_udp,
+    EspBatch, EspDestination, EspEvent, EspPathConfig, EspPathEvent, EspPaths, EspStats, InboundSa,
+    Integrity, OutboundSa, Suite, UdpKind, classify_udp,
 };
 use dataplane::{
     Batch, Dataplane, Destination, Event, OuterMeta, PathId, PathStats, TunnelConfig, TunnelId,
@@ -71,9 +72,20 @@ pub struct TunnelSnapshot {
 #[derive(Debug, Clone)]
 pub struct EspSnapshot {
     pub id: TunnelId,
+    /// Totals over the paths.
     pub stats: EspStats,
     pub shell: ShellCounters,
-    /// SPI of the outbound SA that seals now.
+    /// Index of the path that carries the traffic.
+    pub active_path: usize,
+    /// In the order of the tunnel's paths.
+    pub paths: Vec<EspPathSnapshot>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EspPathSnapshot {
+    pub stats: PathStats,
+    pub keepalives_sent: u64,
+    /// SPI of the path's outbound SA that seals now.
     pub active_outbound: Option<u32>,
     pub inbound_sas: usize,
 }
@@ -84,13 +96,13 @@ pub struct Snapshot {
     pub esp: Vec<EspSnapshot>,
 }
 
-/// What the packet thread needs to run an ipsec tunnel besides its core.
+/// What the packet thread needs to run one path of an ipsec tunnel besides its core.
 pub struct EspLinks {
-    /// The UDP 4500 socket of the tunnel's local address (shared by the tunnels using it).
+    /// The UDP 4500 socket of the path's local address (shared by the paths using it).
     pub udp: Arc<UdpSocket>,
     /// Where IKE datagrams read from that socket go.
     pub ike: async_mpsc::Sender<Datagram>,
-    /// Where the inbound SPIs of authenticated ESP go (the IKE shell's liveness).
+    /// Where the inbound SPIs of authenticated ESP go (the liveness of the path's IKE task).
     pub liveness: async_mpsc::UnboundedSender<u32>,
 }
 
@@ -130,10 +142,11 @@ enum Command {
         reply: oneshot::Sender<Result<TunnelId, String>>,
     },
     AddEsp {
-        config: Box<EspTunnelConfig>,
+        health: dataplane::HealthConfig,
+        paths: Vec<EspPathConfig>,
         name: String,
         tun: TunDevice,
-        links: EspLinks,
+        links: Vec<EspLinks>,
         reply: oneshot::Sender<Result<TunnelId, String>>,
     },
     Sa(SaChange),
@@ -264,18 +277,21 @@ impl Datapath {
             .map_err(|e| anyhow::anyhow!(e))
     }
 
-    /// Hands an ipsec tunnel's TUN device to the packet thread with an ESP core and no SA
-    /// yet (inner packets are dropped as `no_sa` until IKE installs one).
+    /// Hands an ipsec tunnel's TUN device to the packet thread with an ESP core per path and
+    /// no SA yet (inner packets are dropped as `no_sa` until IKE installs one). `links` has
+    /// one entry per path.
     pub async fn add_esp_tunnel(
         &self,
         name: &str,
-        config: EspTunnelConfig,
+        health: dataplane::HealthConfig,
+        paths: Vec<EspPathConfig>,
         tun: TunDevice,
-        links: EspLinks,
+        links: Vec<EspLinks>,
     ) -> anyhow::Result<TunnelId> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::AddEsp {
-            config: Box::new(config),
+            health,
+            paths,
             name: name.to_string(),
             tun,
             links,
@@ -368,7 +384,8 @@ struct EspSide {
     /// Receives whole IPv4 datagrams; sends with `IP_HDRINCL`.
     raw4: RawIpv4Socket,
     tunnels: HashMap<TunnelId, EspRuntime>,
-    by_remote: HashMap<IpAddr, TunnelId>,
+    /// The tunnel and path of each peer address.
+    by_remote: HashMap<IpAddr, (TunnelId, usize)>,
     tun_slots: HashMap<Token, TunnelId>,
     udp: HashMap<Token, UdpPort>,
     next_id: u32,
@@ -377,9 +394,10 @@ struct EspSide {
 
 struct EspRuntime {
     name: String,
-    core: EspTunnel,
+    core: EspPaths,
     device: Device,
-    links: EspLinks,
+    /// One per path.
+    links: Vec<EspLinks>,
     counters: ShellCounters,
 }
 
@@ -459,13 +477,14 @@ impl Loop {
                     let _ = reply.send(self.add(*config, devices));
                 }
                 Command::AddEsp {
-                    config,
+                    health,
+                    paths,
                     name,
                     tun,
                     links,
                     reply,
                 } => {
-                    let _ = reply.send(self.add_esp(*config, name, tun, links));
+                    let _ = reply.send(self.add_esp(health, paths, name, tun, links));
                 }
                 Command::Sa(change) => self.apply_sa_change(change),
                 Command::Remove { id, reply } => {
@@ -505,10 +524,20 @@ impl Loop {
                         .iter()
                         .map(|(&id, t)| EspSnapshot {
                             id,
-                            stats: t.core.stats().clone(),
+                            stats: t.core.stats(),
                             shell: t.counters,
-                            active_outbound: t.core.active_outbound(),
-                            inbound_sas: t.core.inbound_count(),
+                            active_path: t.core.active(),
+                            paths: (0..t.core.len())
+                                .filter_map(|i| {
+                                    let core = t.core.path(i)?;
+                                    Some(EspPathSnapshot {
+                                        stats: t.core.path_stats(i)?,
+                                        keepalives_sent: core.stats().keepalives_sent,
+                                        active_outbound: core.active_outbound(),
+                                        inbound_sas: core.inbound_count(),
+                                    })
+                                })
+                                .collect(),
                         })
                         .collect();
                     let _ = reply.send(Snapshot { tunnels, esp });
@@ -760,35 +789,47 @@ impl Loop {
 impl Loop {
     fn add_esp(
         &mut self,
-        config: EspTunnelConfig,
+        health: dataplane::HealthConfig,
+        paths: Vec<EspPathConfig>,
         name: String,
         tun: TunDevice,
-        links: EspLinks,
+        links: Vec<EspLinks>,
     ) -> Result<TunnelId, String> {
         tun.set_nonblocking(true)
             .map_err(|e| format!("setting {} non-blocking: {e}", tun.name()))?;
-        let remote = config.remote;
-        if self.esp.by_remote.contains_key(&remote) {
-            return Err(format!("an ipsec tunnel to {remote} is running already"));
+        if paths.is_empty() || paths.len() != links.len() || paths.len() > 256 {
+            return Err(format!(
+                "an ipsec tunnel needs 1 to 256 paths, each with its sockets; got {} path(s) \
+                 and {} set(s) of sockets",
+                paths.len(),
+                links.len()
+            ));
         }
-        let local = SocketAddr::new(config.local, links.udp.local_addr().map_or(0, |a| a.port()));
+        for p in &paths {
+            if self.esp.by_remote.contains_key(&p.esp.remote) {
+                return Err(format!(
+                    "an ipsec tunnel to {} is running already",
+                    p.esp.remote
+                ));
+            }
+        }
         let registry = self.poll.registry();
-        if !self.esp.udp.values().any(|u| u.local == local) {
+        for (p, l) in paths.iter().zip(&links) {
+            let local = SocketAddr::new(p.esp.local, l.udp.local_addr().map_or(0, |a| a.port()));
+            if self.esp.udp.values().any(|u| u.local == local) {
+                continue;
+            }
             let token = Token(self.next_slot);
             self.next_slot += 1;
             registry
-                .register(
-                    &mut SourceFd(&links.udp.as_raw_fd()),
-                    token,
-                    Interest::READABLE,
-                )
+                .register(&mut SourceFd(&l.udp.as_raw_fd()), token, Interest::READABLE)
                 .map_err(|e| format!("registering UDP {local} with the poller: {e}"))?;
             self.esp.udp.insert(
                 token,
                 UdpPort {
                     local,
-                    socket: Arc::clone(&links.udp),
-                    ike: links.ike.clone(),
+                    socket: Arc::clone(&l.udp),
+                    ike: l.ike.clone(),
                 },
             );
         }
@@ -801,12 +842,14 @@ impl Loop {
         self.esp.next_id = self.esp.next_id.wrapping_add(1).max(FIRST_ESP_ID);
         debug!(tunnel = %name, device = tun.name(), "packet thread owns the TUN device (ESP)");
         self.esp.tun_slots.insert(token, id);
-        self.esp.by_remote.insert(remote, id);
+        for (i, p) in paths.iter().enumerate() {
+            self.esp.by_remote.insert(p.esp.remote, (id, i));
+        }
         self.esp.tunnels.insert(
             id,
             EspRuntime {
                 name,
-                core: EspTunnel::new(config),
+                core: EspPaths::new(health, paths),
                 device: Device {
                     path: None,
                     token,
@@ -829,30 +872,30 @@ impl Loop {
             .registry()
             .deregister(&mut SourceFd(&t.device.tun.as_raw_fd()));
         self.esp.tun_slots.remove(&t.device.token);
-        self.esp.by_remote.retain(|_, v| *v != id);
+        self.esp.by_remote.retain(|_, (v, _)| *v != id);
     }
 
     fn apply_sa_change(&mut self, change: SaChange) {
-        let name = match &change {
-            SaChange::Install { tunnel, .. }
-            | SaChange::Remove { tunnel, .. }
-            | SaChange::Clear { tunnel } => tunnel,
+        let (name, path) = match &change {
+            SaChange::Install { tunnel, path, .. }
+            | SaChange::Remove { tunnel, path, .. }
+            | SaChange::Clear { tunnel, path } => (tunnel.clone(), *path),
         };
-        let Some(t) = self.esp.tunnels.values_mut().find(|t| &t.name == name) else {
+        let Some((&id, t)) = self.esp.tunnels.iter_mut().find(|(_, t)| t.name == name) else {
             debug!(tunnel = %name, "SA change for a tunnel the packet thread does not run");
             return;
         };
+        let path_name = t.core.path_name(path).unwrap_or("?").to_string();
+        let now = Instant::now();
         match change {
             SaChange::Install {
                 child, udp_port, ..
             } => match sa_pair(&child) {
                 Ok((inbound, outbound)) => {
-                    // Inbound first: the peer may use the new SA as soon as it has it.
-                    t.core.install_inbound(inbound);
-                    t.core.install_outbound(outbound);
-                    t.core.set_udp_encap(Instant::now(), udp_port);
+                    t.core.install_sa(now, path, inbound, outbound, udp_port);
                     info!(
                         tunnel = %t.name,
+                        path = %path_name,
                         "ESP SA installed: in {:08x} out {:08x}{}",
                         child.spi_in,
                         child.spi_out,
@@ -864,14 +907,17 @@ impl Loop {
             SaChange::Remove {
                 spi_in, spi_out, ..
             } => {
-                t.core.remove_sa(spi_in, spi_out);
-                debug!(tunnel = %t.name, "ESP SA removed: in {spi_in:08x} out {spi_out:08x}");
+                t.core.remove_sa(now, path, spi_in, spi_out);
+                debug!(tunnel = %t.name, path = %path_name, "ESP SA removed: in {spi_in:08x} out {spi_out:08x}");
             }
             SaChange::Clear { .. } => {
-                t.core.clear_sas();
-                debug!(tunnel = %t.name, "all ESP SAs removed");
+                t.core.clear_sas(now, path);
+                debug!(tunnel = %t.name, path = %path_name, "all ESP SAs of the path removed");
             }
         }
+        // A path without SAs is down: traffic may have moved.
+        self.esp.batch.clear();
+        self.esp.flush(id);
     }
 
     fn drain_esp_tun(&mut self, now: Instant, id: TunnelId) {
@@ -977,14 +1023,14 @@ impl Loop {
 impl EspSide {
     /// One ESP packet (from its SPI on) from `from`, to the tunnel of that peer.
     fn open(&mut self, now: Instant, from: IpAddr, esp: &[u8]) {
-        let Some(&id) = self.by_remote.get(&from) else {
+        let Some(&(id, path)) = self.by_remote.get(&from) else {
             return;
         };
         let Some(t) = self.tunnels.get_mut(&id) else {
             return;
         };
         self.batch.clear();
-        let _ = t.core.handle_esp(now, esp, from, &mut self.batch);
+        let _ = t.core.handle_esp(now, path, esp, from, &mut self.batch);
         self.flush(id);
     }
 
@@ -1001,7 +1047,10 @@ impl EspSide {
                 EspDestination::Raw {
                     remote: IpAddr::V4(remote),
                 } => self.raw4.send_to(packet, remote).map(|_| ()),
-                EspDestination::Udp { remote } => t.links.udp.send_to(packet, remote).map(|_| ()),
+                EspDestination::Udp { remote } => match path_of_destination(&t.core, destination) {
+                    Some(path) => t.links[path].udp.send_to(packet, remote).map(|_| ()),
+                    None => continue,
+                },
                 EspDestination::Tun => t.device.tun.write(packet).map(|_| ()),
                 EspDestination::Local => send_local(&self.raw4, &self.raw6, packet),
             };
@@ -1012,14 +1061,32 @@ impl EspSide {
                 }
             }
         }
-        while let Some(event) = t.core.poll_event() {
+        while let Some((path, event)) = t.core.poll_esp_event() {
             match event {
                 EspEvent::EspReceived { spi } => {
-                    let _ = t.links.liveness.send(spi);
+                    if let Some(links) = t.links.get(path) {
+                        let _ = links.liveness.send(spi);
+                    }
                 }
                 EspEvent::RekeyNeeded { spi } => warn!(
                     tunnel = %t.name,
                     "outbound SA {spi:08x} ran out of sequence numbers; waiting for the rekey"
+                ),
+            }
+        }
+        while let Some(event) = t.core.poll_event() {
+            let name = |p: usize| t.core.path_name(p).unwrap_or("?").to_string();
+            match event {
+                EspPathEvent::StateChanged {
+                    path,
+                    state,
+                    reason,
+                } => info!(tunnel = %t.name, path = %name(path), "path {state} ({reason})"),
+                EspPathEvent::ActivePathChanged { from, to, reason } => info!(
+                    tunnel = %t.name,
+                    "traffic moved from path {} to path {} ({reason})",
+                    name(from),
+                    name(to)
                 ),
             }
         }

@@ -49,7 +49,8 @@ pub struct Datagram {
     pub payload: Vec<u8>,
 }
 
-/// What the packet thread must do to its ESP tunnels.
+/// What the packet thread must do to its ESP tunnels. `path` is the index of the tunnel's
+/// path whose IKE SA the change comes from: each path has its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaChange {
     /// Install both directions of a CHILD SA (the inbound one beside the others, the outbound
@@ -57,17 +58,19 @@ pub enum SaChange {
     /// when it is `Some`.
     Install {
         tunnel: String,
+        path: usize,
         child: Box<ChildSaInfo>,
         udp_port: Option<u16>,
     },
     /// Remove the CHILD SA with these SPIs.
     Remove {
         tunnel: String,
+        path: usize,
         spi_in: u32,
         spi_out: u32,
     },
-    /// The IKE SA is gone: remove every SA of the tunnel.
-    Clear { tunnel: String },
+    /// The path's IKE SA is gone: remove every SA of that path.
+    Clear { tunnel: String, path: usize },
 }
 
 /// Routes IKE datagrams to the tunnel whose remote sent them.
@@ -235,6 +238,9 @@ impl Backoff {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpsecStatus {
     pub tunnel: String,
+    /// The path this IKE SA runs on (each path of a tunnel has its own).
+    #[serde(default)]
+    pub path: String,
     /// "connecting", "established", "down" or "waiting" (responder without an SA).
     pub ike_state: String,
     /// IKE SA SPIs as hex, initiator's first.
@@ -284,10 +290,11 @@ pub struct IpsecTunnel {
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
 impl IpsecTunnel {
-    /// Starts the tunnel's IKE task on `sockets` (bound to the tunnel's local address); SA
-    /// changes go to `changes`.
+    /// Starts the IKE task of the tunnel's path `path_index` on `sockets` (bound to that
+    /// path's local address); SA changes go to `changes`.
     pub fn start(
         tunnel: &control::Tunnel,
+        path_index: usize,
         sockets: &IkeSockets,
         changes: mpsc::UnboundedSender<SaChange>,
     ) -> anyhow::Result<Self> {
@@ -297,8 +304,8 @@ impl IpsecTunnel {
             .ok_or_else(|| anyhow!("tunnel {:?} is not an ipsec tunnel", tunnel.name))?;
         let path = tunnel
             .paths
-            .first()
-            .ok_or_else(|| anyhow!("tunnel {:?} has no path", tunnel.name))?;
+            .get(path_index)
+            .ok_or_else(|| anyhow!("tunnel {:?} has no path number {path_index}", tunnel.name))?;
         if path.local != sockets.local {
             bail!(
                 "tunnel {:?} runs from {}, the IKE sockets are bound to {}",
@@ -320,11 +327,13 @@ impl IpsecTunnel {
         let (stop, stop_rx) = mpsc::channel(1);
         let status = Arc::new(Mutex::new(IpsecStatus {
             tunnel: tunnel.name.clone(),
+            path: path.name.clone(),
             ike_state: "waiting".into(),
             ..IpsecStatus::default()
         }));
         let driver = Driver {
             name: tunnel.name.clone(),
+            path: path_index,
             peer: Peer::new(config, Box::new(rand_core::OsRng)),
             local: SocketAddr::new(path.local, IKE_PORT),
             remote: SocketAddr::new(path.remote, IKE_PORT),
@@ -416,6 +425,7 @@ pub fn ike_config(tunnel: &control::Tunnel) -> anyhow::Result<ike::Config> {
 
 struct Driver {
     name: String,
+    path: usize,
     peer: Peer,
     local: SocketAddr,
     remote: SocketAddr,
@@ -491,6 +501,7 @@ impl Driver {
         }
         let _ = self.changes.send(SaChange::Clear {
             tunnel: self.name.clone(),
+            path: self.path,
         });
     }
 
@@ -520,6 +531,7 @@ impl Driver {
     fn event(&mut self, event: Event) {
         let now = Instant::now();
         let tunnel = self.name.clone();
+        let path = self.path;
         match event {
             Event::NatDetected { .. } => {
                 self.udp_port = Some(NAT_T_PORT);
@@ -542,7 +554,7 @@ impl Driver {
                 }
                 self.ike_up_at = None;
                 self.children.clear();
-                let _ = self.changes.send(SaChange::Clear { tunnel });
+                let _ = self.changes.send(SaChange::Clear { tunnel, path });
                 // A responder waits for the peer; an initiator comes back unless DPD said the
                 // peer is dead and the action is "clear", or the IKE core restarted already
                 // (dpd_action = "restart" re-initiates inside it).
@@ -561,6 +573,7 @@ impl Driver {
                 );
                 let _ = self.changes.send(SaChange::Install {
                     tunnel,
+                    path,
                     child,
                     udp_port,
                 });
@@ -569,6 +582,7 @@ impl Driver {
                 self.children.remove(&spi_in);
                 let _ = self.changes.send(SaChange::Remove {
                     tunnel,
+                    path,
                     spi_in,
                     spi_out,
                 });

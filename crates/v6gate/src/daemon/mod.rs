@@ -8,8 +8,8 @@
 //! packet thread. Watches start after the tunnels and stop before them.
 //!
 //! An ipsec tunnel takes the same steps up to its TUN device; then its packet path is an ESP
-//! core in the packet thread instead of an RFC 2473 one, and its IKE task starts last and
-//! stops first (so the peer hears a DELETE while the tunnel still stands).
+//! core per path in the packet thread instead of an RFC 2473 one, and its IKE tasks, one per
+//! path, start last and stop first (so the peer hears a DELETE while the tunnel still stands).
 
 mod control_socket;
 mod datapath;
@@ -82,8 +82,8 @@ struct TunnelRuntime {
     paths: Vec<PathRuntime>,
     routes: Vec<Route>,
     mtu: u16,
-    /// The IKE side of an ipsec tunnel.
-    ipsec: Option<IpsecTunnel>,
+    /// The IKE side of an ipsec tunnel: one IKE SA per path, in the order of the paths.
+    ipsec: Vec<IpsecTunnel>,
 }
 
 struct Daemon {
@@ -272,7 +272,11 @@ impl Daemon {
         let mut tunnels = Vec::new();
         for t in &self.tunnels {
             let snap = by_id.get(&t.id);
-            let active = snap.and_then(|s| s.active_path).map_or(0, |p| p.index());
+            let esp = esp_by_id.get(&t.id);
+            let active = match esp {
+                Some(e) => e.active_path,
+                None => snap.and_then(|s| s.active_path).map_or(0, |p| p.index()),
+            };
             let paths: Vec<PathStatus> = t
                 .config
                 .paths
@@ -280,7 +284,10 @@ impl Daemon {
                 .zip(&t.paths)
                 .enumerate()
                 .map(|(i, (cfg, rt))| {
-                    let stats = snap.and_then(|s| s.paths.get(i));
+                    let stats = match esp {
+                        Some(e) => e.paths.get(i).map(|p| &p.stats),
+                        None => snap.and_then(|s| s.paths.get(i)),
+                    };
                     PathStatus {
                         name: cfg.name.clone(),
                         local: cfg.local.to_string(),
@@ -321,11 +328,20 @@ impl Daemon {
                 }
                 Pin::Blackhole => format!("{} (underlay route lost)", active_cfg.name),
             };
-            let ipsec = t.ipsec.as_ref().map(IpsecTunnel::status);
+            // The IKE SA of the path that carries the traffic; every path has its own.
+            let ipsec = t
+                .ipsec
+                .get(active)
+                .or(t.ipsec.first())
+                .map(IpsecTunnel::status);
             let up = t.paths.iter().any(|p| p.pin.is_up())
-                && match &ipsec {
-                    Some(s) => s.ike_state == "established" && !s.children.is_empty(),
-                    None => paths.iter().any(|p| p.state != "down"),
+                && if t.ipsec.is_empty() {
+                    paths.iter().any(|p| p.state != "down")
+                } else {
+                    t.ipsec
+                        .iter()
+                        .map(IpsecTunnel::status)
+                        .any(|s| s.ike_state == "established" && !s.children.is_empty())
                 };
             let mut status = TunnelStatus {
                 name: t.config.name.clone(),
@@ -343,7 +359,7 @@ impl Daemon {
                 ipsec,
                 ..TunnelStatus::default()
             };
-            if let Some(s) = esp_by_id.get(&t.id) {
+            if let Some(s) = esp {
                 status.tx_packets = s.stats.tx_packets;
                 status.tx_bytes = s.stats.tx_bytes;
                 status.rx_packets = s.stats.rx_packets;
@@ -357,10 +373,12 @@ impl Daemon {
                     .filter(|(_, n)| *n > 0)
                     .map(|(reason, n)| (reason.to_string(), n))
                     .collect();
-                if let Some(ipsec) = status.ipsec.as_mut() {
-                    ipsec.active_spi_out = s.active_outbound.map(|spi| format!("{spi:08x}"));
-                    ipsec.inbound_sas = s.inbound_sas;
-                    ipsec.keepalives_sent = s.stats.keepalives_sent;
+                if let Some(ipsec) = status.ipsec.as_mut()
+                    && let Some(p) = s.paths.get(active)
+                {
+                    ipsec.active_spi_out = p.active_outbound.map(|spi| format!("{spi:08x}"));
+                    ipsec.inbound_sas = p.inbound_sas;
+                    ipsec.keepalives_sent = p.keepalives_sent;
                 }
             }
             if let Some(s) = snap {
@@ -633,10 +651,12 @@ impl Daemon {
             let [device] = <[TunnelDevice; 1]>::try_from(devices).map_err(|d| {
                 anyhow::anyhow!("an ipsec tunnel runs one device, the plan has {}", d.len())
             })?;
-            let (id, ike) = self.start_ipsec(t, dp_config, device.tun).await?;
-            (id, Some(ike))
+            self.start_ipsec(t, dp_config, device.tun).await?
         } else {
-            (self.datapath.add_tunnel(dp_config, devices).await?, None)
+            (
+                self.datapath.add_tunnel(dp_config, devices).await?,
+                Vec::new(),
+            )
         };
         Ok(TunnelRuntime {
             config: t.clone(),
@@ -649,53 +669,81 @@ impl Daemon {
         })
     }
 
-    /// The ipsec tunnel's ESP core in the packet thread, then its IKE task. Nothing may be
-    /// awaited between starting the task and handing the core over: the first SA change
-    /// must find the core there.
+    /// The ipsec tunnel's ESP cores in the packet thread, then one IKE task per path. Nothing
+    /// may be awaited between starting the tasks and handing the cores over: the first SA
+    /// change must find the cores there.
     async fn start_ipsec(
         &mut self,
         t: &Tunnel,
         dp: dataplane::TunnelConfig,
         tun: TunDevice,
-    ) -> anyhow::Result<(dataplane::TunnelId, IpsecTunnel)> {
-        let path = t
+    ) -> anyhow::Result<(dataplane::TunnelId, Vec<IpsecTunnel>)> {
+        if t.paths.is_empty() {
+            bail!("an ipsec tunnel needs its local and remote");
+        }
+        let mut sockets = Vec::new();
+        for path in &t.paths {
+            let s = match self.ike_sockets.get(&path.local) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = IkeSockets::bind(path.local).await?;
+                    self.ike_sockets.insert(path.local, s.clone());
+                    s
+                }
+            };
+            sockets.push(s);
+        }
+        let paths: Vec<dataplane::esp::EspPathConfig> = t
             .paths
-            .first()
-            .ok_or_else(|| anyhow::anyhow!("an ipsec tunnel needs its local and remote"))?;
-        let sockets = match self.ike_sockets.get(&path.local) {
-            Some(s) => s.clone(),
-            None => {
-                let s = IkeSockets::bind(path.local).await?;
-                self.ike_sockets.insert(path.local, s.clone());
-                s
+            .iter()
+            .map(|path| dataplane::esp::EspPathConfig {
+                name: path.name.clone(),
+                cost: path.cost,
+                probed: path.probe != control::Probe::None,
+                esp: dataplane::esp::EspTunnelConfig {
+                    local: path.local,
+                    remote: path.remote,
+                    local_subnets: t.local_subnets.clone(),
+                    routes: t.routes.clone(),
+                    allowed_sources: dp.allowed_sources.clone(),
+                    mtu: dp.mtu,
+                    mss_clamp: dp.mss_clamp,
+                    hop_limit: dp.hop_limit,
+                    icmp_source_v4: dp.icmp_source_v4,
+                    icmp_source_v6: dp.icmp_source_v6,
+                },
+            })
+            .collect();
+        let mut ikes: Vec<IpsecTunnel> = Vec::new();
+        let mut links = Vec::new();
+        for (i, s) in sockets.iter().enumerate() {
+            match IpsecTunnel::start(t, i, s, self.sa_changes.clone()) {
+                Ok(ike) => {
+                    links.push(EspLinks {
+                        udp: s.esp_socket(),
+                        ike: s.ike_from_4500(),
+                        liveness: ike.liveness(),
+                    });
+                    ikes.push(ike);
+                }
+                Err(e) => {
+                    for ike in ikes {
+                        ike.stop().await;
+                    }
+                    return Err(e);
+                }
             }
-        };
-        let config = dataplane::esp::EspTunnelConfig {
-            local: path.local,
-            remote: path.remote,
-            local_subnets: t.local_subnets.clone(),
-            routes: t.routes.clone(),
-            allowed_sources: dp.allowed_sources,
-            mtu: dp.mtu,
-            mss_clamp: dp.mss_clamp,
-            hop_limit: dp.hop_limit,
-            icmp_source_v4: dp.icmp_source_v4,
-            icmp_source_v6: dp.icmp_source_v6,
-        };
-        let ike = IpsecTunnel::start(t, &sockets, self.sa_changes.clone())?;
-        let links = EspLinks {
-            udp: sockets.esp_socket(),
-            ike: sockets.ike_from_4500(),
-            liveness: ike.liveness(),
-        };
+        }
         match self
             .datapath
-            .add_esp_tunnel(&t.name, config, tun, links)
+            .add_esp_tunnel(&t.name, dp.health, paths, tun, links)
             .await
         {
-            Ok(id) => Ok((id, ike)),
+            Ok(id) => Ok((id, ikes)),
             Err(e) => {
-                ike.stop().await;
+                for ike in ikes {
+                    ike.stop().await;
+                }
                 Err(e)
             }
         }
@@ -810,7 +858,7 @@ impl Daemon {
             return;
         };
         let mut t = self.tunnels.remove(pos);
-        if let Some(ike) = t.ipsec.take() {
+        for ike in std::mem::take(&mut t.ipsec) {
             ike.stop().await;
         }
         if let Err(e) = self.datapath.remove_tunnel(t.id).await {
