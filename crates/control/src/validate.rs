@@ -1700,12 +1700,39 @@ impl Checker {
     /// Keys of the tunnel that an ipsec tunnel cannot have, and the ones it must.
     fn ipsec_shape(&mut self, i: usize, file: &FileTunnel) {
         let key = |field: &str| format!("tunnel[{i}].{field}");
-        if file.path.is_some() {
+        if file.device_per_path == Some(true) {
             self.error(
-                key("path"),
-                "[[tunnel.path]] tables are not supported for ipsec tunnels yet (one IKE SA per \
-                 path is planned); write `local` and `remote` on the tunnel",
+                key("device_per_path"),
+                "an ipsec tunnel runs one device whatever its paths: each path has its own IKE \
+                 SA and the tunnel picks the path, so there is nothing for a routing daemon to \
+                 choose between",
             );
+        }
+        for (j, path) in file.path.iter().flatten().enumerate() {
+            if path.probe.as_deref() == Some("icmp") {
+                self.error(
+                    format!("tunnel[{i}].path[{j}].probe"),
+                    "an ipsec path is probed with keepalives inside its own ESP SA (\"keepalive\", \
+                     the default) or not at all (\"none\"); an ICMP echo would leave on the \
+                     active path's SA, not this one's",
+                );
+            }
+            let remote = path.remote.trim();
+            if let Some(k) = file
+                .path
+                .iter()
+                .flatten()
+                .take(j)
+                .position(|q| q.remote.trim() == remote)
+            {
+                self.error(
+                    format!("tunnel[{i}].path[{j}].remote"),
+                    format!(
+                        "path[{k}] already has remote {remote}; each path of an ipsec tunnel runs \
+                         its own IKE SA, and IKE and ESP are told apart by the peer's address"
+                    ),
+                );
+            }
         }
         for (field, set, why) in [
             (

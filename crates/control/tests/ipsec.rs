@@ -315,16 +315,76 @@ fn rfc2473_keys_and_paths_are_refused_for_ipsec() {
             extra.trim_end(),
         );
     }
-    let text = format!(
+}
+
+/// An ipsec tunnel over an IPv6 path and an IPv4 path, with `extra` keys on the second path
+/// and `tail` after it.
+fn two_paths(psk: &str, extra: &str, tail: &str) -> String {
+    format!(
         "[[tunnel]]\nname = \"vps\"\nmode = \"ipsec\"\nlocal_subnets = [\"203.0.113.0/24\"]\n\
          routes = [\"198.51.100.0/24\"]\n[tunnel.ike]\n{psk}\
-         [[tunnel.path]]\nname = \"a\"\nlocal = \"2001:db8:a::2\"\nremote = \"2001:db8:a::1\"\n"
+         [[tunnel.path]]\nname = \"ipoe\"\nlocal = \"2001:db8:a::2\"\nremote = \"2001:db8:a::1\"\n\
+         cost = 10\n[[tunnel.path]]\nname = \"pppoe\"\nlocal = \"198.18.1.1\"\n\
+         remote = \"198.18.2.1\"\ncost = 100\n{extra}{tail}"
+    )
+}
+
+#[test]
+fn paths_of_both_families_with_health_validate() {
+    let key = KeyFile::new("paths", 0o600);
+    let psk = format!("psk_file = {:?}\n", key.path.display().to_string());
+    let text = two_paths(
+        &psk,
+        "probe = \"none\"\n",
+        "[tunnel.health]\ninterval = \"50ms\"\nup_after = 4\nhold_down = \"1s\"\n",
     );
+    let config = Config::from_toml_str(&text, "paths.toml").expect("valid");
+    let t = &config.tunnels[0];
+    assert_eq!(t.mode, Mode::Ipsec);
+    assert_eq!(t.paths.len(), 2);
+    assert_eq!((t.paths[0].name.as_str(), t.paths[0].cost), ("ipoe", 10));
+    assert!(t.paths[0].remote.is_ipv6() && t.paths[1].remote.is_ipv4());
+    assert_eq!(t.paths[0].probe, control::Probe::Keepalive);
+    assert_eq!(t.paths[1].probe, control::Probe::None);
+    assert_eq!(t.health.interval, Duration::from_millis(50));
+    assert_eq!(t.health.up_after, 4);
+    assert_eq!(t.health.hold_down, Duration::from_secs(1));
+    assert!(t.ipsec.is_some());
+}
+
+#[test]
+fn ipsec_paths_refuse_icmp_probes_shared_remotes_and_a_device_each() {
+    let key = KeyFile::new("paths-refused", 0o600);
+    let psk = format!("psk_file = {:?}\n", key.path.display().to_string());
+    let text = two_paths(
+        &psk,
+        "probe = \"icmp\"\nprobe_target = \"198.51.100.1\"\n",
+        "",
+    );
+    only_problem(
+        &text,
+        "tunnel[0].path[1].probe",
+        "keepalives inside",
+        "icmp",
+    );
+    let text = two_paths(&psk, "", "").replace("\"198.18.2.1\"", "\"2001:db8:a::1\"");
+    let text = text.replace("\"198.18.1.1\"", "\"2001:db8:b::2\"");
+    let e = invalid(&text);
+    let line = last_line_starting(&text, "remote = ");
+    has_problem(
+        &e,
+        "tunnel[0].path[1].remote",
+        line,
+        "already has remote 2001:db8:a::1",
+    );
+    assert_eq!(e.diagnostics().len(), 1, "{e}");
+    let text =
+        two_paths(&psk, "", "").replace("[tunnel.ike]", "device_per_path = true\n[tunnel.ike]");
     let e = invalid(&text);
     assert!(
         e.diagnostics()
             .iter()
-            .any(|d| d.key == "tunnel[0].path" && d.message.contains("not supported for ipsec")),
+            .any(|d| d.key == "tunnel[0].device_per_path" && d.message.contains("one device")),
         "{e}"
     );
 }
