@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use v6gate::lab::is_root;
-use v6gate::lab::multipath::{Failure, Timers, TwoPaths};
+use v6gate::lab::multipath::{Failure, Kind, Timers, TwoPaths};
 
 fn main() {
     if !is_root() {
@@ -26,20 +26,26 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from("target/release/v6gate"));
     let timers = Timers::default();
     println!(
-        "two-path ipip6 tunnel (IPv6 primary, IPv4 backup), probes every {} ms, timeout {} ms, \
+        "two-path tunnels (IPv6 primary, IPv4 backup), probes every {} ms, timeout {} ms, \
          down after {}",
         timers.interval_ms, timers.timeout_ms, timers.down_after
     );
     println!(
-        "{:<12} {:>6} {:>12} {:>12} {:>12}",
-        "failure", "round", "outage ms", "switch ms", "failback ms"
+        "{:<6} {:<12} {:>6} {:>12} {:>12} {:>12}",
+        "tunnel", "failure", "round", "outage ms", "switch ms", "failback ms"
     );
-    for failure in Failure::ALL {
+    for (kind, failure) in [Kind::Ipip6, Kind::Ipsec]
+        .into_iter()
+        .flat_map(|k| Failure::ALL.map(|f| (k, f)))
+    {
         let mut outages = Vec::new();
         for round in 1..=rounds {
-            let lab = TwoPaths::start(&binary, timers).expect("two-path lab");
-            lab.wait_for_active("ipoe", Duration::from_secs(10))
+            let lab = TwoPaths::start_kind(&binary, kind, timers).expect("two-path lab");
+            lab.wait_for_active("ipoe", Duration::from_secs(20))
                 .expect("primary never became active");
+            // Both paths must be up before the cut, or there is nothing to fail over to.
+            lab.wait_for_path_up("pppoe", Duration::from_secs(20))
+                .expect("backup never came up");
             let pings = lab.ping_flood(500);
             thread::sleep(Duration::from_secs(2));
             lab.cut(failure).expect("cut");
@@ -51,7 +57,8 @@ fn main() {
                 d.map_or_else(|| "never".to_string(), |d| d.as_millis().to_string())
             };
             println!(
-                "{:<12} {:>6} {:>12} {:>12} {:>12}",
+                "{:<6} {:<12} {:>6} {:>12} {:>12} {:>12}",
+                kind.as_str(),
                 failure.as_str(),
                 round,
                 pings.outage_ms(),
@@ -62,7 +69,8 @@ fn main() {
         }
         outages.sort_unstable();
         println!(
-            "{:<12} median outage {} ms (min {}, max {})",
+            "{:<6} {:<12} median outage {} ms (min {}, max {})",
+            kind.as_str(),
             failure.as_str(),
             outages[outages.len() / 2],
             outages[0],

@@ -3,105 +3,21 @@
 //! traffic to the IPv4 "PPPoE" backup within the probes' detection time, with no
 //! negotiation, and it returns once the primary is healthy again.
 
-use std::fs;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use v6gate::lab::multipath::{Failure, Timers, TwoPaths};
-use v6gate::lab::strongswan::LAB_PSK;
-use v6gate::lab::{Gateway, Lab, LabOptions, Node, Site, is_root};
+use v6gate::lab::multipath::{Failure, Kind, Timers, TwoPaths};
+use v6gate::lab::{Gateway, Node, Site, is_root};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_v6gate");
 
 /// Site `site`'s two-path ipsec tunnel "ab", with its key in a 0600 file beside it.
-fn config(lab: &Lab, site: Site, socket: &Path, timers: Timers) -> String {
-    let (local6, remote6, local4, remote4) = match site {
-        Site::A => (
-            "2001:db8:0:1::1",
-            "2001:db8:0:2::1",
-            "198.18.1.1",
-            "198.18.2.1",
-        ),
-        Site::B => (
-            "2001:db8:0:2::1",
-            "2001:db8:0:1::1",
-            "198.18.2.1",
-            "198.18.1.1",
-        ),
-    };
-    let psk = lab.dir().join(format!("ipsec-paths-{site:?}.psk"));
-    fs::write(&psk, LAB_PSK).expect("writing the key");
-    fs::set_permissions(&psk, fs::Permissions::from_mode(0o600)).expect("key mode");
-    let start = if site == Site::A { "auto" } else { "respond" };
-    format!(
-        r#"[gateway]
-control_socket = "{socket}"
-ipv4_forwarding = true
-
-[[tunnel]]
-name = "ab"
-mode = "ipsec"
-local_subnets = ["{ours}"]
-routes = ["{theirs}"]
-
-[tunnel.ike]
-psk_file = "{psk}"
-start = "{start}"
-
-[[tunnel.path]]
-name = "ipoe"
-local = "{local6}"
-remote = "{remote6}"
-cost = 10
-
-[[tunnel.path]]
-name = "pppoe"
-local = "{local4}"
-remote = "{remote4}"
-cost = 100
-
-[tunnel.health]
-interval = "{interval}ms"
-timeout = "{timeout}ms"
-down_after = {down}
-up_after = {up}
-hold_down = "{hold}ms"
-"#,
-        socket = socket.display(),
-        ours = site.lan4(),
-        theirs = site.peer().lan4(),
-        psk = psk.display(),
-        interval = timers.interval_ms,
-        timeout = timers.timeout_ms,
-        down = timers.down_after,
-        up = timers.up_after,
-        hold = timers.hold_down_ms,
-    )
-}
-
 fn start(timers: Timers) -> TwoPaths {
-    let lab = Lab::two_sites(LabOptions {
-        ipv4_underlay: true,
-        ..LabOptions::default()
-    })
-    .expect("two-path lab");
-    let gateway = |site: Site| -> Gateway {
-        let socket = lab.dir().join(format!("ipsec-paths-{site:?}.sock"));
-        let path = lab.dir().join(format!("ipsec-paths-{site:?}.toml"));
-        fs::write(&path, config(&lab, site, &socket, timers)).expect("writing the config");
-        lab.start_gateway_with(Path::new(BINARY), site.node(), &path, &socket)
-            .unwrap_or_else(|e| panic!("starting the gateway in {}: {e}", site.node()))
-    };
-    let b = gateway(Site::B);
-    let a = gateway(Site::A);
-    TwoPaths { lab, a, b }
+    TwoPaths::start_kind(Path::new(BINARY), Kind::Ipsec, timers).expect("two-path ipsec lab")
 }
 
-/// Waits (bounded) until both of `gateway`'s paths have an established IKE SA with a CHILD
-/// SA and answer their probes.
 fn wait_both_paths_up(gateway: &Gateway, within: Duration) -> serde_json::Value {
     let deadline = Instant::now() + within;
     let mut last = serde_json::Value::Null;

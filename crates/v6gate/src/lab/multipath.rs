@@ -4,6 +4,7 @@
 //! benchmark.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::thread;
@@ -34,8 +35,27 @@ impl Default for Timers {
     }
 }
 
-/// The two-path tunnel config of `site`.
-pub fn config(site: Site, socket: &Path, timers: Timers) -> String {
+/// What the two paths carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// IPv4 in IPv6 on the primary, IPv4 in IPv4 (RFC 2003) on the backup.
+    Ipip6,
+    /// ESP on both, one IKE SA per path.
+    Ipsec,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ipip6 => "ipip6",
+            Self::Ipsec => "ipsec",
+        }
+    }
+}
+
+/// The two-path tunnel config of `site`. An ipsec config reads its key from a file it
+/// writes into `dir`.
+pub fn config(kind: Kind, dir: &Path, site: Site, socket: &Path, timers: Timers) -> String {
     let (local6, remote6, local4, remote4, routes) = match site {
         Site::A => (
             "2001:db8:0:1::1",
@@ -52,6 +72,24 @@ pub fn config(site: Site, socket: &Path, timers: Timers) -> String {
             Site::A.lan4(),
         ),
     };
+    let tunnel = match kind {
+        Kind::Ipip6 => format!("mode = \"ipip6\"\nroutes = [\"{routes}\"]\n"),
+        Kind::Ipsec => {
+            let psk = dir.join(format!("two-paths-{site:?}.psk"));
+            // Written here rather than returned: the config names it, and the key must exist
+            // (mode 0600) before the config validates.
+            let _ = fs::write(&psk, super::strongswan::LAB_PSK);
+            let _ = fs::set_permissions(&psk, fs::Permissions::from_mode(0o600));
+            // The responder must be up first (siteB starts first in `TwoPaths::start`).
+            let start = if site == Site::A { "auto" } else { "respond" };
+            format!(
+                "mode = \"ipsec\"\nlocal_subnets = [\"{ours}\"]\nroutes = [\"{routes}\"]\n\n\
+                 [tunnel.ike]\npsk_file = \"{psk}\"\nstart = \"{start}\"\n",
+                ours = site.lan4(),
+                psk = psk.display()
+            )
+        }
+    };
     format!(
         r#"[gateway]
 control_socket = "{socket}"
@@ -59,9 +97,7 @@ ipv4_forwarding = true
 
 [[tunnel]]
 name = "ab"
-mode = "ipip6"
-routes = ["{routes}"]
-
+{tunnel}
 [[tunnel.path]]
 name = "ipoe"
 local = "{local6}"
@@ -99,7 +135,12 @@ pub struct TwoPaths {
 }
 
 impl TwoPaths {
+    /// An ipip6 two-path lab.
     pub fn start(binary: &Path, timers: Timers) -> Result<Self, LabError> {
+        Self::start_kind(binary, Kind::Ipip6, timers)
+    }
+
+    pub fn start_kind(binary: &Path, kind: Kind, timers: Timers) -> Result<Self, LabError> {
         let lab = Lab::two_sites(LabOptions {
             ipv4_underlay: true,
             ..LabOptions::default()
@@ -107,12 +148,14 @@ impl TwoPaths {
         let start = |site: Site| {
             let socket = lab.dir().join(format!("two-paths-{site:?}.sock"));
             let path = lab.dir().join(format!("two-paths-{site:?}.toml"));
-            fs::write(&path, config(site, &socket, timers))
+            fs::write(&path, config(kind, lab.dir(), site, &socket, timers))
                 .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
             lab.start_gateway_with(binary, site.node(), &path, &socket)
         };
-        let a = start(Site::A)?;
+        // siteB first: with IPsec it is the responder, and an initiator that starts first
+        // loses its first IKE_SA_INIT and retries only seconds later.
         let b = start(Site::B)?;
+        let a = start(Site::A)?;
         Ok(Self { lab, a, b })
     }
 
@@ -130,6 +173,25 @@ impl TwoPaths {
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| "none".into())
+    }
+
+    /// Waits (bounded) until siteA sees path `name` up; how long it took.
+    pub fn wait_for_path_up(&self, name: &str, within: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            let up = self.a.tunnel_status("ab").ok().is_some_and(|status| {
+                status["paths"].as_array().is_some_and(|paths| {
+                    paths
+                        .iter()
+                        .any(|p| p["name"] == name && p["state"] == "up")
+                })
+            });
+            if up {
+                return Some(start.elapsed());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Waits (bounded) until `want` carries the traffic; how long it took.
@@ -266,7 +328,13 @@ mod tests {
 
     #[test]
     fn config_names_both_paths_and_timers() {
-        let text = config(Site::A, Path::new("/tmp/x.sock"), Timers::default());
+        let text = config(
+            Kind::Ipip6,
+            Path::new("/tmp"),
+            Site::A,
+            Path::new("/tmp/x.sock"),
+            Timers::default(),
+        );
         let parsed = control::Config::from_toml_str(&text, "two-paths").expect("valid config");
         let t = &parsed.tunnels[0];
         assert_eq!(t.paths.len(), 2);
