@@ -46,7 +46,7 @@ const RAW4_ESP: Token = Token(7);
 const FIRST_TUN: usize = 16;
 
 /// Large enough for any IPv6 packet a TUN or raw socket can hand us.
-const PACKET_BUF: usize = 65_536;
+const PACKET_BUF: usize = 96 * 1024;
 
 /// ESP tunnels are numbered apart from the core's tunnels, so that one [`TunnelId`] names one
 /// tunnel of either kind in commands and snapshots.
@@ -603,6 +603,7 @@ impl Loop {
             else {
                 return;
             };
+            let header = tun.vnet_hdr_len();
             let n = match tun.read(&mut self.buf) {
                 Ok(0) => return,
                 Ok(n) => n,
@@ -614,14 +615,18 @@ impl Loop {
                 }
             };
             self.batch.clear();
-            let packet = &mut self.buf[..n];
-            let _ = match path {
-                Some(path) => {
-                    self.core
-                        .handle_inner_on_path(now, id, path, packet, &mut self.batch)
-                }
-                None => self.core.handle_inner(now, id, packet, &mut self.batch),
-            };
+            let (core, batch) = (&mut self.core, &mut self.batch);
+            // One read may be a TSO/USO super-packet: the core sees it as the segments the
+            // kernel would have sent, each at most the TUN MTU.
+            let split = segments(&mut self.buf[..n], header, |segment| {
+                let _ = match path {
+                    Some(path) => core.handle_inner_on_path(now, id, path, segment, batch),
+                    None => core.handle_inner(now, id, segment, batch),
+                };
+            });
+            if let Err(e) = split {
+                debug!("unusable TUN read of {n} bytes dropped: {e}");
+            }
             self.flush(Some(id));
         }
     }
@@ -707,12 +712,12 @@ impl Loop {
                     remote: IpAddr::V4(remote),
                 } => (self.ipip4.send_to(packet, remote).map(|_| ()), origin),
                 Destination::Tun(id) => match self.tuns.get(&id).and_then(|t| t.for_path(None)) {
-                    Some(d) => (d.tun.write(packet).map(|_| ()), Some(id)),
+                    Some(d) => (d.tun.write_packet(packet).map(|_| ()), Some(id)),
                     None => continue,
                 },
                 Destination::TunPath(id, path) => {
                     match self.tuns.get(&id).and_then(|t| t.for_path(Some(path))) {
-                        Some(d) => (d.tun.write(packet).map(|_| ()), Some(id)),
+                        Some(d) => (d.tun.write_packet(packet).map(|_| ()), Some(id)),
                         None => continue,
                     }
                 }
@@ -925,6 +930,7 @@ impl Loop {
             let Some(t) = self.esp.tunnels.get_mut(&id) else {
                 return;
             };
+            let header = t.device.tun.vnet_hdr_len();
             let n = match t.device.tun.read(&mut self.buf) {
                 Ok(0) => return,
                 Ok(n) => n,
@@ -936,9 +942,13 @@ impl Loop {
                 }
             };
             self.esp.batch.clear();
-            let _ = t
-                .core
-                .handle_inner(now, &mut self.buf[..n], &mut self.esp.batch);
+            let batch = &mut self.esp.batch;
+            let split = segments(&mut self.buf[..n], header, |segment| {
+                let _ = t.core.handle_inner(now, segment, batch);
+            });
+            if let Err(e) = split {
+                debug!("unusable TUN read of {n} bytes dropped: {e}");
+            }
             self.esp.flush(id);
         }
     }
@@ -1051,7 +1061,7 @@ impl EspSide {
                     Some(path) => t.links[path].udp.send_to(packet, remote).map(|_| ()),
                     None => continue,
                 },
-                EspDestination::Tun => t.device.tun.write(packet).map(|_| ()),
+                EspDestination::Tun => t.device.tun.write_packet(packet).map(|_| ()),
                 EspDestination::Local => send_local(&self.raw4, &self.raw6, packet),
             };
             if let Err(e) = result {
@@ -1135,6 +1145,20 @@ fn send_local(v4: &RawIpv4Socket, v6: &RawIpv6Socket, packet: &[u8]) -> io::Resu
             "locally originated packet is neither IPv4 nor IPv6",
         ))
     }
+}
+
+/// Hands `each` the packets one TUN read holds: itself, or the segments of a super-packet
+/// when the device prefixes reads with a virtio-net header of `header` bytes.
+fn segments(read: &mut [u8], header: usize, each: impl FnMut(&mut [u8])) -> Result<usize, String> {
+    let mut each = each;
+    if header == 0 {
+        each(read);
+        return Ok(1);
+    }
+    let vnet = wire::virtio::Packet::new_checked(&read[..])
+        .and_then(|p| wire::virtio::Repr::parse(&p))
+        .map_err(|e| format!("virtio-net header: {e}"))?;
+    dataplane::offload::split(&vnet, &mut read[header..], each).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -608,7 +608,9 @@ impl Daemon {
         let mut routes = Vec::new();
         let mut mtu = u16::MAX;
         for device in &plan.devices {
-            let tun = TunDevice::create(&device.name)
+            // Offloads let one read carry up to 64 KiB of a TCP flow (the packet thread splits
+            // it) instead of one packet per system call.
+            let tun = TunDevice::create_with(&device.name, tun_options())
                 .with_context(|| format!("creating TUN device {}", device.name))?;
             let ifindex = tun.index();
             self.configure_device(device, ifindex).await?;
@@ -1150,5 +1152,13 @@ fn pinned_route(path: &PathRuntime) -> PinnedRoute {
         gateway,
         device,
         table: path.pin_route.table,
+    }
+}
+
+fn tun_options() -> sys::tun::TunOptions {
+    sys::tun::TunOptions {
+        vnet_hdr: true,
+        offloads: sys::tun::Offloads::ALL,
+        multi_queue: false,
     }
 }
