@@ -23,6 +23,7 @@ use dataplane::esp::{
     EspBatch, EspDestination, EspEvent, EspPathConfig, EspPathEvent, EspPaths, EspStats, InboundSa,
     Integrity, OutboundSa, Suite, UdpKind, classify_udp,
 };
+use dataplane::offload::Coalescer;
 use dataplane::{
     Batch, Dataplane, Destination, Event, OuterMeta, PathId, PathStats, TunnelConfig, TunnelId,
 };
@@ -47,6 +48,10 @@ const FIRST_TUN: usize = 16;
 
 /// Large enough for any IPv6 packet a TUN or raw socket can hand us.
 const PACKET_BUF: usize = 96 * 1024;
+
+/// Underlay packets taken in before what they produced is sent: enough for the coalescer to
+/// merge a burst of one flow, few enough that the batch stays small and latency low.
+const RX_BURST: usize = 32;
 
 /// ESP tunnels are numbered apart from the core's tunnels, so that one [`TunnelId`] names one
 /// tunnel of either kind in commands and snapshots.
@@ -117,6 +122,9 @@ struct Device {
     path: Option<PathId>,
     token: Token,
     tun: TunDevice,
+    /// Packets bound for this device, merged per TCP flow into super-packets so a burst
+    /// from the underlay costs one TUN write instead of one per packet.
+    coalescer: Coalescer,
 }
 
 #[derive(Default)]
@@ -127,11 +135,13 @@ struct TunnelDevices {
 
 impl TunnelDevices {
     /// The device for packets of `path`: its own if it has one, else the tunnel's.
-    fn for_path(&self, path: Option<PathId>) -> Option<&Device> {
-        self.devices
+    fn for_path_mut(&mut self, path: Option<PathId>) -> Option<&mut Device> {
+        let index = self
+            .devices
             .iter()
-            .find(|d| d.path == path)
-            .or_else(|| self.devices.first())
+            .position(|d| d.path == path)
+            .unwrap_or(0);
+        self.devices.get_mut(index)
     }
 }
 
@@ -228,6 +238,7 @@ impl Datapath {
             ipv6in4,
             tuns: HashMap::new(),
             slots: HashMap::new(),
+            pending: Vec::new(),
             next_slot: FIRST_TUN,
             buf: vec![0; PACKET_BUF],
             batch: Batch::new(4 * PACKET_BUF),
@@ -372,6 +383,8 @@ struct Loop {
     ipv6in4: RawIpv4Socket,
     tuns: HashMap<TunnelId, TunnelDevices>,
     slots: HashMap<Token, (TunnelId, Option<PathId>)>,
+    /// Devices whose coalescer holds packets not yet written.
+    pending: Vec<(TunnelId, Option<PathId>)>,
     next_slot: usize,
     buf: Vec<u8>,
     batch: Batch,
@@ -576,7 +589,12 @@ impl Loop {
             }
             debug!(tunnel = %name, device = tun.name(), "packet thread owns the TUN device");
             self.slots.insert(token, (id, path));
-            owned.devices.push(Device { path, token, tun });
+            owned.devices.push(Device {
+                path,
+                token,
+                tun,
+                coalescer: Coalescer::default(),
+            });
         }
         self.tuns.insert(id, owned);
         Ok(id)
@@ -632,15 +650,17 @@ impl Loop {
     }
 
     fn drain_outer(&mut self, now: Instant, ipip: bool) {
+        self.batch.clear();
+        let mut held = 0;
         loop {
             let socket = if ipip { &self.ipip } else { &self.ipv6 };
             let received = match socket.recv(&mut self.buf) {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     warn!("raw socket receive failed: {e}");
-                    return;
+                    break;
                 }
             };
             let meta = OuterMeta {
@@ -654,32 +674,44 @@ impl Loop {
                 traffic_class: received.traffic_class,
                 encap_limit: received.encap_limit,
             };
-            self.batch.clear();
             let _ =
                 self.core
                     .handle_outer(now, &meta, &mut self.buf[..received.len], &mut self.batch);
-            self.flush(None);
+            held += 1;
+            if held == RX_BURST {
+                self.flush(None);
+                self.batch.clear();
+                held = 0;
+            }
         }
+        self.flush(None);
     }
 
     fn drain_outer_ipv4(&mut self, now: Instant, ipip: bool) {
+        self.batch.clear();
+        let mut held = 0;
         loop {
             let socket = if ipip { &self.ipip4 } else { &self.ipv6in4 };
             let received = match socket.recv(&mut self.buf) {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     warn!("raw IPv4 socket receive failed: {e}");
-                    return;
+                    break;
                 }
             };
-            self.batch.clear();
             let _ =
                 self.core
                     .handle_outer_ipv4(now, &mut self.buf[..received.len], &mut self.batch);
-            self.flush(None);
+            held += 1;
+            if held == RX_BURST {
+                self.flush(None);
+                self.batch.clear();
+                held = 0;
+            }
         }
+        self.flush(None);
     }
 
     fn drain_icmp(&mut self, now: Instant) {
@@ -711,15 +743,18 @@ impl Loop {
                 Destination::Underlay {
                     remote: IpAddr::V4(remote),
                 } => (self.ipip4.send_to(packet, remote).map(|_| ()), origin),
-                Destination::Tun(id) => match self.tuns.get(&id).and_then(|t| t.for_path(None)) {
-                    Some(d) => (d.tun.write_packet(packet).map(|_| ()), Some(id)),
-                    None => continue,
-                },
-                Destination::TunPath(id, path) => {
-                    match self.tuns.get(&id).and_then(|t| t.for_path(Some(path))) {
-                        Some(d) => (d.tun.write_packet(packet).map(|_| ()), Some(id)),
-                        None => continue,
+                Destination::Tun(id) | Destination::TunPath(id, _) => {
+                    let path = match destination {
+                        Destination::TunPath(_, path) => Some(path),
+                        _ => None,
+                    };
+                    if let Some(d) = self.tuns.get_mut(&id).and_then(|t| t.for_path_mut(path)) {
+                        d.coalescer.push(packet);
+                        if !self.pending.contains(&(id, d.path)) {
+                            self.pending.push((id, d.path));
+                        }
                     }
+                    continue;
                 }
                 // The gateway's own ICMP errors: the raw sockets send whole IP packets
                 // (HDRINCL) whatever their protocol, and the host routes them to the LAN.
@@ -733,6 +768,29 @@ impl Loop {
                     }
                 }
             }
+        }
+        self.write_pending();
+    }
+
+    /// Writes what the devices' coalescers hold, one frame (a super-packet or a lone
+    /// packet, with its virtio-net header) per write.
+    fn write_pending(&mut self) {
+        for (id, path) in self.pending.drain(..) {
+            let Some(t) = self.tuns.get_mut(&id) else {
+                continue;
+            };
+            let Some(d) = t.devices.iter_mut().find(|d| d.path == path) else {
+                continue;
+            };
+            let mut failed = 0;
+            for frame in d.coalescer.flush() {
+                if let Err(e) = d.tun.write(frame) {
+                    failed += 1;
+                    debug!(device = d.tun.name(), "TUN write failed: {e}");
+                }
+            }
+            d.coalescer.clear();
+            t.counters.send_errors += failed;
         }
     }
 
@@ -859,6 +917,7 @@ impl Loop {
                     path: None,
                     token,
                     tun,
+                    coalescer: Coalescer::default(),
                 },
                 links,
                 counters: ShellCounters::default(),
