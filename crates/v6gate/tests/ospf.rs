@@ -202,7 +202,24 @@ fn ospf_over_a_device_per_path_follows_the_cost() {
         "LAN B is not routed over the cheaper path: {:?}",
         lab.ip(Node::SiteA, &["route", "show", Site::B.lan4()])
     );
-    assert!(lab.ping(Node::HostA, IpAddr::V4(Site::B.host4()), 3));
+    // The replies need siteB's route to LAN A, which its own SPF run installs a moment later.
+    let back_via_ipoe = wait_until(Duration::from_secs(15), || {
+        lab.ip(Node::SiteB, &["route", "show", Site::A.lan4()])
+            .map(|r| r.contains("dev v6g-ab-ipoe"))
+            .unwrap_or(false)
+    });
+    assert!(
+        back_via_ipoe,
+        "siteB does not route LAN A over the cheaper path"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || lab.ping(
+            Node::HostA,
+            IpAddr::V4(Site::B.host4()),
+            1
+        )),
+        "no traffic over the cheaper path"
+    );
 
     // The IPv6 underlay goes silent: OSPF's dead interval expires on the ipoe device and the
     // route moves to the pppoe one.
@@ -224,7 +241,22 @@ fn ospf_over_a_device_per_path_follows_the_cost() {
         "the route did not follow to the backup: {:?}",
         lab.ip(Node::SiteA, &["route", "show", Site::B.lan4()])
     );
-    assert!(lab.ping(Node::HostA, IpAddr::V4(Site::B.host4()), 3));
+    // siteB's own dead interval may end a moment later; until then the replies still take
+    // the silent path.
+    let back_via_pppoe = wait_until(Duration::from_secs(20), || {
+        lab.ip(Node::SiteB, &["route", "show", Site::A.lan4()])
+            .map(|r| r.contains("dev v6g-ab-pppoe"))
+            .unwrap_or(false)
+    });
+    assert!(back_via_pppoe, "siteB's route did not follow to the backup");
+    assert!(
+        wait_until(Duration::from_secs(10), || lab.ping(
+            Node::HostA,
+            IpAddr::V4(Site::B.host4()),
+            1
+        )),
+        "no traffic over the backup path"
+    );
     let _ = ctl_b;
     for gw in gateways {
         gw.stop().expect("gateway stops cleanly");

@@ -251,6 +251,7 @@ impl Datapath {
                 udp: HashMap::new(),
                 next_id: FIRST_ESP_ID,
                 batch: EspBatch::new(4 * PACKET_BUF),
+                held: None,
             },
         };
         let thread = std::thread::Builder::new()
@@ -403,6 +404,8 @@ struct EspSide {
     udp: HashMap<Token, UdpPort>,
     next_id: u32,
     batch: EspBatch,
+    /// The tunnel whose output the batch holds and how many packets produced it.
+    held: Option<(TunnelId, usize)>,
 }
 
 struct EspRuntime {
@@ -1052,29 +1055,27 @@ impl Loop {
             };
             let (from, range) = match received {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     warn!("raw ESP socket receive failed: {e}");
-                    return;
+                    break;
                 }
             };
             self.esp.open(now, from, &self.buf[range]);
         }
+        self.esp.finish_burst();
     }
 
     fn drain_udp(&mut self, now: Instant, token: Token) {
-        loop {
-            let Some(port) = self.esp.udp.get(&token) else {
-                return;
-            };
+        while let Some(port) = self.esp.udp.get(&token) {
             let (n, remote) = match port.socket.recv_from(&mut self.buf) {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     warn!("UDP {} receive failed: {e}", port.local);
-                    return;
+                    break;
                 }
             };
             let payload = &self.buf[..n];
@@ -1093,6 +1094,7 @@ impl Loop {
                 UdpKind::Keepalive | UdpKind::Malformed => {}
             }
         }
+        self.esp.finish_burst();
     }
 
     fn esp_timeouts(&mut self, now: Instant) {
@@ -1114,17 +1116,34 @@ impl Loop {
 }
 
 impl EspSide {
-    /// One ESP packet (from its SPI on) from `from`, to the tunnel of that peer.
+    /// One ESP packet (from its SPI on) from `from`, to the tunnel of that peer. What it
+    /// produces is held in the batch, so that a burst of one tunnel goes out together (one
+    /// coalesced TUN write per flow): the batch is sent when the next packet is for another
+    /// tunnel, after `RX_BURST` packets, or by `finish_burst`.
     fn open(&mut self, now: Instant, from: IpAddr, esp: &[u8]) {
         let Some(&(id, path)) = self.by_remote.get(&from) else {
             return;
         };
+        if self
+            .held
+            .is_some_and(|(held, n)| held != id || n == RX_BURST)
+        {
+            self.finish_burst();
+        }
         let Some(t) = self.tunnels.get_mut(&id) else {
             return;
         };
-        self.batch.clear();
         let _ = t.core.handle_esp(now, path, esp, from, &mut self.batch);
-        self.flush(id);
+        let n = self.held.map_or(0, |(_, n)| n);
+        self.held = Some((id, n + 1));
+    }
+
+    /// Sends what `open` has held back.
+    fn finish_burst(&mut self) {
+        if let Some((id, _)) = self.held.take() {
+            self.flush(id);
+        }
+        self.batch.clear();
     }
 
     /// Sends what tunnel `id`'s core produced and passes its events on.
@@ -1132,19 +1151,36 @@ impl EspSide {
         let Some(t) = self.tunnels.get_mut(&id) else {
             return;
         };
+        let mut v6: Vec<Transmit<'_>> = Vec::new();
+        let mut v4: Vec<Transmit4<'_>> = Vec::new();
         for (destination, packet) in self.batch.iter() {
             let result = match destination {
                 EspDestination::Raw {
-                    remote: IpAddr::V6(remote),
-                } => self.raw6.send_to(packet, remote).map(|_| ()),
+                    remote: IpAddr::V6(dst),
+                } => {
+                    v6.push(Transmit { packet, dst });
+                    if v6.len() == BATCH_SIZE {
+                        t.counters.send_errors += send_all(&mut v6, |b| self.raw6.send_batch(b));
+                    }
+                    continue;
+                }
                 EspDestination::Raw {
-                    remote: IpAddr::V4(remote),
-                } => self.raw4.send_to(packet, remote).map(|_| ()),
+                    remote: IpAddr::V4(dst),
+                } => {
+                    v4.push(Transmit4 { packet, dst });
+                    if v4.len() == BATCH_SIZE {
+                        t.counters.send_errors += send_all(&mut v4, |b| self.raw4.send_batch(b));
+                    }
+                    continue;
+                }
                 EspDestination::Udp { remote } => match path_of_destination(&t.core, destination) {
                     Some(path) => t.links[path].udp.send_to(packet, remote).map(|_| ()),
                     None => continue,
                 },
-                EspDestination::Tun => t.device.tun.write_packet(packet).map(|_| ()),
+                EspDestination::Tun => {
+                    t.device.coalescer.push(packet);
+                    continue;
+                }
                 EspDestination::Local => send_local(&self.raw4, &self.raw6, packet),
             };
             if let Err(e) = result {
@@ -1154,6 +1190,15 @@ impl EspSide {
                 }
             }
         }
+        t.counters.send_errors += send_all(&mut v6, |b| self.raw6.send_batch(b));
+        t.counters.send_errors += send_all(&mut v4, |b| self.raw4.send_batch(b));
+        for frame in t.device.coalescer.flush() {
+            if let Err(e) = t.device.tun.write(frame) {
+                t.counters.send_errors += 1;
+                debug!(tunnel = %t.name, "TUN write failed: {e}");
+            }
+        }
+        t.device.coalescer.clear();
         while let Some((path, event)) = t.core.poll_esp_event() {
             match event {
                 EspEvent::EspReceived { spi } => {
