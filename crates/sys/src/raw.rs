@@ -278,6 +278,13 @@ fn open_raw(domain: Domain, protocol: i32, name: &str) -> Result<Socket> {
     })
 }
 
+/// Forces the send and receive buffers of any socket (a UDP socket carrying ESP-in-UDP, say)
+/// to [`BUFFER_SIZE`], like this module's own sockets: with the default 208 KiB a burst
+/// overflows them while the packet thread is busy elsewhere.
+pub fn enlarge_buffers<S: AsFd>(socket: &S) -> io::Result<()> {
+    set_buffers(&socket2::SockRef::from(socket))
+}
+
 fn set_buffers(socket: &Socket) -> io::Result<()> {
     let size = libc::c_int::try_from(BUFFER_SIZE).map_err(io::Error::other)?;
     let fd = socket.as_raw_fd();

@@ -126,6 +126,9 @@ impl IkeSockets {
         // This side only sends on it; a full send buffer drops an IKE message, which IKE
         // retransmits, rather than stalling the task.
         esp.set_nonblocking(true)?;
+        // ESP-in-UDP arrives here at line rate; the default buffer overflows in bursts.
+        sys::raw::enlarge_buffers(&esp)
+            .with_context(|| format!("enlarging the buffers of UDP {local}:{NAT_T_PORT}"))?;
         let (from_4500, mut from_4500_rx) = mpsc::channel::<Datagram>(TUNNEL_QUEUE);
         let sockets = Self {
             local,
