@@ -2,9 +2,8 @@
 //! between the two sites. Traffic keeps flowing when the primary fails, by link-down or by a
 //! silent drop that leaves the link up, and returns to the primary once it is healthy again.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
-use std::thread;
 use std::time::Duration;
 
 use v6gate::lab::multipath::{Failure, Timers, TwoPaths};
@@ -30,29 +29,14 @@ fn failover_and_back(failure: Failure) {
         "no traffic before the failure"
     );
     // 800 packets at 10 ms: 8 s of traffic, the failure 2 s in, while a TCP transfer runs.
-    let pings = lab.ping_flood(800);
     let bytes = 64 * 1024 * 1024;
-    let transfer = thread::scope(|scope| {
-        let t = scope.spawn(|| {
-            lab.lab.tcp_transfer(
-                Node::HostB,
-                SocketAddr::new(IpAddr::V4(Site::B.host4()), 0),
-                Node::HostA,
-                bytes,
-                Duration::from_secs(60),
-            )
-        });
-        thread::sleep(Duration::from_secs(2));
-        lab.cut(failure).expect("cutting the primary");
-        assert!(
-            lab.wait_for_active("pppoe", Duration::from_secs(5))
-                .is_some(),
-            "{label}: traffic did not move to the backup path: {}",
-            lab.a.log()
-        );
-        t.join().expect("transfer thread")
-    });
-    let pings = pings.join().expect("ping thread");
+    let run = lab.run_through_failure(failure, bytes);
+    assert!(
+        run.switched.is_some(),
+        "{label}: traffic did not move to the backup path: {}",
+        lab.a.log()
+    );
+    let pings = run.pings;
     eprintln!(
         "{label}: {} pings sent, {} received: outage about {} ms",
         pings.sent,
@@ -65,6 +49,7 @@ fn failover_and_back(failure: Failure) {
         "{label}: outage {} ms is longer than detection allows",
         pings.outage_ms()
     );
+    let transfer = run.transfer;
     let done = transfer.expect("the TCP transfer failed across the failover");
     assert_eq!(
         done.bytes, bytes,

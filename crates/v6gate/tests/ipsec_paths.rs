@@ -3,7 +3,7 @@
 //! traffic to the IPv4 "PPPoE" backup within the probes' detection time, with no
 //! negotiation, and it returns once the primary is healthy again.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -73,30 +73,15 @@ fn silent_drop_on_the_primary_fails_over_to_the_second_ike_sa_and_back() {
     let backup_tx_before = before["paths"][1]["tx_packets"].as_u64().unwrap_or(0);
 
     // 800 packets at 10 ms: 8 s of traffic, the cut 2 s in, while a TCP transfer runs.
-    let pings = lab.ping_flood(800);
     let bytes = 32 * 1024 * 1024;
     let failure = Failure::SilentDrop;
-    let transfer = thread::scope(|scope| {
-        let t = scope.spawn(|| {
-            lab.lab.tcp_transfer(
-                Node::HostB,
-                SocketAddr::new(IpAddr::V4(Site::B.host4()), 0),
-                Node::HostA,
-                bytes,
-                Duration::from_secs(60),
-            )
-        });
-        thread::sleep(Duration::from_secs(2));
-        lab.cut(failure).expect("cutting the primary");
-        assert!(
-            lab.wait_for_active("pppoe", Duration::from_secs(5))
-                .is_some(),
-            "traffic did not move to the backup path: {}",
-            lab.a.log()
-        );
-        t.join().expect("transfer thread")
-    });
-    let pings = pings.join().expect("ping thread");
+    let run = lab.run_through_failure(failure, bytes);
+    assert!(
+        run.switched.is_some(),
+        "traffic did not move to the backup path: {}",
+        lab.a.log()
+    );
+    let pings = run.pings;
     eprintln!(
         "ipsec, silent drop: {} pings sent, {} received: outage about {} ms",
         pings.sent,
@@ -109,6 +94,7 @@ fn silent_drop_on_the_primary_fails_over_to_the_second_ike_sa_and_back() {
         "outage {} ms is longer than detection allows",
         pings.outage_ms()
     );
+    let transfer = run.transfer;
     let done = transfer.expect("the TCP transfer failed across the failover");
     assert_eq!(done.bytes, bytes, "the TCP transfer did not complete");
     let during = lab.a.tunnel_status("ab").expect("status");

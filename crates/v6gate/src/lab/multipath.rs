@@ -4,13 +4,14 @@
 //! benchmark.
 
 use std::fs;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{Gateway, Lab, LabError, LabOptions, Node, Site};
+use super::{Gateway, Lab, LabError, LabOptions, Node, Site, Transfer};
 
 /// Health timers of a two-path tunnel.
 #[derive(Clone, Copy, Debug)]
@@ -238,6 +239,43 @@ impl TwoPaths {
         Ok(())
     }
 
+    /// Cuts the primary `failure`-style two seconds into an 8 s, 10 ms ping flood while
+    /// `bytes` cross by TCP from hostA to hostB, and reports what the traffic saw. The primary
+    /// stays cut.
+    pub fn run_through_failure(&self, failure: Failure, bytes: u64) -> FailureRun {
+        let pings = self.ping_flood(800);
+        let (transfer, switched) = thread::scope(|scope| {
+            let t = scope.spawn(|| {
+                self.lab.tcp_transfer(
+                    Node::HostB,
+                    SocketAddr::new(IpAddr::V4(Site::B.host4()), 0),
+                    Node::HostA,
+                    bytes,
+                    Duration::from_secs(60),
+                )
+            });
+            thread::sleep(Duration::from_secs(2));
+            let switched = self
+                .cut(failure)
+                .ok()
+                .and_then(|()| self.wait_for_active("pppoe", Duration::from_secs(5)));
+            (
+                t.join().unwrap_or_else(|_| {
+                    Err(LabError::io(
+                        "TCP transfer",
+                        std::io::Error::other("the transfer thread panicked"),
+                    ))
+                }),
+                switched,
+            )
+        });
+        FailureRun {
+            pings: pings.join().unwrap_or_default(),
+            transfer,
+            switched,
+        }
+    }
+
     /// Starts a `ping -i 0.01` of `count` packets from hostA to hostB in the background.
     pub fn ping_flood(&self, count: u32) -> thread::JoinHandle<PingResult> {
         let ns = self.lab.namespace(Node::HostA).to_string();
@@ -255,6 +293,15 @@ impl TwoPaths {
             }
         })
     }
+}
+
+/// What [`TwoPaths::run_through_failure`] saw.
+#[derive(Debug)]
+pub struct FailureRun {
+    pub pings: PingResult,
+    pub transfer: Result<Transfer, LabError>,
+    /// How long after the cut the backup carried the traffic; `None` if it never did.
+    pub switched: Option<Duration>,
 }
 
 /// How the primary path fails.
