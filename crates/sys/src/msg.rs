@@ -114,6 +114,36 @@ fn zeroed_raw<A: SocketAddress>() -> A::Raw {
     unsafe { std::mem::zeroed() }
 }
 
+/// The batch send of both raw socket kinds: at most [`BATCH_SIZE`] packets, none sent for an
+/// empty slice.
+pub(crate) fn send_batch<A: SocketAddress>(
+    fd: RawFd,
+    transmits: &[Transmit<'_, A>],
+) -> io::Result<usize> {
+    let transmits = &transmits[..transmits.len().min(BATCH_SIZE)];
+    if transmits.is_empty() {
+        return Ok(0);
+    }
+    sendmmsg(fd, transmits)
+}
+
+/// The batch receive of both raw socket kinds: one `recvmmsg` into at most [`BATCH_SIZE`]
+/// slots, then the datagrams too long for their buffer dropped from the results.
+pub(crate) fn recv_batch<A: SocketAddress, R: Copy>(
+    fd: RawFd,
+    bufs: &mut [IoSliceMut<'_>],
+    received: &mut [R],
+    decode: impl FnMut(usize, A, &[u8]) -> R,
+    len_of: impl Fn(&R) -> usize,
+) -> io::Result<usize> {
+    let slots = bufs.len().min(received.len()).min(BATCH_SIZE);
+    if slots == 0 {
+        return Ok(0);
+    }
+    let (count, truncated) = recvmmsg(fd, &mut bufs[..slots], received, decode)?;
+    Ok(drop_truncated(bufs, received, count, truncated, len_of))
+}
+
 /// Sends up to [`BATCH_SIZE`] packets with one `sendmmsg`; returns how many the kernel took.
 pub(crate) fn sendmmsg<A: SocketAddress>(
     fd: RawFd,

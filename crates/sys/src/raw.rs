@@ -149,11 +149,7 @@ impl RawIpv6Socket {
     /// took. A failure after the first packet ends the batch early and shows in the count; the
     /// next call (starting at the first packet not sent) reports it.
     pub fn send_batch(&self, transmits: &[Transmit<'_>]) -> io::Result<usize> {
-        let transmits = &transmits[..transmits.len().min(BATCH_SIZE)];
-        if transmits.is_empty() {
-            return Ok(0);
-        }
-        msg::sendmmsg(self.socket.as_raw_fd(), transmits)
+        msg::send_batch(self.socket.as_raw_fd(), transmits)
     }
 
     /// Receives up to [`BATCH_SIZE`] datagrams with one `recvmmsg`: datagram `i` lands in
@@ -165,23 +161,13 @@ impl RawIpv6Socket {
         bufs: &mut [IoSliceMut<'_>],
         received: &mut [Received],
     ) -> io::Result<usize> {
-        let slots = bufs.len().min(received.len()).min(BATCH_SIZE);
-        if slots == 0 {
-            return Ok(0);
-        }
-        let (count, truncated) = msg::recvmmsg(
+        msg::recv_batch(
             self.socket.as_raw_fd(),
-            &mut bufs[..slots],
-            received,
-            metadata,
-        )?;
-        Ok(msg::drop_truncated(
             bufs,
             received,
-            count,
-            truncated,
+            metadata,
             |received| received.len,
-        ))
+        )
     }
 }
 

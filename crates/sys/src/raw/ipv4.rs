@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use socket2::{Domain, SockAddr, Socket};
 
-use super::{BATCH_SIZE, Transmit, open_raw, recv_whole, set_buffers};
+use super::{Transmit, open_raw, recv_whole, set_buffers};
 use crate::error::{Result, SysError};
 use crate::fd::set_int_option;
 use crate::msg::{self, ControlBuffer, ControlMessage, ControlMessages};
@@ -132,17 +132,13 @@ impl RawIpv4Socket {
         ))
     }
 
-    /// Sends up to [`BATCH_SIZE`] datagrams with one `sendmmsg` and returns how many the
+    /// Sends up to [`BATCH_SIZE`](super::BATCH_SIZE) datagrams with one `sendmmsg` and returns how many the
     /// kernel took; as [`RawIpv6Socket::send_batch`](super::RawIpv6Socket::send_batch).
     pub fn send_batch(&self, transmits: &[Transmit4<'_>]) -> io::Result<usize> {
-        let transmits = &transmits[..transmits.len().min(BATCH_SIZE)];
-        if transmits.is_empty() {
-            return Ok(0);
-        }
-        msg::sendmmsg(self.socket.as_raw_fd(), transmits)
+        msg::send_batch(self.socket.as_raw_fd(), transmits)
     }
 
-    /// Receives up to [`BATCH_SIZE`] datagrams with one `recvmmsg`, as
+    /// Receives up to [`BATCH_SIZE`](super::BATCH_SIZE) datagrams with one `recvmmsg`, as
     /// [`RawIpv6Socket::recv_batch`](super::RawIpv6Socket::recv_batch): datagram `i` (IPv4
     /// header included) lands in `bufs[i]`, its metadata in `received[i]`, and datagrams too
     /// long for their buffer drop out.
@@ -151,23 +147,13 @@ impl RawIpv4Socket {
         bufs: &mut [IoSliceMut<'_>],
         received: &mut [Received4],
     ) -> io::Result<usize> {
-        let slots = bufs.len().min(received.len()).min(BATCH_SIZE);
-        if slots == 0 {
-            return Ok(0);
-        }
-        let (count, truncated) = msg::recvmmsg(
+        msg::recv_batch(
             self.socket.as_raw_fd(),
-            &mut bufs[..slots],
-            received,
-            metadata,
-        )?;
-        Ok(msg::drop_truncated(
             bufs,
             received,
-            count,
-            truncated,
+            metadata,
             |received| received.len,
-        ))
+        )
     }
 }
 
