@@ -653,19 +653,9 @@ impl Loop {
     }
 
     fn drain_outer(&mut self, now: Instant, ipip: bool) {
-        self.batch.clear();
-        let mut held = 0;
-        loop {
-            let socket = if ipip { &self.ipip } else { &self.ipv6 };
-            let received = match socket.recv(&mut self.buf) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    warn!("raw socket receive failed: {e}");
-                    break;
-                }
-            };
+        self.drain_underlay("raw IPv6", |lp| {
+            let socket = if ipip { &lp.ipip } else { &lp.ipv6 };
+            let received = socket.recv(&mut lp.buf)?;
             let meta = OuterMeta {
                 src: received.src,
                 dst: received.dst,
@@ -677,36 +667,41 @@ impl Loop {
                 traffic_class: received.traffic_class,
                 encap_limit: received.encap_limit,
             };
-            let _ =
-                self.core
-                    .handle_outer(now, &meta, &mut self.buf[..received.len], &mut self.batch);
-            held += 1;
-            if held == RX_BURST {
-                self.flush(None);
-                self.batch.clear();
-                held = 0;
-            }
-        }
-        self.flush(None);
+            let payload = &mut lp.buf[..received.len];
+            let _ = lp.core.handle_outer(now, &meta, payload, &mut lp.batch);
+            Ok(())
+        });
     }
 
     fn drain_outer_ipv4(&mut self, now: Instant, ipip: bool) {
+        self.drain_underlay("raw IPv4", |lp| {
+            let socket = if ipip { &lp.ipip4 } else { &lp.ipv6in4 };
+            let received = socket.recv(&mut lp.buf)?;
+            let datagram = &mut lp.buf[..received.len];
+            let _ = lp.core.handle_outer_ipv4(now, datagram, &mut lp.batch);
+            Ok(())
+        });
+    }
+
+    /// Takes underlay packets with `receive_one` until the socket is empty, sending what they
+    /// produced every `RX_BURST` packets and at the end.
+    fn drain_underlay(
+        &mut self,
+        socket: &str,
+        mut receive_one: impl FnMut(&mut Self) -> io::Result<()>,
+    ) {
         self.batch.clear();
         let mut held = 0;
         loop {
-            let socket = if ipip { &self.ipip4 } else { &self.ipv6in4 };
-            let received = match socket.recv(&mut self.buf) {
-                Ok(r) => r,
+            match receive_one(self) {
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    warn!("raw IPv4 socket receive failed: {e}");
+                    warn!("{socket} socket receive failed: {e}");
                     break;
                 }
-            };
-            let _ =
-                self.core
-                    .handle_outer_ipv4(now, &mut self.buf[..received.len], &mut self.batch);
+            }
             held += 1;
             if held == RX_BURST {
                 self.flush(None);
