@@ -114,6 +114,34 @@ fn zeroed_raw<A: SocketAddress>() -> A::Raw {
     unsafe { std::mem::zeroed() }
 }
 
+/// `sendmmsg` of whole packets on a connected socket: no destination per message, so the
+/// kernel uses the route cached in the socket.
+pub(crate) fn sendmmsg_connected(fd: RawFd, packets: &[&[u8]]) -> io::Result<usize> {
+    let count = packets.len().min(BATCH_SIZE);
+    if count == 0 {
+        return Ok(0);
+    }
+    let mut iovs = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; BATCH_SIZE];
+    // SAFETY: all-zero is a valid mmsghdr (null pointers, zero lengths).
+    let mut hdrs: [libc::mmsghdr; BATCH_SIZE] = unsafe { std::mem::zeroed() };
+    for (i, packet) in packets.iter().take(count).enumerate() {
+        // The kernel only reads through iov_base on send; the cast to *mut is the C API's.
+        iovs[i].iov_base = packet.as_ptr().cast_mut().cast();
+        iovs[i].iov_len = packet.len();
+        hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    let vlen = libc::c_uint::try_from(count).map_err(io::Error::other)?;
+    // SAFETY: the first `count` headers point at live entries of `iovs`, whose iovecs point
+    // at the callers' packets for their full lengths; all outlive the call and the kernel only
+    // reads them (and writes `msg_len` in the headers we own).
+    let rc = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), vlen, 0) };
+    usize::try_from(rc).map_err(|_| io::Error::last_os_error())
+}
+
 /// The batch send of both raw socket kinds: at most [`BATCH_SIZE`] packets, none sent for an
 /// empty slice.
 pub(crate) fn send_batch<A: SocketAddress>(

@@ -390,6 +390,50 @@ fn encap_limit(header: &[u8]) -> Option<u8> {
     None
 }
 
+/// A send-only raw socket for one underlay path: `IPPROTO_RAW` (the caller writes every header
+/// byte; it receives nothing), bound to the path's local address and connected to its remote,
+/// so `sendmmsg` needs no addresses. Bound, the kernel skips source address selection, which
+/// an unbound socket runs for every packet (about 8 % of a gateway's CPU time in a profile of
+/// one TCP flow). Raw sockets keep no route cache, so the route and rule lookups remain.
+#[derive(Debug)]
+pub struct PathSender {
+    socket: Socket,
+}
+
+impl PathSender {
+    pub fn open(local: std::net::IpAddr, remote: std::net::IpAddr) -> Result<Self> {
+        let name = format!("raw socket {local} -> {remote}");
+        let domain = if remote.is_ipv6() {
+            Domain::IPV6
+        } else {
+            Domain::IPV4
+        };
+        let socket = open_raw(domain, libc::IPPROTO_RAW, &name)?;
+        let error = |op: &'static str| {
+            let name = name.clone();
+            move |io| SysError::Socket {
+                op,
+                socket: name,
+                io,
+            }
+        };
+        set_buffers(&socket).map_err(error("size buffers of"))?;
+        socket
+            .bind(&SockAddr::from(std::net::SocketAddr::new(local, 0)))
+            .map_err(error("bind"))?;
+        socket
+            .connect(&SockAddr::from(std::net::SocketAddr::new(remote, 0)))
+            .map_err(error("connect"))?;
+        Ok(Self { socket })
+    }
+
+    /// Sends up to [`BATCH_SIZE`] whole packets (headers included) with one `sendmmsg`;
+    /// returns how many the kernel took.
+    pub fn send_batch(&self, packets: &[&[u8]]) -> io::Result<usize> {
+        msg::sendmmsg_connected(self.socket.as_raw_fd(), packets)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,9 @@ use dataplane::{
 };
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use sys::raw::{BATCH_SIZE, Icmpv6Socket, RawIpv4Socket, RawIpv6Socket, Transmit, Transmit4};
+use sys::raw::{
+    BATCH_SIZE, Icmpv6Socket, PathSender, RawIpv4Socket, RawIpv6Socket, Transmit, Transmit4,
+};
 use sys::tun::TunDevice;
 use tokio::sync::{mpsc as async_mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -239,6 +241,7 @@ impl Datapath {
             tuns: HashMap::new(),
             slots: HashMap::new(),
             pending: Vec::new(),
+            senders: HashMap::new(),
             next_slot: FIRST_TUN,
             buf: vec![0; PACKET_BUF],
             batch: Batch::new(4 * PACKET_BUF),
@@ -386,6 +389,9 @@ struct Loop {
     slots: HashMap<Token, (TunnelId, Option<PathId>)>,
     /// Devices whose coalescer holds packets not yet written.
     pending: Vec<(TunnelId, Option<PathId>)>,
+    /// A send socket bound to each path's local address and connected to its remote (no
+    /// per-packet source selection in the kernel), with that local address.
+    senders: HashMap<IpAddr, (IpAddr, PathSender)>,
     next_slot: usize,
     buf: Vec<u8>,
     batch: Batch,
@@ -507,6 +513,13 @@ impl Loop {
                     if let Some(devices) = self.tuns.remove(&id) {
                         self.release(devices);
                     }
+                    if let Some(config) = self.core.tunnel(id) {
+                        for path in &config.paths {
+                            if self.senders.get(&path.remote).map(|s| s.0) == Some(path.local) {
+                                self.senders.remove(&path.remote);
+                            }
+                        }
+                    }
                     self.core.remove_tunnel(id);
                     self.remove_esp(id);
                     let _ = reply.send(());
@@ -575,7 +588,26 @@ impl Loop {
                 .map_err(|e| format!("setting {} non-blocking: {e}", d.tun.name()))?;
         }
         let name = config.name.clone();
+        let endpoints: Vec<(IpAddr, IpAddr)> =
+            config.paths.iter().map(|p| (p.local, p.remote)).collect();
         let id = self.core.add_tunnel(config).map_err(|e| e.to_string())?;
+        for (local, remote) in endpoints {
+            match self.senders.get(&remote) {
+                // Two paths to one remote from different locals: the shared socket (which
+                // takes the source from each packet's header) serves both.
+                Some((other, _)) if *other != local => {
+                    self.senders.remove(&remote);
+                }
+                Some(_) => {}
+                None => match PathSender::open(local, remote) {
+                    Ok(sender) => {
+                        self.senders.insert(remote, (local, sender));
+                    }
+                    // No route yet (a blackholed pin): the shared socket still sends.
+                    Err(e) => debug!(tunnel = %name, "no connected socket to {remote}: {e}"),
+                },
+            }
+        }
         let mut owned = TunnelDevices::default();
         for TunnelDevice { path, tun } in devices {
             let token = Token(self.next_slot);
@@ -737,8 +769,23 @@ impl Loop {
         // 44 segments costs two system calls instead of 44.
         let mut v6: Vec<Transmit<'_>> = Vec::new();
         let mut v4: Vec<Transmit4<'_>> = Vec::new();
+        let mut connected: Vec<&[u8]> = Vec::new();
+        let mut connected_to: Option<IpAddr> = None;
         let mut failed = 0;
         for (destination, packet) in self.batch.iter() {
+            // Paths with a connected socket: consecutive packets to one remote go together.
+            if let Destination::Underlay { remote } = destination {
+                if self.senders.contains_key(&remote) {
+                    if connected_to != Some(remote) || connected.len() == BATCH_SIZE {
+                        if let Some((_, sender)) = connected_to.and_then(|r| self.senders.get(&r)) {
+                            failed += send_all(&mut connected, |p| sender.send_batch(p));
+                        }
+                        connected_to = Some(remote);
+                    }
+                    connected.push(packet);
+                    continue;
+                }
+            }
             let (result, charged) = match destination {
                 Destination::Underlay {
                     remote: IpAddr::V6(dst),
@@ -783,6 +830,9 @@ impl Loop {
                     }
                 }
             }
+        }
+        if let Some((_, sender)) = connected_to.and_then(|r| self.senders.get(&r)) {
+            failed += send_all(&mut connected, |p| sender.send_batch(p));
         }
         failed += send_all(&mut v6, |t| self.ipip.send_batch(t));
         failed += send_all(&mut v4, |t| self.ipip4.send_batch(t));
