@@ -328,6 +328,30 @@ struct IkeSa {
     ike_rekeyed_by_peer: Option<PeerRekey<(u64, u64)>>,
 }
 
+impl IkeSa {
+    /// CHILD_SA keying material from this IKE SA's SK_d (RFC 7296 §2.17), the same for both
+    /// ends; which half each end sends with is the caller's choice.
+    fn child_keys(
+        &self,
+        suite: &ChildSuite,
+        pfs: Option<&[u8]>,
+        ni: &[u8],
+        nr: &[u8],
+    ) -> Result<ChildKeys, Error> {
+        let (Some(ike_suite), Some(keys)) = (&self.suite, &self.keys) else {
+            return Err(Error::ApiMisuse("IKE SA without keys"));
+        };
+        Ok(ChildKeys::derive(
+            ike_suite.prf,
+            &keys.sk_d,
+            suite,
+            pfs,
+            ni,
+            nr,
+        ))
+    }
+}
+
 /// IKE and CHILD SAs with one peer. See the module documentation for the call order.
 pub struct Peer {
     config: Config,
@@ -1447,17 +1471,7 @@ impl Peer {
             });
         }
         let sa = &self.sas[idx];
-        let (Some(ike_suite), Some(keys)) = (&sa.suite, &sa.keys) else {
-            return Err(Error::ApiMisuse("IKE SA without keys"));
-        };
-        let km = ChildKeys::derive(
-            ike_suite.prf,
-            &keys.sk_d,
-            &suite,
-            pfs.as_deref().map(|z| z.as_slice()),
-            &ni,
-            &nr,
-        );
+        let km = sa.child_keys(&suite, pfs.as_deref().map(|z| z.as_slice()), &ni, &nr)?;
         let info = ChildSaInfo {
             spi_in,
             spi_out,
@@ -1543,17 +1557,7 @@ impl Peer {
                 (ni.to_vec(), nr.to_vec(), pfs)
             }
         };
-        let (Some(ike_suite), Some(keys)) = (&sa.suite, &sa.keys) else {
-            return Err(Error::ApiMisuse("IKE SA without keys"));
-        };
-        let km = ChildKeys::derive(
-            ike_suite.prf,
-            &keys.sk_d,
-            &suite,
-            pfs.as_deref().map(|z| z.as_slice()),
-            &ni,
-            &nr,
-        );
+        let km = sa.child_keys(&suite, pfs.as_deref().map(|z| z.as_slice()), &ni, &nr)?;
         let info = ChildSaInfo {
             spi_in,
             spi_out,
