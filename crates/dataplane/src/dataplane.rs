@@ -1,6 +1,6 @@
 //! The set of tunnels and the entry points the shell drives.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Instant;
 
@@ -66,6 +66,9 @@ struct Clock {
 pub struct Dataplane {
     tunnels: BTreeMap<TunnelId, Tunnel>,
     by_endpoints: HashMap<(IpAddr, IpAddr), (TunnelId, PathId)>,
+    /// The tunnels with a path from each local address, so that an outer packet from an
+    /// unknown source is blamed on one without visiting every tunnel of a hub.
+    by_local: HashMap<IpAddr, BTreeSet<TunnelId>>,
     next_id: u32,
     unattributed: DropCounters,
     events: EventQueue,
@@ -94,6 +97,7 @@ impl Dataplane {
         Self {
             tunnels: BTreeMap::new(),
             by_endpoints: HashMap::new(),
+            by_local: HashMap::new(),
             next_id: 0,
             unattributed: DropCounters::default(),
             events: EventQueue::default(),
@@ -140,12 +144,19 @@ impl Dataplane {
         for (path_id, path) in config.path_ids() {
             self.by_endpoints
                 .insert((path.local, path.remote), (id, path_id));
+            self.by_local.entry(path.local).or_default().insert(id);
         }
     }
 
-    fn unindex_endpoints(&mut self, config: &TunnelConfig) {
+    fn unindex_endpoints(&mut self, id: TunnelId, config: &TunnelConfig) {
         for path in &config.paths {
             self.by_endpoints.remove(&(path.local, path.remote));
+            if let Some(tunnels) = self.by_local.get_mut(&path.local) {
+                tunnels.remove(&id);
+                if tunnels.is_empty() {
+                    self.by_local.remove(&path.local);
+                }
+            }
         }
     }
 
@@ -245,7 +256,7 @@ impl Dataplane {
         let old_config = tunnel.config.clone();
         tunnel.reconfigure(config, &icmp_idents, &mut self.events);
         let new_config = tunnel.config.clone();
-        self.unindex_endpoints(&old_config);
+        self.unindex_endpoints(id, &old_config);
         self.index_endpoints(id, &new_config);
         Ok(())
     }
@@ -254,7 +265,7 @@ impl Dataplane {
         let Some(tunnel) = self.tunnels.remove(&id) else {
             return false;
         };
-        self.unindex_endpoints(&tunnel.config);
+        self.unindex_endpoints(id, &tunnel.config);
         self.release_icmp_idents(&tunnel);
         true
     }
@@ -423,11 +434,10 @@ impl Dataplane {
     /// An outer packet no path claims.
     fn not_ours(&mut self, dst: IpAddr) -> Verdict {
         // Addressed to one of our tunnel ends, but not from a peer: spoofed or a
-        // peer whose address changed. Either way the tunnel's owner wants to know.
-        if let Some(tunnel) = self
-            .tunnels
-            .values_mut()
-            .find(|t| t.config.paths.iter().any(|p| p.local == dst))
+        // peer whose address changed. Either way the tunnel's owner wants to know; with
+        // several tunnels on that address (a hub), the first one added.
+        if let Some(&id) = self.by_local.get(&dst).and_then(BTreeSet::first)
+            && let Some(tunnel) = self.tunnels.get_mut(&id)
         {
             return tunnel.drop(DropReason::SpoofedOuterSource);
         }
@@ -579,6 +589,115 @@ mod tests {
             Err(ConfigError::NoSuchTunnel { id: TunnelId(99) })
         );
         assert_eq!(dp.poll_event(), None);
+    }
+
+    /// The tunnel blamed for a spoofed outer packet to `dst`, found the slow way: the first
+    /// tunnel in id order with a path from `dst`.
+    fn blamed_by_scan(dp: &Dataplane, dst: IpAddr) -> Option<TunnelId> {
+        dp.tunnels
+            .values()
+            .find(|t| t.config.paths.iter().any(|p| p.local == dst))
+            .map(|t| t.id)
+    }
+
+    fn ours(i: u16) -> IpAddr {
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i).into()
+    }
+
+    /// Tunnel `i` starts at local address `i % 3` and, for every fourth, has a second path
+    /// from local address 9.
+    fn hub_spoke(i: u16) -> TunnelConfig {
+        let mut config = config();
+        config.name = format!("spoke{i}");
+        config.paths[0].local = ours(i % 3);
+        config.paths[0].remote = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, i).into();
+        if i % 4 == 0 {
+            let remote = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, i);
+            config
+                .paths
+                .push(crate::PathConfig::new("second", ours(9), remote));
+        }
+        config
+    }
+
+    /// Sends an outer packet from a stranger to each local address and checks that the
+    /// tunnel charged with it is the one the scan names.
+    fn check_blame(dp: &mut Dataplane) {
+        let stranger: Ipv6Addr = "2001:db8:ffff::1".parse().unwrap();
+        for i in 0..12 {
+            let dst = ours(i);
+            let expected = blamed_by_scan(dp, dst);
+            let before = expected.map(|id| {
+                dp.stats(id)
+                    .unwrap()
+                    .drops
+                    .get(DropReason::SpoofedOuterSource)
+            });
+            let unattributed = dp.unattributed_drops().get(DropReason::NoTunnel);
+            let meta = OuterMeta {
+                src: stranger,
+                dst: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i),
+                next_header: wire::ip_proto::IPIP,
+                traffic_class: 0,
+                encap_limit: None,
+            };
+            let mut payload = [0x45u8; 40];
+            let verdict =
+                dp.handle_outer(Instant::now(), &meta, &mut payload, &mut Batch::new(256));
+            match (expected, before) {
+                (Some(id), Some(before)) => {
+                    assert_eq!(verdict, Verdict::Dropped(DropReason::SpoofedOuterSource));
+                    let after = dp
+                        .stats(id)
+                        .unwrap()
+                        .drops
+                        .get(DropReason::SpoofedOuterSource);
+                    assert_eq!(after, before + 1, "{dst} blamed on {id:?}");
+                }
+                _ => {
+                    assert_eq!(verdict, Verdict::Dropped(DropReason::NoTunnel));
+                    let after = dp.unattributed_drops().get(DropReason::NoTunnel);
+                    assert_eq!(after, unattributed + 1, "{dst} blamed on nobody");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn spoofed_source_is_blamed_on_the_first_tunnel_of_its_local_address() {
+        let mut dp = Dataplane::new();
+        let ids: Vec<TunnelId> = (0..12)
+            .map(|i| dp.add_tunnel(hub_spoke(i)).unwrap())
+            .collect();
+        check_blame(&mut dp);
+        // The first tunnel of an address goes: the next one takes the blame.
+        assert!(dp.remove_tunnel(ids[0]));
+        assert!(dp.remove_tunnel(ids[1]));
+        check_blame(&mut dp);
+        // A tunnel moves to another local address and drops its second path.
+        let mut moved = hub_spoke(4);
+        moved.paths.truncate(1);
+        moved.paths[0].local = ours(7);
+        dp.update_tunnel(ids[4], moved).unwrap();
+        check_blame(&mut dp);
+        // A refused update changes nothing.
+        let mut clash = hub_spoke(5);
+        clash.paths[0] = dp.tunnel(ids[6]).unwrap().paths[0].clone();
+        assert!(dp.update_tunnel(ids[5], clash).is_err());
+        check_blame(&mut dp);
+        // Every tunnel on address 9 gone: it is nobody's any more.
+        assert!(dp.remove_tunnel(ids[8]));
+        assert_eq!(blamed_by_scan(&dp, ours(9)), None);
+        assert!(
+            !dp.by_local.contains_key(&ours(9)),
+            "emptied entries are removed"
+        );
+        check_blame(&mut dp);
+        for id in dp.tunnels().collect::<Vec<_>>() {
+            dp.remove_tunnel(id);
+        }
+        assert!(dp.by_local.is_empty());
+        check_blame(&mut dp);
     }
 
     #[test]

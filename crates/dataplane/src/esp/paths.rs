@@ -18,7 +18,7 @@
 //! [`poll_esp_event`](EspPaths::poll_esp_event) (for that path's IKE task) and
 //! [`poll_event`](EspPaths::poll_event) (path states and switches).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,9 @@ impl EspPath {
 #[derive(Debug)]
 pub struct EspPaths {
     paths: Vec<EspPath>,
+    /// Path index by peer end, the first listed for a remote two paths share: the shell
+    /// asks for every packet it sends.
+    by_remote: HashMap<IpAddr, usize>,
     health: HealthConfig,
     active: usize,
     last_switch: Option<Instant>,
@@ -132,11 +135,16 @@ impl EspPaths {
                 keepalives_answered: 0,
             })
             .collect();
+        let mut by_remote = HashMap::with_capacity(paths.len());
+        for (i, p) in paths.iter().enumerate() {
+            by_remote.entry(p.core.config().remote).or_insert(i);
+        }
         let active = (0..paths.len())
             .min_by_key(|&i| (paths[i].cost, i))
             .unwrap_or(0);
         Self {
             paths,
+            by_remote,
             health,
             active,
             last_switch: None,
@@ -172,9 +180,7 @@ impl EspPaths {
 
     /// The path whose peer end is `remote` (paths of one tunnel have distinct remotes).
     pub fn path_of_remote(&self, remote: IpAddr) -> Option<usize> {
-        self.paths
-            .iter()
-            .position(|p| p.core.config().remote == remote)
+        self.by_remote.get(&remote).copied()
     }
 
     /// Installs both directions of a CHILD SA of `path`'s IKE SA (inbound first: the peer may
@@ -831,6 +837,56 @@ mod tests {
         for path in 0..2 {
             assert_eq!(a.path_stats(path).unwrap().probes_answered, 0);
             assert_eq!(a.path_stats(path).unwrap().state, HealthState::Unknown);
+        }
+    }
+
+    #[test]
+    fn path_of_remote_finds_every_path_and_the_first_of_a_shared_remote() {
+        let template = side(true).paths[0].core.config().clone();
+        // 256 paths, the most a tunnel has; path i reaches remote i / 2 + 1, so each remote
+        // is shared by two paths.
+        let remote = |i: usize| {
+            IpAddr::from(std::net::Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                7,
+                0,
+                0,
+                0,
+                0,
+                i as u16 / 2 + 1,
+            ))
+        };
+        let configs = (0..256)
+            .map(|i| EspPathConfig {
+                name: format!("p{i}"),
+                cost: 0,
+                probed: false,
+                esp: EspTunnelConfig {
+                    remote: remote(i),
+                    ..template.clone()
+                },
+            })
+            .collect();
+        let paths = EspPaths::new(health(), configs);
+        for i in 0..256 {
+            let scan = paths
+                .paths
+                .iter()
+                .position(|p| p.core.config().remote == remote(i));
+            assert_eq!(paths.path_of_remote(remote(i)), scan);
+            assert_eq!(paths.path_of_remote(remote(i)), Some(i / 2 * 2));
+            let udp = EspDestination::Udp {
+                remote: std::net::SocketAddr::new(remote(i), 4500),
+            };
+            assert_eq!(path_of_destination(&paths, udp), Some(i / 2 * 2));
+        }
+        let stranger: IpAddr = "2001:db8:7::ffff".parse().unwrap();
+        assert_eq!(paths.path_of_remote(stranger), None);
+        assert_eq!(path_of_destination(&paths, EspDestination::Tun), None);
+        let two = side(true);
+        for (i, (_, theirs)) in ENDS.iter().enumerate() {
+            assert_eq!(two.path_of_remote(theirs.parse().unwrap()), Some(i));
         }
     }
 }
