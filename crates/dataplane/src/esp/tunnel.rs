@@ -121,6 +121,18 @@ impl EspBatch {
             .map(|(d, range)| (*d, &self.bytes[range.clone()]))
     }
 
+    /// Packets `entries` (by index) as one slice: the batch keeps packets back to back, so a
+    /// run of them can leave in one `UDP_SEGMENT` send without being copied. `None` when the
+    /// range is empty or past the end.
+    pub fn span(&self, entries: Range<usize>) -> Option<&[u8]> {
+        if entries.is_empty() {
+            return None;
+        }
+        let first = self.entries.get(entries.start)?;
+        let last = self.entries.get(entries.end.checked_sub(1)?)?;
+        self.bytes.get(first.1.start..last.1.end)
+    }
+
     fn push(&mut self, destination: EspDestination, len: usize) -> &mut [u8] {
         let start = self.bytes.len();
         self.bytes.resize(start + len, 0);
@@ -928,6 +940,36 @@ mod tests {
         );
         assert_eq!(classify_udp(&sealed.1), UdpKind::Esp);
         assert_eq!(open(&mut b, &sealed.1).unwrap(), packet);
+    }
+
+    #[test]
+    fn a_run_of_sealed_packets_spans_one_slice_in_order() {
+        let (mut a, mut b) = pair();
+        a.set_udp_encap(Instant::now(), Some(4500));
+        let mut out = EspBatch::new(8192);
+        let packets: Vec<Vec<u8>> = [1200, 1200, 1200, 300]
+            .iter()
+            .map(|&len| udp4("203.0.113.5", "198.51.100.9", len))
+            .collect();
+        for p in &packets {
+            a.handle_inner(Instant::now(), &mut p.clone(), &mut out)
+                .unwrap();
+        }
+        assert_eq!(out.len(), 4);
+        let whole = out.span(0..4).unwrap();
+        let sizes: Vec<usize> = out.iter().map(|(_, p)| p.len()).collect();
+        assert_eq!(whole.len(), sizes.iter().sum::<usize>());
+        // Same inner size, same ESP size: the run can leave as one UDP train.
+        assert_eq!(sizes[0], sizes[1]);
+        let mut rest = whole;
+        for (p, &size) in packets.iter().zip(&sizes) {
+            let (esp, tail) = rest.split_at(size);
+            assert_eq!(&open(&mut b, esp).unwrap(), p);
+            rest = tail;
+        }
+        assert_eq!(out.span(1..3).unwrap().len(), sizes[1] + sizes[2]);
+        assert_eq!(out.span(2..2), None);
+        assert_eq!(out.span(3..5), None);
     }
 
     #[test]
