@@ -6,6 +6,7 @@
 //! | [`raw`] | raw IPv6 and IPv4 sockets: send caller-built packets (`IPV6_HDRINCL`/`IP_HDRINCL`) for one protocol, one at a time or batched (`sendmmsg`/`recvmmsg`), receive them with outer addresses (and for IPv6 traffic class and encapsulation limit); an ICMPv6 socket filtered to Packet Too Big | build or check headers, fragment, decide what to accept |
 //! | [`netlink`] | links, addresses, routes and rules over rtnetlink (async, tokio); route lookups; change notifications | decide what to install; remember what it installed (dumps filtered by table and protocol serve reconciliation) |
 //! | [`ping`] | ICMP/ICMPv6 echo bound to a device (and source), datagram socket or raw fallback, for uplink watches | schedule probes or judge an uplink |
+//! | [`udp`] | UDP segmentation (`UDP_SEGMENT`) and receive offload (`UDP_GRO`) on the ESP-in-UDP socket | decide which datagrams form a train |
 //! | [`sysctl`] | read and write `/proc/sys` keys; a journal that restores originals | choose values |
 //!
 //! Everything acts in the network namespace of the *calling thread*: devices, sockets and
@@ -35,5 +36,6 @@ pub mod raw;
 pub mod reactor;
 pub mod sysctl;
 pub mod tun;
+pub mod udp;
 
 pub use error::{Result, SysError};

@@ -3,7 +3,7 @@
 //! written, and reviewed, once.
 
 use std::io::{self, IoSliceMut};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 
 use crate::raw::{BATCH_SIZE, Transmit};
@@ -106,6 +106,79 @@ pub(crate) fn recvmsg<A: SocketAddress>(
         src: A::from_raw(&src),
         control_len: msg.msg_controllen.min(control.len()),
     })
+}
+
+/// One datagram as `recvmsg` reports it on a UDP socket of either family: the source with
+/// its port, which NAT traversal needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UdpDatagram {
+    pub(crate) len: usize,
+    pub(crate) truncated: bool,
+    pub(crate) src: SocketAddr,
+    pub(crate) control_len: usize,
+}
+
+/// Receives one UDP datagram (or GRO super-datagram) into `buf` with its control messages.
+pub(crate) fn recvmsg_udp(
+    fd: RawFd,
+    buf: &mut [u8],
+    control: &mut [u8],
+) -> io::Result<UdpDatagram> {
+    // SAFETY: all-zero is a valid sockaddr_storage and msghdr (null pointers, zero lengths).
+    let mut src: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    msg.msg_name = std::ptr::from_mut(&mut src).cast();
+    msg.msg_namelen =
+        libc::socklen_t::try_from(size_of::<libc::sockaddr_storage>()).map_err(io::Error::other)?;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    // SAFETY: `msg` points at `src`, `iov` (which points at `buf` for its length) and
+    // `control`, all live and exclusively borrowed for the call; the kernel writes within the
+    // stated lengths only and nothing is kept afterwards.
+    let rc = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+    let len = usize::try_from(rc).map_err(|_| io::Error::last_os_error())?;
+    let src = socket_addr(&src).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, "datagram from a non-IP address")
+    })?;
+    Ok(UdpDatagram {
+        len: len.min(buf.len()),
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+        src,
+        control_len: msg.msg_controllen.min(control.len()),
+    })
+}
+
+/// The IPv4 or IPv6 address (with port) a `sockaddr_storage` holds.
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which it is large and
+            // aligned enough for.
+            let v4 = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::from((
+                Ipv4Addr::from_raw(v4),
+                u16::from_be(v4.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let v6 = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                Ipv6Addr::from_raw(v6),
+                u16::from_be(v6.sin6_port),
+                v6.sin6_flowinfo,
+                v6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
 fn zeroed_raw<A: SocketAddress>() -> A::Raw {
@@ -359,8 +432,8 @@ impl<'a> Iterator for ControlMessages<'a> {
     }
 }
 
-/// Builds one control message as the kernel lays it out, for tests of the parsers.
-#[cfg(test)]
+/// Builds one control message as the kernel lays it out (for `sendmsg`, and for tests of
+/// the parsers).
 pub(crate) fn control_message(level: i32, kind: i32, data: &[u8]) -> Vec<u8> {
     let header_len = ControlMessages::align(ControlMessages::HEADER_LEN);
     let len = header_len + data.len();
