@@ -61,6 +61,12 @@ pub struct TunnelStatus {
     pub mss_clamped: u64,
     pub icmp_sent: u64,
     pub send_errors: u64,
+    /// ESP-in-UDP sends that carried a train of datagrams (UDP segmentation offload).
+    #[serde(default)]
+    pub udp_trains_sent: u64,
+    /// ESP-in-UDP receives that brought a train (UDP receive offload).
+    #[serde(default)]
+    pub udp_trains_received: u64,
     pub drops: BTreeMap<String, u64>,
     /// The active path's pinned endpoint route.
     pub pinned_route: PinnedRoute,
@@ -244,6 +250,13 @@ pub fn render(status: &GatewayStatus) -> String {
             "  mss clamped {}, icmp errors sent {}, send errors {}",
             t.mss_clamped, t.icmp_sent, t.send_errors
         );
+        if t.udp_trains_sent + t.udp_trains_received > 0 {
+            let _ = writeln!(
+                out,
+                "  udp trains {} sent, {} received (segmentation/receive offload)",
+                t.udp_trains_sent, t.udp_trains_received
+            );
+        }
         if t.paths.len() > 1 {
             for p in &t.paths {
                 let rtt = p

@@ -215,6 +215,19 @@ fn v6gate_pair(encap: &'static str) {
             Site::B => t["rx_bytes"].as_u64().unwrap(),
         };
         assert!(carried >= bytes, "{site:?} carried {carried}: {t}");
+        // TCP from A to B leaves A as UDP trains and B reads them whole.
+        let trains = match site {
+            Site::A => t["udp_trains_sent"].as_u64(),
+            Site::B => t["udp_trains_received"].as_u64(),
+        };
+        if encap == "udp" {
+            assert!(
+                trains.is_some_and(|n| n > 0),
+                "{site:?}: no UDP trains: {t}"
+            );
+        } else {
+            assert_eq!(trains, Some(0), "{site:?}: UDP trains with raw ESP: {t}");
+        }
     }
     // Both ends agree on the SPIs, crosswise.
     let b_status = ipsec_status(&b);

@@ -63,6 +63,10 @@ const FIRST_ESP_ID: u32 = 0x8000_0000;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ShellCounters {
     pub send_errors: u64,
+    /// ESP-in-UDP sends that carried a train of datagrams (`UDP_SEGMENT`).
+    pub udp_trains_sent: u64,
+    /// ESP-in-UDP receives that brought a train of datagrams (`UDP_GRO`).
+    pub udp_trains_received: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -420,6 +424,9 @@ struct EspRuntime {
     device: Device,
     /// One per path.
     links: Vec<EspLinks>,
+    /// Per path: whether its UDP socket still takes `UDP_SEGMENT` trains. Cleared for good
+    /// when the kernel or the outgoing device says it cannot.
+    udp_gso: Vec<bool>,
     counters: ShellCounters,
 }
 
@@ -959,6 +966,11 @@ impl Loop {
             registry
                 .register(&mut SourceFd(&l.udp.as_raw_fd()), token, Interest::READABLE)
                 .map_err(|e| format!("registering UDP {local} with the poller: {e}"))?;
+            // Trains of ESP-in-UDP from a peer that segments (or merged by the kernel's
+            // GRO) are read whole; without it the kernel splits them again first.
+            if let Err(e) = sys::udp::enable_gro(&*l.udp) {
+                info!(tunnel = %name, "UDP {local}: no receive offload (UDP_GRO): {e}");
+            }
             self.esp.udp.insert(
                 token,
                 UdpPort {
@@ -991,6 +1003,7 @@ impl Loop {
                     tun,
                     coalescer: Coalescer::default(),
                 },
+                udp_gso: vec![true; links.len()],
                 links,
                 counters: ShellCounters::default(),
             },
@@ -1114,7 +1127,7 @@ impl Loop {
 
     fn drain_udp(&mut self, now: Instant, token: Token) {
         while let Some(port) = self.esp.udp.get(&token) {
-            let (n, remote) = match port.socket.recv_from(&mut self.buf) {
+            let received = match sys::udp::recv(&*port.socket, &mut self.buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -1123,20 +1136,28 @@ impl Loop {
                     break;
                 }
             };
-            let payload = &self.buf[..n];
-            match classify_udp(payload) {
-                UdpKind::Esp => self.esp.open(now, remote.ip(), payload),
-                UdpKind::Ike => {
-                    let datagram = Datagram {
-                        local: port.local,
-                        remote,
-                        payload: payload[4..].to_vec(),
-                    };
-                    if port.ike.try_send(datagram).is_err() {
-                        debug!("IKE datagram from {remote} on 4500 dropped: IKE queue full");
+            let remote = received.src;
+            if received.segment.is_some() {
+                self.esp.count_train_received(remote.ip());
+            }
+            for payload in received.datagrams(&self.buf) {
+                match classify_udp(payload) {
+                    UdpKind::Esp => self.esp.open(now, remote.ip(), payload),
+                    UdpKind::Ike => {
+                        let Some(port) = self.esp.udp.get(&token) else {
+                            break;
+                        };
+                        let datagram = Datagram {
+                            local: port.local,
+                            remote,
+                            payload: payload[4..].to_vec(),
+                        };
+                        if port.ike.try_send(datagram).is_err() {
+                            debug!("IKE datagram from {remote} on 4500 dropped: IKE queue full");
+                        }
                     }
+                    UdpKind::Keepalive | UdpKind::Malformed => {}
                 }
-                UdpKind::Keepalive | UdpKind::Malformed => {}
             }
         }
         self.esp.finish_burst();
@@ -1183,6 +1204,16 @@ impl EspSide {
         self.held = Some((id, n + 1));
     }
 
+    /// Charges a received UDP train to the tunnel of the peer that sent it.
+    fn count_train_received(&mut self, from: IpAddr) {
+        let Some(&(id, _)) = self.by_remote.get(&from) else {
+            return;
+        };
+        if let Some(t) = self.tunnels.get_mut(&id) {
+            t.counters.udp_trains_received += 1;
+        }
+    }
+
     /// Sends what `open` has held back.
     fn finish_burst(&mut self) {
         if let Some((id, _)) = self.held.take() {
@@ -1198,7 +1229,23 @@ impl EspSide {
         };
         let mut v6: Vec<Transmit<'_>> = Vec::new();
         let mut v4: Vec<Transmit4<'_>> = Vec::new();
-        for (destination, packet) in self.batch.iter() {
+        // Consecutive ESP-in-UDP packets to one peer of one size (the last may be shorter)
+        // leave as one UDP_SEGMENT train: TCP in the tunnel makes most of them.
+        let mut run: Option<UdpRun> = None;
+        for (index, (destination, packet)) in self.batch.iter().enumerate() {
+            if let EspDestination::Udp { remote } = destination {
+                let Some(path) = path_of_destination(&t.core, destination) else {
+                    continue;
+                };
+                if let Some(r) = run.as_mut() {
+                    if r.extend(index, path, remote, packet.len()) {
+                        continue;
+                    }
+                    send_udp_run(t, &self.batch, r);
+                }
+                run = Some(UdpRun::new(index, path, remote, packet.len()));
+                continue;
+            }
             let result = match destination {
                 EspDestination::Raw {
                     remote: IpAddr::V6(dst),
@@ -1218,10 +1265,7 @@ impl EspSide {
                     }
                     continue;
                 }
-                EspDestination::Udp { remote } => match path_of_destination(&t.core, destination) {
-                    Some(path) => t.links[path].udp.send_to(packet, remote).map(|_| ()),
-                    None => continue,
-                },
+                EspDestination::Udp { .. } => continue,
                 EspDestination::Tun => {
                     t.device.coalescer.push(packet);
                     continue;
@@ -1234,6 +1278,9 @@ impl EspSide {
                     debug!(tunnel = %t.name, "send failed ({} so far): {e}", t.counters.send_errors);
                 }
             }
+        }
+        if let Some(r) = &run {
+            send_udp_run(t, &self.batch, r);
         }
         t.counters.send_errors += send_all(&mut v6, |b| self.raw6.send_batch(b));
         t.counters.send_errors += send_all(&mut v4, |b| self.raw4.send_batch(b));
@@ -1271,6 +1318,99 @@ impl EspSide {
                     name(from),
                     name(to)
                 ),
+            }
+        }
+    }
+}
+
+/// Consecutive entries of an [`EspBatch`] bound for one peer over one path's UDP socket, all
+/// `segment` bytes long but the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UdpRun {
+    first: usize,
+    count: usize,
+    bytes: usize,
+    path: usize,
+    remote: SocketAddr,
+    segment: usize,
+    /// The last packet was shorter than `segment`: nothing may follow it in the train.
+    closed: bool,
+}
+
+impl UdpRun {
+    fn new(index: usize, path: usize, remote: SocketAddr, len: usize) -> Self {
+        Self {
+            first: index,
+            count: 1,
+            bytes: len,
+            path,
+            remote,
+            segment: len,
+            closed: false,
+        }
+    }
+
+    /// Takes entry `index` into the run if it can ride in the same train.
+    fn extend(&mut self, index: usize, path: usize, remote: SocketAddr, len: usize) -> bool {
+        let fits = !self.closed
+            && index == self.first + self.count
+            && path == self.path
+            && remote == self.remote
+            && len <= self.segment
+            && len > 0
+            && self.count < sys::udp::MAX_SEGMENTS
+            && self.bytes + len <= sys::udp::MAX_PAYLOAD;
+        if fits {
+            self.count += 1;
+            self.bytes += len;
+            self.closed = len < self.segment;
+        }
+        fits
+    }
+}
+
+/// Sends a run as one train, or datagram by datagram when it is one packet, when the path's
+/// socket cannot take trains, or when the kernel refuses this train (a segment over the
+/// route's MTU, say).
+fn send_udp_run(t: &mut EspRuntime, batch: &EspBatch, run: &UdpRun) {
+    let Some(links) = t.links.get(run.path) else {
+        return;
+    };
+    let train = run.count > 1 && t.udp_gso.get(run.path).copied().unwrap_or(false);
+    if train {
+        if let Some(payload) = batch.span(run.first..run.first + run.count) {
+            match sys::udp::send_segments(&*links.udp, run.remote, payload, run.segment) {
+                Ok(_) => {
+                    t.counters.udp_trains_sent += 1;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    t.counters.send_errors += u64::try_from(run.count).unwrap_or(u64::MAX);
+                    return;
+                }
+                Err(e) if sys::udp::is_unsupported(&e) => {
+                    warn!(
+                        tunnel = %t.name,
+                        "UDP segmentation offload refused ({e}); sending ESP-in-UDP datagram by datagram from now on"
+                    );
+                    if let Some(flag) = t.udp_gso.get_mut(run.path) {
+                        *flag = false;
+                    }
+                }
+                Err(e) => {
+                    debug!(tunnel = %t.name, "UDP train of {} refused ({e}); sent datagram by datagram", run.count)
+                }
+            }
+        }
+    }
+    for index in run.first..run.first + run.count {
+        let Some((_, packet)) = batch.get(index) else {
+            continue;
+        };
+        if let Err(e) = links.udp.send_to(packet, run.remote) {
+            t.counters.send_errors += 1;
+            if t.counters.send_errors.is_power_of_two() {
+                debug!(tunnel = %t.name, "send failed ({} so far): {e}", t.counters.send_errors);
             }
         }
     }
@@ -1401,6 +1541,40 @@ mod tests {
         std::mem::swap(&mut m.encr_in, &mut m.encr_out);
         std::mem::swap(&mut m.integ_in, &mut m.integ_out);
         m
+    }
+
+    #[test]
+    fn udp_runs_take_equal_sizes_and_one_shorter_tail() {
+        let peer: SocketAddr = "[2001:db8:b::1]:4500".parse().unwrap();
+        let other: SocketAddr = "[2001:db8:b::1]:4501".parse().unwrap();
+        let mut run = UdpRun::new(3, 0, peer, 1400);
+        assert!(run.extend(4, 0, peer, 1400));
+        assert!(!run.extend(6, 0, peer, 1400), "entry 5 went elsewhere");
+        assert!(!run.extend(5, 1, peer, 1400), "another path's socket");
+        assert!(!run.extend(5, 0, other, 1400), "another peer port");
+        assert!(!run.extend(5, 0, peer, 1401), "longer than the segment");
+        assert!(run.extend(5, 0, peer, 90));
+        assert!(!run.extend(6, 0, peer, 90), "nothing after a short tail");
+        assert_eq!((run.first, run.count, run.bytes), (3, 3, 2890));
+        assert_eq!(run.segment, 1400);
+    }
+
+    #[test]
+    fn udp_runs_stop_at_the_kernel_limits() {
+        let peer: SocketAddr = "198.51.100.2:4500".parse().unwrap();
+        let mut run = UdpRun::new(0, 0, peer, 100);
+        let mut taken = 1;
+        while run.extend(taken, 0, peer, 100) {
+            taken += 1;
+        }
+        assert_eq!(taken, sys::udp::MAX_SEGMENTS);
+        let mut run = UdpRun::new(0, 0, peer, 1500);
+        let mut taken = 1;
+        while run.extend(taken, 0, peer, 1500) {
+            taken += 1;
+        }
+        assert_eq!(taken, sys::udp::MAX_PAYLOAD / 1500);
+        assert!(run.bytes <= sys::udp::MAX_PAYLOAD);
     }
 
     #[test]

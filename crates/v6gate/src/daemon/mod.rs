@@ -367,6 +367,8 @@ impl Daemon {
                 status.mss_clamped = s.stats.mss_clamped;
                 status.icmp_sent = s.stats.icmp_sent;
                 status.send_errors = s.shell.send_errors;
+                status.udp_trains_sent = s.shell.udp_trains_sent;
+                status.udp_trains_received = s.shell.udp_trains_received;
                 status.drops = s
                     .stats
                     .iter_drops()
