@@ -258,22 +258,55 @@ fn esp_sas(sas: u16) -> (EspTunnel, Vec<EspTunnel>) {
     (hub, senders)
 }
 
+/// Which spokes send: all in turn, or only one of them, which tells the cost
+/// of finding a tunnel among many from the cost of touching the state of many.
+#[derive(Clone, Copy)]
+enum Senders {
+    All,
+    One(u16),
+}
+
+impl Senders {
+    fn name(self, spokes: u16, what: &str) -> String {
+        match self {
+            Self::All => format!("{spokes}_{what}"),
+            Self::One(_) => format!("{spokes}_{what}_one_busy"),
+        }
+    }
+
+    /// The spoke after `i`.
+    fn next(self, i: u16, spokes: u16) -> u16 {
+        match self {
+            Self::All => (i + 1) % spokes,
+            Self::One(busy) => busy,
+        }
+    }
+}
+
+const LOADS: [(u16, Senders); 3] = [
+    (1, Senders::All),
+    (SPOKES, Senders::All),
+    (SPOKES, Senders::One(SPOKES / 2)),
+];
+
 /// Receiving on a hub with 1 and with 1,000 tunnels or SAs, 64-byte inner
-/// packets taking every tunnel or SA in turn.
+/// packets taking every tunnel or SA in turn (and, for tunnels, all going to
+/// one of the 1,000).
 fn hub(c: &mut Criterion) {
     let now = Instant::now();
     let mut group = c.benchmark_group("hub");
     group.throughput(Throughput::Bytes(64));
 
-    for spokes in [1, SPOKES] {
+    for (spokes, senders) in LOADS {
         let (mut dp, mut packets) = rfc2473_hub(spokes);
         let mut out = Batch::new(64 * 1024);
-        let mut next = 0;
-        group.bench_function(format!("rfc2473_handle_outer/{spokes}_tunnels"), |b| {
+        let mut next = senders.next(0, spokes);
+        let name = senders.name(spokes, "tunnels");
+        group.bench_function(format!("rfc2473_handle_outer/{name}"), |b| {
             b.iter(|| {
                 let i = next;
-                next = (next + 1) % packets.len();
-                let (meta, payload) = &mut packets[i];
+                next = senders.next(i, spokes);
+                let (meta, payload) = &mut packets[usize::from(i)];
                 out.clear();
                 let verdict = dp.handle_outer(now, meta, black_box(payload), &mut out);
                 assert_eq!(verdict, Verdict::Forwarded);
@@ -281,16 +314,17 @@ fn hub(c: &mut Criterion) {
         });
     }
 
-    for spokes in [1, SPOKES] {
+    for (spokes, load) in LOADS {
         let (mut tunnels, mut senders) = esp_hub(spokes);
         let mut out = EspBatch::new(64 * 1024);
         let mut staging = EspBatch::new(4096);
-        let mut next = 0u16;
-        group.bench_function(format!("esp_open/{spokes}_tunnels"), |b| {
+        let mut next = load.next(0, spokes);
+        let name = load.name(spokes, "tunnels");
+        group.bench_function(format!("esp_open/{name}"), |b| {
             b.iter_batched(
                 || {
                     let i = next;
-                    next = (next + 1) % spokes;
+                    next = load.next(i, spokes);
                     let packet = ipv4(spoke_net(i), NEAR, 64);
                     let esp = sealed(&mut senders[usize::from(i)], now, &packet, &mut staging);
                     (IpAddr::V6(spoke(i)), esp)
