@@ -15,11 +15,11 @@ pub mod tunnel;
 use core::fmt;
 use std::collections::HashMap;
 
-use aes::cipher::BlockEncrypt;
+use aes::cipher::{BlockEncrypt, KeyInit};
 use aes::{Aes128, Aes192, Aes256};
-use aes_gcm::{AeadInPlace, Aes128Gcm, Aes256Gcm, KeyInit, Nonce, Tag};
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, block_padding::NoPadding};
 use hmac::{Hmac, Mac};
+use ring::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use sha1::Sha1;
 use sha2::Sha256;
 
@@ -152,13 +152,12 @@ impl std::error::Error for EspError {}
 /// Cipher state built once per SA.
 #[derive(Clone)]
 enum Cipher {
-    Gcm128(Box<Aes128Gcm>, [u8; 4]),
-    Gcm256(Box<Aes256Gcm>, [u8; 4]),
+    /// AES-GCM from ring, whose assembly (AES-NI with aggregated CLMUL GHASH) seals several
+    /// times faster than a block-at-a-time GHASH: at tunnel speeds GCM was most of the
+    /// packet thread's own time.
+    Gcm(Box<LessSafeKey>, [u8; 4]),
     /// Key schedule and keyed HMAC state are built once; each packet clones them.
-    Cbc {
-        aes: Box<AesKey>,
-        mac: Box<MacKey>,
-    },
+    Cbc { aes: Box<AesKey>, mac: Box<MacKey> },
 }
 
 /// An expanded AES key for CBC and for deriving CBC IVs.
@@ -278,17 +277,13 @@ impl Cipher {
             Suite::AesGcm16 { key_bits } => {
                 let (key, salt) = encr.split_at(encr.len() - 4);
                 let salt = [salt[0], salt[1], salt[2], salt[3]];
-                match key_bits {
-                    128 => Self::Gcm128(
-                        Box::new(Aes128Gcm::new_from_slice(key).map_err(|_| EspError::BadKey)?),
-                        salt,
-                    ),
-                    256 => Self::Gcm256(
-                        Box::new(Aes256Gcm::new_from_slice(key).map_err(|_| EspError::BadKey)?),
-                        salt,
-                    ),
+                let algorithm = match key_bits {
+                    128 => &AES_128_GCM,
+                    256 => &AES_256_GCM,
                     _ => return Err(EspError::BadKey),
-                }
+                };
+                let key = UnboundKey::new(algorithm, key).map_err(|_| EspError::BadKey)?;
+                Self::Gcm(Box::new(LessSafeKey::new(key)), salt)
             }
             Suite::AesCbc {
                 key_bits,
@@ -414,7 +409,7 @@ impl OutboundSa {
         body[pad + payload.len() + 1] = next_header;
         let seq_hi = ((seq >> 32) as u32).to_be_bytes();
         match &self.cipher {
-            Cipher::Gcm128(..) | Cipher::Gcm256(..) => {
+            Cipher::Gcm(..) => {
                 let iv = seq.to_be_bytes();
                 out[HEADER_LEN..body_start].copy_from_slice(&iv);
                 let (head, rest) = out.split_at_mut(body_start);
@@ -459,16 +454,16 @@ fn gcm_nonce(salt: &[u8; 4], iv: &[u8]) -> [u8; 12] {
 }
 
 fn gcm_seal(cipher: &Cipher, iv: &[u8], aad: &[u8], buf: &mut [u8]) -> Result<[u8; 16], EspError> {
-    let tag = match cipher {
-        Cipher::Gcm128(c, salt) => {
-            c.encrypt_in_place_detached(Nonce::from_slice(&gcm_nonce(salt, iv)), aad, buf)
-        }
-        Cipher::Gcm256(c, salt) => {
-            c.encrypt_in_place_detached(Nonce::from_slice(&gcm_nonce(salt, iv)), aad, buf)
-        }
-        Cipher::Cbc { .. } => return Err(EspError::BadKey),
+    let Cipher::Gcm(key, salt) = cipher else {
+        return Err(EspError::BadKey);
     };
-    tag.map(Into::into).map_err(|_| EspError::BufferTooSmall)
+    let nonce = Nonce::assume_unique_for_key(gcm_nonce(salt, iv));
+    let tag = key
+        .seal_in_place_separate_tag(nonce, Aad::from(aad), buf)
+        .map_err(|_| EspError::BufferTooSmall)?;
+    let mut out = [0u8; 16];
+    out.copy_from_slice(tag.as_ref());
+    Ok(out)
 }
 
 fn gcm_open(
@@ -478,17 +473,14 @@ fn gcm_open(
     buf: &mut [u8],
     tag: &[u8],
 ) -> Result<(), EspError> {
-    let tag = Tag::from_slice(tag);
-    let r = match cipher {
-        Cipher::Gcm128(c, salt) => {
-            c.decrypt_in_place_detached(Nonce::from_slice(&gcm_nonce(salt, iv)), aad, buf, tag)
-        }
-        Cipher::Gcm256(c, salt) => {
-            c.decrypt_in_place_detached(Nonce::from_slice(&gcm_nonce(salt, iv)), aad, buf, tag)
-        }
-        Cipher::Cbc { .. } => return Err(EspError::BadKey),
+    let Cipher::Gcm(key, salt) = cipher else {
+        return Err(EspError::BadKey);
     };
-    r.map_err(|_| EspError::Authentication)
+    let tag = Tag::try_from(tag).map_err(|_| EspError::Authentication)?;
+    let nonce = Nonce::assume_unique_for_key(gcm_nonce(salt, iv));
+    key.open_in_place_separate_tag(nonce, Aad::from(aad), tag, buf, 0..)
+        .map(drop)
+        .map_err(|_| EspError::Authentication)
 }
 
 impl InboundSa {
@@ -551,7 +543,7 @@ impl InboundSa {
         out.copy_from_slice(body);
         let seq_hi = ((seq >> 32) as u32).to_be_bytes();
         match &self.cipher {
-            Cipher::Gcm128(..) | Cipher::Gcm256(..) => {
+            Cipher::Gcm(..) => {
                 let (aad, aad_len) = aad(&packet[..HEADER_LEN], self.esn, seq_hi);
                 gcm_open(&self.cipher, iv, &aad[..aad_len], out, icv)?;
             }
