@@ -87,6 +87,14 @@ mod tests {
         // 0x0001 + 0xf203 + 0xf400 = 0x1e604, end-around carry gives 0xe605.
         assert_eq!(data(&[0x00, 0x01, 0xf2, 0x03, 0xf4]), 0xe605);
         assert_eq!(data(&[]), 0);
+        // Every carry at once: 64 KiB of ones, with even and odd tails.
+        let ones = vec![0xffu8; 65_536 + 3];
+        for len in [65_536, 65_537, 65_538, 65_539] {
+            assert_eq!(
+                data(&ones[..len]),
+                if len % 2 == 1 { 0xff00 } else { 0xffff }
+            );
+        }
     }
 
     #[test]
@@ -127,6 +135,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn data_matches_the_rfc_1071_word_loop(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            // The textbook form: 16-bit big-endian words, odd byte padded, end-around carry.
+            let mut reference: u32 = 0;
+            for pair in bytes.chunks(2) {
+                reference += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+                reference = (reference & 0xffff) + (reference >> 16);
+            }
+            prop_assert_eq!(u32::from(data(&bytes)), reference);
+        }
+
         #[test]
         fn data_splits_at_even_offsets(bytes in proptest::collection::vec(any::<u8>(), 0..300), cut in 0usize..150) {
             let cut = (cut * 2).min(bytes.len() & !1);
