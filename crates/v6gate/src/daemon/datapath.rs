@@ -253,6 +253,7 @@ impl Datapath {
                 raw6: esp6,
                 raw4: esp4,
                 tunnels: HashMap::new(),
+                senders: HashMap::new(),
                 by_remote: HashMap::new(),
                 tun_slots: HashMap::new(),
                 udp: HashMap::new(),
@@ -408,6 +409,9 @@ struct EspSide {
     /// Receives whole IPv4 datagrams; sends with `IP_HDRINCL`.
     raw4: RawIpv4Socket,
     tunnels: HashMap<TunnelId, EspRuntime>,
+    /// A send socket bound to each raw-ESP path's local address and connected to its peer
+    /// (no per-packet source selection), by peer address.
+    senders: HashMap<IpAddr, PathSender>,
     /// The tunnel and path of each peer address.
     by_remote: HashMap<IpAddr, (TunnelId, usize)>,
     tun_slots: HashMap<Token, TunnelId>,
@@ -635,7 +639,7 @@ impl Loop {
                 path,
                 token,
                 tun,
-                coalescer: Coalescer::default(),
+                coalescer: Coalescer::with_mtu(self.core.tunnel(id).map_or(u16::MAX, |c| c.mtu)),
             });
         }
         self.tuns.insert(id, owned);
@@ -991,6 +995,13 @@ impl Loop {
         self.esp.tun_slots.insert(token, id);
         for (i, p) in paths.iter().enumerate() {
             self.esp.by_remote.insert(p.esp.remote, (id, i));
+            match PathSender::open(p.esp.local, p.esp.remote) {
+                Ok(sender) => {
+                    self.esp.senders.insert(p.esp.remote, sender);
+                }
+                // No route yet (a blackholed pin): the shared raw socket still sends.
+                Err(e) => debug!(tunnel = %name, "no connected socket to {}: {e}", p.esp.remote),
+            }
         }
         self.esp.tunnels.insert(
             id,
@@ -1021,7 +1032,11 @@ impl Loop {
             .registry()
             .deregister(&mut SourceFd(&t.device.tun.as_raw_fd()));
         self.esp.tun_slots.remove(&t.device.token);
-        self.esp.by_remote.retain(|_, (v, _)| *v != id);
+        let by_remote = &mut self.esp.by_remote;
+        self.esp
+            .senders
+            .retain(|remote, _| by_remote.get(remote).is_none_or(|(v, _)| *v != id));
+        by_remote.retain(|_, (v, _)| *v != id);
     }
 
     fn apply_sa_change(&mut self, change: SaChange) {
@@ -1232,7 +1247,24 @@ impl EspSide {
         // Consecutive ESP-in-UDP packets to one peer of one size (the last may be shorter)
         // leave as one UDP_SEGMENT train: TCP in the tunnel makes most of them.
         let mut run: Option<UdpRun> = None;
+        let mut connected: Vec<&[u8]> = Vec::new();
+        let mut connected_to: Option<IpAddr> = None;
         for (index, (destination, packet)) in self.batch.iter().enumerate() {
+            // Raw ESP on a path with a connected socket: consecutive packets to one peer go
+            // together, without addresses.
+            if let EspDestination::Raw { remote } = destination {
+                if self.senders.contains_key(&remote) {
+                    if connected_to != Some(remote) || connected.len() == BATCH_SIZE {
+                        if let Some(sender) = connected_to.and_then(|r| self.senders.get(&r)) {
+                            t.counters.send_errors +=
+                                send_all(&mut connected, |p| sender.send_batch(p));
+                        }
+                        connected_to = Some(remote);
+                    }
+                    connected.push(packet);
+                    continue;
+                }
+            }
             if let EspDestination::Udp { remote } = destination {
                 let Some(path) = path_of_destination(&t.core, destination) else {
                     continue;
@@ -1281,6 +1313,9 @@ impl EspSide {
         }
         if let Some(r) = &run {
             send_udp_run(t, &self.batch, r);
+        }
+        if let Some(sender) = connected_to.and_then(|r| self.senders.get(&r)) {
+            t.counters.send_errors += send_all(&mut connected, |p| sender.send_batch(p));
         }
         t.counters.send_errors += send_all(&mut v6, |b| self.raw6.send_batch(b));
         t.counters.send_errors += send_all(&mut v4, |b| self.raw4.send_batch(b));
