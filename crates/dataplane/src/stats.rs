@@ -185,6 +185,10 @@ pub struct TunnelStats {
     /// Inner IPv4 packets fragmented to fit, and the fragments they became.
     pub fragmented: u64,
     pub fragments_sent: u64,
+    /// Inner TCP packets from the underlay longer than the tunnel MTU: segments that the
+    /// receiving NIC's GRO merged before the raw socket saw them (each also counts once in
+    /// `rx_packets`). They reach the TUN device to be segmented again, not refused.
+    pub outer_gro_packets: u64,
 }
 
 /// Counters and health of one path of a tunnel.

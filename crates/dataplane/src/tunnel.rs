@@ -520,6 +520,14 @@ impl Tunnel {
             self.active
         };
         self.clamp(packet, family, back);
+        // No size check on the way in: a TCP packet beyond the MTU is several segments that
+        // GRO merged on the underlay, each of which fitted; the TUN side segments it again.
+        // Refusing it, or answering it with ICMP, would shrink a path that is not too small.
+        if packet.len() > usize::from(self.config.mtu)
+            && inner_protocol(packet, family) == ip_proto::TCP
+        {
+            self.stats.outer_gro_packets += 1;
+        }
         out.push(self.tun(path), packet.len())
             .copy_from_slice(packet);
         let bytes = packet.len() as u64;
@@ -790,6 +798,15 @@ impl Tunnel {
             self.stats.path_mtu = state.pmtu.current();
         }
         lowered
+    }
+}
+
+/// The transport protocol of an inner packet [`Inner::parse`] accepted: IPv4's protocol
+/// field, or IPv6's next header (a transport behind extension headers does not count).
+fn inner_protocol(packet: &[u8], family: Family) -> u8 {
+    match family {
+        Family::V4 => wire::Ipv4Packet::new_unchecked(packet).protocol(),
+        Family::V6 => wire::Ipv6Packet::new_unchecked(packet).next_header(),
     }
 }
 

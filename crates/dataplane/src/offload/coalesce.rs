@@ -29,6 +29,12 @@ const UNMERGEABLE: u8 =
 /// extension headers, SYN/FIN/RST/URG/CWR, bare ACKs) passes through unchanged in a frame
 /// of its own and ends its flow's super-packet, so no packet overtakes another of its flow.
 ///
+/// A TCP packet whose checksum field holds only its pseudo-header sum is what the kernel's
+/// GRO hands a raw socket after merging a flow's segments on the underlay (the inner packet of
+/// a tunnel, up to 64 KiB); it goes out in a frame of its own with `NEEDS_CSUM`, and, when it
+/// is longer than the device MTU given to [`with_mtu`](Self::with_mtu), as a TCP GSO frame of
+/// MTU-sized segments, so the kernel forwards it as the segments it was made of.
+///
 /// Frames come out in the order they were started. Buffers are kept across
 /// [`clear`](Self::clear), so after the largest batch nothing allocates.
 ///
@@ -45,6 +51,8 @@ pub struct Coalescer {
     /// Indexes of frames still merging, oldest first.
     open: Vec<usize>,
     max_len: usize,
+    /// Largest IP packet the device sends unsegmented; longer merged packets become GSO frames.
+    mtu: usize,
     packets: usize,
 }
 
@@ -92,8 +100,23 @@ impl Coalescer {
             used: 0,
             open: Vec::with_capacity(MAX_OPEN_FLOWS),
             max_len: max_len.min(MAX_SUPER_PACKET),
+            mtu: MAX_SUPER_PACKET,
             packets: 0,
         }
+    }
+
+    /// A coalescer for a device of `mtu` bytes: packets the underlay's GRO merged beyond it
+    /// leave as GSO frames of segments that fit. Without it nothing is segmented.
+    pub fn with_mtu(mtu: u16) -> Self {
+        Self {
+            mtu: usize::from(mtu),
+            ..Self::default()
+        }
+    }
+
+    /// The device MTU that merged packets are segmented for.
+    pub fn mtu(&self) -> usize {
+        self.mtu
     }
 
     /// Adds one IP packet bound for the TUN device.
@@ -101,6 +124,13 @@ impl Coalescer {
         self.packets += 1;
         match Segment::read(packet, self.max_len) {
             Read::Segment(segment) => self.push_segment(packet, segment),
+            Read::Partial(partial) => {
+                self.close_flow(&partial.key);
+                let mtu = self.mtu;
+                let frame = self.start_frame();
+                frame.bytes.extend_from_slice(packet);
+                frame.finish_partial(&partial, mtu);
+            }
             Read::Other(key) => {
                 if let Some(key) = key {
                     self.close_flow(&key);
@@ -312,12 +342,63 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// Writes the virtio-net header of a packet that left GRO with a partial checksum: the
+    /// checksum to be completed, and segmentation if it exceeds `mtu`. The packet's headers
+    /// are already right (GRO rewrote the lengths and left the pseudo-header sum in place).
+    fn finish_partial(&mut self, partial: &Partial, mtu: usize) {
+        let len = self.bytes.len() - virtio::HEADER_LEN;
+        let (gso_type, gso_size) = match partial.gso_size(len, mtu) {
+            Some(size) if partial.key.v6 => (GsoType::TcpV6, size),
+            Some(size) => (GsoType::TcpV4, size),
+            None => (GsoType::None, 0),
+        };
+        VirtioRepr {
+            csum: Some(PartialChecksum {
+                start: partial.l3_len as u16,
+                offset: 16,
+            }),
+            data_valid: false,
+            gso_type,
+            // CWR travels on the first segment only, which Linux's GSO knows to do for ECN.
+            ecn: gso_type != GsoType::None && partial.cwr,
+            hdr_len: partial.header_len as u16,
+            gso_size,
+        }
+        .emit(&mut virtio::Packet::new_unchecked(
+            &mut self.bytes[..virtio::HEADER_LEN],
+        ));
+    }
+}
+
 /// A pushed packet as the coalescer sees it.
 enum Read {
     /// A TCP segment that may be merged.
     Segment(Segment),
+    /// A TCP packet with a partial checksum: usually several segments GRO already merged.
+    Partial(Partial),
     /// Anything else; for TCP, the flow whose merging it must end.
     Other(Option<FlowKey>),
+}
+
+/// A TCP packet carrying the pseudo-header sum in its checksum field, as GRO leaves it
+/// (or a sender's stack, when nothing completed it on the way).
+struct Partial {
+    key: FlowKey,
+    l3_len: usize,
+    header_len: usize,
+    cwr: bool,
+}
+
+impl Partial {
+    /// Payload bytes per segment for a device of `mtu` bytes, if a packet of `len` bytes
+    /// needs segmenting at all.
+    fn gso_size(&self, len: usize, mtu: usize) -> Option<u16> {
+        if len <= mtu || mtu <= self.header_len {
+            return None;
+        }
+        u16::try_from(mtu - self.header_len).ok()
+    }
 }
 
 struct Segment {
@@ -378,13 +459,30 @@ impl Segment {
         };
         let header_len = l3_len + tcp.header_len();
         let payload_len = packet.len() - header_len;
-        let verified = if key.v6 {
+        let tcp_len = (packet.len() - l3_len) as u32;
+        let (verified, pseudo) = if key.v6 {
             let ip = Ipv6Packet::new_unchecked(packet);
-            tcp.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr())
+            let (src, dst) = (ip.src_addr(), ip.dst_addr());
+            (
+                tcp.verify_checksum_v6(&src, &dst),
+                checksum::pseudo_header_v6(&src, &dst, ip_proto::TCP, tcp_len),
+            )
         } else {
             let ip = Ipv4Packet::new_unchecked(packet);
-            tcp.verify_checksum_v4(&ip.src_addr(), &ip.dst_addr())
+            let (src, dst) = (ip.src_addr(), ip.dst_addr());
+            (
+                tcp.verify_checksum_v4(&src, &dst),
+                checksum::pseudo_header_v4(&src, &dst, ip_proto::TCP, tcp_len),
+            )
         };
+        if !verified && partial_checksum(tcp.checksum(), pseudo) {
+            return Read::Partial(Partial {
+                key,
+                l3_len,
+                header_len,
+                cwr: tcp.flags() & tcp::flags::CWR != 0,
+            });
+        }
         if tcp.flags() & UNMERGEABLE != 0 || payload_len == 0 || packet.len() > max_len || !verified
         {
             return Read::Other(Some(key));
@@ -398,6 +496,13 @@ impl Segment {
             psh: tcp.flags() & tcp::flags::PSH != 0,
         })
     }
+}
+
+/// Whether the checksum field holds the pseudo-header sum `pseudo` (either zero of one's
+/// complement) rather than a checksum: a packet GRO merged, or a stack's under
+/// `CHECKSUM_PARTIAL`.
+fn partial_checksum(field: u16, pseudo: u16) -> bool {
+    field == pseudo || (field | pseudo == 0xffff && (field == 0 || pseudo == 0))
 }
 
 /// Completes a flow key with the ports, if the packet is long enough to have them.

@@ -4,6 +4,7 @@ mod decap;
 mod encap;
 mod failover;
 mod fragment;
+mod gro;
 mod paths;
 mod pmtu;
 mod probes;
