@@ -9,8 +9,8 @@
 //! found by the peer's address, which control keeps unique per tunnel.
 
 use std::collections::HashMap;
-use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -30,7 +30,8 @@ use dataplane::{
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use sys::raw::{
-    BATCH_SIZE, Icmpv6Socket, PathSender, RawIpv4Socket, RawIpv6Socket, Transmit, Transmit4,
+    BATCH_SIZE, Icmpv6Socket, PathSender, RawIpv4Socket, RawIpv6Socket, Received, Received4,
+    Transmit, Transmit4,
 };
 use sys::tun::TunDevice;
 use tokio::sync::{mpsc as async_mpsc, oneshot};
@@ -50,6 +51,10 @@ const FIRST_TUN: usize = 16;
 
 /// Large enough for any IPv6 packet a TUN or raw socket can hand us.
 const PACKET_BUF: usize = 96 * 1024;
+
+/// Room for one datagram in a receive batch: a raw IPv6 socket hands over at most a 65,535-byte
+/// payload, a raw IPv4 socket at most a 65,535-byte datagram (both can be GRO-merged trains).
+const RX_SLOT: usize = 64 * 1024;
 
 /// Underlay packets taken in before what they produced is sent: enough for the coalescer to
 /// merge a burst of one flow, few enough that the batch stays small and latency low.
@@ -248,6 +253,7 @@ impl Datapath {
             senders: HashMap::new(),
             next_slot: FIRST_TUN,
             buf: vec![0; PACKET_BUF],
+            rx: RxBuffers::new(),
             batch: Batch::new(4 * PACKET_BUF),
             esp: EspSide {
                 raw6: esp6,
@@ -399,9 +405,52 @@ struct Loop {
     senders: HashMap<IpAddr, (IpAddr, PathSender)>,
     next_slot: usize,
     buf: Vec<u8>,
+    /// Buffers for one `recvmmsg` on a raw socket.
+    rx: RxBuffers,
     batch: Batch,
     esp: EspSide,
 }
+
+/// [`BATCH_SIZE`] receive slots of [`RX_SLOT`] bytes, allocated once.
+struct RxBuffers {
+    storage: Vec<u8>,
+}
+
+impl RxBuffers {
+    fn new() -> Self {
+        Self {
+            storage: vec![0; BATCH_SIZE * RX_SLOT],
+        }
+    }
+
+    fn slices(&mut self) -> Vec<IoSliceMut<'_>> {
+        self.storage
+            .chunks_mut(RX_SLOT)
+            .map(IoSliceMut::new)
+            .collect()
+    }
+
+    fn slot(&mut self, index: usize, len: usize) -> &mut [u8] {
+        let start = index * RX_SLOT;
+        &mut self.storage[start..start + len.min(RX_SLOT)]
+    }
+}
+
+const BLANK6: Received = Received {
+    len: 0,
+    src: Ipv6Addr::UNSPECIFIED,
+    dst: Ipv6Addr::UNSPECIFIED,
+    ifindex: 0,
+    traffic_class: 0,
+    encap_limit: None,
+};
+
+const BLANK4: Received4 = Received4 {
+    len: 0,
+    src: Ipv4Addr::UNSPECIFIED,
+    dst: Ipv4Addr::UNSPECIFIED,
+    ifindex: 0,
+};
 
 /// The ipsec half of the packet thread.
 struct EspSide {
@@ -698,46 +747,55 @@ impl Loop {
     fn drain_outer(&mut self, now: Instant, ipip: bool) {
         self.drain_underlay("raw IPv6", |lp| {
             let socket = if ipip { &lp.ipip } else { &lp.ipv6 };
-            let received = socket.recv(&mut lp.buf)?;
-            let meta = OuterMeta {
-                src: received.src,
-                dst: received.dst,
-                next_header: if ipip {
-                    wire::ip_proto::IPIP
-                } else {
-                    wire::ip_proto::IPV6
-                },
-                traffic_class: received.traffic_class,
-                encap_limit: received.encap_limit,
+            let mut received = [BLANK6; BATCH_SIZE];
+            let n = socket.recv_batch(&mut lp.rx.slices(), &mut received)?;
+            let next_header = if ipip {
+                wire::ip_proto::IPIP
+            } else {
+                wire::ip_proto::IPV6
             };
-            let payload = &mut lp.buf[..received.len];
-            let _ = lp.core.handle_outer(now, &meta, payload, &mut lp.batch);
-            Ok(())
+            for (i, r) in received[..n].iter().enumerate() {
+                let meta = OuterMeta {
+                    src: r.src,
+                    dst: r.dst,
+                    next_header,
+                    traffic_class: r.traffic_class,
+                    encap_limit: r.encap_limit,
+                };
+                let payload = lp.rx.slot(i, r.len);
+                let _ = lp.core.handle_outer(now, &meta, payload, &mut lp.batch);
+            }
+            Ok(n)
         });
     }
 
     fn drain_outer_ipv4(&mut self, now: Instant, ipip: bool) {
         self.drain_underlay("raw IPv4", |lp| {
             let socket = if ipip { &lp.ipip4 } else { &lp.ipv6in4 };
-            let received = socket.recv(&mut lp.buf)?;
-            let datagram = &mut lp.buf[..received.len];
-            let _ = lp.core.handle_outer_ipv4(now, datagram, &mut lp.batch);
-            Ok(())
+            let mut received = [BLANK4; BATCH_SIZE];
+            let n = socket.recv_batch(&mut lp.rx.slices(), &mut received)?;
+            for (i, r) in received[..n].iter().enumerate() {
+                let datagram = lp.rx.slot(i, r.len);
+                let _ = lp.core.handle_outer_ipv4(now, datagram, &mut lp.batch);
+            }
+            Ok(n)
         });
     }
 
-    /// Takes underlay packets with `receive_one` until the socket is empty, sending what they
-    /// produced every `RX_BURST` packets and at the end.
+    /// Takes batches of underlay packets with `receive` (which returns how many it took)
+    /// until the socket is empty, sending what they produced every `RX_BURST` packets and at
+    /// the end.
     fn drain_underlay(
         &mut self,
         socket: &str,
-        mut receive_one: impl FnMut(&mut Self) -> io::Result<()>,
+        mut receive: impl FnMut(&mut Self) -> io::Result<usize>,
     ) {
         self.batch.clear();
         let mut held = 0;
         loop {
-            match receive_one(self) {
-                Ok(()) => {}
+            match receive(self) {
+                Ok(0) => break,
+                Ok(n) => held += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -745,8 +803,7 @@ impl Loop {
                     break;
                 }
             }
-            held += 1;
-            if held == RX_BURST {
+            if held >= RX_BURST {
                 self.flush(None);
                 self.batch.clear();
                 held = 0;
@@ -1115,19 +1172,19 @@ impl Loop {
     /// Raw ESP: IPv6 sockets hand over the payload, IPv4 sockets the whole datagram.
     fn drain_raw_esp(&mut self, now: Instant, ipv4: bool) {
         loop {
-            let received = if ipv4 {
-                self.esp.raw4.recv(&mut self.buf).map(|r| {
-                    let header = usize::from(self.buf[0] & 0x0f) * 4;
-                    (IpAddr::V4(r.src), header.min(r.len)..r.len)
-                })
+            let mut received6 = [BLANK6; BATCH_SIZE];
+            let mut received4 = [BLANK4; BATCH_SIZE];
+            let result = if ipv4 {
+                self.esp
+                    .raw4
+                    .recv_batch(&mut self.rx.slices(), &mut received4)
             } else {
                 self.esp
                     .raw6
-                    .recv(&mut self.buf)
-                    .map(|r| (IpAddr::V6(r.src), 0..r.len))
+                    .recv_batch(&mut self.rx.slices(), &mut received6)
             };
-            let (from, range) = match received {
-                Ok(r) => r,
+            let n = match result {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -1135,7 +1192,23 @@ impl Loop {
                     break;
                 }
             };
-            self.esp.open(now, from, &self.buf[range]);
+            if n == 0 {
+                break;
+            }
+            for i in 0..n {
+                let (from, len) = if ipv4 {
+                    (IpAddr::V4(received4[i].src), received4[i].len)
+                } else {
+                    (IpAddr::V6(received6[i].src), received6[i].len)
+                };
+                let packet = self.rx.slot(i, len);
+                let start = if ipv4 {
+                    (usize::from(packet.first().copied().unwrap_or(0) & 0x0f) * 4).min(len)
+                } else {
+                    0
+                };
+                self.esp.open(now, from, &packet[start..]);
+            }
         }
         self.esp.finish_burst();
     }
