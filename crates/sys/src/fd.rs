@@ -34,6 +34,31 @@ pub(crate) fn set_int_option(
     set_option(fd, level, name, &value)
 }
 
+/// `getsockopt` of an `int` option.
+pub(crate) fn int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = libc::socklen_t::try_from(size_of::<libc::c_int>()).map_err(io::Error::other)?;
+    // SAFETY: `value` and `len` are live locals the kernel writes within `len` bytes; nothing
+    // is kept after the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            std::ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
+}
+
 /// `setsockopt` with any plain-old-data value.
 pub(crate) fn set_option<T: Copy>(
     fd: RawFd,

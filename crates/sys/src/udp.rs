@@ -5,8 +5,9 @@
 //! stack instead of one per datagram; the kernel (or the NIC) cuts them apart as late as it
 //! can, and on veth not at all. With `UDP_GRO` on the receiving socket, such a train is read
 //! back whole with one `recvmsg`, its segment size in a control message, and the kernel's GRO
-//! merges datagrams of one flow that arrived apart. Both exist since Linux 5.0; a kernel or a
-//! device that refuses is detected at run time by the errors, which [`is_unsupported`] names.
+//! merges datagrams of one flow that arrived apart. `UDP_SEGMENT` exists since Linux 4.18
+//! ([`segmentation_supported`] asks), `UDP_GRO` since 5.0 ([`enable_gro`] fails before); a
+//! kernel that refuses a train later is told apart by its error ([`is_unsupported`]).
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use socket2::{MsgHdr, SockAddr, SockRef};
 
-use crate::fd::set_int_option;
+use crate::fd::{int_option, set_int_option};
 use crate::msg::{self, ControlMessages};
 
 /// Datagrams per `UDP_SEGMENT` send: the kernel's limit was 64 before Linux 6.9 (128 since).
@@ -28,6 +29,12 @@ pub const MAX_PAYLOAD: usize = 65_535 - 20 - 8;
 /// size; see [`recv`]. A kernel without it answers `ENOPROTOOPT`.
 pub fn enable_gro<S: AsFd>(socket: &S) -> io::Result<()> {
     set_int_option(socket.as_fd().as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1)
+}
+
+/// Whether the kernel knows `UDP_SEGMENT` (Linux 4.18): one that does not would ignore the
+/// control message and send the whole payload as one datagram, so ask before the first train.
+pub fn segmentation_supported<S: AsFd>(socket: &S) -> bool {
+    int_option(socket.as_fd().as_raw_fd(), libc::SOL_UDP, libc::UDP_SEGMENT).is_ok()
 }
 
 /// Sends `payload` to `dst` as datagrams of `segment` bytes (the last one may be shorter) with
@@ -171,6 +178,17 @@ mod tests {
         assert_eq!(lone.datagrams(&buf).count(), 1);
         let empty = Received { len: 0, ..lone };
         assert_eq!(empty.datagrams(&buf).count(), 0);
+    }
+
+    #[test]
+    fn the_probe_tells_a_known_option_from_an_unknown_one() {
+        // An unbound socket: nothing reaches the network.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
+        assert!(segmentation_supported(&socket));
+        let unknown = int_option(socket.as_raw_fd(), libc::SOL_UDP, 9999).unwrap_err();
+        assert_eq!(unknown.raw_os_error(), Some(libc::ENOPROTOOPT));
+        assert!(is_unsupported(&unknown));
     }
 
     #[test]

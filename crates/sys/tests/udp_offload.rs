@@ -134,3 +134,13 @@ fn segments_larger_than_the_mtu_are_refused_not_unsupported() {
         assert!(!sys::udp::is_unsupported(&error));
     });
 }
+
+#[test]
+fn this_kernel_says_it_segments() {
+    in_netns(|_netlink: Netlink| async move {
+        let socket = UdpSocket::bind("[::1]:0").unwrap();
+        // The probe reads the option back: a kernel without it (before 4.18) would answer
+        // ENOPROTOOPT and ignore the control message, sending one oversized datagram.
+        assert!(sys::udp::segmentation_supported(&socket));
+    });
+}

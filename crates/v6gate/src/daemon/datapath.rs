@@ -1071,7 +1071,10 @@ impl Loop {
                     tun,
                     coalescer: Coalescer::default(),
                 },
-                udp_gso: vec![true; links.len()],
+                udp_gso: links
+                    .iter()
+                    .map(|l| sys::udp::segmentation_supported(&*l.udp))
+                    .collect(),
                 links,
                 counters: ShellCounters::default(),
             },
