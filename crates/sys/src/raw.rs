@@ -67,6 +67,18 @@ pub struct Received {
     pub encap_limit: Option<u8>,
 }
 
+impl Received {
+    /// Nothing received yet: what batch receive slots start as.
+    pub const BLANK: Self = Self {
+        len: 0,
+        src: Ipv6Addr::UNSPECIFIED,
+        dst: Ipv6Addr::UNSPECIFIED,
+        ifindex: 0,
+        traffic_class: 0,
+        encap_limit: None,
+    };
+}
+
 /// Raw IPv6 socket for one IP protocol (4 = IPv4-in-IPv6, 41 = IPv6-in-IPv6).
 ///
 /// Sends complete IPv6 packets (`IPV6_HDRINCL`, so the caller controls every header byte) and
@@ -328,10 +340,7 @@ fn metadata(len: usize, src: Ipv6Addr, control: &[u8]) -> Received {
     let mut received = Received {
         len,
         src,
-        dst: Ipv6Addr::UNSPECIFIED,
-        ifindex: 0,
-        traffic_class: 0,
-        encap_limit: None,
+        ..Received::BLANK
     };
     for message in ControlMessages::new(control) {
         apply_control_message(&mut received, message);
@@ -489,14 +498,7 @@ mod tests {
             libc::IPV6_PKTINFO,
             &[0xff; 20],
         ));
-        let mut received = Received {
-            len: 0,
-            src: Ipv6Addr::UNSPECIFIED,
-            dst: Ipv6Addr::UNSPECIFIED,
-            ifindex: 0,
-            traffic_class: 0,
-            encap_limit: None,
-        };
+        let mut received = Received::BLANK;
         let messages: Vec<_> = ControlMessages::new(&buffer).collect();
         assert_eq!(messages.len(), 4);
         for message in messages {

@@ -656,15 +656,7 @@ fn raw_socket_batches_keep_order_and_metadata() {
         assert_eq!(socket.send_batch(&[]).unwrap(), 0);
 
         let mut storage = vec![[0u8; 256]; BATCH_SIZE];
-        let blank = Received {
-            len: 0,
-            src: Ipv6Addr::UNSPECIFIED,
-            dst: Ipv6Addr::UNSPECIFIED,
-            ifindex: 0,
-            traffic_class: 0,
-            encap_limit: None,
-        };
-        let mut received = vec![blank; BATCH_SIZE];
+        let mut received = vec![Received::BLANK; BATCH_SIZE];
         let mut next = 0;
         while next < count {
             let mut bufs: Vec<_> = storage.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();

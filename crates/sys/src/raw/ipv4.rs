@@ -31,7 +31,8 @@ pub struct Received4 {
 }
 
 impl Received4 {
-    const BLANK: Self = Self {
+    /// Nothing received yet: what batch receive slots start as.
+    pub const BLANK: Self = Self {
         len: 0,
         src: Ipv4Addr::UNSPECIFIED,
         dst: Ipv4Addr::UNSPECIFIED,

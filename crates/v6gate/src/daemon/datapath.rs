@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -436,22 +436,6 @@ impl RxBuffers {
     }
 }
 
-const BLANK6: Received = Received {
-    len: 0,
-    src: Ipv6Addr::UNSPECIFIED,
-    dst: Ipv6Addr::UNSPECIFIED,
-    ifindex: 0,
-    traffic_class: 0,
-    encap_limit: None,
-};
-
-const BLANK4: Received4 = Received4 {
-    len: 0,
-    src: Ipv4Addr::UNSPECIFIED,
-    dst: Ipv4Addr::UNSPECIFIED,
-    ifindex: 0,
-};
-
 /// The ipsec half of the packet thread.
 struct EspSide {
     raw6: RawIpv6Socket,
@@ -747,7 +731,7 @@ impl Loop {
     fn drain_outer(&mut self, now: Instant, ipip: bool) {
         self.drain_underlay("raw IPv6", |lp| {
             let socket = if ipip { &lp.ipip } else { &lp.ipv6 };
-            let mut received = [BLANK6; BATCH_SIZE];
+            let mut received = [Received::BLANK; BATCH_SIZE];
             let n = socket.recv_batch(&mut lp.rx.slices(), &mut received)?;
             let next_header = if ipip {
                 wire::ip_proto::IPIP
@@ -772,7 +756,7 @@ impl Loop {
     fn drain_outer_ipv4(&mut self, now: Instant, ipip: bool) {
         self.drain_underlay("raw IPv4", |lp| {
             let socket = if ipip { &lp.ipip4 } else { &lp.ipv6in4 };
-            let mut received = [BLANK4; BATCH_SIZE];
+            let mut received = [Received4::BLANK; BATCH_SIZE];
             let n = socket.recv_batch(&mut lp.rx.slices(), &mut received)?;
             for (i, r) in received[..n].iter().enumerate() {
                 let datagram = lp.rx.slot(i, r.len);
@@ -1175,8 +1159,8 @@ impl Loop {
     /// Raw ESP: IPv6 sockets hand over the payload, IPv4 sockets the whole datagram.
     fn drain_raw_esp(&mut self, now: Instant, ipv4: bool) {
         loop {
-            let mut received6 = [BLANK6; BATCH_SIZE];
-            let mut received4 = [BLANK4; BATCH_SIZE];
+            let mut received6 = [Received::BLANK; BATCH_SIZE];
+            let mut received4 = [Received4::BLANK; BATCH_SIZE];
             let result = if ipv4 {
                 self.esp
                     .raw4
