@@ -460,29 +460,36 @@ impl Segment {
         let header_len = l3_len + tcp.header_len();
         let payload_len = packet.len() - header_len;
         let tcp_len = (packet.len() - l3_len) as u32;
-        let (verified, pseudo) = if key.v6 {
-            let ip = Ipv6Packet::new_unchecked(packet);
-            let (src, dst) = (ip.src_addr(), ip.dst_addr());
-            (
-                tcp.verify_checksum_v6(&src, &dst),
-                checksum::pseudo_header_v6(&src, &dst, ip_proto::TCP, tcp_len),
-            )
-        } else {
-            let ip = Ipv4Packet::new_unchecked(packet);
-            let (src, dst) = (ip.src_addr(), ip.dst_addr());
-            (
-                tcp.verify_checksum_v4(&src, &dst),
-                checksum::pseudo_header_v4(&src, &dst, ip_proto::TCP, tcp_len),
-            )
-        };
-        if !verified && partial_checksum(tcp.checksum(), pseudo) {
-            return Read::Partial(Partial {
+        let field = tcp.checksum();
+        let partial = || {
+            Read::Partial(Partial {
                 key,
                 l3_len,
                 header_len,
                 cwr: tcp.flags() & tcp::flags::CWR != 0,
-            });
-        }
+            })
+        };
+        // The pseudo-header sum is checked first, as it costs nothing: GRO verified every
+        // segment it merged, so such a packet needs no pass over its 64 KiB here. A real
+        // checksum that equals the pseudo-header sum (one in 65,536) comes to no harm:
+        // completing it gives it back.
+        let verified = if key.v6 {
+            let ip = Ipv6Packet::new_unchecked(packet);
+            let (src, dst) = (ip.src_addr(), ip.dst_addr());
+            let pseudo = checksum::pseudo_header_v6(&src, &dst, ip_proto::TCP, tcp_len);
+            if partial_checksum(field, pseudo) {
+                return partial();
+            }
+            tcp.verify_checksum_v6(&src, &dst)
+        } else {
+            let ip = Ipv4Packet::new_unchecked(packet);
+            let (src, dst) = (ip.src_addr(), ip.dst_addr());
+            let pseudo = checksum::pseudo_header_v4(&src, &dst, ip_proto::TCP, tcp_len);
+            if partial_checksum(field, pseudo) {
+                return partial();
+            }
+            tcp.verify_checksum_v4(&src, &dst)
+        };
         if tcp.flags() & UNMERGEABLE != 0 || payload_len == 0 || packet.len() > max_len || !verified
         {
             return Read::Other(Some(key));
