@@ -61,6 +61,10 @@ pub struct TunnelStatus {
     pub mss_clamped: u64,
     pub icmp_sent: u64,
     pub send_errors: u64,
+    /// Inner TCP packets longer than the tunnel MTU that arrived merged by the underlay's GRO
+    /// (and left through the TUN as GSO frames).
+    #[serde(default)]
+    pub underlay_gro_packets: u64,
     /// ESP-in-UDP sends that carried a train of datagrams (UDP segmentation offload).
     #[serde(default)]
     pub udp_trains_sent: u64,
@@ -250,6 +254,13 @@ pub fn render(status: &GatewayStatus) -> String {
             "  mss clamped {}, icmp errors sent {}, send errors {}",
             t.mss_clamped, t.icmp_sent, t.send_errors
         );
+        if t.underlay_gro_packets > 0 {
+            let _ = writeln!(
+                out,
+                "  underlay gro {} merged packets received",
+                t.underlay_gro_packets
+            );
+        }
         if t.udp_trains_sent + t.udp_trains_received > 0 {
             let _ = writeln!(
                 out,

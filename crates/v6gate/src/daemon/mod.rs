@@ -392,6 +392,7 @@ impl Daemon {
                 status.icmp_sent = s.stats.icmp_sent;
                 status.path_mtu = s.stats.path_mtu;
                 status.send_errors = s.shell.send_errors;
+                status.underlay_gro_packets = s.stats.outer_gro_packets;
                 status.drops = s
                     .stats
                     .drops
