@@ -60,6 +60,12 @@ const RX_SLOT: usize = 64 * 1024;
 /// merge a burst of one flow, few enough that the batch stays small and latency low.
 const RX_BURST: usize = 32;
 
+/// TUN reads taken before what they produced is sent, and the most packets held for sending:
+/// small packets (UDP, ACKs, anything not segmented by the kernel) then share one `sendmmsg`
+/// or one UDP train instead of costing a send each.
+const TX_READS: usize = 32;
+const TX_HELD: usize = 2 * BATCH_SIZE;
+
 /// ESP tunnels are numbered apart from the core's tunnels, so that one [`TunnelId`] names one
 /// tunnel of either kind in commands and snapshots.
 const FIRST_ESP_ID: u32 = 0x8000_0000;
@@ -691,6 +697,8 @@ impl Loop {
     }
 
     fn drain_tun(&mut self, now: Instant, id: TunnelId, path: Option<PathId>) {
+        self.batch.clear();
+        let mut reads = 0;
         loop {
             let Some(tun) = self
                 .tuns
@@ -698,20 +706,19 @@ impl Loop {
                 .and_then(|t| t.devices.iter().find(|d| d.path == path))
                 .map(|d| &d.tun)
             else {
-                return;
+                break;
             };
             let header = tun.vnet_hdr_len();
             let n = match tun.read(&mut self.buf) {
-                Ok(0) => return,
+                Ok(0) => break,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     warn!(device = tun.name(), "TUN read failed: {e}");
-                    return;
+                    break;
                 }
             };
-            self.batch.clear();
             let (core, batch) = (&mut self.core, &mut self.batch);
             // One read may be a TSO/USO super-packet: the core sees it as the segments the
             // kernel would have sent, each at most the TUN MTU.
@@ -724,8 +731,15 @@ impl Loop {
             if let Err(e) = split {
                 debug!("unusable TUN read of {n} bytes dropped: {e}");
             }
-            self.flush(Some(id));
+            reads += 1;
+            if reads == TX_READS || self.batch.len() >= TX_HELD {
+                self.flush(Some(id));
+                self.batch.clear();
+                reads = 0;
+            }
         }
+        self.flush(Some(id));
+        self.batch.clear();
     }
 
     fn drain_outer(&mut self, now: Instant, ipip: bool) {
@@ -1129,22 +1143,23 @@ impl Loop {
     }
 
     fn drain_esp_tun(&mut self, now: Instant, id: TunnelId) {
+        self.esp.batch.clear();
+        let mut reads = 0;
         loop {
             let Some(t) = self.esp.tunnels.get_mut(&id) else {
-                return;
+                break;
             };
             let header = t.device.tun.vnet_hdr_len();
             let n = match t.device.tun.read(&mut self.buf) {
-                Ok(0) => return,
+                Ok(0) => break,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     warn!(device = t.device.tun.name(), "TUN read failed: {e}");
-                    return;
+                    break;
                 }
             };
-            self.esp.batch.clear();
             let batch = &mut self.esp.batch;
             let split = segments(&mut self.buf[..n], header, |segment| {
                 let _ = t.core.handle_inner(now, segment, batch);
@@ -1152,8 +1167,15 @@ impl Loop {
             if let Err(e) = split {
                 debug!("unusable TUN read of {n} bytes dropped: {e}");
             }
-            self.esp.flush(id);
+            reads += 1;
+            if reads == TX_READS || self.esp.batch.len() >= TX_HELD {
+                self.esp.flush(id);
+                self.esp.batch.clear();
+                reads = 0;
+            }
         }
+        self.esp.flush(id);
+        self.esp.batch.clear();
     }
 
     /// Raw ESP: IPv6 sockets hand over the payload, IPv4 sockets the whole datagram.
