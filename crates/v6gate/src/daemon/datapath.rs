@@ -699,15 +699,12 @@ impl Loop {
     fn drain_tun(&mut self, now: Instant, id: TunnelId, path: Option<PathId>) {
         self.batch.clear();
         let mut reads = 0;
-        loop {
-            let Some(tun) = self
-                .tuns
-                .get(&id)
-                .and_then(|t| t.devices.iter().find(|d| d.path == path))
-                .map(|d| &d.tun)
-            else {
-                break;
-            };
+        while let Some(tun) = self
+            .tuns
+            .get(&id)
+            .and_then(|t| t.devices.iter().find(|d| d.path == path))
+            .map(|d| &d.tun)
+        {
             let header = tun.vnet_hdr_len();
             let n = match tun.read(&mut self.buf) {
                 Ok(0) => break,
@@ -1145,10 +1142,7 @@ impl Loop {
     fn drain_esp_tun(&mut self, now: Instant, id: TunnelId) {
         self.esp.batch.clear();
         let mut reads = 0;
-        loop {
-            let Some(t) = self.esp.tunnels.get_mut(&id) else {
-                break;
-            };
+        while let Some(t) = self.esp.tunnels.get_mut(&id) {
             let header = t.device.tun.vnet_hdr_len();
             let n = match t.device.tun.read(&mut self.buf) {
                 Ok(0) => break,
