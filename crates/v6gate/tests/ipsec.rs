@@ -5,7 +5,7 @@
 mod common;
 
 use std::fs;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -119,19 +119,6 @@ fn wait_established(gateway: &Gateway, timeout: Duration) -> serde_json::Value {
     last
 }
 
-fn tcp_across(lab: &Lab, bytes: u64) {
-    let transfer = lab
-        .tcp_transfer(
-            Node::HostB,
-            SocketAddr::new(HOST_B, 0),
-            Node::HostA,
-            bytes,
-            Duration::from_secs(30),
-        )
-        .unwrap_or_else(|e| panic!("TCP hostA -> hostB: {e}"));
-    assert_eq!(transfer.bytes, bytes);
-}
-
 /// The IPv6 packets between the two wan addresses of a capture: (next header, payload).
 fn underlay(pcap: &[u8]) -> Vec<(u8, Vec<u8>)> {
     pcap_packets(pcap)
@@ -155,7 +142,7 @@ fn v6gate_pair(encap: &'static str) {
     assert_ping(&lab, Node::HostA, HOST_B, 5, &[&a, &b]);
     assert_ping(&lab, Node::HostB, HOST_A, 5, &[&a, &b]);
     let bytes = 2 * 1024 * 1024 + 77;
-    tcp_across(&lab, bytes);
+    common::assert_tcp_a_to_b(&lab, bytes, Duration::from_secs(30), &[&a, &b]);
     let packets = underlay(&capture.finish().unwrap());
 
     // Every tunnel packet on the wire is ESP, raw or in UDP 4500 as configured; IKE may be
@@ -319,7 +306,7 @@ fn interop(v6gate_initiates: bool, ike: &'static str, esp: &'static str, esp_nam
     assert_ping(&lab, Node::HostA, HOST_B, 5, &[&gateway]);
     assert_ping(&lab, Node::HostB, HOST_A, 5, &[&gateway]);
     let bytes = 1024 * 1024 + 3;
-    tcp_across(&lab, bytes);
+    common::assert_tcp_a_to_b(&lab, bytes, Duration::from_secs(30), &[&gateway]);
 
     let sas = charon.ike_sas().unwrap();
     assert_eq!(sas.len(), 1, "{sas:?}");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use common::{Sites, assert_ping, tunnel_device};
@@ -53,16 +53,7 @@ fn default_route_and_address_inside_the_remote_prefix_keep_the_tunnel_up() {
     let gateways = [sites.gateway(Site::A), sites.gateway(Site::B)];
     assert_ping(lab, Node::HostA, IpAddr::V4(addr::HOST_B4), 5, &gateways);
     let bytes = 2 * 1024 * 1024;
-    let transfer = lab
-        .tcp_transfer(
-            Node::HostB,
-            SocketAddr::new(IpAddr::V4(addr::HOST_B4), 0),
-            Node::HostA,
-            bytes,
-            Duration::from_secs(30),
-        )
-        .unwrap_or_else(|e| panic!("TCP through the S0 tunnel: {e}"));
-    assert_eq!(transfer.bytes, bytes);
+    common::assert_tcp_a_to_b(lab, bytes, Duration::from_secs(30), &gateways);
 
     let tunnel = sites.gateway(Site::A).tunnel_status("ab").unwrap();
     assert_eq!(tunnel["state"], "up", "{tunnel}");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use common::{
@@ -23,16 +23,7 @@ fn lan_hosts_ping_and_tcp_through_the_tunnel() {
     assert_ping(lab, Node::HostB, IpAddr::V4(addr::HOST_A4), 5, &gateways);
 
     let bytes = 4 * 1024 * 1024 + 123;
-    let transfer = lab
-        .tcp_transfer(
-            Node::HostB,
-            SocketAddr::new(HOST_B, 0),
-            Node::HostA,
-            bytes,
-            Duration::from_secs(30),
-        )
-        .unwrap_or_else(|e| panic!("TCP hostA -> hostB: {e}"));
-    assert_eq!(transfer.bytes, bytes);
+    common::assert_tcp_a_to_b(lab, bytes, Duration::from_secs(30), &gateways);
 
     for site in [Site::A, Site::B] {
         let tunnel = sites.gateway(site).tunnel_status("ab").unwrap();
@@ -297,16 +288,7 @@ fn mss_is_clamped_on_syn_to_the_tunnel_mtu() {
     let capture = lab
         .capture_text(Node::HostB, dev::LAN, "tcp[tcpflags] & tcp-syn != 0")
         .unwrap();
-    let transfer = lab
-        .tcp_transfer(
-            Node::HostB,
-            SocketAddr::new(HOST_B, 0),
-            Node::HostA,
-            64 * 1024,
-            Duration::from_secs(15),
-        )
-        .unwrap_or_else(|e| panic!("TCP hostA -> hostB: {e}"));
-    assert_eq!(transfer.bytes, 64 * 1024);
+    common::assert_tcp_a_to_b(lab, 64 * 1024, Duration::from_secs(15), &gateways);
     let seen = capture.finish().unwrap();
     // hostA's own SYN offers 1460 (its LAN MTU is 1500); at hostB it must be <= mtu - 40.
     let syn_mss: Vec<u16> = seen

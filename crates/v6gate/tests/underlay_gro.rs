@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use common::{Sites, assert_ping, counter};
@@ -58,21 +58,7 @@ fn tcp_through_ipip6_arrives_whole_when_the_underlay_merges_with_gro() {
 
     let before = sites.gateway(Site::B).tunnel_status("ab").unwrap();
     let bytes = 48 * 1024 * 1024 + 321;
-    let transfer = lab
-        .tcp_transfer(
-            Node::HostB,
-            SocketAddr::new(HOST_B, 0),
-            Node::HostA,
-            bytes,
-            Duration::from_secs(90),
-        )
-        .unwrap_or_else(|e| {
-            panic!(
-                "TCP hostA -> hostB over GRO links: {e}\n--- siteB ---\n{}",
-                sites.gateway(Site::B).log()
-            )
-        });
-    assert_eq!(transfer.bytes, bytes);
+    common::assert_tcp_a_to_b(lab, bytes, Duration::from_secs(90), &gateways);
 
     let after = sites.gateway(Site::B).tunnel_status("ab").unwrap();
     let packets = counter(&after, "rx_packets") - counter(&before, "rx_packets");

@@ -123,6 +123,22 @@ pub fn assert_ping(lab: &Lab, from: Node, to: IpAddr, count: u32, gateways: &[&G
     }
 }
 
+/// Sends `bytes` over TCP from hostA to hostB's IPv4 address within `timeout` and insists
+/// that every byte arrived; a failure names the transfer and the gateways' logs.
+pub fn assert_tcp_a_to_b(lab: &Lab, bytes: u64, timeout: Duration, gateways: &[&Gateway]) {
+    let server = std::net::SocketAddr::new(IpAddr::V4(v6gate::lab::addr::HOST_B4), 0);
+    let transfer = lab
+        .tcp_transfer(Node::HostB, server, Node::HostA, bytes, timeout)
+        .unwrap_or_else(|e| {
+            let logs: String = gateways
+                .iter()
+                .map(|g| format!("\n--- gateway in {} ---\n{}", g.node(), g.log()))
+                .collect();
+            panic!("TCP hostA -> hostB ({bytes} bytes): {e}{logs}")
+        });
+    assert_eq!(transfer.bytes, bytes);
+}
+
 /// A drop counter from a tunnel's status object (absent counts as 0).
 pub fn drops(tunnel: &serde_json::Value, reason: &str) -> u64 {
     tunnel["drops"][reason].as_u64().unwrap_or(0)
