@@ -7,6 +7,9 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
+mod common;
+
+use common::ipv4;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::{
     Batch, Dataplane, HealthConfig, Mode, MssClamp, OuterMeta, PathConfig, TunnelConfig, TunnelId,
@@ -64,23 +67,6 @@ fn tunnel_over_ipv4() -> (Dataplane, TunnelId) {
     let mut dp = Dataplane::new();
     let id = dp.add_tunnel(config).unwrap();
     (dp, id)
-}
-
-/// A UDP-sized IPv4 packet of `len` bytes in total.
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> Vec<u8> {
-    let repr = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: ip_proto::UDP,
-        payload_len: len - 20,
-        ttl: 64,
-        dscp_ecn: 0,
-        ident: 1,
-        dont_frag: true,
-    };
-    let mut buf = vec![0x5a; len];
-    repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]));
-    buf
 }
 
 fn bench(c: &mut Criterion) {

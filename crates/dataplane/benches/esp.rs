@@ -14,6 +14,9 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
+mod common;
+
+use common::ipv4;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::esp::{
     EspBatch, EspDestination, EspPathConfig, EspPaths, EspTunnel, EspTunnelConfig, InboundSa,
@@ -23,7 +26,7 @@ use dataplane::{
     Batch, Dataplane, HealthConfig, Mode, MssClamp, OuterMeta, TunnelConfig, TunnelId, Verdict,
 };
 use ipnet::IpNet;
-use wire::{Ipv4Packet, Ipv4Repr, ip_proto, ipv6};
+use wire::{ip_proto, ipv6};
 
 const HUB: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 1);
 const SPOKE: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1);
@@ -42,23 +45,6 @@ const CBC128_SHA256: Suite = Suite::AesCbc {
     key_bits: 128,
     integrity: Integrity::HmacSha256_128,
 };
-
-/// A UDP/IPv4 packet of `len` bytes in total.
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> Vec<u8> {
-    let mut buf = vec![0x5a; len];
-    Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: ip_proto::UDP,
-        payload_len: len - 20,
-        ttl: 64,
-        dscp_ecn: 0,
-        ident: 1,
-        dont_frag: true,
-    }
-    .emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]));
-    buf
-}
 
 /// Spoke `i`'s own address (`i` from 0).
 fn spoke(i: u16) -> Ipv6Addr {
