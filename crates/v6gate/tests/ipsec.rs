@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{BIN, assert_ping, pcap_packets, text, wait_until, wan_link};
 use v6gate::lab::strongswan::{Charon, LAB_PSK, StrongswanConfig, suite};
-use v6gate::lab::{Gateway, Lab, LabOptions, Node, Site, addr};
+use v6gate::lab::{Gateway, Lab, LabOptions, Node, Site, addr, dev};
 
 const HOST_A: IpAddr = IpAddr::V4(addr::HOST_A4);
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
@@ -27,6 +27,8 @@ struct Ipsec {
     esp_proposals: &'static str,
     child_lifetime: Option<&'static str>,
     dpd: Option<(&'static str, &'static str)>,
+    /// Endpoints on the sites' IPv4 underlay instead of their IPv6 one.
+    ipv4_underlay: bool,
 }
 
 impl Ipsec {
@@ -38,6 +40,7 @@ impl Ipsec {
             esp_proposals: suite::ESP_GCM,
             child_lifetime: None,
             dpd: None,
+            ipv4_underlay: false,
         }
     }
 }
@@ -46,6 +49,13 @@ fn lab() -> Lab {
     common::lab(LabOptions {
         site_ipv4_forwarding: true,
         ..LabOptions::default()
+    })
+}
+
+fn wan4(site: Site) -> IpAddr {
+    IpAddr::V4(match site {
+        Site::A => addr::SITE_A_WAN4,
+        Site::B => addr::SITE_B_WAN4,
     })
 }
 
@@ -79,8 +89,16 @@ fn write_config(lab: &Lab, site: Site, ipsec: &Ipsec) -> (PathBuf, PathBuf) {
          {TUNNEL:?}\nmode = \"ipsec\"\nlocal = \"{}\"\nremote = \"{}\"\nlocal_subnets = \
          [{:?}]\nroutes = [{:?}]\n[tunnel.ike]\n{ike}",
         socket.display().to_string(),
-        site.wan6(),
-        site.peer().wan6(),
+        if ipsec.ipv4_underlay {
+            wan4(site)
+        } else {
+            IpAddr::V6(site.wan6())
+        },
+        if ipsec.ipv4_underlay {
+            wan4(site.peer())
+        } else {
+            IpAddr::V6(site.peer().wan6())
+        },
         site.lan4(),
         site.peer().lan4(),
     );
@@ -234,6 +252,44 @@ fn v6gate_pair(encap: &'static str) {
         }),
         "B kept its CHILD SA after A stopped: {last}"
     );
+    b.stop().unwrap_or_else(|e| panic!("stopping B: {e}"));
+}
+
+#[test]
+fn v6gate_pair_esp_in_udp_over_ipv4() {
+    let lab = common::lab(LabOptions {
+        site_ipv4_forwarding: true,
+        ipv4_underlay: true,
+        ..LabOptions::default()
+    });
+    let ipsec = |start| Ipsec {
+        ipv4_underlay: true,
+        ..Ipsec::new(start, "udp")
+    };
+    let b = start_gateway(&lab, Site::B, &ipsec("respond"));
+    let a = start_gateway(&lab, Site::A, &ipsec("auto"));
+    let status = wait_established(&a, Duration::from_secs(15));
+    wait_established(&b, Duration::from_secs(5));
+    assert_eq!(status["ipsec"]["udp_encap"], true, "{status}");
+    assert_eq!(status["remote"], wan4(Site::B).to_string(), "{status}");
+    let capture = lab
+        .capture_text(Node::Wan, dev::WAN_TO_A4, "udp port 4500")
+        .unwrap();
+    assert_ping(&lab, Node::HostA, HOST_B, 5, &[&a, &b]);
+    let bytes = 8 * 1024 * 1024 + 5;
+    common::assert_tcp_a_to_b(&lab, bytes, Duration::from_secs(30), &[&a, &b]);
+    let seen = capture.finish().unwrap();
+    assert!(
+        seen.lines()
+            .any(|l| l.contains("198.18.1.1.4500 > 198.18.2.1.4500")),
+        "no ESP-in-UDP between the IPv4 underlay addresses:\n{seen}"
+    );
+    // Trains over IPv4 too: A segments, B reads them whole.
+    let (ta, tb) = (ipsec_status(&a), ipsec_status(&b));
+    assert!(common::counter(&ta, "udp_trains_sent") > 0, "{ta}");
+    assert!(common::counter(&tb, "udp_trains_received") > 0, "{tb}");
+    assert!(common::counter(&tb, "rx_bytes") >= bytes, "{tb}");
+    a.stop().unwrap_or_else(|e| panic!("stopping A: {e}"));
     b.stop().unwrap_or_else(|e| panic!("stopping B: {e}"));
 }
 
