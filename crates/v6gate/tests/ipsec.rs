@@ -257,6 +257,15 @@ fn v6gate_pair(encap: &'static str) {
 
 #[test]
 fn v6gate_pair_esp_in_udp_over_ipv4() {
+    v6gate_pair_over_ipv4("udp");
+}
+
+#[test]
+fn v6gate_pair_raw_esp_over_ipv4() {
+    v6gate_pair_over_ipv4("auto");
+}
+
+fn v6gate_pair_over_ipv4(encap: &'static str) {
     let lab = common::lab(LabOptions {
         site_ipv4_forwarding: true,
         ipv4_underlay: true,
@@ -264,30 +273,40 @@ fn v6gate_pair_esp_in_udp_over_ipv4() {
     });
     let ipsec = |start| Ipsec {
         ipv4_underlay: true,
-        ..Ipsec::new(start, "udp")
+        ..Ipsec::new(start, encap)
     };
     let b = start_gateway(&lab, Site::B, &ipsec("respond"));
     let a = start_gateway(&lab, Site::A, &ipsec("auto"));
     let status = wait_established(&a, Duration::from_secs(15));
     wait_established(&b, Duration::from_secs(5));
-    assert_eq!(status["ipsec"]["udp_encap"], true, "{status}");
+    assert_eq!(status["ipsec"]["udp_encap"], encap == "udp", "{status}");
     assert_eq!(status["remote"], wan4(Site::B).to_string(), "{status}");
-    let capture = lab
-        .capture_text(Node::Wan, dev::WAN_TO_A4, "udp port 4500")
-        .unwrap();
+    let filter = if encap == "udp" {
+        "udp port 4500"
+    } else {
+        "ip proto 50"
+    };
+    let capture = lab.capture_text(Node::Wan, dev::WAN_TO_A4, filter).unwrap();
     assert_ping(&lab, Node::HostA, HOST_B, 5, &[&a, &b]);
     let bytes = 8 * 1024 * 1024 + 5;
     common::assert_tcp_a_to_b(&lab, bytes, Duration::from_secs(30), &[&a, &b]);
     let seen = capture.finish().unwrap();
+    let between = if encap == "udp" {
+        "198.18.1.1.4500 > 198.18.2.1.4500"
+    } else {
+        "198.18.1.1 > 198.18.2.1: ESP"
+    };
     assert!(
-        seen.lines()
-            .any(|l| l.contains("198.18.1.1.4500 > 198.18.2.1.4500")),
-        "no ESP-in-UDP between the IPv4 underlay addresses:\n{seen}"
+        seen.lines().any(|l| l.contains(between)),
+        "no {filter} between the IPv4 underlay addresses:\n{seen}"
     );
-    // Trains over IPv4 too: A segments, B reads them whole.
     let (ta, tb) = (ipsec_status(&a), ipsec_status(&b));
-    assert!(common::counter(&ta, "udp_trains_sent") > 0, "{ta}");
-    assert!(common::counter(&tb, "udp_trains_received") > 0, "{tb}");
+    if encap == "udp" {
+        // Trains over IPv4 too: A segments, B reads them whole.
+        assert!(common::counter(&ta, "udp_trains_sent") > 0, "{ta}");
+        assert!(common::counter(&tb, "udp_trains_received") > 0, "{tb}");
+    }
+    assert_eq!(common::counter(&ta, "send_errors"), 0, "{ta}");
     assert!(common::counter(&tb, "rx_bytes") >= bytes, "{tb}");
     a.stop().unwrap_or_else(|e| panic!("stopping A: {e}"));
     b.stop().unwrap_or_else(|e| panic!("stopping B: {e}"));
