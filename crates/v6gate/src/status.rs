@@ -360,6 +360,47 @@ mod tests {
     }
 
     #[test]
+    fn render_shows_offload_counters_only_when_used() {
+        let idle = TunnelStatus {
+            name: "home".into(),
+            ..TunnelStatus::default()
+        };
+        let busy = TunnelStatus {
+            name: "vps".into(),
+            udp_trains_sent: 12,
+            udp_trains_received: 7,
+            underlay_gro_packets: 3,
+            ..TunnelStatus::default()
+        };
+        let s = GatewayStatus {
+            tunnels: vec![idle, busy],
+            ..GatewayStatus::default()
+        };
+        let text = render(&s);
+        assert_eq!(text.matches("udp trains").count(), 1, "{text}");
+        assert!(text.contains("udp trains 12 sent, 7 received"), "{text}");
+        assert!(text.contains("underlay gro 3 merged packets"), "{text}");
+        // Older daemons answer without the fields: they read as zero.
+        let mut old = serde_json::to_value(TunnelStatus::default()).unwrap();
+        for key in [
+            "udp_trains_sent",
+            "udp_trains_received",
+            "underlay_gro_packets",
+        ] {
+            assert!(old.as_object_mut().unwrap().remove(key).is_some(), "{key}");
+        }
+        let old: TunnelStatus = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            (
+                old.udp_trains_sent,
+                old.udp_trains_received,
+                old.underlay_gro_packets
+            ),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
     fn bytes_are_humanised() {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
