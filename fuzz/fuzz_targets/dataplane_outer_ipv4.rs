@@ -6,7 +6,8 @@
 //! Input: 1 byte of flags (bit 0: IPv4 path probed by ICMP rather than
 //! keepalives; bit 1: rewrite the addresses to the path's and fix the header
 //! checksum, so the fuzzer gets past the outer header; bit 2: device per
-//! path), then the datagram.
+//! path), then the datagram. The datagram is then also handed over as an ICMPv4 error
+//! (Fragmentation Needed handling), which must never raise a path MTU.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -120,4 +121,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let stats = dp.stats(id).unwrap();
     assert_eq!(stats.tx_packets, 0, "probes are not traffic");
+
+    // The same bytes as an ICMPv4 error from the underlay: handled without a panic, and a
+    // path MTU only ever falls.
+    let before = stats.path_mtu;
+    let _ = dp.handle_icmpv4(now, &datagram);
+    assert!(dp.stats(id).unwrap().path_mtu <= before);
 });

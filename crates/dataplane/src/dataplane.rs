@@ -4,11 +4,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Instant;
 
-use wire::{Icmpv6Packet, icmpv6, ipv6_ext};
+use wire::{Icmpv4Packet, Icmpv6Packet, icmpv4, icmpv6, ipv6_ext};
 
 use crate::event::{EventQueue, PathMtuReason};
 use crate::ratelimit::IcmpRateLimit;
-use crate::tunnel::{Idents, Ipv4Outer, Tunnel, quoted_tunnel_packet};
+use crate::tunnel::{Idents, Ipv4Outer, Tunnel, quoted_ipv4_tunnel_packet, quoted_tunnel_packet};
 use crate::{
     Batch, ConfigError, DropCounters, DropReason, Event, PathId, PathStats, Probe, TunnelConfig,
     TunnelId, TunnelStats, Verdict,
@@ -485,6 +485,62 @@ impl Dataplane {
                 mtu,
                 reason: PathMtuReason::PacketTooBig {
                     from: src,
+                    reported,
+                },
+            });
+        }
+        Verdict::Consumed
+    }
+
+    /// A whole ICMPv4 datagram from the underlay (IPv4 header included, as a raw
+    /// ICMP socket delivers it). A Fragmentation Needed about one of our outer
+    /// packets over an IPv4 path lowers that path's MTU, as Packet Too Big does
+    /// for IPv6 paths; everything else is left to the kernel. Our outer IPv4
+    /// header carries DF only when the inner IPv4 packet did, so these come
+    /// back exactly for the traffic that relies on path MTU discovery.
+    pub fn handle_icmpv4(&mut self, now: Instant, datagram: &[u8]) -> Verdict {
+        self.tick(now);
+        let Some(outer) = Ipv4Outer::parse(datagram) else {
+            return self.drop_unattributed(DropReason::Malformed);
+        };
+        if outer.protocol != wire::ip_proto::ICMP {
+            return self.drop_unattributed(DropReason::UnhandledIcmp);
+        }
+        let Ok(packet) = Icmpv4Packet::new_checked(&datagram[outer.payload]) else {
+            return self.drop_unattributed(DropReason::Malformed);
+        };
+        if !packet.verify_checksum() {
+            return self.drop_unattributed(DropReason::Malformed);
+        }
+        if packet.msg_type() != icmpv4::msg_type::DST_UNREACHABLE
+            || packet.code() != icmpv4::CODE_FRAG_NEEDED
+        {
+            return self.drop_unattributed(DropReason::UnhandledIcmp);
+        }
+        let Some((local, remote)) = quoted_ipv4_tunnel_packet(packet.data()) else {
+            return self.drop_unattributed(DropReason::NoTunnel);
+        };
+        let Some((id, path)) = self.path_by_endpoints(IpAddr::V4(local), IpAddr::V4(remote)) else {
+            return self.drop_unattributed(DropReason::NoTunnel);
+        };
+        // Routers from before RFC 1191 report 0: without a value there is nothing to
+        // lower to safely, and the kernel's own plateau guess is not ours to make.
+        let reported = packet.next_hop_mtu();
+        if reported == 0 {
+            return self.drop_unattributed(DropReason::UnhandledIcmp);
+        }
+        let Some(tunnel) = self.tunnels.get_mut(&id) else {
+            return self.drop_unattributed(DropReason::NoTunnel);
+        };
+        // 68 is the least every IPv4 link carries (RFC 791).
+        if tunnel.lower_path_mtu(now, path, reported.max(68)) {
+            let mtu = tunnel.paths[path.index()].pmtu.current();
+            self.events.push(Event::PathMtuChanged {
+                tunnel: id,
+                path,
+                mtu,
+                reason: PathMtuReason::FragmentationNeeded {
+                    from: outer.src,
                     reported,
                 },
             });

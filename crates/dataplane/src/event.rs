@@ -2,7 +2,7 @@
 
 use core::fmt;
 use std::collections::VecDeque;
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::health::HealthReason;
 use crate::{HealthState, PathId, TunnelId};
@@ -68,6 +68,9 @@ impl fmt::Display for SwitchReason {
 pub enum PathMtuReason {
     /// An ICMPv6 Packet Too Big from `from` reported a link MTU of `reported`.
     PacketTooBig { from: Ipv6Addr, reported: u32 },
+    /// An ICMPv4 Fragmentation Needed from `from` reported a next-hop MTU of `reported`
+    /// (RFC 1191), for a path over IPv4.
+    FragmentationNeeded { from: Ipv4Addr, reported: u16 },
     /// The lowered value aged out and the configured MTU applies again
     /// (RFC 8201 §4).
     Expired,
@@ -89,6 +92,12 @@ impl fmt::Display for Event {
                 match reason {
                     PathMtuReason::PacketTooBig { from, reported } => {
                         write!(f, "packet too big from {from}, link mtu {reported}")?;
+                    }
+                    PathMtuReason::FragmentationNeeded { from, reported } => {
+                        write!(
+                            f,
+                            "fragmentation needed from {from}, next-hop mtu {reported}"
+                        )?;
                     }
                     PathMtuReason::Expired => f.write_str("lowered value expired")?,
                     PathMtuReason::Reconfigured => f.write_str("reconfigured")?,

@@ -840,6 +840,21 @@ pub(crate) fn quoted_tunnel_packet(
         .then(|| (header.src_addr(), header.dst_addr()))
 }
 
+/// The endpoints of a quoted IPv4 tunnel packet (protocol 4 or 41) in an ICMPv4 error: the
+/// quote holds its IPv4 header and at least 8 bytes after it (RFC 792), of which only the
+/// header matters here.
+pub(crate) fn quoted_ipv4_tunnel_packet(
+    quote: &[u8],
+) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+    let header = quote.get(..ipv4::HEADER_LEN)?;
+    let packet = wire::Ipv4Packet::new_unchecked(header);
+    if packet.version() != 4 {
+        return None;
+    }
+    matches!(packet.protocol(), ip_proto::IPIP | ip_proto::IPV6)
+        .then(|| (packet.src_addr(), packet.dst_addr()))
+}
+
 /// The IPv4 outer header of a datagram from a raw IPv4 socket, and where its
 /// payload lies.
 pub(crate) struct Ipv4Outer {

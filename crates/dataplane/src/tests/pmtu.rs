@@ -322,3 +322,106 @@ fn outer_fragments_get_fresh_identifications() {
     idents.dedup();
     assert_eq!(idents.len(), 3);
 }
+
+const ROUTER4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+
+/// A Fragmentation Needed from a router on an IPv4 path, quoting the header and first 8
+/// bytes of `invoking` (RFC 792), in a whole datagram as a raw ICMP socket delivers it.
+fn frag_needed(next_hop_mtu: u16, invoking: &[u8]) -> Vec<u8> {
+    let repr = wire::Icmpv4Repr::DstUnreachable {
+        code: wire::icmpv4::CODE_FRAG_NEEDED,
+        next_hop_mtu,
+        data: &invoking[..28],
+    };
+    let mut icmp = vec![0x5A; repr.buffer_len()];
+    repr.emit(&mut wire::Icmpv4Packet::new_unchecked(&mut icmp[..]));
+    ipv4(ROUTER4, LOCAL4, ip_proto::ICMP, &icmp, false)
+}
+
+/// The IPv4 path ("pppoe") carries traffic alone; returns an outer packet it sent, DF set.
+fn ipv4_path_sent_packet() -> (Dataplane, TunnelId, Vec<u8>) {
+    let mut c = two_paths(Mode::Ipip6);
+    c.paths.remove(0);
+    let (mut dp, id) = dataplane(c);
+    let mut out = Batch::new(2048);
+    let _ = dp.handle_inner(now(), id, &mut udp4(NEAR4, FAR4, 1400, true), &mut out);
+    let (_, sent) = packets(&out).remove(0);
+    assert!(Ipv4Packet::new_checked(&sent[..]).unwrap().dont_frag());
+    (dp, id, sent)
+}
+
+#[test]
+fn fragmentation_needed_lowers_an_ipv4_paths_mtu() {
+    let (mut dp, id, sent) = ipv4_path_sent_packet();
+    let t0 = now();
+    let v = dp.handle_icmpv4(t0, &frag_needed(1454, &sent));
+    assert_eq!(v, Verdict::Consumed);
+    // PPPoE's 1454 less the 20-byte outer IPv4 header.
+    assert_eq!(dp.stats(id).unwrap().path_mtu, 1434);
+    assert_eq!(
+        dp.poll_event(),
+        Some(Event::PathMtuChanged {
+            tunnel: id,
+            path: PathId(0),
+            mtu: 1434,
+            reason: PathMtuReason::FragmentationNeeded {
+                from: ROUTER4,
+                reported: 1454
+            },
+        })
+    );
+    assert_eq!(dp.poll_timeout(), Some(t0 + PMTU_EXPIRY));
+    // The next DF packet over the new MTU goes back to its sender as frag-needed.
+    let mut out = Batch::new(4096);
+    let v = dp.handle_inner(t0, id, &mut udp4(NEAR4, FAR4, 1440, true), &mut out);
+    assert_eq!(v, Verdict::Dropped(DropReason::TooBig));
+    // A higher report never raises it again.
+    let _ = dp.handle_icmpv4(t0, &frag_needed(1480, &sent));
+    assert_eq!(dp.stats(id).unwrap().path_mtu, 1434);
+}
+
+#[test]
+fn other_icmpv4_is_left_to_the_kernel() {
+    let (mut dp, id, sent) = ipv4_path_sent_packet();
+    let t0 = now();
+    let unchanged = |dp: &Dataplane| dp.stats(id).unwrap().path_mtu;
+    let before = unchanged(&dp);
+    // Reported 0 (a router from before RFC 1191).
+    assert_eq!(
+        dp.handle_icmpv4(t0, &frag_needed(0, &sent)),
+        Verdict::Dropped(DropReason::UnhandledIcmp)
+    );
+    // Another unreachable code.
+    let mut other = frag_needed(1400, &sent);
+    other[21] = 1;
+    wire::Icmpv4Packet::new_unchecked(&mut other[20..]).fill_checksum();
+    assert_eq!(
+        dp.handle_icmpv4(t0, &other),
+        Verdict::Dropped(DropReason::UnhandledIcmp)
+    );
+    // A corrupted checksum.
+    let mut corrupt = frag_needed(1400, &sent);
+    corrupt[30] ^= 1;
+    assert_eq!(
+        dp.handle_icmpv4(t0, &corrupt),
+        Verdict::Dropped(DropReason::Malformed)
+    );
+    // A quote of someone else's packet.
+    let mut foreign = sent.clone();
+    foreign[16..20].copy_from_slice(&[198, 18, 9, 9]);
+    assert_eq!(
+        dp.handle_icmpv4(t0, &frag_needed(1400, &foreign)),
+        Verdict::Dropped(DropReason::NoTunnel)
+    );
+    // Truncated and garbage datagrams.
+    assert_eq!(
+        dp.handle_icmpv4(t0, &frag_needed(1400, &sent)[..24]),
+        Verdict::Dropped(DropReason::Malformed)
+    );
+    assert_eq!(
+        dp.handle_icmpv4(t0, &[0x45; 3]),
+        Verdict::Dropped(DropReason::Malformed)
+    );
+    assert_eq!(unchanged(&dp), before);
+    assert_eq!(dp.poll_event(), None);
+}
