@@ -410,3 +410,48 @@ fn ipv4_endpoint_pin_is_skipped_by_marked_lookups() {
         );
     });
 }
+
+/// An ICMPv4 message of `kind`/`code` with 8 bytes of rest-of-header and `data`, checksummed.
+fn icmp(kind: u8, code: u8, rest: [u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut message = vec![kind, code, 0, 0];
+    message.extend_from_slice(&rest);
+    message.extend_from_slice(data);
+    let sum = checksum(&[&message]);
+    message[2..4].copy_from_slice(&sum.to_be_bytes());
+    message
+}
+
+#[test]
+fn icmp_filter_passes_only_fragmentation_needed_traffic() {
+    in_netns(|netlink| async move {
+        let peer = PeerNetns::new();
+        link_to_peer(&netlink, &peer, "v4ic0", "v4ic0p").await;
+        let listener = RawIpv4Socket::open(1).unwrap();
+        listener.pass_only_icmp_types(&[3]).unwrap();
+        let sender = peer.enter(|| RawIpv4Socket::open(1).unwrap());
+        let outer = |message: &[u8]| {
+            Outer {
+                protocol: 1,
+                src: REMOTE,
+                dst: LOCAL,
+                ..Outer::ipip(9)
+            }
+            .wrap(message)
+        };
+        // An echo request (answered by the kernel, filtered for us), then a Fragmentation
+        // Needed quoting one of our IPIP packets with next-hop MTU 1454.
+        let echo = icmp(8, 0, [0, 1, 0, 1], b"ping");
+        let quoted = &Outer::ipip(7).wrap(&inner_packet(b"x"))[..28];
+        let frag_needed = icmp(3, 4, [0, 0, 0x05, 0xae], quoted);
+        sender.send_to(&outer(&echo), LOCAL).unwrap();
+        sender.send_to(&outer(&frag_needed), LOCAL).unwrap();
+        let mut buf = [0u8; 2048];
+        let received = recv_soon(|| listener.recv(&mut buf)).await.unwrap();
+        let datagram = &buf[..received.len];
+        assert_eq!(received.src, REMOTE);
+        // The whole datagram, IPv4 header first, and it is the frag-needed one.
+        assert_eq!(datagram[9], 1);
+        assert_eq!(&datagram[20..], &frag_needed[..]);
+        assert_silent(|| listener.recv(&mut buf)).await;
+    });
+}

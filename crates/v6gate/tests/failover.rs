@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use v6gate::lab::multipath::{Failure, Timers, TwoPaths};
-use v6gate::lab::{Node, Site, is_root};
+use v6gate::lab::{Node, Site, dev, is_root};
+
+mod common;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_v6gate");
 
@@ -87,4 +89,89 @@ fn silent_drop_on_the_primary_fails_over_and_back() {
 #[test]
 fn link_down_on_the_primary_fails_over_and_back() {
     failover_and_back(Failure::LinkDown);
+}
+
+/// The path MTU of path `name` in siteA's status.
+fn path_mtu(lab: &TwoPaths, name: &str) -> Option<u64> {
+    let status = lab.a.tunnel_status("ab").ok()?;
+    status["paths"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)?["path_mtu"]
+        .as_u64()
+}
+
+#[test]
+fn fragmentation_needed_on_the_ipv4_backup_lowers_its_path_mtu() {
+    assert!(is_root(), "end-to-end tests must run as root");
+    let lab = TwoPaths::start(Path::new(BINARY), Timers::default()).expect("two-path lab");
+    assert!(
+        lab.wait_for_active("ipoe", Duration::from_secs(10))
+            .is_some(),
+        "{}",
+        lab.a.log()
+    );
+    lab.cut(Failure::LinkDown).expect("cutting the primary");
+    assert!(
+        lab.wait_for_active("pppoe", Duration::from_secs(10))
+            .is_some(),
+        "traffic did not move to the IPv4 path: {}",
+        lab.a.log()
+    );
+    let before = path_mtu(&lab, "pppoe").expect("pppoe path in status");
+    assert_eq!(before, 1460, "the tunnel MTU of both paths");
+    // A link beyond siteA's first hop carries only 1,400 bytes: the wan router answers
+    // siteA's full-size DF outer packets with Fragmentation Needed.
+    lab.lab
+        .ip(
+            Node::Wan,
+            &["link", "set", "dev", dev::WAN_TO_B4, "mtu", "1400"],
+        )
+        .expect("lowering the MTU toward siteB");
+    let host_b = IpAddr::V4(Site::B.host4());
+    // 1,432 bytes of payload: a 1,460-byte inner packet, DF set by -M do.
+    let _ = lab.lab.ping_output(
+        Node::HostA,
+        host_b,
+        2,
+        &["-M", "do", "-s", "1432", "-W", "1"],
+    );
+    let lowered = common::wait_until(Duration::from_secs(5), || {
+        path_mtu(&lab, "pppoe") == Some(1380)
+    });
+    assert!(
+        lowered,
+        "pppoe path MTU stayed {:?}: {}",
+        path_mtu(&lab, "pppoe"),
+        lab.a.log()
+    );
+    assert!(
+        lab.a.log().contains("FragmentationNeeded"),
+        "{}",
+        lab.a.log()
+    );
+    // hostA learnt 1,380 from siteA's own Fragmentation Needed (ping says "mtu = 1380" when
+    // the message arrives now, "mtu=1380" when the route already holds it).
+    let told = lab.lab.ping_output(
+        Node::HostA,
+        host_b,
+        1,
+        &["-M", "do", "-s", "1432", "-W", "1"],
+    );
+    let text =
+        String::from_utf8_lossy(&told.stdout).into_owned() + &String::from_utf8_lossy(&told.stderr);
+    assert!(
+        text.contains("mtu = 1380") || text.contains("mtu=1380"),
+        "{text}"
+    );
+    assert!(
+        lab.lab
+            .ping_output(Node::HostA, host_b, 3, &["-M", "do", "-s", "1352"])
+            .status
+            .success(),
+        "1,380-byte DF pings do not get through"
+    );
+    let TwoPaths { lab: _lab, a, b } = lab;
+    a.stop().expect("siteA stops cleanly");
+    b.stop().expect("siteB stops cleanly");
 }

@@ -9,8 +9,12 @@ use socket2::{Domain, SockAddr, Socket};
 
 use super::{Transmit, open_raw, recv_whole, set_buffers};
 use crate::error::{Result, SysError};
-use crate::fd::set_int_option;
+use crate::fd::{set_int_option, set_option};
 use crate::msg::{self, ControlBuffer, ControlMessage, ControlMessages};
+
+/// `SOL_RAW` and its `ICMP_FILTER` option (linux/icmp.h), which the libc crate lacks.
+const SOL_RAW: libc::c_int = 255;
+const ICMP_FILTER: libc::c_int = 1;
 
 /// One packet of an IPv4 batch send.
 pub type Transmit4<'a> = Transmit<'a, Ipv4Addr>;
@@ -85,6 +89,18 @@ impl RawIpv4Socket {
         set_int_option(socket.as_raw_fd(), libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
             .map_err(error("request packet info on"))?;
         Ok(Self { socket, protocol })
+    }
+
+    /// On a socket for protocol 1 (ICMP): lets through only messages whose type is in
+    /// `types` (Linux's `ICMP_FILTER`, types below 32), so that the packet thread is not woken
+    /// for every echo the host answers.
+    pub fn pass_only_icmp_types(&self, types: &[u8]) -> io::Result<()> {
+        // `struct icmp_filter { __u32 data; }`: a set bit blocks that type.
+        let pass = types
+            .iter()
+            .filter(|&&t| t < 32)
+            .fold(0u32, |mask, &t| mask | (1 << t));
+        set_option(self.socket.as_raw_fd(), SOL_RAW, ICMP_FILTER, &!pass)
     }
 
     /// The IP protocol number this socket carries.

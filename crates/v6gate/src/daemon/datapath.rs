@@ -47,6 +47,7 @@ const RAW4_IPIP: Token = Token(4);
 const RAW4_IPV6: Token = Token(5);
 const RAW_ESP: Token = Token(6);
 const RAW4_ESP: Token = Token(7);
+const ICMPV4: Token = Token(8);
 const FIRST_TUN: usize = 16;
 
 /// Large enough for any IPv6 packet a TUN or raw socket can hand us.
@@ -211,6 +212,11 @@ impl Datapath {
             .context("opening the raw IPv6 socket for ESP (protocol 50)")?;
         let esp4 = RawIpv4Socket::open(wire::ip_proto::ESP)
             .context("opening the raw IPv4 socket for ESP (protocol 50)")?;
+        let icmp4 = RawIpv4Socket::open(wire::ip_proto::ICMP)
+            .context("opening the raw IPv4 socket for ICMP (fragmentation needed)")?;
+        icmp4
+            .pass_only_icmp_types(&[wire::icmpv4::msg_type::DST_UNREACHABLE])
+            .context("filtering the ICMPv4 socket to destination unreachable")?;
         let registry = poll.registry();
         registry.register(
             &mut SourceFd(&ipip.as_raw_fd()),
@@ -243,6 +249,11 @@ impl Datapath {
             RAW4_ESP,
             Interest::READABLE,
         )?;
+        registry.register(
+            &mut SourceFd(&icmp4.as_raw_fd()),
+            ICMPV4,
+            Interest::READABLE,
+        )?;
         let (tx, rx) = mpsc::channel();
         let mut looper = Loop {
             poll,
@@ -251,6 +262,7 @@ impl Datapath {
             ipip,
             ipv6,
             icmp,
+            icmp4,
             ipip4,
             ipv6in4,
             tuns: HashMap::new(),
@@ -398,6 +410,8 @@ struct Loop {
     ipip: RawIpv6Socket,
     ipv6: RawIpv6Socket,
     icmp: Icmpv6Socket,
+    /// ICMPv4 destination unreachable, for fragmentation needed about paths over IPv4.
+    icmp4: RawIpv4Socket,
     /// Raw IPv4 sockets for paths over IPv4; `ipip4` also sends both protocols, since with
     /// `IP_HDRINCL` the protocol is the one in the header the core built.
     ipip4: RawIpv4Socket,
@@ -511,6 +525,7 @@ impl Loop {
                     RAW_IPIP => self.drain_outer(now, true),
                     RAW_IPV6 => self.drain_outer(now, false),
                     ICMPV6 => self.drain_icmp(now),
+                    ICMPV4 => self.drain_icmp4(now),
                     RAW4_IPIP => self.drain_outer_ipv4(now, true),
                     RAW4_IPV6 => self.drain_outer_ipv4(now, false),
                     RAW_ESP => self.drain_raw_esp(now, false),
@@ -821,6 +836,22 @@ impl Loop {
             let _ =
                 self.core
                     .handle_icmpv6(now, received.src, received.dst, &self.buf[..received.len]);
+            self.log_events();
+        }
+    }
+
+    fn drain_icmp4(&mut self, now: Instant) {
+        loop {
+            let received = match self.icmp4.recv(&mut self.buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!("ICMPv4 socket receive failed: {e}");
+                    return;
+                }
+            };
+            let _ = self.core.handle_icmpv4(now, &self.buf[..received.len]);
             self.log_events();
         }
     }
