@@ -823,36 +823,38 @@ impl Loop {
     }
 
     fn drain_icmp(&mut self, now: Instant) {
-        loop {
-            let received = match self.icmp.recv(&mut self.buf) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    warn!("ICMPv6 socket receive failed: {e}");
-                    return;
-                }
-            };
-            let _ =
-                self.core
-                    .handle_icmpv6(now, received.src, received.dst, &self.buf[..received.len]);
-            self.log_events();
-        }
+        self.drain_icmp_socket("ICMPv6", |lp| {
+            let r = lp.icmp.recv(&mut lp.buf)?;
+            let _ = lp.core.handle_icmpv6(now, r.src, r.dst, &lp.buf[..r.len]);
+            Ok(())
+        });
     }
 
     fn drain_icmp4(&mut self, now: Instant) {
+        self.drain_icmp_socket("ICMPv4", |lp| {
+            let r = lp.icmp4.recv(&mut lp.buf)?;
+            let _ = lp.core.handle_icmpv4(now, &lp.buf[..r.len]);
+            Ok(())
+        });
+    }
+
+    /// Hands the core one ICMP message at a time with `receive_one` until the socket is
+    /// empty, logging what each changed (they are rare, so no batching).
+    fn drain_icmp_socket(
+        &mut self,
+        socket: &str,
+        mut receive_one: impl FnMut(&mut Self) -> io::Result<()>,
+    ) {
         loop {
-            let received = match self.icmp4.recv(&mut self.buf) {
-                Ok(r) => r,
+            match receive_one(self) {
+                Ok(()) => self.log_events(),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    warn!("ICMPv4 socket receive failed: {e}");
+                    warn!("{socket} socket receive failed: {e}");
                     return;
                 }
-            };
-            let _ = self.core.handle_icmpv4(now, &self.buf[..received.len]);
-            self.log_events();
+            }
         }
     }
 
