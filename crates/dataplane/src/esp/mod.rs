@@ -10,6 +10,7 @@
 
 pub mod paths;
 mod replay;
+mod too_big;
 pub mod tunnel;
 
 use core::fmt;
@@ -25,6 +26,7 @@ use sha2::Sha256;
 
 pub use paths::{EspPathConfig, EspPathEvent, EspPaths};
 pub use replay::{ReplayWindow, WINDOW};
+pub use too_big::{TooBig, too_big_v4, too_big_v6};
 pub use tunnel::{
     EspBatch, EspDestination, EspDrop, EspEvent, EspStats, EspTunnel, EspTunnelConfig, UdpKind,
     classify_udp,
@@ -101,6 +103,13 @@ impl Suite {
             Self::AesGcm16 { .. } => 4,
             Self::AesCbc { .. } => 16,
         }
+    }
+
+    /// The largest payload whose ESP packet fits `room` bytes (what the outer headers leave
+    /// of a link MTU).
+    pub const fn max_payload(self, room: usize) -> usize {
+        let body = room.saturating_sub(HEADER_LEN + self.iv_len() + self.icv_len());
+        (body / self.align() * self.align()).saturating_sub(2)
     }
 
     /// Bytes ESP adds around a payload of `len` bytes.

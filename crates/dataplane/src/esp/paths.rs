@@ -26,7 +26,7 @@ use super::tunnel::{EspBatch, EspDestination, EspDrop, EspEvent, EspStats, EspTu
 use super::{EspTunnelConfig, InboundSa, OutboundSa};
 use crate::health::{HealthReason, Tracker};
 use crate::probe::{KEEPALIVE_LEN, Keepalive, Kind};
-use crate::{HealthConfig, HealthState, PathStats, SwitchReason};
+use crate::{HealthConfig, HealthState, PathMtuReason, PathStats, SwitchReason};
 
 /// Events waiting beyond this are dropped oldest first.
 const MAX_EVENTS: usize = 64;
@@ -58,6 +58,12 @@ pub enum EspPathEvent {
         from: usize,
         to: usize,
         reason: SwitchReason,
+    },
+    /// A path's inner MTU changed: lowered by a router's report, or back when that aged out.
+    PathMtuChanged {
+        path: usize,
+        mtu: u16,
+        reason: PathMtuReason,
     },
 }
 
@@ -286,9 +292,37 @@ impl EspPaths {
     }
 
     /// Probes due, lost probes, NAT keepalives, and a failback that waited for the hold-down.
+    /// A router reported that ESP of `path` met a link of `link_mtu` bytes (`reason` says
+    /// who and how); lowers the path's inner MTU if that makes it smaller.
+    pub fn lower_path_mtu(
+        &mut self,
+        now: Instant,
+        path: usize,
+        link_mtu: u16,
+        reason: PathMtuReason,
+    ) -> Option<u16> {
+        let mtu = self
+            .paths
+            .get_mut(path)?
+            .core
+            .lower_path_mtu(now, link_mtu)?;
+        self.events
+            .push_back(EspPathEvent::PathMtuChanged { path, mtu, reason });
+        Some(mtu)
+    }
+
     pub fn handle_timeout(&mut self, now: Instant, out: &mut EspBatch) {
         let since_start = self.clock(now);
         for i in 0..self.paths.len() {
+            let p = &mut self.paths[i];
+            if p.core.expire_path_mtu(now) {
+                let mtu = p.core.mtu();
+                self.events.push_back(EspPathEvent::PathMtuChanged {
+                    path: i,
+                    mtu,
+                    reason: PathMtuReason::Expired,
+                });
+            }
             let p = &mut self.paths[i];
             p.core.handle_timeout(now, out);
             let has_sa = p.has_sa();
@@ -361,7 +395,7 @@ impl EspPaths {
         let core = p.core.stats();
         let mut stats = PathStats {
             state: p.state(),
-            path_mtu: p.core.config().mtu,
+            path_mtu: p.core.mtu(),
             tx_packets: core.tx_packets,
             tx_bytes: core.tx_bytes,
             rx_packets: core.rx_packets,
@@ -730,6 +764,43 @@ mod tests {
         let answers = now.keepalives_answered - backup.keepalives_answered;
         assert!(probes >= 1);
         assert_eq!(on_backup as u64, probes + answers);
+    }
+
+    #[test]
+    fn a_lowered_path_mtu_is_reported_per_path_and_ages_out() {
+        let mut pair = Pair::new();
+        pair.run(300);
+        let _ = pair.events();
+        let configured = pair.a.path_stats(1).unwrap().path_mtu;
+        let reason = PathMtuReason::FragmentationNeeded {
+            from: "198.18.9.1".parse().unwrap(),
+            reported: 1400,
+        };
+        let lowered = pair.a.lower_path_mtu(pair.now, 1, 1400, reason);
+        // Path 1 runs over IPv4: 1400 - 20 - UDP 8 = 1372; GCM 1372 - 32 = 1340, less 2.
+        assert_eq!(lowered, Some(1338));
+        assert_eq!(pair.a.path_stats(1).unwrap().path_mtu, 1338);
+        assert_eq!(pair.a.path_stats(0).unwrap().path_mtu, configured);
+        assert_eq!(
+            pair.events(),
+            [EspPathEvent::PathMtuChanged {
+                path: 1,
+                mtu: 1338,
+                reason
+            }]
+        );
+        assert_eq!(pair.a.lower_path_mtu(pair.now, 1, 1500, reason), None);
+        assert_eq!(pair.a.lower_path_mtu(pair.now, 9, 1000, reason), None);
+        // Ten minutes on, the configured MTU applies again.
+        let later = pair.now + crate::PMTU_EXPIRY;
+        assert!(pair.a.poll_timeout().is_some_and(|at| at <= later));
+        pair.a.handle_timeout(later, &mut EspBatch::new(4096));
+        assert_eq!(pair.a.path_stats(1).unwrap().path_mtu, configured);
+        assert!(pair.events().contains(&EspPathEvent::PathMtuChanged {
+            path: 1,
+            mtu: configured,
+            reason: PathMtuReason::Expired
+        }));
     }
 
     #[test]

@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use wire::{Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, ip_proto, ipv4, ipv6};
 
-use super::{EspError, InboundSa, OutboundSa, SpiTable};
+use super::{EspError, InboundSa, Integrity, OutboundSa, SpiTable, Suite};
 use crate::MssClamp;
 use crate::inner::{Family, Inner};
+use crate::pmtu::{PathMtu, Update};
 use crate::probe::{KEEPALIVE_LEN, KEEPALIVE_PROTOCOL, Keepalive};
 use crate::{icmp, mss};
 
@@ -65,6 +66,9 @@ pub fn classify_udp(payload: &[u8]) -> UdpKind {
         _ => UdpKind::Malformed,
     }
 }
+
+/// The UDP header in front of ESP-in-UDP, reserved in the tunnel MTU whatever the encapsulation.
+const UDP_HEADER_LEN: usize = 8;
 
 /// How ESP leaves: raw or in UDP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -336,11 +340,14 @@ pub struct EspTunnel {
     events: Vec<EspEvent>,
     stats: EspStats,
     ident: u16,
+    /// The inner MTU, lowered by Packet Too Big / Fragmentation Needed about our ESP.
+    pmtu: PathMtu,
 }
 
 impl EspTunnel {
     pub fn new(config: EspTunnelConfig) -> Self {
         Self {
+            pmtu: PathMtu::new(config.mtu),
             config,
             outbound: Vec::new(),
             inbound: SpiTable::new(),
@@ -351,6 +358,37 @@ impl EspTunnel {
             stats: EspStats::default(),
             ident: 0,
         }
+    }
+
+    /// The largest inner packet now: the configured MTU, or less while a router on the path
+    /// reports a smaller link.
+    pub fn mtu(&self) -> u16 {
+        self.pmtu.current()
+    }
+
+    /// A router reported that our ESP to the peer met a link of `link_mtu` bytes. Returns the
+    /// new inner MTU if it fell. The room is reckoned as the configured MTU was (UDP header
+    /// reserved, the sealing SA's suite, or the roomiest one before any SA).
+    pub fn lower_path_mtu(&mut self, now: Instant, link_mtu: u16) -> Option<u16> {
+        let outer = match self.config.remote {
+            IpAddr::V4(_) => ipv4::HEADER_LEN,
+            IpAddr::V6(_) => ipv6::HEADER_LEN,
+        };
+        let suite = self.outbound.last().map_or(
+            Suite::AesCbc {
+                key_bits: 128,
+                integrity: Integrity::HmacSha256_128,
+            },
+            OutboundSa::suite,
+        );
+        let room = usize::from(link_mtu).saturating_sub(outer + UDP_HEADER_LEN);
+        let inner = u16::try_from(suite.max_payload(room)).unwrap_or(u16::MAX);
+        (self.pmtu.lower(now, inner) == Update::Lowered).then_some(inner)
+    }
+
+    /// Returns to the configured MTU once a lowered one has aged out; true if it did.
+    pub fn expire_path_mtu(&mut self, now: Instant) -> bool {
+        self.pmtu.expire(now)
     }
 
     pub fn config(&self) -> &EspTunnelConfig {
@@ -415,8 +453,14 @@ impl EspTunnel {
 
     /// When [`EspTunnel::handle_timeout`] has work: the next NAT keepalive.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.udp_port?;
-        self.last_udp_tx.map(|t| t + KEEPALIVE_INTERVAL)
+        let keepalive = self
+            .udp_port
+            .and(self.last_udp_tx)
+            .map(|t| t + KEEPALIVE_INTERVAL);
+        match (keepalive, self.pmtu.expires()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Sends a NAT keepalive if nothing went to the peer in UDP for [`KEEPALIVE_INTERVAL`].
@@ -465,7 +509,7 @@ impl EspTunnel {
         if !contains(&self.config.local_subnets, inner.src) {
             return Err(EspDrop::SourceNotLocal);
         }
-        if inner.len > usize::from(self.config.mtu) {
+        if inner.len > usize::from(self.mtu()) {
             self.too_big(packet, inner.family, out);
             return Err(EspDrop::TooBig);
         }
@@ -665,13 +709,13 @@ impl EspTunnel {
         match self.config.mss_clamp {
             MssClamp::Off => None,
             MssClamp::Fixed(mss) => Some(mss),
-            MssClamp::Auto => Some(self.config.mtu.saturating_sub(headers)),
+            MssClamp::Auto => Some(self.mtu().saturating_sub(headers)),
         }
     }
 
     /// An ICMP error telling the sender the tunnel MTU, for packets that may not be fragmented.
     fn too_big(&mut self, packet: &[u8], family: Family, out: &mut EspBatch) {
-        let mtu = self.config.mtu;
+        let mtu = self.mtu();
         match family {
             Family::V4 => {
                 let view = Ipv4Packet::new_unchecked(packet);
@@ -970,6 +1014,154 @@ mod tests {
         assert_eq!(out.span(1..3).unwrap().len(), sizes[1] + sizes[2]);
         assert_eq!(out.span(2..2), None);
         assert_eq!(out.span(3..5), None);
+    }
+
+    const ROUTER6: &str = "2001:db8:ff::1";
+
+    /// A Packet Too Big from a router to A, quoting `invoking` as far as it fits.
+    fn ptb(mtu: u32, invoking: &[u8]) -> Vec<u8> {
+        let quote = &invoking[..invoking.len().min(1232)];
+        let repr = wire::Icmpv6Repr::PacketTooBig { mtu, data: quote };
+        let mut buf = vec![0xA5; repr.buffer_len()];
+        repr.emit(
+            &ROUTER6.parse().unwrap(),
+            &A.parse().unwrap(),
+            &mut wire::Icmpv6Packet::new_unchecked(&mut buf[..]),
+        );
+        buf
+    }
+
+    /// The whole IPv6 packet a UDP-encapsulated seal would leave as (the kernel adds these
+    /// headers; a router quotes them).
+    fn as_udp_on_the_wire(esp: &[u8], src_port: u16) -> Vec<u8> {
+        let mut udp = Vec::new();
+        udp.extend_from_slice(&src_port.to_be_bytes());
+        udp.extend_from_slice(&4500u16.to_be_bytes());
+        udp.extend_from_slice(&((esp.len() + 8) as u16).to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend_from_slice(esp);
+        let repr = Ipv6Repr {
+            src_addr: A.parse().unwrap(),
+            dst_addr: B.parse().unwrap(),
+            next_header: ip_proto::UDP,
+            payload_len: udp.len(),
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        };
+        let mut packet = vec![0u8; ipv6::HEADER_LEN + udp.len()];
+        repr.emit(&mut Ipv6Packet::new_unchecked(&mut packet[..]));
+        packet[ipv6::HEADER_LEN..].copy_from_slice(&udp);
+        packet
+    }
+
+    #[test]
+    fn packet_too_big_about_our_esp_lowers_the_inner_mtu() {
+        let (mut a, _b) = pair();
+        let t0 = Instant::now();
+        let (_, sent) = seal(&mut a, &udp4("203.0.113.5", "198.51.100.9", 1300));
+        let report = super::super::too_big_v6(
+            ROUTER6.parse().unwrap(),
+            A.parse().unwrap(),
+            &ptb(1400, &sent),
+        )
+        .expect("a PTB about our raw ESP");
+        assert_eq!(
+            (report.local, report.remote, report.link_mtu),
+            (A.parse().unwrap(), B.parse().unwrap(), 1400)
+        );
+        // 1400 - IPv6 40 - UDP 8 = 1352 of room; GCM: 1352 - 8 - 8 - 16 = 1320, aligned to 4,
+        // less the 2-byte trailer.
+        assert_eq!(a.lower_path_mtu(t0, report.link_mtu), Some(1318));
+        assert_eq!(a.mtu(), 1318);
+        assert_eq!(a.lower_path_mtu(t0, 1450), None, "never raised by a report");
+        // A DF packet over the new MTU goes back to its sender with 1318 in it.
+        let mut out = EspBatch::new(4096);
+        let mut big = udp4("203.0.113.5", "198.51.100.9", 1319);
+        assert_eq!(a.handle_inner(t0, &mut big, &mut out), Err(EspDrop::TooBig));
+        let (d, icmp) = out.get(0).unwrap();
+        assert_eq!(d, EspDestination::Local);
+        assert_eq!(
+            wire::Icmpv4Packet::new_checked(&icmp[ipv4::HEADER_LEN..])
+                .unwrap()
+                .next_hop_mtu(),
+            1318
+        );
+        // It ages out.
+        assert_eq!(a.poll_timeout(), Some(t0 + crate::PMTU_EXPIRY));
+        assert!(a.expire_path_mtu(t0 + crate::PMTU_EXPIRY));
+        assert_eq!(a.mtu(), 1400);
+        assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
+    fn only_reports_about_our_esp_count() {
+        let (mut a, _b) = pair();
+        let router: Ipv6Addr = ROUTER6.parse().unwrap();
+        let me: Ipv6Addr = A.parse().unwrap();
+        let (_, raw) = seal(&mut a, &udp4("203.0.113.5", "198.51.100.9", 200));
+        let esp = &raw[ipv6::HEADER_LEN..];
+        // ESP in UDP from our 4500: ours; from another port: someone else's UDP.
+        let ours = as_udp_on_the_wire(esp, 4500);
+        assert!(super::super::too_big_v6(router, me, &ptb(1300, &ours)).is_some());
+        let theirs = as_udp_on_the_wire(esp, 5353);
+        assert_eq!(
+            super::super::too_big_v6(router, me, &ptb(1300, &theirs)),
+            None
+        );
+        // Below 1280 reads as 1280.
+        let low = super::super::too_big_v6(router, me, &ptb(1000, &raw)).unwrap();
+        assert_eq!(low.link_mtu, 1280);
+        // A broken checksum, another ICMPv6 type, a quote too short for a header.
+        let mut corrupt = ptb(1300, &raw);
+        corrupt[9] ^= 1;
+        assert_eq!(super::super::too_big_v6(router, me, &corrupt), None);
+        let mut other = ptb(1300, &raw);
+        other[0] = 1;
+        assert_eq!(super::super::too_big_v6(router, me, &other), None);
+        assert_eq!(
+            super::super::too_big_v6(router, me, &ptb(1300, &raw[..30])),
+            None
+        );
+        assert_eq!(super::super::too_big_v6(router, me, &[2, 0]), None);
+    }
+
+    #[test]
+    fn fragmentation_needed_about_esp_over_ipv4() {
+        let quoted = {
+            let mut p = udp4("198.18.1.1", "198.18.2.1", 60);
+            let mut view = Ipv4Packet::new_unchecked(&mut p[..]);
+            view.set_protocol(ip_proto::ESP);
+            view.fill_checksum();
+            p
+        };
+        let report = |mtu: u16, quote: &[u8]| {
+            let repr = wire::Icmpv4Repr::DstUnreachable {
+                code: wire::icmpv4::CODE_FRAG_NEEDED,
+                next_hop_mtu: mtu,
+                data: &quote[..28],
+            };
+            let mut icmp = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut wire::Icmpv4Packet::new_unchecked(&mut icmp[..]));
+            let mut datagram = udp4("198.18.9.1", "198.18.1.1", 20 + icmp.len());
+            let mut view = Ipv4Packet::new_unchecked(&mut datagram[..]);
+            view.set_protocol(ip_proto::ICMP);
+            view.fill_checksum();
+            datagram[ipv4::HEADER_LEN..].copy_from_slice(&icmp);
+            super::super::too_big_v4(&datagram)
+        };
+        let found = report(1454, &quoted).expect("a frag-needed about our ESP");
+        assert_eq!(
+            (found.local, found.remote, found.link_mtu),
+            (
+                "198.18.1.1".parse().unwrap(),
+                "198.18.2.1".parse().unwrap(),
+                1454
+            )
+        );
+        assert_eq!(report(0, &quoted), None, "no next-hop MTU");
+        let not_esp = udp4("198.18.1.1", "198.18.2.1", 60);
+        assert_eq!(report(1454, &not_esp), None);
     }
 
     #[test]
