@@ -312,6 +312,88 @@ fn v6gate_pair_over_ipv4(encap: &'static str) {
     b.stop().unwrap_or_else(|e| panic!("stopping B: {e}"));
 }
 
+/// A link beyond siteA's first hop carries only 1,400 bytes: the wan router answers siteA's
+/// full-size ESP with Packet Too Big (IPv6) or Fragmentation Needed (IPv4, DF set by us), and
+/// siteA must shrink what it seals rather than lose it.
+fn esp_path_mtu_follows_the_router(ipv4_underlay: bool, encap: &'static str) {
+    let lab = common::lab(LabOptions {
+        site_ipv4_forwarding: true,
+        ipv4_underlay,
+        ..LabOptions::default()
+    });
+    let ipsec = |start| Ipsec {
+        ipv4_underlay,
+        ..Ipsec::new(start, encap)
+    };
+    let b = start_gateway(&lab, Site::B, &ipsec("respond"));
+    let a = start_gateway(&lab, Site::A, &ipsec("auto"));
+    let status = wait_established(&a, Duration::from_secs(15));
+    wait_established(&b, Duration::from_secs(5));
+    let mtu = status["mtu"].as_u64().unwrap();
+    assert_eq!(status["path_mtu"].as_u64(), Some(mtu), "{status}");
+    assert_ping(&lab, Node::HostA, HOST_B, 2, &[&a, &b]);
+    let link = if ipv4_underlay {
+        dev::WAN_TO_B4
+    } else {
+        dev::WAN_TO_B6
+    };
+    lab.ip(Node::Wan, &["link", "set", "dev", link, "mtu", "1400"])
+        .unwrap();
+    // Full-size DF pings: the first ones die at the router, which tells siteA.
+    let full = (mtu - 28).to_string();
+    let _ = lab.ping_output(
+        Node::HostA,
+        HOST_B,
+        2,
+        &["-M", "do", "-s", &full, "-W", "1"],
+    );
+    // 1400 - outer header - UDP 8, then AES-GCM's ESP overhead (8 + 8 + 16, 4-aligned, + 2).
+    let outer = if ipv4_underlay { 20 } else { 40 };
+    let expected = ((1400 - outer - 8 - 32) / 4 * 4 - 2) as u64;
+    let mut last = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            last = ipsec_status(&a);
+            last["path_mtu"].as_u64() == Some(expected)
+        }),
+        "path MTU not lowered to {expected}: {last}\n{}",
+        a.log()
+    );
+    assert!(a.log().contains("path MTU now"), "{}", a.log());
+    // hostA hears the new MTU from siteA, and DF packets of that size get through.
+    let told = lab.ping_output(
+        Node::HostA,
+        HOST_B,
+        1,
+        &["-M", "do", "-s", &full, "-W", "1"],
+    );
+    let said = text(&told);
+    assert!(
+        said.contains(&format!("mtu = {expected}")) || said.contains(&format!("mtu={expected}")),
+        "{said}"
+    );
+    let fits = (expected - 28).to_string();
+    let ok = lab.ping_output(Node::HostA, HOST_B, 3, &["-M", "do", "-s", &fits]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    a.stop().unwrap_or_else(|e| panic!("stopping A: {e}"));
+    b.stop().unwrap_or_else(|e| panic!("stopping B: {e}"));
+}
+
+#[test]
+fn packet_too_big_shrinks_raw_esp_over_ipv6() {
+    esp_path_mtu_follows_the_router(false, "auto");
+}
+
+#[test]
+fn packet_too_big_shrinks_esp_in_udp_over_ipv6() {
+    esp_path_mtu_follows_the_router(false, "udp");
+}
+
+#[test]
+fn fragmentation_needed_shrinks_raw_esp_over_ipv4() {
+    esp_path_mtu_follows_the_router(true, "auto");
+}
+
 #[test]
 fn v6gate_pair_raw_esp_over_ipv6() {
     v6gate_pair("auto");

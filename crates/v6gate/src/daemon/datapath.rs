@@ -25,7 +25,8 @@ use dataplane::esp::{
 };
 use dataplane::offload::Coalescer;
 use dataplane::{
-    Batch, Dataplane, Destination, Event, OuterMeta, PathId, PathStats, TunnelConfig, TunnelId,
+    Batch, Dataplane, Destination, DropReason, Event, OuterMeta, PathId, PathStats, TunnelConfig,
+    TunnelId, Verdict,
 };
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -825,7 +826,14 @@ impl Loop {
     fn drain_icmp(&mut self, now: Instant) {
         self.drain_icmp_socket("ICMPv6", |lp| {
             let r = lp.icmp.recv(&mut lp.buf)?;
-            let _ = lp.core.handle_icmpv6(now, r.src, r.dst, &lp.buf[..r.len]);
+            let message = &lp.buf[..r.len];
+            let verdict = lp.core.handle_icmpv6(now, r.src, r.dst, message);
+            // Not about an RFC 2473 tunnel: perhaps about ESP.
+            if verdict == Verdict::Dropped(DropReason::NoTunnel)
+                && let Some(report) = dataplane::esp::too_big_v6(r.src, r.dst, message)
+            {
+                lp.esp.lower_path_mtu(now, report);
+            }
             Ok(())
         });
     }
@@ -833,7 +841,13 @@ impl Loop {
     fn drain_icmp4(&mut self, now: Instant) {
         self.drain_icmp_socket("ICMPv4", |lp| {
             let r = lp.icmp4.recv(&mut lp.buf)?;
-            let _ = lp.core.handle_icmpv4(now, &lp.buf[..r.len]);
+            let datagram = &lp.buf[..r.len];
+            let verdict = lp.core.handle_icmpv4(now, datagram);
+            if verdict == Verdict::Dropped(DropReason::NoTunnel)
+                && let Some(report) = dataplane::esp::too_big_v4(datagram)
+            {
+                lp.esp.lower_path_mtu(now, report);
+            }
             Ok(())
         });
     }
@@ -1328,6 +1342,25 @@ impl EspSide {
         self.held = Some((id, n + 1));
     }
 
+    /// A router said our ESP to `report.remote` met a smaller link: lowers that path's MTU
+    /// (and logs it) when the report names one of our paths from its own local address.
+    fn lower_path_mtu(&mut self, now: Instant, report: dataplane::esp::TooBig) {
+        let Some(&(id, path)) = self.by_remote.get(&report.remote) else {
+            return;
+        };
+        let Some(t) = self.tunnels.get_mut(&id) else {
+            return;
+        };
+        if t.core.path(path).map(|p| p.config().local) != Some(report.local) {
+            return;
+        }
+        let _ = t
+            .core
+            .lower_path_mtu(now, path, report.link_mtu, report.reason);
+        self.batch.clear();
+        self.flush(id);
+    }
+
     /// Charges a received UDP train to the tunnel of the peer that sent it.
     fn count_train_received(&mut self, from: IpAddr) {
         let Some(&(id, _)) = self.by_remote.get(&from) else {
@@ -1461,6 +1494,11 @@ impl EspSide {
                     "traffic moved from path {} to path {} ({reason})",
                     name(from),
                     name(to)
+                ),
+                EspPathEvent::PathMtuChanged { path, mtu, reason } => info!(
+                    tunnel = %t.name,
+                    path = %name(path),
+                    "path MTU now {mtu} ({reason:?})"
                 ),
             }
         }

@@ -360,6 +360,10 @@ impl Daemon {
                 ..TunnelStatus::default()
             };
             if let Some(s) = esp {
+                // The active path's, lowered while a router reports a smaller link.
+                if let Some(p) = s.paths.get(s.active_path) {
+                    status.path_mtu = p.stats.path_mtu;
+                }
                 status.tx_packets = s.stats.tx_packets;
                 status.tx_bytes = s.stats.tx_bytes;
                 status.rx_packets = s.stats.rx_packets;
