@@ -368,7 +368,7 @@ impl EspTunnel {
 
     /// A router reported that our ESP to the peer met a link of `link_mtu` bytes. Returns the
     /// new inner MTU if it fell. The room is reckoned as the configured MTU was (UDP header
-    /// reserved, the sealing SA's suite, or the roomiest one before any SA).
+    /// reserved, the sealing SA's suite, or before any SA the one needing most room).
     pub fn lower_path_mtu(&mut self, now: Instant, link_mtu: u16) -> Option<u16> {
         let outer = match self.config.remote {
             IpAddr::V4(_) => ipv4::HEADER_LEN,
