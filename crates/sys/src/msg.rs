@@ -58,6 +58,64 @@ impl SocketAddress for Ipv6Addr {
     }
 }
 
+/// Either family with its port, for UDP sockets: NAT traversal needs the peer's port.
+impl SocketAddress for SocketAddr {
+    type Raw = libc::sockaddr_storage;
+
+    fn to_raw(self) -> Self::Raw {
+        let mut storage = zeroed_raw::<Self>();
+        match self {
+            Self::V4(v4) => {
+                let mut raw = v4.ip().to_raw();
+                raw.sin_port = v4.port().to_be();
+                // SAFETY: sockaddr_storage is larger than and aligned for every sockaddr type.
+                unsafe {
+                    std::ptr::from_mut(&mut storage)
+                        .cast::<libc::sockaddr_in>()
+                        .write(raw)
+                };
+            }
+            Self::V6(v6) => {
+                let mut raw = v6.ip().to_raw();
+                raw.sin6_port = v6.port().to_be();
+                raw.sin6_flowinfo = v6.flowinfo();
+                raw.sin6_scope_id = v6.scope_id();
+                // SAFETY: as above.
+                unsafe {
+                    std::ptr::from_mut(&mut storage)
+                        .cast::<libc::sockaddr_in6>()
+                        .write(raw)
+                };
+            }
+        }
+        storage
+    }
+
+    /// A family other than IPv4 or IPv6, which an IP socket never reports, reads as
+    /// `0.0.0.0:0`.
+    fn from_raw(raw: &Self::Raw) -> Self {
+        match i32::from(raw.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the family says the storage holds a sockaddr_in, which it is large
+                // and aligned enough for.
+                let v4 = unsafe { &*std::ptr::from_ref(raw).cast::<libc::sockaddr_in>() };
+                Self::from((Ipv4Addr::from_raw(v4), u16::from_be(v4.sin_port)))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: as above, for sockaddr_in6.
+                let v6 = unsafe { &*std::ptr::from_ref(raw).cast::<libc::sockaddr_in6>() };
+                Self::V6(std::net::SocketAddrV6::new(
+                    Ipv6Addr::from_raw(v6),
+                    u16::from_be(v6.sin6_port),
+                    v6.sin6_flowinfo,
+                    v6.sin6_scope_id,
+                ))
+            }
+            _ => Self::from((Ipv4Addr::UNSPECIFIED, 0)),
+        }
+    }
+}
+
 fn raw_len<A: SocketAddress>() -> io::Result<libc::socklen_t> {
     libc::socklen_t::try_from(size_of::<A::Raw>()).map_err(io::Error::other)
 }
@@ -108,82 +166,9 @@ pub(crate) fn recvmsg<A: SocketAddress>(
     })
 }
 
-/// One datagram as `recvmsg` reports it on a UDP socket of either family: the source with
-/// its port, which NAT traversal needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct UdpDatagram {
-    pub(crate) len: usize,
-    pub(crate) truncated: bool,
-    pub(crate) src: SocketAddr,
-    pub(crate) control_len: usize,
-}
-
-/// Receives one UDP datagram (or GRO super-datagram) into `buf` with its control messages.
-pub(crate) fn recvmsg_udp(
-    fd: RawFd,
-    buf: &mut [u8],
-    control: &mut [u8],
-) -> io::Result<UdpDatagram> {
-    // SAFETY: all-zero is a valid sockaddr_storage and msghdr (null pointers, zero lengths).
-    let mut src: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    msg.msg_name = std::ptr::from_mut(&mut src).cast();
-    msg.msg_namelen =
-        libc::socklen_t::try_from(size_of::<libc::sockaddr_storage>()).map_err(io::Error::other)?;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len();
-    // SAFETY: `msg` points at `src`, `iov` (which points at `buf` for its length) and
-    // `control`, all live and exclusively borrowed for the call; the kernel writes within the
-    // stated lengths only and nothing is kept afterwards.
-    let rc = unsafe { libc::recvmsg(fd, &mut msg, 0) };
-    let len = usize::try_from(rc).map_err(|_| io::Error::last_os_error())?;
-    let src = socket_addr(&src).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidData, "datagram from a non-IP address")
-    })?;
-    Ok(UdpDatagram {
-        len: len.min(buf.len()),
-        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
-        src,
-        control_len: msg.msg_controllen.min(control.len()),
-    })
-}
-
-/// The IPv4 or IPv6 address (with port) a `sockaddr_storage` holds.
-fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(storage.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in, which it is large and
-            // aligned enough for.
-            let v4 = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::from((
-                Ipv4Addr::from_raw(v4),
-                u16::from_be(v4.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: as above, for sockaddr_in6.
-            let v6 = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
-            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
-                Ipv6Addr::from_raw(v6),
-                u16::from_be(v6.sin6_port),
-                v6.sin6_flowinfo,
-                v6.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
-}
-
 fn zeroed_raw<A: SocketAddress>() -> A::Raw {
-    // SAFETY: `A::Raw` is sockaddr_in or sockaddr_in6 (the only implementations), plain C
-    // structs of integers for which all-zero is a valid value.
+    // SAFETY: `A::Raw` is sockaddr_in, sockaddr_in6 or sockaddr_storage (the only
+    // implementations), plain C structs of integers for which all-zero is a valid value.
     unsafe { std::mem::zeroed() }
 }
 
@@ -492,6 +477,22 @@ mod tests {
         assert_eq!(
             Ipv6Addr::from_raw(&zeroed_raw::<Ipv6Addr>()),
             Ipv6Addr::UNSPECIFIED
+        );
+    }
+
+    #[test]
+    fn socket_addresses_with_ports_round_trip_through_storage() {
+        for text in ["198.51.100.7:4500", "[2001:db8::7]:4501"] {
+            let addr: SocketAddr = text.parse().unwrap();
+            let raw = addr.to_raw();
+            assert_eq!(SocketAddr::from_raw(&raw), addr);
+        }
+        let v6: SocketAddr = "[2001:db8::7]:4500".parse().unwrap();
+        let raw = v6.to_raw();
+        assert_eq!(i32::from(raw.ss_family), libc::AF_INET6);
+        assert_eq!(
+            SocketAddr::from_raw(&zeroed_raw::<SocketAddr>()),
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
         );
     }
 

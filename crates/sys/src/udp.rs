@@ -9,7 +9,7 @@
 //! ([`segmentation_supported`] asks), `UDP_GRO` since 5.0 ([`enable_gro`] fails before); a
 //! kernel that refuses a train later is told apart by its error ([`is_unsupported`]).
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
 
@@ -103,7 +103,11 @@ const CONTROL_LEN: usize = 64;
 pub fn recv<S: AsFd>(socket: &S, buf: &mut [u8]) -> io::Result<Received> {
     // The walker reads the control messages byte by byte, so the buffer needs no alignment.
     let mut control = [0u8; CONTROL_LEN];
-    let datagram = msg::recvmsg_udp(socket.as_fd().as_raw_fd(), buf, &mut control)?;
+    let datagram = msg::recvmsg::<SocketAddr>(
+        socket.as_fd().as_raw_fd(),
+        &mut [IoSliceMut::new(buf)],
+        &mut control,
+    )?;
     Ok(Received {
         len: datagram.len,
         src: datagram.src,
