@@ -879,20 +879,14 @@ impl Loop {
         // 44 segments costs two system calls instead of 44.
         let mut v6: Vec<Transmit<'_>> = Vec::new();
         let mut v4: Vec<Transmit4<'_>> = Vec::new();
-        let mut connected: Vec<&[u8]> = Vec::new();
-        let mut connected_to: Option<IpAddr> = None;
+        let mut connected = ConnectedRun::default();
+        let sender_of = |r: IpAddr| self.senders.get(&r).map(|(_, sender)| sender);
         let mut failed = 0;
         for (destination, packet) in self.batch.iter() {
             // Paths with a connected socket: consecutive packets to one remote go together.
             if let Destination::Underlay { remote } = destination {
                 if self.senders.contains_key(&remote) {
-                    if connected_to != Some(remote) || connected.len() == BATCH_SIZE {
-                        if let Some((_, sender)) = connected_to.and_then(|r| self.senders.get(&r)) {
-                            failed += send_all(&mut connected, |p| sender.send_batch(p));
-                        }
-                        connected_to = Some(remote);
-                    }
-                    connected.push(packet);
+                    failed += connected.push(remote, packet, sender_of);
                     continue;
                 }
             }
@@ -941,9 +935,7 @@ impl Loop {
                 }
             }
         }
-        if let Some((_, sender)) = connected_to.and_then(|r| self.senders.get(&r)) {
-            failed += send_all(&mut connected, |p| sender.send_batch(p));
-        }
+        failed += connected.send(sender_of);
         failed += send_all(&mut v6, |t| self.ipip.send_batch(t));
         failed += send_all(&mut v4, |t| self.ipip4.send_batch(t));
         if failed > 0 {
@@ -1389,21 +1381,14 @@ impl EspSide {
         // Consecutive ESP-in-UDP packets to one peer of one size (the last may be shorter)
         // leave as one UDP_SEGMENT train: TCP in the tunnel makes most of them.
         let mut run: Option<UdpRun> = None;
-        let mut connected: Vec<&[u8]> = Vec::new();
-        let mut connected_to: Option<IpAddr> = None;
+        let mut connected = ConnectedRun::default();
+        let sender_of = |r: IpAddr| self.senders.get(&r);
         for (index, (destination, packet)) in self.batch.iter().enumerate() {
             // Raw ESP on a path with a connected socket: consecutive packets to one peer go
             // together, without addresses.
             if let EspDestination::Raw { remote } = destination {
                 if self.senders.contains_key(&remote) {
-                    if connected_to != Some(remote) || connected.len() == BATCH_SIZE {
-                        if let Some(sender) = connected_to.and_then(|r| self.senders.get(&r)) {
-                            t.counters.send_errors +=
-                                send_all(&mut connected, |p| sender.send_batch(p));
-                        }
-                        connected_to = Some(remote);
-                    }
-                    connected.push(packet);
+                    t.counters.send_errors += connected.push(remote, packet, sender_of);
                     continue;
                 }
             }
@@ -1456,9 +1441,7 @@ impl EspSide {
         if let Some(r) = &run {
             send_udp_run(t, &self.batch, r);
         }
-        if let Some(sender) = connected_to.and_then(|r| self.senders.get(&r)) {
-            t.counters.send_errors += send_all(&mut connected, |p| sender.send_batch(p));
-        }
+        t.counters.send_errors += connected.send(sender_of);
         t.counters.send_errors += send_all(&mut v6, |b| self.raw6.send_batch(b));
         t.counters.send_errors += send_all(&mut v4, |b| self.raw4.send_batch(b));
         for frame in t.device.coalescer.flush() {
@@ -1500,6 +1483,44 @@ impl EspSide {
                     path = %name(path),
                     "path MTU now {mtu} ({reason:?})"
                 ),
+            }
+        }
+    }
+}
+
+/// Consecutive packets to one remote, for that path's connected socket ([`PathSender`]):
+/// they leave `BATCH_SIZE` per `sendmmsg`, without addresses.
+#[derive(Default)]
+struct ConnectedRun<'a> {
+    to: Option<IpAddr>,
+    packets: Vec<&'a [u8]>,
+}
+
+impl<'a> ConnectedRun<'a> {
+    /// Adds `packet` for `remote`, first sending what the run holds when it is for another
+    /// remote or full; returns how many of those could not be sent.
+    fn push<'s>(
+        &mut self,
+        remote: IpAddr,
+        packet: &'a [u8],
+        sender_of: impl Fn(IpAddr) -> Option<&'s PathSender>,
+    ) -> u64 {
+        let mut failed = 0;
+        if self.to != Some(remote) || self.packets.len() == BATCH_SIZE {
+            failed = self.send(sender_of);
+            self.to = Some(remote);
+        }
+        self.packets.push(packet);
+        failed
+    }
+
+    /// Sends what the run holds; returns how many could not be sent.
+    fn send<'s>(&mut self, sender_of: impl Fn(IpAddr) -> Option<&'s PathSender>) -> u64 {
+        match self.to.and_then(sender_of) {
+            Some(sender) => send_all(&mut self.packets, |p| sender.send_batch(p)),
+            None => {
+                self.packets.clear();
+                0
             }
         }
     }
