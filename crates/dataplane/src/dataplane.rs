@@ -4,11 +4,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Instant;
 
-use wire::{Icmpv4Packet, Icmpv6Packet, icmpv4, icmpv6, ipv6_ext};
+use wire::{ip_proto, ipv6_ext};
 
-use crate::event::{EventQueue, PathMtuReason};
+use crate::event::EventQueue;
 use crate::ratelimit::IcmpRateLimit;
-use crate::tunnel::{Idents, Ipv4Outer, Tunnel, quoted_ipv4_tunnel_packet, quoted_tunnel_packet};
+use crate::too_big;
+use crate::tunnel::{Idents, Ipv4Outer, Tunnel};
 use crate::{
     Batch, ConfigError, DropCounters, DropReason, Event, PathId, PathStats, Probe, TunnelConfig,
     TunnelId, TunnelStats, Verdict,
@@ -455,41 +456,8 @@ impl Dataplane {
         message: &[u8],
     ) -> Verdict {
         self.tick(now);
-        let Ok(packet) = Icmpv6Packet::new_checked(message) else {
-            return self.drop_unattributed(DropReason::Malformed);
-        };
-        if !packet.verify_checksum(&src, &dst) {
-            return self.drop_unattributed(DropReason::Malformed);
-        }
-        if packet.msg_type() != icmpv6::msg_type::PACKET_TOO_BIG {
-            return self.drop_unattributed(DropReason::UnhandledIcmp);
-        }
-        let Some((local, remote)) = quoted_tunnel_packet(packet.data()) else {
-            return self.drop_unattributed(DropReason::NoTunnel);
-        };
-        let Some((id, path)) = self.path_by_endpoints(local, remote) else {
-            return self.drop_unattributed(DropReason::NoTunnel);
-        };
-        let Some(tunnel) = self.tunnels.get_mut(&id) else {
-            return self.drop_unattributed(DropReason::NoTunnel);
-        };
-        let reported = packet.mtu();
-        // Links below 1280 are not IPv6 links; such a report only means that
-        // the path needs fragmentation headers, which we never rely on.
-        let link = reported.clamp(1280, u32::from(u16::MAX)) as u16;
-        if tunnel.lower_path_mtu(now, path, link) {
-            let mtu = tunnel.paths[path.index()].pmtu.current();
-            self.events.push(Event::PathMtuChanged {
-                tunnel: id,
-                path,
-                mtu,
-                reason: PathMtuReason::PacketTooBig {
-                    from: src,
-                    reported,
-                },
-            });
-        }
-        Verdict::Consumed
+        let report = too_big::parse_v6(src, dst, message);
+        self.handle_too_big(now, report)
     }
 
     /// A whole ICMPv4 datagram from the underlay (IPv4 header included, as a raw
@@ -500,49 +468,37 @@ impl Dataplane {
     /// back exactly for the traffic that relies on path MTU discovery.
     pub fn handle_icmpv4(&mut self, now: Instant, datagram: &[u8]) -> Verdict {
         self.tick(now);
-        let Some(outer) = Ipv4Outer::parse(datagram) else {
-            return self.drop_unattributed(DropReason::Malformed);
+        let report = too_big::parse_v4(datagram);
+        self.handle_too_big(now, report)
+    }
+
+    /// Lowers the MTU of the path a too-big report quotes, if it is one of ours.
+    fn handle_too_big(
+        &mut self,
+        now: Instant,
+        report: Result<too_big::Report<'_>, DropReason>,
+    ) -> Verdict {
+        let report = match report {
+            Ok(report) if matches!(report.protocol, ip_proto::IPIP | ip_proto::IPV6) => report,
+            Ok(_) => return self.drop_unattributed(DropReason::NoTunnel),
+            Err(reason) => return self.drop_unattributed(reason),
         };
-        if outer.protocol != wire::ip_proto::ICMP {
-            return self.drop_unattributed(DropReason::UnhandledIcmp);
-        }
-        let Ok(packet) = Icmpv4Packet::new_checked(&datagram[outer.payload]) else {
-            return self.drop_unattributed(DropReason::Malformed);
-        };
-        if !packet.verify_checksum() {
-            return self.drop_unattributed(DropReason::Malformed);
-        }
-        if packet.msg_type() != icmpv4::msg_type::DST_UNREACHABLE
-            || packet.code() != icmpv4::CODE_FRAG_NEEDED
-        {
-            return self.drop_unattributed(DropReason::UnhandledIcmp);
-        }
-        let Some((local, remote)) = quoted_ipv4_tunnel_packet(packet.data()) else {
+        let Some((id, path)) = self.path_by_endpoints(report.local, report.remote) else {
             return self.drop_unattributed(DropReason::NoTunnel);
         };
-        let Some((id, path)) = self.path_by_endpoints(IpAddr::V4(local), IpAddr::V4(remote)) else {
-            return self.drop_unattributed(DropReason::NoTunnel);
-        };
-        // Routers from before RFC 1191 report 0: without a value there is nothing to
-        // lower to safely, and the kernel's own plateau guess is not ours to make.
-        let reported = packet.next_hop_mtu();
-        if reported == 0 {
+        let Some(link_mtu) = report.link_mtu else {
             return self.drop_unattributed(DropReason::UnhandledIcmp);
-        }
+        };
         let Some(tunnel) = self.tunnels.get_mut(&id) else {
             return self.drop_unattributed(DropReason::NoTunnel);
         };
-        // 68 is the least every IPv4 link carries (RFC 791).
-        if tunnel.lower_path_mtu(now, path, reported.max(68)) {
+        if tunnel.lower_path_mtu(now, path, link_mtu) {
             let mtu = tunnel.paths[path.index()].pmtu.current();
             self.events.push(Event::PathMtuChanged {
                 tunnel: id,
                 path,
                 mtu,
-                reason: PathMtuReason::FragmentationNeeded {
-                    from: outer.src,
-                    reported,
-                },
+                reason: report.reason,
             });
         }
         Verdict::Consumed
@@ -597,7 +553,7 @@ impl Dataplane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Mode;
+    use crate::{Mode, PathMtuReason};
 
     fn config() -> TunnelConfig {
         TunnelConfig::new(
@@ -693,7 +649,7 @@ mod tests {
             let meta = OuterMeta {
                 src: stranger,
                 dst: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i),
-                next_header: wire::ip_proto::IPIP,
+                next_header: ip_proto::IPIP,
                 traffic_class: 0,
                 encap_limit: None,
             };

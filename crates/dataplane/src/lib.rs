@@ -32,6 +32,7 @@ mod pmtu;
 mod probe;
 mod ratelimit;
 mod stats;
+mod too_big;
 mod tunnel;
 
 #[cfg(test)]

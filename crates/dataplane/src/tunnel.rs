@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use wire::{ip_proto, ipv4, ipv6, ipv6_ext};
+use wire::{ip_proto, ipv4, ipv6};
 
 use crate::encap::{Framing, Outer};
 use crate::event::{EventQueue, SwitchReason};
@@ -823,36 +823,6 @@ fn fragmented_bytes(out: &Batch, count: usize, overhead: usize) -> u64 {
         .filter_map(|i| out.get(i))
         .map(|(_, bytes)| (bytes.len() - overhead) as u64)
         .sum()
-}
-
-/// Reads the invoking packet quoted by an ICMPv6 Packet Too Big: whether it is
-/// one of our outer packets (IPv4 or IPv6 behind at most extension headers), and
-/// between which endpoints.
-pub(crate) fn quoted_tunnel_packet(
-    quote: &[u8],
-) -> Option<(std::net::Ipv6Addr, std::net::Ipv6Addr)> {
-    if quote.len() < ipv6::HEADER_LEN || quote[0] >> 4 != 6 {
-        return None;
-    }
-    let header = wire::Ipv6Packet::new_unchecked(&quote[..ipv6::HEADER_LEN]);
-    let walk = ipv6_ext::walk(header.next_header(), &quote[ipv6::HEADER_LEN..]).ok()?;
-    matches!(walk.upper_protocol, ip_proto::IPIP | ip_proto::IPV6)
-        .then(|| (header.src_addr(), header.dst_addr()))
-}
-
-/// The endpoints of a quoted IPv4 tunnel packet (protocol 4 or 41) in an ICMPv4 error: the
-/// quote holds its IPv4 header and at least 8 bytes after it (RFC 792), of which only the
-/// header matters here.
-pub(crate) fn quoted_ipv4_tunnel_packet(
-    quote: &[u8],
-) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
-    let header = quote.get(..ipv4::HEADER_LEN)?;
-    let packet = wire::Ipv4Packet::new_unchecked(header);
-    if packet.version() != 4 {
-        return None;
-    }
-    matches!(packet.protocol(), ip_proto::IPIP | ip_proto::IPV6)
-        .then(|| (packet.src_addr(), packet.dst_addr()))
 }
 
 /// The IPv4 outer header of a datagram from a raw IPv4 socket, and where its

@@ -4,11 +4,10 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use wire::{
-    Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet, icmpv4, icmpv6, ip_proto, ipv6_ext,
-};
+use wire::ip_proto;
 
 use crate::PathMtuReason;
+use crate::too_big::{self, Report};
 
 /// The NAT-T port our ESP-in-UDP leaves from.
 const NAT_T_PORT: u16 = 4500;
@@ -29,86 +28,36 @@ pub struct TooBig {
 /// An ICMPv6 message (from its header on) from `src` to `dst`, as the raw ICMPv6 socket
 /// hands it over: a Packet Too Big about ESP we sent, or `None`.
 pub fn too_big_v6(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> Option<TooBig> {
-    let packet = Icmpv6Packet::new_checked(message).ok()?;
-    if !packet.verify_checksum(&src, &dst) || packet.msg_type() != icmpv6::msg_type::PACKET_TOO_BIG
-    {
-        return None;
-    }
-    let quote = packet.data();
-    // A quote is cut short, so its payload length promises more than is there: only the
-    // fixed header is read.
-    let header = Ipv6Packet::new_unchecked(quote.get(..wire::ipv6::HEADER_LEN)?);
-    if header.version() != 6 {
-        return None;
-    }
-    let rest = &quote[wire::ipv6::HEADER_LEN..];
-    let walk = ipv6_ext::walk(header.next_header(), rest).ok()?;
-    if !is_our_esp(walk.upper_protocol, rest.get(walk.offset..)?) {
-        return None;
-    }
-    let reported = packet.mtu();
-    // Links below 1280 are not IPv6 links (RFC 8200 §5).
-    let link_mtu = u16::try_from(reported.max(1280)).unwrap_or(u16::MAX);
-    Some(TooBig {
-        local: IpAddr::V6(header.src_addr()),
-        remote: IpAddr::V6(header.dst_addr()),
-        link_mtu,
-        reason: PathMtuReason::PacketTooBig {
-            from: src,
-            reported,
-        },
-    })
+    about_our_esp(too_big::parse_v6(src, dst, message).ok()?)
 }
 
 /// A whole ICMPv4 datagram, IPv4 header included, as a raw ICMP socket hands it over: a
 /// Fragmentation Needed about ESP we sent, or `None`. A next-hop MTU of 0 (routers from
 /// before RFC 1191) says nothing to lower to and is `None` too.
 pub fn too_big_v4(datagram: &[u8]) -> Option<TooBig> {
-    let outer = Ipv4Packet::new_checked(datagram).ok()?;
-    if !outer.verify_checksum() || outer.protocol() != ip_proto::ICMP {
-        return None;
-    }
-    let header_len = outer.header_len();
-    let total = usize::from(outer.total_len()).min(datagram.len());
-    let packet = Icmpv4Packet::new_checked(datagram.get(header_len..total)?).ok()?;
-    if !packet.verify_checksum()
-        || packet.msg_type() != icmpv4::msg_type::DST_UNREACHABLE
-        || packet.code() != icmpv4::CODE_FRAG_NEEDED
-        || packet.next_hop_mtu() == 0
-    {
-        return None;
-    }
-    let quote = packet.data();
-    let quoted = Ipv4Packet::new_unchecked(quote.get(..wire::ipv4::HEADER_LEN)?);
-    let quoted_len = quoted.header_len();
-    if quoted.version() != 4 || quoted_len < wire::ipv4::HEADER_LEN {
-        return None;
-    }
-    if !is_our_esp(quoted.protocol(), quote.get(quoted_len..)?) {
-        return None;
-    }
-    let reported = packet.next_hop_mtu();
-    Some(TooBig {
-        local: IpAddr::V4(quoted.src_addr()),
-        remote: IpAddr::V4(quoted.dst_addr()),
-        // 68 is the least every IPv4 link carries (RFC 791).
-        link_mtu: reported.max(68),
-        reason: PathMtuReason::FragmentationNeeded {
-            from: outer.src_addr(),
-            reported,
-        },
-    })
+    about_our_esp(too_big::parse_v4(datagram).ok()?)
 }
 
-/// Raw ESP, or UDP from our NAT-T port (whose first 8 bytes a quote always holds).
-fn is_our_esp(protocol: u8, upper: &[u8]) -> bool {
-    match protocol {
+/// The report, if its quote is raw ESP or UDP from our NAT-T port (whose first 8 bytes a
+/// quote always holds).
+fn about_our_esp(report: Report<'_>) -> Option<TooBig> {
+    let ours = match report.protocol {
         ip_proto::ESP => true,
-        ip_proto::UDP => upper
+        ip_proto::UDP => report
+            .upper
             .get(..2)
             .is_some_and(|port| u16::from_be_bytes([port[0], port[1]]) == NAT_T_PORT),
         _ => false,
+    };
+    if !ours {
+        return None;
     }
+    Some(TooBig {
+        local: report.local,
+        remote: report.remote,
+        link_mtu: report.link_mtu?,
+        reason: report.reason,
+    })
 }
 
 #[cfg(test)]
