@@ -1,4 +1,6 @@
-//! The output arena the core writes packets into.
+//! The output arena the cores write packets into, one for every kind of tunnel: only where
+//! a packet goes differs ([`Destination`] for RFC 2473 tunnels,
+//! [`EspDestination`](crate::esp::EspDestination) for ESP).
 
 use core::ops::Range;
 use std::net::IpAddr;
@@ -27,23 +29,32 @@ pub enum Destination {
 }
 
 #[derive(Debug, Clone)]
-struct Entry {
-    destination: Destination,
+struct Entry<D> {
+    destination: D,
     bytes: Range<usize>,
 }
 
-/// Packets produced by the core, back to back in one buffer.
+/// Packets produced by a core, back to back in one buffer, each with where it goes (`D`).
 ///
 /// The core only appends; the shell sends everything and calls [`clear`](Self::clear).
 /// Both vectors keep their capacity across `clear`, so once a batch has held its
 /// largest burst no packet allocates.
-#[derive(Debug, Clone, Default)]
-pub struct Batch {
+#[derive(Debug, Clone)]
+pub struct Batch<D = Destination> {
     bytes: Vec<u8>,
-    entries: Vec<Entry>,
+    entries: Vec<Entry<D>>,
 }
 
-impl Batch {
+impl<D> Default for Batch<D> {
+    fn default() -> Self {
+        Self {
+            bytes: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<D: Copy> Batch<D> {
     /// Room for `capacity_bytes` of packets before the first reallocation.
     pub fn new(capacity_bytes: usize) -> Self {
         Self {
@@ -72,20 +83,32 @@ impl Batch {
         self.bytes.len()
     }
 
-    pub fn get(&self, index: usize) -> Option<(Destination, &[u8])> {
+    pub fn get(&self, index: usize) -> Option<(D, &[u8])> {
         let entry = self.entries.get(index)?;
         Some((entry.destination, &self.bytes[entry.bytes.clone()]))
     }
 
-    pub fn iter(&self) -> Iter<'_> {
+    pub fn iter(&self) -> Iter<'_, D> {
         Iter {
             batch: self,
             next: 0,
         }
     }
 
+    /// Packets `entries` (by index) as one slice: the batch keeps packets back to back, so a
+    /// run of them can leave in one `UDP_SEGMENT` send without being copied. `None` when the
+    /// range is empty or past the end.
+    pub fn span(&self, entries: Range<usize>) -> Option<&[u8]> {
+        if entries.is_empty() {
+            return None;
+        }
+        let first = self.entries.get(entries.start)?;
+        let last = self.entries.get(entries.end.checked_sub(1)?)?;
+        self.bytes.get(first.bytes.start..last.bytes.end)
+    }
+
     /// Appends a zeroed packet of `len` bytes and hands it out to be filled.
-    pub(crate) fn push(&mut self, destination: Destination, len: usize) -> &mut [u8] {
+    pub(crate) fn push(&mut self, destination: D, len: usize) -> &mut [u8] {
         let start = self.bytes.len();
         self.bytes.resize(start + len, 0);
         self.entries.push(Entry {
@@ -93,6 +116,21 @@ impl Batch {
             bytes: start..start + len,
         });
         &mut self.bytes[start..]
+    }
+
+    /// The last packet, to be changed in place.
+    pub(crate) fn last_mut(&mut self) -> Option<&mut [u8]> {
+        let range = self.entries.last()?.bytes.clone();
+        Some(&mut self.bytes[range])
+    }
+
+    /// Shortens the last packet to `len` bytes (an opened ESP packet is shorter than its
+    /// ciphertext, which is all the room it could be given up front).
+    pub(crate) fn truncate_last(&mut self, len: usize) {
+        if let Some(entry) = self.entries.last_mut() {
+            entry.bytes.end = entry.bytes.start + len.min(entry.bytes.len());
+            self.bytes.truncate(entry.bytes.end);
+        }
     }
 
     /// Removes the last `count` packets, undoing a write that failed half-way.
@@ -106,13 +144,13 @@ impl Batch {
 
 /// Iterator over the packets of a [`Batch`], in the order they were produced.
 #[derive(Debug, Clone)]
-pub struct Iter<'a> {
-    batch: &'a Batch,
+pub struct Iter<'a, D = Destination> {
+    batch: &'a Batch<D>,
     next: usize,
 }
 
-impl<'a> Iterator for Iter<'a> {
-    type Item = (Destination, &'a [u8]);
+impl<'a, D: Copy> Iterator for Iter<'a, D> {
+    type Item = (D, &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
         let item = self.batch.get(self.next)?;
@@ -126,13 +164,13 @@ impl<'a> Iterator for Iter<'a> {
     }
 }
 
-impl ExactSizeIterator for Iter<'_> {}
+impl<D: Copy> ExactSizeIterator for Iter<'_, D> {}
 
-impl<'a> IntoIterator for &'a Batch {
-    type Item = (Destination, &'a [u8]);
-    type IntoIter = Iter<'a>;
+impl<'a, D: Copy> IntoIterator for &'a Batch<D> {
+    type Item = (D, &'a [u8]);
+    type IntoIter = Iter<'a, D>;
 
-    fn into_iter(self) -> Iter<'a> {
+    fn into_iter(self) -> Iter<'a, D> {
         self.iter()
     }
 }

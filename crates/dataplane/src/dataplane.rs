@@ -8,6 +8,7 @@ use wire::{ip_proto, ipv6_ext};
 
 use crate::event::EventQueue;
 use crate::ratelimit::IcmpRateLimit;
+use crate::selection::{Clock, earliest};
 use crate::too_big;
 use crate::tunnel::{Idents, Ipv4Outer, Tunnel};
 use crate::{
@@ -30,14 +31,6 @@ pub struct OuterMeta {
     /// Accepted whatever its value: we are the tunnel exit point, and the limit
     /// only matters to a node that encapsulates again (RFC 2473 §4.1.1).
     pub encap_limit: Option<u8>,
-}
-
-/// The core's own time line: keepalives carry nanoseconds since `start`, and
-/// a tunnel added before any probe wants its first one at `latest`.
-#[derive(Debug, Clone, Copy)]
-struct Clock {
-    start: Instant,
-    latest: Instant,
 }
 
 /// The sans-IO tunnel core.
@@ -79,7 +72,9 @@ pub struct Dataplane {
     /// so a capture tells them apart.
     icmp_idents: HashSet<u16>,
     next_icmp_ident: u16,
-    clock: Option<Clock>,
+    /// Keepalives carry nanoseconds since the first `now`; a tunnel added before any probe
+    /// wants its first one at the latest.
+    clock: Clock,
 }
 
 impl Default for Dataplane {
@@ -106,19 +101,8 @@ impl Dataplane {
             idents: Idents::default(),
             icmp_idents: HashSet::new(),
             next_icmp_ident: 0,
-            clock: None,
+            clock: Clock::default(),
         }
-    }
-
-    /// Notes the time; returns nanoseconds since the first time seen.
-    fn tick(&mut self, now: Instant) -> u64 {
-        let clock = self.clock.get_or_insert(Clock {
-            start: now,
-            latest: now,
-        });
-        clock.latest = clock.latest.max(now);
-        // Wraps after 584 years of uptime.
-        now.saturating_duration_since(clock.start).as_nanos() as u64
     }
 
     /// Refuses endpoints another tunnel's path already has.
@@ -334,7 +318,7 @@ impl Dataplane {
         packet: &mut [u8],
         out: &mut Batch,
     ) -> Verdict {
-        self.tick(now);
+        self.clock.tick(now);
         match self.tunnels.get_mut(&tunnel) {
             Some(t) => t.encap(now, None, packet, out, &mut self.idents),
             None => self.drop_unattributed(DropReason::NoTunnel),
@@ -352,7 +336,7 @@ impl Dataplane {
         packet: &mut [u8],
         out: &mut Batch,
     ) -> Verdict {
-        self.tick(now);
+        self.clock.tick(now);
         match self.tunnels.get_mut(&tunnel) {
             Some(t) => t.encap(now, Some(path), packet, out, &mut self.idents),
             None => self.drop_unattributed(DropReason::NoTunnel),
@@ -368,7 +352,7 @@ impl Dataplane {
         payload: &mut [u8],
         out: &mut Batch,
     ) -> Verdict {
-        self.tick(now);
+        self.clock.tick(now);
         let (src, dst) = (IpAddr::V6(meta.src), IpAddr::V6(meta.dst));
         let Some((id, path)) = self.path_by_endpoints(dst, src) else {
             return self.not_ours(dst);
@@ -406,7 +390,7 @@ impl Dataplane {
         datagram: &mut [u8],
         out: &mut Batch,
     ) -> Verdict {
-        self.tick(now);
+        self.clock.tick(now);
         let Some(outer) = Ipv4Outer::parse(datagram) else {
             return self.drop_unattributed(DropReason::Malformed);
         };
@@ -455,7 +439,7 @@ impl Dataplane {
         dst: Ipv6Addr,
         message: &[u8],
     ) -> Verdict {
-        self.tick(now);
+        self.clock.tick(now);
         let report = too_big::parse_v6(src, dst, message);
         self.handle_too_big(now, report)
     }
@@ -467,7 +451,7 @@ impl Dataplane {
     /// header carries DF only when the inner IPv4 packet did, so these come
     /// back exactly for the traffic that relies on path MTU discovery.
     pub fn handle_icmpv4(&mut self, now: Instant, datagram: &[u8]) -> Verdict {
-        self.tick(now);
+        self.clock.tick(now);
         let report = too_big::parse_v4(datagram);
         self.handle_too_big(now, report)
     }
@@ -512,14 +496,11 @@ impl Dataplane {
         for tunnel in self.tunnels.values() {
             let (at, first_probe) = tunnel.poll_timeout();
             let at = if first_probe {
-                self.clock.map(|c| c.latest).or(at)
+                self.clock.latest().or(at)
             } else {
                 at
             };
-            next = match (next, at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            next = earliest(next, at);
         }
         next
     }
@@ -528,7 +509,7 @@ impl Dataplane {
     /// path switches they cause. Probes that are due are appended to `out`,
     /// which the shell sends as after any handler.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Batch) {
-        let since_start = self.tick(now);
+        let since_start = self.clock.tick(now);
         for tunnel in self.tunnels.values_mut() {
             tunnel.handle_timeout(now, since_start, out, &mut self.idents, &mut self.events);
         }

@@ -31,6 +31,7 @@ pub mod offload;
 mod pmtu;
 mod probe;
 mod ratelimit;
+mod selection;
 mod stats;
 mod too_big;
 mod tunnel;

@@ -3,7 +3,7 @@
 //! paths carries the traffic.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wire::{ip_proto, ipv4, ipv6};
 
@@ -15,10 +15,11 @@ use crate::inner::{Family, Inner, mark_congestion};
 use crate::pmtu::PathMtu;
 use crate::probe::{self, EchoReply, KEEPALIVE_LEN, KEEPALIVE_PROTOCOL, Keepalive, Kind};
 use crate::ratelimit::{IcmpRateLimit, TokenBucket};
+use crate::selection::{self, PathSelection, earliest, path_tracker};
 use crate::{
-    Batch, Destination, DropReason, Event, HealthConfig, HealthState, MIN_IPV4_MTU, MIN_IPV6_MTU,
-    MssClamp, PathId, PathMtuReason, PathStats, Probe, TunnelConfig, TunnelId, TunnelStats,
-    Verdict, fragment, mss,
+    Batch, Destination, DropReason, Event, HealthState, MIN_IPV4_MTU, MIN_IPV6_MTU, MssClamp,
+    PathId, PathMtuReason, PathStats, Probe, TunnelConfig, TunnelId, TunnelStats, Verdict,
+    fragment, mss,
 };
 
 /// IPv4 + TCP headers without options, subtracted from the MTU for the MSS.
@@ -87,24 +88,13 @@ impl Path {
     }
 }
 
-/// The paths' own trackers never hold a path down: whether traffic may go
-/// back to a path is decided per tunnel, and a backup that has recovered
-/// should be usable the moment the active path fails.
 fn tracker_for(config: &TunnelConfig, probe: Probe) -> Option<Tracker> {
-    (probe != Probe::None).then(|| {
-        Tracker::new(HealthConfig {
-            hold_down: Duration::ZERO,
-            ..config.health
-        })
-    })
+    (probe != Probe::None).then(|| path_tracker(config.health))
 }
 
 /// The path traffic starts on: the cheapest, the first listed among equals.
 fn initial_path(config: &TunnelConfig) -> PathId {
-    config
-        .path_ids()
-        .min_by_key(|(id, p)| (p.cost, *id))
-        .map_or(PathId(0), |(id, _)| id)
+    PathId(selection::cheapest(config.paths.iter().map(|p| p.cost)) as u8)
 }
 
 #[derive(Debug)]
@@ -113,10 +103,9 @@ pub(crate) struct Tunnel {
     pub(crate) config: TunnelConfig,
     pub(crate) stats: TunnelStats,
     pub(crate) paths: Vec<Path>,
+    /// Mirrors `selection`'s choice, read for every packet.
     active: PathId,
-    last_switch: Option<Instant>,
-    /// When a failback waiting for the hold-down may happen.
-    failback_at: Option<Instant>,
+    selection: PathSelection,
     icmp_bucket: TokenBucket,
 }
 
@@ -132,7 +121,8 @@ impl Tunnel {
         let paths = (0..config.paths.len())
             .map(|i| Path::new(&config, i, icmp_idents.get(i).copied().flatten()))
             .collect();
-        let active = initial_path(&config);
+        let selection = PathSelection::new(config.paths.iter().map(|p| p.cost));
+        let active = PathId(selection.active() as u8);
         let stats = TunnelStats {
             path_mtu: config.mtu,
             active_path: active,
@@ -144,8 +134,7 @@ impl Tunnel {
             stats,
             paths,
             active,
-            last_switch: None,
-            failback_at: None,
+            selection,
             icmp_bucket: TokenBucket::new(icmp_rate),
         }
     }
@@ -210,7 +199,7 @@ impl Tunnel {
             });
             to
         });
-        self.failback_at = None;
+        self.selection.reset(self.active.index());
         self.stats.active_path = self.active;
         self.stats.path_mtu = self.active_path().pmtu.current();
     }
@@ -604,65 +593,33 @@ impl Tunnel {
     /// Turns what the paths' trackers learnt into events, and moves traffic if
     /// that calls for it.
     pub(crate) fn settle(&mut self, now: Instant, events: &mut EventQueue) {
-        for (i, path) in self.paths.iter_mut().enumerate() {
-            let Some(tracker) = &mut path.tracker else {
-                continue;
-            };
-            while let Some(transition) = tracker.poll_transition() {
-                events.push(Event::PathStateChanged {
-                    tunnel: self.id,
-                    path: PathId(i as u8),
-                    state: transition.to,
-                    reason: transition.reason,
-                });
-            }
-        }
-        self.select(now, events);
-    }
-
-    /// The cheapest path that is up carries the traffic. Failover from a path
-    /// that went down is immediate; failback to a cheaper path waits for the
-    /// hold-down since the last switch, so a flapping path cannot drag traffic
-    /// back and forth. With no path up, traffic stays where it is: it may
-    /// still get through.
-    fn select(&mut self, now: Instant, events: &mut EventQueue) {
-        self.failback_at = None;
-        let rank = |config: &TunnelConfig, p: usize| (config.paths[p].cost, p);
-        let Some(best) = (0..self.paths.len())
-            .filter(|&p| self.paths[p].state() == HealthState::Up)
-            .min_by_key(|&p| rank(&self.config, p))
+        let tunnel = self.id;
+        let trackers = self.paths.iter_mut().map(|p| p.tracker.as_mut());
+        selection::drain_transitions(trackers, |i, transition| {
+            events.push(Event::PathStateChanged {
+                tunnel,
+                path: PathId(i as u8),
+                state: transition.to,
+                reason: transition.reason,
+            });
+        });
+        let (paths, config) = (&self.paths, &self.config);
+        let Some(switch) = self
+            .selection
+            .select(now, config.health.hold_down, paths.len(), |i| {
+                (config.paths[i].cost, paths[i].state())
+            })
         else {
             return;
         };
-        let active = self.active.index();
-        if best == active {
-            return;
-        }
-        let reason = match self.paths[active].state() {
-            HealthState::Down => SwitchReason::ActiveDown,
-            // Also from a path with no verdict yet: the cheapest one at start.
-            _ if rank(&self.config, best) < rank(&self.config, active) => {
-                let hold_down = self.config.health.hold_down;
-                if let Some(allowed) = self.last_switch.map(|at| at + hold_down)
-                    && now < allowed
-                {
-                    self.failback_at = Some(allowed);
-                    return;
-                }
-                SwitchReason::Failback
-            }
-            // A costlier path is up, but the active one has not failed yet.
-            _ => return,
-        };
-        let to = PathId(best as u8);
+        let to = PathId(switch.to as u8);
         events.push(Event::ActivePathChanged {
-            tunnel: self.id,
-            from: self.active,
+            tunnel,
+            from: PathId(switch.from as u8),
             to,
-            reason,
+            reason: switch.reason,
         });
         self.active = to;
-        self.last_switch = Some(now);
         self.stats.active_path = to;
         self.stats.path_mtu = self.active_path().pmtu.current();
     }
@@ -775,7 +732,7 @@ impl Tunnel {
     /// path is waiting for its first probe, which is due at once.
     pub(crate) fn poll_timeout(&self) -> (Option<Instant>, bool) {
         let mut first_probe = false;
-        let mut next = self.failback_at;
+        let mut next = self.selection.failback_at();
         for path in &self.paths {
             next = earliest(next, path.pmtu.expires());
             if let Some(tracker) = &path.tracker {
@@ -807,13 +764,6 @@ fn inner_protocol(packet: &[u8], family: Family) -> u8 {
     match family {
         Family::V4 => wire::Ipv4Packet::new_unchecked(packet).protocol(),
         Family::V6 => wire::Ipv6Packet::new_unchecked(packet).next_header(),
-    }
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 

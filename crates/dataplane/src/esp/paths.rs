@@ -20,12 +20,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::tunnel::{EspBatch, EspDestination, EspDrop, EspEvent, EspStats, EspTunnel};
 use super::{EspTunnelConfig, InboundSa, OutboundSa};
 use crate::health::{HealthReason, Tracker};
 use crate::probe::{KEEPALIVE_LEN, Keepalive, Kind};
+use crate::selection::{self, Clock, PathSelection, earliest, path_tracker};
 use crate::{HealthConfig, HealthState, PathMtuReason, PathStats, SwitchReason};
 
 /// Events waiting beyond this are dropped oldest first.
@@ -104,14 +105,10 @@ pub struct EspPaths {
     /// asks for every packet it sends.
     by_remote: HashMap<IpAddr, usize>,
     health: HealthConfig,
-    active: usize,
-    last_switch: Option<Instant>,
-    /// When a failback waiting for the hold-down may happen.
-    failback_at: Option<Instant>,
-    /// The first `now` seen: keepalive timestamps count from it.
-    epoch: Option<Instant>,
-    /// The latest `now` seen, for a probe due "at once".
-    latest: Option<Instant>,
+    selection: PathSelection,
+    /// Keepalive timestamps count from the first `now`; a probe due "at once" is due at the
+    /// latest.
+    clock: Clock,
     esp_events: VecDeque<(usize, EspEvent)>,
     events: VecDeque<EspPathEvent>,
 }
@@ -121,20 +118,13 @@ impl EspPaths {
     /// byte); control refuses other configs. `health` times the probes; its `hold_down` is the
     /// least time between two switches when traffic fails back.
     pub fn new(health: HealthConfig, paths: Vec<EspPathConfig>) -> Self {
-        let tracker_config = HealthConfig {
-            // The paths' own trackers never hold a path down: whether traffic may go back
-            // is decided per tunnel, and a backup that has recovered should be usable the
-            // moment the active path fails.
-            hold_down: Duration::ZERO,
-            ..health
-        };
         let paths: Vec<EspPath> = paths
             .into_iter()
             .map(|p| EspPath {
                 name: p.name,
                 cost: p.cost,
                 core: EspTunnel::new(p.esp),
-                tracker: p.probed.then(|| Tracker::new(tracker_config)),
+                tracker: p.probed.then(|| path_tracker(health)),
                 last_seq: 0,
                 probes_sent: 0,
                 probes_answered: 0,
@@ -145,18 +135,13 @@ impl EspPaths {
         for (i, p) in paths.iter().enumerate() {
             by_remote.entry(p.core.config().remote).or_insert(i);
         }
-        let active = (0..paths.len())
-            .min_by_key(|&i| (paths[i].cost, i))
-            .unwrap_or(0);
+        let selection = PathSelection::new(paths.iter().map(|p| p.cost));
         Self {
             paths,
             by_remote,
             health,
-            active,
-            last_switch: None,
-            failback_at: None,
-            epoch: None,
-            latest: None,
+            selection,
+            clock: Clock::default(),
             esp_events: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -172,7 +157,7 @@ impl EspPaths {
 
     /// Index of the path that carries the traffic.
     pub fn active(&self) -> usize {
-        self.active
+        self.selection.active()
     }
 
     pub fn path_name(&self, path: usize) -> Option<&str> {
@@ -199,7 +184,7 @@ impl EspPaths {
         outbound: OutboundSa,
         udp_port: Option<u16>,
     ) {
-        self.clock(now);
+        self.clock.tick(now);
         let Some(p) = self.paths.get_mut(path) else {
             return;
         };
@@ -210,7 +195,7 @@ impl EspPaths {
     }
 
     pub fn remove_sa(&mut self, now: Instant, path: usize, spi_in: u32, spi_out: u32) {
-        self.clock(now);
+        self.clock.tick(now);
         if let Some(p) = self.paths.get_mut(path) {
             p.core.remove_sa(spi_in, spi_out);
         }
@@ -219,7 +204,7 @@ impl EspPaths {
 
     /// `path`'s IKE SA is gone: the path is down until a new one brings SAs.
     pub fn clear_sas(&mut self, now: Instant, path: usize) {
-        self.clock(now);
+        self.clock.tick(now);
         if let Some(p) = self.paths.get_mut(path) {
             p.core.clear_sas();
         }
@@ -233,8 +218,8 @@ impl EspPaths {
         packet: &mut [u8],
         out: &mut EspBatch,
     ) -> Result<(), EspDrop> {
-        self.clock(now);
-        let active = self.active;
+        self.clock.tick(now);
+        let active = self.selection.active();
         let p = &mut self.paths[active];
         let r = p.core.handle_inner(now, packet, out);
         self.collect(active);
@@ -251,7 +236,7 @@ impl EspPaths {
         from: IpAddr,
         out: &mut EspBatch,
     ) -> Result<(), EspDrop> {
-        self.clock(now);
+        self.clock.tick(now);
         let Some(p) = self.paths.get_mut(path) else {
             return Err(EspDrop::SpoofedOuterSource);
         };
@@ -312,7 +297,7 @@ impl EspPaths {
     }
 
     pub fn handle_timeout(&mut self, now: Instant, out: &mut EspBatch) {
-        let since_start = self.clock(now);
+        let since_start = self.clock.tick(now);
         for i in 0..self.paths.len() {
             let p = &mut self.paths[i];
             if p.core.expire_path_mtu(now) {
@@ -357,7 +342,7 @@ impl EspPaths {
 
     /// When [`handle_timeout`](Self::handle_timeout) has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next = self.failback_at;
+        let mut next = self.selection.failback_at();
         for p in &self.paths {
             next = earliest(next, p.core.poll_timeout());
             let Some(tracker) = &p.tracker else {
@@ -365,7 +350,7 @@ impl EspPaths {
             };
             if p.has_sa() {
                 // Never probed yet: due at once.
-                next = earliest(next, tracker.poll_timeout().or(self.latest));
+                next = earliest(next, tracker.poll_timeout().or(self.clock.latest()));
             }
         }
         next
@@ -413,13 +398,6 @@ impl EspPaths {
         Some(stats)
     }
 
-    /// Notes `now`; nanoseconds since the first one, for keepalive timestamps.
-    fn clock(&mut self, now: Instant) -> u64 {
-        let epoch = *self.epoch.get_or_insert(now);
-        self.latest = Some(self.latest.map_or(now, |l| l.max(now)));
-        u64::try_from(now.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
-    }
-
     fn collect(&mut self, path: usize) {
         while let Some(event) = self.paths[path].core.poll_event() {
             push_bounded(&mut self.esp_events, (path, event));
@@ -427,64 +405,38 @@ impl EspPaths {
     }
 
     fn settle(&mut self, now: Instant) {
-        for (i, p) in self.paths.iter_mut().enumerate() {
-            let Some(tracker) = &mut p.tracker else {
-                continue;
-            };
-            while let Some(t) = tracker.poll_transition() {
-                push_bounded(
-                    &mut self.events,
-                    EspPathEvent::StateChanged {
-                        path: i,
-                        state: t.to,
-                        reason: t.reason,
-                    },
-                );
-            }
-        }
+        let events = &mut self.events;
+        let trackers = self.paths.iter_mut().map(|p| p.tracker.as_mut());
+        selection::drain_transitions(trackers, |path, t| {
+            push_bounded(
+                events,
+                EspPathEvent::StateChanged {
+                    path,
+                    state: t.to,
+                    reason: t.reason,
+                },
+            );
+        });
         self.select(now);
     }
 
-    /// The cheapest path that is up carries the traffic: at once when the active one is down,
-    /// after the hold-down since the last switch when failing back. With no path up, traffic
-    /// stays where it is.
+    /// Moves traffic as [`PathSelection::select`] decides; a path without an SA is down.
     fn select(&mut self, now: Instant) {
-        self.failback_at = None;
-        let rank = |paths: &[EspPath], i: usize| (paths[i].cost, i);
-        let Some(best) = (0..self.paths.len())
-            .filter(|&i| self.paths[i].state() == HealthState::Up)
-            .min_by_key(|&i| rank(&self.paths, i))
-        else {
+        let paths = &self.paths;
+        let hold_down = self.health.hold_down;
+        let Some(switch) = self.selection.select(now, hold_down, paths.len(), |i| {
+            (paths[i].cost, paths[i].state())
+        }) else {
             return;
-        };
-        let active = self.active;
-        if best == active {
-            return;
-        }
-        let reason = match self.paths[active].state() {
-            HealthState::Down => SwitchReason::ActiveDown,
-            _ if rank(&self.paths, best) < rank(&self.paths, active) => {
-                if let Some(allowed) = self.last_switch.map(|at| at + self.health.hold_down)
-                    && now < allowed
-                {
-                    self.failback_at = Some(allowed);
-                    return;
-                }
-                SwitchReason::Failback
-            }
-            // A costlier path is up, but the active one has not failed.
-            _ => return,
         };
         push_bounded(
             &mut self.events,
             EspPathEvent::ActivePathChanged {
-                from: active,
-                to: best,
-                reason,
+                from: switch.from,
+                to: switch.to,
+                reason: switch.reason,
             },
         );
-        self.active = best;
-        self.last_switch = Some(now);
     }
 }
 
@@ -493,13 +445,6 @@ fn push_bounded<T>(queue: &mut VecDeque<T>, item: T) {
         queue.pop_front();
     }
     queue.push_back(item);
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 /// Where a packet of the batch goes, for shells that keep one socket per path: the path whose
@@ -518,6 +463,7 @@ mod tests {
     use crate::MssClamp;
     use crate::esp::Suite;
     use ipnet::IpNet;
+    use std::time::Duration;
     use wire::{Ipv4Packet, Ipv4Repr, ip_proto, ipv4, ipv6};
 
     const MS: Duration = Duration::from_millis(1);

@@ -17,7 +17,6 @@
 //! was being installed still arrive.
 
 use core::fmt;
-use core::ops::Range;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -26,10 +25,10 @@ use ipnet::IpNet;
 use wire::{Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, ip_proto, ipv4, ipv6};
 
 use super::{EspError, InboundSa, Integrity, OutboundSa, SpiTable, Suite};
-use crate::MssClamp;
 use crate::inner::{Family, Inner};
 use crate::pmtu::{PathMtu, Update};
 use crate::probe::{KEEPALIVE_LEN, KEEPALIVE_PROTOCOL, Keepalive};
+use crate::{Batch, MssClamp};
 use crate::{icmp, mss};
 
 /// UDP port of IKE and ESP after NAT detection (RFC 3948, RFC 7296 §2.23).
@@ -86,79 +85,8 @@ pub enum EspDestination {
     Local,
 }
 
-/// Packets the core produced, back to back in one buffer; cleared by the shell after sending.
-#[derive(Debug, Clone, Default)]
-pub struct EspBatch {
-    bytes: Vec<u8>,
-    entries: Vec<(EspDestination, Range<usize>)>,
-}
-
-impl EspBatch {
-    pub fn new(capacity_bytes: usize) -> Self {
-        Self {
-            bytes: Vec::with_capacity(capacity_bytes),
-            entries: Vec::with_capacity(capacity_bytes / 64 + 1),
-        }
-    }
-
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.entries.clear();
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn get(&self, index: usize) -> Option<(EspDestination, &[u8])> {
-        let (d, range) = self.entries.get(index)?;
-        Some((*d, &self.bytes[range.clone()]))
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (EspDestination, &[u8])> + '_ {
-        self.entries
-            .iter()
-            .map(|(d, range)| (*d, &self.bytes[range.clone()]))
-    }
-
-    /// Packets `entries` (by index) as one slice: the batch keeps packets back to back, so a
-    /// run of them can leave in one `UDP_SEGMENT` send without being copied. `None` when the
-    /// range is empty or past the end.
-    pub fn span(&self, entries: Range<usize>) -> Option<&[u8]> {
-        if entries.is_empty() {
-            return None;
-        }
-        let first = self.entries.get(entries.start)?;
-        let last = self.entries.get(entries.end.checked_sub(1)?)?;
-        self.bytes.get(first.1.start..last.1.end)
-    }
-
-    fn push(&mut self, destination: EspDestination, len: usize) -> &mut [u8] {
-        let start = self.bytes.len();
-        self.bytes.resize(start + len, 0);
-        self.entries.push((destination, start..start + len));
-        &mut self.bytes[start..]
-    }
-
-    /// Shortens the last packet to `len` bytes (an opened ESP packet is shorter than its
-    /// ciphertext, which is all the room it could be given up front).
-    fn truncate_last(&mut self, len: usize) {
-        if let Some((_, range)) = self.entries.last_mut() {
-            range.end = range.start + len.min(range.len());
-            self.bytes.truncate(range.end);
-        }
-    }
-
-    fn pop(&mut self) {
-        if let Some((_, range)) = self.entries.pop() {
-            self.bytes.truncate(range.start);
-        }
-    }
-}
+/// Packets the ESP core produced: the one output arena, addressed the ESP way.
+pub type EspBatch = Batch<EspDestination>;
 
 /// Why the ESP tunnel dropped a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -575,7 +503,7 @@ impl EspTunnel {
         let buf = out.push(destination, header + esp_len);
         if let Err(e) = sa.seal(protocol, packet, &mut buf[header..]) {
             let spi = sa.spi();
-            out.pop();
+            out.pop(1);
             if e == EspError::SequenceExhausted {
                 self.events.push(EspEvent::RekeyNeeded { spi });
             }
@@ -636,7 +564,7 @@ impl EspTunnel {
         let opened = match self.inbound.open(esp, buf) {
             Ok(o) => (o.next_header, o.payload.len()),
             Err(e) => {
-                out.pop();
+                out.pop(1);
                 return Err(EspDrop::from_esp(e));
             }
         };
@@ -657,12 +585,12 @@ impl EspTunnel {
             && packet.get(9) == Some(&KEEPALIVE_PROTOCOL)
             && let Some(keepalive) = Keepalive::parse(packet)
         {
-            out.pop();
+            out.pop(1);
             return Ok(Some(keepalive));
         }
         let checked = self.check_opened(next_header, out);
         if checked.is_err() {
-            out.pop();
+            out.pop(1);
         }
         checked.map(|()| None)
     }
@@ -690,9 +618,9 @@ impl EspTunnel {
         let len = inner.len;
         out.truncate_last(len);
         if let Some(max) = self.mss(family) {
-            let last = out.entries.len() - 1;
-            let range = out.entries[last].1.clone();
-            if mss::clamp(&mut out.bytes[range], family, max) {
+            if let Some(packet) = out.last_mut()
+                && mss::clamp(packet, family, max)
+            {
                 self.stats.mss_clamped += 1;
             }
         }
