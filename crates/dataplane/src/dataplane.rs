@@ -7,10 +7,11 @@ use std::time::Instant;
 use wire::{ip_proto, ipv6_ext};
 
 use crate::event::EventQueue;
+use crate::ident::Idents;
 use crate::ratelimit::IcmpRateLimit;
 use crate::selection::{Clock, earliest};
 use crate::too_big;
-use crate::tunnel::{Idents, Ipv4Outer, Tunnel};
+use crate::tunnel::{Ipv4Outer, Tunnel};
 use crate::{
     Batch, ConfigError, DropCounters, DropReason, Event, PathId, PathStats, Probe, TunnelConfig,
     TunnelId, TunnelStats, Verdict,

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use wire::{Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, ip_proto, ipv4, ipv6, ipv6_ext};
 
-use crate::tunnel::Idents;
+use crate::ident::Idents;
 use crate::{Batch, Destination, EncapLimit, PathConfig, TrafficClass, TunnelConfig};
 
 const ECN_MASK: u8 = 0b11;

@@ -13,8 +13,8 @@
 use wire::{Ipv4Packet, Ipv6Packet, Ipv6Repr, ip_proto, ipv4, ipv6, ipv6_ext};
 
 use crate::encap::{Framing, V6Ends};
+use crate::ident::Idents;
 use crate::inner::Family;
-use crate::tunnel::Idents;
 use crate::{Batch, DropReason, EncapLimit};
 
 /// The largest IPv4 header: IHL is four bits of 32-bit words.

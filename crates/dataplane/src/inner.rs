@@ -98,6 +98,15 @@ pub(crate) fn mark_congestion(packet: &mut [u8], family: Family) {
     }
 }
 
+/// The transport protocol of an inner packet [`Inner::parse`] accepted: IPv4's protocol
+/// field, or IPv6's next header (a transport behind extension headers does not count).
+pub(crate) fn inner_protocol(packet: &[u8], family: Family) -> u8 {
+    match family {
+        Family::V4 => Ipv4Packet::new_unchecked(packet).protocol(),
+        Family::V6 => Ipv6Packet::new_unchecked(packet).next_header(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

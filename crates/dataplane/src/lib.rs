@@ -25,6 +25,7 @@ mod event;
 mod fragment;
 pub mod health;
 mod icmp;
+mod ident;
 mod inner;
 mod mss;
 pub mod offload;

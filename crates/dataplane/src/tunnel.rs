@@ -11,7 +11,8 @@ use crate::encap::{Framing, Outer};
 use crate::event::{EventQueue, SwitchReason};
 use crate::health::Tracker;
 use crate::icmp;
-use crate::inner::{Family, Inner, mark_congestion};
+use crate::ident::Idents;
+use crate::inner::{Family, Inner, inner_protocol, mark_congestion};
 use crate::pmtu::PathMtu;
 use crate::probe::{self, EchoReply, KEEPALIVE_LEN, KEEPALIVE_PROTOCOL, Keepalive, Kind};
 use crate::ratelimit::{IcmpRateLimit, TokenBucket};
@@ -29,29 +30,6 @@ const TCP_IPV6_OVERHEAD: u16 = 60;
 
 const ECN_MASK: u8 = 0b11;
 const ECN_CE: u8 = 0b11;
-
-/// Identification values for packets the core originates, shared by all
-/// tunnels so that fragments of different tunnels never collide at a host
-/// that terminates several of them.
-#[derive(Debug, Default)]
-pub(crate) struct Idents {
-    /// ICMPv4 errors, outer IPv4 headers, inner probes.
-    ipv4: u16,
-    /// Outer IPv6 Fragment headers.
-    ipv6: u32,
-}
-
-impl Idents {
-    pub(crate) fn next_ipv4(&mut self) -> u16 {
-        self.ipv4 = self.ipv4.wrapping_add(1);
-        self.ipv4
-    }
-
-    pub(crate) fn next_ipv6(&mut self) -> u32 {
-        self.ipv6 = self.ipv6.wrapping_add(1);
-        self.ipv6
-    }
-}
 
 /// What the core keeps for one path of a tunnel.
 #[derive(Debug)]
@@ -755,15 +733,6 @@ impl Tunnel {
             self.stats.path_mtu = state.pmtu.current();
         }
         lowered
-    }
-}
-
-/// The transport protocol of an inner packet [`Inner::parse`] accepted: IPv4's protocol
-/// field, or IPv6's next header (a transport behind extension headers does not count).
-fn inner_protocol(packet: &[u8], family: Family) -> u8 {
-    match family {
-        Family::V4 => wire::Ipv4Packet::new_unchecked(packet).protocol(),
-        Family::V6 => wire::Ipv6Packet::new_unchecked(packet).next_header(),
     }
 }
 

@@ -6,7 +6,16 @@ use std::io::{self, IoSliceMut};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 
-use crate::raw::{BATCH_SIZE, Transmit};
+/// Most datagrams moved by one `recvmmsg`/`sendmmsg` call.
+pub const BATCH_SIZE: usize = 32;
+
+/// One packet of a batch send: a complete IP packet and the destination that routes it
+/// (an [`Ipv6Addr`] for a raw IPv6 socket, an [`Ipv4Addr`] for a raw IPv4 socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit<'a, A = Ipv6Addr> {
+    pub packet: &'a [u8],
+    pub dst: A,
+}
 
 /// An address family's `sockaddr`, as far as these calls need one: a destination to write and
 /// a source to read back.

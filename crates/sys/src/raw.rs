@@ -20,6 +20,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use crate::error::{Result, SysError};
 use crate::fd::{set_int_option, set_option};
 use crate::msg::{self, ControlBuffer, ControlMessage, ControlMessages, Datagram};
+pub use crate::msg::{BATCH_SIZE, Transmit};
 
 mod ipv4;
 
@@ -37,18 +38,6 @@ const OPTION_PAD1: u8 = 0x00;
 const ICMP6_FILTER: libc::c_int = 1;
 /// ICMPv6 type Packet Too Big (RFC 4443 §3.2).
 const ICMPV6_PACKET_TOO_BIG: u8 = 2;
-
-/// Most datagrams moved by one `recvmmsg`/`sendmmsg` call.
-pub const BATCH_SIZE: usize = 32;
-
-/// One packet of a batch send: a complete IP packet and the destination that routes it
-/// (an [`Ipv6Addr`] for [`RawIpv6Socket`], an [`Ipv4Addr`](std::net::Ipv4Addr) for
-/// [`RawIpv4Socket`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transmit<'a, A = Ipv6Addr> {
-    pub packet: &'a [u8],
-    pub dst: A,
-}
 
 /// A received datagram: its length in the caller's buffer and the outer-header metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
