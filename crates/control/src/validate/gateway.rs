@@ -1,0 +1,112 @@
+//! `[gateway]`, and the routing tables any section may name.
+
+use std::path::PathBuf;
+
+use toml::Value;
+
+use crate::file::{FileGateway, Int};
+use crate::model::{
+    DEFAULT_CONTROL_SOCKET, DEFAULT_PIN_RULE_PRIORITY, DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC,
+    Gateway, MAIN_TABLE,
+};
+
+use super::*;
+
+impl Checker {
+    pub(super) fn gateway(&mut self, file: FileGateway) -> Gateway {
+        let control_socket = match file.control_socket {
+            Some(path) if !path.starts_with('/') => {
+                self.error(
+                    "gateway.control_socket",
+                    format!("expected an absolute path, found {path:?}"),
+                );
+                PathBuf::from(DEFAULT_CONTROL_SOCKET)
+            }
+            Some(path) => PathBuf::from(path),
+            None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        };
+        let pin_table = file
+            .pin_table
+            .and_then(|Int(t)| self.table_id("gateway.pin_table", t))
+            .unwrap_or(DEFAULT_PIN_TABLE);
+        let pin_rule_priority = file
+            .pin_rule_priority
+            .and_then(|Int(p)| {
+                self.int_in_why(
+                    "gateway.pin_rule_priority",
+                    p,
+                    1,
+                    MAIN_RULE_PRIORITY - 1,
+                    "the pin rule must come after `local` (0) and before `main` (32766)",
+                )
+            })
+            .map_or(DEFAULT_PIN_RULE_PRIORITY, |p| p as u32);
+        let route_metric = file
+            .route_metric
+            .and_then(|Int(m)| self.int_in("gateway.route_metric", m, 0, u32::MAX.into()))
+            .map_or(DEFAULT_ROUTE_METRIC, |m| m as u32);
+        Gateway {
+            control_socket,
+            pin_table,
+            pin_rule_priority,
+            ipv4_forwarding: file.ipv4_forwarding,
+            ipv6_forwarding: file.ipv6_forwarding,
+            route_metric,
+        }
+    }
+
+    /// `"main"` (the default) or a table id that is neither a kernel table nor the pin table.
+    pub(super) fn route_table_value(
+        &mut self,
+        key: &str,
+        value: Option<&Value>,
+        gateway: &Gateway,
+    ) -> Option<u32> {
+        match value {
+            None => Some(MAIN_TABLE),
+            Some(Value::String(s)) if s == "main" => Some(MAIN_TABLE),
+            Some(Value::Integer(n)) => self.route_table(key, *n, gateway),
+            Some(other) => {
+                self.error(
+                    key,
+                    format!(
+                        "expected \"main\" or a routing table id, found {}",
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn route_table(&mut self, key: &str, id: i64, gateway: &Gateway) -> Option<u32> {
+        if id == i64::from(MAIN_TABLE) {
+            return Some(MAIN_TABLE);
+        }
+        let id = self.table_id(key, id)?;
+        if id == gateway.pin_table {
+            self.error(
+                key,
+                format!(
+                    "{id} is gateway.pin_table, which holds only pinned endpoint routes; \
+                     pick another table"
+                ),
+            );
+            return None;
+        }
+        Some(id)
+    }
+
+    /// A routing table v6gate may fill: any id but the kernel's own tables.
+    pub(super) fn table_id(&mut self, key: &str, id: i64) -> Option<u32> {
+        let id = self.int_in(key, id, 1, u32::MAX.into())? as u32;
+        if let Some((_, name)) = RESERVED_TABLES.iter().find(|(t, _)| *t == id) {
+            self.error(
+                key,
+                format!("{id} is the kernel's `{name}` table; pick a table id of v6gate's own"),
+            );
+            return None;
+        }
+        Some(id)
+    }
+}
