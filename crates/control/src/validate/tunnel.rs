@@ -36,45 +36,10 @@ impl Checker {
         let before = self.diagnostics.len();
         let key = |field: &str| format!("tunnel[{i}].{field}");
 
-        let name_ok = self.name(&key("name"), &file.name);
-        let mut device_ok = name_ok;
-        let device = match &file.device {
-            Some(device) => {
-                device_ok = self.device(&key("device"), device);
-                device.clone()
-            }
-            None => {
-                let device = default_device(&file.name);
-                if name_ok && device.len() > MAX_DEVICE_LEN {
-                    device_ok = false;
-                    self.error(
-                        key("name"),
-                        format!(
-                            "the device name derived from it, {device:?}, is {} bytes, longer than \
-                             {MAX_DEVICE_LEN}; use a shorter name or set `device`",
-                            device.len()
-                        ),
-                    );
-                }
-                device
-            }
-        };
+        let (device, device_ok) = self.tunnel_device(i, &file);
 
         let mode = self.mode(&key("mode"), &file.mode);
-        let families = match (&file.inner_families, mode) {
-            (Some(_), Some(Mode::Ipsec)) => {
-                self.error(
-                    key("inner_families"),
-                    "an ipsec tunnel carries the families of its local_subnets and routes; \
-                     leave inner_families out",
-                );
-                None
-            }
-            (None, Some(Mode::Ipsec)) => Some(selector_families(&file)),
-            (Some(list), Some(mode)) => self.families(&key("inner_families"), list, mode),
-            (None, Some(mode)) => Some(mode.families()),
-            (_, None) => None,
-        };
+        let families = self.tunnel_families(i, &file, mode);
 
         let addresses = match (&file.address, families) {
             (None, _) => Some(Vec::new()),
@@ -84,23 +49,7 @@ impl Checker {
 
         let ipsec_file = file.ike.take();
         let ipsec = self.ipsec(i, &file, ipsec_file, mode);
-        let local_subnets = match (&file.local_subnets, mode, families) {
-            (None, _, _) => Some(Vec::new()),
-            (Some(list), Some(Mode::Ipsec), Some(families)) => {
-                self.prefixes(&key("local_subnets"), list, Mode::Ipsec, families)
-            }
-            (Some(_), Some(Mode::Ipsec), None) | (Some(_), None, _) => None,
-            (Some(_), Some(mode), _) => {
-                self.error(
-                    key("local_subnets"),
-                    format!(
-                        "names the local traffic selectors of mode = \"ipsec\"; mode = \"{mode}\" \
-                         carries whatever is routed into it"
-                    ),
-                );
-                None
-            }
-        };
+        let local_subnets = self.local_subnets(i, &file, mode, families);
 
         let device_per_path = file.device_per_path.unwrap_or(false);
         let file_health = file.health.take();
@@ -123,45 +72,9 @@ impl Checker {
             None => Some(Health::TUNNEL_DEFAULT),
         };
 
-        let encap_limit = match &file.encap_limit {
-            None => Some(None),
-            Some(Value::String(s)) if s == "none" => Some(None),
-            Some(Value::Integer(n)) if (0..=255).contains(n) => Some(Some(*n as u8)),
-            Some(other) => {
-                self.error(
-                    key("encap_limit"),
-                    format!(
-                        "expected \"none\" or an integer 0..=255, found {}",
-                        describe(other)
-                    ),
-                );
-                None
-            }
-        };
-        if let (Some(Some(_)), Some(paths)) = (encap_limit, &paths)
-            && !paths.iter().any(Path::is_ipv6)
-        {
-            self.error(
-                key("encap_limit"),
-                "is an IPv6 option, and every path of this tunnel runs over IPv4",
-            );
-        }
+        let encap_limit = self.encap_limit(i, &file, paths.as_deref());
 
-        let mtu = match (file.mtu, families) {
-            (None, _) => Some(None),
-            (Some(Int(mtu)), Some(families)) if families.ipv6 => self
-                .int_in_why(
-                    &key("mtu"),
-                    mtu,
-                    IPV6_MIN_MTU,
-                    MAX_MTU,
-                    "the tunnel carries IPv6, whose links need at least 1280",
-                )
-                .map(|m| Some(m as u16)),
-            (Some(Int(mtu)), _) => self
-                .int_in(&key("mtu"), mtu, IPV4_MIN_MTU, MAX_MTU)
-                .map(|m| Some(m as u16)),
-        };
+        let mtu = self.tunnel_mtu(i, &file, families);
 
         let routes = match (&file.routes, mode, families) {
             (Some(list), Some(mode), Some(families)) => {
@@ -178,72 +91,16 @@ impl Checker {
             _ => None,
         };
 
-        let mss_clamp = match &file.mss_clamp {
-            None => Some(MssClamp::Auto),
-            Some(Value::String(s)) if s == "auto" => Some(MssClamp::Auto),
-            Some(Value::String(s)) if s == "off" => Some(MssClamp::Off),
-            Some(Value::Integer(n)) if (MIN_MSS..=MAX_MTU).contains(n) => {
-                Some(MssClamp::Fixed(*n as u16))
-            }
-            Some(other) => {
-                self.error(
-                    key("mss_clamp"),
-                    format!(
-                        "expected \"auto\", \"off\" or an integer {MIN_MSS}..={MAX_MTU}, found {}",
-                        describe(other)
-                    ),
-                );
-                None
-            }
-        };
+        let mss_clamp = self.mss_clamp(i, &file);
 
-        let tclass = match &file.tclass {
-            None => Some(TrafficClass::default()),
-            Some(Value::String(s)) if s == "inherit" => Some(TrafficClass::Inherit),
-            Some(Value::Integer(n)) if (0..=255).contains(n) => Some(TrafficClass::Fixed(*n as u8)),
-            Some(other) => {
-                self.error(
-                    key("tclass"),
-                    format!(
-                        "expected \"inherit\" or an integer 0..=255, found {}",
-                        describe(other)
-                    ),
-                );
-                None
-            }
-        };
+        let tclass = self.tclass(i, &file);
 
         let hop_limit = match file.hop_limit {
             None => Some(DEFAULT_HOP_LIMIT),
             Some(Int(h)) => self.int_in(&key("hop_limit"), h, 1, 255).map(|h| h as u8),
         };
 
-        // The tunnel's `underlay_mtu` is the default of every path that sets none, so it must
-        // suit each path's family.
-        let underlay_mtu = match (file.underlay_mtu, &paths) {
-            (None, _) => Some(None),
-            (Some(_), None) => None,
-            (Some(Int(m)), Some(paths)) => {
-                let inheriting = paths.iter().filter(|p| p.underlay_mtu.is_none());
-                let (v6, v4) = inheriting.fold((0, 0), |(v6, v4), p| {
-                    if p.is_ipv6() {
-                        (v6 + 1, v4)
-                    } else {
-                        (v6, v4 + 1)
-                    }
-                });
-                let (lo, why) = match (v6, v4) {
-                    (_, 0) => (IPV6_MIN_MTU, "the underlay is an IPv6 link"),
-                    (0, _) => (IPV4_MIN_MTU, "the underlay is an IPv4 link"),
-                    _ => (
-                        IPV6_MIN_MTU,
-                        "it applies to every path without its own, and one runs over IPv6",
-                    ),
-                };
-                self.int_in_why(&key("underlay_mtu"), m, lo, 65535, why)
-                    .map(|m| Some(m as u16))
-            }
-        };
+        let underlay_mtu = self.underlay_mtu(i, &file, paths.as_deref());
         if let (Some(paths), Some(allowed)) = (&paths, &allowed_sources) {
             self.probe_targets_allowed(i, paths, allowed);
         }
@@ -290,6 +147,222 @@ impl Checker {
             local_subnets: local_subnets?,
             ipsec: ipsec?,
         })
+    }
+
+    /// The tunnel's device, given or derived from its name, and whether it is a valid name.
+    fn tunnel_device(&mut self, i: usize, file: &FileTunnel) -> (String, bool) {
+        let key = |field: &str| format!("tunnel[{i}].{field}");
+        let name_ok = self.name(&key("name"), &file.name);
+        let mut device_ok = name_ok;
+        let device = match &file.device {
+            Some(device) => {
+                device_ok = self.device(&key("device"), device);
+                device.clone()
+            }
+            None => {
+                let device = default_device(&file.name);
+                if name_ok && device.len() > MAX_DEVICE_LEN {
+                    device_ok = false;
+                    self.error(
+                        key("name"),
+                        format!(
+                            "the device name derived from it, {device:?}, is {} bytes, longer than \
+                             {MAX_DEVICE_LEN}; use a shorter name or set `device`",
+                            device.len()
+                        ),
+                    );
+                }
+                device
+            }
+        };
+        (device, device_ok)
+    }
+
+    /// The inner families: listed, implied by the mode, or (ipsec) those of the selectors.
+    fn tunnel_families(
+        &mut self,
+        i: usize,
+        file: &FileTunnel,
+        mode: Option<Mode>,
+    ) -> Option<InnerFamilies> {
+        let key = |field: &str| format!("tunnel[{i}].{field}");
+        match (&file.inner_families, mode) {
+            (Some(_), Some(Mode::Ipsec)) => {
+                self.error(
+                    key("inner_families"),
+                    "an ipsec tunnel carries the families of its local_subnets and routes; \
+                     leave inner_families out",
+                );
+                None
+            }
+            (None, Some(Mode::Ipsec)) => Some(selector_families(file)),
+            (Some(list), Some(mode)) => self.families(&key("inner_families"), list, mode),
+            (None, Some(mode)) => Some(mode.families()),
+            (_, None) => None,
+        }
+    }
+
+    /// `local_subnets`, the local traffic selectors, which only ipsec tunnels have.
+    fn local_subnets(
+        &mut self,
+        i: usize,
+        file: &FileTunnel,
+        mode: Option<Mode>,
+        families: Option<InnerFamilies>,
+    ) -> Option<Vec<IpNet>> {
+        let key = |field: &str| format!("tunnel[{i}].{field}");
+        match (&file.local_subnets, mode, families) {
+            (None, _, _) => Some(Vec::new()),
+            (Some(list), Some(Mode::Ipsec), Some(families)) => {
+                self.prefixes(&key("local_subnets"), list, Mode::Ipsec, families)
+            }
+            (Some(_), Some(Mode::Ipsec), None) | (Some(_), None, _) => None,
+            (Some(_), Some(mode), _) => {
+                self.error(
+                    key("local_subnets"),
+                    format!(
+                        "names the local traffic selectors of mode = \"ipsec\"; mode = \"{mode}\" \
+                         carries whatever is routed into it"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `encap_limit`: "none" or a limit, and only where some path runs over IPv6.
+    fn encap_limit(
+        &mut self,
+        i: usize,
+        file: &FileTunnel,
+        paths: Option<&[Path]>,
+    ) -> Option<Option<u8>> {
+        let key = |field: &str| format!("tunnel[{i}].{field}");
+        let encap_limit = match &file.encap_limit {
+            None => Some(None),
+            Some(Value::String(s)) if s == "none" => Some(None),
+            Some(Value::Integer(n)) if (0..=255).contains(n) => Some(Some(*n as u8)),
+            Some(other) => {
+                self.error(
+                    key("encap_limit"),
+                    format!(
+                        "expected \"none\" or an integer 0..=255, found {}",
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        };
+        if let (Some(Some(_)), Some(paths)) = (encap_limit, paths)
+            && !paths.iter().any(Path::is_ipv6)
+        {
+            self.error(
+                key("encap_limit"),
+                "is an IPv6 option, and every path of this tunnel runs over IPv4",
+            );
+        }
+        encap_limit
+    }
+
+    /// `mtu`, at least IPv6's 1280 when the tunnel carries IPv6.
+    fn tunnel_mtu(
+        &mut self,
+        i: usize,
+        file: &FileTunnel,
+        families: Option<InnerFamilies>,
+    ) -> Option<Option<u16>> {
+        let key = |field: &str| format!("tunnel[{i}].{field}");
+        match (file.mtu, families) {
+            (None, _) => Some(None),
+            (Some(Int(mtu)), Some(families)) if families.ipv6 => self
+                .int_in_why(
+                    &key("mtu"),
+                    mtu,
+                    IPV6_MIN_MTU,
+                    MAX_MTU,
+                    "the tunnel carries IPv6, whose links need at least 1280",
+                )
+                .map(|m| Some(m as u16)),
+            (Some(Int(mtu)), _) => self
+                .int_in(&key("mtu"), mtu, IPV4_MIN_MTU, MAX_MTU)
+                .map(|m| Some(m as u16)),
+        }
+    }
+
+    fn mss_clamp(&mut self, i: usize, file: &FileTunnel) -> Option<MssClamp> {
+        let key = |field: &str| format!("tunnel[{i}].{field}");
+        match &file.mss_clamp {
+            None => Some(MssClamp::Auto),
+            Some(Value::String(s)) if s == "auto" => Some(MssClamp::Auto),
+            Some(Value::String(s)) if s == "off" => Some(MssClamp::Off),
+            Some(Value::Integer(n)) if (MIN_MSS..=MAX_MTU).contains(n) => {
+                Some(MssClamp::Fixed(*n as u16))
+            }
+            Some(other) => {
+                self.error(
+                    key("mss_clamp"),
+                    format!(
+                        "expected \"auto\", \"off\" or an integer {MIN_MSS}..={MAX_MTU}, found {}",
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn tclass(&mut self, i: usize, file: &FileTunnel) -> Option<TrafficClass> {
+        let key = |field: &str| format!("tunnel[{i}].{field}");
+        match &file.tclass {
+            None => Some(TrafficClass::default()),
+            Some(Value::String(s)) if s == "inherit" => Some(TrafficClass::Inherit),
+            Some(Value::Integer(n)) if (0..=255).contains(n) => Some(TrafficClass::Fixed(*n as u8)),
+            Some(other) => {
+                self.error(
+                    key("tclass"),
+                    format!(
+                        "expected \"inherit\" or an integer 0..=255, found {}",
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// The tunnel's `underlay_mtu` is the default of every path that sets none, so it must
+    /// suit each path's family.
+    fn underlay_mtu(
+        &mut self,
+        i: usize,
+        file: &FileTunnel,
+        paths: Option<&[Path]>,
+    ) -> Option<Option<u16>> {
+        let key = |field: &str| format!("tunnel[{i}].{field}");
+        match (file.underlay_mtu, paths) {
+            (None, _) => Some(None),
+            (Some(_), None) => None,
+            (Some(Int(m)), Some(paths)) => {
+                let inheriting = paths.iter().filter(|p| p.underlay_mtu.is_none());
+                let (v6, v4) = inheriting.fold((0, 0), |(v6, v4), p| {
+                    if p.is_ipv6() {
+                        (v6 + 1, v4)
+                    } else {
+                        (v6, v4 + 1)
+                    }
+                });
+                let (lo, why) = match (v6, v4) {
+                    (_, 0) => (IPV6_MIN_MTU, "the underlay is an IPv6 link"),
+                    (0, _) => (IPV4_MIN_MTU, "the underlay is an IPv4 link"),
+                    _ => (
+                        IPV6_MIN_MTU,
+                        "it applies to every path without its own, and one runs over IPv6",
+                    ),
+                };
+                self.int_in_why(&key("underlay_mtu"), m, lo, 65535, why)
+                    .map(|m| Some(m as u16))
+            }
+        }
     }
 
     pub(super) fn name(&mut self, key: &str, name: &str) -> bool {
