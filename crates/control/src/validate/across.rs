@@ -1,6 +1,7 @@
 //! What involves more than one tunnel: names, devices, endpoint pairs and routes.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 
@@ -33,41 +34,91 @@ impl Checker {
         self.path_devices_unique(tunnels);
 
         let enabled: Vec<&(usize, Tunnel)> = tunnels.iter().filter(|(_, t)| t.enabled).collect();
-        for (n, (i, a)) in enabled.iter().enumerate() {
-            for (j, b) in enabled[..n].iter().map(|e| (&e.0, &e.1)) {
-                for (ja, pa) in a.paths.iter().enumerate() {
-                    for (jb, pb) in b.paths.iter().enumerate() {
-                        if (pa.local, pa.remote) != (pb.local, pb.remote) {
-                            continue;
-                        }
-                        let owner = self.path_key(*j, jb);
-                        self.error(
-                            format!("{}.remote", self.path_key(*i, ja)),
-                            format!(
-                                "{owner} ({:?}) already runs between {} and {}; one tunnel per \
-                                 endpoint pair (use mode = \"any\" to carry both families)",
-                                b.name, pa.local, pa.remote
-                            ),
-                        );
-                    }
-                }
-                if a.route_table != b.route_table {
+        self.endpoint_pairs_unique(&enabled);
+        self.routes_apart(&enabled);
+    }
+
+    /// One tunnel per endpoint pair: each path against the paths of earlier tunnels with the
+    /// same ends, found by hashing rather than by comparing every pair of tunnels.
+    fn endpoint_pairs_unique(&mut self, enabled: &[&(usize, Tunnel)]) {
+        let mut owners: HashMap<(IpAddr, IpAddr), Vec<(usize, usize)>> = HashMap::new();
+        for (n, (i, a)) in enabled.iter().map(|e| (&e.0, &e.1)).enumerate() {
+            for (ja, pa) in a.paths.iter().enumerate() {
+                let Some(earlier) = owners.get(&(pa.local, pa.remote)) else {
                     continue;
-                }
-                for (k, ra) in a.routes.iter().enumerate() {
-                    for (l, rb) in b.routes.iter().enumerate() {
-                        if overlaps(ra, rb) {
-                            self.error(
-                                format!("tunnel[{i}].routes[{k}]"),
-                                format!(
-                                    "{ra} overlaps {rb} of tunnel[{j}] ({:?}, routes[{l}]) in table {}",
-                                    b.name, a.route_table
-                                ),
-                            );
-                        }
-                    }
+                };
+                for &(m, jb) in earlier {
+                    let (j, b) = (enabled[m].0, &enabled[m].1);
+                    let owner = self.path_key(j, jb);
+                    self.error(
+                        format!("{}.remote", self.path_key(*i, ja)),
+                        format!(
+                            "{owner} ({:?}) already runs between {} and {}; one tunnel per \
+                             endpoint pair (use mode = \"any\" to carry both families)",
+                            b.name, pa.local, pa.remote
+                        ),
+                    );
                 }
             }
+            for (ja, pa) in a.paths.iter().enumerate() {
+                owners
+                    .entry((pa.local, pa.remote))
+                    .or_default()
+                    .push((n, ja));
+            }
+        }
+    }
+
+    /// Routes of two tunnels in one table must not overlap (see [`overlaps`]). Prefixes nest
+    /// or are disjoint, so after sorting each table's routes by address and length the routes
+    /// that contain the one at hand are exactly a stack of open prefixes: n log n to sort,
+    /// then one pass, plus one step per clash reported.
+    fn routes_apart(&mut self, enabled: &[&(usize, Tunnel)]) {
+        let mut by_table: HashMap<(u32, bool), Vec<RouteAt>> = HashMap::new();
+        for (n, (_, t)) in enabled.iter().map(|e| (&e.0, &e.1)).enumerate() {
+            for (k, net) in t.routes.iter().enumerate() {
+                let at = RouteAt::new(*net, n, k);
+                by_table.entry((t.route_table, at.v6)).or_default().push(at);
+            }
+        }
+        // (later tunnel, earlier tunnel, later's route, earlier's route): the order the
+        // problems were always reported in.
+        let mut clashes: Vec<(usize, usize, usize, usize)> = Vec::new();
+        for routes in by_table.values_mut() {
+            routes.sort_unstable_by_key(|r| (r.start, r.net.prefix_len(), r.tunnel, r.route));
+            let mut open: Vec<&RouteAt> = Vec::new();
+            for r in routes.iter() {
+                while open
+                    .last()
+                    .is_some_and(|o| !o.net.contains(&r.net.network()))
+                {
+                    open.pop();
+                }
+                for o in &open {
+                    if o.tunnel != r.tunnel && overlaps(&o.net, &r.net) {
+                        let (late, early) = if o.tunnel < r.tunnel {
+                            (r, *o)
+                        } else {
+                            (*o, r)
+                        };
+                        clashes.push((late.tunnel, early.tunnel, late.route, early.route));
+                    }
+                }
+                open.push(r);
+            }
+        }
+        clashes.sort_unstable();
+        for (n, m, k, l) in clashes {
+            let (i, a) = (enabled[n].0, &enabled[n].1);
+            let (j, b) = (enabled[m].0, &enabled[m].1);
+            let (ra, rb) = (a.routes[k], b.routes[l]);
+            self.error(
+                format!("tunnel[{i}].routes[{k}]"),
+                format!(
+                    "{ra} overlaps {rb} of tunnel[{j}] ({:?}, routes[{l}]) in table {}",
+                    b.name, a.route_table
+                ),
+            );
         }
     }
 
@@ -100,6 +151,33 @@ impl Checker {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A tunnel's route, placed for the sweep in [`Checker::routes_apart`].
+struct RouteAt {
+    net: IpNet,
+    v6: bool,
+    /// The first address of the prefix, as a number that sorts like the address.
+    start: u128,
+    /// Position among the enabled tunnels, and index in its `routes`.
+    tunnel: usize,
+    route: usize,
+}
+
+impl RouteAt {
+    fn new(net: IpNet, tunnel: usize, route: usize) -> Self {
+        let (v6, start) = match net.network() {
+            IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+            IpAddr::V6(a) => (true, u128::from(a)),
+        };
+        Self {
+            net,
+            v6,
+            start,
+            tunnel,
+            route,
         }
     }
 }

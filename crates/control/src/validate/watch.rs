@@ -207,38 +207,45 @@ impl Checker {
             }
         }
         // The kernel keeps one route per destination, table and metric: a second one either
-        // fails or, for IPv6, turns both into one multipath route.
-        let same_slot = |r: &WatchRoute, dst: &IpNet, table: u32, metric: u32| {
-            r.dst == *dst && r.table == table && r.metric == metric
-        };
-        for (n, (i, w)) in watches.iter().enumerate() {
-            let r = &w.route;
-            let clash = format!("{} in table {} at metric {}", r.dst, r.table, r.metric);
-            for (j, other) in &watches[..n] {
-                if same_slot(&other.route, &r.dst, r.table, r.metric) {
-                    self.error(
-                        format!("watch[{i}].route.dst"),
-                        format!(
-                            "watch[{j}] ({:?}) already installs {clash}; give one a different metric",
-                            other.name
-                        ),
-                    );
-                }
-            }
+        // fails or, for IPv6, turns both into one multipath route. Slots are hashed so that a
+        // hub's thousands of tunnel routes are visited once, not once per watch.
+        type Slot = (IpNet, u32, u32);
+        let mut tunnel_slots: HashMap<Slot, Vec<(usize, &str, String)>> = HashMap::new();
+        if !watches.is_empty() {
             for (j, t) in tunnels.iter().filter(|(_, t)| t.enabled) {
                 for (device, route) in tunnel_routes(gateway, t) {
-                    if same_slot(r, &route.dst, route.table, route.metric) {
-                        self.error(
-                            format!("watch[{i}].route.dst"),
-                            format!(
-                                "tunnel[{j}] ({:?}) already installs {clash} (on {device}); \
-                                 give the watch route a different metric",
-                                t.name
-                            ),
-                        );
-                    }
+                    let slot = (route.dst, route.table, route.metric);
+                    let owners = tunnel_slots.entry(slot).or_default();
+                    owners.push((*j, t.name.as_str(), device.to_string()));
                 }
             }
+        }
+        let mut watch_slots: HashMap<Slot, Vec<(usize, &str)>> = HashMap::new();
+        for (i, w) in watches {
+            let r = &w.route;
+            let slot = (r.dst, r.table, r.metric);
+            let clash = format!("{} in table {} at metric {}", r.dst, r.table, r.metric);
+            for (j, name) in watch_slots.get(&slot).into_iter().flatten() {
+                self.error(
+                    format!("watch[{i}].route.dst"),
+                    format!(
+                        "watch[{j}] ({name:?}) already installs {clash}; give one a different metric"
+                    ),
+                );
+            }
+            for (j, name, device) in tunnel_slots.get(&slot).into_iter().flatten() {
+                self.error(
+                    format!("watch[{i}].route.dst"),
+                    format!(
+                        "tunnel[{j}] ({name:?}) already installs {clash} (on {device}); \
+                         give the watch route a different metric"
+                    ),
+                );
+            }
+            watch_slots
+                .entry(slot)
+                .or_default()
+                .push((*i, w.name.as_str()));
         }
     }
 }
