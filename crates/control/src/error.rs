@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use crate::quote::{MAX_KEY_CHARS, shorten, shorten_quoted};
+
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -19,7 +21,7 @@ impl Diagnostic {
         Self {
             key: key.into(),
             location: None,
-            message: message.into(),
+            message: shorten_quoted(&message.into()),
         }
     }
 
@@ -28,7 +30,7 @@ impl Diagnostic {
         if self.key.is_empty() {
             f.write_str(&self.message)
         } else {
-            write!(f, "{}: {}", self.key, self.message)
+            write!(f, "{}: {}", shorten(&self.key, MAX_KEY_CHARS), self.message)
         }
     }
 }

@@ -31,6 +31,7 @@ pub(crate) struct FileGateway {
     pub ipv4_forwarding: Option<bool>,
     pub ipv6_forwarding: Option<bool>,
     pub route_metric: Option<Int>,
+    pub max_config_size: Option<Int>,
 }
 
 /// `[[tunnel]]`. `local_subnets` and `[tunnel.ike]` belong to `mode = "ipsec"`; `validate`

@@ -33,6 +33,7 @@ mod ipsec;
 mod locate;
 mod model;
 mod plan;
+mod quote;
 mod validate;
 
 pub use diff::{ConfigDiff, diff};
@@ -42,11 +43,12 @@ pub use ipsec::{
     ESP_HEADER_LEN, ESP_TRAILER_LEN, Encap, IkeStart, IpsecConfig, Psk, UDP_HEADER_LEN, esp_fits,
 };
 pub use model::{
-    Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_PATH, DEFAULT_PIN_RULE_PRIORITY,
-    DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC, DEVICE_PREFIX, ENCAP_LIMIT_OPTION_LEN, Gateway,
-    HOOK_ENV_REASON, HOOK_ENV_STATE, HOOK_ENV_WATCH, Health, Hook, IPV4_HEADER_LEN,
-    IPV6_HEADER_LEN, IPV6_MIN_MTU, InnerFamilies, MAIN_TABLE, MAX_DEVICE_LEN, Mode, MssClamp,
-    PIN_BYPASS_MARK, Path, Probe, TrafficClass, Tunnel, Watch, WatchRoute, default_device,
+    Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_MAX_CONFIG_SIZE, DEFAULT_PATH,
+    DEFAULT_PIN_RULE_PRIORITY, DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC, DEVICE_PREFIX,
+    ENCAP_LIMIT_OPTION_LEN, Gateway, HOOK_ENV_REASON, HOOK_ENV_STATE, HOOK_ENV_WATCH, Health, Hook,
+    IPV4_HEADER_LEN, IPV6_HEADER_LEN, IPV6_MIN_MTU, InnerFamilies, MAIN_TABLE, MAX_CONFIG_SIZE,
+    MAX_DEVICE_LEN, MIN_MAX_CONFIG_SIZE, Mode, MssClamp, PIN_BYPASS_MARK, Path, Probe,
+    TrafficClass, Tunnel, Watch, WatchRoute, default_device,
 };
 pub use plan::{
     DevicePlan, PathPlan, Plan, RoutePlan, SysctlChange, TunnelPlan, WatchPlan, plan, tunnel_plan,
@@ -60,10 +62,18 @@ impl Config {
         validate::config_from_str(text, origin)
     }
 
-    /// Reads, parses and validates the config file at `path`.
+    /// Reads, parses and validates the config file at `path`. At most [`MAX_CONFIG_SIZE`]
+    /// bytes are read; the config's own `gateway.max_config_size` may refuse less.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        use std::io::Read;
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(&origin, e))?;
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_CONFIG_SIZE + 1).read_to_string(&mut text))
+            .map_err(|e| ConfigError::io(&origin, e))?;
+        if text.len() as u64 > MAX_CONFIG_SIZE {
+            return Err(validate::too_large(&origin));
+        }
         Self::from_toml_str(&text, &origin)
     }
 }

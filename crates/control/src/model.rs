@@ -77,6 +77,16 @@ impl Config {
     }
 }
 
+/// Default of `gateway.max_config_size`: room for some 100,000 tunnels.
+pub const DEFAULT_MAX_CONFIG_SIZE: u64 = 16 << 20;
+
+/// Most bytes of a config file v6gate ever reads, whatever `max_config_size` says, so that a
+/// path naming something endless (a device, a pipe) costs bounded memory.
+pub const MAX_CONFIG_SIZE: u64 = 64 << 20;
+
+/// Least `gateway.max_config_size`: below this a limit would refuse ordinary configs.
+pub const MIN_MAX_CONFIG_SIZE: u64 = 4 << 10;
+
 /// Settings of the gateway as a whole: the `[gateway]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gateway {
@@ -88,6 +98,8 @@ pub struct Gateway {
     /// `Some` = set `net.ipv6.conf.all.forwarding` at start and restore the old value at stop.
     pub ipv6_forwarding: Option<bool>,
     pub route_metric: u32,
+    /// Largest config file, in bytes, this config accepts (itself and what a reload reads).
+    pub max_config_size: u64,
 }
 
 impl Default for Gateway {
@@ -99,6 +111,7 @@ impl Default for Gateway {
             ipv4_forwarding: None,
             ipv6_forwarding: None,
             route_metric: DEFAULT_ROUTE_METRIC,
+            max_config_size: DEFAULT_MAX_CONFIG_SIZE,
         }
     }
 }

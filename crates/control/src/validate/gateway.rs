@@ -6,8 +6,8 @@ use toml::Value;
 
 use crate::file::{FileGateway, Int};
 use crate::model::{
-    DEFAULT_CONTROL_SOCKET, DEFAULT_PIN_RULE_PRIORITY, DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC,
-    Gateway, MAIN_TABLE,
+    DEFAULT_CONTROL_SOCKET, DEFAULT_MAX_CONFIG_SIZE, DEFAULT_PIN_RULE_PRIORITY, DEFAULT_PIN_TABLE,
+    DEFAULT_ROUTE_METRIC, Gateway, MAIN_TABLE, MAX_CONFIG_SIZE, MIN_MAX_CONFIG_SIZE,
 };
 
 use super::*;
@@ -45,6 +45,7 @@ impl Checker {
             .route_metric
             .and_then(|Int(m)| self.int_in("gateway.route_metric", m, 0, u32::MAX.into()))
             .map_or(DEFAULT_ROUTE_METRIC, |m| m as u32);
+        let max_config_size = self.max_config_size(file.max_config_size);
         Gateway {
             control_socket,
             pin_table,
@@ -52,7 +53,30 @@ impl Checker {
             ipv4_forwarding: file.ipv4_forwarding,
             ipv6_forwarding: file.ipv6_forwarding,
             route_metric,
+            max_config_size,
         }
+    }
+
+    /// `max_config_size`, which this very file must also keep to.
+    fn max_config_size(&mut self, value: Option<Int>) -> u64 {
+        let key = "gateway.max_config_size";
+        let limit = value
+            .and_then(|Int(n)| {
+                let (lo, hi) = (MIN_MAX_CONFIG_SIZE as i64, MAX_CONFIG_SIZE as i64);
+                self.int_in_why(key, n, lo, hi, "v6gate reads no config larger than 64 MiB")
+            })
+            .map_or(DEFAULT_MAX_CONFIG_SIZE, |n| n as u64);
+        if self.text_len > limit {
+            self.error(
+                key,
+                format!(
+                    "the file is {} bytes, more than the limit of {limit}; raise \
+                     max_config_size (at most {MAX_CONFIG_SIZE}) if a config this large is meant",
+                    self.text_len
+                ),
+            );
+        }
+        limit
     }
 
     /// `"main"` (the default) or a table id that is neither a kernel table nor the pin table.

@@ -10,7 +10,7 @@ use toml::de::DeTable;
 use crate::error::{ConfigError, Diagnostic};
 use crate::file::FileConfig;
 use crate::locate::KeyIndex;
-use crate::model::{Config, IPV6_HEADER_LEN, Tunnel, Watch};
+use crate::model::{Config, IPV6_HEADER_LEN, MAX_CONFIG_SIZE, Tunnel, Watch};
 
 mod across;
 mod gateway;
@@ -53,6 +53,9 @@ const RESERVED_TABLES: [(u32, &str); 4] = [
 ];
 
 pub(crate) fn config_from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    if text.len() as u64 > MAX_CONFIG_SIZE {
+        return Err(too_large(origin));
+    }
     let doc = match DeTable::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
@@ -71,6 +74,7 @@ pub(crate) fn config_from_str(text: &str, origin: &str) -> Result<Config, Config
     let mut check = Checker {
         // Relative key files sit beside the config, wherever the daemon was started from.
         config_dir: std::path::Path::new(origin).parent().map(PathBuf::from),
+        text_len: text.len() as u64,
         ..Checker::default()
     };
     let mut config = check.config(file);
@@ -87,6 +91,12 @@ pub(crate) fn config_from_str(text: &str, origin: &str) -> Result<Config, Config
         return Ok(config);
     }
     Err(ConfigError::new(origin, locate(check.diagnostics)))
+}
+
+/// A file beyond what v6gate reads at all, refused before parsing.
+pub(crate) fn too_large(origin: &str) -> ConfigError {
+    let message = format!("larger than {MAX_CONFIG_SIZE} bytes, the most v6gate reads");
+    ConfigError::new(origin, vec![Diagnostic::new("", message)])
 }
 
 /// Names the key a serde error is about, using its span.
@@ -119,6 +129,8 @@ struct Checker {
     warnings: Vec<Diagnostic>,
     /// Directory of the config file, against which relative `psk_file`s are resolved.
     config_dir: Option<PathBuf>,
+    /// Bytes of the text being checked, for `gateway.max_config_size`.
+    text_len: u64,
     /// Tunnels written in the single-path form, whose path keys are the tunnel's own.
     single_path: HashSet<usize>,
 }
