@@ -157,11 +157,9 @@ impl IpsecConfig {
 /// `align` is the cipher block (16 for AES-CBC) or 4 for GCM (RFC 4303 §2.4). AES-GCM-16:
 /// IV 8, ICV 16; AES-CBC: IV 16, ICV 12 (SHA1-96), 16 (SHA256-128), 24, 32.
 pub fn esp_fits(room: u16, encr: Encr, integ: Option<Integ>) -> u16 {
-    let iv = encr.iv_len() as u16;
-    let icv = integ.map_or(encr.aead_icv_len(), Integ::icv_len) as u16;
-    let align = (encr.block_len() as u16).max(4);
-    let body = room.saturating_sub(ESP_HEADER_LEN + iv + icv);
-    (body / align * align).saturating_sub(ESP_TRAILER_LEN)
+    let icv = integ.map_or(encr.aead_icv_len(), Integ::icv_len);
+    let framing = wire::esp::Framing::new(encr.iv_len(), icv, encr.block_len());
+    framing.max_payload(usize::from(room)) as u16
 }
 
 #[cfg(test)]

@@ -13,7 +13,12 @@ fn a_huge_name_is_quoted_back_cut_short() {
     let text = tunnel(&name, "2001:db8:a::2", "");
     let e = invalid(&text);
     let shown = e.to_string();
-    assert!(shown.len() < 400, "{} bytes: {}", shown.len(), &shown[..400]);
+    assert!(
+        shown.len() < 400,
+        "{} bytes: {}",
+        shown.len(),
+        &shown[..400]
+    );
     let quoted = format!("\"{}…\"", "n".repeat(64));
     assert!(shown.contains(&quoted), "{shown}");
     assert_eq!(e.key(), "tunnel[0].name");
@@ -42,18 +47,16 @@ fn a_file_over_its_own_limit_is_refused_at_the_key() {
     );
     let raised = text.replace("= 4096", "= 65536");
     assert_eq!(valid(&raised).gateway.max_config_size, 65536);
-    assert_eq!(valid(&body).gateway.max_config_size, DEFAULT_MAX_CONFIG_SIZE);
+    assert_eq!(
+        valid(&body).gateway.max_config_size,
+        DEFAULT_MAX_CONFIG_SIZE
+    );
 }
 
 #[test]
 fn the_limit_itself_is_bounded() {
     let text = format!("[gateway]\nmax_config_size = {}\n", MAX_CONFIG_SIZE + 1);
-    only_problem(
-        &text,
-        "gateway.max_config_size",
-        "",
-        "max_config_size",
-    );
+    only_problem(&text, "gateway.max_config_size", "", "max_config_size");
     only_problem(
         "[gateway]\nmax_config_size = 100\n",
         "gateway.max_config_size",
@@ -71,7 +74,10 @@ fn the_default_limit_refuses_a_larger_file() {
     }
     let e = invalid(&text);
     assert_eq!(e.key(), "gateway.max_config_size");
-    assert!(e.to_string().contains("more than the limit of 16777216"), "{e}");
+    assert!(
+        e.to_string().contains("more than the limit of 16777216"),
+        "{e}"
+    );
 }
 
 #[test]

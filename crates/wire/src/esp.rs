@@ -2,12 +2,51 @@
 //! (RFC 3948).
 //!
 //! Only the cleartext part of ESP is described here: SPI and sequence number. IV, padding,
-//! next header and ICV depend on the SA's algorithms and live with the SA in the dataplane.
+//! next header and ICV depend on the SA's algorithms and live with the SA in the dataplane;
+//! how much room they take is [`Framing`]'s, the one place config checks and the dataplane
+//! both reckon ESP overhead with.
 
 use core::fmt;
 
 /// ESP's cleartext header: SPI and sequence number.
 pub const HEADER_LEN: usize = 8;
+
+/// Pad length and next header, behind the padding (§2.4).
+pub const TRAILER_LEN: usize = 2;
+
+/// The sizes a cipher suite gives an ESP packet: IV in front of the payload, ICV behind
+/// it, and the block the encrypted part (payload, padding, trailer) is padded to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    pub iv_len: usize,
+    pub icv_len: usize,
+    /// The cipher block, and at least 4 bytes (§2.4).
+    pub align: usize,
+}
+
+impl Framing {
+    /// `block` is the cipher's block size (1 for a stream or counter mode).
+    pub const fn new(iv_len: usize, icv_len: usize, block: usize) -> Self {
+        Self {
+            iv_len,
+            icv_len,
+            align: if block > 4 { block } else { 4 },
+        }
+    }
+
+    /// The largest payload whose ESP packet fits in `room` bytes (what the outer headers
+    /// leave of a link MTU): `rounddown(room - 8 - IV - ICV, align) - 2`.
+    pub const fn max_payload(self, room: usize) -> usize {
+        let body = room.saturating_sub(HEADER_LEN + self.iv_len + self.icv_len);
+        (body / self.align * self.align).saturating_sub(TRAILER_LEN)
+    }
+
+    /// Bytes ESP adds around a payload of `len` bytes: header, IV, padding, trailer, ICV.
+    pub const fn overhead(self, len: usize) -> usize {
+        let body = (len + TRAILER_LEN).div_ceil(self.align) * self.align;
+        HEADER_LEN + self.iv_len + (body - len) + self.icv_len
+    }
+}
 
 /// RFC 3948 §2.2: the four zero octets that mark an IKE message (not ESP) on UDP 4500.
 pub const NON_ESP_MARKER: [u8; 4] = [0; 4];
@@ -187,6 +226,23 @@ pub fn emit_non_esp_marker(ike: &[u8], out: &mut [u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn framing_by_rfc_4303_arithmetic() {
+        // AES-GCM-16 (RFC 4106): IV 8, ICV 16, 4-byte alignment. 1452 bytes of room:
+        // 1452 - 8 - 8 - 16 = 1420, a multiple of 4, less the 2-byte trailer.
+        let gcm = Framing::new(8, 16, 1);
+        assert_eq!(gcm.max_payload(1452), 1418);
+        assert_eq!(gcm.overhead(1418), 1452 - 1418);
+        // AES-CBC with HMAC-SHA1-96 (RFC 3602, 2404): IV 16, ICV 12, 16-byte blocks.
+        // 1452 - 8 - 16 - 12 = 1416 = 88 * 16 + 8 -> 1408, less 2.
+        let cbc = Framing::new(16, 12, 16);
+        assert_eq!(cbc.max_payload(1452), 1406);
+        // A 1-byte payload still fills one block: 8 + 16 + 16 + 12.
+        assert_eq!(cbc.overhead(1), 8 + 16 + 15 + 12);
+        assert_eq!(cbc.max_payload(10), 0);
+    }
+
     use super::*;
     use hex_literal::hex;
     use proptest::prelude::*;

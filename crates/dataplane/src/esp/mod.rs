@@ -23,6 +23,7 @@ use hmac::{Hmac, Mac};
 use ring::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use sha1::Sha1;
 use sha2::Sha256;
+use wire::esp::Framing;
 
 pub use paths::{EspPathConfig, EspPathEvent, EspPaths};
 pub use replay::{ReplayWindow, WINDOW};
@@ -96,26 +97,33 @@ impl Suite {
         }
     }
 
-    /// What the encrypted part (payload, padding, pad length, next header) must align to:
-    /// the cipher block, and at least 4 bytes (RFC 4303 §2.4).
-    const fn align(self) -> usize {
+    /// The cipher block: what the encrypted part is padded to (AES-GCM is a counter mode).
+    const fn block_len(self) -> usize {
         match self {
-            Self::AesGcm16 { .. } => 4,
+            Self::AesGcm16 { .. } => 1,
             Self::AesCbc { .. } => 16,
         }
+    }
+
+    /// How the suite sizes its packets.
+    pub const fn framing(self) -> Framing {
+        Framing::new(self.iv_len(), self.icv_len(), self.block_len())
+    }
+
+    /// What the encrypted part (payload, padding, pad length, next header) must align to.
+    const fn align(self) -> usize {
+        self.framing().align
     }
 
     /// The largest payload whose ESP packet fits `room` bytes (what the outer headers leave
     /// of a link MTU).
     pub const fn max_payload(self, room: usize) -> usize {
-        let body = room.saturating_sub(HEADER_LEN + self.iv_len() + self.icv_len());
-        (body / self.align() * self.align()).saturating_sub(2)
+        self.framing().max_payload(room)
     }
 
     /// Bytes ESP adds around a payload of `len` bytes.
     pub const fn overhead(self, len: usize) -> usize {
-        let body = (len + 2).div_ceil(self.align()) * self.align();
-        HEADER_LEN + self.iv_len() + (body - len) + self.icv_len()
+        self.framing().overhead(len)
     }
 }
 
