@@ -80,9 +80,39 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidMessage(e) => write!(f, "invalid IKE message: {e}"),
-            Self::PeerMisbehaved(m) => write!(f, "peer misbehaved: {m:?}"),
-            Self::PeerIncompatible(i) => write!(f, "peer incompatible: {i:?}"),
+            Self::PeerMisbehaved(m) => write!(f, "peer misbehaved: {m}"),
+            Self::PeerIncompatible(i) => write!(f, "peer incompatible: {i}"),
             Self::ApiMisuse(s) => write!(f, "API misuse: {s}"),
+        }
+    }
+}
+
+impl fmt::Display for Misbehaviour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingPayload(t) => write!(f, "a required payload (type {t}) is missing"),
+            Self::BadAuth => f.write_str("its AUTH payload does not prove the pre-shared key"),
+            Self::BadPublicValue => f.write_str("its key exchange value is not a valid public key"),
+            Self::DecryptFailed => f.write_str("a message failed its integrity check"),
+            Self::UnexpectedMessageId(id) => write!(f, "message ID {id} was not expected"),
+            Self::UnexpectedExchange(t) => write!(f, "exchange type {t} was not expected here"),
+            Self::UnknownSpi => f.write_str("the message names an IKE SA we do not have"),
+            Self::ChoseUnofferedProposal => f.write_str("it chose a proposal we did not offer"),
+            Self::ErrorNotify(t) => write!(f, "it answered with error notify {t}"),
+        }
+    }
+}
+
+impl fmt::Display for Incompatibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoProposalChosen => f.write_str("no proposal in common"),
+            Self::InvalidKe(group) => write!(f, "the peer wants Diffie-Hellman group {group}"),
+            Self::TsUnacceptable => f.write_str("traffic selectors not acceptable"),
+            Self::IdentityMismatch => f.write_str("the peer's identity is not the one expected"),
+            Self::UnsupportedAuthMethod(m) => {
+                write!(f, "authentication method {m} is not supported")
+            }
         }
     }
 }
@@ -105,6 +135,22 @@ impl From<wire::ike::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_read_in_plain_words() {
+        let bad_auth = Error::PeerMisbehaved(Misbehaviour::BadAuth);
+        assert_eq!(
+            bad_auth.to_string(),
+            "peer misbehaved: its AUTH payload does not prove the pre-shared key"
+        );
+        let no_proposal = Error::PeerIncompatible(Incompatibility::NoProposalChosen);
+        assert_eq!(
+            no_proposal.to_string(),
+            "peer incompatible: no proposal in common"
+        );
+        let ke = Error::PeerIncompatible(Incompatibility::InvalidKe(31));
+        assert!(ke.to_string().ends_with("Diffie-Hellman group 31"));
+    }
 
     #[test]
     fn each_fault_maps_to_its_notify() {

@@ -53,7 +53,7 @@ pub mod proposal;
 pub use error::{Error, Incompatibility, Misbehaviour};
 pub use identity::Identity;
 pub use peer::{
-    ChildSaInfo, Config, DownReason, Dpd, DpdAction, Event, Peer, Retransmit, Transmit,
+    Backoff, ChildSaInfo, Config, DownReason, Dpd, DpdAction, Event, Peer, Retransmit, Transmit,
 };
 
 #[cfg(test)]

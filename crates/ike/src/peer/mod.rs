@@ -32,6 +32,9 @@ mod auth;
 mod child;
 mod framing;
 mod informational;
+mod policy;
+
+pub use policy::Backoff;
 mod sa_init;
 
 use framing::{ct_eq, find_ke, find_nonce, find_sa, find_ts, first_error, proposal_number};
@@ -182,6 +185,17 @@ pub enum DownReason {
     Replaced,
     /// Negotiation failed.
     Failed(Error),
+}
+
+impl core::fmt::Display for DownReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Deleted => f.write_str("deleted"),
+            Self::Timeout => f.write_str("the peer stopped answering"),
+            Self::Replaced => f.write_str("replaced by a newer IKE SA"),
+            Self::Failed(e) => write!(f, "negotiation failed: {e}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

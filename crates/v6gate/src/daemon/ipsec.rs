@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use ike::{ChildSaInfo, DownReason, Event, Peer};
+use ike::{Backoff, ChildSaInfo, DownReason, Event, Peer};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
@@ -197,46 +197,6 @@ impl IkeSockets {
     }
 }
 
-/// Exponential backoff of re-initiation with `start = "auto"`: 1 s, 2 s, 4 s ... up to a
-/// minute, back to the start once an IKE SA is up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    failures: u32,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self::new(Duration::from_secs(1), Duration::from_secs(60))
-    }
-}
-
-impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Self {
-            base,
-            max,
-            failures: 0,
-        }
-    }
-
-    /// Delay before the next attempt after one more failure.
-    pub fn next_delay(&mut self) -> Duration {
-        let shift = self.failures.min(16);
-        self.failures = self.failures.saturating_add(1);
-        self.base.saturating_mul(1 << shift).min(self.max)
-    }
-
-    pub fn reset(&mut self) {
-        self.failures = 0;
-    }
-
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-}
-
 /// Status of one ipsec tunnel's IKE side, for `v6gate status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpsecStatus {
@@ -342,8 +302,6 @@ impl IpsecTunnel {
             remote: SocketAddr::new(path.remote, IKE_PORT),
             auto: ipsec.start == control::IkeStart::Auto,
             force_udp: ipsec.encap == control::Encap::Udp,
-            restart_on_dpd: ipsec.dpd_action == ike::DpdAction::Restart,
-            child_lifetime: ipsec.child_lifetime,
             backoff: Backoff::default(),
             retry_at: None,
             udp_port: None,
@@ -434,8 +392,6 @@ struct Driver {
     remote: SocketAddr,
     auto: bool,
     force_udp: bool,
-    restart_on_dpd: bool,
-    child_lifetime: Duration,
     backoff: Backoff,
     retry_at: Option<Instant>,
     udp_port: Option<u16>,
@@ -548,9 +504,8 @@ impl Driver {
             }
             Event::IkeSaRekeyed { .. } => self.ike_up_at = Some(now),
             Event::IkeSaDown { reason, .. } => {
-                info!("tunnel {tunnel:?}: IKE SA down: {reason:?}");
+                info!("tunnel {tunnel:?}: IKE SA down: {reason}");
                 let replaced = reason == DownReason::Replaced;
-                let timed_out = reason == DownReason::Timeout;
                 self.status_lock().last_down_reason = Some(format!("{reason:?}"));
                 if replaced || self.peer.is_established() {
                     return;
@@ -562,7 +517,7 @@ impl Driver {
                 // peer is dead and the action is "clear", or the IKE core restarted already
                 // (dpd_action = "restart" re-initiates inside it).
                 let restarted = self.peer.ike_sa_count() > 0;
-                if self.auto && !restarted && (self.restart_on_dpd || !timed_out) {
+                if self.auto && !restarted && self.peer.config().retries_after(&reason) {
                     let delay = self.backoff.next_delay();
                     self.retry_at = Some(now + delay);
                 }
@@ -601,7 +556,6 @@ impl Driver {
     fn publish(&self) {
         let now = Instant::now();
         let secs = |t: Instant| now.saturating_duration_since(t).as_secs();
-        let margin = Duration::from_secs(540);
         let mut children: Vec<ChildStatus> = self
             .children
             .iter()
@@ -611,9 +565,9 @@ impl Driver {
                 suite: suite.clone(),
                 age_secs: secs(*at),
                 rekey_in_secs: self
-                    .child_lifetime
-                    .saturating_sub(margin)
-                    .saturating_sub(now.saturating_duration_since(*at))
+                    .peer
+                    .config()
+                    .child_rekey_in(now.saturating_duration_since(*at))
                     .as_secs(),
             })
             .collect();
@@ -684,20 +638,6 @@ mod tests {
         assert!(!demux.route(datagram("[2001:db8:a::1]:500")), "queue full");
         demux.remove(remote);
         assert!(!demux.route(datagram("[2001:db8:a::1]:500")));
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        let delays: Vec<u64> = (0..9).map(|_| b.next_delay().as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(b.failures(), 9);
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_secs(1));
-        // Many failures neither overflow nor pass the cap.
-        for _ in 0..100 {
-            assert!(b.next_delay() <= Duration::from_secs(60));
-        }
     }
 
     fn ipsec_tunnel(psk_file: &std::path::Path) -> control::Tunnel {
