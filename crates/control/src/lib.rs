@@ -31,6 +31,7 @@ mod error;
 mod file;
 mod ipsec;
 mod locate;
+pub mod mape;
 mod model;
 mod plan;
 mod validate;
