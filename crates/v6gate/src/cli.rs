@@ -73,6 +73,12 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// MAP-E calculator: the shared IPv4 address, PSID, ports, MAP address and BR a rule
+    /// gives a prefix. Touches nothing.
+    ///
+    /// `--rule v6plus|ocn|biglobe` picks a built-in rule set; otherwise give the rule with
+    /// --rule-ipv6-prefix, --rule-ipv4-prefix, --ea-bits, --br (and --psid-offset, --layout).
+    Mape(crate::mape::MapeArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -151,6 +157,16 @@ pub fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("v6gate reload: {e:#}");
                 ExitCode::FAILURE
+            }
+        },
+        Command::Mape(args) => match crate::mape::run(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("v6gate mape: {e}");
+                ExitCode::from(2)
             }
         },
         Command::Demo { keep } => {
