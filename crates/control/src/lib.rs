@@ -34,6 +34,7 @@ mod locate;
 pub mod mape;
 mod model;
 mod plan;
+pub mod softwire;
 mod validate;
 
 pub use diff::{ConfigDiff, diff};

@@ -90,6 +90,10 @@ pub fn main() -> ExitCode {
     match command {
         Command::Run { config, log_level } => {
             init_logging(log_level.as_deref());
+            if let Some(why) = crate::mape::not_run_yet(&config) {
+                tracing::error!("{why}");
+                return ExitCode::from(2);
+            }
             match crate::daemon::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -103,15 +107,14 @@ pub fn main() -> ExitCode {
                 for warning in &cfg.warnings {
                     eprintln!("{}:{warning} (warning)", config.display());
                 }
+                let names: Vec<&str> = (cfg.tunnels.iter().map(|t| t.name.as_str()))
+                    .chain(cfg.softwires.iter().map(|s| s.name.as_str()))
+                    .collect();
                 println!(
                     "{}: ok, {} tunnel(s): {}",
                     config.display(),
-                    cfg.tunnels.len(),
-                    cfg.tunnels
-                        .iter()
-                        .map(|t| t.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    names.len(),
+                    names.join(", ")
                 );
                 ExitCode::SUCCESS
             }

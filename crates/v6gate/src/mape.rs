@@ -44,6 +44,28 @@ pub struct MapeArgs {
     json: bool,
 }
 
+/// Why `run` must refuse `config_path`: it has enabled MAP-E or DS-Lite tunnels, which the
+/// daemon cannot apply yet (the MAP address on the WAN device and the following of prefix
+/// changes are host state it does not own yet). `None` when the file is fine to run or does
+/// not load (the daemon reports that itself).
+pub fn not_run_yet(config_path: &std::path::Path) -> Option<String> {
+    let config = control::Config::load(config_path).ok()?;
+    let names: Vec<String> = config
+        .softwires
+        .iter()
+        .filter(|s| s.enabled)
+        .map(|s| format!("{} (mode = \"{}\")", s.name, s.kind.mode()))
+        .collect();
+    (!names.is_empty()).then(|| {
+        format!(
+            "{}: {}: MAP-E and DS-Lite tunnels are validated and computed (`v6gate check`, \
+             `v6gate mape`) but not run by the daemon yet; set enabled = false to run the rest",
+            config_path.display(),
+            names.join(", ")
+        )
+    })
+}
+
 fn parse_layout(text: &str) -> Result<Layout, String> {
     Layout::parse(text).ok_or_else(|| format!("expected rfc7597 or draft03, found {text:?}"))
 }
