@@ -9,6 +9,7 @@
 
 mod check;
 mod lower;
+mod plan;
 #[cfg(test)]
 mod tests;
 
@@ -19,6 +20,7 @@ use crate::model::MssClamp;
 
 pub(crate) use check::{across, check, foreign_keys, is_softwire_mode};
 pub use lower::{Facts, LowerError, Lowered, lower};
+pub use plan::{DeviceAddress, SoftwirePlan, softwire_plan};
 
 /// The B4's own address on the softwire (RFC 6333 §5.7: 192.0.0.2 of the 192.0.0.0/29 that
 /// IANA reserved for DS-Lite; the AFTR is 192.0.0.1).

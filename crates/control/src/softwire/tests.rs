@@ -344,3 +344,32 @@ fn ds_lite_lowers_to_an_ipip6_tunnel_with_the_b4_address() {
     assert_eq!(low.tunnel.paths[0].local, IpAddr::V6(local));
     assert!(low.tunnel.routes.is_empty());
 }
+
+#[test]
+fn the_plan_holds_the_tunnel_and_the_map_address_on_the_wan() {
+    let c = parse(V6PLUS).unwrap();
+    let facts = Facts {
+        prefix: Some("240b:12:9a3d:d300::/56".parse().unwrap()),
+        ..Facts::default()
+    };
+    let plan = softwire_plan(&c.gateway, &c.softwires[0], &facts, |_| 1500).unwrap();
+    let device = &plan.tunnel.devices[0];
+    assert_eq!(device.name, "v6g-mape");
+    assert_eq!(device.mtu, 1460);
+    assert_eq!(device.addresses, ["14.8.154.61/32".parse().unwrap()]);
+    assert_eq!(device.routes[0].dst, "0.0.0.0/0".parse().unwrap());
+    assert_eq!(device.routes[0].metric, c.gateway.route_metric);
+    assert_eq!(
+        plan.tunnel.paths[0].pinned_endpoint,
+        "2404:9200:225:100::64".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(
+        plan.wan_address,
+        Some(DeviceAddress {
+            device: "eth0".into(),
+            address: "240b:12:9a3d:d300:e:89a:3d00:d300/128".parse().unwrap(),
+        })
+    );
+    assert_eq!(plan.map.unwrap().1.ports.len(), 240);
+    assert!(softwire_plan(&c.gateway, &c.softwires[0], &Facts::default(), |_| 1500).is_err());
+}
