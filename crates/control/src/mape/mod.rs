@@ -39,6 +39,8 @@ pub use ports::{PortSet, PortSetError, psid_of};
 pub const MAX_EA_BITS: u8 = 48;
 /// PSID offset RFC 7597 §5.1 recommends, keeping the system ports 0-1023 out of every set.
 pub const DEFAULT_PSID_OFFSET: u8 = 6;
+/// Largest PSID offset (RFC 7598 §5.1, S46_PORTPARAMS: 0..15).
+pub const MAX_PSID_OFFSET: u8 = 15;
 
 /// Where the IPv4 address and PSID sit in the CE's interface identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -131,6 +133,8 @@ pub enum RuleError {
     /// Fewer EA bits than the IPv4 suffix needs: the CE would get an IPv4 prefix, which a CE
     /// running NAPT has no use for.
     TooFewEaBits { ea_bits: u8, suffix: u8 },
+    /// PSID offset over 15 (RFC 7598 §5.1).
+    OffsetTooLarge(u8),
     /// PSID offset plus PSID length exceed 16 bits.
     PortsTooNarrow { psid_offset: u8, psid_len: u8 },
     /// The BR is not a unicast address.
@@ -144,7 +148,7 @@ impl RuleError {
             Self::HostBits { field, .. } => *field,
             Self::TooManyEaBits(_) | Self::TooFewEaBits { .. } => RuleField::EaBits,
             Self::PastSlash64 { .. } => RuleField::EaBits,
-            Self::PortsTooNarrow { .. } => RuleField::PsidOffset,
+            Self::OffsetTooLarge(_) | Self::PortsTooNarrow { .. } => RuleField::PsidOffset,
             Self::BadBr(_) => RuleField::Br,
         }
     }
@@ -170,6 +174,9 @@ impl fmt::Display for RuleError {
                 "{ea_bits} EA bits cannot hold the {suffix}-bit IPv4 suffix the IPv4 prefix \
                  leaves; EA bits must be at least {suffix}"
             ),
+            Self::OffsetTooLarge(n) => {
+                write!(f, "PSID offset {n}; it is at most {MAX_PSID_OFFSET}")
+            }
             Self::PortsTooNarrow {
                 psid_offset,
                 psid_len,
@@ -255,6 +262,9 @@ impl Rule {
                 ipv6_len: ipv6_prefix.prefix_len(),
                 ea_bits,
             });
+        }
+        if psid_offset > MAX_PSID_OFFSET {
+            return Err(RuleError::OffsetTooLarge(psid_offset));
         }
         let suffix = 32 - ipv4_prefix.prefix_len();
         if ea_bits < suffix {

@@ -492,6 +492,7 @@ fn rules_refuse_what_cannot_work() {
     assert_eq!(field(new(v6, v4, 25, 6, br)), RuleField::EaBits); // /40 + 25 > /64
     assert_eq!(field(new(v6, v4, 7, 6, br)), RuleField::EaBits); // suffix needs 8
     assert_eq!(field(new(v6, v4, 24, 1, br)), RuleField::PsidOffset); // 16-bit PSID + 1
+    assert_eq!(field(new(v6, v4, 8, 16, br)), RuleField::PsidOffset); // RFC 7598: 0..15
     assert_eq!(
         field(new(net("2001:db8::1/40"), v4, 16, 6, br)),
         RuleField::Ipv6Prefix

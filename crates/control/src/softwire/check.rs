@@ -370,7 +370,7 @@ fn explicit_rule(errors: &mut Errors<'_>, table: &toml::Table) -> Option<Rule> {
     if matches!(ea_bits, Some(None)) {
         errors.at("rule.ea_bits", "missing field `ea_bits`");
     }
-    let psid_offset = int(errors, "psid_offset", 15);
+    let psid_offset = int(errors, "psid_offset", mape::MAX_PSID_OFFSET);
     if errors.out.len() != before {
         return None;
     }
