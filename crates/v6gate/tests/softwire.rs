@@ -10,8 +10,9 @@ mod common;
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use common::{Sites, assert_ping, text};
+use common::{Sites, assert_ping, text, wait_ping};
 use control::softwire::{Facts, Lowered, lower};
+use std::time::Duration;
 use v6gate::lab::{GatewayConfig, Lab, LabOptions, MssClamp, Node, Site, TunnelConfig, addr, dev};
 
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
@@ -151,6 +152,90 @@ fn map_e_ce_sends_from_its_shared_address_and_map_address() {
     let status = ce.tunnel_status("mape").unwrap();
     assert_eq!(status["local"], map_address.to_string(), "{status}");
     assert_eq!(status["remote"], addr::SITE_B_WAN6.to_string(), "{status}");
+    ce.stop().unwrap();
+    br.stop().unwrap();
+}
+
+/// The v6plus-shaped documentation rule of the MAP-E tests, CE in siteA, BR at siteB.
+fn map_e_config() -> String {
+    format!(
+        "[[tunnel]]\nname = \"mape\"\nmode = \"map-e\"\ndevice_prefix = \"{}\"\n\
+         rule = {{ ipv6_prefix = \"2001:db8::/56\", ipv4_prefix = \"198.18.8.1/32\", \
+         ea_bits = 8, psid_offset = 4, br = \"{}\", layout = \"draft03\" }}\n\
+         default_route = true\n",
+        dev::WAN6,
+        addr::SITE_B_WAN6
+    )
+}
+
+#[test]
+fn map_e_moves_with_a_new_prefix() {
+    // Re-delegation from 2001:db8:0:1::/64 to 2001:db8:0:3::/64: the same rule gives PSID 3
+    // and a new MAP address; lowered again and reloaded in place, traffic resumes from it.
+    let facts = |p: &str| Facts {
+        prefix: Some(p.parse().unwrap()),
+        ..Facts::default()
+    };
+    let before = lowered(&map_e_config(), &facts("2001:db8:0:1::/64"));
+    let after = lowered(&map_e_config(), &facts("2001:db8:0:3::/64"));
+    let (_, old) = before.wan_address.clone().unwrap();
+    let (_, new) = after.wan_address.clone().unwrap();
+    assert_eq!(after.map.unwrap().1.ports.psid(), 3);
+    assert_ne!(old, new);
+
+    let lab = common::lab(LabOptions::default());
+    // The access network also serves the new prefix on siteA's link.
+    lab.ip(
+        Node::Wan,
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:0:3::ff/64",
+            "dev",
+            dev::WAN_TO_A6,
+            "nodad",
+        ],
+    )
+    .unwrap();
+    let add = |a: Ipv6Addr| {
+        let host = format!("{a}/128");
+        lab.ip(
+            Node::SiteA,
+            &["-6", "addr", "add", &host, "dev", dev::WAN6, "nodad"],
+        )
+        .unwrap();
+    };
+    add(old);
+    let br_config = |ce| far_end(&lab.site_config(Site::B), ce, &["198.18.8.1/32"]);
+    let ce_base = lab.site_config(Site::A);
+    let br = common::start_gateway(&lab, Site::B, &br_config(old));
+    let ce = common::start_gateway(&lab, Site::A, &ce_config(&ce_base, &before));
+    assert_ping(&lab, Node::SiteA, HOST_B, 2, &[&ce, &br]);
+
+    add(new);
+    ce.rewrite_config(&ce_config(&ce_base, &after)).unwrap();
+    br.rewrite_config(&br_config(new)).unwrap();
+    ce.reload().unwrap();
+    br.reload().unwrap();
+    let moved = common::wait_until(Duration::from_secs(10), || {
+        ce.tunnel_status("mape")
+            .is_ok_and(|s| s["local"] == new.to_string())
+    });
+    assert!(moved, "CE did not move to {new}:\n{}", ce.log());
+    let old128 = format!("{old}/128");
+    lab.ip(
+        Node::SiteA,
+        &["-6", "addr", "del", &old128, "dev", dev::WAN6],
+    )
+    .unwrap();
+    assert!(
+        wait_ping(&lab, Node::SiteA, HOST_B, Duration::from_secs(10)),
+        "no traffic after the move:\n{}\n{}",
+        ce.log(),
+        br.log()
+    );
+    assert_ping(&lab, Node::SiteA, HOST_B, 3, &[&ce, &br]);
     ce.stop().unwrap();
     br.stop().unwrap();
 }
