@@ -8,7 +8,7 @@
 //! /38 rows are written here merged where consecutive rows make one aligned block (sixteen
 //! /38 → /20 rows are one /34 → /16 rule with 4 more EA bits), as OCN's own rule list has them;
 //! the arithmetic is the same. The JPNE BR 2404:9200:225:100::64 and the 240- and 1008-port
-//! shapes agree with field reports (OpenWrt issue 11972, fakemanhk/openwrt-jp-ipoe). Every row is
+//! shapes agree with field reports (openwrt/openwrt#11972, fakemanhk/openwrt-jp-ipoe). Every row is
 //! checked by known-answer tests against that calculator's own output (`calculator.txt`).
 //!
 //! The sets are as complete as that calculator: a prefix outside them is refused with a message

@@ -474,8 +474,8 @@ fn published_ranges(text: &str) -> Vec<std::ops::RangeInclusive<u16>> {
 #[test]
 fn v6plus_ports_match_calculator_and_field_dump() {
     // The calculator's port list for 240b:12:9a3d:d300::/56 (PSID 211); the same 240 ports,
-    // 7472-7487 ... 64816-64831, are the NAPT map dumped from a working v6plus CE in OpenWrt
-    // issue 11972.
+    // 7472-7487 ... 64816-64831, are the NAPT map dumped from a working v6plus CE in
+    // openwrt/openwrt#11972.
     let want = published_ranges(
         "7472-7487 11568-11583 15664-15679 19760-19775 23856-23871 27952-27967 32048-32063 \
          36144-36159 40240-40255 44336-44351 48432-48447 52528-52543 56624-56639 60720-60735 \
