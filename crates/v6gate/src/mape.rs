@@ -304,4 +304,26 @@ mod tests {
         let e = err(&["--prefix", "nonsense", "--rule", "v6plus"]);
         assert!(e.contains("--prefix"), "{e}");
     }
+
+    #[test]
+    fn run_refuses_enabled_softwires_only() {
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let why = not_run_yet(&examples.join("transix.toml")).unwrap();
+        assert!(why.contains("transix (mode = \"ds-lite\")"), "{why}");
+        assert!(not_run_yet(&examples.join("v6plus.toml")).is_some());
+        assert_eq!(not_run_yet(&examples.join("s1-home.toml")), None);
+
+        let dir = std::env::temp_dir().join(format!("v6gate-mape-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let off = dir.join("off.toml");
+        let text = std::fs::read_to_string(examples.join("transix.toml")).unwrap();
+        std::fs::write(
+            &off,
+            text.replace("default_route = true", "enabled = false"),
+        )
+        .unwrap();
+        let result = not_run_yet(&off);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(result, None);
+    }
 }
