@@ -31,9 +31,11 @@ mod error;
 mod file;
 mod ipsec;
 mod locate;
+pub mod mape;
 mod model;
 mod plan;
 mod quote;
+pub mod softwire;
 mod validate;
 
 pub use diff::{ConfigDiff, diff};

@@ -8,6 +8,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The words the config and the packet core share: how a path is probed, how TCP MSS is
+/// clamped, what traffic class the outer header carries. The dataplane owns them, since they
+/// are what it acts on; the config only spells them.
+pub use dataplane::{MssClamp, Probe, TrafficClass};
+
 use ipnet::IpNet;
 
 use crate::error::Diagnostic;
@@ -53,6 +58,10 @@ pub struct Config {
     pub gateway: Gateway,
     /// In file order; names and devices are unique.
     pub tunnels: Vec<Tunnel>,
+    /// `mode = "map-e"` and `"ds-lite"` tunnels, in file order: RFC 2473 tunnels once their
+    /// ends are known from the host (see [`crate::softwire::lower`]). Names and devices are
+    /// unique together with `tunnels`'.
+    pub softwires: Vec<crate::softwire::Softwire>,
     /// In file order; names are unique.
     pub watches: Vec<Watch>,
     /// Things that work but deserve attention (a secret in the config, a key file others can
@@ -304,34 +313,6 @@ impl Path {
     }
 }
 
-/// How a path is known to be alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Probe {
-    /// v6gate keepalives through the path, answered by the peer's v6gate. Also keeps idle state
-    /// in home gateways and NATs on the way from timing out.
-    Keepalive,
-    /// ICMP echo to an inner address of the peer, through this path only: for peers that are
-    /// not v6gate (a YAMAHA or NEC router, Linux ip6tnl).
-    Icmp {
-        target: IpAddr,
-        /// `None` = the tunnel's own address of the target's family, else the kernel's choice.
-        source: Option<IpAddr>,
-    },
-    /// Not probed: the path counts as up while its endpoint is routable.
-    None,
-}
-
-impl Probe {
-    /// The spelling used in the config file.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Keepalive => "keepalive",
-            Self::Icmp { .. } => "icmp",
-            Self::None => "none",
-        }
-    }
-}
-
 /// How probe results turn into up and down: `[tunnel.health]`, and the same keys in `[[watch]]`.
 ///
 /// A probe leaves every `interval` and counts as lost when no answer came within `timeout`.
@@ -519,32 +500,6 @@ impl fmt::Display for InnerFamilies {
             (false, true) => f.write_str("ipv6"),
             (false, false) => f.write_str("none"),
         }
-    }
-}
-
-/// TCP MSS clamping on SYNs crossing the tunnel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum MssClamp {
-    /// Clamp to the tunnel MTU minus the IP and TCP headers, like `ip tcp mss limit auto`.
-    #[default]
-    Auto,
-    Off,
-    /// Clamp to this MSS.
-    Fixed(u16),
-}
-
-/// Outer IPv6 traffic class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TrafficClass {
-    /// Copy the inner packet's TOS / traffic class.
-    Inherit,
-    Fixed(u8),
-}
-
-impl Default for TrafficClass {
-    /// 0, like ip6tnl without `tclass`.
-    fn default() -> Self {
-        Self::Fixed(0)
     }
 }
 

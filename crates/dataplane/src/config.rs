@@ -60,6 +60,17 @@ pub enum Probe {
     None,
 }
 
+impl Probe {
+    /// The spelling used in the config file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Keepalive => "keepalive",
+            Self::Icmp { .. } => "icmp",
+            Self::None => "none",
+        }
+    }
+}
+
 /// One outer path of a tunnel.
 ///
 /// Its family is the family of its addresses: IPv6 paths speak RFC 2473 (as

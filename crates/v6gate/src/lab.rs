@@ -677,13 +677,8 @@ impl Transfer {
     }
 }
 
-/// Optional `mss_clamp` setting of a tunnel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MssClamp {
-    Auto,
-    Off,
-    Fixed(u16),
-}
+/// Optional `mss_clamp` setting of a tunnel: the config's own type.
+pub use control::MssClamp;
 
 /// A `[[tunnel]]` table, rendered to TOML by [`GatewayConfig::to_toml`]. `None` leaves a
 /// key out so the daemon's default applies.

@@ -403,7 +403,8 @@ impl Checker {
             self.error(
                 key,
                 format!(
-                    "expected one of \"ipip6\", \"ip6ip6\", \"any\", \"ipsec\", found {mode:?}"
+                    "expected one of \"ipip6\", \"ip6ip6\", \"any\", \"ipsec\", \"map-e\", \"ds-lite\", \
+                     found {mode:?}"
                 ),
             );
         }

@@ -1061,7 +1061,9 @@ fn notify_systemd(state: &str) {
 }
 
 mod convert {
-    //! control's validated config -> dataplane's tunnel config.
+    //! control's validated config -> dataplane's tunnel config. Probe, MSS clamp and traffic
+    //! class are the dataplane's own types in both; what is left is the tunnel kind and the
+    //! values the host decides (MTU, ICMP sources).
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use control::Tunnel;
@@ -1080,13 +1082,7 @@ mod convert {
                 local: p.local,
                 remote: p.remote,
                 cost: p.cost,
-                probe: match p.probe {
-                    control::Probe::Keepalive => dataplane::Probe::Keepalive,
-                    control::Probe::Icmp { target, source } => {
-                        dataplane::Probe::Icmp { target, source }
-                    }
-                    control::Probe::None => dataplane::Probe::None,
-                },
+                probe: p.probe,
             })
             .collect();
         dataplane::TunnelConfig {
@@ -1105,19 +1101,12 @@ mod convert {
             },
             mtu,
             hop_limit: t.hop_limit,
-            traffic_class: match t.tclass {
-                control::TrafficClass::Inherit => dataplane::TrafficClass::Inherit,
-                control::TrafficClass::Fixed(v) => dataplane::TrafficClass::Fixed(v),
-            },
+            traffic_class: t.tclass,
             routes: t.routes.clone(),
             allowed_sources: t.allowed_sources.clone(),
             allow_ipv4: t.inner_families.ipv4,
             allow_ipv6: t.inner_families.ipv6,
-            mss_clamp: match t.mss_clamp {
-                control::MssClamp::Off => dataplane::MssClamp::Off,
-                control::MssClamp::Auto => dataplane::MssClamp::Auto,
-                control::MssClamp::Fixed(v) => dataplane::MssClamp::Fixed(v),
-            },
+            mss_clamp: t.mss_clamp,
             icmp_source_v4,
             icmp_source_v6,
             health: super::watch::health_config(&t.health),
