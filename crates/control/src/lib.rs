@@ -25,6 +25,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod ddns;
 mod diff;
 mod duration;
 mod error;
@@ -32,9 +33,11 @@ mod file;
 mod ipsec;
 mod locate;
 mod model;
+mod names;
 mod plan;
 mod validate;
 
+pub use ddns::Ddns;
 pub use diff::{ConfigDiff, diff};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{ConfigError, Diagnostic};
