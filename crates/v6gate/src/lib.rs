@@ -5,6 +5,8 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod ddns;
 pub mod demo;
 pub mod lab;
+pub mod peer_name;
 pub mod status;

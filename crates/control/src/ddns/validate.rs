@@ -389,10 +389,13 @@ fn zone(
     let Some(text) = text else {
         return Some(None);
     };
-    if !matches!(provider, Provider::Rfc2136 | Provider::Cloudflare) {
+    if !matches!(
+        provider,
+        Provider::Rfc2136 | Provider::Cloudflare | Provider::ValueDomain
+    ) {
         check.error(
             key,
-            format!("{provider} does not take a zone; only rfc2136 and cloudflare do"),
+            format!("{provider} does not take a zone; rfc2136, cloudflare and value-domain do"),
         );
         return None;
     }
