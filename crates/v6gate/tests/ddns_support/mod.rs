@@ -14,6 +14,8 @@ use control::{Config, Ddns};
 use v6gate::ddns::{DdnsRunner, DdnsStatus};
 use v6gate::lab::{Lab, Node, Process, addr, enter_netns};
 
+pub mod https;
+
 /// The `[[ddns]]` entries of a config text.
 pub fn entries(text: &str) -> Vec<Ddns> {
     match Config::from_toml_str(text, "ddns.toml") {
