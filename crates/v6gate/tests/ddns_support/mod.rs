@@ -197,6 +197,27 @@ impl Knot {
             .find_map(|l| l.trim().parse().ok())
     }
 
+    /// Replaces `name`'s records of `rtype` with `addr` (TTL 5 s) by `knsupdate`, the
+    /// server's own client.
+    pub fn update(&self, lab: &Lab, key: &str, name: &str, rtype: &str, addr: IpAddr) {
+        let script = format!(
+            "server {} 53\nzone example.jp.\nupdate delete {name}. {rtype}\n\
+             update add {name}. 5 {rtype} {addr}\nsend\n",
+            self.server
+        );
+        let path = lab.dir().join("knsupdate.txt");
+        std::fs::write(&path, script).unwrap();
+        let out = lab.exec(
+            Node::SiteA,
+            &["knsupdate", "-y", key, path.to_str().unwrap()],
+        );
+        assert!(
+            out.status.success(),
+            "knsupdate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Waits until `name` serves `want`.
     pub fn wait_for(
         &self,
