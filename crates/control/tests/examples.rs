@@ -247,12 +247,18 @@ fn s4_two_paths() {
     assert_eq!(hooks, [["on"], ["off"]]);
     // The peer by its two DDNS names; the PPPoE path follows ppp0's address.
     let names: Vec<Option<&str>> = t.paths.iter().map(|p| p.remote_name.as_deref()).collect();
-    assert_eq!(names, [Some("siteb-v6.example.jp"), Some("siteb-v4.example.jp")]);
+    assert_eq!(
+        names,
+        [Some("siteb-v6.example.jp"), Some("siteb-v4.example.jp")]
+    );
     assert_eq!(t.paths[1].local_device.as_deref(), Some("ppp0"));
     assert!(!t.paths[1].is_resolved());
     // And publishes its own two names, one per family.
-    let own: Vec<(&str, Option<Family>)> =
-        c.ddns.iter().map(|d| (d.hostname.as_str(), d.family())).collect();
+    let own: Vec<(&str, Option<Family>)> = c
+        .ddns
+        .iter()
+        .map(|d| (d.hostname.as_str(), d.family()))
+        .collect();
     assert_eq!(
         own,
         [
@@ -271,7 +277,10 @@ fn s2_publishes_both_families_through_value_domain() {
     let [v6, v4] = &c.ddns[..] else {
         panic!("two entries: {:?}", c.ddns)
     };
-    assert_eq!((v6.provider, v4.provider), (Provider::ValueDomain, Provider::ValueDomain));
+    assert_eq!(
+        (v6.provider, v4.provider),
+        (Provider::ValueDomain, Provider::ValueDomain)
+    );
     assert_eq!(v6.hostname, v4.hostname);
     assert_eq!(
         v6.address,
@@ -288,7 +297,10 @@ fn s2_publishes_both_families_through_value_domain() {
     );
     for d in [v6, v4] {
         assert_eq!(d.min_interval, std::time::Duration::from_secs(60));
-        assert!(d.credentials_file.is_absolute(), "resolved beside the config");
+        assert!(
+            d.credentials_file.is_absolute(),
+            "resolved beside the config"
+        );
     }
 }
 
