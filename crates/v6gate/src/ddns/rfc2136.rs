@@ -261,6 +261,17 @@ mod tests {
         assert!(other.verify_message_byte(None, &bytes, true).is_err());
     }
 
+    proptest::proptest! {
+        /// Any datagram as an answer: never a panic, never accepted without the TSIG.
+        #[test]
+        fn any_datagram_is_read(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let signer = signer(&Secret::new(KEY)).unwrap();
+            let m = update("example.jp", "www.example.jp", "198.51.100.9".parse().unwrap(), 9).unwrap();
+            let (_, mut verifier) = sign(m, &signer, 1_700_000_000).unwrap();
+            proptest::prop_assert_ne!(outcome(&bytes, 9, &mut verifier), Some(Outcome::Accepted));
+        }
+    }
+
     #[test]
     fn unsigned_or_foreign_answers_are_not_accepted() {
         let signer = signer(&Secret::new(KEY)).unwrap();

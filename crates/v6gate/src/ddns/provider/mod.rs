@@ -188,6 +188,39 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever a server answers, reading it never panics, and every provider reads
+        /// 401/403 as a stop and 5xx as a retry.
+        #[test]
+        fn any_answer_is_read(status in 100u16..600, body in ".{0,300}", bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let lossy = String::from_utf8_lossy(&bytes).into_owned();
+            for body in [body.as_str(), lossy.as_str()] {
+                let r = Response::new(status, body);
+                let outcomes = [
+                    value_domain::outcome(&r),
+                    dyndns2::outcome(&r),
+                    template::outcome(&r),
+                    cloudflare::Session::new("https://api.example", None, "a.example", control::ddns::Family::Ipv6)
+                        .handle(&r)
+                        .unwrap_or(Outcome::Accepted),
+                ];
+                for o in outcomes {
+                    match status {
+                        401 | 403 => {
+                            let stop = matches!(o, Outcome::Stop { .. });
+                            proptest::prop_assert!(stop, "{o:?}");
+                        },
+                        500..=599 => {
+                            let retry = matches!(o, Outcome::Retry { .. });
+                            proptest::prop_assert!(retry, "{o:?}");
+                        },
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn debug_hides_url_secrets() {
         let r = Request::get("https://h.example/u?p=s3cr%3At".into())
