@@ -77,6 +77,15 @@ impl Config {
     pub fn watch(&self, name: &str) -> Option<&Watch> {
         self.watches.iter().find(|w| w.name == name)
     }
+
+    /// Enabled tunnels' paths whose endpoints are not addresses yet (a host name as
+    /// `remote`, a `local_device`), as `(tunnel, path)`.
+    pub fn unresolved_paths(&self) -> Vec<(&Tunnel, &Path)> {
+        self.enabled_tunnels()
+            .flat_map(|t| t.paths.iter().map(move |p| (t, p)))
+            .filter(|(_, p)| !p.is_resolved())
+            .collect()
+    }
 }
 
 /// Settings of the gateway as a whole: the `[gateway]` table.

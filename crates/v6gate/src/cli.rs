@@ -84,6 +84,10 @@ pub fn main() -> ExitCode {
     match command {
         Command::Run { config, log_level } => {
             init_logging(log_level.as_deref());
+            if let Err(e) = crate::peer_name::refuse_unresolved(&config) {
+                tracing::error!("{e:#}");
+                return ExitCode::FAILURE;
+            }
             match crate::daemon::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -98,14 +102,15 @@ pub fn main() -> ExitCode {
                     eprintln!("{}:{warning} (warning)", config.display());
                 }
                 println!(
-                    "{}: ok, {} tunnel(s): {}",
+                    "{}: ok, {} tunnel(s): {}{}",
                     config.display(),
                     cfg.tunnels.len(),
                     cfg.tunnels
                         .iter()
                         .map(|t| t.name.as_str())
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    crate::ddns::runner::check_summary(&cfg)
                 );
                 ExitCode::SUCCESS
             }

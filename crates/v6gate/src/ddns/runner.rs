@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -507,7 +507,11 @@ fn transport(error: String) -> Outcome {
     }
 }
 
-/// The directory tests pass instead of [`super::state::DEFAULT_DIR`].
-pub fn state_dir(over: Option<PathBuf>) -> PathBuf {
-    over.unwrap_or_else(|| PathBuf::from(super::state::DEFAULT_DIR))
+/// `; N ddns entr(y/ies): name, …` for `v6gate check`, empty without entries.
+pub fn check_summary(config: &control::Config) -> String {
+    if config.ddns.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = config.ddns.iter().map(|d| d.name.as_str()).collect();
+    format!("; {} ddns entr(y/ies): {}", names.len(), names.join(", "))
 }
