@@ -165,6 +165,11 @@ ca_file = "{ca}"
         "{bad:?}"
     );
     assert_eq!(bad.next_attempt_secs, None);
+    let line = bad.to_string();
+    assert!(
+        line.starts_with("bad (dyndns2, AAAA bad.example.org): nothing published; stopped until reload: the provider answered badauth"),
+        "{line}"
+    );
 
     // dyndns2 nochg: the record holds the address already.
     let ok = &status[2];

@@ -53,6 +53,37 @@ pub struct DdnsStatus {
     pub stopped: bool,
 }
 
+/// One line for people: `www (value-domain, AAAA www.example.jp): published 2001:db8::1 5s
+/// ago; accepted 2001:db8::1; next in 86395s`.
+impl std::fmt::Display for DdnsStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let record = match self.family.as_str() {
+            "ipv4" => "A",
+            "ipv6" => "AAAA",
+            _ => "address of",
+        };
+        write!(
+            f,
+            "{} ({}, {record} {}): ",
+            self.name, self.provider, self.hostname
+        )?;
+        match (self.published, self.published_secs_ago) {
+            (Some(a), Some(ago)) => write!(f, "published {a} {ago}s ago")?,
+            (Some(a), None) => write!(f, "published {a}")?,
+            (None, _) => f.write_str("nothing published")?,
+        }
+        if let Some(result) = &self.last_result {
+            write!(f, "; {result}")?;
+        }
+        match self.next_attempt_secs {
+            Some(0) => f.write_str("; update due"),
+            Some(s) => write!(f, "; next in {s}s"),
+            None if self.stopped => f.write_str("; stopped"),
+            None => Ok(()),
+        }
+    }
+}
+
 enum Command {
     PathAddress {
         tunnel: String,
@@ -174,6 +205,7 @@ impl Run {
         mut commands: mpsc::Receiver<Command>,
     ) {
         let (done_tx, mut done_rx) = mpsc::channel::<Done>(self.entries.len().max(1));
+        let mut watching = true;
         self.read_addresses().await;
         loop {
             self.start_due(&done_tx);
@@ -190,7 +222,7 @@ impl Run {
                 }
             };
             tokio::select! {
-                change = changes.recv() => {
+                change = changes.recv(), if watching => {
                     match change {
                         Some(Change::Address { .. } | Change::Link { .. } | Change::Resync) => {
                             tokio::time::sleep(SETTLE).await;
@@ -200,7 +232,7 @@ impl Run {
                         Some(Change::Route { .. }) => {}
                         None => {
                             error!("ddns: netlink notifications ended; addresses are no longer followed");
-                            std::future::pending::<()>().await;
+                            watching = false;
                         }
                     }
                 }
@@ -219,17 +251,8 @@ impl Run {
 
     /// Loads what each entry last published.
     fn restore(&mut self) {
-        let now = Instant::now();
         for entry in &mut self.entries {
-            let Some(family) = entry.family else { continue };
-            match self.store.accepted(&entry.config.name, family) {
-                Ok(Some(accepted)) => {
-                    let at = now.checked_sub(accepted.age()).unwrap_or(now);
-                    entry.updater.restore(accepted.address, at);
-                }
-                Ok(None) => {}
-                Err(e) => warn!("ddns {}: {e:#}", entry.config.name),
-            }
+            restore(&self.store, entry);
         }
     }
 
@@ -270,7 +293,6 @@ impl Run {
     }
 
     fn apply_path_addresses(&mut self) {
-        let mut restore = false;
         for entry in &mut self.entries {
             if let AddressSource::Path { tunnel, path } = &entry.config.address {
                 let addr = self.paths.get(&(tunnel.clone(), path.clone())).copied();
@@ -278,13 +300,10 @@ impl Run {
                     && let Some(a) = addr
                 {
                     entry.family = Some(Family::of(a));
-                    restore = true;
+                    restore(&self.store, entry);
                 }
                 entry.updater.handle_address(addr);
             }
-        }
-        if restore {
-            self.restore();
         }
     }
 
@@ -380,6 +399,20 @@ impl Run {
         if let Ok(mut status) = self.status.lock() {
             *status = list;
         }
+    }
+}
+
+/// Loads what `entry` last published for its family, once the family is known.
+fn restore(store: &Store, entry: &mut Entry) {
+    let Some(family) = entry.family else { return };
+    match store.accepted(&entry.config.name, family) {
+        Ok(Some(accepted)) => {
+            let now = Instant::now();
+            let at = now.checked_sub(accepted.age()).unwrap_or(now);
+            entry.updater.restore(accepted.address, at);
+        }
+        Ok(None) => {}
+        Err(e) => warn!("ddns {}: {e:#}", entry.config.name),
     }
 }
 
