@@ -32,9 +32,11 @@ mod error;
 mod file;
 mod ipsec;
 mod locate;
+pub mod mape;
 mod model;
 mod names;
 mod plan;
+pub mod softwire;
 mod validate;
 
 pub use ddns::Ddns;

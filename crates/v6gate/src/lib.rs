@@ -8,5 +8,6 @@ pub mod daemon;
 pub mod ddns;
 pub mod demo;
 pub mod lab;
+pub mod mape;
 pub mod peer_name;
 pub mod status;
