@@ -65,6 +65,26 @@ enum Command {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Print the other end's config for one tunnel, in that peer's words.
+    ///
+    /// Addresses and subnets are mirrored, suites, lifetimes, DPD and MSS clamping translated.
+    /// The pre-shared key is a placeholder unless --with-secret is given.
+    Export {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The tunnel whose peer is described.
+        #[arg(long)]
+        tunnel: String,
+        #[arg(long, value_enum)]
+        format: crate::export::Format,
+        /// Write the real pre-shared key (the output is then a secret too).
+        #[arg(long)]
+        with_secret: bool,
+        /// A prefix the peer routes into the tunnel (repeatable; default: our local_subnets,
+        /// else the tunnel link's network).
+        #[arg(long = "peer-route", value_name = "PREFIX")]
+        peer_routes: Vec<ipnet::IpNet>,
+    },
     /// Build a two-site lab in network namespaces, send traffic through a tunnel, tear down.
     ///
     /// Needs root. The exit code says whether traffic crossed.
@@ -153,6 +173,19 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Export {
+            config,
+            tunnel,
+            format,
+            with_secret,
+            peer_routes,
+        } => {
+            let options = crate::export::Options {
+                with_secret,
+                peer_routes,
+            };
+            ExitCode::from(crate::export::run(&config, &tunnel, format, &options))
+        }
         Command::Demo { keep } => {
             init_logging(None);
             match crate::demo::run(keep) {

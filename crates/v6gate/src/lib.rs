@@ -6,5 +6,6 @@
 pub mod cli;
 pub mod daemon;
 pub mod demo;
+pub mod export;
 pub mod lab;
 pub mod status;
