@@ -45,7 +45,9 @@ fn conn(peer: &Peer<'_>, path: &Path, name: &str, out: &mut Export) {
             .join(",")
     };
     let _ = writeln!(o, "conn {name}");
-    o.push_str("    keyexchange=ikev2\n    type=tunnel\n    authby=secret\n");
+    // IKEv2 is the default of libreswan 4 and 5 alike; 4.x rejects 5's `keyexchange=ikev2`
+    // and 5 drops 4's `ikev2=`, so neither is written.
+    o.push_str("    # IKEv2 (libreswan's default)\n    type=tunnel\n    authby=secret\n");
     let _ = writeln!(o, "    left={}", path.remote);
     let _ = writeln!(o, "    leftid={}", id(&peer.own_id(path)));
     subnets(o, "left", &nets(&peer.own_subnets), peer.own_subnets.len());
