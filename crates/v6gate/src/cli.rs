@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::status::{self, Request, Response};
 
@@ -85,6 +85,12 @@ enum Command {
         #[arg(long = "peer-route", value_name = "PREFIX")]
         peer_routes: Vec<ipnet::IpNet>,
     },
+    /// Write the man pages and shell completions into a directory (used by packaging).
+    #[command(hide = true)]
+    Assets {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Build a two-site lab in network namespaces, send traffic through a tunnel, tear down.
     ///
     /// Needs root. The exit code says whether traffic crossed.
@@ -104,6 +110,9 @@ pub fn main() -> ExitCode {
     match command {
         Command::Run { config, log_level } => {
             init_logging(log_level.as_deref());
+            let _watchdog = control::Config::load(&config)
+                .ok()
+                .and_then(|c| crate::systemd::Watchdog::start(c.gateway.control_socket));
             match crate::daemon::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -186,6 +195,18 @@ pub fn main() -> ExitCode {
             };
             ExitCode::from(crate::export::run(&config, &tunnel, format, &options))
         }
+        Command::Assets { out } => match crate::assets::write(Cli::command(), &out) {
+            Ok(files) => {
+                for file in files {
+                    println!("{}", file.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("v6gate assets: {}: {e}", out.display());
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo { keep } => {
             init_logging(None);
             match crate::demo::run(keep) {
@@ -208,6 +229,8 @@ fn init_logging(level: Option<&str>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into journals or files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -215,7 +238,6 @@ fn init_logging(level: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -3,9 +3,11 @@
 //! `main.rs` only calls [`cli::main`]; everything that touches the host goes through the `sys`
 //! crate, and every protocol decision is taken by the `dataplane` and `control` cores.
 
+pub mod assets;
 pub mod cli;
 pub mod daemon;
 pub mod demo;
 pub mod export;
 pub mod lab;
 pub mod status;
+pub mod systemd;
