@@ -65,6 +65,18 @@ enum Command {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Check the host for what breaks tunnels: forwarding, rp_filter, endpoint routes,
+    /// firewall rules, MTU/MSS, IPv6, UDP 500/4500, TUN, clock, conntrack.
+    ///
+    /// Each check says pass, warn or fail, why it matters and the fix. The exit status is the
+    /// worst result: 0 pass, 1 warn, 2 fail. Works with and without a running daemon.
+    Doctor {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Machine-readable output: {"checks": [{"name", "result", "detail", "fix"}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the other end's config for one tunnel, in that peer's words.
     ///
     /// Addresses and subnets are mirrored, suites, lifetimes, DPD and MSS clamping translated.
@@ -182,6 +194,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Doctor { config, json } => ExitCode::from(crate::doctor::main(&config, json)),
         Command::Export {
             config,
             tunnel,

@@ -7,6 +7,7 @@ pub mod assets;
 pub mod cli;
 pub mod daemon;
 pub mod demo;
+pub mod doctor;
 pub mod export;
 pub mod lab;
 pub mod status;
