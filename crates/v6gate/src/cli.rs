@@ -41,6 +41,9 @@ enum Command {
         /// the RUST_LOG environment variable.
         #[arg(long)]
         log_level: Option<String>,
+        /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9586).
+        #[arg(long, value_name = "ADDRESS")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Validate a config file without touching the host.
     ///
@@ -120,11 +123,29 @@ pub fn main() -> ExitCode {
         socket: PathBuf::from(DEFAULT_SOCKET),
     });
     match command {
-        Command::Run { config, log_level } => {
+        Command::Run {
+            config,
+            log_level,
+            metrics,
+        } => {
             init_logging(log_level.as_deref());
-            let _watchdog = control::Config::load(&config)
+            let socket = control::Config::load(&config).map(|c| c.gateway.control_socket);
+            let _watchdog = socket
+                .as_ref()
                 .ok()
-                .and_then(|c| crate::systemd::Watchdog::start(c.gateway.control_socket));
+                .and_then(|s| crate::systemd::Watchdog::start(s.clone()));
+            let _metrics = match (metrics, &socket) {
+                (Some(address), Ok(socket)) => {
+                    match crate::metrics::server::MetricsServer::start(address, socket.clone()) {
+                        Ok(server) => Some(server),
+                        Err(e) => {
+                            tracing::error!("metrics on {address}: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                _ => None,
+            };
             match crate::daemon::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

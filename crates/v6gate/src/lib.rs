@@ -10,5 +10,6 @@ pub mod demo;
 pub mod doctor;
 pub mod export;
 pub mod lab;
+pub mod metrics;
 pub mod status;
 pub mod systemd;
