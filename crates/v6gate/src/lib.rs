@@ -13,3 +13,4 @@ pub mod lab;
 pub mod metrics;
 pub mod status;
 pub mod systemd;
+pub mod words;
