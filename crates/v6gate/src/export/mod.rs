@@ -135,6 +135,21 @@ pub fn render(
         text: String::new(),
         warnings: Vec::new(),
     };
+    if format != Format::Strongswan && format != Format::Libreswan {
+        for path in tunnel
+            .paths
+            .iter()
+            .filter(|p| p.probe == control::Probe::Keepalive)
+        {
+            out.warnings.push(format!(
+                "tunnel {}: path {}: probe = \"keepalive\" needs v6gate at both ends; a {} \
+                 peer does not answer it, use probe = \"icmp\"",
+                tunnel.name,
+                path.name,
+                format.as_str()
+            ));
+        }
+    }
     match (format, tunnel.mode) {
         (Format::Rtx, _) => rtx::render(&peer, &mut out),
         (Format::Ix, Mode::Ipsec) => ix::render(&peer, &mut out),
@@ -215,6 +230,12 @@ impl<'a> Peer<'a> {
         self.ipsec()
             .and_then(|i| i.local_id.clone())
             .unwrap_or(Identity::Addr(path.local))
+    }
+
+    /// The inner MTU both ends should use: ours, with 1500-byte underlays where the config
+    /// does not say.
+    pub fn mtu(&self) -> u16 {
+        self.tunnel.effective_mtu(|_| 1500)
     }
 
     /// Suffix naming a path when the tunnel has more than one.

@@ -48,11 +48,7 @@ pub(super) fn render(peer: &Peer<'_>, out: &mut Export) {
         out.text.push_str("[NetDev]\n");
         let _ = writeln!(out.text, "Name={device}");
         out.text.push_str("Kind=ip6tnl\n");
-        let _ = writeln!(
-            out.text,
-            "MTUBytes={}",
-            t.path_mtu(path, path.underlay_mtu.unwrap_or(1500))
-        );
+        let _ = writeln!(out.text, "MTUBytes={}", peer.mtu());
         out.text.push_str("\n[Tunnel]\n");
         let _ = writeln!(out.text, "Mode={mode}");
         let _ = writeln!(out.text, "Local={}", path.remote);

@@ -44,7 +44,7 @@ pub(super) fn render(peer: &Peer<'_>, out: &mut Export) {
         if peer.ipsec().is_some() {
             ipsec_tunnel(peer, path, n, out);
         } else {
-            ipip_tunnel(peer, path, out);
+            ipip_tunnel(peer, path, i == 0, out);
         }
         match t.mss_clamp {
             MssClamp::Auto => out.text.push_str(" ip tunnel tcp mss limit auto\n"),
@@ -61,16 +61,23 @@ pub(super) fn render(peer: &Peer<'_>, out: &mut Export) {
              # ip route PREFIX gateway tunnel 1\n",
         );
     }
+    // Traffic goes over the cheapest path, as v6gate sends it; the others are backups.
+    let primary = (0..t.paths.len())
+        .min_by_key(|i| t.paths[*i].cost)
+        .map_or(1, |i| i + 1);
     for net in &peer.our_subnets {
-        let gateways: Vec<String> = (1..=t.paths.len())
-            .map(|n| format!("gateway tunnel {n}"))
-            .collect();
         let _ = writeln!(
             out.text,
-            "{} {} {}",
+            "{} {} gateway tunnel {primary}",
             route_keyword(net),
-            route_dst(net),
-            gateways.join(" ")
+            route_dst(net)
+        );
+    }
+    if t.paths.len() > 1 {
+        let _ = writeln!(
+            out.text,
+            "# Tunnels other than {primary} are backups: pair them with `tunnel backup` and \
+             a keepalive on tunnel {primary}."
         );
     }
     if peer
@@ -82,19 +89,18 @@ pub(super) fn render(peer: &Peer<'_>, out: &mut Export) {
     }
 }
 
-fn ipip_tunnel(peer: &Peer<'_>, path: &Path, out: &mut Export) {
-    let t = peer.tunnel;
+fn ipip_tunnel(peer: &Peer<'_>, path: &Path, first: bool, out: &mut Export) {
     out.text.push_str(" tunnel encapsulation ipip\n");
     let _ = writeln!(
         out.text,
         " tunnel endpoint address {} {}",
         path.remote, path.local
     );
-    if let Some(link) = peer.link_address {
+    // One device on our side carries every path: its address goes on the first tunnel only.
+    if let Some(link) = peer.link_address.filter(|_| first) {
         let _ = writeln!(out.text, " {} {link}", tunnel_address_keyword(&link));
     }
-    let underlay = path.underlay_mtu.unwrap_or(1500);
-    let _ = writeln!(out.text, " ip tunnel mtu {}", t.path_mtu(path, underlay));
+    let _ = writeln!(out.text, " ip tunnel mtu {}", peer.mtu());
 }
 
 fn ipsec_tunnel(peer: &Peer<'_>, path: &Path, n: usize, out: &mut Export) {
