@@ -96,4 +96,9 @@ mod tests {
             Duration::from_millis(100)
         );
     }
+
+    #[test]
+    fn no_daemon_no_ping() {
+        assert!(!answers(std::path::Path::new("/nonexistent/v6gate.sock")));
+    }
 }

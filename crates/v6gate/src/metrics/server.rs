@@ -126,3 +126,40 @@ fn respond(stream: &mut TcpStream, status: &str, kind: &str, body: &str) -> io::
     )?;
     stream.flush()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(server: &MetricsServer, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(server.address()).unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let _ = stream.write_all(request);
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    }
+
+    #[test]
+    fn answers_only_get_metrics_and_says_when_the_daemon_is_away() {
+        let socket = std::env::temp_dir().join(format!("v6gate-no-daemon-{}", std::process::id()));
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), socket).unwrap();
+        let get = |target: &str| {
+            exchange(
+                &server,
+                format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+            )
+        };
+        assert!(
+            get("/metrics").starts_with("HTTP/1.1 503 "),
+            "{}",
+            get("/metrics")
+        );
+        assert!(get("/").starts_with("HTTP/1.1 404 "));
+        let post = exchange(&server, b"POST /metrics HTTP/1.1\r\n\r\n");
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+        // A head that never ends is cut off at the bound.
+        let endless = vec![b'a'; MAX_REQUEST + 10];
+        assert!(exchange(&server, &endless).starts_with("HTTP/1.1 400 "));
+    }
+}
