@@ -10,6 +10,7 @@ pub mod demo;
 pub mod doctor;
 pub mod export;
 pub mod lab;
+pub mod mape;
 pub mod metrics;
 pub mod status;
 pub mod systemd;
