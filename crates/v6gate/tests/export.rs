@@ -216,9 +216,13 @@ fn networkd_export_passes_networkd_parser() {
 
 /// libreswan conflicts with strongSwan's packages, so its checker runs from the package's
 /// files unpacked into a directory (`scripts/test` fetches it with `apt-get download`).
+fn libreswan_root() -> String {
+    std::env::var("V6GATE_LIBRESWAN_ROOT")
+        .unwrap_or_else(|_| "/var/cache/v6gate-test/libreswan".to_owned())
+}
+
 fn libreswan_addconn() -> Option<PathBuf> {
-    let root = std::env::var_os("V6GATE_LIBRESWAN_ROOT")?;
-    let addconn = Path::new(&root).join("usr/libexec/ipsec/addconn");
+    let addconn = Path::new(&libreswan_root()).join("usr/libexec/ipsec/addconn");
     addconn.exists().then_some(addconn)
 }
 
@@ -226,8 +230,9 @@ fn libreswan_addconn() -> Option<PathBuf> {
 fn libreswan_export_passes_addconn_checkconfig() {
     let Some(addconn) = libreswan_addconn() else {
         panic!(
-            "libreswan's addconn not found: set V6GATE_LIBRESWAN_ROOT to a directory holding \
-             the unpacked libreswan package (scripts/test does)"
+            "libreswan's addconn not found under {}: scripts/test unpacks the libreswan \
+             package there (or set V6GATE_LIBRESWAN_ROOT)",
+            libreswan_root()
         );
     };
     let dir = std::env::temp_dir().join(format!("v6gate-export-ls-{}", std::process::id()));
@@ -263,6 +268,6 @@ fn libreswan_export_passes_addconn_checkconfig() {
 }
 
 fn lib_path() -> String {
-    let root = std::env::var("V6GATE_LIBRESWAN_ROOT").unwrap_or_default();
+    let root = libreswan_root();
     format!("{root}/usr/lib/x86_64-linux-gnu:{root}/lib/x86_64-linux-gnu")
 }
