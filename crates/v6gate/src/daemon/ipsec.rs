@@ -480,7 +480,7 @@ impl Driver {
                     let now = Instant::now();
                     self.last_heard = Some(now);
                     if let Err(e) = self.peer.handle_datagram(now, d.local, d.remote, &d.payload) {
-                        debug!("tunnel {:?}: IKE from {}: {e}", self.name, d.remote);
+                        debug!("tunnel {:?}: IKE from {}: {}", self.name, d.remote, e.plain());
                     }
                 }
                 spi = esp.recv() => {
@@ -515,7 +515,7 @@ impl Driver {
         let local = SocketAddr::new(self.local.ip(), self.port());
         let remote = SocketAddr::new(self.remote.ip(), self.port());
         if let Err(e) = self.peer.initiate(now, local, remote) {
-            warn!("tunnel {:?}: cannot initiate IKE: {e}", self.name);
+            warn!("tunnel {:?}: cannot initiate IKE: {}", self.name, e.plain());
         }
     }
 
