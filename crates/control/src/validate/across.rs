@@ -41,30 +41,30 @@ impl Checker {
     /// One tunnel per endpoint pair: each path against the paths of earlier tunnels with the
     /// same ends, found by hashing rather than by comparing every pair of tunnels.
     fn endpoint_pairs_unique(&mut self, enabled: &[&(usize, Tunnel)]) {
-        let mut owners: HashMap<(IpAddr, IpAddr), Vec<(usize, usize)>> = HashMap::new();
+        let mut owners: HashMap<(String, String), Vec<(usize, usize)>> = HashMap::new();
         for (n, (i, a)) in enabled.iter().map(|e| (&e.0, &e.1)).enumerate() {
             for (ja, pa) in a.paths.iter().enumerate() {
-                let Some(earlier) = owners.get(&(pa.local, pa.remote)) else {
+                let ends = pa.ends();
+                let Some(earlier) = owners.get(&ends) else {
                     continue;
                 };
                 for &(m, jb) in earlier {
                     let (j, b) = (enabled[m].0, &enabled[m].1);
                     let owner = self.path_key(j, jb);
+                    let (local, remote) = &ends;
                     self.error(
                         format!("{}.remote", self.path_key(*i, ja)),
                         format!(
-                            "{owner} ({:?}) already runs between {} and {}; one tunnel per \
-                             endpoint pair (use mode = \"any\" to carry both families)",
-                            b.name, pa.local, pa.remote
+                            "{owner} ({:?}) already runs between {local} and {remote}; one \
+                             tunnel per endpoint pair (use mode = \"any\" to carry both \
+                             families)",
+                            b.name
                         ),
                     );
                 }
             }
             for (ja, pa) in a.paths.iter().enumerate() {
-                owners
-                    .entry((pa.local, pa.remote))
-                    .or_default()
-                    .push((n, ja));
+                owners.entry(pa.ends()).or_default().push((n, ja));
             }
         }
     }

@@ -172,12 +172,43 @@ impl Checker {
             .filter_map(|(i, w)| self.watch(i, w, &gateway).map(|w| (i, w)))
             .collect();
         self.across_watches(&watches, &tunnels, &gateway);
+        let named: Vec<Tunnel> = tunnels.iter().map(|(_, t)| t.clone()).collect();
+        let ddns = crate::ddns::validate::entries(self, file.ddns, &named);
         Config {
             gateway,
             tunnels: tunnels.into_iter().map(|(_, t)| t).collect(),
             softwires: softwires.into_iter().map(|(_, s)| s).collect(),
             watches: watches.into_iter().map(|(_, w)| w).collect(),
+            ddns,
             warnings: Vec::new(),
         }
+    }
+}
+
+impl crate::names::EndpointCheck for Checker {
+    fn error(&mut self, key: &str, message: String) {
+        Self::error(self, key, message);
+    }
+
+    fn endpoint(&mut self, key: &str, text: &str) -> Option<std::net::IpAddr> {
+        Self::endpoint(self, key, text)
+    }
+
+    fn device_name(&mut self, key: &str, name: &str) -> bool {
+        self.device(key, name)
+    }
+}
+
+impl crate::ddns::validate::DdnsCheck for Checker {
+    fn warn(&mut self, key: &str, message: String) {
+        Self::warn(self, key, message);
+    }
+
+    fn entry_name(&mut self, key: &str, name: &str) -> bool {
+        self.name(key, name)
+    }
+
+    fn config_dir(&self) -> Option<&std::path::Path> {
+        self.config_dir.as_deref()
     }
 }

@@ -65,13 +65,14 @@ impl Checker {
                         ),
                     );
                 }
-                if (p.local, p.remote) == (q.local, q.remote) {
+                if p.ends() == q.ends() {
+                    let (local, remote) = p.ends();
                     self.error(
                         format!("tunnel[{i}].path[{j}].remote"),
                         format!(
-                            "path[{k}] ({:?}) already runs between {} and {}; received packets \
-                             could not be told apart",
-                            q.name, p.local, p.remote
+                            "path[{k}] ({:?}) already runs between {local} and {remote}; \
+                             received packets could not be told apart",
+                            q.name
                         ),
                     );
                 }
@@ -105,27 +106,25 @@ impl Checker {
                  write the path as a [[tunnel.path]] table to probe it",
             );
         }
-        let mut endpoint = |field: &str, value: &Option<String>| match value {
-            Some(text) => self.endpoint(&key(field), text),
-            None => {
-                self.error(
-                    key(field),
-                    format!(
-                        "missing field `{field}` (write `local` and `remote`, or one \
-                         [[tunnel.path]] table per path)"
-                    ),
-                );
-                None
-            }
-        };
-        let local = endpoint("local", &file.local);
-        let remote = endpoint("remote", &file.remote);
-        let (local, remote) = self.endpoint_pair(&key("remote"), local, remote)?;
+        let prefix = format!("tunnel[{i}]");
+        let ends = crate::names::path_ends(
+            self,
+            &crate::names::Written {
+                prefix: &prefix,
+                local: file.local.as_deref(),
+                remote: file.remote.as_deref(),
+                local_device: None,
+                family: None,
+                missing_hint: " (write `local` and `remote`, or one [[tunnel.path]] table per \
+                               path)",
+            },
+        )?;
         if self.diagnostics.len() != before {
             return None;
         }
-        let mut path = Path::new(DEFAULT_PATH, local, remote, shape.device);
+        let mut path = Path::new(DEFAULT_PATH, ends.local, ends.remote, shape.device);
         path.probe = Probe::None;
+        path.remote_name = ends.remote_name;
         Some(vec![path])
     }
 
@@ -140,9 +139,17 @@ impl Checker {
         let key = |field: &str| format!("{prefix}.{field}");
 
         let name_ok = self.name(&key("name"), &file.name);
-        let local = self.endpoint(&key("local"), &file.local);
-        let remote = self.endpoint(&key("remote"), &file.remote);
-        let endpoints = self.endpoint_pair(&key("remote"), local, remote);
+        let endpoints = crate::names::path_ends(
+            self,
+            &crate::names::Written {
+                prefix,
+                local: file.local.as_deref(),
+                remote: Some(&file.remote),
+                local_device: file.local_device.as_deref(),
+                family: file.family.as_deref(),
+                missing_hint: " (an address, or `local_device` to follow a device's address)",
+            },
+        );
 
         let cost = match file.cost {
             None => Some(0),
@@ -192,10 +199,10 @@ impl Checker {
             (Some(_), true, None) => None,
         };
 
-        let underlay_mtu = match (file.underlay_mtu, endpoints) {
+        let underlay_mtu = match (file.underlay_mtu, &endpoints) {
             (None, _) => Some(None),
             (Some(_), None) => None,
-            (Some(Int(m)), Some((_, remote))) => {
+            (Some(Int(m)), Some(crate::names::Ends { remote, .. })) => {
                 let (lo, why) = if remote.is_ipv6() {
                     (IPV6_MIN_MTU, "the underlay is an IPv6 link")
                 } else {
@@ -209,11 +216,13 @@ impl Checker {
         if self.diagnostics.len() != before {
             return None;
         }
-        let (local, remote) = endpoints?;
+        let ends = endpoints?;
         Some(Path {
             name: file.name.clone(),
-            local,
-            remote,
+            local: ends.local,
+            remote: ends.remote,
+            remote_name: ends.remote_name,
+            local_device: ends.local_device,
             cost: cost?,
             probe: probe?,
             device: device?,
@@ -227,35 +236,6 @@ impl Checker {
     pub(super) fn endpoint(&mut self, key: &str, text: &str) -> Option<IpAddr> {
         let addr = self.ip(key, text)?;
         self.unicast(key, addr, Scope::None)
-    }
-
-    /// Both ends of a path: one family, two addresses.
-    pub(super) fn endpoint_pair(
-        &mut self,
-        remote_key: &str,
-        local: Option<IpAddr>,
-        remote: Option<IpAddr>,
-    ) -> Option<(IpAddr, IpAddr)> {
-        let (local, remote) = (local?, remote?);
-        if local == remote {
-            self.error(
-                remote_key,
-                format!("is the same address as `local` ({local})"),
-            );
-            return None;
-        }
-        if local.is_ipv4() != remote.is_ipv4() {
-            self.error(
-                remote_key,
-                format!(
-                    "{remote} is {}, but local {local} is {}; both ends of a path are of one family",
-                    ip_family_name(remote),
-                    ip_family_name(local)
-                ),
-            );
-            return None;
-        }
-        Some((local, remote))
     }
 
     pub(super) fn probe(

@@ -187,17 +187,6 @@ pub enum DownReason {
     Failed(Error),
 }
 
-impl core::fmt::Display for DownReason {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::Deleted => f.write_str("deleted"),
-            Self::Timeout => f.write_str("the peer stopped answering"),
-            Self::Replaced => f.write_str("replaced by a newer IKE SA"),
-            Self::Failed(e) => write!(f, "negotiation failed: {e}"),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// IKE_SA_INIT found a NAT: the shell moves IKE and ESP to UDP 4500.
