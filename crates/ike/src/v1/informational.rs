@@ -55,17 +55,6 @@ impl Peer {
         self.send_informational(idx, &[d]);
     }
 
-    /// Deletes CHILD SAs and the ISAKMP SA in one message, so that no reordering on the way
-    /// can leave the peer with ESP SAs it can no longer hear deleted.
-    pub(super) fn send_delete_all(&mut self, _now: Instant, idx: usize, spis: &[u32]) {
-        let mut payloads = Vec::new();
-        if !spis.is_empty() {
-            payloads.push(esp_delete(spis));
-        }
-        payloads.push(self.isakmp_delete(idx));
-        self.send_informational(idx, &payloads);
-    }
-
     fn isakmp_delete(&self, idx: usize) -> Payload {
         Payload::Delete(Delete {
             doi: DOI_IPSEC,

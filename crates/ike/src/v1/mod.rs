@@ -338,8 +338,11 @@ impl Peer {
         self.endpoints = None;
         self.want_child = false;
         if let Some(idx) = self.current() {
+            // One message per protocol, CHILD SAs first, as peers expect (strongSwan acts on
+            // the first delete payload of a message only).
             let spis: Vec<u32> = self.children.iter().map(|c| c.info.spi_in).collect();
-            self.send_delete_all(now, idx, &spis);
+            self.send_delete_esp(now, idx, &spis);
+            self.send_delete_isakmp(now, idx);
         }
         self.drop_children();
         for idx in (0..self.sas.len()).rev() {
