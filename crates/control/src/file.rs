@@ -84,6 +84,7 @@ pub(crate) struct FileIke {
     pub dpd_action: Option<String>,
     pub ike_lifetime: Option<Value>,
     pub child_lifetime: Option<Value>,
+    pub version: Option<Int>,
 }
 
 /// `[[tunnel.path]]`: one underlay path to the tunnel's peer.

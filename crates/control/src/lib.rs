@@ -29,6 +29,7 @@ mod diff;
 mod duration;
 mod error;
 mod file;
+mod ike_version;
 mod ipsec;
 mod locate;
 mod model;
@@ -38,6 +39,7 @@ mod validate;
 pub use diff::{ConfigDiff, diff};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{ConfigError, Diagnostic};
+pub use ike_version::IkeVersion;
 pub use ipsec::{
     ESP_HEADER_LEN, ESP_TRAILER_LEN, Encap, IkeStart, IpsecConfig, Psk, UDP_HEADER_LEN, esp_fits,
 };

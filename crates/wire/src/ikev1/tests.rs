@@ -68,7 +68,7 @@ fn emits_what_scapy_emits() {
     let mut body = Vec::new();
     let first = emit_payloads(&[Payload::Sa(sa)], &mut body);
     assert_eq!(first, payload_type::SA);
-    let mut junk = vec![0xa5u8; HEADER_LEN];
+    let mut junk = [0xa5u8; HEADER_LEN];
     m.header.emit(&mut Header::new_unchecked(&mut junk[..]));
     assert_eq!(&junk[..], &MM1_S3[..HEADER_LEN]);
     assert_eq!(m.header.emit_message(&body), MM1_S3);
