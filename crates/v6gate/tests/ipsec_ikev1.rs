@@ -221,19 +221,20 @@ fn child_spis(status: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// strongSwan rekeys the CHILD SA every few seconds by quick mode while 10 ms pings cross.
+/// strongSwan rekeys the CHILD SA by quick mode once, 4 s in, while 10 ms pings cross.
 #[test]
 fn ikev1_child_rekey_under_ping_loses_at_most_one() {
     let lab = lab();
     let config = charon_config(&S3, |c| {
-        c.child_mut().rekey_time = Some(Duration::from_secs(3));
-        c.child_mut().life_time = Some(Duration::from_secs(6));
+        c.child_mut().rekey_time = Some(Duration::from_secs(4));
+        c.child_mut().life_time = Some(Duration::from_secs(20));
+        c.child_mut().extra = vec!["rand_time = 0s".to_owned()];
     });
     let (gateway, charon) = bring_up(&lab, true, &S3, &config, ("5s", "20s"));
     assert_ping(&lab, Node::HostA, HOST_B, 2, &[&gateway]);
     let before = child_spis(&ipsec_status(&gateway));
     let started = Instant::now();
-    let count = 800;
+    let count = 500;
     let output = lab.ping_output(Node::HostA, HOST_B, count, &["-i", "0.01", "-W", "2"]);
     let elapsed = started.elapsed();
     let (sent, received) = ping_counts(&String::from_utf8_lossy(&output.stdout));
@@ -242,8 +243,9 @@ fn ikev1_child_rekey_under_ping_loses_at_most_one() {
     eprintln!(
         "IKEv1 rekey under traffic: {sent} pings in {elapsed:?}, {lost} lost, SPIs {before:?} -> {after:?}"
     );
+    // strongSwan keeps an IKEv1 SA it rekeyed until that one expires: look for a new one.
     assert!(
-        before.iter().all(|spi| !after.contains(spi)),
+        after.iter().any(|spi| !before.contains(spi)),
         "no rekey in {elapsed:?}: {before:?} -> {after:?}\n{}",
         charon.log()
     );

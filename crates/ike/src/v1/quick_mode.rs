@@ -476,7 +476,8 @@ impl Peer {
             self.children
                 .iter()
                 .filter(|c| c.info.local_ts == [q.local_ts] && c.info.remote_ts == [q.remote_ts])
-                .max_by_key(|c| c.expire_at)
+                // The peer rekeys the SA closest to its end.
+                .min_by_key(|c| c.expire_at)
                 .map(|c| c.info.spi_in)
         };
         let info = ChildSaInfo {
@@ -495,7 +496,14 @@ impl Peer {
             replaces,
         };
         let life = terms.lifetime;
-        let rekey_at = self.rekey_time(now, life);
+        // When the peer's shorter lifetime governs, the peer rekeys on its schedule and we
+        // only step in near the end, so that the two ends do not both rekey (IKEv1 has no
+        // way to tell the duplicates apart).
+        let rekey_at = if life < self.config.child_lifetime {
+            now + life.mul_f64(0.9)
+        } else {
+            self.rekey_time(now, life)
+        };
         if let Some(old) = replaces
             && let Some(c) = self.children.iter_mut().find(|c| c.info.spi_in == old)
         {
