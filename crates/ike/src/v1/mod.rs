@@ -163,7 +163,8 @@ enum QuickState {
     Sent1,
     /// Responder: message 2 sent, waiting for HASH(3).
     Sent2,
-    /// Initiator: message 3 sent; kept to answer a repeated message 2.
+    /// Finished: kept a while to answer a repeated message with the stored answer and to
+    /// keep its message ID from starting another exchange.
     Done,
 }
 

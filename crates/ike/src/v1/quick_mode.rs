@@ -354,8 +354,13 @@ impl Peer {
             )));
         }
         self.sas[idx].last_heard = now;
-        let q = self.quick.remove(qi);
-        self.install(now, idx, &q, false);
+        let snapshot = Installing::from(&self.quick[qi]);
+        // Kept for a while, done, so that its message ID cannot start a second exchange.
+        let q = &mut self.quick[qi];
+        q.state = QuickState::Done;
+        q.pending = None;
+        q.created = now;
+        self.install_from(now, idx, snapshot, false);
         Ok(())
     }
 
@@ -442,10 +447,6 @@ impl Peer {
         let snapshot = Installing::from(&self.quick[qi]);
         self.install_from(now, idx, snapshot, true);
         Ok(())
-    }
-
-    fn install(&mut self, now: Instant, idx: usize, q: &Quick, initiator: bool) {
-        self.install_from(now, idx, Installing::from(q), initiator);
     }
 
     /// Derives the ESP keys both ways and reports the CHILD SA (RFC 2409 §5.5: the KEYMAT of
