@@ -205,6 +205,9 @@ const QUICK_LINGER: Duration = Duration::from_secs(30);
 /// costs a DH computation and some memory, and nobody has been authenticated yet.
 const MAX_HALF_OPEN: usize = 8;
 
+/// The least time between two recoveries started by messages for unknown SAs.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Quick modes in flight at once; more from the peer are refused.
 const MAX_QUICK: usize = 8;
 
@@ -223,6 +226,8 @@ pub struct Peer {
     endpoints: Option<(SocketAddr, SocketAddr)>,
     /// We want a CHILD SA as soon as an ISAKMP SA is up (we initiated).
     want_child: bool,
+    /// When we last started main mode because the peer spoke to an SA we did not have.
+    last_recovery: Option<Instant>,
 }
 
 impl core::fmt::Debug for Peer {
@@ -246,6 +251,7 @@ impl Peer {
             events: VecDeque::new(),
             endpoints: None,
             want_child: false,
+            last_recovery: None,
         }
     }
 
@@ -376,12 +382,46 @@ impl Peer {
     ) -> Result<(), Error> {
         let msg = Message::parse(bytes).map_err(wire_error)?;
         let h = msg.header;
-        match h.exchange_type {
+        let r = match h.exchange_type {
             exchange::MAIN_MODE => self.main_mode(now, local, remote, &msg, bytes),
             exchange::QUICK_MODE => self.quick_mode(now, local, remote, &msg, bytes),
             exchange::INFORMATIONAL => self.informational(now, local, remote, &msg),
             other => Err(Error::PeerMisbehaved(Mis::UnexpectedExchange(other))),
+        };
+        if h.is_encrypted()
+            && h.exchange_type != exchange::MAIN_MODE
+            && r == Err(Error::PeerMisbehaved(Mis::UnknownSpi))
+        {
+            self.recover(now, local, remote);
         }
+        r
+    }
+
+    /// The peer protects messages with an ISAKMP SA we do not have: we lost our state (a
+    /// restart) and it still holds its own. Rather than wait for its DPD to give up, start
+    /// main mode with INITIAL-CONTACT, which makes it drop the stale SAs; at most once per
+    /// [`RECOVERY_INTERVAL`], as anyone can send such a message.
+    fn recover(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) {
+        let negotiating = self
+            .sas
+            .iter()
+            .any(|s| s.initiator && s.state != Phase1::Established);
+        if self.current().is_some()
+            || negotiating
+            || self
+                .last_recovery
+                .is_some_and(|t| now < t + RECOVERY_INTERVAL)
+        {
+            return;
+        }
+        self.last_recovery = Some(now);
+        let (mut local, mut remote) = (local, remote);
+        // Back to port 500: NAT detection runs again.
+        local.set_port(500);
+        remote.set_port(500);
+        self.endpoints.get_or_insert((local, remote));
+        self.want_child = true;
+        self.start_main_mode(now, local, remote, true);
     }
 
     /// The established ISAKMP SA to run exchanges over: the newest one.

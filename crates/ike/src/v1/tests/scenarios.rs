@@ -360,16 +360,30 @@ fn dpd_keeps_an_idle_peer_and_restarts_after_a_dead_one() {
 }
 
 #[test]
-fn responder_restart_recovers_by_dpd() {
-    let mut p = Pair::new(s3(1, 2), s3(2, 1), 13);
+fn a_restarted_responder_recovers_on_the_first_protected_message() {
+    let mut p = Pair::new(s3(1, 2), s3(2, 1), 17);
     p.initiate();
     p.drive_bounded(100, Pair::established);
-    p.b.restart(99);
+    p.b.restart(97);
     let at = p.now;
-    p.drive_bounded(10_000, Pair::established);
-    assert!(p.now - at <= Duration::from_secs(26));
-    p.run_for(Duration::from_secs(30));
+    // A's next DPD probe (5 s of silence) reaches a B that has no SA: B starts main mode
+    // with INITIAL-CONTACT at once instead of A waiting out its 20 s DPD timeout.
+    p.drive_bounded(10_000, |p| p.established() && p.mirrored());
+    let took = p.now - at;
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    assert_eq!(
+        p.a.count(|e| matches!(
+            e,
+            Event::IkeSaDown {
+                reason: DownReason::Replaced,
+                ..
+            }
+        )),
+        1
+    );
+    p.run_for(Duration::from_secs(60));
     p.assert_children_agree();
+    assert_eq!(p.a.peer.ike_sa_count(), 1);
     p.teardown();
 }
 
