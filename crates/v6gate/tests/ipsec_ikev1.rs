@@ -294,3 +294,40 @@ fn ikev1_dpd_restart_after_strongswan_restarts() {
     gateway.stop().unwrap();
     charon.stop().unwrap();
 }
+
+/// v6gate, the responder, is SIGKILLed and started again while strongSwan keeps its SAs:
+/// the first protected IKEv1 message from strongSwan (its DPD probe, after 5 s without
+/// hearing us) makes the new v6gate start main mode with INITIAL-CONTACT, although it is
+/// configured to respond, and traffic returns without waiting out strongSwan's 20 s DPD
+/// timeout.
+#[test]
+fn ikev1_restarted_responder_recovers_on_the_peers_first_probe() {
+    let lab = lab();
+    let config = charon_config(&S3, |_| {});
+    let (gateway, charon) = bring_up(&lab, false, &S3, &config, ("5s", "20s"));
+    assert_ping(&lab, Node::HostB, HOST_A, 2, &[&gateway]);
+    let path = gateway.config_path().to_owned();
+    let socket = lab.dir().join("ikev1-a.sock");
+    gateway.kill().unwrap();
+    let killed = Instant::now();
+    let gateway = lab
+        .start_gateway_with(BIN.as_ref(), Node::SiteA, &path, &socket)
+        .unwrap_or_else(|e| panic!("restart after SIGKILL: {e}"));
+    assert!(
+        common::wait_ping(&lab, Node::HostB, HOST_A, Duration::from_secs(15)),
+        "no traffic after the restart\n{}\n--- charon ---\n{}",
+        gateway.log(),
+        charon.log()
+    );
+    let back = killed.elapsed();
+    eprintln!("IKEv1 responder SIGKILL + start: traffic back after {back:?}");
+    assert!(back < Duration::from_secs(15), "{back:?}");
+    let sas = charon.ike_sas().unwrap();
+    assert_eq!(
+        sas.len(),
+        1,
+        "the stale SA went with INITIAL-CONTACT: {sas:?}"
+    );
+    gateway.stop().unwrap();
+    charon.stop().unwrap();
+}
