@@ -190,6 +190,13 @@ impl Peer {
                             self.remove_sa(i, DownReason::Deleted);
                         }
                     }
+                    if self.current().is_none() {
+                        // IKEv1 lets ESP SAs outlive their ISAKMP SA, but with none left
+                        // nobody could rekey or delete them, and the next main mode would
+                        // not make new ones while they exist: they go too.
+                        self.quick.clear();
+                        self.drop_children();
+                    }
                     // Positions moved; nothing after a delete of our own SA is meaningful.
                     if !self.sas.iter().any(|s| s.cookies == cookies) {
                         break;

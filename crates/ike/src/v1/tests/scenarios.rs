@@ -496,3 +496,27 @@ fn mutated_messages_are_rejected_without_harm() {
 fn rng_seed(n: u64) -> Box<ChaCha20Rng> {
     rng(1000 + n)
 }
+
+#[test]
+fn a_lone_isakmp_delete_takes_the_esp_sas_along() {
+    let mut p = Pair::new(s3(1, 2), s3(2, 1), 18);
+    p.initiate();
+    p.drive_bounded(100, Pair::established);
+    let now = p.now;
+    p.a.peer.delete(now);
+    // The ESP delete is lost; only the ISAKMP delete reaches B.
+    let esp_delete = p.a.peer.poll_transmit().unwrap();
+    let isakmp_delete = p.a.peer.poll_transmit().unwrap();
+    assert!(p.a.peer.poll_transmit().is_none());
+    drop(esp_delete);
+    let (a, b) = (p.a.addr, p.b.addr);
+    p.b.peer
+        .handle_datagram(now, b, a, &isakmp_delete.payload)
+        .unwrap();
+    p.collect();
+    assert_eq!(p.b.peer.ike_sa_count(), 0);
+    assert!(p.b.children().is_empty());
+    assert_eq!(p.b.count(|e| matches!(e, Event::ChildSaDeleted { .. })), 1);
+    p.assert_no_leak();
+    assert_eq!(p.b.peer.poll_timeout(), None);
+}
