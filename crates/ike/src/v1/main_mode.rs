@@ -572,8 +572,15 @@ impl Peer {
         sa.last_heard = now;
         sa.created = now;
         sa.expire_at = Some(now + life);
-        // IKEv1 has no IKE SA rekey; the side that made the SA makes its successor.
-        sa.rekey_at = sa.initiator.then_some(rekey_at);
+        // IKEv1 has no IKE SA rekey: a new main mode replaces it. The side that made the SA
+        // does that; the other only steps in shortly before the end, for when its own
+        // lifetime is the shorter one and the peer would otherwise let it run out.
+        let last_call = (self.config.rekey_margin / 4).min(life / 10);
+        sa.rekey_at = Some(if sa.initiator {
+            rekey_at
+        } else {
+            now + life - last_call
+        });
         let (cookies, initiator, remote) = (sa.cookies, sa.initiator, sa.remote);
         self.events.push_back(Event::IkeSaUp {
             spi_i: cookies.i,

@@ -91,6 +91,11 @@ impl Peer {
             }
             if sa.expire_at.is_some_and(|e| now >= e) {
                 self.remove_sa(i, DownReason::Deleted);
+                if self.current().is_none() {
+                    // As after a delete: without an ISAKMP SA nothing can manage them.
+                    self.quick.clear();
+                    self.drop_children();
+                }
                 continue;
             }
             i += 1;

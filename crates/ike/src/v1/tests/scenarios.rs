@@ -520,3 +520,29 @@ fn a_lone_isakmp_delete_takes_the_esp_sas_along() {
     p.assert_no_leak();
     assert_eq!(p.b.peer.poll_timeout(), None);
 }
+
+#[test]
+fn a_responder_with_the_shorter_lifetime_replaces_its_sa_in_time() {
+    let mut b = s3(2, 1);
+    b.ike_lifetime = Duration::from_secs(3600);
+    let mut p = Pair::new(s3(1, 2), b, 19);
+    p.initiate();
+    p.drive_bounded(100, Pair::established);
+    let child = p.a.children()[0].spi_in;
+    // A believes in 8 h; B keeps 1 h and makes the successor before its SA runs out.
+    for _ in 0..4 {
+        p.run_for(Duration::from_secs(3600));
+        assert!(p.a.peer.is_established() && p.b.peer.is_established());
+        p.assert_children_agree();
+        assert_eq!(p.a.children().len(), 1);
+    }
+    assert!(p.b.count(|e| matches!(e, Event::IkeSaRekeyed { .. })) >= 3);
+    assert_eq!(p.b.peer.ike_sa_count(), 1);
+    assert_eq!(p.a.peer.ike_sa_count(), 1);
+    // The ESP SA was rekeyed on its own schedule, never dropped for want of an ISAKMP SA.
+    assert_eq!(
+        p.a.count(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == child)),
+        0
+    );
+    p.teardown();
+}
