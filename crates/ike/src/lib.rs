@@ -50,6 +50,7 @@ pub mod keys;
 mod peer;
 pub mod proposal;
 pub mod v1;
+pub mod words;
 
 pub use error::{Error, Incompatibility, Misbehaviour};
 pub use identity::Identity;
