@@ -29,6 +29,7 @@ mod diff;
 mod duration;
 mod error;
 mod file;
+pub mod firewall;
 mod ipsec;
 mod locate;
 mod model;

@@ -146,7 +146,8 @@ impl Checker {
         self.warnings.push(Diagnostic::new(key, message));
     }
 
-    fn config(&mut self, file: FileConfig) -> Config {
+    fn config(&mut self, mut file: FileConfig) -> Config {
+        let sections = crate::firewall::Sections::take(&mut file);
         let gateway = self.gateway(file.gateway);
         let tunnels: Vec<(usize, Tunnel)> = file
             .tunnel
@@ -162,11 +163,20 @@ impl Checker {
             .filter_map(|(i, w)| self.watch(i, w, &gateway).map(|w| (i, w)))
             .collect();
         self.across_watches(&watches, &tunnels, &gateway);
+        let firewall = crate::firewall::validate::check(
+            sections,
+            &gateway,
+            &mut self.diagnostics,
+            &mut self.warnings,
+        );
         Config {
             gateway,
             tunnels: tunnels.into_iter().map(|(_, t)| t).collect(),
             watches: watches.into_iter().map(|(_, w)| w).collect(),
             warnings: Vec::new(),
+            firewall: firewall.firewall,
+            routing: firewall.routing,
+            sysctls: firewall.sysctls,
         }
     }
 

@@ -7,6 +7,8 @@
 //! | [`netlink`] | links, addresses, routes and rules over rtnetlink (async, tokio); route lookups; change notifications | decide what to install; remember what it installed (dumps filtered by table and protocol serve reconciliation) |
 //! | [`ping`] | ICMP/ICMPv6 echo bound to a device (and source), datagram socket or raw fallback, for uplink watches | schedule probes or judge an uplink |
 //! | [`udp`] | UDP segmentation (`UDP_SEGMENT`) and receive offload (`UDP_GRO`) on the ESP-in-UDP socket | decide which datagrams form a train |
+//! | [`nft`] | replace, delete and read back one nftables table through `nft -j -f -`, each change one atomic transaction | decide the ruleset, touch any other table |
+//! | [`netns`] | run a closure (and the processes it starts) in a fresh, private network namespace | anything that must outlive the closure |
 //! | [`sysctl`] | read and write `/proc/sys` keys; a journal that restores originals | choose values |
 //!
 //! Everything acts in the network namespace of the *calling thread*: devices, sockets and
@@ -14,7 +16,7 @@
 //! the thread that opens them. Errors are [`SysError`], whose text names the operation, the
 //! object and the kernel's answer.
 //!
-//! Not here (yet): nftables. TUN offloads (`IFF_VNET_HDR`, TSO/USO) and multi-queue TUN are
+//! TUN offloads (`IFF_VNET_HDR`, TSO/USO) and multi-queue TUN are
 //! in [`tun`]; the daemon owns its UDP sockets for IKE and ESP-in-UDP through std and tokio.
 //!
 //! This is the only crate of the workspace allowed `unsafe`: `deny` at the root, allowed only
@@ -30,6 +32,9 @@ mod fd;
 #[allow(unsafe_code)]
 mod msg;
 pub mod netlink;
+#[allow(unsafe_code)]
+pub mod netns;
+pub mod nft;
 pub mod ping;
 pub mod raw;
 #[allow(unsafe_code)]
