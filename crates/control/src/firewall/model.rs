@@ -179,10 +179,7 @@ impl Firewall {
     pub fn is_uplink(&self, zone: &Zone) -> bool {
         zone.masquerade
             || self.zones.iter().all(|z| z.forward_to.is_empty())
-            || self
-                .zones
-                .iter()
-                .any(|z| z.forward_to.contains(&zone.name))
+            || self.zones.iter().any(|z| z.forward_to.contains(&zone.name))
     }
 }
 
