@@ -157,3 +157,36 @@ fn every_rendered_ruleset_passes_nft_check_and_reads_back_the_same() {
         assert!(gone.is_none(), "{name}: table still there after delete");
     }
 }
+
+/// nft names the numbers the renderer writes: its protocol and ICMP tables are an independent
+/// check that 4 is IPv4-in-IP, 50 ESP, and that the RFC 4890 sets hold the intended types.
+#[test]
+fn nft_names_the_numbers_as_the_rfcs_do() {
+    assert!(root(), "needs root for a private network namespace and nft");
+    let config = Config::from_toml_str(EXTRA[0], "extra.toml").unwrap();
+    let r = ruleset(&config, |_, _| None).unwrap();
+    let listing = sys::netns::in_private_netns(move || {
+        sys::nft::replace_table(&r.table, &r.content)?;
+        sys::nft::listing(FAMILY, TABLE)
+    })
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    for expected in [
+        "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, echo-request, echo-reply } accept",
+        "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept",
+        "icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report } ip6 saddr fe80::/10 accept",
+        "icmp type destination-unreachable icmp code frag-needed accept",
+        "meta l4proto { ipencap, ipv6 } accept",
+        "tcp dport { 22, 2222 } accept",
+        "meta l4proto { ipencap, ipv6, gre }",
+        "dnat ip6 to [2001:db8:1::5]:443",
+        "tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
+        "meta mark 0x00000000 meta l4proto { udp, esp } meta mark set 0x76470001",
+    ] {
+        assert!(
+            listing.contains(expected),
+            "{expected:?} not in:\n{listing}"
+        );
+    }
+}

@@ -53,8 +53,9 @@ pub(crate) fn check(
         tunnel_names: sections.tunnel_names.iter().cloned().collect(),
     };
     let firewall = c.firewall(&sections);
+    let written: HashSet<String> = sections.table.iter().map(|t| t.name.clone()).collect();
     let tables = c.tables(sections.table, gateway);
-    let rules = c.rules(sections.rule, &tables, gateway);
+    let rules = c.rules(sections.rule, &tables, &written, gateway);
     let sysctls = c.sysctls(sections.sysctl, gateway);
     Checked {
         firewall,
@@ -771,6 +772,7 @@ impl Check<'_> {
         &mut self,
         files: Vec<FileRule>,
         tables: &[RouteTable],
+        written: &HashSet<String>,
         gateway: &Gateway,
     ) -> Vec<PolicyRule> {
         self.count("rule", files.len());
@@ -832,6 +834,8 @@ impl Check<'_> {
                 Value::String(s) if s == "main" => Some(MAIN_TABLE),
                 Value::String(s) => match tables.iter().find(|t| t.name == *s) {
                     Some(t) => Some(t.id),
+                    // A table written but refused has its own error already.
+                    None if written.contains(s) => None,
                     None => {
                         self.error(key("table"), format!("no [[table]] is named {s:?}"));
                         None
