@@ -16,8 +16,8 @@ use control::firewall::ruleset::{FAMILY, TABLE, ruleset};
 use v6gate::lab::firewall::{FirewallLab, Role, addr, dev};
 
 /// The S2 gateway of the lab, plus an IPsec peer for the underlay rules.
-fn config() -> Config {
-    let text = format!(
+fn config_text() -> String {
+    format!(
         r#"
         [[tunnel]]
         name = "peer"
@@ -87,8 +87,23 @@ fn config() -> Config {
         server6 = addr::SERVER6,
         server4 = addr::SERVER4,
         inet_ppp = addr::INET_PPP4,
-    );
-    Config::from_toml_str(&text, "firewall-lab.toml").unwrap_or_else(|e| panic!("{e}"))
+    )
+}
+
+fn config() -> Config {
+    Config::from_toml_str(&config_text(), "firewall-lab.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `v6gate plan` in the gateway's namespace.
+fn plan(lab: &FirewallLab) -> String {
+    let path = lab.dir().join("gateway.toml");
+    std::fs::write(&path, config_text()).unwrap();
+    let bin = env!("CARGO_BIN_EXE_v6gate");
+    lab.exec_ok(
+        Role::Gateway,
+        &[bin, "plan", "--config", path.to_str().unwrap()],
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// TCP listeners and UDP echoes in one namespace; each TCP connection is answered with
@@ -345,6 +360,17 @@ fn gateway_firewall_end_to_end() {
     let user_before = user_table(&lab);
     assert!(user_before.contains("the user's own"), "{user_before}");
 
+    // Before anything is installed, plan shows it all as to be added.
+    let before = plan(&lab);
+    for line in [
+        "# ruleset: not installed; would be:",
+        "table inet v6gate {",
+        "+ 0.0.0.0/0 via 198.18.1.254 dev ppp0 table 300 metric 10",
+        "+ -4 priority 1000 from 198.51.100.5/32 iif br0 lookup 300",
+    ] {
+        assert!(before.contains(line), "{line:?} not in plan:\n{before}");
+    }
+
     let r = ruleset(&config, |_, _| Some(dev::WAN6.to_owned())).expect("a firewall");
     let (table, content) = (r.table.clone(), r.content.clone());
     let installed = lab
@@ -363,6 +389,16 @@ fn gateway_firewall_end_to_end() {
         "the user's table changed on apply"
     );
     policy_routing(&lab, &config, true);
+    // Now plan finds all of it in place (the peer's underlay device comes from the host's
+    // routes, as the test gave it).
+    let after = plan(&lab);
+    for line in [
+        "# ruleset: installed, unchanged",
+        "= 0.0.0.0/0 via 198.18.1.254 dev ppp0 table 300 metric 10",
+        "= -4 priority 1000 from 198.51.100.5/32 iif br0 lookup 300",
+    ] {
+        assert!(after.contains(line), "{line:?} not in plan:\n{after}");
+    }
 
     let _gw = Services::start(
         &lab,

@@ -180,7 +180,7 @@ fn nft_names_the_numbers_as_the_rfcs_do() {
         "meta l4proto { ipencap, ipv6 } accept",
         "tcp dport { 22, 2222 } accept",
         "meta l4proto { ipencap, ipv6, gre }",
-        "dnat ip6 to [2001:db8:1::5]:443",
+        "fib daddr type local meta nfproto ipv6 tcp dport 8443 dnat ip6 to [2001:db8:1::5]:443",
         "tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
         "meta mark 0x00000000 meta l4proto { udp, esp } meta mark set 0x76470001",
     ] {

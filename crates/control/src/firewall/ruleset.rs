@@ -14,7 +14,9 @@
 use std::borrow::Cow;
 
 use ipnet::IpNet;
-use nftables::expr::{CT, Expression, MetaKey, NamedExpression, RT, RTKey, TcpOption};
+use nftables::expr::{
+    CT, Expression, Fib, FibFlag, FibResult, MetaKey, NamedExpression, RT, RTKey, TcpOption,
+};
 use nftables::schema::{Chain, NfListObject, Rule, Table};
 use nftables::stmt::{Mangle, NAT, NATFamily, Reject, RejectType, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook, RejectCode};
@@ -480,6 +482,9 @@ impl Builder {
                             CHAIN,
                             vec![
                                 iifname(&device),
+                                // Only what is addressed to the gateway itself, not traffic
+                                // routed through the zone to other hosts.
+                                is(local_destination(), string("local")),
                                 nfproto(f.to.is_ipv4()),
                                 l4proto(&[*p]),
                                 dport(&[super::PortRange::single(f.port)]),
@@ -587,6 +592,14 @@ fn ct(key: &'static str) -> super::expr::Expr {
         key: Cow::Borrowed(key),
         family: None,
         dir: None,
+    }))
+}
+
+/// `fib daddr type`: the kind of route the destination has (`local` for the gateway's own).
+fn local_destination() -> super::expr::Expr {
+    Expression::Named(NamedExpression::Fib(Fib {
+        result: FibResult::Type,
+        flags: [FibFlag::Daddr].into_iter().collect(),
     }))
 }
 
