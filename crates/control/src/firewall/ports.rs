@@ -120,4 +120,23 @@ mod tests {
             .collect();
         assert_eq!(shown.join(" "), text);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn display_and_parse_round_trip(
+            ranges in proptest::collection::vec((1u16.., 0u16..), 1..MAX_PORT_ITEMS)
+        ) {
+            let ranges: Vec<PortRange> = ranges
+                .into_iter()
+                .map(|(first, span)| PortRange { first, last: first.saturating_add(span % 100) })
+                .collect();
+            let text: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+            proptest::prop_assert_eq!(parse_ports(&text.join(" ")).unwrap(), ranges);
+        }
+
+        #[test]
+        fn never_panics(text in "\\PC{0,40}") {
+            let _ = parse_ports(&text);
+        }
+    }
 }
