@@ -647,3 +647,16 @@ fn marks_for_policy_rules_only_touch_unmarked_packets() {
     // Without marked rules there are no mark chains.
     assert!(chain(&json_of(&valid(&s2()), None), "mangle_output").is_none());
 }
+
+#[test]
+fn uplinks_are_zones_forwarded_to_or_masquerading() {
+    // A lone VPS with one zone: it forwards nowhere, so its zone is the uplink.
+    let vps = valid("[firewall]\n[[zone]]\nname = \"wan\"\ndevices = [\"eth0\"]\n");
+    let f = vps.firewall.unwrap();
+    assert!(f.is_uplink(&f.zones[0]));
+    assert_eq!((f.input, f.forward), (Verdict::Drop, Verdict::Drop));
+    assert!(vps.warnings.iter().any(|w| w.key == "firewall.management"));
+    let c = valid(&s2());
+    let f = c.firewall.unwrap();
+    assert!(f.is_uplink(f.zone("wan_pppoe").unwrap()));
+}

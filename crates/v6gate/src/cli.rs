@@ -115,6 +115,9 @@ pub fn main() -> ExitCode {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
+                if let Some(summary) = crate::plan::summary(&cfg) {
+                    println!("{summary}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

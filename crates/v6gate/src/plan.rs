@@ -28,6 +28,29 @@ pub fn run(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// One line on the firewall and policy routing of a config, for `check`; `None` when it has
+/// neither.
+pub fn summary(config: &Config) -> Option<String> {
+    let routing = &config.routing;
+    let firewall = config.firewall.as_ref().map(|f| {
+        format!(
+            "firewall: {} zone(s), {} pinhole(s), {} port forward(s)",
+            f.zones.len(),
+            f.allows.len(),
+            f.port_forwards.len()
+        )
+    });
+    let policy = (!routing.tables.is_empty() || !routing.rules.is_empty()).then(|| {
+        format!(
+            "policy routing: {} table(s), {} rule(s)",
+            routing.tables.len(),
+            routing.rules.len()
+        )
+    });
+    let parts: Vec<String> = firewall.into_iter().chain(policy).collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 async fn plan(config: &Config) -> Result<String> {
     let netlink = Netlink::new()?;
     let mut underlays = Vec::new();
@@ -196,12 +219,12 @@ fn line_diff(old: &str, new: &str) -> Vec<String> {
         if i < a.len() && j < b.len() && a[i] == b[j] {
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(format!("+ {}", b[j]));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out.push(format!("- {}", a[i]));
             i += 1;
+        } else {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
         }
     }
     out
@@ -210,6 +233,27 @@ fn line_diff(old: &str, new: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_counts_what_the_config_has() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/s2-home.toml"
+        ))
+        .unwrap();
+        let config = Config::from_toml_str(&text, "s2-home.toml").unwrap();
+        assert_eq!(
+            summary(&config).unwrap(),
+            "firewall: 3 zone(s), 1 pinhole(s), 1 port forward(s); \
+             policy routing: 1 table(s), 1 rule(s)"
+        );
+        let minimal = Config::from_toml_str(
+            "[[tunnel]]\nname = \"a\"\nmode = \"ipip6\"\nlocal = \"2001:db8::1\"\nremote = \"2001:db8::2\"\n",
+            "m.toml",
+        )
+        .unwrap();
+        assert_eq!(summary(&minimal), None);
+    }
 
     #[test]
     fn line_diff_shows_only_changes_in_order() {
