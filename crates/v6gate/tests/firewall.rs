@@ -77,6 +77,14 @@ fn config_text() -> String {
         from = "{server4}/32"
         iif = "{lan}"
         table = "pppoe"
+
+        # S3's filter-based routing: NAT-T leaves by the PPPoE uplink, through the firewall's mark.
+        [[rule]]
+        name = "nat-t-via-pppoe"
+        to = "0.0.0.0/0"
+        proto = ["udp"]
+        ports = "4500"
+        table = "pppoe"
         "#,
         gw = addr::GW_WAN6,
         peer = addr::PEER6,
@@ -422,7 +430,10 @@ fn gateway_firewall_end_to_end() {
         &lab,
         Role::Internet,
         &[SocketAddr::new(ip(addr::INTERNET4), 80)],
-        &[],
+        &[
+            SocketAddr::new(ip(addr::INTERNET4), 4500),
+            SocketAddr::new(ip(addr::INTERNET4), 4501),
+        ],
     );
 
     // From the internet the gateway shows only the management port, on every uplink.
@@ -492,6 +503,41 @@ fn gateway_firewall_end_to_end() {
             .iter()
             .all(|(_, peer)| peer.ip() == ip(addr::GW_MAP4))
     );
+
+    // Policy routing by protocol and port: UDP 4500, the gateway's own and the LAN's, leaves
+    // by the PPPoE uplink (masqueraded there); UDP 4501 by the main table's uplink.
+    for role in [Role::Gateway, Role::Client] {
+        for port in [4500, 4501] {
+            udp_send(
+                &lab,
+                role,
+                "0.0.0.0",
+                SocketAddr::new(ip(addr::INTERNET4), port),
+                b"nat-t",
+            );
+        }
+    }
+    thread::sleep(Duration::from_millis(300));
+    let mut by_port: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+    for (port, peer) in far_side.seen() {
+        if port.ends_with("udp") {
+            by_port.entry(port).or_default().push(peer.ip());
+        }
+    }
+    let ppp = ip(addr::GW_PPP4);
+    let map = ip(addr::GW_MAP4);
+    assert_eq!(
+        by_port.get("4500/udp").map(Vec::len),
+        Some(6),
+        "{by_port:?}"
+    );
+    assert!(by_port["4500/udp"].iter().all(|a| *a == ppp), "{by_port:?}");
+    assert_eq!(
+        by_port.get("4501/udp").map(Vec::len),
+        Some(6),
+        "{by_port:?}"
+    );
+    assert!(by_port["4501/udp"].iter().all(|a| *a == map), "{by_port:?}");
 
     // The port forward on the PPPoE address reaches the server, and only works because the
     // server's replies leave by table pppoe: the internet drops sources from the wrong link.
