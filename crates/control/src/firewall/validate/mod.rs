@@ -1,5 +1,9 @@
 //! Checks of the firewall and policy-routing sections; every problem is recorded with its key
-//! path, like the rest of validation.
+//! path, like the rest of validation. `[firewall]` and what hangs off it are checked here,
+//! `[[table]]`/`[[rule]]` in `routing`, `[sysctl]` in `sysctl`.
+
+mod routing;
+mod sysctl;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -13,9 +17,6 @@ use super::model::{
     Verdict, Zone,
 };
 use super::ports::{PortRange, parse_ports};
-mod routing;
-mod sysctl;
-
 use crate::error::Diagnostic;
 use crate::file::Int;
 use crate::model::{Gateway, MAX_DEVICE_LEN};
