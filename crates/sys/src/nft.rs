@@ -16,6 +16,10 @@ use nftables::schema::{NfCmd, NfListObject, NfObject, Nftables, Table};
 use nftables::types::NfFamily;
 use serde_json::Value;
 
+/// Where Debian and other distributions install nft. Found by absolute path, not `PATH`: the
+/// daemon runs as root, and a `PATH` entry someone else can write must not choose its program.
+const NFT_PATHS: [&str; 3] = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"];
+
 /// Longest `nft` output kept in an error or read back: far above any ruleset v6gate makes.
 const MAX_OUTPUT: usize = 16 << 20;
 
@@ -240,7 +244,13 @@ fn nft(args: &[&str], stdin: Option<&[u8]>, op: &str) -> Result<String, NftError
         detail,
         io,
     };
-    let mut child = Command::new("nft")
+    let Some(program) = NFT_PATHS.iter().find(|p| std::path::Path::new(p).is_file()) else {
+        return Err(fail(
+            format!("nft is not installed (looked for {})", NFT_PATHS.join(", ")),
+            None,
+        ));
+    };
+    let mut child = Command::new(program)
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
