@@ -32,8 +32,10 @@ mod file;
 pub mod firewall;
 mod ipsec;
 mod locate;
+pub mod mape;
 mod model;
 mod plan;
+pub mod softwire;
 mod validate;
 
 pub use diff::{ConfigDiff, diff};

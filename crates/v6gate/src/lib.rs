@@ -7,5 +7,6 @@ pub mod cli;
 pub mod daemon;
 pub mod demo;
 pub mod lab;
+pub mod mape;
 pub mod plan;
 pub mod status;
