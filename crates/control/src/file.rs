@@ -34,6 +34,8 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub rule: Vec<FileRule>,
     pub sysctl: Option<toml::Table>,
+    #[serde(default)]
+    pub ddns: Vec<crate::ddns::validate::FileDdns>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,7 +116,10 @@ pub(crate) struct FileIke {
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct FilePath {
     pub name: String,
-    pub local: String,
+    pub local: Option<String>,
+    pub local_device: Option<String>,
+    /// Needed only when neither end is an address.
+    pub family: Option<String>,
     pub remote: String,
     pub cost: Option<Int>,
     pub probe: Option<String>,

@@ -5,8 +5,10 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod ddns;
 pub mod demo;
 pub mod lab;
 pub mod mape;
+pub mod peer_name;
 pub mod plan;
 pub mod status;
