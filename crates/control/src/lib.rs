@@ -30,6 +30,7 @@ mod diff;
 mod duration;
 mod error;
 mod file;
+pub mod firewall;
 mod ike_version;
 mod ipsec;
 mod locate;
