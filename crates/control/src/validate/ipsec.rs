@@ -262,7 +262,7 @@ impl Checker {
         }
         let (proposals, ike_legacy) = proposals?;
         let (esp_proposals, esp_legacy) = esp_proposals?;
-        Some(IpsecConfig {
+        let mut config = IpsecConfig {
             psk: psk?,
             local_id: local_id?,
             remote_id: remote_id?,
@@ -276,7 +276,13 @@ impl Checker {
             dpd_action: dpd_action?,
             ike_lifetime: ike_lifetime?,
             child_lifetime: child_lifetime?,
-        })
+            version: crate::IkeVersion::V2,
+        };
+        let given = (file.proposals.is_some(), file.esp_proposals.is_some());
+        for f in crate::ike_version::apply(prefix, file.version, given.0, given.1, &mut config) {
+            self.error(f.key, f.message);
+        }
+        (self.diagnostics.len() == before).then_some(config)
     }
 
     /// A list of proposals in strongSwan's syntax, each parsed by the IKE core; a legacy one is

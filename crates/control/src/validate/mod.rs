@@ -145,7 +145,8 @@ impl Checker {
         self.warnings.push(Diagnostic::new(key, message));
     }
 
-    fn config(&mut self, file: FileConfig) -> Config {
+    fn config(&mut self, mut file: FileConfig) -> Config {
+        let sections = crate::firewall::Sections::take(&mut file);
         let gateway = self.gateway(file.gateway);
         let mut tunnels: Vec<(usize, Tunnel)> = Vec::new();
         let mut softwires = Vec::new();
@@ -172,6 +173,12 @@ impl Checker {
             .filter_map(|(i, w)| self.watch(i, w, &gateway).map(|w| (i, w)))
             .collect();
         self.across_watches(&watches, &tunnels, &gateway);
+        let firewall = crate::firewall::validate::check(
+            sections,
+            &gateway,
+            &mut self.diagnostics,
+            &mut self.warnings,
+        );
         let named: Vec<Tunnel> = tunnels.iter().map(|(_, t)| t.clone()).collect();
         let ddns = crate::ddns::validate::entries(self, file.ddns, &named);
         Config {
@@ -181,6 +188,9 @@ impl Checker {
             watches: watches.into_iter().map(|(_, w)| w).collect(),
             ddns,
             warnings: Vec::new(),
+            firewall: firewall.firewall,
+            routing: firewall.routing,
+            sysctls: firewall.sysctls,
         }
     }
 }
