@@ -1,0 +1,358 @@
+//! The one owner of the host state a daemon instance installs.
+//!
+//! Every feature hands the owner the objects it wants, under an owner name ("gateway",
+//! "tunnel ab"); [`HostState::set`] diffs them against what that name holds, applies the
+//! difference in order and undoes its own steps when one fails. An object two names want (the
+//! pin rule of a family) is installed once and removed when the last name lets go. Before
+//! every change the journal is rewritten, so a crash leaves a record of exactly what this
+//! instance put on the host; [`HostState::repair`] puts back whatever someone else removed or
+//! changed; [`HostState::clear`] takes everything off and restores the sysctls.
+
+pub mod journal;
+pub mod object;
+
+use std::collections::HashSet;
+
+use anyhow::Context;
+use sys::netlink::Netlink;
+use sys::runtime_dir::RuntimeDir;
+use tracing::{debug, info, warn};
+
+pub use journal::{Accept, Journal};
+pub use object::{Identity, Object, Observed, Presence};
+
+/// One installed object and the names that want it.
+#[derive(Debug)]
+struct Installed {
+    object: Object,
+    owners: Vec<String>,
+}
+
+/// What one [`HostState::set`] changed on the host, as readable lines.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Self) {
+        self.added.extend(other.added);
+        self.removed.extend(other.removed);
+        self.changed.extend(other.changed);
+    }
+
+    /// "+route …; -route …; ~route … -> …"
+    pub fn describe(&self) -> String {
+        let lines: Vec<String> = self
+            .added
+            .iter()
+            .map(|a| format!("+{a}"))
+            .chain(self.removed.iter().map(|r| format!("-{r}")))
+            .chain(self.changed.iter().map(|c| format!("~{c}")))
+            .collect();
+        lines.join("; ")
+    }
+}
+
+/// A step of one `set`, kept to undo it.
+enum Step {
+    Added(Identity),
+    Joined(Identity),
+    Replaced(Identity, Object),
+}
+
+pub struct HostState {
+    netlink: Netlink,
+    dir: RuntimeDir,
+    journal_file: String,
+    instance: String,
+    originals: Vec<(String, String)>,
+    installed: Vec<Installed>,
+}
+
+impl HostState {
+    /// An owner with nothing installed yet, journalling to `journal_file` in `dir`.
+    pub fn new(netlink: Netlink, dir: RuntimeDir, journal_file: String, instance: String) -> Self {
+        Self {
+            netlink,
+            dir,
+            journal_file,
+            instance,
+            originals: Vec::new(),
+            installed: Vec::new(),
+        }
+    }
+
+    /// Reads this instance's journal, left by a run that did not stop cleanly: removes the
+    /// routes and rules it lists and takes over its sysctl originals, so the clean stop
+    /// restores the values from before that run. Only entries `accept` allows are used; a
+    /// journal we may not trust (not ours, writable by others, a symlink) is an error.
+    pub async fn take_over(&mut self, accept: &Accept) -> anyhow::Result<()> {
+        self.dir
+            .check(&self.journal_file)
+            .context("the journal of this instance")?;
+        let Some(text) = self
+            .dir
+            .read(&self.journal_file)
+            .context("reading the journal of this instance")?
+        else {
+            return Ok(());
+        };
+        let (left, refused) = Journal::parse(&text, accept);
+        for line in &refused {
+            warn!("journal {}: ignored {line}", self.journal_file);
+        }
+        info!(
+            "a previous run of this instance did not stop cleanly: removing the {} object(s) \
+             its journal lists; {} sysctl original(s) will be restored at stop",
+            left.objects.len(),
+            left.originals.len()
+        );
+        for object in left.objects.iter().rev() {
+            match object {
+                // Their values are overwritten by the config and their originals kept.
+                Object::Sysctl { .. } => {}
+                // They went with the crashed run's devices.
+                Object::Address { .. } => {}
+                Object::Route(_) | Object::Rule(_) => {
+                    if let Err(e) = object.remove(&self.netlink, None).await {
+                        debug!("leftover {object}: {e:#}");
+                    } else {
+                        info!("removed leftover {object}");
+                    }
+                }
+            }
+        }
+        self.originals = left.originals;
+        self.save()
+    }
+
+    /// Makes `owner` hold exactly `desired`: adds what is new, replaces what changed, removes
+    /// what it no longer wants (unless another owner still does). On failure, this call's own
+    /// steps are undone and the host is as before.
+    pub async fn set(&mut self, owner: &str, desired: Vec<Object>) -> anyhow::Result<Changes> {
+        let mut changes = Changes::default();
+        let mut steps = Vec::new();
+        for object in &desired {
+            if let Err(e) = self.want(owner, object, &mut steps, &mut changes).await {
+                self.undo(owner, steps).await;
+                return Err(e);
+            }
+        }
+        let keep: HashSet<Identity> = desired.iter().map(Object::identity).collect();
+        let dropped: Vec<Identity> = self
+            .installed
+            .iter()
+            .filter(|i| i.owners.iter().any(|o| o == owner))
+            .map(|i| i.object.identity())
+            .filter(|id| !keep.contains(id))
+            .collect();
+        for id in dropped.iter().rev() {
+            if let Some(gone) = self.release(owner, id).await {
+                changes.removed.push(gone);
+            }
+        }
+        self.save()?;
+        Ok(changes)
+    }
+
+    async fn want(
+        &mut self,
+        owner: &str,
+        object: &Object,
+        steps: &mut Vec<Step>,
+        changes: &mut Changes,
+    ) -> anyhow::Result<()> {
+        let id = object.identity();
+        let Some(pos) = self.position(&id) else {
+            if let Object::Sysctl { key, .. } = object
+                && !self.originals.iter().any(|(k, _)| k == key)
+            {
+                let original = sys::sysctl::read(key)?;
+                self.originals.push((key.clone(), original));
+            }
+            self.installed.push(Installed {
+                object: object.clone(),
+                owners: vec![owner.to_owned()],
+            });
+            // Journal first: a crash right after the kernel took it still finds it recorded.
+            self.save()?;
+            if let Err(e) = object.apply(&self.netlink).await {
+                self.installed.pop();
+                self.save()?;
+                return Err(e);
+            }
+            steps.push(Step::Added(id));
+            changes.added.push(object.to_string());
+            return Ok(());
+        };
+        let entry = &mut self.installed[pos];
+        let joined = !entry.owners.iter().any(|o| o == owner);
+        if joined {
+            entry.owners.push(owner.to_owned());
+            steps.push(Step::Joined(id.clone()));
+        }
+        if entry.object == *object {
+            return Ok(());
+        }
+        let old = std::mem::replace(&mut entry.object, object.clone());
+        self.save()?;
+        if let Err(e) = object.apply(&self.netlink).await {
+            self.installed[pos].object = old;
+            self.save()?;
+            return Err(e);
+        }
+        changes.changed.push(format!("{old} -> {object}"));
+        steps.push(Step::Replaced(id, old));
+        Ok(())
+    }
+
+    async fn undo(&mut self, owner: &str, steps: Vec<Step>) {
+        for step in steps.into_iter().rev() {
+            match step {
+                Step::Added(id) | Step::Joined(id) => {
+                    self.release(owner, &id).await;
+                }
+                Step::Replaced(id, old) => {
+                    if let Some(pos) = self.position(&id) {
+                        if let Err(e) = old.apply(&self.netlink).await {
+                            warn!("undoing a change: {e:#}");
+                        }
+                        self.installed[pos].object = old;
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.save() {
+            warn!("{e:#}");
+        }
+    }
+
+    /// `owner` lets go of `id`; the object leaves the host if no one else holds it. Returns
+    /// its description when it left.
+    async fn release(&mut self, owner: &str, id: &Identity) -> Option<String> {
+        let pos = self.position(id)?;
+        let entry = &mut self.installed[pos];
+        entry.owners.retain(|o| o != owner);
+        if !entry.owners.is_empty() {
+            return None;
+        }
+        let entry = self.installed.remove(pos);
+        let original = self.original(&entry.object);
+        if let Err(e) = entry
+            .object
+            .remove(&self.netlink, original.as_deref())
+            .await
+        {
+            warn!("{e:#}");
+        }
+        if let Object::Sysctl { key, .. } = &entry.object {
+            self.originals.retain(|(k, _)| k != key);
+        }
+        Some(entry.object.to_string())
+    }
+
+    /// Takes everything off the host, newest first, restores every journalled sysctl and
+    /// deletes the journal. Failures are logged, and the rest still runs.
+    pub async fn clear(&mut self) {
+        while let Some(entry) = self.installed.pop() {
+            let original = self.original(&entry.object);
+            if let Err(e) = entry
+                .object
+                .remove(&self.netlink, original.as_deref())
+                .await
+            {
+                warn!("{e:#}");
+            }
+        }
+        // Originals taken over from a crashed run whose keys this run never set.
+        for (key, value) in std::mem::take(&mut self.originals).into_iter().rev() {
+            if let Err(e) = sys::sysctl::write(&key, &value) {
+                warn!("restoring sysctl {key}: {e}");
+            }
+        }
+        if let Err(e) = self.dir.remove(&self.journal_file) {
+            warn!("removing the journal: {e}");
+        }
+    }
+
+    /// Puts back every object that is missing or changed on the host and says what it found.
+    /// With `sysctls_only`, checks sysctls alone (they send no notification, so they are
+    /// polled).
+    pub async fn repair(&mut self, sysctls_only: bool) -> Vec<String> {
+        let objects: Vec<&Object> = self
+            .installed
+            .iter()
+            .map(|i| &i.object)
+            .filter(|o| !sysctls_only || matches!(o, Object::Sysctl { .. }))
+            .collect();
+        if objects.is_empty() {
+            return Vec::new();
+        }
+        let seen = if sysctls_only {
+            Observed::default()
+        } else {
+            match Observed::read(&self.netlink, &objects).await {
+                Ok(seen) => seen,
+                Err(e) => {
+                    warn!("checking host state: {e:#}");
+                    return Vec::new();
+                }
+            }
+        };
+        let mut repaired = Vec::new();
+        for object in objects {
+            let what = match object.check(&seen) {
+                Presence::Present => continue,
+                Presence::Missing => format!("{object}: was removed"),
+                Presence::Differs(now) => format!("{object}: host had {now}"),
+            };
+            match object.apply(&self.netlink).await {
+                Ok(()) => repaired.push(format!("restored {what}")),
+                Err(e) => repaired.push(format!("could not restore {what}: {e:#}")),
+            }
+        }
+        repaired
+    }
+
+    /// Objects held by `owner`, in the order installed.
+    pub fn objects_of<'a>(&'a self, owner: &'a str) -> impl Iterator<Item = &'a Object> + 'a {
+        self.installed
+            .iter()
+            .filter(move |i| i.owners.iter().any(|o| o == owner))
+            .map(|i| &i.object)
+    }
+
+    fn position(&self, id: &Identity) -> Option<usize> {
+        self.installed
+            .iter()
+            .position(|i| i.object.identity() == *id)
+    }
+
+    fn original(&self, object: &Object) -> Option<String> {
+        match object {
+            Object::Sysctl { key, .. } => self
+                .originals
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone()),
+            _ => None,
+        }
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        let journal = Journal {
+            originals: self.originals.clone(),
+            objects: self.installed.iter().map(|i| i.object.clone()).collect(),
+        };
+        self.dir
+            .write(&self.journal_file, &journal.render(&self.instance))
+            .context("writing the journal")
+    }
+}
