@@ -194,6 +194,28 @@ impl RuntimeDir {
         fs::rename(&aside, &path).map_err(|io| file_error("rename into place", &path, io))
     }
 
+    /// Opens the existing file `name` for appending (never through a symlink), after checking
+    /// that it is a regular file of ours that no one else may write.
+    pub fn append(&self, name: &str) -> Result<File> {
+        let path = self.file(name)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|io| match io.raw_os_error() {
+                Some(libc::ELOOP) => refused(&path, "is a symlink"),
+                _ => file_error("open", &path, io),
+            })?;
+        let meta = file
+            .metadata()
+            .map_err(|io| file_error("inspect", &path, io))?;
+        if !meta.file_type().is_file() {
+            return Err(refused(&path, "is not a regular file"));
+        }
+        check_owner(&path, &meta)?;
+        Ok(file)
+    }
+
     /// Removes `name` if it is a regular file; anything else there is left alone.
     pub fn remove(&self, name: &str) -> Result<()> {
         let path = self.file(name)?;
@@ -325,7 +347,8 @@ mod tests {
         assert_eq!(rt.read("j").unwrap(), None);
         rt.write("j", "one\n").unwrap();
         rt.write("j", "two\n").unwrap();
-        assert_eq!(rt.read("j").unwrap().as_deref(), Some("two\n"));
+        rt.append("j").unwrap().write_all(b"three\n").unwrap();
+        assert_eq!(rt.read("j").unwrap().as_deref(), Some("two\nthree\n"));
         assert_eq!(
             fs::metadata(dir.join("run/j")).unwrap().mode() & 0o777,
             0o600

@@ -1,18 +1,20 @@
-//! The journal: what one instance has installed, and the original of every sysctl it changed,
-//! rewritten (atomically, in the root-only runtime directory) before every change to the host.
+//! The journal: what one instance has installed, and the original of every sysctl it changed.
 //! The next start of the same instance reads it to remove what a crash left and to restore
 //! the sysctls the crashed run had changed.
 //!
-//! One tab-separated line per entry, so it reads with `cat`. Reading accepts only what the
+//! One tab-separated line per entry, so it reads with `cat`. A line records an object (or a
+//! sysctl original); the same line behind `-` says it is gone again. The owner appends a line
+//! before each change to the host and rewrites the whole file (atomically, in the root-only
+//! runtime directory) when the removals pile up, so a change costs one line, not the file. Reading accepts only what the
 //! current config could have installed: sysctl keys it sets, routes in its tables, its exact
 //! pin rules. Anything else is reported and ignored, never acted on.
 
-use std::fmt::Write as _;
+use std::collections::HashMap;
 
 use ipnet::IpNet;
 use sys::netlink::{Family, Route, RouteKind, Rule};
 
-use super::object::Object;
+use super::object::{Identity, Object};
 
 const HEADER: &str = "v6gate journal 1";
 /// Longest sysctl value accepted from a journal (forwarding flags are one byte).
@@ -37,49 +39,14 @@ pub struct Accept {
 }
 
 impl Journal {
+    /// The whole journal: header, originals, objects.
     pub fn render(&self, instance: &str) -> String {
         let mut out = format!("{HEADER}\ninstance\t{instance}\n");
         for (key, value) in &self.originals {
-            let _ = writeln!(out, "original\t{key}\t{value}");
+            out.push_str(&original_line(key, value));
         }
         for object in &self.objects {
-            match object {
-                Object::Sysctl { key, value } => {
-                    let _ = writeln!(out, "sysctl\t{key}\t{value}");
-                }
-                Object::Route(r) => {
-                    let _ = writeln!(
-                        out,
-                        "route\t{}\t{}\t{}\t{}\t{}\t{}",
-                        r.dst,
-                        r.table,
-                        opt(r.metric),
-                        r.kind,
-                        opt(r.oif),
-                        opt(r.gateway)
-                    );
-                }
-                Object::Rule(r) => {
-                    let _ = writeln!(
-                        out,
-                        "rule\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                        r.family,
-                        r.priority,
-                        r.table,
-                        opt(r.fwmark),
-                        opt(r.fwmask),
-                        u8::from(r.invert),
-                        opt(r.suppress_prefixlen)
-                    );
-                }
-                Object::Address {
-                    ifindex,
-                    device,
-                    net,
-                } => {
-                    let _ = writeln!(out, "address\t{ifindex}\t{net}\t{device}");
-                }
-            }
+            out.push_str(&line(object));
         }
         out
     }
@@ -94,21 +61,48 @@ impl Journal {
             refused.push("no journal header".to_owned());
             return (journal, refused);
         }
-        for (n, line) in lines.enumerate() {
-            match parse_line(line, accept) {
+        let mut objects: Vec<Option<Object>> = Vec::new();
+        let mut index: HashMap<Identity, usize> = HashMap::new();
+        for (n, text) in lines.enumerate() {
+            let (gone, entry) = match text.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, text),
+            };
+            match parse_line(entry, accept) {
                 Ok(Entry::Original(key, value)) => {
-                    if !journal.originals.iter().any(|(k, _)| *k == key) {
-                        journal.originals.push((key, value));
+                    let known = journal.originals.iter().position(|(k, _)| *k == key);
+                    match (gone, known) {
+                        (true, Some(i)) => {
+                            journal.originals.remove(i);
+                        }
+                        (false, None) => journal.originals.push((key, value)),
+                        // The first original counts; a repeat or an unknown removal is moot.
+                        _ => {}
                     }
                 }
-                Ok(Entry::Object(object)) => journal.objects.push(object),
+                Ok(Entry::Object(object)) => {
+                    let id = object.identity();
+                    match (gone, index.get(&id)) {
+                        (true, Some(&i)) => {
+                            objects[i] = None;
+                            index.remove(&id);
+                        }
+                        (true, None) => {}
+                        (false, Some(&i)) => objects[i] = Some(object),
+                        (false, None) => {
+                            index.insert(id, objects.len());
+                            objects.push(Some(object));
+                        }
+                    }
+                }
                 Ok(Entry::Skip) => {}
                 Err(why) => {
-                    let shown: String = line.chars().take(80).collect();
+                    let shown: String = text.chars().take(80).collect();
                     refused.push(format!("line {}: {why}: {shown:?}", n + 2));
                 }
             }
         }
+        journal.objects = objects.into_iter().flatten().collect();
         (journal, refused)
     }
 }
@@ -200,6 +194,42 @@ fn parse_line(line: &str, accept: &Accept) -> Result<Entry, &'static str> {
         }
         _ => Err("unknown entry"),
     }
+}
+
+/// The line recording `object`.
+pub fn line(object: &Object) -> String {
+    match object {
+        Object::Sysctl { key, value } => format!("sysctl\t{key}\t{value}\n"),
+        Object::Route(r) => format!(
+            "route\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            r.dst,
+            r.table,
+            opt(r.metric),
+            r.kind,
+            opt(r.oif),
+            opt(r.gateway)
+        ),
+        Object::Rule(r) => format!(
+            "rule\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            r.family,
+            r.priority,
+            r.table,
+            opt(r.fwmark),
+            opt(r.fwmask),
+            u8::from(r.invert),
+            opt(r.suppress_prefixlen)
+        ),
+        Object::Address {
+            ifindex,
+            device,
+            net,
+        } => format!("address\t{ifindex}\t{net}\t{device}\n"),
+    }
+}
+
+/// The line recording a sysctl's original value.
+pub fn original_line(key: &str, value: &str) -> String {
+    format!("original\t{key}\t{value}\n")
 }
 
 fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
@@ -299,6 +329,40 @@ mod tests {
         assert_eq!(refused.len(), 5, "{refused:?}");
         assert_eq!(j.originals, [("net/ipv4/ip_forward".into(), "0".into())]);
         assert!(j.objects.is_empty());
+    }
+
+    #[test]
+    fn removals_and_replacements_replay_in_order() {
+        let j = journal();
+        let mut text = j.render("/run/v6gate/v6gate.sock");
+        // The pin route moved to a blackhole, the address went, then the rule went and came
+        // back, and the forwarding original was restored.
+        let Object::Route(pin) = &j.objects[1] else {
+            unreachable!()
+        };
+        let moved = Object::Route(Route {
+            oif: None,
+            gateway: None,
+            kind: RouteKind::Blackhole,
+            ..pin.clone()
+        });
+        text.push_str(&line(&moved));
+        text.push_str(&format!("-{}", line(&j.objects[4])));
+        text.push_str(&format!("-{}", line(&j.objects[3])));
+        text.push_str(&line(&j.objects[3]));
+        text.push_str(&format!("-{}", original_line("net/ipv4/ip_forward", "0")));
+        let (back, refused) = Journal::parse(&text, &accept());
+        assert!(refused.is_empty(), "{refused:?}");
+        assert!(back.originals.is_empty());
+        assert_eq!(
+            back.objects,
+            [
+                j.objects[0].clone(),
+                moved,
+                j.objects[2].clone(),
+                j.objects[3].clone()
+            ]
+        );
     }
 
     #[test]

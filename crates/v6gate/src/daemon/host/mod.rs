@@ -11,7 +11,9 @@
 pub mod journal;
 pub mod object;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io::Write as _;
 
 use anyhow::Context;
 use sys::netlink::Netlink;
@@ -73,7 +75,14 @@ pub struct HostState {
     journal_file: String,
     instance: String,
     originals: Vec<(String, String)>,
-    installed: Vec<Installed>,
+    /// Installed objects by installation order, and where each identity is.
+    installed: BTreeMap<u64, Installed>,
+    index: HashMap<Identity, u64>,
+    next: u64,
+    /// The journal, open for appending once it has been written whole.
+    log: Option<File>,
+    /// Lines appended since the journal was last written whole.
+    appended: usize,
 }
 
 impl HostState {
@@ -85,7 +94,11 @@ impl HostState {
             journal_file,
             instance,
             originals: Vec::new(),
-            installed: Vec::new(),
+            installed: BTreeMap::new(),
+            index: HashMap::new(),
+            next: 0,
+            log: None,
+            appended: 0,
         }
     }
 
@@ -102,7 +115,7 @@ impl HostState {
             .read(&self.journal_file)
             .context("reading the journal of this instance")?
         else {
-            return Ok(());
+            return self.save();
         };
         let (left, refused) = Journal::parse(&text, accept);
         for line in &refused {
@@ -148,7 +161,7 @@ impl HostState {
         let keep: HashSet<Identity> = desired.iter().map(Object::identity).collect();
         let dropped: Vec<Identity> = self
             .installed
-            .iter()
+            .values()
             .filter(|i| i.owners.iter().any(|o| o == owner))
             .map(|i| i.object.identity())
             .filter(|id| !keep.contains(id))
@@ -158,7 +171,7 @@ impl HostState {
                 changes.removed.push(gone);
             }
         }
-        self.save()?;
+        self.compact()?;
         Ok(changes)
     }
 
@@ -170,43 +183,52 @@ impl HostState {
         changes: &mut Changes,
     ) -> anyhow::Result<()> {
         let id = object.identity();
-        let Some(pos) = self.position(&id) else {
+        let Some(&seq) = self.index.get(&id) else {
             if let Object::Sysctl { key, .. } = object
                 && !self.originals.iter().any(|(k, _)| k == key)
             {
                 let original = sys::sysctl::read(key)?;
+                self.record(&journal::original_line(key, &original))?;
                 self.originals.push((key.clone(), original));
             }
-            self.installed.push(Installed {
-                object: object.clone(),
-                owners: vec![owner.to_owned()],
-            });
             // Journal first: a crash right after the kernel took it still finds it recorded.
-            self.save()?;
+            self.record(&journal::line(object))?;
             if let Err(e) = object.apply(&self.netlink).await {
-                self.installed.pop();
-                self.save()?;
+                self.record(&format!("-{}", journal::line(object)))?;
                 return Err(e);
             }
+            let seq = self.next;
+            self.next += 1;
+            self.installed.insert(
+                seq,
+                Installed {
+                    object: object.clone(),
+                    owners: vec![owner.to_owned()],
+                },
+            );
+            self.index.insert(id.clone(), seq);
             steps.push(Step::Added(id));
             changes.added.push(object.to_string());
             return Ok(());
         };
-        let entry = &mut self.installed[pos];
-        let joined = !entry.owners.iter().any(|o| o == owner);
-        if joined {
+        let Some(entry) = self.installed.get_mut(&seq) else {
+            return Ok(());
+        };
+        if !entry.owners.iter().any(|o| o == owner) {
             entry.owners.push(owner.to_owned());
             steps.push(Step::Joined(id.clone()));
         }
         if entry.object == *object {
             return Ok(());
         }
-        let old = std::mem::replace(&mut entry.object, object.clone());
-        self.save()?;
+        let old = entry.object.clone();
+        self.record(&journal::line(object))?;
         if let Err(e) = object.apply(&self.netlink).await {
-            self.installed[pos].object = old;
-            self.save()?;
+            self.record(&journal::line(&old))?;
             return Err(e);
+        }
+        if let Some(entry) = self.installed.get_mut(&seq) {
+            entry.object = object.clone();
         }
         changes.changed.push(format!("{old} -> {object}"));
         steps.push(Step::Replaced(id, old));
@@ -220,30 +242,34 @@ impl HostState {
                     self.release(owner, &id).await;
                 }
                 Step::Replaced(id, old) => {
-                    if let Some(pos) = self.position(&id) {
-                        if let Err(e) = old.apply(&self.netlink).await {
-                            warn!("undoing a change: {e:#}");
-                        }
-                        self.installed[pos].object = old;
+                    let Some(&seq) = self.index.get(&id) else {
+                        continue;
+                    };
+                    if let Err(e) = old.apply(&self.netlink).await {
+                        warn!("undoing a change: {e:#}");
+                    }
+                    if let Err(e) = self.record(&journal::line(&old)) {
+                        warn!("{e:#}");
+                    }
+                    if let Some(entry) = self.installed.get_mut(&seq) {
+                        entry.object = old;
                     }
                 }
             }
-        }
-        if let Err(e) = self.save() {
-            warn!("{e:#}");
         }
     }
 
     /// `owner` lets go of `id`; the object leaves the host if no one else holds it. Returns
     /// its description when it left.
     async fn release(&mut self, owner: &str, id: &Identity) -> Option<String> {
-        let pos = self.position(id)?;
-        let entry = &mut self.installed[pos];
+        let seq = *self.index.get(id)?;
+        let entry = self.installed.get_mut(&seq)?;
         entry.owners.retain(|o| o != owner);
         if !entry.owners.is_empty() {
             return None;
         }
-        let entry = self.installed.remove(pos);
+        let entry = self.installed.remove(&seq)?;
+        self.index.remove(id);
         let original = self.original(&entry.object);
         if let Err(e) = entry
             .object
@@ -252,8 +278,15 @@ impl HostState {
         {
             warn!("{e:#}");
         }
+        let mut lines = format!("-{}", journal::line(&entry.object));
         if let Object::Sysctl { key, .. } = &entry.object {
+            if let Some(value) = &original {
+                lines.push_str(&format!("-{}", journal::original_line(key, value)));
+            }
             self.originals.retain(|(k, _)| k != key);
+        }
+        if let Err(e) = self.record(&lines) {
+            warn!("{e:#}");
         }
         Some(entry.object.to_string())
     }
@@ -261,7 +294,8 @@ impl HostState {
     /// Takes everything off the host, newest first, restores every journalled sysctl and
     /// deletes the journal. Failures are logged, and the rest still runs.
     pub async fn clear(&mut self) {
-        while let Some(entry) = self.installed.pop() {
+        self.index.clear();
+        while let Some((_, entry)) = self.installed.pop_last() {
             let original = self.original(&entry.object);
             if let Err(e) = entry
                 .object
@@ -277,6 +311,7 @@ impl HostState {
                 warn!("restoring sysctl {key}: {e}");
             }
         }
+        self.log = None;
         if let Err(e) = self.dir.remove(&self.journal_file) {
             warn!("removing the journal: {e}");
         }
@@ -288,7 +323,7 @@ impl HostState {
     pub async fn repair(&mut self, sysctls_only: bool) -> Vec<String> {
         let objects: Vec<&Object> = self
             .installed
-            .iter()
+            .values()
             .map(|i| &i.object)
             .filter(|o| !sysctls_only || matches!(o, Object::Sysctl { .. }))
             .collect();
@@ -324,15 +359,9 @@ impl HostState {
     /// Objects held by `owner`, in the order installed.
     pub fn objects_of<'a>(&'a self, owner: &'a str) -> impl Iterator<Item = &'a Object> + 'a {
         self.installed
-            .iter()
+            .values()
             .filter(move |i| i.owners.iter().any(|o| o == owner))
             .map(|i| &i.object)
-    }
-
-    fn position(&self, id: &Identity) -> Option<usize> {
-        self.installed
-            .iter()
-            .position(|i| i.object.identity() == *id)
     }
 
     fn original(&self, object: &Object) -> Option<String> {
@@ -346,13 +375,44 @@ impl HostState {
         }
     }
 
-    fn save(&self) -> anyhow::Result<()> {
+    /// Appends `lines` to the journal.
+    fn record(&mut self, lines: &str) -> anyhow::Result<()> {
+        if self.log.is_none() {
+            self.save()?;
+        }
+        let Some(log) = self.log.as_mut() else {
+            anyhow::bail!("the journal is not open");
+        };
+        log.write_all(lines.as_bytes())
+            .context("appending to the journal")?;
+        self.appended += lines.matches('\n').count();
+        Ok(())
+    }
+
+    /// Rewrites the journal whole when the appended lines outgrow what it describes.
+    fn compact(&mut self) -> anyhow::Result<()> {
+        if self.appended > 2 * (self.installed.len() + self.originals.len()) + 64 {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the journal whole (aside, then renamed into place) and reopens it to append.
+    fn save(&mut self) -> anyhow::Result<()> {
         let journal = Journal {
             originals: self.originals.clone(),
-            objects: self.installed.iter().map(|i| i.object.clone()).collect(),
+            objects: self.installed.values().map(|i| i.object.clone()).collect(),
         };
+        self.log = None;
         self.dir
             .write(&self.journal_file, &journal.render(&self.instance))
-            .context("writing the journal")
+            .context("writing the journal")?;
+        self.log = Some(
+            self.dir
+                .append(&self.journal_file)
+                .context("opening the journal")?,
+        );
+        self.appended = 0;
+        Ok(())
     }
 }
