@@ -19,7 +19,7 @@ use super::{LOOKUP_MARK, MAIN_TABLE, ROUTE_PROTOCOL, gateway_objects, host::Obje
 
 pub(super) struct Instance {
     pub lock: InstanceLock,
-    pub host: HostState,
+    pub host: HostState<Netlink>,
 }
 
 impl Instance {

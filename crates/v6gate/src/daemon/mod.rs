@@ -103,7 +103,7 @@ struct Daemon {
     config: Config,
     netlink: Netlink,
     datapath: Datapath,
-    host: HostState,
+    host: HostState<Netlink>,
     tunnels: Vec<TunnelRuntime>,
     watches: Vec<WatchTask>,
     started: Instant,

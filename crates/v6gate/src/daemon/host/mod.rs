@@ -9,18 +9,21 @@
 //! changed; [`HostState::clear`] takes everything off and restores the sysctls.
 
 pub mod journal;
+mod kernel;
 pub mod object;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write as _;
 
 use anyhow::Context;
-use sys::netlink::Netlink;
 use sys::runtime_dir::RuntimeDir;
 use tracing::{debug, info, warn};
 
 pub use journal::{Accept, Journal};
+pub use kernel::Host;
 pub use object::{Identity, Object, Observed, Presence};
 
 /// One installed object and the names that want it.
@@ -69,8 +72,9 @@ enum Step {
     Replaced(Identity, Object),
 }
 
-pub struct HostState {
-    netlink: Netlink,
+/// The owner, over the kernel (`H` is the kernel's interface; tests use a recording one).
+pub struct HostState<H: Host> {
+    host: H,
     dir: RuntimeDir,
     journal_file: String,
     instance: String,
@@ -85,11 +89,11 @@ pub struct HostState {
     appended: usize,
 }
 
-impl HostState {
+impl<H: Host> HostState<H> {
     /// An owner with nothing installed yet, journalling to `journal_file` in `dir`.
-    pub fn new(netlink: Netlink, dir: RuntimeDir, journal_file: String, instance: String) -> Self {
+    pub fn new(host: H, dir: RuntimeDir, journal_file: String, instance: String) -> Self {
         Self {
-            netlink,
+            host,
             dir,
             journal_file,
             instance,
@@ -134,7 +138,7 @@ impl HostState {
                 // They went with the crashed run's devices.
                 Object::Address { .. } => {}
                 Object::Route(_) | Object::Rule(_) => {
-                    if let Err(e) = object.remove(&self.netlink, None).await {
+                    if let Err(e) = self.host.remove(object, None).await {
                         debug!("leftover {object}: {e:#}");
                     } else {
                         info!("removed leftover {object}");
@@ -187,13 +191,13 @@ impl HostState {
             if let Object::Sysctl { key, .. } = object
                 && !self.originals.iter().any(|(k, _)| k == key)
             {
-                let original = sys::sysctl::read(key)?;
+                let original = self.host.read_sysctl(key)?;
                 self.record(&journal::original_line(key, &original))?;
                 self.originals.push((key.clone(), original));
             }
             // Journal first: a crash right after the kernel took it still finds it recorded.
             self.record(&journal::line(object))?;
-            if let Err(e) = object.apply(&self.netlink).await {
+            if let Err(e) = self.host.apply(object).await {
                 self.record(&format!("-{}", journal::line(object)))?;
                 return Err(e);
             }
@@ -223,7 +227,7 @@ impl HostState {
         }
         let old = entry.object.clone();
         self.record(&journal::line(object))?;
-        if let Err(e) = object.apply(&self.netlink).await {
+        if let Err(e) = self.host.apply(object).await {
             self.record(&journal::line(&old))?;
             return Err(e);
         }
@@ -245,7 +249,7 @@ impl HostState {
                     let Some(&seq) = self.index.get(&id) else {
                         continue;
                     };
-                    if let Err(e) = old.apply(&self.netlink).await {
+                    if let Err(e) = self.host.apply(&old).await {
                         warn!("undoing a change: {e:#}");
                     }
                     if let Err(e) = self.record(&journal::line(&old)) {
@@ -271,11 +275,7 @@ impl HostState {
         let entry = self.installed.remove(&seq)?;
         self.index.remove(id);
         let original = self.original(&entry.object);
-        if let Err(e) = entry
-            .object
-            .remove(&self.netlink, original.as_deref())
-            .await
-        {
+        if let Err(e) = self.host.remove(&entry.object, original.as_deref()).await {
             warn!("{e:#}");
         }
         let mut lines = format!("-{}", journal::line(&entry.object));
@@ -297,18 +297,21 @@ impl HostState {
         self.index.clear();
         while let Some((_, entry)) = self.installed.pop_last() {
             let original = self.original(&entry.object);
-            if let Err(e) = entry
-                .object
-                .remove(&self.netlink, original.as_deref())
-                .await
-            {
+            if let Err(e) = self.host.remove(&entry.object, original.as_deref()).await {
                 warn!("{e:#}");
+            }
+            if let Object::Sysctl { key, .. } = &entry.object {
+                self.originals.retain(|(k, _)| k != key);
             }
         }
         // Originals taken over from a crashed run whose keys this run never set.
         for (key, value) in std::mem::take(&mut self.originals).into_iter().rev() {
-            if let Err(e) = sys::sysctl::write(&key, &value) {
-                warn!("restoring sysctl {key}: {e}");
+            let sysctl = Object::Sysctl {
+                key,
+                value: String::new(),
+            };
+            if let Err(e) = self.host.remove(&sysctl, Some(&value)).await {
+                warn!("{e:#}");
             }
         }
         self.log = None;
@@ -330,15 +333,11 @@ impl HostState {
         if objects.is_empty() {
             return Vec::new();
         }
-        let seen = if sysctls_only {
-            Observed::default()
-        } else {
-            match Observed::read(&self.netlink, &objects).await {
-                Ok(seen) => seen,
-                Err(e) => {
-                    warn!("checking host state: {e:#}");
-                    return Vec::new();
-                }
+        let seen = match self.host.observe(&objects).await {
+            Ok(seen) => seen,
+            Err(e) => {
+                warn!("checking host state: {e:#}");
+                return Vec::new();
             }
         };
         let mut repaired = Vec::new();
@@ -348,7 +347,7 @@ impl HostState {
                 Presence::Missing => format!("{object}: was removed"),
                 Presence::Differs(now) => format!("{object}: host had {now}"),
             };
-            match object.apply(&self.netlink).await {
+            match self.host.apply(object).await {
                 Ok(()) => repaired.push(format!("restored {what}")),
                 Err(e) => repaired.push(format!("could not restore {what}: {e:#}")),
             }

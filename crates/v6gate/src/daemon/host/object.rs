@@ -52,11 +52,13 @@ pub struct Observed {
     pub rules: Vec<Rule>,
     /// Addresses by interface index.
     pub addresses: Vec<(u32, Vec<IpNet>)>,
+    /// Sysctl values by key; a key that cannot be read is absent.
+    pub sysctls: Vec<(String, String)>,
 }
 
 impl Observed {
     /// Reads what `objects` can be checked against: routes and rules of the families in use,
-    /// addresses of the devices in use. Sysctls are read by [`Object::check`] itself.
+    /// addresses of the devices in use, the sysctls set.
     pub async fn read(netlink: &Netlink, objects: &[&Object]) -> anyhow::Result<Self> {
         let mut seen = Self::default();
         let mut families = Vec::new();
@@ -70,7 +72,11 @@ impl Observed {
                     want_rules = true;
                 }
                 Object::Address { ifindex, .. } => devices.push(*ifindex),
-                Object::Sysctl { .. } => {}
+                Object::Sysctl { key, .. } => {
+                    if let Ok(value) = sys::sysctl::read(key) {
+                        seen.sysctls.push((key.clone(), value));
+                    }
+                }
             }
         }
         families.sort_by_key(|f| *f == Family::V6);
@@ -189,10 +195,10 @@ impl Object {
     /// Whether the host still has the object as wanted.
     pub fn check(&self, seen: &Observed) -> Presence {
         match self {
-            Self::Sysctl { key, value } => match sys::sysctl::read(key) {
-                Ok(now) if now.trim() == value.trim() => Presence::Present,
-                Ok(now) => Presence::Differs(format!("{key} = {now}")),
-                Err(_) => Presence::Missing,
+            Self::Sysctl { key, value } => match seen.sysctls.iter().find(|(k, _)| k == key) {
+                Some((_, now)) if now.trim() == value.trim() => Presence::Present,
+                Some((_, now)) => Presence::Differs(format!("{key} = {now}")),
+                None => Presence::Missing,
             },
             Self::Route(want) => {
                 let same_key = seen.routes.iter().filter(|r| {
