@@ -87,6 +87,8 @@ pub struct HostState<H: Host> {
     log: Option<File>,
     /// Lines appended since the journal was last written whole.
     appended: usize,
+    /// Objects the last repair could not put back (reported once).
+    failing: HashSet<Identity>,
 }
 
 impl<H: Host> HostState<H> {
@@ -103,6 +105,7 @@ impl<H: Host> HostState<H> {
             next: 0,
             log: None,
             appended: 0,
+            failing: HashSet::new(),
         }
     }
 
@@ -340,17 +343,37 @@ impl<H: Host> HostState<H> {
                 return Vec::new();
             }
         };
-        let mut repaired = Vec::new();
+        let mut outcomes = Vec::new();
         for object in objects {
             let what = match object.check(&seen) {
                 Presence::Present => continue,
                 Presence::Missing => format!("{object}: was removed"),
                 Presence::Differs(now) => format!("{object}: host had {now}"),
             };
-            match self.host.apply(object).await {
-                Ok(()) => repaired.push(format!("restored {what}")),
-                Err(e) => repaired.push(format!("could not restore {what}: {e:#}")),
+            let outcome = match self.host.apply(object).await {
+                Ok(()) => Ok(format!("restored {what}")),
+                Err(e) => Err(format!("could not restore {what}: {e:#}")),
+            };
+            outcomes.push((object.identity(), outcome));
+        }
+        let mut repaired = Vec::new();
+        let mut failing = HashSet::new();
+        for (id, outcome) in outcomes {
+            match outcome {
+                Ok(line) => repaired.push(line),
+                // Said once, not at every check while the kernel keeps refusing.
+                Err(line) => {
+                    if !self.failing.contains(&id) {
+                        repaired.push(line);
+                    }
+                    failing.insert(id);
+                }
             }
+        }
+        if !sysctls_only {
+            self.failing = failing;
+        } else {
+            self.failing.extend(failing);
         }
         repaired
     }

@@ -335,3 +335,24 @@ fn repair_puts_back_what_was_removed_or_changed() {
         assert!(f.state.repair(false).await.is_empty());
     });
 }
+
+#[test]
+fn an_object_the_kernel_keeps_refusing_is_reported_once() {
+    let mut f = Fixture::new("refusing");
+    block_on(async {
+        f.state
+            .set("tunnel ab", vec![route("2001:db8::1/128", 2)])
+            .await
+            .unwrap();
+        f.state.host.present.borrow_mut().clear();
+        *f.state.host.refuse.borrow_mut() = Some(route("2001:db8::1/128", 2).to_string());
+        let first = f.state.repair(false).await;
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(first[0].starts_with("could not restore"), "{first:?}");
+        assert!(f.state.repair(false).await.is_empty());
+        *f.state.host.refuse.borrow_mut() = None;
+        let back = f.state.repair(false).await;
+        assert_eq!(back.len(), 1, "{back:?}");
+        assert!(back[0].starts_with("restored"), "{back:?}");
+    });
+}
