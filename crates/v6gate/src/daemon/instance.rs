@@ -79,6 +79,9 @@ pub(super) fn accept(config: &Config) -> Accept {
     for t in &config.tunnels {
         route_tables.push(t.route_table);
     }
+    for w in &config.watches {
+        route_tables.push(w.route.table);
+    }
     route_tables.sort_unstable();
     route_tables.dedup();
     let rules = [Family::V4, Family::V6]

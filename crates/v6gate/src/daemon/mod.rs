@@ -47,7 +47,7 @@ use datapath::Datapath;
 use host::{HostState, Object};
 use ipsec::{IkeSockets, IpsecTunnel, SaChange};
 use pin::Pin;
-use watch::WatchTask;
+use watch::{RouteWish, WatchTask};
 
 /// Routing protocol number stamped on every route v6gate installs (`ip route show proto 118`).
 pub const ROUTE_PROTOCOL: u8 = 118;
@@ -106,6 +106,11 @@ struct Daemon {
     host: HostState<Netlink>,
     tunnels: Vec<TunnelRuntime>,
     watches: Vec<WatchTask>,
+    /// What the watches want installed, applied by the main loop.
+    wishes: mpsc::UnboundedSender<RouteWish>,
+    wishes_rx: Option<mpsc::UnboundedReceiver<RouteWish>>,
+    /// Generation of the next watch task started.
+    next_watch: u64,
     started: Instant,
     control: Option<control_socket::Server>,
     /// UDP 500/4500 per local address of ipsec tunnels, bound at first use and kept.
@@ -132,6 +137,7 @@ impl Daemon {
             }
         });
         let instance::Instance { lock, mut host } = instance;
+        let (wishes, wishes_rx) = mpsc::unbounded_channel();
         host.take_over(&instance::accept(&config)).await?;
         let mut daemon = Self {
             config_path,
@@ -141,6 +147,9 @@ impl Daemon {
             host,
             tunnels: Vec::new(),
             watches: Vec::new(),
+            wishes,
+            wishes_rx: Some(wishes_rx),
+            next_watch: 0,
             started: Instant::now(),
             control: None,
             ike_sockets: HashMap::new(),
@@ -200,8 +209,9 @@ impl Daemon {
             w.device,
             w.health.interval
         );
-        let task =
-            WatchTask::start(w, self.netlink.clone()).with_context(|| format!("watch {name}"))?;
+        self.next_watch += 1;
+        let task = WatchTask::start(w, self.next_watch, self.wishes.clone())
+            .with_context(|| format!("watch {name}"))?;
         self.watches.push(task);
         Ok(())
     }
@@ -209,6 +219,9 @@ impl Daemon {
     async fn remove_watch(&mut self, name: &str) {
         if let Some(pos) = self.watches.iter().position(|w| w.name == name) {
             self.watches.remove(pos).stop().await;
+            if let Err(e) = self.host.set(&watch_owner(name), Vec::new()).await {
+                warn!(watch = name, "withdrawing its route: {e:#}");
+            }
             info!(watch = name, "stopped");
         }
     }
@@ -222,6 +235,9 @@ impl Daemon {
         if let Some(server) = self.control.as_mut() {
             server.start(ctl_tx);
         }
+        let Some(mut wishes) = self.wishes_rx.take() else {
+            bail!("the daemon is already serving");
+        };
         let mut sysctl_check = tokio::time::interval(SYSCTL_CHECK);
         sysctl_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Whatever changed between set-up and the subscription.
@@ -250,7 +266,23 @@ impl Daemon {
                     self.repair(false).await;
                 }
                 _ = sysctl_check.tick() => self.repair(true).await,
+                Some(wish) = wishes.recv() => self.grant(wish).await,
             }
+        }
+    }
+
+    /// Installs or withdraws a watch's route, unless the watch has been stopped since.
+    async fn grant(&mut self, wish: RouteWish) {
+        let current = self
+            .watches
+            .iter()
+            .any(|w| w.name == wish.name && w.generation == wish.generation);
+        if !current {
+            return;
+        }
+        let objects = wish.route.into_iter().map(Object::Route).collect();
+        if let Err(e) = self.host.set(&watch_owner(&wish.name), objects).await {
+            warn!(watch = %wish.name, "{e:#}");
         }
     }
 
@@ -298,6 +330,11 @@ impl Daemon {
         self.datapath.shutdown();
         info!("stopped; everything v6gate installed has been removed");
     }
+}
+
+/// The host-state owner name of a watch's route.
+fn watch_owner(name: &str) -> String {
+    format!("watch {name}")
 }
 
 /// The gateway-wide objects: the sysctls `[gateway]` sets.
