@@ -70,8 +70,13 @@ impl std::error::Error for LockError {}
 
 impl RuntimeDir {
     /// Opens `path`, creating it (mode 0700) if it does not exist, and checks that it is a
-    /// real directory (not a symlink) owned by us and writable by no one else.
+    /// real directory (not a symlink) owned by us and writable by no one else, and that no
+    /// one else can swap it or any directory above it (see [`check_ancestors`]).
     pub fn open(path: &Path) -> Result<Self> {
+        if !path.is_absolute() {
+            return Err(refused(path, "is not an absolute path"));
+        }
+        check_ancestors(path)?;
         match fs::symlink_metadata(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::DirBuilder::new()
@@ -273,6 +278,41 @@ pub fn make_private(path: &Path) -> Result<()> {
         .map_err(|io| file_error("restrict", path, io))
 }
 
+/// Every directory above `path` must be ours, and writable by others only with the sticky bit
+/// (`/tmp`), where no one else may rename or remove what we own; a symlink on the way must be
+/// ours too. Otherwise someone could swap a directory on the way for one of their choosing.
+fn check_ancestors(path: &Path) -> Result<()> {
+    let euid = effective_uid();
+    for ancestor in path.ancestors().skip(1) {
+        if ancestor.as_os_str().is_empty() {
+            continue;
+        }
+        let meta = match fs::symlink_metadata(ancestor) {
+            Ok(meta) => meta,
+            // Created below, with our owner and mode 0700.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(io) => return Err(file_error("inspect", ancestor, io)),
+        };
+        if meta.uid() != euid {
+            return Err(refused(
+                ancestor,
+                &format!("is owned by uid {}, not by uid {euid}", meta.uid()),
+            ));
+        }
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.file_type().is_dir() && meta.mode() & WRITABLE_BY_OTHERS != 0 && !sticky {
+            return Err(refused(
+                ancestor,
+                &format!(
+                    "is writable by group or others without the sticky bit (mode {:o})",
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_owner(path: &Path, meta: &fs::Metadata) -> Result<()> {
     let euid = effective_uid();
     if meta.uid() != euid {
@@ -389,6 +429,31 @@ mod tests {
         fs::create_dir(dir.join("d")).unwrap();
         assert!(rt.remove("d").is_err());
         assert!(dir.join("d").is_dir());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_directory_below_one_others_can_write() {
+        let dir = scratch("ancestor");
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let error = RuntimeDir::open(&dir.join("run")).unwrap_err().to_string();
+        assert!(error.contains("without the sticky bit"), "{error}");
+        assert!(!dir.join("run").exists());
+        // With the sticky bit (like /tmp) no one else can swap what is ours.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777)).unwrap();
+        RuntimeDir::open(&dir.join("run")).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_symlink_of_someone_else_on_the_way() {
+        let dir = scratch("link");
+        fs::create_dir_all(dir.join("real")).unwrap();
+        symlink(dir.join("real"), dir.join("via")).unwrap();
+        std::os::unix::fs::lchown(dir.join("via"), Some(65534), Some(65534)).unwrap();
+        let error = RuntimeDir::open(&dir.join("via/run")).unwrap_err().to_string();
+        assert!(error.contains("owned by uid 65534"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
     }
 
