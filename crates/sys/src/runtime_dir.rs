@@ -452,7 +452,9 @@ mod tests {
         fs::create_dir_all(dir.join("real")).unwrap();
         symlink(dir.join("real"), dir.join("via")).unwrap();
         std::os::unix::fs::lchown(dir.join("via"), Some(65534), Some(65534)).unwrap();
-        let error = RuntimeDir::open(&dir.join("via/run")).unwrap_err().to_string();
+        let error = RuntimeDir::open(&dir.join("via/run"))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("owned by uid 65534"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
     }
