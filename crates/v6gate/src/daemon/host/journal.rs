@@ -58,8 +58,7 @@ impl Journal {
         let mut refused = Vec::new();
         let mut lines = text.lines();
         if lines.next() != Some(HEADER) {
-            refused.push("no journal header".to_owned());
-            return (journal, refused);
+            return legacy(text, accept);
         }
         let mut objects: Vec<Option<Object>> = Vec::new();
         let mut index: HashMap<Identity, usize> = HashMap::new();
@@ -105,6 +104,29 @@ impl Journal {
         journal.objects = objects.into_iter().flatten().collect();
         (journal, refused)
     }
+}
+
+/// The sysctl journal of earlier versions: `key=original` lines and nothing else. Its
+/// originals still count after an upgrade that follows a crash.
+fn legacy(text: &str, accept: &Accept) -> (Journal, Vec<String>) {
+    let mut journal = Journal::default();
+    let mut refused = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let entry = line
+            .split_once('=')
+            .map(|(key, value)| format!("original\t{key}\t{value}"));
+        match entry.as_deref().map(|e| parse_line(e, accept)) {
+            Some(Ok(Entry::Original(key, value)))
+                if !journal.originals.iter().any(|(k, _)| *k == key) =>
+            {
+                journal.originals.push((key, value));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(why)) => refused.push(format!("line {}: {why}", n + 1)),
+            None => refused.push(format!("line {}: not a journal entry", n + 1)),
+        }
+    }
+    (journal, refused)
 }
 
 enum Entry {
@@ -366,9 +388,11 @@ mod tests {
     }
 
     #[test]
-    fn a_file_without_the_header_is_not_read() {
-        let (j, refused) = Journal::parse("net/ipv4/ip_forward=0\n", &accept());
-        assert_eq!(j, Journal::default());
-        assert_eq!(refused.len(), 1);
+    fn a_journal_of_the_earlier_format_gives_its_accepted_originals() {
+        let text = "net/ipv4/ip_forward=0\nkernel/core_pattern=|/tmp/x\nno equals\n";
+        let (j, refused) = Journal::parse(text, &accept());
+        assert_eq!(j.originals, [("net/ipv4/ip_forward".into(), "0".into())]);
+        assert!(j.objects.is_empty());
+        assert_eq!(refused.len(), 2, "{refused:?}");
     }
 }
