@@ -326,7 +326,17 @@ fn state_removed_behind_the_daemons_back_is_restored_within_a_second() {
         .unwrap();
     assert!(trap.contains("dev v6g-ab"), "the trap is not set: {trap}");
     let lan_route = format!("{} dev v6g-ab", addr::LAN_B4);
-    let cases: [(&str, String, &[&str]); 4] = [
+    let cases: [(&str, String, &[&str]); 5] = [
+        (
+            // The kernel takes the device's routes with it; both come back.
+            "set the tunnel device down",
+            "ip link set v6g-ab down".to_owned(),
+            &[
+                "sh",
+                "-c",
+                "ip -o link show v6g-ab; ip route show 203.0.113.0/24",
+            ],
+        ),
         (
             "delete the LAN route",
             format!("ip route del {lan_route}"),

@@ -92,6 +92,8 @@ struct TunnelRuntime {
     id: dataplane::TunnelId,
     /// Interface indexes of the tunnel's TUN device(s).
     ifindexes: Vec<u32>,
+    /// Their MTUs, as made.
+    device_mtus: Vec<u16>,
     paths: Vec<PathRuntime>,
     mtu: u16,
     /// The IKE side of an ipsec tunnel: one IKE SA per path, in the order of the paths.

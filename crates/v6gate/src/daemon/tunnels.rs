@@ -175,6 +175,7 @@ impl Daemon {
             config: t.clone(),
             id,
             ifindexes,
+            device_mtus: plan.devices.iter().map(|d| d.mtu).collect(),
             paths,
             mtu,
             ipsec,
@@ -215,6 +216,11 @@ impl Daemon {
     ) -> Vec<Object> {
         let mut objects = self.pin_objects(paths);
         for (device, ifindex) in plan.devices.iter().zip(ifindexes) {
+            objects.push(Object::Link {
+                ifindex: *ifindex,
+                device: device.name.clone(),
+                mtu: u32::from(device.mtu),
+            });
             for net in &device.addresses {
                 objects.push(Object::Address {
                     ifindex: *ifindex,
@@ -239,7 +245,11 @@ impl Daemon {
 
     /// The tunnel's objects for its current pins and `config`, on its existing devices.
     fn current_objects(&self, t: &TunnelRuntime, config: &Tunnel) -> Vec<Object> {
-        let plan = control::tunnel_plan(&self.config.gateway, config, |_| t.mtu);
+        let mut plan = control::tunnel_plan(&self.config.gateway, config, |_| t.mtu);
+        // The MTUs the devices were made with, from the underlay of that moment.
+        for (device, mtu) in plan.devices.iter_mut().zip(&t.device_mtus) {
+            device.mtu = *mtu;
+        }
         self.tunnel_objects(&t.paths, &plan, &t.ifindexes)
     }
 

@@ -203,6 +203,17 @@ fn parse_line(line: &str, accept: &Accept) -> Result<Entry, &'static str> {
             }
             Ok(Entry::Object(Object::Rule(rule)))
         }
+        "link" => {
+            let f: Vec<&str> = rest.splitn(3, '\t').collect();
+            let [ifindex, mtu, device] = f[..] else {
+                return Err("a link needs 3 fields");
+            };
+            Ok(Entry::Object(Object::Link {
+                ifindex: ifindex.parse().map_err(|_| "bad device index")?,
+                mtu: mtu.parse().map_err(|_| "bad mtu")?,
+                device: device.chars().take(16).collect(),
+            }))
+        }
         "address" => {
             let f: Vec<&str> = rest.splitn(3, '\t').collect();
             let [ifindex, net, device] = f[..] else {
@@ -241,6 +252,11 @@ pub fn line(object: &Object) -> String {
             u8::from(r.invert),
             opt(r.suppress_prefixlen)
         ),
+        Object::Link {
+            ifindex,
+            device,
+            mtu,
+        } => format!("link\t{ifindex}\t{mtu}\t{device}\n"),
         Object::Address {
             ifindex,
             device,
@@ -319,6 +335,11 @@ mod tests {
                     kind: RouteKind::Blackhole,
                 }),
                 Object::Rule(pin_rule()),
+                Object::Link {
+                    ifindex: 7,
+                    device: "v6g-ab".into(),
+                    mtu: 1460,
+                },
                 Object::Address {
                     ifindex: 7,
                     device: "v6g-ab".into(),
@@ -369,7 +390,7 @@ mod tests {
             ..pin.clone()
         });
         text.push_str(&line(&moved));
-        text.push_str(&format!("-{}", line(&j.objects[4])));
+        text.push_str(&format!("-{}", line(&j.objects[5])));
         text.push_str(&format!("-{}", line(&j.objects[3])));
         text.push_str(&line(&j.objects[3]));
         text.push_str(&format!("-{}", original_line("net/ipv4/ip_forward", "0")));
@@ -382,6 +403,7 @@ mod tests {
                 j.objects[0].clone(),
                 moved,
                 j.objects[2].clone(),
+                j.objects[4].clone(),
                 j.objects[3].clone()
             ]
         );

@@ -139,7 +139,7 @@ impl<H: Host> HostState<H> {
                 // Their values are overwritten by the config and their originals kept.
                 Object::Sysctl { .. } => {}
                 // They went with the crashed run's devices.
-                Object::Address { .. } => {}
+                Object::Link { .. } | Object::Address { .. } => {}
                 Object::Route(_) | Object::Rule(_) => {
                     if let Err(e) = self.host.remove(object, None).await {
                         debug!("leftover {object}: {e:#}");

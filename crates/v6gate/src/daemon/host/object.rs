@@ -20,6 +20,13 @@ pub enum Object {
     Route(Route),
     /// A policy rule. Identical rules may coexist; we add and remove our own copy.
     Rule(Rule),
+    /// One of our devices, up, with this MTU. It closes with the packet thread that holds
+    /// it, so removing the object changes nothing; it is here to be repaired.
+    Link {
+        ifindex: u32,
+        device: String,
+        mtu: u32,
+    },
     /// An address on one of our devices (`device` for messages only).
     Address {
         ifindex: u32,
@@ -39,6 +46,7 @@ pub enum Identity {
         metric: Option<u32>,
     },
     Rule(String),
+    Link(u32),
     Address {
         ifindex: u32,
         net: IpNet,
@@ -54,6 +62,8 @@ pub struct Observed {
     pub addresses: Vec<(u32, Vec<IpNet>)>,
     /// Sysctl values by key; a key that cannot be read is absent.
     pub sysctls: Vec<(String, String)>,
+    /// Links by interface index: up, MTU.
+    pub links: Vec<(u32, bool, u32)>,
 }
 
 impl Observed {
@@ -72,6 +82,15 @@ impl Observed {
                     want_rules = true;
                 }
                 Object::Address { ifindex, .. } => devices.push(*ifindex),
+                Object::Link { ifindex, .. } => {
+                    // A device that is gone is missing; its owner removes the object.
+                    if let (Ok(up), Ok(mtu)) = (
+                        netlink.link_is_up(*ifindex).await,
+                        netlink.link_mtu(*ifindex).await,
+                    ) {
+                        seen.links.push((*ifindex, up, mtu));
+                    }
+                }
                 Object::Sysctl { key, .. } => {
                     if let Ok(value) = sys::sysctl::read(key) {
                         seen.sysctls.push((key.clone(), value));
@@ -128,6 +147,7 @@ impl Object {
                 metric: r.metric,
             },
             Self::Rule(r) => Identity::Rule(r.to_string()),
+            Self::Link { ifindex, .. } => Identity::Link(*ifindex),
             Self::Address { ifindex, net, .. } => Identity::Address {
                 ifindex: *ifindex,
                 net: *net,
@@ -150,6 +170,20 @@ impl Object {
                 .rule_add_copy(r)
                 .await
                 .with_context(|| format!("adding {r}")),
+            Self::Link {
+                ifindex,
+                device,
+                mtu,
+            } => {
+                netlink
+                    .link_set_mtu(*ifindex, *mtu)
+                    .await
+                    .with_context(|| format!("setting mtu {mtu} on {device}"))?;
+                netlink
+                    .link_set_up(*ifindex)
+                    .await
+                    .with_context(|| format!("bringing {device} up"))
+            }
             Self::Address {
                 ifindex,
                 device,
@@ -178,6 +212,7 @@ impl Object {
                 .rule_del(r)
                 .await
                 .with_context(|| format!("removing {r}")),
+            Self::Link { .. } => Ok(()),
             Self::Address {
                 ifindex,
                 device,
@@ -223,6 +258,15 @@ impl Object {
                     Presence::Missing
                 }
             }
+            Self::Link { ifindex, mtu, .. } => {
+                match seen.links.iter().find(|(i, _, _)| i == ifindex) {
+                    Some((_, true, now)) if now == mtu => Presence::Present,
+                    Some((_, up, now)) => {
+                        Presence::Differs(format!("{}, mtu {now}", if *up { "up" } else { "down" }))
+                    }
+                    None => Presence::Missing,
+                }
+            }
             Self::Address { ifindex, net, .. } => {
                 let there = seen
                     .addresses
@@ -266,6 +310,7 @@ impl fmt::Display for Object {
                 }
             }
             Self::Rule(r) => write!(f, "{r}"),
+            Self::Link { device, mtu, .. } => write!(f, "link {device} up, mtu {mtu}"),
             Self::Address { device, net, .. } => write!(f, "address {net} on {device}"),
         }
     }

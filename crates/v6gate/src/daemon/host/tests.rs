@@ -57,6 +57,7 @@ impl Host for Recorder {
                 Object::Rule(r) => seen.rules.push(r.clone()),
                 Object::Sysctl { key, value } => seen.sysctls.push((key.clone(), value.clone())),
                 Object::Address { ifindex, net, .. } => seen.addresses.push((*ifindex, vec![*net])),
+                Object::Link { ifindex, mtu, .. } => seen.links.push((*ifindex, true, *mtu)),
             }
         }
         Ok(seen)
