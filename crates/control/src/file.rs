@@ -34,7 +34,8 @@ pub(crate) struct FileGateway {
 }
 
 /// `[[tunnel]]`. `local_subnets` and `[tunnel.ike]` belong to `mode = "ipsec"`; `validate`
-/// rejects them with the other modes.
+/// rejects them with the other modes. `device_prefix`, `rule`, `default_route` and `aftr`
+/// belong to `mode = "map-e"` and `"ds-lite"` (see `softwire`).
 ///
 /// `local`/`remote` (the single-path form) and `path` exclude each other; which one is written
 /// is checked in `validate`, so that the message can say so.
@@ -64,6 +65,14 @@ pub(crate) struct FileTunnel {
     pub enabled: Option<bool>,
     pub local_subnets: Option<Vec<String>>,
     pub ike: Option<FileIke>,
+    /// `mode = "map-e"`: the device whose delegated prefix the MAP rule applies to.
+    pub device_prefix: Option<String>,
+    /// `mode = "map-e"`: a built-in rule set's name, or the rule as a table.
+    pub rule: Option<Value>,
+    /// `mode = "map-e"` and `"ds-lite"`: whether to route 0.0.0.0/0 into the tunnel.
+    pub default_route: Option<bool>,
+    /// `mode = "ds-lite"`: the AFTR, an IPv6 address or a host name.
+    pub aftr: Option<String>,
 }
 
 /// `[tunnel.ike]`: how an ipsec tunnel negotiates its keys. Words stay strings and durations

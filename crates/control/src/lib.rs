@@ -31,8 +31,10 @@ mod error;
 mod file;
 mod ipsec;
 mod locate;
+pub mod mape;
 mod model;
 mod plan;
+pub mod softwire;
 mod validate;
 
 pub use diff::{ConfigDiff, diff};

@@ -53,6 +53,10 @@ pub struct Config {
     pub gateway: Gateway,
     /// In file order; names and devices are unique.
     pub tunnels: Vec<Tunnel>,
+    /// `mode = "map-e"` and `"ds-lite"` tunnels, in file order: RFC 2473 tunnels once their
+    /// ends are known from the host (see [`crate::softwire::lower`]). Names and devices are
+    /// unique together with `tunnels`'.
+    pub softwires: Vec<crate::softwire::Softwire>,
     /// In file order; names are unique.
     pub watches: Vec<Watch>,
     /// Things that work but deserve attention (a secret in the config, a key file others can

@@ -24,6 +24,7 @@ use crate::model::{
     WatchRoute, default_device,
 };
 use crate::plan::tunnel_routes;
+use crate::softwire;
 
 /// Smallest MTU of an IPv4 link (RFC 791).
 const IPV4_MIN_MTU: i64 = 68;
@@ -148,13 +149,24 @@ impl Checker {
 
     fn config(&mut self, file: FileConfig) -> Config {
         let gateway = self.gateway(file.gateway);
-        let tunnels: Vec<(usize, Tunnel)> = file
-            .tunnel
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, t)| self.tunnel(i, t, &gateway).map(|t| (i, t)))
-            .collect();
+        let mut tunnels: Vec<(usize, Tunnel)> = Vec::new();
+        let mut softwires = Vec::new();
+        for (i, t) in file.tunnel.into_iter().enumerate() {
+            if softwire::is_softwire_mode(&t.mode) {
+                let device_ok = t
+                    .device
+                    .as_ref()
+                    .is_none_or(|d| self.device(&format!("tunnel[{i}].device"), d));
+                let names_ok = self.name(&format!("tunnel[{i}].name"), &t.name) && device_ok;
+                let sw = softwire::check(i, t, names_ok, &mut self.diagnostics);
+                softwires.extend(sw.map(|sw| (i, sw)));
+                continue;
+            }
+            softwire::foreign_keys(i, &t, &mut self.diagnostics);
+            tunnels.extend(self.tunnel(i, t, &gateway).map(|t| (i, t)));
+        }
         self.across_tunnels(&tunnels);
+        softwire::across(&softwires, &tunnels, &mut self.diagnostics);
         let watches: Vec<(usize, Watch)> = file
             .watch
             .into_iter()
@@ -165,6 +177,7 @@ impl Checker {
         Config {
             gateway,
             tunnels: tunnels.into_iter().map(|(_, t)| t).collect(),
+            softwires: softwires.into_iter().map(|(_, s)| s).collect(),
             watches: watches.into_iter().map(|(_, w)| w).collect(),
             warnings: Vec::new(),
         }
@@ -511,7 +524,8 @@ impl Checker {
             self.error(
                 key,
                 format!(
-                    "expected one of \"ipip6\", \"ip6ip6\", \"any\", \"ipsec\", found {mode:?}"
+                    "expected one of \"ipip6\", \"ip6ip6\", \"any\", \"ipsec\", \"map-e\", \"ds-lite\", \
+                     found {mode:?}"
                 ),
             );
         }

@@ -4,6 +4,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use control::softwire::{Aftr, Facts, MapRule, SoftwireKind, lower};
 use control::{Config, Mode, Probe};
 use ipnet::IpNet;
 
@@ -39,6 +40,9 @@ fn the_scenario_examples_are_shipped() {
         "s4-two-paths.toml",
         "s3-vps.toml",
         "s3-home.toml",
+        "v6plus.toml",
+        "ocn.toml",
+        "transix.toml",
     ] {
         assert!(
             names.iter().any(|n| n == wanted),
@@ -52,7 +56,7 @@ fn every_example_validates() {
     for path in examples() {
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            !config.tunnels.is_empty(),
+            !config.tunnels.is_empty() || !config.softwires.is_empty(),
             "{} has no tunnel",
             path.display()
         );
@@ -265,4 +269,39 @@ fn s3_ends_match() {
     for w in vps.warnings.iter().chain(&home.warnings) {
         assert!(w.key.ends_with("ike.psk_file"), "{w:?}");
     }
+}
+
+/// The ISP softwires: MAP-E with the v6plus and OCN rule sets, DS-Lite to transix by name.
+#[test]
+fn isp_softwire_examples() {
+    for (file, set, ports) in [("v6plus.toml", "v6plus", 240), ("ocn.toml", "ocn", 1008)] {
+        let c = load(file);
+        assert!(c.tunnels.is_empty(), "{file}");
+        let sw = &c.softwires[0];
+        assert!(sw.default_route, "{file}");
+        let SoftwireKind::MapE(m) = &sw.kind else {
+            panic!("{file}: {sw:?}")
+        };
+        assert_eq!(m.device_prefix, "eth0");
+        let MapRule::Builtin(rules) = m.rule else {
+            panic!("{file}: {m:?}")
+        };
+        assert_eq!(rules.name, set);
+        // Any prefix its rules cover lowers to an ipip6 tunnel with that many ports.
+        let covered = rules.rules().next().unwrap().ipv6_prefix();
+        let prefix = ipnet::Ipv6Net::new(covered.network(), 56).unwrap();
+        let facts = Facts {
+            prefix: Some(prefix),
+            ..Facts::default()
+        };
+        let low = lower(sw, &facts).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(low.tunnel.mode, Mode::Ipip6);
+        assert_eq!(low.map.unwrap().1.ports.len(), ports, "{file}");
+    }
+    let c = load("transix.toml");
+    let SoftwireKind::DsLite(d) = &c.softwires[0].kind else {
+        panic!("{:?}", c.softwires)
+    };
+    assert_eq!(d.aftr, Aftr::Name("gw.transix.jp".into()));
+    assert_eq!(d.local, None);
 }

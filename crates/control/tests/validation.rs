@@ -240,12 +240,13 @@ fn endpoints_are_unicast() {
 }
 
 #[test]
-fn mode_is_one_of_four() {
+fn mode_is_one_of_six() {
     let text = tunnel("home", "2001:db8:a::2", "").replace("\"ipip6\"", "\"gre\"");
     only_problem(
         &text,
         "tunnel[0].mode",
-        "expected one of \"ipip6\", \"ip6ip6\", \"any\", \"ipsec\", found \"gre\"",
+        "expected one of \"ipip6\", \"ip6ip6\", \"any\", \"ipsec\", \"map-e\", \"ds-lite\", \
+         found \"gre\"",
         "mode =",
     );
 }

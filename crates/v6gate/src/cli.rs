@@ -73,6 +73,12 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// MAP-E calculator: the shared IPv4 address, PSID, ports, MAP address and BR a rule
+    /// gives a prefix. Touches nothing.
+    ///
+    /// `--rule v6plus|ocn|biglobe` picks a built-in rule set; otherwise give the rule with
+    /// --rule-ipv6-prefix, --rule-ipv4-prefix, --ea-bits, --br (and --psid-offset, --layout).
+    Mape(crate::mape::MapeArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -84,6 +90,10 @@ pub fn main() -> ExitCode {
     match command {
         Command::Run { config, log_level } => {
             init_logging(log_level.as_deref());
+            if let Some(why) = crate::mape::not_run_yet(&config) {
+                tracing::error!("{why}");
+                return ExitCode::from(2);
+            }
             match crate::daemon::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -97,15 +107,14 @@ pub fn main() -> ExitCode {
                 for warning in &cfg.warnings {
                     eprintln!("{}:{warning} (warning)", config.display());
                 }
+                let names: Vec<&str> = (cfg.tunnels.iter().map(|t| t.name.as_str()))
+                    .chain(cfg.softwires.iter().map(|s| s.name.as_str()))
+                    .collect();
                 println!(
                     "{}: ok, {} tunnel(s): {}",
                     config.display(),
-                    cfg.tunnels.len(),
-                    cfg.tunnels
-                        .iter()
-                        .map(|t| t.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    names.len(),
+                    names.join(", ")
                 );
                 ExitCode::SUCCESS
             }
@@ -151,6 +160,16 @@ pub fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("v6gate reload: {e:#}");
                 ExitCode::FAILURE
+            }
+        },
+        Command::Mape(args) => match crate::mape::run(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("v6gate mape: {e}");
+                ExitCode::from(2)
             }
         },
         Command::Demo { keep } => {

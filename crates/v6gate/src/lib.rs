@@ -7,4 +7,5 @@ pub mod cli;
 pub mod daemon;
 pub mod demo;
 pub mod lab;
+pub mod mape;
 pub mod status;
