@@ -1,5 +1,7 @@
 //! The config parser and validator: any text is a config or a list of problems, never a
-//! panic; an accepted config's MAP-E and DS-Lite tunnels lower without panicking.
+//! panic; an accepted config's MAP-E and DS-Lite tunnels lower without panicking, its named
+//! endpoints wait as the unspecified address of their path's family, and its `[[ddns]]`
+//! hostnames are canonical.
 #![no_main]
 
 use control::Config;
@@ -19,6 +21,17 @@ fuzz_target!(|data: &[u8]| {
             };
             for sw in &config.softwires {
                 let _ = lower(sw, &facts);
+            }
+            for t in &config.tunnels {
+                for p in &t.paths {
+                    assert_eq!(p.remote_name.is_some(), p.remote.is_unspecified());
+                    assert_eq!(p.local_device.is_some(), p.local.is_unspecified());
+                    assert_eq!(p.local.is_ipv4(), p.remote.is_ipv4());
+                }
+            }
+            for d in &config.ddns {
+                assert!(!d.hostname.ends_with('.'));
+                assert_eq!(d.hostname, d.hostname.to_ascii_lowercase());
             }
         }
         Err(e) => assert!(!e.to_string().is_empty()),

@@ -20,6 +20,8 @@ pub(crate) struct FileConfig {
     pub tunnel: Vec<FileTunnel>,
     #[serde(default)]
     pub watch: Vec<FileWatch>,
+    #[serde(default)]
+    pub ddns: Vec<crate::ddns::validate::FileDdns>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,7 +102,10 @@ pub(crate) struct FileIke {
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct FilePath {
     pub name: String,
-    pub local: String,
+    pub local: Option<String>,
+    pub local_device: Option<String>,
+    /// Needed only when neither end is an address.
+    pub family: Option<String>,
     pub remote: String,
     pub cost: Option<Int>,
     pub probe: Option<String>,

@@ -25,6 +25,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod ddns;
 mod diff;
 mod duration;
 mod error;
@@ -33,10 +34,12 @@ mod ipsec;
 mod locate;
 pub mod mape;
 mod model;
+mod names;
 mod plan;
 pub mod softwire;
 mod validate;
 
+pub use ddns::Ddns;
 pub use diff::{ConfigDiff, diff};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{ConfigError, Diagnostic};

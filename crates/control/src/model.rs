@@ -59,6 +59,8 @@ pub struct Config {
     pub softwires: Vec<crate::softwire::Softwire>,
     /// In file order; names are unique.
     pub watches: Vec<Watch>,
+    /// `[[ddns]]` entries in file order; names are unique.
+    pub ddns: Vec<crate::ddns::Ddns>,
     /// Things that work but deserve attention (a secret in the config, a key file others can
     /// read, a legacy suite), each with its key and line; `check` prints them, `run` logs them.
     pub warnings: Vec<Diagnostic>,
@@ -78,6 +80,15 @@ impl Config {
     /// The watch called `name`, if any.
     pub fn watch(&self, name: &str) -> Option<&Watch> {
         self.watches.iter().find(|w| w.name == name)
+    }
+
+    /// Enabled tunnels' paths whose endpoints are not addresses yet (a host name as
+    /// `remote`, a `local_device`), as `(tunnel, path)`.
+    pub fn unresolved_paths(&self) -> Vec<(&Tunnel, &Path)> {
+        self.enabled_tunnels()
+            .flat_map(|t| t.paths.iter().map(move |p| (t, p)))
+            .filter(|(_, p)| !p.is_resolved())
+            .collect()
     }
 }
 
@@ -272,6 +283,12 @@ pub struct Path {
     pub addresses: Vec<IpNet>,
     /// `None` = the daemon reads the MTU of the device the remote is routed through.
     pub underlay_mtu: Option<u16>,
+    /// `Some` when `remote` was written as a host name: `remote` then holds the unspecified
+    /// address of the path's family until the name is resolved (A or AAAA by that family).
+    pub remote_name: Option<String>,
+    /// `Some` when the path follows the address of a device (`local_device`, a PPPoE link):
+    /// `local` then holds the unspecified address of the path's family until one is known.
+    pub local_device: Option<String>,
 }
 
 impl Path {
@@ -286,12 +303,34 @@ impl Path {
             device: device.to_owned(),
             addresses: Vec::new(),
             underlay_mtu: None,
+            remote_name: None,
+            local_device: None,
         }
     }
 
     /// Whether the path runs over IPv6 (else over IPv4).
     pub fn is_ipv6(&self) -> bool {
         self.remote.is_ipv6()
+    }
+
+    /// Whether both endpoints are addresses already: neither a name waits for its answer nor a
+    /// device for its address.
+    pub fn is_resolved(&self) -> bool {
+        !self.local.is_unspecified() && !self.remote.is_unspecified()
+    }
+
+    /// The endpoints as written: a name or a device where one was given, else the address.
+    /// Two paths with the same ends cannot be told apart on receive.
+    pub fn ends(&self) -> (String, String) {
+        let local = match &self.local_device {
+            Some(device) => format!("device {device}"),
+            None => self.local.to_string(),
+        };
+        let remote = match &self.remote_name {
+            Some(name) => name.clone(),
+            None => self.remote.to_string(),
+        };
+        (local, remote)
     }
 }
 

@@ -174,11 +174,14 @@ impl Checker {
             .filter_map(|(i, w)| self.watch(i, w, &gateway).map(|w| (i, w)))
             .collect();
         self.across_watches(&watches, &tunnels, &gateway);
+        let named: Vec<Tunnel> = tunnels.iter().map(|(_, t)| t.clone()).collect();
+        let ddns = crate::ddns::validate::entries(self, file.ddns, &named);
         Config {
             gateway,
             tunnels: tunnels.into_iter().map(|(_, t)| t).collect(),
             softwires: softwires.into_iter().map(|(_, s)| s).collect(),
             watches: watches.into_iter().map(|(_, w)| w).collect(),
+            ddns,
             warnings: Vec::new(),
         }
     }
@@ -539,35 +542,6 @@ impl Checker {
         self.unicast(key, addr, Scope::None)
     }
 
-    /// Both ends of a path: one family, two addresses.
-    fn endpoint_pair(
-        &mut self,
-        remote_key: &str,
-        local: Option<IpAddr>,
-        remote: Option<IpAddr>,
-    ) -> Option<(IpAddr, IpAddr)> {
-        let (local, remote) = (local?, remote?);
-        if local == remote {
-            self.error(
-                remote_key,
-                format!("is the same address as `local` ({local})"),
-            );
-            return None;
-        }
-        if local.is_ipv4() != remote.is_ipv4() {
-            self.error(
-                remote_key,
-                format!(
-                    "{remote} is {}, but local {local} is {}; both ends of a path are of one family",
-                    ip_family_name(remote),
-                    ip_family_name(local)
-                ),
-            );
-            return None;
-        }
-        Some((local, remote))
-    }
-
     /// The tunnel's paths: `[[tunnel.path]]` tables, or the single-path form's one.
     fn paths(&mut self, file: &FileTunnel, shape: &TunnelShape<'_>) -> Option<Vec<Path>> {
         let i = shape.index;
@@ -619,13 +593,14 @@ impl Checker {
                         ),
                     );
                 }
-                if (p.local, p.remote) == (q.local, q.remote) {
+                if p.ends() == q.ends() {
+                    let (local, remote) = p.ends();
                     self.error(
                         format!("tunnel[{i}].path[{j}].remote"),
                         format!(
-                            "path[{k}] ({:?}) already runs between {} and {}; received packets \
-                             could not be told apart",
-                            q.name, p.local, p.remote
+                            "path[{k}] ({:?}) already runs between {local} and {remote}; \
+                             received packets could not be told apart",
+                            q.name
                         ),
                     );
                 }
@@ -655,27 +630,25 @@ impl Checker {
                  write the path as a [[tunnel.path]] table to probe it",
             );
         }
-        let mut endpoint = |field: &str, value: &Option<String>| match value {
-            Some(text) => self.endpoint(&key(field), text),
-            None => {
-                self.error(
-                    key(field),
-                    format!(
-                        "missing field `{field}` (write `local` and `remote`, or one \
-                         [[tunnel.path]] table per path)"
-                    ),
-                );
-                None
-            }
-        };
-        let local = endpoint("local", &file.local);
-        let remote = endpoint("remote", &file.remote);
-        let (local, remote) = self.endpoint_pair(&key("remote"), local, remote)?;
+        let prefix = format!("tunnel[{i}]");
+        let ends = crate::names::path_ends(
+            self,
+            &crate::names::Written {
+                prefix: &prefix,
+                local: file.local.as_deref(),
+                remote: file.remote.as_deref(),
+                local_device: None,
+                family: None,
+                missing_hint: " (write `local` and `remote`, or one [[tunnel.path]] table per \
+                               path)",
+            },
+        )?;
         if self.diagnostics.len() != before {
             return None;
         }
-        let mut path = Path::new(DEFAULT_PATH, local, remote, shape.device);
+        let mut path = Path::new(DEFAULT_PATH, ends.local, ends.remote, shape.device);
         path.probe = Probe::None;
+        path.remote_name = ends.remote_name;
         Some(vec![path])
     }
 
@@ -685,9 +658,17 @@ impl Checker {
         let key = |field: &str| format!("{prefix}.{field}");
 
         let name_ok = self.name(&key("name"), &file.name);
-        let local = self.endpoint(&key("local"), &file.local);
-        let remote = self.endpoint(&key("remote"), &file.remote);
-        let endpoints = self.endpoint_pair(&key("remote"), local, remote);
+        let endpoints = crate::names::path_ends(
+            self,
+            &crate::names::Written {
+                prefix,
+                local: file.local.as_deref(),
+                remote: Some(&file.remote),
+                local_device: file.local_device.as_deref(),
+                family: file.family.as_deref(),
+                missing_hint: " (an address, or `local_device` to follow a device's address)",
+            },
+        );
 
         let cost = match file.cost {
             None => Some(0),
@@ -737,10 +718,10 @@ impl Checker {
             (Some(_), true, None) => None,
         };
 
-        let underlay_mtu = match (file.underlay_mtu, endpoints) {
+        let underlay_mtu = match (file.underlay_mtu, &endpoints) {
             (None, _) => Some(None),
             (Some(_), None) => None,
-            (Some(Int(m)), Some((_, remote))) => {
+            (Some(Int(m)), Some(crate::names::Ends { remote, .. })) => {
                 let (lo, why) = if remote.is_ipv6() {
                     (IPV6_MIN_MTU, "the underlay is an IPv6 link")
                 } else {
@@ -754,11 +735,13 @@ impl Checker {
         if self.diagnostics.len() != before {
             return None;
         }
-        let (local, remote) = endpoints?;
+        let ends = endpoints?;
         Some(Path {
             name: file.name.clone(),
-            local,
-            remote,
+            local: ends.local,
+            remote: ends.remote,
+            remote_name: ends.remote_name,
+            local_device: ends.local_device,
             cost: cost?,
             probe: probe?,
             device: device?,
@@ -1502,16 +1485,18 @@ impl Checker {
             for (j, b) in enabled[..n].iter().map(|e| (&e.0, &e.1)) {
                 for (ja, pa) in a.paths.iter().enumerate() {
                     for (jb, pb) in b.paths.iter().enumerate() {
-                        if (pa.local, pa.remote) != (pb.local, pb.remote) {
+                        if pa.ends() != pb.ends() {
                             continue;
                         }
                         let owner = self.path_key(*j, jb);
+                        let (local, remote) = pa.ends();
                         self.error(
                             format!("{}.remote", self.path_key(*i, ja)),
                             format!(
-                                "{owner} ({:?}) already runs between {} and {}; one tunnel per \
-                                 endpoint pair (use mode = \"any\" to carry both families)",
-                                b.name, pa.local, pa.remote
+                                "{owner} ({:?}) already runs between {local} and {remote}; one \
+                                 tunnel per endpoint pair (use mode = \"any\" to carry both \
+                                 families)",
+                                b.name
                             ),
                         );
                     }
@@ -2029,4 +2014,32 @@ fn esp_unsupported(p: &ike::proposal::EspProposal) -> Option<String> {
                  aes128gcm16"
             )
         })
+}
+
+impl crate::names::EndpointCheck for Checker {
+    fn error(&mut self, key: &str, message: String) {
+        Self::error(self, key, message);
+    }
+
+    fn endpoint(&mut self, key: &str, text: &str) -> Option<IpAddr> {
+        Self::endpoint(self, key, text)
+    }
+
+    fn device_name(&mut self, key: &str, name: &str) -> bool {
+        self.device(key, name)
+    }
+}
+
+impl crate::ddns::validate::DdnsCheck for Checker {
+    fn warn(&mut self, key: &str, message: String) {
+        Self::warn(self, key, message);
+    }
+
+    fn entry_name(&mut self, key: &str, name: &str) -> bool {
+        self.name(key, name)
+    }
+
+    fn config_dir(&self) -> Option<&std::path::Path> {
+        self.config_dir.as_deref()
+    }
 }

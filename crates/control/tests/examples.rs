@@ -4,6 +4,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use control::ddns::{AddressSource, Family, Provider, Select, Server};
 use control::softwire::{Aftr, Facts, MapRule, SoftwireKind, lower};
 use control::{Config, Mode, Probe};
 use ipnet::IpNet;
@@ -38,6 +39,7 @@ fn the_scenario_examples_are_shipped() {
         "s1-vps.toml",
         "s1-home.toml",
         "s4-two-paths.toml",
+        "s2-server.toml",
         "s3-vps.toml",
         "s3-home.toml",
         "v6plus.toml",
@@ -56,8 +58,8 @@ fn every_example_validates() {
     for path in examples() {
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            !config.tunnels.is_empty() || !config.softwires.is_empty(),
-            "{} has no tunnel",
+            !config.tunnels.is_empty() || !config.softwires.is_empty() || !config.ddns.is_empty(),
+            "{} has no tunnel, softwire or ddns entry",
             path.display()
         );
         // On a common underlay every example yields MTUs its inner families can live with.
@@ -95,7 +97,12 @@ fn examples_use_documentation_prefixes_only() {
                 Probe::Icmp { target, source } => vec![Some(target), source],
                 Probe::Keepalive | Probe::None => vec![],
             });
-            let endpoints = t.paths.iter().flat_map(|p| [p.local, p.remote]);
+            // A name or a device leaves the unspecified address until resolved.
+            let endpoints = t
+                .paths
+                .iter()
+                .flat_map(|p| [p.local, p.remote])
+                .filter(|a| !a.is_unspecified());
             for addr in endpoints.chain(probes.flatten()) {
                 assert!(is_doc(&IpNet::from(addr)), "{}: {addr}", path.display());
             }
@@ -131,7 +138,7 @@ fn unknown_key_in_any_table_is_named() {
         let lines: Vec<&str> = text.lines().collect();
         // (line index to insert before, expected key path)
         let mut spots = vec![(0, KEY.to_owned())];
-        let (mut tunnels, mut paths, mut watches) = (0, 0, 0);
+        let (mut tunnels, mut paths, mut watches, mut ddns) = (0, 0, 0, 0);
         for (i, line) in lines.iter().enumerate() {
             let header = line.split('#').next().unwrap().trim();
             // Tables below a tunnel belong to the last one opened.
@@ -153,13 +160,17 @@ fn unknown_key_in_any_table_is_named() {
                     spots.push((i + 1, format!("watch[{watches}].{KEY}")));
                     watches += 1;
                 }
+                "[[ddns]]" => {
+                    spots.push((i + 1, format!("ddns[{ddns}].{KEY}")));
+                    ddns += 1;
+                }
                 h if h.starts_with('[') => {
                     panic!("{}: test does not know table {h}", path.display())
                 }
                 _ => {}
             }
         }
-        assert!(tunnels > 0);
+        assert!(tunnels + ddns > 0);
         for (at, key) in spots {
             let mut mutated = lines.clone();
             mutated.insert(at, "v6gate_unknown_key = 1");
@@ -238,6 +249,63 @@ fn s4_two_paths() {
     assert!(w.route.metric < 100);
     let hooks = [&w.on_down, &w.on_up].map(|h| h.as_ref().unwrap().args.clone());
     assert_eq!(hooks, [["on"], ["off"]]);
+    // The peer by its two DDNS names; the PPPoE path follows ppp0's address.
+    let names: Vec<Option<&str>> = t.paths.iter().map(|p| p.remote_name.as_deref()).collect();
+    assert_eq!(
+        names,
+        [Some("siteb-v6.example.jp"), Some("siteb-v4.example.jp")]
+    );
+    assert_eq!(t.paths[1].local_device.as_deref(), Some("ppp0"));
+    assert!(!t.paths[1].is_resolved());
+    // And publishes its own two names, one per family.
+    let own: Vec<(&str, Option<Family>)> = c
+        .ddns
+        .iter()
+        .map(|d| (d.hostname.as_str(), d.family()))
+        .collect();
+    assert_eq!(
+        own,
+        [
+            ("sitea-v6.example.jp", Some(Family::Ipv6)),
+            ("sitea-v4.example.jp", Some(Family::Ipv4))
+        ]
+    );
+}
+
+/// S2: the server's stable IPv6 address and the PPPoE IPv4 address under one name, through
+/// Value Domain, spaced by its 60 s rule.
+#[test]
+fn s2_publishes_both_families_through_value_domain() {
+    let c = load("s2-server.toml");
+    assert!(c.tunnels.is_empty());
+    let [v6, v4] = &c.ddns[..] else {
+        panic!("two entries: {:?}", c.ddns)
+    };
+    assert_eq!(
+        (v6.provider, v4.provider),
+        (Provider::ValueDomain, Provider::ValueDomain)
+    );
+    assert_eq!(v6.hostname, v4.hostname);
+    assert_eq!(
+        v6.address,
+        AddressSource::Device {
+            device: "eth0".into(),
+            family: Family::Ipv6,
+            select: Select::Stable
+        }
+    );
+    assert_eq!(v4.family(), Some(Family::Ipv4));
+    assert_eq!(
+        v6.server,
+        Server::Https("https://dyn.value-domain.com/cgi-bin/dyn.fcg".into())
+    );
+    for d in [v6, v4] {
+        assert_eq!(d.min_interval, std::time::Duration::from_secs(60));
+        assert!(
+            d.credentials_file.is_absolute(),
+            "resolved beside the config"
+        );
+    }
 }
 
 /// S3: the two ends of one IPsec tunnel agree on endpoints, selectors, identities and suites.

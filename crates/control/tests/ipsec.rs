@@ -402,5 +402,8 @@ fn selectors_are_required() {
 fn host_name_remote_gets_a_clear_message() {
     let key = KeyFile::new("fqdn", 0o600);
     let text = with_key(&key, "").replace("\"2001:db8:a::1\"", "\"sitea.example\"");
-    only_problem(&text, "tunnel[0].remote", "is a host name", "remote =");
+    let config = valid(&text);
+    let path = &config.tunnels[0].paths[0];
+    assert_eq!(path.remote_name.as_deref(), Some("sitea.example"));
+    assert!(!path.is_resolved());
 }

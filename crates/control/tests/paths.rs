@@ -97,6 +97,8 @@ hold_down = "5s"
             device: "kagawa6".into(),
             addresses: vec![net("203.0.113.1/30"), net("2001:db8:ff::1/64")],
             underlay_mtu: Some(1500),
+            remote_name: None,
+            local_device: None,
         }
     );
     assert_eq!(
@@ -251,11 +253,37 @@ fn path_endpoints() {
         "remote = \"198.18.0.1\"",
     );
     let text = s4("", "", "").replace("\"198.18.0.2\"", "\"home.example.net\"");
+    let path = valid(&text).tunnels[0].paths[1].clone();
+    assert_eq!(path.remote_name.as_deref(), Some("home.example.net"));
+    assert_eq!(
+        path.remote,
+        ip("0.0.0.0"),
+        "an A record, like local's family"
+    );
+    // Following a device instead of a fixed local address; two named paths stay apart.
+    let text = s4("", "", "")
+        .replace("local = \"198.18.0.1\"", "local_device = \"ppp0\"")
+        .replace("\"198.18.0.2\"", "\"home-v4.example.net\"");
+    // The key is not written: the message points at the path's table.
+    has_problem(
+        &invalid(&text),
+        "tunnel[0].path[1].family",
+        10,
+        "nothing says which family",
+    );
+    let text = text.replace(
+        "local_device = \"ppp0\"",
+        "local_device = \"ppp0\"\nfamily = \"ipv4\"",
+    );
+    let path = valid(&text).tunnels[0].paths[1].clone();
+    assert_eq!(path.local_device.as_deref(), Some("ppp0"));
+    assert_eq!((path.local, path.remote), (ip("0.0.0.0"), ip("0.0.0.0")));
+    let text = s4("", "", "").replace("local = \"198.18.0.1\"", "local_device = \"ppp0/x\"");
     only_problem(
         &text,
-        "tunnel[0].path[1].remote",
-        "is a host name; names are not resolved yet",
-        "home.example.net",
+        "tunnel[0].path[1].local_device",
+        "expected an interface name",
+        "local_device",
     );
     let text = s4("", "", "").replace("\"198.18.0.1\"", "\"127.0.0.1\"");
     only_problem(

@@ -225,10 +225,16 @@ fn endpoints_are_unicast() {
         "198.51.100.1 is IPv4, but local 2001:db8:a::1 is IPv6; both ends of a path are of one family",
         "remote =",
     );
+    // A name waits for its AAAA record (the family of `local`): unspecified until resolved.
+    let named = valid(&tunnel("home", "Peer.Example.NET", ""));
+    let path = &named.tunnels[0].paths[0];
+    assert_eq!(path.remote_name.as_deref(), Some("peer.example.net"));
+    assert_eq!(path.remote, "::".parse::<IpAddr>().unwrap());
+    assert!(!path.is_resolved());
     only_problem(
-        &tunnel("home", "peer.example.net", ""),
+        &tunnel("home", "peer_1.example.net", ""),
         "tunnel[0].remote",
-        "\"peer.example.net\" is a host name; names are not resolved yet, write the address",
+        "expected an address or a host name: \"peer_1\" holds a character other than",
         "remote =",
     );
     only_problem(

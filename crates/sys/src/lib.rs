@@ -5,6 +5,7 @@
 //! | [`tun`] | create a non-persistent `IFF_TUN \| IFF_NO_PI` device by exact name; read and write whole packets on a pollable descriptor | configure addresses, MTU or link state (that is [`netlink`]) |
 //! | [`raw`] | raw IPv6 and IPv4 sockets: send caller-built packets (`IPV6_HDRINCL`/`IP_HDRINCL`) for one protocol, one at a time or batched (`sendmmsg`/`recvmmsg`), receive them with outer addresses (and for IPv6 traffic class and encapsulation limit); an ICMPv6 socket filtered to Packet Too Big, and `ICMP_FILTER` for a raw ICMPv4 socket | build or check headers, fragment, decide what to accept |
 //! | [`netlink`] | links, addresses, routes and rules over rtnetlink (async, tokio); route lookups; change notifications | decide what to install; remember what it installed (dumps filtered by table and protocol serve reconciliation) |
+//! | [`address`] | a device's addresses with flags (temporary, deprecated, tentative) and lifetimes | choose the one to publish |
 //! | [`ping`] | ICMP/ICMPv6 echo bound to a device (and source), datagram socket or raw fallback, for uplink watches | schedule probes or judge an uplink |
 //! | [`udp`] | UDP segmentation (`UDP_SEGMENT`) and receive offload (`UDP_GRO`) on the ESP-in-UDP socket | decide which datagrams form a train |
 //! | [`sysctl`] | read and write `/proc/sys` keys; a journal that restores originals | choose values |
@@ -24,6 +25,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod address;
 mod error;
 #[allow(unsafe_code)]
 mod fd;

@@ -94,6 +94,10 @@ pub fn main() -> ExitCode {
                 tracing::error!("{why}");
                 return ExitCode::from(2);
             }
+            if let Err(e) = crate::peer_name::refuse_unresolved(&config) {
+                tracing::error!("{e:#}");
+                return ExitCode::FAILURE;
+            }
             match crate::daemon::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -111,10 +115,11 @@ pub fn main() -> ExitCode {
                     .chain(cfg.softwires.iter().map(|s| s.name.as_str()))
                     .collect();
                 println!(
-                    "{}: ok, {} tunnel(s): {}",
+                    "{}: ok, {} tunnel(s): {}{}",
                     config.display(),
                     names.len(),
-                    names.join(", ")
+                    names.join(", "),
+                    crate::ddns::runner::check_summary(&cfg)
                 );
                 ExitCode::SUCCESS
             }

@@ -5,7 +5,9 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod ddns;
 pub mod demo;
 pub mod lab;
 pub mod mape;
+pub mod peer_name;
 pub mod status;
