@@ -8,6 +8,7 @@
 //! | [`address`] | a device's addresses with flags (temporary, deprecated, tentative) and lifetimes | choose the one to publish |
 //! | [`ping`] | ICMP/ICMPv6 echo bound to a device (and source), datagram socket or raw fallback, for uplink watches | schedule probes or judge an uplink |
 //! | [`udp`] | UDP segmentation (`UDP_SEGMENT`) and receive offload (`UDP_GRO`) on the ESP-in-UDP socket | decide which datagrams form a train |
+//! | [`bpf`] | run a loaded BPF program on given bytes (`BPF_PROG_TEST_RUN`) | load or attach programs (the kernel path's loader does, with aya) |
 //! | [`sysctl`] | read and write `/proc/sys` keys; a journal that restores originals | choose values |
 //!
 //! Everything acts in the network namespace of the *calling thread*: devices, sockets and
@@ -20,12 +21,14 @@
 //!
 //! This is the only crate of the workspace allowed `unsafe`: `deny` at the root, allowed only
 //! in the private `fd` and `msg` modules (descriptor flags and options; `recvmsg`,
-//! `recvmmsg`, `sendmmsg`), the `sys` submodule of [`tun`], and the notification socket's
+//! `recvmmsg`, `sendmmsg`), [`bpf`]'s one system call, the `sys` submodule of [`tun`], and the notification socket's
 //! registration in [`netlink`]; each block carries a `// SAFETY:` comment.
 
 #![deny(unsafe_code)]
 
 pub mod address;
+#[allow(unsafe_code)]
+pub mod bpf;
 mod error;
 #[allow(unsafe_code)]
 mod fd;

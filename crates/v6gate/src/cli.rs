@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::status::{self, Request, Response};
 
@@ -41,6 +41,9 @@ enum Command {
         /// the RUST_LOG environment variable.
         #[arg(long)]
         log_level: Option<String>,
+        /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9586).
+        #[arg(long, value_name = "ADDRESS")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Validate a config file without touching the host.
     ///
@@ -65,6 +68,44 @@ enum Command {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Check the host for what breaks tunnels: forwarding, rp_filter, endpoint routes,
+    /// firewall rules, MTU/MSS, IPv6, UDP 500/4500, TUN, clock, conntrack.
+    ///
+    /// Each check says pass, warn or fail, why it matters and the fix. The exit status is the
+    /// worst result: 0 pass, 1 warn, 2 fail. Works with and without a running daemon.
+    Doctor {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Machine-readable output: {"checks": [{"name", "result", "detail", "fix"}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the other end's config for one tunnel, in that peer's words.
+    ///
+    /// Addresses and subnets are mirrored, suites, lifetimes, DPD and MSS clamping translated.
+    /// The pre-shared key is a placeholder unless --with-secret is given.
+    Export {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The tunnel whose peer is described.
+        #[arg(long)]
+        tunnel: String,
+        #[arg(long, value_enum)]
+        format: crate::export::Format,
+        /// Write the real pre-shared key (the output is then a secret too).
+        #[arg(long)]
+        with_secret: bool,
+        /// A prefix the peer routes into the tunnel (repeatable; default: our local_subnets,
+        /// else the tunnel link's network).
+        #[arg(long = "peer-route", value_name = "PREFIX")]
+        peer_routes: Vec<ipnet::IpNet>,
+    },
+    /// Write the man pages and shell completions into a directory (used by packaging).
+    #[command(hide = true)]
+    Assets {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Build a two-site lab in network namespaces, send traffic through a tunnel, tear down.
     ///
     /// Needs root. The exit code says whether traffic crossed.
@@ -88,7 +129,11 @@ pub fn main() -> ExitCode {
         socket: PathBuf::from(DEFAULT_SOCKET),
     });
     match command {
-        Command::Run { config, log_level } => {
+        Command::Run {
+            config,
+            log_level,
+            metrics,
+        } => {
             init_logging(log_level.as_deref());
             if let Some(why) = crate::mape::not_run_yet(&config) {
                 tracing::error!("{why}");
@@ -98,6 +143,23 @@ pub fn main() -> ExitCode {
                 tracing::error!("{e:#}");
                 return ExitCode::FAILURE;
             }
+            let socket = control::Config::load(&config).map(|c| c.gateway.control_socket);
+            let _watchdog = socket
+                .as_ref()
+                .ok()
+                .and_then(|s| crate::systemd::Watchdog::start(s.clone()));
+            let _metrics = match (metrics, &socket) {
+                (Some(address), Ok(socket)) => {
+                    match crate::metrics::server::MetricsServer::start(address, socket.clone()) {
+                        Ok(server) => Some(server),
+                        Err(e) => {
+                            tracing::error!("metrics on {address}: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                _ => None,
+            };
             match crate::daemon::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -167,6 +229,32 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Doctor { config, json } => ExitCode::from(crate::doctor::main(&config, json)),
+        Command::Export {
+            config,
+            tunnel,
+            format,
+            with_secret,
+            peer_routes,
+        } => {
+            let options = crate::export::Options {
+                with_secret,
+                peer_routes,
+            };
+            ExitCode::from(crate::export::run(&config, &tunnel, format, &options))
+        }
+        Command::Assets { out } => match crate::assets::write(Cli::command(), &out) {
+            Ok(files) => {
+                for file in files {
+                    println!("{}", file.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("v6gate assets: {}: {e}", out.display());
+                ExitCode::FAILURE
+            }
+        },
         Command::Mape(args) => match crate::mape::run(&args) {
             Ok(out) => {
                 print!("{out}");
@@ -199,6 +287,8 @@ fn init_logging(level: Option<&str>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into journals or files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -206,7 +296,6 @@ fn init_logging(level: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -3,11 +3,17 @@
 //! `main.rs` only calls [`cli::main`]; everything that touches the host goes through the `sys`
 //! crate, and every protocol decision is taken by the `dataplane` and `control` cores.
 
+pub mod assets;
 pub mod cli;
 pub mod daemon;
 pub mod ddns;
 pub mod demo;
+pub mod doctor;
+pub mod export;
 pub mod lab;
 pub mod mape;
+pub mod metrics;
 pub mod peer_name;
 pub mod status;
+pub mod systemd;
+pub mod words;

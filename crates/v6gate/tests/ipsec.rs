@@ -213,7 +213,7 @@ fn v6gate_pair(encap: &'static str) {
         assert_eq!(ipsec["ike_state"], "established", "{t}");
         assert_eq!(ipsec["udp_encap"], encap == "udp", "{t}");
         assert_eq!(ipsec["children"].as_array().map(Vec::len), Some(1), "{t}");
-        assert_eq!(ipsec["children"][0]["suite"], "AesGcm16(128)", "{t}");
+        assert_eq!(ipsec["children"][0]["suite"], "aes128gcm16", "{t}");
         // The TCP payload alone crossed from A to B.
         let carried = match site {
             Site::A => t["tx_bytes"].as_u64().unwrap(),

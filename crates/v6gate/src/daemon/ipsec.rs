@@ -248,7 +248,7 @@ pub struct IpsecStatus {
     pub ike_state: String,
     /// IKE SA SPIs as hex, initiator's first.
     pub ike_spis: Option<(String, String)>,
-    /// Negotiated IKE suite, e.g. `AesGcm16(128)/HmacSha256/Modp2048`.
+    /// Negotiated IKE suite in strongSwan syntax, e.g. `aes128gcm16-prfsha256-modp2048`.
     pub ike_suite: Option<String>,
     pub ike_age_secs: Option<u64>,
     pub children: Vec<ChildStatus>,
@@ -350,6 +350,7 @@ impl IpsecTunnel {
             ike_up_at: None,
             children: HashMap::new(),
             last_heard: None,
+            down_log: crate::words::ReasonLog::default(),
             sockets: sockets.clone(),
             changes,
             status: Arc::clone(&status),
@@ -443,6 +444,8 @@ struct Driver {
     /// Inbound SPI -> (outbound SPI, suite, installed at).
     children: HashMap<u32, (u32, String, Instant)>,
     last_heard: Option<Instant>,
+    /// Failures repeat every retry; the log says each reason once, then once in a while.
+    down_log: crate::words::ReasonLog,
     sockets: IkeSockets,
     changes: mpsc::UnboundedSender<SaChange>,
     status: Arc<Mutex<IpsecStatus>>,
@@ -477,7 +480,7 @@ impl Driver {
                     let now = Instant::now();
                     self.last_heard = Some(now);
                     if let Err(e) = self.peer.handle_datagram(now, d.local, d.remote, &d.payload) {
-                        debug!("tunnel {:?}: IKE from {}: {e}", self.name, d.remote);
+                        debug!("tunnel {:?}: IKE from {}: {}", self.name, d.remote, e.plain());
                     }
                 }
                 spi = esp.recv() => {
@@ -512,7 +515,7 @@ impl Driver {
         let local = SocketAddr::new(self.local.ip(), self.port());
         let remote = SocketAddr::new(self.remote.ip(), self.port());
         if let Err(e) = self.peer.initiate(now, local, remote) {
-            warn!("tunnel {:?}: cannot initiate IKE: {e}", self.name);
+            warn!("tunnel {:?}: cannot initiate IKE: {}", self.name, e.plain());
         }
     }
 
@@ -540,18 +543,24 @@ impl Driver {
                 self.udp_port = Some(NAT_T_PORT);
             }
             Event::IkeSaUp { suite, remote, .. } => {
-                info!("tunnel {tunnel:?}: IKE SA up with {remote} ({suite:?})");
+                info!("tunnel {tunnel:?}: IKE SA up with {remote} ({suite})");
+                self.down_log.reset();
                 self.backoff.reset();
                 self.ike_up_at = Some(now);
                 let mut s = self.status_lock();
-                s.ike_suite = Some(format!("{:?}/{:?}/{:?}", suite.encr, suite.prf, suite.dh));
+                s.ike_suite = Some(suite.to_string());
             }
             Event::IkeSaRekeyed { .. } => self.ike_up_at = Some(now),
             Event::IkeSaDown { reason, .. } => {
-                info!("tunnel {tunnel:?}: IKE SA down: {reason:?}");
+                let words = reason.to_string();
+                if self.down_log.should_log(&words, now) {
+                    info!("tunnel {tunnel:?}: IKE SA down: {words}");
+                } else {
+                    debug!("tunnel {tunnel:?}: IKE SA down: {words}");
+                }
                 let replaced = reason == DownReason::Replaced;
                 let timed_out = reason == DownReason::Timeout;
-                self.status_lock().last_down_reason = Some(format!("{reason:?}"));
+                self.status_lock().last_down_reason = Some(words);
                 if replaced || self.peer.is_established() {
                     return;
                 }
@@ -570,10 +579,8 @@ impl Driver {
             Event::ChildSaEstablished(child) => {
                 let udp_port = (child.udp_encap || self.force_udp).then_some(child.remote.port());
                 self.udp_port = udp_port;
-                self.children.insert(
-                    child.spi_in,
-                    (child.spi_out, format!("{:?}", child.suite.encr), now),
-                );
+                self.children
+                    .insert(child.spi_in, (child.spi_out, child.suite.to_string(), now));
                 let _ = self.changes.send(SaChange::Install {
                     tunnel,
                     path,
@@ -590,7 +597,7 @@ impl Driver {
                     spi_out,
                 });
             }
-            Event::ChildSaFailed(e) => warn!("tunnel {tunnel:?}: CHILD SA failed: {e}"),
+            Event::ChildSaFailed(e) => warn!("tunnel {tunnel:?}: CHILD SA failed: {}", e.plain()),
         }
     }
 
@@ -775,7 +782,7 @@ mod tests {
             children: vec![ChildStatus {
                 spi_in: "c0000001".into(),
                 spi_out: "c0000002".into(),
-                suite: "AesGcm16(128)".into(),
+                suite: "aes128gcm16".into(),
                 age_secs: 10,
                 rekey_in_secs: 3000,
             }],

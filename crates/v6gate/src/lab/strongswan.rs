@@ -903,6 +903,14 @@ impl Charon {
         self.load_all()
     }
 
+    /// Replaces swanctl.conf with `text` as written (e.g. by `v6gate export`) and loads it,
+    /// so that a config from outside the lab's model is what charon runs.
+    pub fn load_swanctl(&self, text: &str) -> Result<String, LabError> {
+        fs::write(&self.swanctl_conf, text)
+            .map_err(|e| LabError::io(format!("writing {}", self.swanctl_conf.display()), e))?;
+        self.load_all()
+    }
+
     /// Initiates CHILD_SA `child` (and its IKE_SA if needed) and waits for the outcome,
     /// bounded by [`EXCHANGE_TIMEOUT`]; returns swanctl's log of the exchange.
     pub fn initiate(&self, child: &str) -> Result<String, LabError> {

@@ -1,0 +1,414 @@
+//! Loading the programs, filling their maps, attaching them to a device.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+
+use aya::maps::lpm_trie::Key;
+use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray};
+use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
+use aya::programs::{ProgramError, SchedClassifier};
+use aya::util::KernelVersion;
+use aya::{Ebpf, EbpfError, include_bytes_aligned};
+use ipnet::IpNet;
+use sys::bpf::TestRun;
+
+use crate::counters::{COUNTERS, Counters, PER_PATH, PathCounters};
+use crate::spec::{self, MAX_PATHS, Spec};
+use crate::{DECAP_PROGRAM, ENCAP_PROGRAM};
+
+static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tunnel.bpf.o"));
+
+/// Bytes an encapsulation may add in one run: an IPv6 header and the encapsulation limit.
+const MAX_GROWTH: usize = 48;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelPathError {
+    #[error("loading the kernel path's BPF object: {0}")]
+    Load(#[from] EbpfError),
+    #[error("BPF program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("BPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("kernel path: {0}")]
+    Spec(String),
+    #[error("attaching the kernel path to {device}: {source}")]
+    Attach {
+        device: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("running {name} on a test packet: {source}")]
+    TestRun {
+        name: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, KernelPathError>;
+
+/// Where the programs of one [`KernelPath`] are attached.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub device: String,
+    /// Bound to descriptors of this process (tcx links, Linux 6.6+): they go when it exits,
+    /// however it exits. Otherwise filters on the device's `clsact` qdisc, which outlive it
+    /// and are removed by name with [`KernelPath::detach_leftovers`].
+    pub tcx: bool,
+    egress: SchedClassifierLinkId,
+    ingress: SchedClassifierLinkId,
+}
+
+/// One tunnel's programs, loaded and verified, with their maps filled.
+///
+/// Dropping it detaches what it attached; with `clsact` filters (kernels before 6.6) that
+/// must happen in the network namespace it attached in.
+pub struct KernelPath {
+    ebpf: Ebpf,
+    spec: Spec,
+    attachment: Option<Attachment>,
+}
+
+impl std::fmt::Debug for KernelPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelPath")
+            .field("spec", &self.spec)
+            .field("attachment", &self.attachment)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether this host lets v6gate load the kernel path at all (root on a host or in a
+/// privileged container, a kernel with BPF and tc classifiers): `dataplane = "auto"` falls
+/// back to the TUN dataplane when not.
+pub fn probe() -> Result<()> {
+    let spec = Spec {
+        carry_ipv4: true,
+        carry_ipv6: false,
+        encap_limit: None,
+        hop_limit: 64,
+        traffic_class: Some(0),
+        paths: vec![spec::SpecPath {
+            local: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            remote: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        }],
+        routes: Vec::new(),
+        allowed_sources: Vec::new(),
+        probe_echo: false,
+        active: 0,
+    };
+    KernelPath::load(&spec).map(drop)
+}
+
+impl KernelPath {
+    /// Loads and verifies both programs and fills their maps from `spec`.
+    pub fn load(spec: &Spec) -> Result<Self> {
+        check(spec)?;
+        let mut ebpf = Ebpf::load(OBJECT)?;
+        for name in [ENCAP_PROGRAM, DECAP_PROGRAM] {
+            classifier(&mut ebpf, name)?
+                .load()
+                .map_err(|source| KernelPathError::Program { name, source })?;
+        }
+        let mut path = Self {
+            ebpf,
+            spec: spec.clone(),
+            attachment: None,
+        };
+        path.fill()?;
+        Ok(path)
+    }
+
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    pub fn attachment(&self) -> Option<&Attachment> {
+        self.attachment.as_ref()
+    }
+
+    fn fill(&mut self) -> Result<()> {
+        let spec = self.spec.clone();
+        array::<[u8; 8]>(&mut self.ebpf, "tunnel")?
+            .set(0, spec.tunnel_value(), 0)
+            .map_err(map_error("tunnel"))?;
+        let mut paths = array::<[u8; 36]>(&mut self.ebpf, "paths")?;
+        for (i, path) in spec.paths.iter().enumerate() {
+            paths
+                .set(i as u32, spec::path_value(path), 0)
+                .map_err(map_error("paths"))?;
+        }
+        let mut peers = hash::<[u8; 36]>(&mut self.ebpf, "peers")?;
+        for (i, path) in spec.paths.iter().enumerate() {
+            // Same layout as `struct path`, read from our side: local, then remote.
+            peers
+                .insert(spec::path_value(path), i as u32, 0)
+                .map_err(map_error("peers"))?;
+        }
+        for (name, addr_of) in [
+            (
+                "locals",
+                (|p: &spec::SpecPath| p.local) as fn(&spec::SpecPath) -> IpAddr,
+            ),
+            ("remotes", |p: &spec::SpecPath| p.remote),
+        ] {
+            let mut map = hash::<[u8; 20]>(&mut self.ebpf, name)?;
+            for path in &spec.paths {
+                map.insert(spec::endpoint_key(addr_of(path)), 1, 0)
+                    .map_err(map_error(name))?;
+            }
+        }
+        self.fill_prefixes("routes4", "routes6", &spec.routes)?;
+        self.fill_prefixes("sources4", "sources6", &spec.allowed_sources)?;
+        self.set_active(spec.active)
+    }
+
+    fn fill_prefixes(&mut self, v4: &'static str, v6: &'static str, nets: &[IpNet]) -> Result<()> {
+        for net in nets {
+            match net.trunc() {
+                IpNet::V4(net) => lpm::<[u8; 4]>(&mut self.ebpf, v4)?
+                    .insert(
+                        &Key::new(u32::from(net.prefix_len()), net.addr().octets()),
+                        1,
+                        0,
+                    )
+                    .map_err(map_error(v4))?,
+                IpNet::V6(net) => lpm::<[u8; 16]>(&mut self.ebpf, v6)?
+                    .insert(
+                        &Key::new(u32::from(net.prefix_len()), net.addr().octets()),
+                        1,
+                        0,
+                    )
+                    .map_err(map_error(v6))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends from now on over path `index`: failover is this one map update, without
+    /// reattaching anything.
+    pub fn set_active(&mut self, index: usize) -> Result<()> {
+        if index >= self.spec.paths.len() {
+            return Err(KernelPathError::Spec(format!(
+                "no path {index} (the tunnel has {})",
+                self.spec.paths.len()
+            )));
+        }
+        array::<u32>(&mut self.ebpf, "active")?
+            .set(0, index as u32, 0)
+            .map_err(map_error("active"))?;
+        self.spec.active = index;
+        Ok(())
+    }
+
+    /// The tunnel's counters, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters> {
+        let map = per_cpu(&self.ebpf, "counters")?;
+        let mut slots = vec![0u64; COUNTERS as usize];
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let values = map.get(&(i as u32), 0).map_err(map_error("counters"))?;
+            *slot = values.iter().sum();
+        }
+        Ok(Counters::from_slots(&slots))
+    }
+
+    pub fn path_counters(&self, index: usize) -> Result<PathCounters> {
+        if index >= MAX_PATHS {
+            return Err(KernelPathError::Spec(format!("no path {index}")));
+        }
+        let map = per_cpu(&self.ebpf, "path_counters")?;
+        let mut slots = [0u64; PER_PATH as usize];
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let key = index as u32 * PER_PATH + i as u32;
+            let values = map.get(&key, 0).map_err(map_error("path_counters"))?;
+            *slot = values.iter().sum();
+        }
+        Ok(PathCounters::from_slots(slots))
+    }
+
+    /// Attaches encapsulation to egress and decapsulation to ingress of `device`, in the
+    /// network namespace of the calling thread. After the device's own programs, so that
+    /// several tunnels share one underlay: each passes on what is not its own.
+    pub fn attach(&mut self, device: &str) -> Result<&Attachment> {
+        if self.attachment.is_some() {
+            return Err(KernelPathError::Spec(format!(
+                "already attached; detach before attaching to {device}"
+            )));
+        }
+        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+        if !tcx {
+            // Before tcx the programs hang off a clsact qdisc; an existing one is reused.
+            if let Err(e) = tc::qdisc_add_clsact(device)
+                && e.kind() != io::ErrorKind::AlreadyExists
+            {
+                return Err(KernelPathError::Attach {
+                    device: device.to_owned(),
+                    source: ProgramError::IOError(e),
+                });
+            }
+        }
+        let attach = |ebpf: &mut Ebpf, name, kind| -> Result<SchedClassifierLinkId> {
+            classifier(ebpf, name)?
+                .attach(device, kind)
+                .map_err(|source| KernelPathError::Attach {
+                    device: device.to_owned(),
+                    source,
+                })
+        };
+        let egress = attach(&mut self.ebpf, ENCAP_PROGRAM, TcAttachType::Egress)?;
+        let ingress = match attach(&mut self.ebpf, DECAP_PROGRAM, TcAttachType::Ingress) {
+            Ok(link) => link,
+            Err(e) => {
+                let _ = classifier(&mut self.ebpf, ENCAP_PROGRAM).map(|p| p.detach(egress));
+                return Err(e);
+            }
+        };
+        Ok(self.attachment.insert(Attachment {
+            device: device.to_owned(),
+            tcx,
+            egress,
+            ingress,
+        }))
+    }
+
+    /// Detaches both programs (in the namespace of the calling thread, for `clsact`
+    /// filters). The maps stay, so counters can still be read.
+    pub fn detach(&mut self) -> Result<()> {
+        let Some(attachment) = self.attachment.take() else {
+            return Ok(());
+        };
+        let egress = classifier(&mut self.ebpf, ENCAP_PROGRAM)?
+            .detach(attachment.egress)
+            .map_err(|source| KernelPathError::Program {
+                name: ENCAP_PROGRAM,
+                source,
+            });
+        let ingress = classifier(&mut self.ebpf, DECAP_PROGRAM)?
+            .detach(attachment.ingress)
+            .map_err(|source| KernelPathError::Program {
+                name: DECAP_PROGRAM,
+                source,
+            });
+        egress.and(ingress)
+    }
+
+    /// Removes `clsact` filters of v6gate's programs that a process which has gone left on
+    /// `device` (tcx links never outlive their process). Returns how many went.
+    pub fn detach_leftovers(device: &str) -> io::Result<usize> {
+        let mut removed = 0;
+        for (kind, name) in [
+            (TcAttachType::Egress, ENCAP_PROGRAM),
+            (TcAttachType::Ingress, DECAP_PROGRAM),
+        ] {
+            match tc::qdisc_detach_program(device, kind, name) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Runs the encapsulation program once on an Ethernet frame, as tc egress would.
+    pub fn run_encap(&mut self, frame: &[u8]) -> Result<TestRun> {
+        self.test_run(ENCAP_PROGRAM, frame)
+    }
+
+    /// Runs the decapsulation program once on an Ethernet frame, as tc ingress would.
+    pub fn run_decap(&mut self, frame: &[u8]) -> Result<TestRun> {
+        self.test_run(DECAP_PROGRAM, frame)
+    }
+
+    fn test_run(&mut self, name: &'static str, frame: &[u8]) -> Result<TestRun> {
+        let program = classifier(&mut self.ebpf, name)?;
+        let fd = program
+            .fd()
+            .map_err(|source| KernelPathError::Program { name, source })?;
+        sys::bpf::test_run(fd.as_fd(), frame, MAX_GROWTH)
+            .map_err(|source| KernelPathError::TestRun { name, source })
+    }
+}
+
+fn check(spec: &Spec) -> Result<()> {
+    if spec.paths.is_empty() || spec.paths.len() > MAX_PATHS {
+        return Err(KernelPathError::Spec(format!(
+            "a tunnel has 1 to {MAX_PATHS} paths, not {}",
+            spec.paths.len()
+        )));
+    }
+    if let Some(p) = spec
+        .paths
+        .iter()
+        .find(|p| p.local.is_ipv4() != p.remote.is_ipv4())
+    {
+        return Err(KernelPathError::Spec(format!(
+            "path {} -> {} mixes address families",
+            p.local, p.remote
+        )));
+    }
+    if spec.active >= spec.paths.len() {
+        return Err(KernelPathError::Spec(format!(
+            "active path {} of {}",
+            spec.active,
+            spec.paths.len()
+        )));
+    }
+    Ok(())
+}
+
+fn map_error(name: &'static str) -> impl Fn(MapError) -> KernelPathError {
+    move |source| KernelPathError::Map { name, source }
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier> {
+    let program = ebpf.program_mut(name).ok_or(KernelPathError::Program {
+        name,
+        source: ProgramError::NotLoaded,
+    })?;
+    program
+        .try_into()
+        .map_err(|source| KernelPathError::Program { name, source })
+}
+
+fn missing(name: &'static str) -> KernelPathError {
+    KernelPathError::Map {
+        name,
+        source: MapError::InvalidName {
+            name: name.to_owned(),
+        },
+    }
+}
+
+fn array<'a, V: aya::Pod>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<Array<&'a mut MapData, V>> {
+    Array::try_from(ebpf.map_mut(name).ok_or_else(|| missing(name))?).map_err(map_error(name))
+}
+
+fn hash<'a, K: aya::Pod>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<HashMap<&'a mut MapData, K, u32>> {
+    HashMap::try_from(ebpf.map_mut(name).ok_or_else(|| missing(name))?).map_err(map_error(name))
+}
+
+fn lpm<'a, K: aya::Pod>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<LpmTrie<&'a mut MapData, K, u8>> {
+    LpmTrie::try_from(ebpf.map_mut(name).ok_or_else(|| missing(name))?).map_err(map_error(name))
+}
+
+fn per_cpu<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<PerCpuArray<&'a MapData, u64>> {
+    PerCpuArray::try_from(ebpf.map(name).ok_or_else(|| missing(name))?).map_err(map_error(name))
+}

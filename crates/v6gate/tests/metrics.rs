@@ -1,0 +1,102 @@
+//! `v6gate run --metrics` serves the running gateway's status in Prometheus' text format,
+//! and Prometheus' own `promtool check metrics` accepts what it serves.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{BIN, assert_ping, text, wait_until};
+use v6gate::lab::{LabOptions, Site, addr};
+
+const ADDRESS: &str = "127.0.0.1:9586";
+
+/// GET /metrics from inside `namespace` (the server listens on that namespace's loopback).
+fn scrape(namespace: &str) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", namespace, "/usr/bin/python3", "-c"])
+        .arg(format!(
+            "import urllib.request\nprint(urllib.request.urlopen('http://{ADDRESS}/metrics', \
+             timeout=5).read().decode(), end='')"
+        ))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn promtool(metrics: &str) -> std::process::Output {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn running_gateway_metrics_pass_promtool() {
+    let lab = common::lab(LabOptions::default());
+    let config_a = lab.site_config(Site::A);
+    let config_b = lab.site_config(Site::B);
+    let tunnel = config_a.tunnels[0].name.clone();
+    let path = lab.dir().join("metrics-a.toml");
+    fs::write(&path, config_a.to_toml()).unwrap();
+    let path_arg = path.to_string_lossy().into_owned();
+    let _a = lab
+        .spawn(
+            Site::A.node(),
+            "v6gate",
+            &[BIN, "run", "--config", &path_arg, "--metrics", ADDRESS],
+        )
+        .unwrap();
+    let b = common::start_gateway(&lab, Site::B, &config_b);
+    let namespace = lab.namespace(Site::A.node()).to_owned();
+
+    let mut metrics = String::new();
+    let served = wait_until(Duration::from_secs(15), || {
+        metrics = scrape(&namespace).unwrap_or_default();
+        metrics.contains("v6gate_tunnel_up")
+    });
+    assert!(served, "no metrics from {ADDRESS}: {metrics}");
+    assert_ping(&lab, Site::A.host(), IpAddr::V4(addr::HOST_B4), 3, &[&b]);
+    metrics = scrape(&namespace).unwrap();
+
+    let up = format!("v6gate_tunnel_up{{tunnel=\"{tunnel}\"}}");
+    assert_eq!(value(&metrics, &up), Some(1.0), "{metrics}");
+    let tx = format!("v6gate_tunnel_tx_packets_total{{tunnel=\"{tunnel}\"}}");
+    assert!(value(&metrics, &tx).is_some_and(|v| v >= 3.0), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE v6gate_path_active gauge"),
+        "{metrics}"
+    );
+
+    let check = promtool(&metrics);
+    assert!(
+        check.status.success() && check.stdout.is_empty() && check.stderr.is_empty(),
+        "promtool: {}\n{metrics}",
+        text(&check)
+    );
+    // promtool does find mistakes: a counter without _total.
+    let broken = metrics.replace("v6gate_tunnel_tx_bytes_total", "v6gate_tunnel_tx_bytes");
+    let check = promtool(&broken);
+    assert!(!check.stdout.is_empty() || !check.stderr.is_empty() || !check.status.success());
+}
