@@ -11,6 +11,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use toml::Value;
 
+use crate::firewall::{FileAllow, FileFirewall, FilePortForward, FileRule, FileTable, FileZone};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a v6gate config")]
 pub(crate) struct FileConfig {
@@ -20,6 +22,18 @@ pub(crate) struct FileConfig {
     pub tunnel: Vec<FileTunnel>,
     #[serde(default)]
     pub watch: Vec<FileWatch>,
+    pub firewall: Option<FileFirewall>,
+    #[serde(default)]
+    pub zone: Vec<FileZone>,
+    #[serde(default)]
+    pub allow: Vec<FileAllow>,
+    #[serde(default)]
+    pub port_forward: Vec<FilePortForward>,
+    #[serde(default)]
+    pub table: Vec<FileTable>,
+    #[serde(default)]
+    pub rule: Vec<FileRule>,
+    pub sysctl: Option<toml::Table>,
     #[serde(default)]
     pub ddns: Vec<crate::ddns::validate::FileDdns>,
 }
@@ -95,6 +109,7 @@ pub(crate) struct FileIke {
     pub dpd_action: Option<String>,
     pub ike_lifetime: Option<Value>,
     pub child_lifetime: Option<Value>,
+    pub version: Option<Int>,
 }
 
 /// `[[tunnel.path]]`: one underlay path to the tunnel's peer.

@@ -39,6 +39,7 @@ pub struct IpsecConfig {
     pub dpd_action: DpdAction,
     pub ike_lifetime: Duration,
     pub child_lifetime: Duration,
+    pub version: crate::IkeVersion,
 }
 
 /// Where the pre-shared key comes from.
@@ -183,6 +184,7 @@ mod tests {
             dpd_action: DpdAction::Restart,
             ike_lifetime: Duration::from_secs(3600),
             child_lifetime: Duration::from_secs(3600),
+            version: crate::IkeVersion::V2,
         }
     }
 

@@ -30,6 +30,8 @@ mod diff;
 mod duration;
 mod error;
 mod file;
+pub mod firewall;
+mod ike_version;
 mod ipsec;
 mod locate;
 pub mod mape;
@@ -43,6 +45,7 @@ pub use ddns::Ddns;
 pub use diff::{ConfigDiff, diff};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{ConfigError, Diagnostic};
+pub use ike_version::IkeVersion;
 pub use ipsec::{
     ESP_HEADER_LEN, ESP_TRAILER_LEN, Encap, IkeStart, IpsecConfig, Psk, UDP_HEADER_LEN, esp_fits,
 };

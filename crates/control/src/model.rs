@@ -64,6 +64,12 @@ pub struct Config {
     /// Things that work but deserve attention (a secret in the config, a key file others can
     /// read, a legacy suite), each with its key and line; `check` prints them, `run` logs them.
     pub warnings: Vec<Diagnostic>,
+    /// `[firewall]` with its zones, pinholes and port forwards; `None` = install no ruleset.
+    pub firewall: Option<crate::firewall::Firewall>,
+    /// `[[table]]` and `[[rule]]`.
+    pub routing: crate::firewall::Routing,
+    /// `[sysctl]`: set at start, restored at stop.
+    pub sysctls: Vec<crate::plan::SysctlChange>,
 }
 
 impl Config {

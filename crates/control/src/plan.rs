@@ -128,6 +128,7 @@ pub fn plan(config: &Config, underlay_mtu: impl Fn(&Tunnel, &Path) -> u16) -> Pl
             flag(on),
         ));
     }
+    sysctls.extend(config.sysctls.iter().cloned());
     let tunnels = config
         .enabled_tunnels()
         .map(|t| tunnel_plan(gateway, t, |p| underlay_mtu(t, p)))

@@ -147,7 +147,8 @@ impl Checker {
         self.warnings.push(Diagnostic::new(key, message));
     }
 
-    fn config(&mut self, file: FileConfig) -> Config {
+    fn config(&mut self, mut file: FileConfig) -> Config {
+        let sections = crate::firewall::Sections::take(&mut file);
         let gateway = self.gateway(file.gateway);
         let mut tunnels: Vec<(usize, Tunnel)> = Vec::new();
         let mut softwires = Vec::new();
@@ -174,6 +175,12 @@ impl Checker {
             .filter_map(|(i, w)| self.watch(i, w, &gateway).map(|w| (i, w)))
             .collect();
         self.across_watches(&watches, &tunnels, &gateway);
+        let firewall = crate::firewall::validate::check(
+            sections,
+            &gateway,
+            &mut self.diagnostics,
+            &mut self.warnings,
+        );
         let named: Vec<Tunnel> = tunnels.iter().map(|(_, t)| t.clone()).collect();
         let ddns = crate::ddns::validate::entries(self, file.ddns, &named);
         Config {
@@ -183,6 +190,9 @@ impl Checker {
             watches: watches.into_iter().map(|(_, w)| w).collect(),
             ddns,
             warnings: Vec::new(),
+            firewall: firewall.firewall,
+            routing: firewall.routing,
+            sysctls: firewall.sysctls,
         }
     }
 
@@ -1899,7 +1909,7 @@ impl Checker {
         }
         let (proposals, ike_legacy) = proposals?;
         let (esp_proposals, esp_legacy) = esp_proposals?;
-        Some(IpsecConfig {
+        let mut config = IpsecConfig {
             psk: psk?,
             local_id: local_id?,
             remote_id: remote_id?,
@@ -1913,7 +1923,13 @@ impl Checker {
             dpd_action: dpd_action?,
             ike_lifetime: ike_lifetime?,
             child_lifetime: child_lifetime?,
-        })
+            version: crate::IkeVersion::V2,
+        };
+        let given = (file.proposals.is_some(), file.esp_proposals.is_some());
+        for f in crate::ike_version::apply(prefix, file.version, given.0, given.1, &mut config) {
+            self.error(f.key, f.message);
+        }
+        (self.diagnostics.len() == before).then_some(config)
     }
 
     /// A list of proposals in strongSwan's syntax, each parsed by the IKE core; a legacy one is

@@ -42,6 +42,7 @@ fn the_scenario_examples_are_shipped() {
         "s2-server.toml",
         "s3-vps.toml",
         "s3-home.toml",
+        "s2-home.toml",
         "v6plus.toml",
         "ocn.toml",
         "transix.toml",
@@ -58,8 +59,11 @@ fn every_example_validates() {
     for path in examples() {
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            !config.tunnels.is_empty() || !config.softwires.is_empty() || !config.ddns.is_empty(),
-            "{} has no tunnel, softwire or ddns entry",
+            !config.tunnels.is_empty()
+                || !config.softwires.is_empty()
+                || !config.ddns.is_empty()
+                || config.firewall.is_some(),
+            "{} has no tunnel, softwire, ddns entry or firewall",
             path.display()
         );
         // On a common underlay every example yields MTUs its inner families can live with.
@@ -125,6 +129,23 @@ fn examples_use_documentation_prefixes_only() {
             }
             assert!(is_doc(&w.route.dst), "{}: {}", path.display(), w.route.dst);
         }
+        let firewall = config.firewall.iter().flat_map(|f| {
+            let allows = f
+                .allows
+                .iter()
+                .flat_map(|a| a.sources.iter().chain(&a.dest));
+            let forwards = f.port_forwards.iter().map(|p| IpNet::from(p.to));
+            allows.copied().chain(forwards).collect::<Vec<_>>()
+        });
+        let routes = config.routing.tables.iter().flat_map(|t| &t.routes);
+        let rules = config
+            .routing
+            .rules
+            .iter()
+            .flat_map(|r| r.from.iter().chain(&r.to));
+        for net in firewall.chain(routes.map(|r| r.dst)).chain(rules.copied()) {
+            assert!(is_doc(&net), "{}: {net}", path.display());
+        }
     }
 }
 
@@ -139,6 +160,7 @@ fn unknown_key_in_any_table_is_named() {
         // (line index to insert before, expected key path)
         let mut spots = vec![(0, KEY.to_owned())];
         let (mut tunnels, mut paths, mut watches, mut ddns) = (0, 0, 0, 0);
+        let mut arrays: std::collections::HashMap<&str, usize> = Default::default();
         for (i, line) in lines.iter().enumerate() {
             let header = line.split('#').next().unwrap().trim();
             // Tables below a tunnel belong to the last one opened.
@@ -160,6 +182,15 @@ fn unknown_key_in_any_table_is_named() {
                     spots.push((i + 1, format!("watch[{watches}].{KEY}")));
                     watches += 1;
                 }
+                "[firewall]" => spots.push((i + 1, format!("firewall.{KEY}"))),
+                "[[zone]]" | "[[allow]]" | "[[port_forward]]" | "[[table]]" | "[[rule]]" => {
+                    let name = header.trim_matches(['[', ']']);
+                    let n = arrays.entry(name).or_default();
+                    spots.push((i + 1, format!("{name}[{n}].{KEY}")));
+                    *n += 1;
+                }
+                // Its keys are sysctl names: an unknown one is a bad sysctl, checked elsewhere.
+                "[sysctl]" => {}
                 "[[ddns]]" => {
                     spots.push((i + 1, format!("ddns[{ddns}].{KEY}")));
                     ddns += 1;
@@ -170,7 +201,7 @@ fn unknown_key_in_any_table_is_named() {
                 _ => {}
             }
         }
-        assert!(tunnels + ddns > 0);
+        assert!(tunnels + ddns > 0 || arrays.contains_key("zone"));
         for (at, key) in spots {
             let mut mutated = lines.clone();
             mutated.insert(at, "v6gate_unknown_key = 1");

@@ -1,4 +1,4 @@
-//! Diffie-Hellman groups (transform type 4): MODP groups 2 and 14 (RFC 2409, RFC 3526),
+//! Diffie-Hellman groups (transform type 4): MODP groups 2, 5 and 14 (RFC 2409, RFC 3526),
 //! NIST ECP groups 19 and 20 (RFC 5903) and Curve25519 (RFC 8031).
 
 use core::fmt;
@@ -12,6 +12,8 @@ use zeroize::Zeroizing;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DhGroup {
     Modp1024,
+    /// Group 5, kept for IKEv1 peers that offer nothing newer.
+    Modp1536,
     Modp2048,
     Ecp256,
     Ecp384,
@@ -23,6 +25,17 @@ const MODP1024_P: &str = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E
 020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437\
 4FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED\
 EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE65381FFFFFFFFFFFFFFFF";
+
+/// RFC 3526 §2 (group 5): 2^1536 - 2^1472 - 1 + 2^64 * { [2^1406 pi] + 741804 }.
+const MODP1536_P: &str = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74\
+020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437\
+4FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED\
+EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF05\
+98DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB\
+9ED529077096966D670C354E4ABC9804F1746C08CA237327FFFFFFFFFFFFFFFF";
+
+/// The transform ID of group 5 (IANA "Transform Type 4" registry).
+const DH_MODP1536: u16 = 5;
 
 /// RFC 3526 §3 (group 14): 2^2048 - 2^1984 - 1 + 2^64 * { [2^1918 pi] + 124476 }.
 const MODP2048_P: &str = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74\
@@ -51,6 +64,7 @@ impl DhGroup {
     pub const fn id(self) -> u16 {
         match self {
             Self::Modp1024 => t::DH_MODP1024,
+            Self::Modp1536 => DH_MODP1536,
             Self::Modp2048 => t::DH_MODP2048,
             Self::Ecp256 => t::DH_ECP256,
             Self::Ecp384 => t::DH_ECP384,
@@ -61,6 +75,7 @@ impl DhGroup {
     pub const fn from_id(id: u16) -> Option<Self> {
         match id {
             t::DH_MODP1024 => Some(Self::Modp1024),
+            DH_MODP1536 => Some(Self::Modp1536),
             t::DH_MODP2048 => Some(Self::Modp2048),
             t::DH_ECP256 => Some(Self::Ecp256),
             t::DH_ECP384 => Some(Self::Ecp384),
@@ -73,6 +88,7 @@ impl DhGroup {
     pub const fn public_len(self) -> usize {
         match self {
             Self::Modp1024 => 128,
+            Self::Modp1536 => 192,
             Self::Modp2048 => 256,
             Self::Ecp256 => 64,
             Self::Ecp384 => 96,
@@ -84,6 +100,7 @@ impl DhGroup {
     pub const fn name(self) -> &'static str {
         match self {
             Self::Modp1024 => "modp1024",
+            Self::Modp1536 => "modp1536",
             Self::Modp2048 => "modp2048",
             Self::Ecp256 => "ecp256",
             Self::Ecp384 => "ecp384",
@@ -95,7 +112,7 @@ impl DhGroup {
     pub fn generate(self, rng: &mut dyn CryptoRngCore) -> KeyPair {
         let mut rng = rng;
         let secret = match self {
-            Self::Modp1024 | Self::Modp2048 => {
+            Self::Modp1024 | Self::Modp1536 | Self::Modp2048 => {
                 // A 384-bit exponent exceeds twice the ~100-bit strength of these groups.
                 let mut x = Zeroizing::new([0u8; 48]);
                 rng.fill_bytes(&mut x[..]);
@@ -137,10 +154,10 @@ impl DhGroup {
     }
 
     fn modulus(self) -> BigUint {
-        let hex = if self == Self::Modp1024 {
-            MODP1024_P
-        } else {
-            MODP2048_P
+        let hex = match self {
+            Self::Modp1024 => MODP1024_P,
+            Self::Modp1536 => MODP1536_P,
+            _ => MODP2048_P,
         };
         // The constants are valid hex; a failure here is caught by the unit tests.
         BigUint::parse_bytes(hex.as_bytes(), 16).unwrap_or_default()
@@ -252,8 +269,9 @@ mod tests {
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
-    const ALL: [DhGroup; 5] = [
+    const ALL: [DhGroup; 6] = [
         DhGroup::Modp1024,
+        DhGroup::Modp1536,
         DhGroup::Modp2048,
         DhGroup::Ecp256,
         DhGroup::Ecp384,
@@ -342,6 +360,7 @@ mod tests {
                 + (&one << 64) * (pi_scaled(low) + BigUint::from(add))
         };
         assert_eq!(DhGroup::Modp1024.modulus(), build(1024, 894, 129_093));
+        assert_eq!(DhGroup::Modp1536.modulus(), build(1536, 1406, 741_804));
         assert_eq!(DhGroup::Modp2048.modulus(), build(2048, 1918, 124_476));
     }
 }

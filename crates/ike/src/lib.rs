@@ -49,6 +49,7 @@ pub mod identity;
 pub mod keys;
 mod peer;
 pub mod proposal;
+pub mod v1;
 pub mod words;
 
 pub use error::{Error, Incompatibility, Misbehaviour};

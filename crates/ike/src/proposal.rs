@@ -107,6 +107,7 @@ fn token(s: &str) -> Option<Token> {
         "prfsha384" => Token::Prf(Prf::HmacSha384),
         "prfsha512" => Token::Prf(Prf::HmacSha512),
         "modp1024" => Token::Dh(DhGroup::Modp1024),
+        "modp1536" => Token::Dh(DhGroup::Modp1536),
         "modp2048" => Token::Dh(DhGroup::Modp2048),
         "ecp256" => Token::Dh(DhGroup::Ecp256),
         "ecp384" => Token::Dh(DhGroup::Ecp384),

@@ -8,6 +8,8 @@
 //! | [`address`] | a device's addresses with flags (temporary, deprecated, tentative) and lifetimes | choose the one to publish |
 //! | [`ping`] | ICMP/ICMPv6 echo bound to a device (and source), datagram socket or raw fallback, for uplink watches | schedule probes or judge an uplink |
 //! | [`udp`] | UDP segmentation (`UDP_SEGMENT`) and receive offload (`UDP_GRO`) on the ESP-in-UDP socket | decide which datagrams form a train |
+//! | [`nft`] | replace, delete and read back one nftables table through `nft -j -f -`, each change one atomic transaction | decide the ruleset, touch any other table |
+//! | [`netns`] | run a closure (and the processes it starts) in a fresh, private network namespace | anything that must outlive the closure |
 //! | [`bpf`] | run a loaded BPF program on given bytes (`BPF_PROG_TEST_RUN`) | load or attach programs (the kernel path's loader does, with aya) |
 //! | [`sysctl`] | read and write `/proc/sys` keys; a journal that restores originals | choose values |
 //!
@@ -16,7 +18,7 @@
 //! the thread that opens them. Errors are [`SysError`], whose text names the operation, the
 //! object and the kernel's answer.
 //!
-//! Not here (yet): nftables. TUN offloads (`IFF_VNET_HDR`, TSO/USO) and multi-queue TUN are
+//! TUN offloads (`IFF_VNET_HDR`, TSO/USO) and multi-queue TUN are
 //! in [`tun`]; the daemon owns its UDP sockets for IKE and ESP-in-UDP through std and tokio.
 //!
 //! This is the only crate of the workspace allowed `unsafe`: `deny` at the root, allowed only
@@ -35,6 +37,9 @@ mod fd;
 #[allow(unsafe_code)]
 mod msg;
 pub mod netlink;
+#[allow(unsafe_code)]
+pub mod netns;
+pub mod nft;
 pub mod ping;
 pub mod raw;
 #[allow(unsafe_code)]

@@ -52,6 +52,14 @@ enum Command {
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Show what a config means for the host, and what differs from what is there now.
+    ///
+    /// The nftables ruleset (in nft syntax), policy routes and rules, and sysctls; `=` marks
+    /// what is in place, `+` what would be added. Changes nothing.
+    Plan {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Show each tunnel: state, path, endpoints, MTU, traffic and drops by reason.
     ///
     /// This is the default command.
@@ -183,10 +191,20 @@ pub fn main() -> ExitCode {
                     names.join(", "),
                     crate::ddns::runner::check_summary(&cfg)
                 );
+                if let Some(summary) = crate::plan::summary(&cfg) {
+                    println!("{summary}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
                 eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Plan { config } => match crate::plan::run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e:#}");
                 ExitCode::from(2)
             }
         },

@@ -14,6 +14,7 @@ pub mod lab;
 pub mod mape;
 pub mod metrics;
 pub mod peer_name;
+pub mod plan;
 pub mod status;
 pub mod systemd;
 pub mod words;

@@ -23,6 +23,7 @@ pub mod esp;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ike;
+pub mod ikev1;
 pub mod ipv4;
 pub mod ipv6;
 pub mod ipv6_ext;

@@ -337,7 +337,7 @@ impl IpsecTunnel {
         let driver = Driver {
             name: tunnel.name.clone(),
             path: path_index,
-            peer: Peer::new(config, Box::new(rand_core::OsRng)),
+            peer: Core::new(ipsec.version, config),
             local: SocketAddr::new(path.local, IKE_PORT),
             remote: SocketAddr::new(path.remote, IKE_PORT),
             auto: ipsec.start == control::IkeStart::Auto,
@@ -427,10 +427,91 @@ pub fn ike_config(tunnel: &control::Tunnel) -> anyhow::Result<ike::Config> {
     Ok(config)
 }
 
+/// The IKE core a tunnel speaks: IKEv2, or IKEv1 (`version = 1`) for peers that know
+/// nothing newer. Both report with the same events.
+enum Core {
+    V2(Box<Peer>),
+    V1(Box<ike::v1::Peer>),
+}
+
+macro_rules! each_core {
+    ($core:expr, $p:ident => $body:expr) => {
+        match $core {
+            Core::V2($p) => $body,
+            Core::V1($p) => $body,
+        }
+    };
+}
+
+impl Core {
+    fn new(version: control::IkeVersion, config: ike::Config) -> Self {
+        let rng = Box::new(rand_core::OsRng);
+        match version {
+            control::IkeVersion::V2 => Self::V2(Box::new(Peer::new(config, rng))),
+            control::IkeVersion::V1 => Self::V1(Box::new(ike::v1::Peer::new(config, rng))),
+        }
+    }
+
+    fn initiate(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<(), ike::Error> {
+        each_core!(self, p => p.initiate(now, local, remote))
+    }
+
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), ike::Error> {
+        each_core!(self, p => p.handle_datagram(now, local, remote, bytes))
+    }
+
+    fn handle_esp_received(&mut self, now: Instant, spi_in: u32) {
+        each_core!(self, p => p.handle_esp_received(now, spi_in));
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        each_core!(self, p => p.handle_timeout(now));
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        each_core!(self, p => p.poll_timeout())
+    }
+
+    fn poll_transmit(&mut self) -> Option<ike::Transmit> {
+        each_core!(self, p => p.poll_transmit())
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        each_core!(self, p => p.poll_event())
+    }
+
+    fn delete(&mut self, now: Instant) {
+        each_core!(self, p => p.delete(now));
+    }
+
+    fn is_established(&self) -> bool {
+        each_core!(self, p => p.is_established())
+    }
+
+    fn ike_sa_count(&self) -> usize {
+        each_core!(self, p => p.ike_sa_count())
+    }
+
+    fn ike_spis(&self) -> Option<(u64, u64)> {
+        each_core!(self, p => p.ike_spis())
+    }
+}
+
 struct Driver {
     name: String,
     path: usize,
-    peer: Peer,
+    peer: Core,
     local: SocketAddr,
     remote: SocketAddr,
     auto: bool,

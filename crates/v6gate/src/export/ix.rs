@@ -183,6 +183,7 @@ fn prf_integrity(p: Prf) -> &'static str {
 fn dh(d: DhGroup) -> &'static str {
     match d {
         DhGroup::Modp1024 => "1024-bit",
+        DhGroup::Modp1536 => "1536-bit",
         DhGroup::Modp2048 => "2048-bit",
         DhGroup::Ecp256 => "256-bit-ecp",
         DhGroup::Ecp384 => "384-bit-ecp",

@@ -142,6 +142,7 @@ fn prf(p: Prf) -> &'static str {
 fn dh(d: DhGroup) -> &'static str {
     match d {
         DhGroup::Modp1024 => "modp1024",
+        DhGroup::Modp1536 => "modp1536",
         DhGroup::Modp2048 => "modp2048",
         DhGroup::Ecp256 => "dh19",
         DhGroup::Ecp384 => "dh20",

@@ -232,6 +232,7 @@ fn hash(p: Prf) -> &'static str {
 fn group(d: DhGroup, tunnel: &str, warnings: &mut Vec<String>) -> &'static str {
     match d {
         DhGroup::Modp1024 => "modp1024",
+        DhGroup::Modp1536 => "modp1536",
         DhGroup::Modp2048 => "modp2048",
         DhGroup::Ecp256 => "ecp256",
         DhGroup::Ecp384 => "ecp384",

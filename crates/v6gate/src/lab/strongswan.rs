@@ -253,6 +253,8 @@ pub struct ChildConfig {
 #[derive(Clone, Debug)]
 pub struct ConnectionConfig {
     pub name: String,
+    /// IKE major version: 2, or 1 for main mode PSK peers.
+    pub version: u8,
     pub local_addr: IpAddr,
     pub remote_addr: IpAddr,
     pub local_id: Identity,
@@ -292,6 +294,7 @@ impl StrongswanConfig {
         Self {
             connections: vec![ConnectionConfig {
                 name: "ab".to_owned(),
+                version: 2,
                 local_addr: site.wan6().into(),
                 remote_addr: site.peer().wan6().into(),
                 local_id: Identity::Address,
@@ -435,7 +438,7 @@ impl ConnectionConfig {
         let proposals = token_list(&self.ike_proposals, &format!("{at}.proposals"))?;
 
         let _ = writeln!(out, "    {} {{", self.name);
-        out.push_str("        version = 2\n");
+        let _ = writeln!(out, "        version = {}", self.version);
         let _ = writeln!(out, "        local_addrs = {}", self.local_addr);
         let _ = writeln!(out, "        remote_addrs = {}", self.remote_addr);
         let _ = writeln!(out, "        proposals = {proposals}");

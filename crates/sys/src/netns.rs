@@ -1,0 +1,41 @@
+//! Throwaway network namespaces: a thread of its own in a fresh namespace, which the kernel
+//! frees when the thread ends. For trying host state (an nftables ruleset) without touching
+//! the host's.
+
+use std::io;
+use std::thread;
+
+/// Runs `f` on a new thread that first moves into a new, empty network namespace; processes
+/// it starts (`nft`) live there too. The namespace goes away with the thread and its children.
+pub fn in_private_netns<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<T> {
+    thread::Builder::new()
+        .name("private-netns".into())
+        .spawn(move || -> io::Result<T> {
+            // SAFETY: unshare(2) takes a flag word and touches no memory of ours; CLONE_NEWNET
+            // only moves this thread (which runs nothing else) into a new network namespace.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(f())
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the private namespace thread panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_is_new_and_private() {
+        let here = std::fs::read_link("/proc/thread-self/ns/net").ok();
+        match in_private_netns(|| std::fs::read_link("/proc/thread-self/ns/net").ok()) {
+            Ok(there) => assert_ne!(here, there, "the thread stayed in the caller's namespace"),
+            // Unprivileged runs cannot unshare; the e2e tests (as root) cover the real path.
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}"),
+        }
+    }
+}
