@@ -36,6 +36,16 @@ pub enum SysError {
         key: String,
         io: io::Error,
     },
+    /// A file of the runtime directory (lock, journal).
+    #[error("{op} {path}: {io}")]
+    File {
+        op: &'static str,
+        path: String,
+        io: io::Error,
+    },
+    /// A path the daemon will not read, write or remove, because someone else could steer it.
+    #[error("refusing {path}: {reason}")]
+    Refused { path: String, reason: String },
     /// The caller passed something the kernel would misread (a device name with `%d`, a sysctl
     /// key with `..`): refused before any system call.
     #[error("invalid {what} {value:?}: {reason}")]
@@ -53,8 +63,9 @@ impl SysError {
             Self::Tun { io, .. }
             | Self::Socket { io, .. }
             | Self::Netlink { io, .. }
-            | Self::Sysctl { io, .. } => Some(io),
-            Self::Invalid { .. } => None,
+            | Self::Sysctl { io, .. }
+            | Self::File { io, .. } => Some(io),
+            Self::Invalid { .. } | Self::Refused { .. } => None,
         }
     }
 

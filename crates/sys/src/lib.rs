@@ -44,6 +44,8 @@ pub mod ping;
 pub mod raw;
 #[allow(unsafe_code)]
 pub mod reactor;
+#[allow(unsafe_code)]
+pub mod runtime_dir;
 pub mod sysctl;
 pub mod tun;
 pub mod udp;

@@ -532,6 +532,19 @@ impl Netlink {
         .map_err(|io| SysError::netlink(format!("add {rule}"), io))
     }
 
+    /// Adds `rule` even when an identical one exists. Rules are not keyed like routes: the
+    /// kernel keeps both copies, and [`Netlink::rule_del`] removes one. Two daemons that need
+    /// the same rule each add and later remove their own copy, so neither pulls the other's.
+    pub async fn rule_add_copy(&self, rule: &Rule) -> Result<()> {
+        self.request(
+            RouteNetlinkMessage::NewRule(rule_message(rule)),
+            NLM_F_ACK | NLM_F_CREATE,
+        )
+        .await
+        .map(drop)
+        .map_err(|io| SysError::netlink(format!("add {rule}"), io))
+    }
+
     /// Deletes `rule`; a rule that is already gone is not an error.
     pub async fn rule_del(&self, rule: &Rule) -> Result<()> {
         match self
@@ -944,6 +957,8 @@ pub enum Change {
         index: u32,
         removed: bool,
     },
+    /// A policy routing rule was added or removed.
+    Rule { family: Family, removed: bool },
     /// Notifications were lost (socket buffer overrun) or unreadable: re-read all state.
     Resync,
 }
@@ -951,8 +966,9 @@ pub enum Change {
 /// Channel depth between the notification task and the caller.
 const CHANGE_QUEUE: usize = 1024;
 
-/// Subscribes to route, link and address notifications (RTNLGRP_IPV4_ROUTE, IPV6_ROUTE, LINK,
-/// IPV4_IFADDR, IPV6_IFADDR) in the calling thread's network namespace.
+/// Subscribes to route, rule, link and address notifications (RTNLGRP_IPV4_ROUTE, IPV6_ROUTE,
+/// IPV4_RULE, IPV6_RULE, LINK, IPV4_IFADDR, IPV6_IFADDR) in the calling thread's network
+/// namespace.
 ///
 /// A task on the current tokio runtime reads a dedicated netlink socket and yields one
 /// [`Change`] per notification; coalescing is the caller's job. When the caller falls behind
@@ -985,6 +1001,9 @@ mod watch {
 
     /// Kernel receive buffer for notifications: a full table flap must fit.
     const RECEIVE_BUFFER: i32 = 4 << 20;
+    /// Legacy bind masks for RTNLGRP_IPV4_RULE (8) and RTNLGRP_IPV6_RULE (19): group N is bit
+    /// N - 1.
+    const RULE_GROUPS: u32 = (1 << (8 - 1)) | (1 << (19 - 1));
     /// One read; the kernel never sends a notification datagram larger than this.
     const DATAGRAM: usize = 64 << 10;
 
@@ -994,7 +1013,8 @@ mod watch {
             | RTMGRP_IPV4_IFADDR
             | RTMGRP_IPV4_ROUTE
             | RTMGRP_IPV6_IFADDR
-            | RTMGRP_IPV6_ROUTE;
+            | RTMGRP_IPV6_ROUTE
+            | RULE_GROUPS;
         socket.bind(&SocketAddr::new(0, groups))?;
         let fd = socket.as_raw_fd();
         if crate::fd::set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RECEIVE_BUFFER)
@@ -1080,6 +1100,7 @@ mod watch {
             RouteNetlinkMessage::DelRoute(route) => (true, RouteNetlinkMessage::NewRoute(route)),
             RouteNetlinkMessage::DelLink(link) => (true, RouteNetlinkMessage::NewLink(link)),
             RouteNetlinkMessage::DelAddress(addr) => (true, RouteNetlinkMessage::NewAddress(addr)),
+            RouteNetlinkMessage::DelRule(rule) => (true, RouteNetlinkMessage::NewRule(rule)),
             other => (false, other),
         };
         match message {
@@ -1090,6 +1111,10 @@ mod watch {
             }),
             RouteNetlinkMessage::NewLink(link) => Some(Change::Link {
                 index: link.header.index,
+                removed,
+            }),
+            RouteNetlinkMessage::NewRule(rule) => Some(Change::Rule {
+                family: Family::from_address_family(rule.header.family)?,
                 removed,
             }),
             RouteNetlinkMessage::NewAddress(address) => Some(Change::Address {

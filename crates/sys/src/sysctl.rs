@@ -3,8 +3,9 @@
 //! Keys use `/` as separator ("net/ipv4/conf/v6g.home/rp_filter") so that device names with
 //! dots need no escaping. Keys under `net/` belong to the network namespace of the thread that
 //! opens them: the kernel resolves `/proc/sys/net` against the opening task, not the process.
-//! [`SysctlJournal`] records the original of every key it changes so the daemon can put the
-//! host back on stop.
+//! [`SysctlJournal`] records the original of every key it changes so a caller can put the
+//! host back. (The daemon keeps its originals in its instance journal instead, which survives
+//! a crash.)
 
 use std::fs;
 use std::io;
@@ -76,16 +77,12 @@ fn path(key: &str) -> Result<PathBuf> {
 
 /// Sets sysctls and remembers the first-seen value of each, to restore them later.
 ///
-/// Restoring is explicit ([`SysctlJournal::restore`]), not on drop: a daemon that crashes
-/// should leave its settings in place for the next start to reconcile, not half-undone. A
-/// journal opened with [`SysctlJournal::persistent`] keeps its originals in a file too, so the
-/// next start after a crash restores the values from before the first start, not the ones the
-/// crashed daemon had set.
+/// Restoring is explicit ([`SysctlJournal::restore`]), not on drop: a process that crashes
+/// should leave its settings in place for the next start to reconcile, not half-undone.
 #[derive(Debug, Default)]
 pub struct SysctlJournal {
     /// Keys in the order first set, with their original values.
     originals: Vec<(String, String)>,
-    file: Option<PathBuf>,
 }
 
 impl SysctlJournal {
@@ -94,34 +91,12 @@ impl SysctlJournal {
         Self::default()
     }
 
-    /// A journal backed by `file`. Originals left there by a run that did not restore them
-    /// (a crash) are taken over, so that [`restore`](Self::restore) brings back the values
-    /// from before that run.
-    pub fn persistent(file: PathBuf) -> Result<Self> {
-        let originals = match fs::read_to_string(&file) {
-            Ok(text) => parse_journal(&text),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                return Err(SysError::Sysctl {
-                    op: "read journal",
-                    key: file.display().to_string(),
-                    io: e,
-                });
-            }
-        };
-        Ok(Self {
-            originals,
-            file: Some(file),
-        })
-    }
-
     /// Writes `value` to `key`, recording the current value first if this journal has not
     /// touched `key` before. A key whose original cannot be read is not written.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         if !self.originals.iter().any(|(seen, _)| seen == key) {
             let original = read(key)?;
             self.originals.push((key.to_owned(), original));
-            self.save()?;
         }
         write(key, value)
     }
@@ -134,94 +109,17 @@ impl SysctlJournal {
     /// Writes every original back, last-set first, and forgets them. Failures do not stop the
     /// rest; they are returned for the caller to log.
     pub fn restore(&mut self) -> Vec<SysError> {
-        let mut errors: Vec<SysError> = self
-            .originals
+        self.originals
             .drain(..)
             .rev()
             .filter_map(|(key, original)| write(&key, &original).err())
-            .collect();
-        if let Some(file) = &self.file {
-            if let Err(e) = fs::remove_file(file) {
-                if e.kind() != io::ErrorKind::NotFound {
-                    errors.push(SysError::Sysctl {
-                        op: "remove journal",
-                        key: file.display().to_string(),
-                        io: e,
-                    });
-                }
-            }
-        }
-        errors
+            .collect()
     }
-
-    /// Replaces the journal file atomically (write aside, then rename), so a crash mid-write
-    /// leaves the old journal or the new one, never half of one.
-    fn save(&self) -> Result<()> {
-        let Some(file) = &self.file else {
-            return Ok(());
-        };
-        let text: String = self
-            .originals
-            .iter()
-            .map(|(key, value)| format!("{key}={value}\n"))
-            .collect();
-        let aside = file.with_extension("journal-new");
-        fs::write(&aside, text)
-            .and_then(|()| fs::rename(&aside, file))
-            .map_err(|e| SysError::Sysctl {
-                op: "write journal",
-                key: file.display().to_string(),
-                io: e,
-            })
-    }
-}
-
-/// `key=value` lines; keys never hold `=`, values may (and may hold tabs).
-fn parse_journal(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|line| line.split_once('='))
-        .filter(|(key, _)| path(key).is_ok())
-        .map(|(key, value)| (key.to_owned(), value.to_owned()))
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn journal_lines_round_trip_and_skip_garbage() {
-        let text = "net/ipv4/ip_forward=0\nnet/ipv4/ping_group_range=1\t0\nno equals\n../x=1\n";
-        assert_eq!(
-            parse_journal(text),
-            [
-                ("net/ipv4/ip_forward".to_owned(), "0".to_owned()),
-                ("net/ipv4/ping_group_range".to_owned(), "1\t0".to_owned()),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_persistent_journal_takes_over_what_a_crashed_run_left() {
-        let dir = std::env::temp_dir().join(format!("v6g-journal-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("v6gate.journal");
-        fs::write(&file, "net/ipv4/ip_forward=0\n").unwrap();
-        let journal = SysctlJournal::persistent(file.clone()).unwrap();
-        assert_eq!(
-            journal.originals(),
-            [("net/ipv4/ip_forward".to_owned(), "0".to_owned())]
-        );
-        // Saving rewrites the file with what the journal holds.
-        journal.save().unwrap();
-        assert_eq!(
-            fs::read_to_string(&file).unwrap(),
-            "net/ipv4/ip_forward=0\n"
-        );
-        let missing = SysctlJournal::persistent(dir.join("none")).unwrap();
-        assert!(missing.originals().is_empty());
-        fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn keys_stay_under_proc_sys() {

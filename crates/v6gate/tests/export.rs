@@ -157,7 +157,7 @@ fn networkd_export_passes_networkd_parser() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/s1-vps.toml");
     let body = fs::read_to_string(example)
         .unwrap()
-        .replace("name = \"home\"", &format!("name = {TUNNEL:?}"));
+        .replace("\"home\"", &format!("{TUNNEL:?}"));
     fs::write(&config, body).unwrap();
     let export = exported(&config, "networkd", &["--peer-route", "0.0.0.0/0"]);
     let files = networkd_files(&export);

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -19,30 +20,24 @@ pub(super) struct Server {
 }
 
 impl Server {
-    /// Binds now, so a second daemon with the same socket fails at start rather than later.
+    /// Binds the instance's socket. The caller holds the instance lock, so a socket already
+    /// there is a crashed run's and is replaced; anything that is not a socket is refused and
+    /// left in place.
     pub(super) fn bind(path: &Path) -> anyhow::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {} (control_socket)", dir.display()))?;
-        }
-        if path.exists() {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                bail!(
-                    "another v6gate is already answering on {} (control_socket)",
-                    path.display()
-                );
-            }
-            // A stale socket from a crash: nobody listens, so it is safe to replace.
-            std::fs::remove_file(path)
-                .with_context(|| format!("removing stale socket {}", path.display()))?;
+        match sys::runtime_dir::is_socket(path)? {
+            None => {}
+            Some(true) => std::fs::remove_file(path)
+                .with_context(|| format!("removing stale socket {}", path.display()))?,
+            Some(false) => bail!(
+                "{} exists and is not a socket; refusing to replace it (control_socket)",
+                path.display()
+            ),
         }
         let listener = std::os::unix::net::UnixListener::bind(path).with_context(|| {
             format!("binding control socket {} (control_socket)", path.display())
         })?;
-        use std::os::unix::fs::PermissionsExt;
         // Status shows addresses and counters and reload changes routing: root only.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("restricting {}", path.display()))?;
+        sys::runtime_dir::make_private(path)?;
         listener.set_nonblocking(true)?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -86,7 +81,10 @@ impl Server {
         if let Some(task) = &self.task {
             task.abort();
         }
-        let _ = std::fs::remove_file(&self.path);
+        // Only our socket: a path that became something else meanwhile stays.
+        if let Ok(Some(true)) = sys::runtime_dir::is_socket(&self.path) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -95,12 +93,7 @@ async fn serve_one(
     requests: mpsc::Sender<(Request, oneshot::Sender<Response>)>,
 ) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(read);
-    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
-        .await
-        .context("client sent no request in time")??;
-    let response = match serde_json::from_str::<Request>(line.trim()) {
+    let response = match read_request(read).await? {
         Ok(request) => {
             let (tx, rx) = oneshot::channel();
             requests
@@ -109,12 +102,31 @@ async fn serve_one(
                 .context("daemon is stopping")?;
             rx.await.context("daemon dropped the request")?
         }
-        Err(e) => Response::Error {
-            message: format!("bad request: {e}"),
-        },
+        Err(message) => Response::Error { message },
     };
     let mut out = serde_json::to_string(&response)?;
     out.push('\n');
     write.write_all(out.as_bytes()).await?;
     Ok(())
+}
+
+/// Longest request line accepted; a request is a few dozen bytes.
+pub(super) const MAX_REQUEST: u64 = 64 << 10;
+
+/// One request line, read with a bound on its size and on the time it takes. The inner error
+/// is the message to answer with.
+async fn read_request(read: OwnedReadHalf) -> anyhow::Result<Result<Request, String>> {
+    let mut line = Vec::new();
+    // One byte more than allowed tells an over-long request from one that fits exactly.
+    let mut reader = BufReader::new(read.take(MAX_REQUEST + 1));
+    tokio::time::timeout(Duration::from_secs(5), reader.read_until(b'\n', &mut line))
+        .await
+        .context("client sent no request in time")??;
+    if line.len() as u64 > MAX_REQUEST {
+        return Ok(Err(format!("bad request: longer than {MAX_REQUEST} bytes")));
+    }
+    let Ok(text) = std::str::from_utf8(&line) else {
+        return Ok(Err("bad request: not UTF-8".to_owned()));
+    };
+    Ok(serde_json::from_str::<Request>(text.trim()).map_err(|e| format!("bad request: {e}")))
 }

@@ -179,6 +179,11 @@ enum Command {
         reply: oneshot::Sender<Result<TunnelId, String>>,
     },
     Sa(SaChange),
+    Update {
+        id: TunnelId,
+        config: Box<TunnelConfig>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     Remove {
         id: TunnelId,
         reply: oneshot::Sender<()>,
@@ -354,6 +359,21 @@ impl Datapath {
             commands: self.commands.clone(),
             waker: Arc::clone(&self.waker),
         }
+    }
+
+    /// Changes a running tunnel's core config in place (a reload that changed its routes):
+    /// its devices, counters and path health stay.
+    pub async fn update_tunnel(&self, id: TunnelId, config: TunnelConfig) -> anyhow::Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Update {
+            id,
+            config: Box::new(config),
+            reply,
+        })?;
+        answer
+            .await
+            .context("the packet thread dropped the request")?
+            .map_err(|e| anyhow::anyhow!(e))
     }
 
     pub async fn remove_tunnel(&self, id: TunnelId) -> anyhow::Result<()> {
@@ -575,6 +595,13 @@ impl Loop {
                     let _ = reply.send(self.add_esp(health, paths, name, tun, links));
                 }
                 Command::Sa(change) => self.apply_sa_change(change),
+                Command::Update { id, config, reply } => {
+                    let result = self
+                        .core
+                        .update_tunnel(id, *config)
+                        .map_err(|e| e.to_string());
+                    let _ = reply.send(result);
+                }
                 Command::Remove { id, reply } => {
                     if let Some(devices) = self.tuns.remove(&id) {
                         self.release(devices);

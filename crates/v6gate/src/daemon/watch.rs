@@ -4,7 +4,9 @@
 //! (the LED in S4); on recovery the route comes back and `on_up` runs.
 //!
 //! The up/down decision is [`dataplane::health::Tracker`]'s, the same hysteresis the tunnel
-//! paths use; this module only sends echoes, installs routes and runs hooks.
+//! paths use; this module only sends echoes, says which route it wants, and runs hooks. The
+//! route itself is an object of the daemon's host state, so it is journalled, repaired while
+//! wanted, and removed at stop like every other.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -13,14 +15,23 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use dataplane::health::{HealthConfig, HealthState, Tracker, Transition};
 use serde::{Deserialize, Serialize};
-use sys::netlink::{Family, Netlink, Route, RouteKind};
+use sys::netlink::{Family, Route, RouteKind};
 use sys::ping::PingSocket;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::ROUTE_PROTOCOL;
+
+/// What a watch wants on the host now: its route (while up) or nothing, tagged with the
+/// watch's name and the generation of its task, so a wish of a stopped task is ignored.
+#[derive(Debug)]
+pub struct RouteWish {
+    pub name: String,
+    pub generation: u64,
+    pub route: Option<Route>,
+}
 
 /// A hook that hangs must not hold up the next transition's hook forever.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,9 +50,10 @@ pub struct WatchStatus {
     pub transitions: u64,
 }
 
-/// A running watch; stopping it withdraws its route.
+/// A running watch; the daemon withdraws its route when it stops it.
 pub struct WatchTask {
     pub name: String,
+    pub generation: u64,
     status: Arc<Mutex<WatchStatus>>,
     last_change: Arc<Mutex<Option<Instant>>>,
     stop: watch::Sender<bool>,
@@ -49,7 +61,11 @@ pub struct WatchTask {
 }
 
 impl WatchTask {
-    pub fn start(config: control::Watch, netlink: Netlink) -> anyhow::Result<Self> {
+    pub fn start(
+        config: control::Watch,
+        generation: u64,
+        wishes: mpsc::UnboundedSender<RouteWish>,
+    ) -> anyhow::Result<Self> {
         let family = match config.target {
             IpAddr::V4(_) => Family::V4,
             IpAddr::V6(_) => Family::V6,
@@ -72,7 +88,8 @@ impl WatchTask {
         let runner = Runner {
             tracker: Tracker::new(health_config(&config.health)),
             config,
-            netlink,
+            generation,
+            wishes,
             socket,
             route,
             installed: false,
@@ -84,6 +101,7 @@ impl WatchTask {
         let task = tokio::spawn(runner.run(stopped));
         Ok(Self {
             name,
+            generation,
             status,
             last_change,
             stop,
@@ -102,7 +120,7 @@ impl WatchTask {
         status
     }
 
-    /// Withdraws the route (if installed) and ends the task.
+    /// Ends the task.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         if tokio::time::timeout(Duration::from_secs(5), self.task)
@@ -158,7 +176,8 @@ fn describe(r: &control::WatchRoute) -> String {
 struct Runner {
     config: control::Watch,
     tracker: Tracker,
-    netlink: Netlink,
+    generation: u64,
+    wishes: mpsc::UnboundedSender<RouteWish>,
     socket: AsyncFd<PingSocket>,
     route: Route,
     installed: bool,
@@ -213,11 +232,15 @@ impl Runner {
                 }
             }
         }
-        if self.installed {
-            if let Err(e) = self.netlink.route_del(&self.route).await {
-                warn!(watch = %self.config.name, "withdrawing {} at stop: {e:#}", self.route.dst);
-            }
-        }
+    }
+
+    fn wish(&self, route: Option<Route>) {
+        // The daemon is gone when this fails; it took the route with it.
+        let _ = self.wishes.send(RouteWish {
+            name: self.config.name.clone(),
+            generation: self.generation,
+            route,
+        });
     }
 
     async fn apply_transitions(&mut self) {
@@ -241,26 +264,18 @@ impl Runner {
         }
         match t.to {
             HealthState::Up if !self.installed => {
-                match self.netlink.route_replace(&self.route).await {
-                    Ok(()) => {
-                        self.installed = true;
-                        info!(watch = %name, "route {} restored", describe(&self.config.route));
-                    }
-                    Err(e) => warn!(watch = %name, "restoring route: {e:#}"),
-                }
+                self.wish(Some(self.route.clone()));
+                self.installed = true;
+                info!(watch = %name, "route {} restored", describe(&self.config.route));
             }
             HealthState::Down if self.installed => {
-                match self.netlink.route_del(&self.route).await {
-                    Ok(()) => {
-                        self.installed = false;
-                        info!(
-                            watch = %name,
-                            "route {} withdrawn: backup routes take over",
-                            describe(&self.config.route)
-                        );
-                    }
-                    Err(e) => warn!(watch = %name, "withdrawing route: {e:#}"),
-                }
+                self.wish(None);
+                self.installed = false;
+                info!(
+                    watch = %name,
+                    "route {} withdrawn: backup routes take over",
+                    describe(&self.config.route)
+                );
             }
             _ => {}
         }

@@ -229,7 +229,7 @@ impl Run {
                             while changes.try_recv().is_ok() {}
                             self.read_addresses().await;
                         }
-                        Some(Change::Route { .. }) => {}
+                        Some(Change::Route { .. } | Change::Rule { .. }) => {}
                         None => {
                             error!("ddns: netlink notifications ended; addresses are no longer followed");
                             watching = false;
