@@ -9,7 +9,8 @@
 //! | [`ping`] | ICMP/ICMPv6 echo bound to a device (and source), datagram socket or raw fallback, for uplink watches | schedule probes or judge an uplink |
 //! | [`udp`] | UDP segmentation (`UDP_SEGMENT`) and receive offload (`UDP_GRO`) on the ESP-in-UDP socket | decide which datagrams form a train |
 //! | [`nft`] | replace, delete and read back one nftables table through `nft -j -f -`, each change one atomic transaction | decide the ruleset, touch any other table |
-//! | [`netns`] | run a closure (and the processes it starts) in a fresh, private network namespace | anything that must outlive the closure |
+//! | [`netns`] | run a closure (and the processes it starts) in a fresh, private network namespace; enter a named namespace | anything that must outlive the closure |
+//! | [`process`] | send a signal to a child process by pid | find or choose processes |
 //! | [`bpf`] | run a loaded BPF program on given bytes (`BPF_PROG_TEST_RUN`) | load or attach programs (the kernel path's loader does, with aya) |
 //! | [`sysctl`] | read and write `/proc/sys` keys; a journal that restores originals | choose values |
 //!
@@ -23,7 +24,7 @@
 //!
 //! This is the only crate of the workspace allowed `unsafe`: `deny` at the root, allowed only
 //! in the private `fd` and `msg` modules (descriptor flags and options; `recvmsg`,
-//! `recvmmsg`, `sendmmsg`), [`bpf`]'s one system call, the `sys` submodule of [`tun`], and the notification socket's
+//! `recvmmsg`, `sendmmsg`), [`bpf`]'s one system call, [`netns`] and [`process`] (unshare, setns, kill), the `sys` submodule of [`tun`], and the notification socket's
 //! registration in [`netlink`]; each block carries a `// SAFETY:` comment.
 
 #![deny(unsafe_code)]
@@ -41,6 +42,8 @@ pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod ping;
+#[allow(unsafe_code)]
+pub mod process;
 pub mod raw;
 #[allow(unsafe_code)]
 pub mod reactor;

@@ -25,6 +25,24 @@ pub fn in_private_netns<T: Send + 'static>(
         .map_err(|_| io::Error::other("the private namespace thread panicked"))?
 }
 
+/// Moves the calling thread into the named network namespace `/run/netns/{name}` (as
+/// `ip netns add` makes them).
+///
+/// Namespace membership is per thread, so call this only on a thread spawned for the purpose,
+/// which then runs nothing else.
+pub fn enter(name: &str) -> io::Result<()> {
+    let file = std::fs::File::open(format!("/run/netns/{name}"))?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    // SAFETY: `fd` is an open namespace file owned by `file`, which outlives the call;
+    // setns(2) reads no memory of ours and only changes this thread's network namespace.
+    let rc = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -474,16 +474,7 @@ fn namespaces_in_use() -> HashSet<u64> {
 
 /// Sends `signal` to `pid`.
 fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
-    #[allow(unsafe_code)]
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours; callers only pass
-    // the pid of a child they have not reaped yet, so it cannot name a recycled process.
-    let rc = unsafe { libc::kill(pid, signal) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    sys::process::signal(pid, signal)
 }
 
 /// Moves the calling thread into the network namespace `/run/netns/{name}`.
@@ -491,17 +482,7 @@ fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
 /// Network namespace membership is per thread, so this must only be called on a thread
 /// spawned for the purpose, which then never runs anything else.
 pub fn enter_netns(name: &str) -> io::Result<()> {
-    let file = fs::File::open(format!("/run/netns/{name}"))?;
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-    #[allow(unsafe_code)]
-    // SAFETY: `fd` is an open namespace file owned by `file`, which outlives the call;
-    // setns(2) reads no memory of ours and only changes this thread's network namespace.
-    let rc = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    sys::netns::enter(name)
 }
 
 struct ProcessSlot {
