@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{BIN, assert_ping, pcap_packets, text, wait_until, wan_link};
+use common::{BIN, assert_ping, child_spis, pcap_packets, ping_counts, text, wait_until, wan_link};
 use v6gate::lab::strongswan::{Charon, LAB_PSK, StrongswanConfig, suite};
 use v6gate::lab::{Gateway, Lab, LabOptions, Node, Site, addr, dev};
 
@@ -553,25 +553,6 @@ fn v6gate_initiates_legacy_sha1_modp1024() {
 }
 
 /// `(transmitted, received)` from ping's summary line.
-fn ping_counts(output: &str) -> (u64, u64) {
-    let line = output
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_else(|| panic!("no ping summary in {output}"));
-    let numbers: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    (numbers[0], numbers[1])
-}
-
-fn child_spis(status: &serde_json::Value) -> Vec<String> {
-    status["ipsec"]["children"]
-        .as_array()
-        .map(|c| c.iter().map(|c| c["spi_in"].to_string()).collect())
-        .unwrap_or_default()
-}
-
 /// strongSwan rekeys the CHILD SA every few seconds while 10 ms pings cross; v6gate installs
 /// each new SA before the old one goes, so (almost) nothing is lost.
 #[test]

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{BIN, assert_ping, text, wait_until};
+use common::{BIN, assert_ping, child_spis, ping_counts, text, wait_until};
 use v6gate::lab::strongswan::{Charon, DpdAction, LAB_PSK, StrongswanConfig};
 use v6gate::lab::{Gateway, Lab, LabOptions, Node, Site, addr};
 
@@ -200,25 +200,6 @@ fn ikev1_modern_pfs_v6gate_initiates() {
 #[test]
 fn ikev1_modern_pfs_strongswan_initiates() {
     interop(false, &MODERN);
-}
-
-fn ping_counts(output: &str) -> (u64, u64) {
-    let line = output
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_else(|| panic!("no ping summary in {output}"));
-    let numbers: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    (numbers[0], numbers[1])
-}
-
-fn child_spis(status: &serde_json::Value) -> Vec<String> {
-    status["ipsec"]["children"]
-        .as_array()
-        .map(|c| c.iter().map(|c| c["spi_in"].to_string()).collect())
-        .unwrap_or_default()
 }
 
 /// strongSwan rekeys the CHILD SA by quick mode once, 4 s in, while 10 ms pings cross.

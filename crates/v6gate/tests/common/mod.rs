@@ -373,3 +373,24 @@ pub fn wan_link(site: Site) -> &'static str {
         Site::B => dev::WAN_TO_B6,
     }
 }
+
+/// (transmitted, received) from ping's summary line.
+pub fn ping_counts(output: &str) -> (u64, u64) {
+    let line = output
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary in {output}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+/// The inbound SPIs of an ipsec tunnel's CHILD SAs in a status document.
+pub fn child_spis(status: &serde_json::Value) -> Vec<String> {
+    status["ipsec"]["children"]
+        .as_array()
+        .map(|c| c.iter().map(|c| c["spi_in"].to_string()).collect())
+        .unwrap_or_default()
+}
