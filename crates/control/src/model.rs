@@ -74,7 +74,7 @@ pub struct Config {
     /// `[[table]]` and `[[rule]]`.
     pub routing: crate::firewall::Routing,
     /// `[sysctl]`: set at start, restored at stop.
-    pub sysctls: Vec<crate::plan::SysctlChange>,
+    pub sysctls: Vec<crate::sysctl::SysctlChange>,
 }
 
 impl Config {

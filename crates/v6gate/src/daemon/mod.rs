@@ -25,9 +25,6 @@ mod report;
 mod tunnels;
 mod watch;
 
-pub use ipsec::{ChildStatus, IpsecStatus};
-pub use watch::WatchStatus;
-
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
