@@ -392,9 +392,10 @@ fn notify_systemd(state: &str) {
 }
 
 mod convert {
-    //! control's validated config -> dataplane's tunnel config. Probe, MSS clamp and traffic
-    //! class are the dataplane's own types in both; what is left is the tunnel kind and the
-    //! values the host decides (MTU, ICMP sources).
+    //! control's validated config -> dataplane's tunnel config. Mode, probe, health, MSS clamp
+    //! and traffic class are the dataplane's own types in both; what is left is the layout of
+    //! the config (paths, encap limit, inner families) and the values the host decides (MTU,
+    //! ICMP sources).
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use control::Tunnel;
@@ -418,13 +419,7 @@ mod convert {
             .collect();
         dataplane::TunnelConfig {
             name: t.name.clone(),
-            mode: match t.mode {
-                control::Mode::Ipip6 => dataplane::Mode::Ipip6,
-                control::Mode::Ip6ip6 => dataplane::Mode::Ip6ip6,
-                control::Mode::Any => dataplane::Mode::Any,
-                // Refused before this point: ESP tunnels have their own core.
-                control::Mode::Ipsec => dataplane::Mode::Any,
-            },
+            mode: t.mode,
             paths,
             encap_limit: match t.encap_limit {
                 None => dataplane::EncapLimit::None,
@@ -440,7 +435,7 @@ mod convert {
             mss_clamp: t.mss_clamp,
             icmp_source_v4,
             icmp_source_v6,
-            health: super::watch::health_config(&t.health),
+            health: t.health,
             device_per_path: t.device_per_path,
         }
     }
