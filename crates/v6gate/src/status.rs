@@ -44,6 +44,8 @@ pub struct GatewayStatus {
     pub tunnels: Vec<TunnelStatus>,
     #[serde(default)]
     pub watches: Vec<WatchStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet: Option<crate::packet_status::PacketStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -331,6 +333,7 @@ pub fn render(status: &GatewayStatus) -> String {
             }
         );
     }
+    crate::packet_status::render(&mut out, status.packet.as_ref());
     out
 }
 
