@@ -35,7 +35,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::packet::{SaChange, SaCommand, SaInbox};
+use super::packet::{Datagram, SaChange, SaCommand, SaInbox, UnknownSpi};
 use crate::status::{ChildStatus, IpsecStatus};
 
 /// IKE's port (RFC 7296 §2).
@@ -49,25 +49,6 @@ const MAX_DATAGRAM: usize = 65535;
 /// Queue of datagrams waiting for one tunnel's task; beyond it, datagrams are dropped (IKE
 /// retransmits).
 const TUNNEL_QUEUE: usize = 64;
-
-/// One IKE datagram, without the non-ESP marker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Datagram {
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    pub payload: Vec<u8>,
-}
-
-/// ESP from a configured peer on an SPI no SA of ours knows: the peer lost its state or we
-/// lost ours. The packet thread reports it to the path's IKE task at most once a second.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownSpi {
-    pub tunnel: String,
-    /// Index of the tunnel's path the ESP came by.
-    pub path: usize,
-    pub peer: IpAddr,
-    pub spi: u32,
-}
 
 /// Routes IKE datagrams to the tunnel whose remote sent them.
 #[derive(Debug, Default)]
