@@ -40,15 +40,16 @@ mod names;
 mod plan;
 mod quote;
 pub mod softwire;
+mod sysctl;
 mod validate;
 
 pub use ddns::Ddns;
 pub use diff::{ConfigDiff, diff};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{ConfigError, Diagnostic};
-pub use ike_version::IkeVersion;
 pub use ipsec::{
-    ESP_HEADER_LEN, ESP_TRAILER_LEN, Encap, IkeStart, IpsecConfig, Psk, UDP_HEADER_LEN, esp_fits,
+    ESP_HEADER_LEN, ESP_TRAILER_LEN, Encap, IkeStart, IkeVersion, IpsecConfig, Psk, UDP_HEADER_LEN,
+    esp_fits,
 };
 pub use model::{
     Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_MAX_CONFIG_SIZE, DEFAULT_PATH,

@@ -13,6 +13,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+mod ipsec;
+mod watch;
+
+pub use ipsec::{ChildStatus, IpsecStatus};
+pub use watch::WatchStatus;
+
 /// What a client asks the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -37,7 +43,7 @@ pub struct GatewayStatus {
     pub uptime_secs: u64,
     pub tunnels: Vec<TunnelStatus>,
     #[serde(default)]
-    pub watches: Vec<crate::daemon::WatchStatus>,
+    pub watches: Vec<WatchStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packet: Option<crate::packet_status::PacketStatus>,
 }
@@ -80,7 +86,7 @@ pub struct TunnelStatus {
     pub paths: Vec<PathStatus>,
     /// IKE and ESP state of an ipsec tunnel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipsec: Option<crate::daemon::IpsecStatus>,
+    pub ipsec: Option<IpsecStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -166,7 +172,7 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn render_ipsec(out: &mut String, s: &crate::daemon::IpsecStatus) {
+fn render_ipsec(out: &mut String, s: &IpsecStatus) {
     let spis = s
         .ike_spis
         .as_ref()

@@ -25,9 +25,6 @@ mod report;
 mod tunnels;
 mod watch;
 
-pub use ipsec::{ChildStatus, IpsecStatus};
-pub use watch::WatchStatus;
-
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -383,9 +380,10 @@ fn notify_systemd(state: &str) {
 }
 
 mod convert {
-    //! control's validated config -> dataplane's tunnel config. Probe, MSS clamp and traffic
-    //! class are the dataplane's own types in both; what is left is the tunnel kind and the
-    //! values the host decides (MTU, ICMP sources).
+    //! control's validated config -> dataplane's tunnel config. Mode, probe, health, MSS clamp
+    //! and traffic class are the dataplane's own types in both; what is left is the layout of
+    //! the config (paths, encap limit, inner families) and the values the host decides (MTU,
+    //! ICMP sources).
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use control::Tunnel;
@@ -409,13 +407,7 @@ mod convert {
             .collect();
         dataplane::TunnelConfig {
             name: t.name.clone(),
-            mode: match t.mode {
-                control::Mode::Ipip6 => dataplane::Mode::Ipip6,
-                control::Mode::Ip6ip6 => dataplane::Mode::Ip6ip6,
-                control::Mode::Any => dataplane::Mode::Any,
-                // Refused before this point: ESP tunnels have their own core.
-                control::Mode::Ipsec => dataplane::Mode::Any,
-            },
+            mode: t.mode,
             paths,
             encap_limit: match t.encap_limit {
                 None => dataplane::EncapLimit::None,
@@ -431,7 +423,7 @@ mod convert {
             mss_clamp: t.mss_clamp,
             icmp_source_v4,
             icmp_source_v6,
-            health: super::watch::health_config(&t.health),
+            health: t.health,
             device_per_path: t.device_per_path,
         }
     }
