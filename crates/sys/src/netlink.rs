@@ -215,6 +215,29 @@ pub struct Rule {
     /// `suppress_prefixlength N`: ignore matches with a prefix of N bits or less (wg-quick's
     /// "use main, but not its default route").
     pub suppress_prefixlen: Option<u32>,
+    /// Source and destination selectors (`from`, `to`), of the rule's family.
+    pub from: Option<IpNet>,
+    pub to: Option<IpNet>,
+    /// Incoming interface by name (`iif`), so the rule stands before the device exists.
+    pub iif: Option<String>,
+}
+
+impl Rule {
+    /// A rule of `family` at `priority` that looks up `table` and selects everything.
+    pub fn lookup(family: Family, priority: u32, table: u32) -> Self {
+        Self {
+            family,
+            priority,
+            table,
+            fwmark: None,
+            fwmask: None,
+            invert: false,
+            suppress_prefixlen: None,
+            from: None,
+            to: None,
+            iif: None,
+        }
+    }
 }
 
 impl fmt::Display for Rule {
@@ -222,6 +245,15 @@ impl fmt::Display for Rule {
         write!(f, "{} rule priority {}", self.family, self.priority)?;
         if self.invert {
             f.write_str(" not")?;
+        }
+        if let Some(from) = self.from {
+            write!(f, " from {from}")?;
+        }
+        if let Some(to) = self.to {
+            write!(f, " to {to}")?;
+        }
+        if let Some(iif) = &self.iif {
+            write!(f, " iif {iif}")?;
         }
         if let Some(mark) = self.fwmark {
             write!(f, " fwmark {mark:#x}")?;
@@ -558,7 +590,7 @@ impl Netlink {
     }
 
     /// All "look up table N" rules of `family`. Rules with other actions (goto, blackhole, ...)
-    /// are left out, and selectors this type does not model (from, iif, ...) are not reported.
+    /// are left out, and selectors this type does not model (oif, uid range, ...) are not reported.
     pub async fn rules(&self, family: Family) -> Result<Vec<Rule>> {
         let mut request = RuleMessage::default();
         request.header.family = family.address_family();
@@ -903,6 +935,19 @@ fn rule_message(rule: &Rule) -> RuleMessage {
     if let Some(len) = rule.suppress_prefixlen {
         attributes.push(RuleAttribute::SuppressPrefixLen(len));
     }
+    if let Some(from) = rule.from {
+        message.header.src_len = from.prefix_len();
+        message.attributes.push(RuleAttribute::Source(from.addr()));
+    }
+    if let Some(to) = rule.to {
+        message.header.dst_len = to.prefix_len();
+        message
+            .attributes
+            .push(RuleAttribute::Destination(to.addr()));
+    }
+    if let Some(iif) = &rule.iif {
+        message.attributes.push(RuleAttribute::Iifname(iif.clone()));
+    }
     message
 }
 
@@ -919,6 +964,9 @@ fn parse_rule(message: &RuleMessage) -> Option<Rule> {
         fwmask: None,
         invert: header.flags.contains(RuleFlags::Invert),
         suppress_prefixlen: None,
+        from: None,
+        to: None,
+        iif: None,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -930,6 +978,11 @@ fn parse_rule(message: &RuleMessage) -> Option<Rule> {
             RuleAttribute::SuppressPrefixLen(len) if *len != u32::MAX => {
                 rule.suppress_prefixlen = Some(*len);
             }
+            RuleAttribute::Source(addr) => rule.from = IpNet::new(*addr, header.src_len).ok(),
+            RuleAttribute::Destination(addr) => {
+                rule.to = IpNet::new(*addr, header.dst_len).ok();
+            }
+            RuleAttribute::Iifname(name) => rule.iif = Some(name.clone()),
             _ => {}
         }
     }
@@ -983,6 +1036,20 @@ pub fn watch_changes() -> Result<mpsc::Receiver<Change>> {
     Ok(receiver)
 }
 
+/// Subscribes to nftables notifications (NFNLGRP_NFTABLES) in the calling thread's network
+/// namespace: one `()` per datagram of changes to any table, so the caller can read back the
+/// tables it owns. The task ends when the receiver is dropped.
+pub fn watch_nftables() -> Result<mpsc::Receiver<()>> {
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|e| SysError::netlink("start nftables notifications", io::Error::other(e)))?;
+    let socket =
+        watch::open_nftables().map_err(|io| SysError::netlink("subscribe to nftables", io))?;
+    // One pending wake-up is enough: the reader looks at the whole table.
+    let (sender, receiver) = mpsc::channel(1);
+    runtime.spawn(watch::run_nftables(socket, sender));
+    Ok(receiver)
+}
+
 #[allow(unsafe_code)]
 mod watch {
     use std::io;
@@ -1026,6 +1093,48 @@ mod watch {
         // SAFETY: `Socket` owns its descriptor and closes it only when dropped, which happens
         // after the `AsyncFd` deregisters it; nothing replaces the descriptor meanwhile.
         Ok(unsafe { AsyncFd::register(socket) }?)
+    }
+
+    /// Legacy bind mask of NFNLGRP_NFTABLES (7).
+    const NFTABLES_GROUP: u32 = 1 << (7 - 1);
+
+    pub(super) fn open_nftables() -> io::Result<AsyncFd<Socket>> {
+        let mut socket = Socket::new(rtnetlink::sys::protocols::NETLINK_NETFILTER)?;
+        socket.bind(&SocketAddr::new(0, NFTABLES_GROUP))?;
+        socket.set_non_blocking(true)?;
+        // SAFETY: as in `open`: the socket outlives its registration.
+        Ok(unsafe { AsyncFd::register(socket) }?)
+    }
+
+    pub(super) async fn run_nftables(socket: AsyncFd<Socket>, sender: mpsc::Sender<()>) {
+        let mut buffer = Vec::with_capacity(DATAGRAM);
+        loop {
+            let received = tokio::select! {
+                () = sender.closed() => return,
+                ready = socket.readable() => {
+                    let Ok(mut guard) = ready else { return };
+                    buffer.clear();
+                    match guard.try_io(|socket| socket.get_ref().recv(&mut buffer, 0)) {
+                        Ok(result) => result,
+                        Err(_would_block) => continue,
+                    }
+                }
+            };
+            match received {
+                // A lost notification (ENOBUFS) is a change too: look again.
+                Ok(_) => {}
+                Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    tracing::warn!("nftables change notifications stopped: {error}");
+                    return;
+                }
+            }
+            // Full means a wake-up is already pending, which covers this change.
+            if let Err(mpsc::error::TrySendError::Closed(())) = sender.try_send(()) {
+                return;
+            }
+        }
     }
 
     pub(super) async fn run(socket: AsyncFd<Socket>, sender: mpsc::Sender<Change>) {
@@ -1211,16 +1320,41 @@ mod tests {
             proptest::option::of(1..u32::MAX),
             any::<bool>(),
             proptest::option::of(0..=128u32),
+            (
+                proptest::option::of(any_net()),
+                proptest::option::of(any_net()),
+                proptest::option::of("[a-z][a-z0-9]{0,14}"),
+            ),
         )
             .prop_map(
-                |(v6, priority, table, fwmark, fwmask, invert, suppress_prefixlen)| Rule {
-                    family: if v6 { Family::V6 } else { Family::V4 },
+                |(
+                    v6,
                     priority,
                     table,
                     fwmark,
                     fwmask,
                     invert,
                     suppress_prefixlen,
+                    (from, to, iif),
+                )| {
+                    let family = if v6 { Family::V6 } else { Family::V4 };
+                    // Selectors are of the rule's family, as the kernel insists.
+                    let of_family = |net: Option<IpNet>| {
+                        net.filter(|n| Family::of(n.addr()) == family)
+                            .map(|n| n.trunc())
+                    };
+                    Rule {
+                        family,
+                        priority,
+                        table,
+                        fwmark,
+                        fwmask,
+                        invert,
+                        suppress_prefixlen,
+                        from: of_family(from),
+                        to: of_family(to),
+                        iif,
+                    }
                 },
             )
     }
@@ -1298,13 +1432,8 @@ mod tests {
     #[test]
     fn rule_normalises_kernel_defaults() {
         let mut message = rule_message(&Rule {
-            family: Family::V4,
-            priority: 5,
-            table: 7,
             fwmark: Some(1),
-            fwmask: None,
-            invert: false,
-            suppress_prefixlen: None,
+            ..Rule::lookup(Family::V4, 5, 7)
         });
         // What the kernel reports for "fwmark 1" and "no suppression".
         message.attributes.push(RuleAttribute::FwMask(u32::MAX));

@@ -19,6 +19,13 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     Status,
     Reload,
+    /// Reload, and go back to the running config unless [`Request::Confirm`] comes within
+    /// `seconds`.
+    ReloadConfirm {
+        seconds: u64,
+    },
+    /// Keep the config of a pending [`Request::ReloadConfirm`].
+    Confirm,
 }
 
 /// What the daemon answers.
@@ -27,6 +34,7 @@ pub enum Request {
 pub enum Response {
     Status(GatewayStatus),
     Reloaded { summary: String },
+    Confirmed { summary: String },
     Error { message: String },
 }
 
@@ -38,6 +46,8 @@ pub struct GatewayStatus {
     pub tunnels: Vec<TunnelStatus>,
     #[serde(default)]
     pub watches: Vec<crate::daemon::WatchStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<crate::firewall_status::FirewallStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -324,6 +334,9 @@ pub fn render(status: &GatewayStatus) -> String {
                 "withdrawn"
             }
         );
+    }
+    if let Some(firewall) = &status.firewall {
+        out.push_str(&firewall.render());
     }
     out
 }
