@@ -23,8 +23,8 @@ use netlink_packet_route::route::{
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
-    NetlinkMessage, NetlinkPayload,
+    DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REPLACE,
+    NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
 use tokio::sync::mpsc;
 
@@ -911,6 +911,9 @@ fn parse_address(message: &AddressMessage) -> Option<IpNet> {
     IpNet::new(local.or(address)?, message.header.prefix_len).ok()
 }
 
+/// `FRA_IIFNAME` of `linux/fib_rules.h`.
+const FRA_IIFNAME: u16 = 3;
+
 fn rule_message(rule: &Rule) -> RuleMessage {
     let mut message = RuleMessage::default();
     let header = &mut message.header;
@@ -946,7 +949,13 @@ fn rule_message(rule: &Rule) -> RuleMessage {
             .push(RuleAttribute::Destination(to.addr()));
     }
     if let Some(iif) = &rule.iif {
-        message.attributes.push(RuleAttribute::Iifname(iif.clone()));
+        // The crate's `Iifname` leaves the terminating NUL the kernel expects unwritten (junk
+        // in a reused buffer would become part of the name), so it is spelled out here.
+        let mut name = iif.as_bytes().to_vec();
+        name.push(0);
+        message
+            .attributes
+            .push(RuleAttribute::Other(DefaultNla::new(FRA_IIFNAME, name)));
     }
     message
 }

@@ -138,12 +138,16 @@ pub fn counters(family: NfFamily, name: &str) -> Result<Option<Vec<Counted>>, Nf
     let Some(text) = list(family, name, true)? else {
         return Ok(None);
     };
-    let value: Value = serde_json::from_str(&text).map_err(|e| NftError {
+    parse_counters(&text).map(Some).map_err(|e| NftError {
         op: format!("read table {} {name}", family_word(family)),
         detail: format!("nft printed JSON that does not parse: {e}"),
         io: None,
-    })?;
-    Ok(Some(counted(&value)))
+    })
+}
+
+/// The commented, counted rules of the text of an `nft -j list` listing.
+pub fn parse_counters(text: &str) -> Result<Vec<Counted>, serde_json::Error> {
+    serde_json::from_str(text).map(|value: Value| counted(&value))
 }
 
 /// The commented, counted rules of an `nft -j list` listing.

@@ -583,9 +583,8 @@ fn wait_for_daemon(
                 log: log(),
             });
         }
-        let last_error = match query_status(binary, control_socket) {
-            Ok(_) => return Ok(()),
-            Err(message) => message,
+        let Err(last_error) = query_status(binary, control_socket) else {
+            return Ok(());
         };
         if Instant::now() >= deadline {
             return Err(LabError::Gateway {

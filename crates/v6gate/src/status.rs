@@ -47,7 +47,7 @@ pub struct GatewayStatus {
     #[serde(default)]
     pub watches: Vec<crate::daemon::WatchStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub firewall: Option<crate::firewall_status::FirewallStatus>,
+    pub firewall: Option<Box<crate::firewall_status::FirewallStatus>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

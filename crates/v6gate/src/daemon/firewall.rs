@@ -20,7 +20,8 @@ use crate::firewall_status::{FirewallStatus, ZoneStatus};
 
 use super::host::table::{NAME as TABLE, Table};
 use super::host::{Changes, Object};
-use super::{Daemon, LOOKUP_MARK, ROUTE_PROTOCOL, link_index, link_name};
+use super::pin::Pin;
+use super::{Daemon, ROUTE_PROTOCOL, link_index, link_name};
 
 /// Host-state owner name of the firewall and policy-routing objects.
 pub(super) const FIREWALL: &str = "firewall";
@@ -35,17 +36,23 @@ impl FirewallPlan {
     /// What `config` means on this host now. The ruleset is checked by the kernel
     /// (`nft --check`) before anything is changed, so a config it would refuse changes
     /// nothing.
-    pub async fn of(config: &Config, netlink: &Netlink) -> anyhow::Result<Self> {
+    /// `pinned` gives the underlay device of each running tunnel's path, by tunnel and path
+    /// name; other paths are looked up.
+    pub async fn of(
+        config: &Config,
+        netlink: &Netlink,
+        pinned: &[((String, String), Option<u32>)],
+        own: &[u32],
+    ) -> anyhow::Result<Self> {
         let mut underlays = Vec::new();
         for tunnel in config.enabled_tunnels() {
             for path in &tunnel.paths {
-                let device = netlink
-                    .route_get(path.remote, Some(LOOKUP_MARK))
-                    .await
-                    .ok()
-                    .and_then(|lookup| lookup.oif)
-                    .and_then(link_name);
-                underlays.push(((tunnel.name.clone(), path.name.clone()), device));
+                let key = (tunnel.name.clone(), path.name.clone());
+                let oif = match pinned.iter().find(|(k, _)| *k == key) {
+                    Some((_, oif)) => *oif,
+                    None => crate::plan::underlay(netlink, path.remote, own).await,
+                };
+                underlays.push((key, oif.and_then(link_name)));
             }
         }
         let mut objects = Vec::new();
@@ -161,10 +168,36 @@ impl Daemon {
         Ok(changes)
     }
 
+    /// The underlay device of every path of every running tunnel, as pinned.
+    pub(super) fn pinned_underlays(&self) -> Vec<((String, String), Option<u32>)> {
+        self.tunnels
+            .iter()
+            .flat_map(|t| {
+                t.config.paths.iter().zip(&t.paths).map(|(cfg, rt)| {
+                    let oif = match rt.pin {
+                        Pin::Via { oif, .. } => Some(oif),
+                        Pin::Blackhole => None,
+                    };
+                    ((t.config.name.clone(), cfg.name.clone()), oif)
+                })
+            })
+            .collect()
+    }
+
+    /// What `config` means for the firewall on this host now.
+    pub(super) async fn firewall_plan(&self, config: &Config) -> anyhow::Result<FirewallPlan> {
+        let own: Vec<u32> = self
+            .tunnels
+            .iter()
+            .flat_map(|t| t.ifindexes.iter().copied())
+            .collect();
+        FirewallPlan::of(config, &self.netlink, &self.pinned_underlays(), &own).await
+    }
+
     /// Renders the running config again after the host changed (an underlay moved, a device
     /// appeared) and applies what differs.
     pub(super) async fn refresh_firewall(&mut self) {
-        let plan = match FirewallPlan::of(&self.config, &self.netlink).await {
+        let plan = match self.firewall_plan(&self.config).await {
             Ok(plan) => plan,
             Err(e) => {
                 warn!("firewall: {e:#}");

@@ -200,7 +200,7 @@ impl Daemon {
         for line in &changes.added {
             info!("{line}");
         }
-        let plan = firewall::FirewallPlan::of(&self.config, &self.netlink).await?;
+        let plan = self.firewall_plan(&self.config).await?;
         let changes = self.set_firewall(plan).await.context("[firewall]")?;
         for line in &changes.added {
             info!("{line}");

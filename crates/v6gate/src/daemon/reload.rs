@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use control::{Config, Tunnel};
 use tracing::{error, warn};
 
-use super::firewall::{FIREWALL, FirewallPlan};
+use super::firewall::FIREWALL;
 use super::{Daemon, GATEWAY, gateway_objects};
 
 /// A step of a reload, kept to roll it back.
@@ -48,7 +48,7 @@ impl Daemon {
             return self.rebuild_all(new).await;
         }
         // Rendered and checked by the kernel before anything changes.
-        let firewall = FirewallPlan::of(&new, &self.netlink).await?;
+        let firewall = self.firewall_plan(&new).await?;
         let diff = control::diff(&self.config, &new);
         let mut lines = Vec::new();
         let gateway = self
@@ -75,7 +75,7 @@ impl Daemon {
             if let Err(undo) = self.host.set(GATEWAY, old).await {
                 warn!("restoring [gateway]: {undo:#}");
             }
-            match FirewallPlan::of(&self.config, &self.netlink).await {
+            match self.firewall_plan(&self.config).await {
                 Ok(old) => {
                     if let Err(undo) = self.set_firewall(old).await {
                         warn!("restoring {FIREWALL}: {undo:#}");

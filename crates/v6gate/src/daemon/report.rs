@@ -157,7 +157,7 @@ impl Daemon {
             uptime_secs: self.started.elapsed().as_secs(),
             tunnels,
             watches: self.watches.iter().map(WatchTask::status).collect(),
-            firewall: self.firewall_status(),
+            firewall: self.firewall_status().map(Box::new),
         })
     }
 }
