@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use control::Config;
 use control::firewall::ruleset::{FAMILY, TABLE};
 use sys::nft::Installed;
-use v6gate::lab::firewall::{FirewallDaemon, FirewallLab, Role, addr, dev};
+use v6gate_lab::firewall::{FirewallDaemon, FirewallLab, Role, addr, dev};
 
 const BIN: &str = env!("CARGO_BIN_EXE_v6gate");
 
@@ -130,7 +130,7 @@ struct Gateway {
 
 impl Gateway {
     fn new() -> Self {
-        assert!(v6gate::lab::is_root(), "needs root for network namespaces");
+        assert!(v6gate_lab::is_root(), "needs root for network namespaces");
         let lab = FirewallLab::new().unwrap_or_else(|e| panic!("{e}"));
         let socket = lab.dir().join("gw.sock");
         let config = lab.dir().join("gateway.toml");
@@ -279,7 +279,7 @@ impl Services {
             let (stop, seen, ns, ready) =
                 (stop.clone(), seen.clone(), ns.clone(), ready_tx.clone());
             threads.push(thread::spawn(move || {
-                v6gate::lab::enter_netns(&ns).expect("enter namespace");
+                v6gate_lab::enter_netns(&ns).expect("enter namespace");
                 // Bounded even if the test forgets to stop it.
                 let deadline = Instant::now() + Duration::from_secs(120);
                 let tag = |peer: SocketAddr| {
