@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use control::Config;
 use control::firewall::routing;
 use control::firewall::ruleset::{FAMILY, Ruleset, ruleset};
@@ -33,9 +33,7 @@ pub(super) struct FirewallPlan {
 }
 
 impl FirewallPlan {
-    /// What `config` means on this host now. The ruleset is checked by the kernel
-    /// (`nft --check`) before anything is changed, so a config it would refuse changes
-    /// nothing.
+    /// What `config` means on this host now.
     /// `pinned` gives the underlay device of each running tunnel's path, by tunnel and path
     /// name; other paths are looked up.
     pub async fn of(
@@ -63,7 +61,6 @@ impl FirewallPlan {
                 .and_then(|(_, d)| d.clone())
         });
         if let Some(r) = rendered {
-            sys::nft::check_table(&r.table, &r.content).context("[firewall]")?;
             objects.push(Object::Table(Table::new(r)));
         }
         let mut missing = BTreeSet::new();
@@ -91,6 +88,19 @@ impl FirewallPlan {
         }
         objects.extend(policy_rules(config).into_iter().map(Object::Rule));
         Ok(Self { objects, missing })
+    }
+
+    /// Has the kernel check the ruleset (`nft --check`), changing nothing, so a config it
+    /// would refuse is refused before anything else changes.
+    pub fn check(self) -> anyhow::Result<Self> {
+        for object in &self.objects {
+            if let Object::Table(t) = object
+                && let Some(r) = t.ruleset()
+            {
+                sys::nft::check_table(&r.table, &r.content).context("[firewall]")?;
+            }
+        }
+        Ok(self)
     }
 }
 
@@ -285,5 +295,48 @@ impl Daemon {
         }
         status.routes_waiting = self.firewall_missing.iter().cloned().collect();
         Some(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(extra: &str) -> Ruleset {
+        let text = format!(
+            "[firewall]\nmanagement = [\"tcp/22\"{extra}]\n[[zone]]\nname = \"wan\"\ndevices = [\"eth0\"]\n\
+             [[table]]\nname = \"pppoe\"\nid = 300\nroutes = [{{ dst = \"0.0.0.0/0\", device = \"ppp0\" }}]\n\
+             [[rule]]\nname = \"web\"\nproto = [\"tcp\"]\nports = \"443\"\ntable = \"pppoe\"\n"
+        );
+        let config = Config::from_toml_str(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        ruleset(&config, |_, _| None).expect("a firewall")
+    }
+
+    #[test]
+    fn a_changed_table_is_named_by_the_rules_that_differ() {
+        let (old, new) = (rendered(""), rendered(", \"tcp/2222\""));
+        assert_eq!(rule_changes(&old, &new), ["+input: management tcp/2222"]);
+        assert_eq!(rule_changes(&new, &old), ["-input: management tcp/2222"]);
+        assert_eq!(rule_changes(&old, &old), ["rules reordered"]);
+    }
+
+    #[test]
+    fn policy_rules_match_only_the_mark_when_the_firewall_marks() {
+        let text = "[firewall]\n[[zone]]\nname = \"lan\"\ndevices = [\"br0\"]\n\
+             [[table]]\nname = \"pppoe\"\nid = 300\nroutes = [{ dst = \"0.0.0.0/0\", device = \"ppp0\" }]\n\
+             [[rule]]\nname = \"server\"\nfrom = \"198.51.100.5/32\"\niif = \"br0\"\ntable = \"pppoe\"\n\
+             [[rule]]\nname = \"nat-t\"\nto = \"0.0.0.0/0\"\nproto = [\"udp\"]\nports = \"4500\"\ntable = \"pppoe\"\n";
+        let config = Config::from_toml_str(text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let rules = policy_rules(&config);
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        assert_eq!(
+            rules[0].to_string(),
+            "ipv4 rule priority 1000 from 198.51.100.5/32 iif br0 table 300"
+        );
+        assert_eq!(
+            rules[1].to_string(),
+            "ipv4 rule priority 1001 fwmark 0x76470001 table 300"
+        );
+        assert_eq!(policy_tables(&config), [300]);
     }
 }

@@ -48,7 +48,7 @@ impl Daemon {
             return self.rebuild_all(new).await;
         }
         // Rendered and checked by the kernel before anything changes.
-        let firewall = self.firewall_plan(&new).await?;
+        let firewall = self.firewall_plan(&new).await?.check()?;
         let diff = control::diff(&self.config, &new);
         let mut lines = Vec::new();
         let gateway = self
