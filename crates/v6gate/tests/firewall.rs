@@ -750,20 +750,24 @@ fn gateway_firewall_end_to_end() {
         &["nft", "add", "rule", "inet", TABLE, "input", "accept"],
     )
     .unwrap();
-    let took = gw.until(Duration::from_secs(3), |g| {
+    let added = gw.until(Duration::from_secs(3), |g| {
         g.installed().as_ref() == Some(&whole)
     });
-    assert!(took.is_some(), "an added rule stayed:\n{}", daemon.log());
+    assert!(added.is_some(), "an added rule stayed:\n{}", daemon.log());
     lab.exec_ok(Role::Gateway, &["nft", "delete", "table", "inet", TABLE])
         .unwrap();
-    let took = gw.until(Duration::from_secs(3), |g| {
+    let deleted = gw.until(Duration::from_secs(3), |g| {
         g.installed().as_ref() == Some(&whole)
     });
-    assert!(took.is_some(), "a deleted table stayed gone");
+    assert!(deleted.is_some(), "a deleted table stayed gone");
     lab.ip(Role::Gateway, &["-4", "rule", "del", "priority", "1000"])
         .unwrap();
-    let took = gw.until(Duration::from_secs(3), |g| g.policy_rules().len() == 1);
-    assert!(took.is_some(), "a deleted rule stayed gone");
+    let rule = gw.until(Duration::from_secs(3), |g| g.policy_rules().len() == 1);
+    assert!(rule.is_some(), "a deleted rule stayed gone");
+    eprintln!(
+        "repaired: an added nft rule in {added:?}, a deleted table in {deleted:?}, a deleted \
+         ip rule in {rule:?}"
+    );
 
     // A clean stop takes it all off and restores the sysctl; the user's table stays.
     daemon.stop().unwrap_or_else(|e| panic!("{e}"));
