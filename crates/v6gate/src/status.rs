@@ -47,6 +47,8 @@ pub struct GatewayStatus {
     #[serde(default)]
     pub watches: Vec<crate::daemon::WatchStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet: Option<crate::packet_status::PacketStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<Box<crate::firewall_status::FirewallStatus>>,
 }
 
@@ -335,6 +337,7 @@ pub fn render(status: &GatewayStatus) -> String {
             }
         );
     }
+    crate::packet_status::render(&mut out, status.packet.as_ref());
     if let Some(firewall) = &status.firewall {
         out.push_str(&firewall.render());
     }
