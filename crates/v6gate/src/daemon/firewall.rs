@@ -1,9 +1,9 @@
 //! The firewall and policy routing (`[firewall]`, `[[zone]]`, `[[allow]]`, `[[port_forward]]`,
 //! `[[table]]`, `[[rule]]`) as objects of the host state, under one owner name.
 //!
-//! The nftables table is rendered with each tunnel path's underlay device as the kernel routes
-//! its peer now (the pin table bypassed, like the daemon's own lookups), so a tunnel's outer
-//! packets are accepted only there. Routes whose device does not exist yet (a PPPoE link that
+//! The nftables table is rendered with each tunnel path's underlay device as its pin has it
+//! (decided like a pin for a path not running yet), so a tunnel's outer packets are accepted
+//! only there. Routes whose device does not exist yet (a PPPoE link that
 //! comes up later) are left out and added when it appears: the owner re-renders after every
 //! burst of link and route changes, and an unchanged rendering changes nothing on the host.
 
@@ -41,7 +41,7 @@ impl FirewallPlan {
         netlink: &Netlink,
         pinned: &[((String, String), Option<u32>)],
         own: &[u32],
-    ) -> anyhow::Result<Self> {
+    ) -> Self {
         let mut underlays = Vec::new();
         for tunnel in config.enabled_tunnels() {
             for path in &tunnel.paths {
@@ -87,7 +87,7 @@ impl FirewallPlan {
             }));
         }
         objects.extend(policy_rules(config).into_iter().map(Object::Rule));
-        Ok(Self { objects, missing })
+        Self { objects, missing }
     }
 
     /// Has the kernel check the ruleset (`nft --check`), changing nothing, so a config it
@@ -195,7 +195,7 @@ impl Daemon {
     }
 
     /// What `config` means for the firewall on this host now.
-    pub(super) async fn firewall_plan(&self, config: &Config) -> anyhow::Result<FirewallPlan> {
+    pub(super) async fn firewall_plan(&self, config: &Config) -> FirewallPlan {
         let own: Vec<u32> = self
             .tunnels
             .iter()
@@ -207,13 +207,7 @@ impl Daemon {
     /// Renders the running config again after the host changed (an underlay moved, a device
     /// appeared) and applies what differs.
     pub(super) async fn refresh_firewall(&mut self) {
-        let plan = match self.firewall_plan(&self.config).await {
-            Ok(plan) => plan,
-            Err(e) => {
-                warn!("firewall: {e:#}");
-                return;
-            }
-        };
+        let plan = self.firewall_plan(&self.config).await;
         match self.set_firewall(plan).await {
             Ok(changes) if !changes.is_empty() => info!("firewall: {}", changes.describe()),
             Ok(_) => {}

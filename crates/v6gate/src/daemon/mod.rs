@@ -188,7 +188,7 @@ impl Daemon {
         for line in &changes.added {
             info!("{line}");
         }
-        let plan = self.firewall_plan(&self.config).await?.check()?;
+        let plan = self.firewall_plan(&self.config).await.check()?;
         let changes = self.set_firewall(plan).await.context("[firewall]")?;
         for line in &changes.added {
             info!("{line}");

@@ -48,7 +48,7 @@ impl Daemon {
             return self.rebuild_all(new).await;
         }
         // Rendered and checked by the kernel before anything changes.
-        let firewall = self.firewall_plan(&new).await?.check()?;
+        let firewall = self.firewall_plan(&new).await.check()?;
         let diff = control::diff(&self.config, &new);
         let mut lines = Vec::new();
         let gateway = self
@@ -75,13 +75,9 @@ impl Daemon {
             if let Err(undo) = self.host.set(GATEWAY, old).await {
                 warn!("restoring [gateway]: {undo:#}");
             }
-            match self.firewall_plan(&self.config).await {
-                Ok(old) => {
-                    if let Err(undo) = self.set_firewall(old).await {
-                        warn!("restoring {FIREWALL}: {undo:#}");
-                    }
-                }
-                Err(undo) => warn!("restoring {FIREWALL}: {undo:#}"),
+            let old = self.firewall_plan(&self.config).await;
+            if let Err(undo) = self.set_firewall(old).await {
+                warn!("restoring {FIREWALL}: {undo:#}");
             }
             return Err(e.context("applying the new config"));
         }
