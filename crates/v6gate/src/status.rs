@@ -25,6 +25,13 @@ pub use watch::WatchStatus;
 pub enum Request {
     Status,
     Reload,
+    /// Reload, and go back to the running config unless [`Request::Confirm`] comes within
+    /// `seconds`.
+    ReloadConfirm {
+        seconds: u64,
+    },
+    /// Keep the config of a pending [`Request::ReloadConfirm`].
+    Confirm,
 }
 
 /// What the daemon answers.
@@ -33,6 +40,7 @@ pub enum Request {
 pub enum Response {
     Status(GatewayStatus),
     Reloaded { summary: String },
+    Confirmed { summary: String },
     Error { message: String },
 }
 
@@ -46,6 +54,8 @@ pub struct GatewayStatus {
     pub watches: Vec<WatchStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packet: Option<crate::packet_status::PacketStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<Box<crate::firewall_status::FirewallStatus>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -334,6 +344,9 @@ pub fn render(status: &GatewayStatus) -> String {
         );
     }
     crate::packet_status::render(&mut out, status.packet.as_ref());
+    if let Some(firewall) = &status.firewall {
+        out.push_str(&firewall.render());
+    }
     out
 }
 

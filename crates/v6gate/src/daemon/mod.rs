@@ -14,7 +14,9 @@
 //! core per path in the packet thread instead of an RFC 2473 one, and its IKE tasks, one per
 //! path, start last and stop first (so the peer hears a DELETE while the tunnel still stands).
 
+mod confirm;
 mod control_socket;
+mod firewall;
 pub mod host;
 mod instance;
 mod ipsec;
@@ -25,7 +27,7 @@ mod report;
 mod tunnels;
 mod watch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -114,6 +116,10 @@ struct Daemon {
     control: Option<control_socket::Server>,
     /// UDP 500/4500 per local address of ipsec tunnels, bound at first use and kept.
     ike_sockets: HashMap<IpAddr, IkeSockets>,
+    /// `[[table]]` routes waiting for their device.
+    firewall_missing: BTreeSet<String>,
+    /// A `reload --confirm` not yet confirmed.
+    pending: Option<confirm::Pending>,
     /// Held for the daemon's life: this instance's claim on its control socket.
     _lock: InstanceLock,
 }
@@ -141,6 +147,8 @@ impl Daemon {
             started: Instant::now(),
             control: None,
             ike_sockets: HashMap::new(),
+            firewall_missing: BTreeSet::new(),
+            pending: None,
             _lock: lock,
         };
         for warning in &daemon.config.warnings {
@@ -174,6 +182,11 @@ impl Daemon {
             .set(GATEWAY, gateway_objects(&self.config))
             .await
             .context("[gateway]")?;
+        for line in &changes.added {
+            info!("{line}");
+        }
+        let plan = self.firewall_plan(&self.config).await.check()?;
+        let changes = self.set_firewall(plan).await.context("[firewall]")?;
         for line in &changes.added {
             info!("{line}");
         }
@@ -218,6 +231,8 @@ impl Daemon {
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sighup = signal(SignalKind::hangup())?;
         let mut changes = sys::netlink::watch_changes().context("watching route changes")?;
+        let mut nft_changes =
+            sys::netlink::watch_nftables().context("watching nftables changes")?;
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<(Request, oneshot::Sender<Response>)>(8);
         if let Some(server) = self.control.as_mut() {
             server.start(ctl_tx);
@@ -251,6 +266,18 @@ impl Daemon {
                     while changes.try_recv().is_ok() {}
                     self.repin().await;
                     self.repair(false).await;
+                    self.refresh_firewall().await;
+                }
+                Some(()) = nft_changes.recv() => {
+                    // A ruleset load is one burst of notifications per object.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    while nft_changes.try_recv().is_ok() {}
+                    for line in self.host.repair_table().await {
+                        warn!("host state: {line}");
+                    }
+                }
+                () = confirm::deadline(self.pending.as_ref().map(|p| p.deadline)) => {
+                    self.revert().await;
                 }
                 _ = sysctl_check.tick() => self.repair(true).await,
                 Some(wish) = wishes.recv() => self.grant(wish).await,
@@ -289,7 +316,25 @@ impl Daemon {
                 },
             },
             Request::Reload => match self.reload().await {
-                Ok(summary) => Response::Reloaded { summary },
+                Ok(summary) => {
+                    // What a plain reload applies is kept, as if confirmed.
+                    self.pending = None;
+                    Response::Reloaded { summary }
+                }
+                Err(e) => Response::Error {
+                    message: format!("{e:#}"),
+                },
+            },
+            Request::ReloadConfirm { seconds } => {
+                match self.reload_confirmed(Duration::from_secs(seconds)).await {
+                    Ok(summary) => Response::Reloaded { summary },
+                    Err(e) => Response::Error {
+                        message: format!("{e:#}"),
+                    },
+                }
+            }
+            Request::Confirm => match self.confirm() {
+                Ok(summary) => Response::Confirmed { summary },
                 Err(e) => Response::Error {
                     message: format!("{e:#}"),
                 },

@@ -162,6 +162,7 @@ impl Daemon {
             tunnels,
             watches: self.watches.iter().map(WatchTask::status).collect(),
             packet,
+            firewall: self.firewall_status().map(Box::new),
         })
     }
 }

@@ -263,6 +263,9 @@ impl Daemon {
             fwmask: None,
             invert: true,
             suppress_prefixlen: None,
+            from: None,
+            to: None,
+            iif: None,
         }
     }
 
