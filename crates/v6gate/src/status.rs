@@ -38,6 +38,9 @@ pub struct GatewayStatus {
     pub tunnels: Vec<TunnelStatus>,
     #[serde(default)]
     pub watches: Vec<crate::daemon::WatchStatus>,
+    /// `[[ddns]]` entries and path ends given by name or device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<crate::names::NamesStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -303,6 +306,9 @@ pub fn render(status: &GatewayStatus) -> String {
         } else {
             let _ = writeln!(out, "  drops      {}", drops.join(", "));
         }
+    }
+    if let Some(names) = &status.names {
+        crate::names::render(&mut out, names);
     }
     for w in &status.watches {
         let _ = writeln!(out);

@@ -16,9 +16,11 @@
 
 mod control_socket;
 mod datapath;
+mod ddns;
 pub mod host;
 mod instance;
 mod ipsec;
+mod names;
 pub mod pin;
 mod reload;
 mod report;
@@ -119,6 +121,10 @@ struct Daemon {
     ike_sockets: HashMap<IpAddr, IkeSockets>,
     /// The IKE tasks' SA changes, forwarded to the packet thread in order.
     sa_changes: mpsc::UnboundedSender<SaChange>,
+    /// The `[[ddns]]` entries' runner, while there are entries.
+    ddns: Option<crate::ddns::DdnsRunner>,
+    /// Tunnels whose ends are names or devices.
+    names: names::Names,
     /// Held for the daemon's life: this instance's claim on its control socket.
     _lock: InstanceLock,
 }
@@ -156,6 +162,8 @@ impl Daemon {
             control: None,
             ike_sockets: HashMap::new(),
             sa_changes,
+            ddns: None,
+            names: names::Names::new(),
             _lock: lock,
         };
         for warning in &daemon.config.warnings {
@@ -199,7 +207,7 @@ impl Daemon {
         for w in self.config.watches.clone() {
             self.add_watch(w)?;
         }
-        Ok(())
+        self.start_ddns().await
     }
 
     fn add_watch(&mut self, w: control::Watch) -> anyhow::Result<()> {
@@ -237,7 +245,8 @@ impl Daemon {
         if let Some(server) = self.control.as_mut() {
             server.start(ctl_tx);
         }
-        let Some(mut wishes) = self.wishes_rx.take() else {
+        let (Some(mut wishes), Some(mut moved)) = (self.wishes_rx.take(), self.names.take_moved())
+        else {
             bail!("the daemon is already serving");
         };
         let mut sysctl_check = tokio::time::interval(SYSCTL_CHECK);
@@ -266,8 +275,16 @@ impl Daemon {
                     while changes.try_recv().is_ok() {}
                     self.repin().await;
                     self.repair(false).await;
+                    self.follow_devices().await;
                 }
-                _ = sysctl_check.tick() => self.repair(true).await,
+                _ = sysctl_check.tick() => {
+                    self.repair(true).await;
+                    self.tick_names().await;
+                }
+                Some(_) = moved.recv() => {
+                    while moved.try_recv().is_ok() {}
+                    self.follow_names().await;
+                }
                 Some(wish) = wishes.recv() => self.grant(wish).await,
             }
         }
@@ -327,6 +344,8 @@ impl Daemon {
         if let Some(server) = self.control.take() {
             server.close();
         }
+        self.stop_ddns().await;
+        self.names.clear();
         self.remove_all().await;
         self.host.clear().await;
         self.datapath.shutdown();
