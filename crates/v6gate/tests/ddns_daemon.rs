@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::{BIN, lab, wait_until};
 use ddns_support::https::HttpsServer;
 use ddns_support::{Knot, key_file};
-use v6gate::lab::{Gateway, Lab, LabOptions, Node, addr, dev};
+use v6gate_lab::{Gateway, Lab, LabOptions, Node, addr, dev};
 
 const KEY: &str = "hmac-sha256:ddns-key:c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFiY2RlZg==";
 
