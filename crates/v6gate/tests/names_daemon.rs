@@ -321,3 +321,111 @@ fn a_pppoe_style_change_of_the_local_device_reroutes_the_tunnel() {
     a.stop().unwrap();
     b.stop().unwrap();
 }
+
+/// The S4 example as shipped, on siteA's devices (its MAP-E watch left out: the lab has no
+/// MAP-E device): the daemon accepts its names and `local_device`, holds the tunnel back
+/// while the peer's names do not resolve (saying why), and starts it once they do.
+#[test]
+fn the_s4_example_waits_for_its_peers_names_then_runs() {
+    let lab = lab(LabOptions {
+        ipv4_underlay: true,
+        ..LabOptions::default()
+    });
+    let knot = Knot::start_on(&lab, Node::Wan, KEY, addr::WAN_B6);
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/s4-two-paths.toml"
+    );
+    let text = std::fs::read_to_string(example).unwrap();
+    let watch = text.find("[[watch]]").expect("the example's watch");
+    let ddns = text
+        .find("# This site's own names")
+        .expect("the example's ddns");
+    let socket = lab.dir().join("s4.sock");
+    let text = format!("{}{}", &text[..watch], &text[ddns..])
+        .replace("\"eth0\"", &format!("\"{}\"", dev::WAN6))
+        .replace("\"ppp0\"", &format!("\"{}\"", dev::WAN4))
+        .replace("\"2001:db8:1::1\"", &format!("\"{}\"", addr::SITE_A_WAN6))
+        .replace(
+            "[gateway]\n",
+            &format!(
+                "[gateway]\ncontrol_socket = \"{}\"\nstate_dir = \"{}\"\nresolvers = \
+                 [\"[{}]:53\"]\n",
+                socket.display(),
+                lab.dir().join("s4-state").display(),
+                addr::WAN_B6
+            ),
+        );
+    let config = lab.dir().join("s4-two-paths.toml");
+    std::fs::write(&config, text).unwrap();
+    // Beside the config, as the example names it.
+    key_file(&lab, "s4-ddns", "user:password");
+    let a = lab
+        .start_gateway_with(Path::new(BIN), Node::SiteA, &config, &socket)
+        .unwrap_or_else(|e| panic!("the S4 example does not run: {e}"));
+
+    let names = || a.status().unwrap()["names"].clone();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            names()["waiting"][0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("siteb-v6.example.jp"))
+        }),
+        "{}\n{}",
+        names(),
+        a.log()
+    );
+    assert!(
+        a.status().unwrap()["tunnels"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let pppoe = endpoint(&a, "local_device");
+    assert_eq!(pppoe["name"], dev::WAN4);
+    assert_eq!(pppoe["address"], addr::SITE_A_WAN4.to_string(), "{pppoe}");
+    assert_eq!(names()["ddns"].as_array().map(Vec::len), Some(2));
+
+    knot.update(
+        &lab,
+        KEY,
+        "siteb-v6.example.jp",
+        "AAAA",
+        IpAddr::from(addr::SITE_B_WAN6),
+    );
+    knot.update(
+        &lab,
+        KEY,
+        "siteb-v4.example.jp",
+        "A",
+        IpAddr::from(addr::SITE_B_WAN4),
+    );
+    let started = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            a.tunnel_status("siteb")
+                .is_ok_and(|t| t["paths"].as_array().map(Vec::len) == Some(2))
+        }),
+        "{}\n{}",
+        names(),
+        a.log()
+    );
+    eprintln!(
+        "s4: tunnel started {} ms after its names resolved",
+        started.elapsed().as_millis()
+    );
+    let t = a.tunnel_status("siteb").unwrap();
+    assert_eq!(
+        t["paths"][0]["remote"],
+        addr::SITE_B_WAN6.to_string(),
+        "{t}"
+    );
+    assert_eq!(t["paths"][1]["local"], addr::SITE_A_WAN4.to_string(), "{t}");
+    assert_eq!(
+        t["paths"][1]["remote"],
+        addr::SITE_B_WAN4.to_string(),
+        "{t}"
+    );
+    assert!(names()["waiting"].as_array().unwrap().is_empty());
+    a.stop().unwrap();
+}

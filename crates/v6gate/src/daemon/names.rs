@@ -78,7 +78,10 @@ struct Followed {
     running: Option<Tunnel>,
     /// The config last tried, and when to try it again after it failed.
     failed: Option<(Tunnel, Instant)>,
+    /// Why the tunnel failed to start, while it is not running.
     waiting: Option<String>,
+    /// Whether the log already says that the tunnel waits for addresses.
+    waiting_logged: bool,
 }
 
 #[derive(Default)]
@@ -181,6 +184,7 @@ impl Daemon {
             running: None,
             failed: None,
             waiting: None,
+            waiting_logged: false,
         });
         self.read_devices().await;
         self.follow_names().await;
@@ -211,8 +215,19 @@ impl Daemon {
             let f = &self.names.followed[i];
             let wanted = f.resolved();
             let name = f.written.name.clone();
-            if wanted.as_ref().ok() == f.running.as_ref() {
-                continue;
+            match (&wanted, &f.running) {
+                (Ok(w), Some(r)) if w == r => continue,
+                (Err(why), None) => {
+                    let f = &mut self.names.followed[i];
+                    if !f.waiting_logged {
+                        warn!(tunnel = %name, "waiting: {why}");
+                        f.waiting_logged = true;
+                    }
+                    f.failed = None;
+                    f.waiting = None;
+                    continue;
+                }
+                _ => {}
             }
             if let (Ok(w), Some((tried, at))) = (&wanted, &f.failed)
                 && w == tried
@@ -228,10 +243,9 @@ impl Daemon {
             let f = &mut self.names.followed[i];
             let tunnel = match wanted {
                 Err(why) => {
-                    if f.waiting.as_ref() != Some(&why) {
-                        warn!(tunnel = %name, "waiting: {why}");
-                    }
-                    f.waiting = Some(why);
+                    warn!(tunnel = %name, "waiting: {why}");
+                    f.waiting_logged = true;
+                    f.waiting = None;
                     f.failed = None;
                     continue;
                 }
@@ -250,6 +264,7 @@ impl Daemon {
                     f.running = Some(tunnel);
                     f.failed = None;
                     f.waiting = None;
+                    f.waiting_logged = false;
                 }
                 Err(e) => {
                     let why = format!("{e:#}; trying again in {}s", RETRY.as_secs());
@@ -428,10 +443,16 @@ impl Daemon {
                     });
                 }
             }
-            if let Some(reason) = &f.waiting {
+            // Why it does not run: it failed to start, or no path has both addresses.
+            let reason = match (&f.running, &f.waiting) {
+                (Some(_), _) => None,
+                (None, Some(why)) => Some(why.clone()),
+                (None, None) => f.resolved().err(),
+            };
+            if let Some(reason) = reason {
                 waiting.push(WaitingTunnel {
                     tunnel: f.written.name.clone(),
-                    reason: reason.clone(),
+                    reason,
                 });
             }
         }
