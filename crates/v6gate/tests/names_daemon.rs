@@ -427,5 +427,20 @@ fn the_s4_example_waits_for_its_peers_names_then_runs() {
         "{t}"
     );
     assert!(names()["waiting"].as_array().unwrap().is_empty());
+
+    // A reload that changes nothing leaves the followed tunnel running as it is.
+    let starts = |log: &str| log.matches("starting with").count();
+    let before = starts(&a.log());
+    a.reload().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || a.log().contains("reloaded:")),
+        "{}",
+        a.log()
+    );
+    assert_eq!(starts(&a.log()), before, "{}", a.log());
+    assert_eq!(
+        a.tunnel_status("siteb").unwrap()["paths"][0]["remote"],
+        addr::SITE_B_WAN6.to_string()
+    );
     a.stop().unwrap();
 }

@@ -111,51 +111,75 @@ fn unix_now() -> Option<u64> {
 }
 
 impl Followed {
-    /// The written tunnel with every known address filled in, keeping the paths that have
-    /// both; `Err` says why none has.
+    /// The written tunnel with every known address filled in; see [`resolve`].
     fn resolved(&self) -> Result<Tunnel, String> {
-        let mut paths = Vec::new();
-        let mut missing = Vec::new();
-        for (path, end) in self.written.paths.iter().zip(&self.ends) {
-            let mut p = path.clone();
-            if let Some(device) = &path.local_device {
-                match end.device_address {
-                    Some(a) => p.local = a,
-                    None => missing.push(format!(
-                        "path {}: device {device} has no usable {} address",
-                        path.name,
-                        family(path)
-                    )),
-                }
-            }
-            if let Some(name) = &path.remote_name {
+        let known: Vec<Known> = self
+            .ends
+            .iter()
+            .map(|end| {
                 let status = end.peer.as_ref().map(PeerName::status);
-                match status.as_ref().and_then(|s| s.address) {
-                    Some(a) => p.remote = a,
-                    None => {
-                        let why = status
-                            .and_then(|s| s.error)
-                            .unwrap_or_else(|| "no answer yet".to_owned());
-                        missing.push(format!(
-                            "path {}: {name} ({}) not resolved: {why}",
-                            path.name,
-                            family(path).record_type()
-                        ));
-                    }
+                Known {
+                    device: end.device_address,
+                    remote: status.as_ref().and_then(|s| s.address),
+                    remote_error: status.and_then(|s| s.error),
+                }
+            })
+            .collect();
+        resolve(&self.written, &known)
+    }
+}
+
+/// What is known of one path's ends that are not addresses in the config.
+#[derive(Debug, Default, Clone)]
+struct Known {
+    /// The `local_device`'s address of the path's family.
+    device: Option<IpAddr>,
+    /// The named remote's answer.
+    remote: Option<IpAddr>,
+    remote_error: Option<String>,
+}
+
+/// `written` with the known addresses filled in, keeping the paths that have both ends; `Err`
+/// says why none has. `known` has one entry per written path.
+fn resolve(written: &Tunnel, known: &[Known]) -> Result<Tunnel, String> {
+    let mut paths = Vec::new();
+    let mut missing = Vec::new();
+    for (path, k) in written.paths.iter().zip(known) {
+        let mut p = path.clone();
+        if let Some(device) = &path.local_device {
+            match k.device {
+                Some(a) if a.is_ipv6() == path.is_ipv6() => p.local = a,
+                _ => missing.push(format!(
+                    "path {}: device {device} has no usable {} address",
+                    path.name,
+                    family(path)
+                )),
+            }
+        }
+        if let Some(name) = &path.remote_name {
+            match k.remote {
+                Some(a) if a.is_ipv6() == path.is_ipv6() => p.remote = a,
+                _ => {
+                    let why = k.remote_error.as_deref().unwrap_or("no answer yet");
+                    missing.push(format!(
+                        "path {}: {name} ({}) not resolved: {why}",
+                        path.name,
+                        family(path).record_type()
+                    ));
                 }
             }
-            if p.is_resolved() && p.local != p.remote {
-                paths.push(p);
-            }
         }
-        if paths.is_empty() {
-            return Err(missing.join("; "));
+        if p.is_resolved() && p.local != p.remote {
+            paths.push(p);
         }
-        Ok(Tunnel {
-            paths,
-            ..self.written.clone()
-        })
     }
+    if paths.is_empty() {
+        return Err(missing.join("; "));
+    }
+    Ok(Tunnel {
+        paths,
+        ..written.clone()
+    })
 }
 
 impl Daemon {
@@ -486,4 +510,120 @@ async fn device_address(
         Family::Ipv4 => Select::Any,
     };
     Ok(select(&list, family, how))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S4: &str = r#"
+[[tunnel]]
+name = "siteb"
+mode = "ipip6"
+routes = ["198.51.100.128/25"]
+
+[[tunnel.path]]
+name = "ipoe"
+local = "2001:db8:1::1"
+remote = "siteb-v6.example.jp"
+
+[[tunnel.path]]
+name = "pppoe"
+local_device = "ppp0"
+family = "ipv4"
+remote = "siteb-v4.example.jp"
+"#;
+
+    fn written() -> Tunnel {
+        let config = Config::from_toml_str(S4, "s4.toml").unwrap();
+        config.tunnels[0].clone()
+    }
+
+    fn addr(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn nothing_known_waits_and_says_why_for_every_path() {
+        let known = [
+            Known {
+                remote_error: Some("NXDOMAIN".into()),
+                ..Known::default()
+            },
+            Known::default(),
+        ];
+        let why = resolve(&written(), &known).unwrap_err();
+        assert_eq!(
+            why,
+            "path ipoe: siteb-v6.example.jp (AAAA) not resolved: NXDOMAIN; path pppoe: device \
+             ppp0 has no usable ipv4 address; path pppoe: siteb-v4.example.jp (A) not \
+             resolved: no answer yet"
+        );
+    }
+
+    #[test]
+    fn a_tunnel_runs_the_paths_that_have_both_ends() {
+        let known = [
+            Known {
+                remote: Some(addr("2001:db8:2::1")),
+                ..Known::default()
+            },
+            // The device has its address, the name no answer yet.
+            Known {
+                device: Some(addr("198.18.1.1")),
+                ..Known::default()
+            },
+        ];
+        let t = resolve(&written(), &known).unwrap();
+        assert_eq!(t.paths.len(), 1);
+        assert_eq!(t.paths[0].name, "ipoe");
+        assert_eq!(t.paths[0].local, addr("2001:db8:1::1"));
+        assert_eq!(t.paths[0].remote, addr("2001:db8:2::1"));
+        assert!(t.paths[0].is_resolved());
+        assert_eq!(
+            t.paths[0].remote_name.as_deref(),
+            Some("siteb-v6.example.jp")
+        );
+    }
+
+    #[test]
+    fn every_known_address_is_filled_in_and_a_change_changes_the_tunnel() {
+        let mut known = vec![
+            Known {
+                remote: Some(addr("2001:db8:2::1")),
+                ..Known::default()
+            },
+            Known {
+                device: Some(addr("198.18.1.1")),
+                remote: Some(addr("198.18.2.1")),
+                remote_error: None,
+            },
+        ];
+        let before = resolve(&written(), &known).unwrap();
+        assert_eq!(before.paths.len(), 2);
+        assert_eq!(before.paths[1].local, addr("198.18.1.1"));
+        assert_eq!(before.paths[1].remote, addr("198.18.2.1"));
+        assert_eq!(
+            resolve(&written(), &known).unwrap(),
+            before,
+            "same answers, same tunnel"
+        );
+
+        known[1].device = Some(addr("198.18.1.2"));
+        let after = resolve(&written(), &known).unwrap();
+        assert_ne!(after, before);
+        assert_eq!(after.paths[1].local, addr("198.18.1.2"));
+    }
+
+    #[test]
+    fn an_address_of_the_other_family_is_not_used() {
+        let known = [
+            Known {
+                remote: Some(addr("198.18.2.1")),
+                ..Known::default()
+            },
+            Known::default(),
+        ];
+        assert!(resolve(&written(), &known).is_err());
+    }
 }
