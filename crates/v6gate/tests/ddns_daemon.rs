@@ -380,3 +380,96 @@ min_interval = "1s"
     assert!(text.contains("stopped until reload"), "{text}");
     gateway.stop().unwrap();
 }
+
+/// The S2 example as shipped, on siteA's devices and with Value Domain's URL pointed at the
+/// lab's TLS server: both records of www.example.jp are published by the daemon, the AAAA
+/// over IPv6 and the A over IPv4, and kept apart in status.
+#[test]
+fn the_s2_example_publishes_both_families_through_the_daemon() {
+    let lab = lab(LabOptions {
+        ipv4_underlay: true,
+        ..LabOptions::default()
+    });
+    let (v6, v4) = (
+        IpAddr::from(addr::SITE_B_WAN6),
+        IpAddr::from(addr::SITE_B_WAN4),
+    );
+    let server = HttpsServer::start(
+        &lab,
+        Node::SiteB,
+        SocketAddr::new(IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED), 8443),
+        &[v6, v4],
+        Arc::new(|seen| {
+            if seen.target.starts_with("/cgi-bin/dyn.fcg") {
+                (200, "status=0\nOK".into())
+            } else {
+                (404, String::new())
+            }
+        }),
+    );
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/s2-server.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let ca = server.ca_file().display().to_string();
+    let point = |line: &str, device: &str, base: String| {
+        let with = line.replace(
+            if line.contains("eth0") {
+                "eth0"
+            } else {
+                "ppp0"
+            },
+            device,
+        );
+        format!("{with}\nserver = \"{base}/cgi-bin/dyn.fcg\"\nca_file = \"{ca}\"")
+    };
+    let line6 = r#"address = { device = "eth0", family = "ipv6", select = "stable" }"#;
+    let line4 = r#"address = { device = "ppp0", family = "ipv4" }"#;
+    assert!(text.contains(line6) && text.contains(line4), "{text}");
+    let body = text
+        .replace(
+            line6,
+            &point(line6, dev::WAN6, format!("https://[{v6}]:8443")),
+        )
+        .replace(
+            line4,
+            &point(line4, dev::WAN4, format!("https://{v4}:8443")),
+        );
+    key_file(&lab, "s2-ddns", "vd-password");
+    let gateway = start(&lab, "s2-server", &body);
+
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let list = ddns(&gateway);
+            list.len() == 2 && list.iter().all(|e| !e["published"].is_null())
+        }),
+        "{:#?}\n{}",
+        ddns(&gateway),
+        gateway.log()
+    );
+    let list = ddns(&gateway);
+    assert_eq!(list[0]["name"], "www-v6");
+    assert_eq!(list[0]["family"], "ipv6");
+    assert_eq!(list[0]["published"], addr::SITE_A_WAN6.to_string());
+    assert_eq!(list[1]["name"], "www-v4");
+    assert_eq!(list[1]["family"], "ipv4");
+    assert_eq!(list[1]["published"], addr::SITE_A_WAN4.to_string());
+
+    let seen = server.seen("/cgi-bin/dyn.fcg");
+    assert_eq!(seen.len(), 2, "one update per record");
+    for s in &seen {
+        let peer = match s.peer.ip() {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
+            a => a,
+        };
+        let published = if peer.is_ipv6() {
+            addr::SITE_A_WAN6.to_string().replace(':', "%3A")
+        } else {
+            addr::SITE_A_WAN4.to_string()
+        };
+        assert_eq!(
+            s.target,
+            format!("/cgi-bin/dyn.fcg?d=example.jp&p=vd-password&h=www&i={published}"),
+            "each update leaves from the family it publishes"
+        );
+    }
+    gateway.stop().unwrap();
+}
