@@ -41,6 +41,8 @@ pub struct GatewayStatus {
     /// `[[ddns]]` entries and path ends given by name or device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub names: Option<crate::names::NamesStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet: Option<crate::packet_status::PacketStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -331,6 +333,7 @@ pub fn render(status: &GatewayStatus) -> String {
             }
         );
     }
+    crate::packet_status::render(&mut out, status.packet.as_ref());
     out
 }
 
