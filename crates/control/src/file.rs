@@ -51,6 +51,8 @@ pub(crate) struct FileGateway {
     pub ipv6_forwarding: Option<bool>,
     pub route_metric: Option<Int>,
     pub max_config_size: Option<Int>,
+    pub state_dir: Option<String>,
+    pub resolvers: Option<Vec<String>>,
 }
 
 /// `[[tunnel]]`. `local_subnets` and `[tunnel.ike]` belong to `mode = "ipsec"`; `validate`

@@ -21,6 +21,8 @@ use crate::ipsec::IpsecConfig;
 
 /// Default path of the JSON control/status socket.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/v6gate/v6gate.sock";
+/// Default of `gateway.state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/v6gate";
 /// Default routing table for pinned endpoint routes ("64" twice: v6gate's mark is 0x76 0x36, "v6").
 pub const DEFAULT_PIN_TABLE: u32 = 6464;
 /// Default priority of the ip rule that consults the pin table: well before `main` (32766) so a
@@ -127,6 +129,10 @@ pub struct Gateway {
     pub route_metric: u32,
     /// Largest config file, in bytes, this config accepts (itself and what a reload reads).
     pub max_config_size: u64,
+    /// Root-only directory of what outlives a run (what each `[[ddns]]` entry last published).
+    pub state_dir: PathBuf,
+    /// Name servers asked for peers given by name; empty = the system's (`/etc/resolv.conf`).
+    pub resolvers: Vec<std::net::SocketAddr>,
 }
 
 impl Default for Gateway {
@@ -139,6 +145,8 @@ impl Default for Gateway {
             ipv6_forwarding: None,
             route_metric: DEFAULT_ROUTE_METRIC,
             max_config_size: DEFAULT_MAX_CONFIG_SIZE,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            resolvers: Vec::new(),
         }
     }
 }

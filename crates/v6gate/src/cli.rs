@@ -150,10 +150,6 @@ pub fn main() -> ExitCode {
                 tracing::error!("{why}");
                 return ExitCode::from(2);
             }
-            if let Err(e) = crate::peer_name::refuse_unresolved(&config) {
-                tracing::error!("{e:#}");
-                return ExitCode::FAILURE;
-            }
             let socket = control::Config::load(&config).map(|c| c.gateway.control_socket);
             let _watchdog = socket
                 .as_ref()

@@ -12,6 +12,7 @@ pub mod export;
 pub mod firewall_status;
 pub mod mape;
 pub mod metrics;
+pub mod names;
 pub mod packet_status;
 pub mod peer_name;
 pub mod plan;

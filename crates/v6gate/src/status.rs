@@ -52,6 +52,9 @@ pub struct GatewayStatus {
     pub tunnels: Vec<TunnelStatus>,
     #[serde(default)]
     pub watches: Vec<WatchStatus>,
+    /// `[[ddns]]` entries and path ends given by name or device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<crate::names::NamesStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packet: Option<crate::packet_status::PacketStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -321,6 +324,9 @@ pub fn render(status: &GatewayStatus) -> String {
         } else {
             let _ = writeln!(out, "  drops      {}", drops.join(", "));
         }
+    }
+    if let Some(names) = &status.names {
+        crate::names::render(&mut out, names);
     }
     for w in &status.watches {
         let _ = writeln!(out);

@@ -16,10 +16,12 @@
 
 mod confirm;
 mod control_socket;
+mod ddns;
 mod firewall;
 pub mod host;
 mod instance;
 mod ipsec;
+mod names;
 mod packet;
 pub mod pin;
 mod reload;
@@ -120,6 +122,10 @@ struct Daemon {
     firewall_missing: BTreeSet<String>,
     /// A `reload --confirm` not yet confirmed.
     pending: Option<confirm::Pending>,
+    /// The `[[ddns]]` entries' runner, while there are entries.
+    ddns: Option<crate::ddns::DdnsRunner>,
+    /// Tunnels whose ends are names or devices.
+    names: names::Names,
     /// Held for the daemon's life: this instance's claim on its control socket.
     _lock: InstanceLock,
 }
@@ -149,6 +155,8 @@ impl Daemon {
             ike_sockets: HashMap::new(),
             firewall_missing: BTreeSet::new(),
             pending: None,
+            ddns: None,
+            names: names::Names::new(),
             _lock: lock,
         };
         for warning in &daemon.config.warnings {
@@ -197,7 +205,7 @@ impl Daemon {
         for w in self.config.watches.clone() {
             self.add_watch(w)?;
         }
-        Ok(())
+        self.start_ddns().await
     }
 
     fn add_watch(&mut self, w: control::Watch) -> anyhow::Result<()> {
@@ -237,7 +245,8 @@ impl Daemon {
         if let Some(server) = self.control.as_mut() {
             server.start(ctl_tx);
         }
-        let Some(mut wishes) = self.wishes_rx.take() else {
+        let (Some(mut wishes), Some(mut moved)) = (self.wishes_rx.take(), self.names.take_moved())
+        else {
             bail!("the daemon is already serving");
         };
         let mut sysctl_check = tokio::time::interval(SYSCTL_CHECK);
@@ -267,6 +276,7 @@ impl Daemon {
                     self.repin().await;
                     self.repair(false).await;
                     self.refresh_firewall().await;
+                    self.follow_devices().await;
                 }
                 Some(()) = nft_changes.recv() => {
                     // A ruleset load is one burst of notifications per object.
@@ -279,7 +289,14 @@ impl Daemon {
                 () = confirm::deadline(self.pending.as_ref().map(|p| p.deadline)) => {
                     self.revert().await;
                 }
-                _ = sysctl_check.tick() => self.repair(true).await,
+                _ = sysctl_check.tick() => {
+                    self.repair(true).await;
+                    self.tick_names().await;
+                }
+                Some(_) = moved.recv() => {
+                    while moved.try_recv().is_ok() {}
+                    self.follow_names().await;
+                }
                 Some(wish) = wishes.recv() => self.grant(wish).await,
             }
         }
@@ -357,6 +374,8 @@ impl Daemon {
         if let Some(server) = self.control.take() {
             server.close();
         }
+        self.stop_ddns().await;
+        self.names.clear();
         self.remove_all().await;
         self.host.clear().await;
         self.datapath.shutdown();

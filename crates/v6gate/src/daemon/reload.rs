@@ -98,7 +98,12 @@ impl Daemon {
         for warning in &new.warnings {
             warn!("config {}:{warning}", self.config_path.display());
         }
+        if let Some(line) = self.reload_ddns(&new).await {
+            lines.push(line);
+        }
         self.config = new;
+        self.prune_names();
+        self.feed_ddns_paths().await;
         let mut summary = format!(
             "{} added, {} removed, {} changed, {} unchanged; watches: {} added, {} removed, {} \
              changed",
@@ -198,6 +203,7 @@ impl Daemon {
                 .context("restoring the previous config after a failed reload")?;
             return Err(e.context("applying the new [gateway] settings"));
         }
+        self.prune_names();
         let names: Vec<&str> = self
             .tunnels
             .iter()

@@ -161,6 +161,7 @@ impl Daemon {
             uptime_secs: self.started.elapsed().as_secs(),
             tunnels,
             watches: self.watches.iter().map(WatchTask::status).collect(),
+            names: self.names_status(),
             packet,
             firewall: self.firewall_status().map(Box::new),
         })
