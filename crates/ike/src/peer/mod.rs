@@ -33,11 +33,13 @@ mod child;
 mod framing;
 mod informational;
 mod policy;
+mod recovery;
 
 pub use policy::Backoff;
+pub use recovery::RECOVERY_INTERVAL;
 mod sa_init;
 
-use framing::{ct_eq, find_ke, find_nonce, find_sa, find_ts, first_error, proposal_number};
+use framing::{ct_eq, digest, find_ke, find_nonce, find_sa, find_ts, first_error, proposal_number};
 
 /// Retransmission schedule for requests (strongSwan's defaults: 4 s, factor 1.8, 5 tries).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -321,6 +323,9 @@ struct IkeSa {
     pending: Option<Pending>,
     queue: VecDeque<Request>,
     last_response: Option<(u32, Vec<u8>)>,
+    /// SHA-256 of the request `last_response` answers: a copy is a retransmission only if
+    /// its bytes are the same (§2.1), not merely its message ID.
+    last_request: [u8; 32],
     children: Vec<Child>,
     local: SocketAddr,
     remote: SocketAddr,
@@ -371,6 +376,8 @@ pub struct Peer {
     endpoints: Option<(SocketAddr, SocketAddr)>,
     /// IKE SAs superseded by one that just came up, removed after the current message.
     replaced: Vec<(u64, u64)>,
+    /// When [`Peer::handle_unknown_spi`] last started an exchange.
+    last_recovery: Option<Instant>,
 }
 
 impl core::fmt::Debug for Peer {
@@ -400,6 +407,7 @@ impl Peer {
             events: VecDeque::new(),
             endpoints: None,
             replaced: Vec::new(),
+            last_recovery: None,
         }
     }
 
@@ -485,6 +493,7 @@ impl Peer {
             pending: None,
             queue: VecDeque::new(),
             last_response: None,
+            last_request: [0; 32],
             children: Vec::new(),
             local,
             remote,

@@ -11,6 +11,8 @@ use wire::ike::TrafficSelector;
 use crate::proposal::{EspProposal, IkeProposal};
 use crate::{ChildSaInfo, Config, DownReason, Dpd, DpdAction, Event, Identity, Peer, Transmit};
 
+mod recovery;
+mod retransmit;
 mod scenarios;
 
 pub(crate) fn lan(third: u8) -> TrafficSelector {

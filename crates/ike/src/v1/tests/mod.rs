@@ -12,6 +12,7 @@ use super::Peer;
 use crate::proposal::{EspProposal, IkeProposal};
 use crate::{ChildSaInfo, Config, Dpd, DpdAction, Event, Identity, Transmit};
 
+mod recovery;
 mod scenarios;
 
 fn lan(third: u8) -> TrafficSelector {
