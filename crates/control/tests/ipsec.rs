@@ -407,3 +407,58 @@ fn host_name_remote_gets_a_clear_message() {
     assert_eq!(path.remote_name.as_deref(), Some("sitea.example"));
     assert!(!path.is_resolved());
 }
+
+#[test]
+fn remote_psk_entries_give_ids_keys_of_their_own() {
+    let key = KeyFile::new("remote-psk", 0o600);
+    let path = format!("{:?}", key.path.display().to_string());
+    let text = with_key(
+        &key,
+        &format!(
+            "[[tunnel.ike.remote_psk]]\nremote_id = \"fqdn:ix-a.example\"\npsk_file = {path}\n\
+             [[tunnel.ike.remote_psk]]\nremote_id = \"2001:db8:a::1\"\npsk_file = {path}\n"
+        ),
+    );
+    let c = valid(&text);
+    let i = c.tunnels[0].ipsec.as_ref().unwrap();
+    let ids: Vec<String> = i.remote_psks.iter().map(|(id, _)| id.to_string()).collect();
+    assert_eq!(ids, ["fqdn:ix-a.example", "2001:db8:a::1"]);
+    assert_eq!(i.remote_psks[0].1.read().unwrap(), b"secret");
+
+    // The same identity twice, and a key file that is not there.
+    let text = with_key(
+        &key,
+        &format!(
+            "[[tunnel.ike.remote_psk]]\nremote_id = \"fqdn:ix-a.example\"\npsk_file = {path}\n\
+             [[tunnel.ike.remote_psk]]\nremote_id = \"fqdn:ix-a.example\"\npsk_file = {path}\n"
+        ),
+    );
+    let e = invalid(&text);
+    assert_eq!(e.key(), "tunnel[0].ike.remote_psk[1].remote_id", "{e}");
+    assert!(e.to_string().contains("already holds the key"), "{e}");
+    let text = with_key(
+        &key,
+        "[[tunnel.ike.remote_psk]]\nremote_id = \"fqdn:ix-a.example\"\n\
+         psk_file = \"/nonexistent/v6gate/ix.psk\"\n",
+    );
+    let e = invalid(&text);
+    assert_eq!(e.key(), "tunnel[0].ike.remote_psk[0].psk_file", "{e}");
+}
+
+#[test]
+fn ikev1_picks_remote_keys_by_address_only() {
+    let key = KeyFile::new("remote-psk-v1", 0o600);
+    let path = format!("{:?}", key.path.display().to_string());
+    let entry = |id: &str| {
+        format!(
+            "version = 1\nproposals = [\"aes128-sha256-modp2048\"]\n\
+             esp_proposals = [\"aes128-sha256\"]\n\
+             [[tunnel.ike.remote_psk]]\nremote_id = \"{id}\"\npsk_file = {path}\n"
+        )
+    };
+    let c = valid(&with_key(&key, &entry("2001:db8:a::1")));
+    assert_eq!(c.tunnels[0].ipsec.as_ref().unwrap().remote_psks.len(), 1);
+    let e = invalid(&with_key(&key, &entry("fqdn:ix-a.example")));
+    assert_eq!(e.key(), "tunnel[0].ike.remote_psk[0].remote_id", "{e}");
+    assert!(e.to_string().contains("only the peer's address"), "{e}");
+}

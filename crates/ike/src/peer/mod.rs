@@ -94,6 +94,10 @@ pub struct Config {
     /// The identity the peer must prove; the peer's address when `None`.
     pub remote_id: Option<Identity>,
     pub psk: Vec<u8>,
+    /// Keys of their own for peers that prove one of these identities (as NEC IX and YAMAHA
+    /// RTX hold one key per peer ID); `psk` serves every other peer. A peer proving one of
+    /// these identities is accepted as well as `remote_id`.
+    pub remote_psks: Vec<(Identity, Vec<u8>)>,
     pub ike: Vec<IkeProposal>,
     pub esp: Vec<EspProposal>,
     /// Our side of the tunnel (TSi when we initiate).
@@ -114,6 +118,33 @@ pub struct Config {
 }
 
 impl Config {
+    /// The key shared with a peer that proves `id`: its own from `remote_psks`, or `psk`.
+    pub fn psk_for(&self, id: &wire::ike::Id) -> &[u8] {
+        self.remote_psks
+            .iter()
+            .find(|(i, _)| i.matches(id))
+            .map_or(&self.psk, |(_, k)| k)
+    }
+
+    /// The key to prove ourselves with before the peer said who it is: the one of the
+    /// identity we expect, if it has its own.
+    pub fn psk_for_expected(&self) -> &[u8] {
+        self.remote_id
+            .as_ref()
+            .and_then(|r| self.remote_psks.iter().find(|(i, _)| i == r))
+            .map_or(&self.psk, |(_, k)| k)
+    }
+
+    /// The key for a peer at `addr` when its ID is not known yet: IKEv1 main mode derives
+    /// SKEYID from the key before the ID arrives (RFC 2409 §5.4), so only an address
+    /// identity in `remote_psks` can pick a key there, as with strongSwan and NEC IX.
+    pub fn psk_for_address(&self, addr: std::net::IpAddr) -> &[u8] {
+        self.remote_psks
+            .iter()
+            .find(|(i, _)| *i == Identity::Addr(addr))
+            .map_or(&self.psk, |(_, k)| k)
+    }
+
     /// A configuration with the modern default proposals and strongSwan-like timers.
     pub fn new(
         psk: &[u8],
@@ -124,6 +155,7 @@ impl Config {
             local_id: None,
             remote_id: None,
             psk: psk.to_vec(),
+            remote_psks: Vec::new(),
             ike: vec![IkeProposal::default_modern()],
             esp: vec![EspProposal::default_modern()],
             local_ts,

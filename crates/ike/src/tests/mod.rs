@@ -11,6 +11,7 @@ use wire::ike::TrafficSelector;
 use crate::proposal::{EspProposal, IkeProposal};
 use crate::{ChildSaInfo, Config, DownReason, Dpd, DpdAction, Event, Identity, Peer, Transmit};
 
+mod psk;
 mod recovery;
 mod retransmit;
 mod scenarios;

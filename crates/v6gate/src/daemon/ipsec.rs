@@ -373,6 +373,15 @@ pub fn ike_config(tunnel: &control::Tunnel) -> anyhow::Result<ike::Config> {
     );
     config.local_id = ipsec.local_id.clone();
     config.remote_id = ipsec.remote_id.clone();
+    for (id, key) in &ipsec.remote_psks {
+        let key = key.read().with_context(|| {
+            format!(
+                "reading the pre-shared key of {id} in tunnel {:?}",
+                tunnel.name
+            )
+        })?;
+        config.remote_psks.push((id.clone(), key));
+    }
     config.ike = ipsec.proposals.clone();
     config.esp = ipsec.esp_proposals.clone();
     config.dpd = Some(ike::Dpd {

@@ -12,6 +12,7 @@ use super::Peer;
 use crate::proposal::{EspProposal, IkeProposal};
 use crate::{ChildSaInfo, Config, Dpd, DpdAction, Event, Identity, Transmit};
 
+mod psk;
 mod recovery;
 mod scenarios;
 
