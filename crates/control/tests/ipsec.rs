@@ -157,6 +157,39 @@ fn legacy_suites_are_accepted_with_a_warning() {
 }
 
 #[test]
+fn triple_des_only_when_asked_and_with_a_warning() {
+    let key = KeyFile::new("3des", 0o600);
+    for version in ["2", "1"] {
+        let text = with_key(
+            &key,
+            &format!(
+                "version = {version}\nproposals = [\"3des-sha256-modp2048\"]\n\
+                 esp_proposals = [\"3des-sha256\"]\n"
+            ),
+        );
+        let c = valid(&text);
+        let keys: Vec<&str> = c.warnings.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "tunnel[0].ike.proposals[0]",
+                "tunnel[0].ike.esp_proposals[0]"
+            ]
+        );
+        assert!(
+            c.warnings[0].to_string().contains("3DES"),
+            "{}",
+            c.warnings[0]
+        );
+        // 8-byte IV and block: 1500 - 40 - 8 - 8 - 8 - 16 = 1420 -> 1416 - 2.
+        assert_eq!(c.tunnels[0].effective_mtu(|_| 1500), 1414);
+    }
+    // Never in the defaults.
+    let c = valid(&with_key(&key, ""));
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
 fn bad_proposal_token_is_named_with_key_and_line() {
     let key = KeyFile::new("token", 0o600);
     let text = with_key(

@@ -371,8 +371,9 @@ impl Checker {
                         self.warn(
                             &key,
                             format!(
-                                "{text:?} allows SHA-1 or MODP-1024, kept only for old peers; \
-                                 prefer aes128gcm16 with prfsha256 and ecp256 or modp2048"
+                                "{text:?} allows 3DES, SHA-1 or MODP-1024, kept only for old \
+                                 peers; prefer aes128gcm16 with prfsha256 and ecp256 or \
+                                 modp2048"
                             ),
                         );
                     }

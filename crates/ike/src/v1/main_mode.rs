@@ -348,7 +348,7 @@ impl Peer {
             sa.cookies,
             chosen.encr.key_len(),
         );
-        sa.iv = keys::phase1_iv(chosen.hash, &ke_i, dh.public(), cipher::BLOCK);
+        sa.iv = keys::phase1_iv(chosen.hash, &ke_i, dh.public(), cipher::block(chosen.encr));
         sa.keys = Some(keys);
         sa.ke_i = ke_i;
         sa.ke_r = dh.public().to_vec();
@@ -419,7 +419,7 @@ impl Peer {
             sa.cookies,
             chosen.encr.key_len(),
         ));
-        sa.iv = keys::phase1_iv(chosen.hash, &sa.ke_i, &ke_r, cipher::BLOCK);
+        sa.iv = keys::phase1_iv(chosen.hash, &sa.ke_i, &ke_r, cipher::block(chosen.encr));
         sa.ke_r = ke_r;
         sa.nr = nr;
         let (local, remote) = (sa.local, sa.remote);
@@ -568,7 +568,7 @@ impl Peer {
             return Vec::new();
         };
         let sealed = cipher::seal(chosen.encr, &keys.enc_key, &sa.iv, &chain);
-        sa.iv = cipher::last_block(&sealed);
+        sa.iv = cipher::last_block(chosen.encr, &sealed);
         header(sa.cookies, exchange::MAIN_MODE, first, flags::ENCRYPTION, 0).emit_message(&sealed)
     }
 

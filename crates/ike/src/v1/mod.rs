@@ -114,6 +114,14 @@ struct IsakmpSa {
 }
 
 impl IsakmpSa {
+    /// The first IV of a quick mode or informational exchange with message ID `mid`.
+    fn phase2_iv(&self, mid: u32) -> Vec<u8> {
+        let (hash, block) = self.suite.map_or((keys::HashAlg::Sha1, 16), |s| {
+            (s.hash, cipher::block(s.encr))
+        });
+        keys::phase2_iv(hash, &self.iv, mid, block)
+    }
+
     fn new(
         cookies: Cookies,
         initiator: bool,

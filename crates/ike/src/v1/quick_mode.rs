@@ -108,15 +108,13 @@ impl Peer {
             return (Vec::new(), Vec::new());
         };
         let sealed = cipher::seal(chosen.encr, &k.enc_key, iv, chain);
-        let next = cipher::last_block(&sealed);
+        let next = cipher::last_block(chosen.encr, &sealed);
         let h = header(sa.cookies, exchange, pt::HASH, flags::ENCRYPTION, mid);
         (h.emit_message(&sealed), next)
     }
 
     fn phase2_iv(&self, idx: usize, mid: u32) -> Vec<u8> {
-        let sa = &self.sas[idx];
-        let hash = sa.suite.map_or(keys::HashAlg::Sha1, |s| s.hash);
-        keys::phase2_iv(hash, &sa.iv, mid, cipher::BLOCK)
+        self.sas[idx].phase2_iv(mid)
     }
 
     fn skeyid_a(&self, idx: usize) -> (crate::crypto::Prf, Vec<u8>) {

@@ -546,3 +546,27 @@ fn a_responder_with_the_shorter_lifetime_replaces_its_sa_in_time() {
     );
     p.teardown();
 }
+
+#[test]
+fn triple_des_when_both_ask_for_it() {
+    let des = |l, r| {
+        let mut c = s3(l, r);
+        c.ike = vec![IkeProposal::parse("3des-sha1-modp1024").unwrap()];
+        c.esp = vec![EspProposal::parse("3des-sha1").unwrap()];
+        c
+    };
+    let mut p = Pair::new(des(1, 2), des(2, 1), 91);
+    p.initiate();
+    p.drive_bounded(100, Pair::established);
+    p.assert_children_agree();
+    let c = &p.a.children()[0];
+    assert_eq!(c.suite.encr, Encr::TripleDesCbc);
+    assert_eq!(c.encr_in.len(), 24);
+    // Quick mode rekey and DPD run over the 8-byte-block phase 1 cipher too.
+    let spi = c.spi_in;
+    p.a.peer.rekey_child(p.now, spi).unwrap();
+    p.run_for(Duration::from_secs(60));
+    p.assert_children_agree();
+    assert!(p.a.children().iter().all(|c| c.spi_in != spi));
+    p.teardown();
+}
