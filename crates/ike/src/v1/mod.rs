@@ -31,6 +31,7 @@ use crate::error::{Error, Misbehaviour as Mis};
 use crate::{ChildSaInfo, Config, DownReason, Event, Transmit};
 
 pub mod cipher;
+mod collision;
 mod informational;
 pub mod keys;
 mod main_mode;
@@ -236,6 +237,8 @@ pub struct Peer {
     want_child: bool,
     /// When we last started main mode because the peer spoke to an SA we did not have.
     last_recovery: Option<Instant>,
+    /// Recent rekeys of ESP SAs, to settle two of the same SA.
+    rekeys: Vec<collision::Rekey>,
 }
 
 impl core::fmt::Debug for Peer {
@@ -260,6 +263,7 @@ impl Peer {
             endpoints: None,
             want_child: false,
             last_recovery: None,
+            rekeys: Vec::new(),
         }
     }
 

@@ -477,7 +477,7 @@ impl Peer {
                 .filter(|c| c.info.local_ts == [q.local_ts] && c.info.remote_ts == [q.remote_ts])
                 // The peer rekeys the SA closest to its end.
                 .min_by_key(|c| c.expire_at)
-                .map(|c| c.info.spi_in)
+                .map(|c| self.replaced_by(c.info.spi_in).unwrap_or(c.info.spi_in))
         };
         let info = ChildSaInfo {
             spi_in: q.spi_in,
@@ -520,6 +520,9 @@ impl Peer {
             // Make-before-break: the new SA is in, so the old one goes, both here and there.
             self.send_delete_esp(now, idx, &[old]);
             self.remove_child(old);
+        }
+        if let Some(old) = replaces {
+            self.rekeyed(now, idx, old, q.spi_in, (&q.ni, &q.nr), initiator);
         }
     }
 }
