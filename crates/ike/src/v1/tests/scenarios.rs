@@ -3,6 +3,8 @@ use crate::DownReason;
 use crate::crypto::{Encr, Integ};
 use crate::dh::DhGroup;
 use crate::v1::keys::HashAlg;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
 
 #[test]
 fn s3_suite_main_and_quick_mode() {
