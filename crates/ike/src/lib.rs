@@ -56,7 +56,7 @@ pub use error::{Error, Incompatibility, Misbehaviour};
 pub use identity::Identity;
 pub use peer::{
     Backoff, ChildSaInfo, Config, DownReason, Dpd, DpdAction, Event, Peer, RECOVERY_INTERVAL,
-    Retransmit, Transmit,
+    Reinitiation, Retransmit, Transmit,
 };
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod export;
 pub mod mape;
 pub mod metrics;
+pub mod packet_status;
 pub mod peer_name;
 pub mod plan;
 pub mod status;

@@ -38,6 +38,8 @@ pub struct GatewayStatus {
     pub tunnels: Vec<TunnelStatus>,
     #[serde(default)]
     pub watches: Vec<crate::daemon::WatchStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet: Option<crate::packet_status::PacketStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -325,6 +327,7 @@ pub fn render(status: &GatewayStatus) -> String {
             }
         );
     }
+    crate::packet_status::render(&mut out, status.packet.as_ref());
     out
 }
 

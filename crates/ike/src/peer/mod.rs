@@ -35,7 +35,7 @@ mod informational;
 mod policy;
 mod recovery;
 
-pub use policy::Backoff;
+pub use policy::{Backoff, Reinitiation};
 pub use recovery::RECOVERY_INTERVAL;
 mod sa_init;
 
