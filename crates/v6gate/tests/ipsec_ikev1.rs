@@ -312,3 +312,48 @@ fn ikev1_restarted_responder_recovers_on_the_peers_first_probe() {
     gateway.stop().unwrap();
     charon.stop().unwrap();
 }
+
+/// The same restart under 10 ms pings with default DPD at both ends (ours 30 s / 150 s,
+/// strongSwan's none): v6gate answers strongSwan's ESP under the lost SPI with main mode and
+/// INITIAL-CONTACT at once, without waiting for a DPD probe.
+#[test]
+fn ikev1_restarted_responder_recovers_on_the_peers_esp() {
+    let lab = lab();
+    let config = charon_config(&S3, |c| {
+        c.connection_mut().dpd_delay = None;
+        c.connection_mut()
+            .extra
+            .retain(|line| !line.starts_with("dpd_timeout"));
+        c.child_mut().dpd_action = None;
+    });
+    let (gateway, charon) = bring_up(&lab, false, &S3, &config, ("30s", "150s"));
+    assert_ping(&lab, Node::HostB, HOST_A, 2, &[&gateway]);
+    let path = gateway.config_path().to_owned();
+    let socket = lab.dir().join("ikev1-a.sock");
+    let (gateway, outage) = common::ping_across(
+        &lab,
+        Node::HostB,
+        HOST_A,
+        600,
+        Duration::from_secs(1),
+        || {
+            gateway.kill().unwrap();
+            lab.start_gateway_with(BIN.as_ref(), Node::SiteA, &path, &socket)
+                .unwrap_or_else(|e| panic!("restart after SIGKILL: {e}"))
+        },
+    );
+    eprintln!("IKEv1 responder SIGKILL + start under 10 ms pings: {outage:?}");
+    assert!(
+        gateway.log().contains("starting IKE with INITIAL_CONTACT"),
+        "the new gateway did not start IKE itself:\n{}",
+        gateway.log()
+    );
+    assert!(
+        outage.back_after < Duration::from_secs(2) && outage.lost < outage.sent,
+        "{outage:?}\n{}\n--- charon ---\n{}",
+        gateway.log(),
+        charon.log()
+    );
+    gateway.stop().unwrap();
+    charon.stop().unwrap();
+}

@@ -209,7 +209,8 @@ pub struct IpsecStatus {
     pub ike_age_secs: Option<u64>,
     pub children: Vec<ChildStatus>,
     pub last_down_reason: Option<String>,
-    /// Seconds since the peer was last heard (IKE or ESP), which is what DPD watches.
+    /// Seconds since the peer last proved itself (authenticated IKE or ESP), which is what
+    /// DPD watches; forged or stray datagrams do not count.
     pub last_heard_secs: Option<u64>,
     pub udp_encap: bool,
     pub attempts: u32,
@@ -276,7 +277,7 @@ impl IpsecTunnel {
         }
         if ipsec.legacy {
             warn!(
-                "tunnel {:?} allows legacy IPsec algorithms (SHA-1 / MODP-1024)",
+                "tunnel {:?} allows legacy IPsec algorithms (3DES / SHA-1 / MODP-1024)",
                 tunnel.name
             );
         }
@@ -305,7 +306,6 @@ impl IpsecTunnel {
             udp_port: None,
             ike_up_at: None,
             children: HashMap::new(),
-            last_heard: None,
             down_log: crate::words::ReasonLog::default(),
             sockets: sockets.clone(),
             sas,
@@ -482,6 +482,14 @@ impl Core {
     fn ike_spis(&self) -> Option<(u64, u64)> {
         each_core!(self, p => p.ike_spis())
     }
+
+    fn handle_unknown_spi(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) -> bool {
+        each_core!(self, p => p.handle_unknown_spi(now, local, remote))
+    }
+
+    fn last_heard(&self) -> Option<Instant> {
+        each_core!(self, p => p.last_heard())
+    }
 }
 
 struct Driver {
@@ -498,7 +506,6 @@ struct Driver {
     ike_up_at: Option<Instant>,
     /// Inbound SPI -> (outbound SPI, suite, installed at).
     children: HashMap<u32, (u32, String, Instant)>,
-    last_heard: Option<Instant>,
     /// Failures repeat every retry; the log says each reason once, then once in a while.
     down_log: crate::words::ReasonLog,
     sockets: IkeSockets,
@@ -534,16 +541,13 @@ impl Driver {
                 d = datagrams.recv() => {
                     let Some(d) = d else { break };
                     let now = Instant::now();
-                    self.last_heard = Some(now);
                     if let Err(e) = self.peer.handle_datagram(now, d.local, d.remote, &d.payload) {
                         debug!("tunnel {:?}: IKE from {}: {}", self.name, d.remote, e.plain());
                     }
                 }
                 spi = esp.recv() => {
                     if let Some(spi) = spi {
-                        let now = Instant::now();
-                        self.last_heard = Some(now);
-                        self.peer.handle_esp_received(now, spi);
+                        self.peer.handle_esp_received(Instant::now(), spi);
                     }
                 }
                 report = unknown_spi.recv() => {
@@ -577,13 +581,24 @@ impl Driver {
         })
     }
 
-    /// The peer sends ESP on an SPI we do not know. The IKE cores do not react to it yet (a
-    /// fresh exchange with INITIAL_CONTACT would); until they do, it is only logged.
+    /// The peer sends ESP on an SPI we do not know: we lost our SAs (a restart) and it kept
+    /// its own. The core starts a fresh IKE SA with INITIAL_CONTACT whatever `start` says,
+    /// rate limited, so traffic is back after one exchange instead of the peer's DPD.
     fn unknown_spi(&mut self, report: UnknownSpi) {
-        debug!(
-            "tunnel {:?}: ESP from {} on unknown SPI {:08x} (path {})",
-            report.tunnel, report.peer, report.spi, report.path
-        );
+        let local = SocketAddr::new(self.local.ip(), self.port());
+        let remote = SocketAddr::new(self.remote.ip(), self.port());
+        if self.peer.handle_unknown_spi(Instant::now(), local, remote) {
+            info!(
+                "tunnel {:?}: ESP from {} on unknown SPI {:08x} (path {}): we lost our SAs, \
+                 starting IKE with INITIAL_CONTACT",
+                report.tunnel, report.peer, report.spi, report.path
+            );
+        } else {
+            debug!(
+                "tunnel {:?}: ESP from {} on unknown SPI {:08x} (path {})",
+                report.tunnel, report.peer, report.spi, report.path
+            );
+        }
     }
 
     fn initiate(&mut self, now: Instant) {
@@ -747,7 +762,7 @@ impl Driver {
             .map(|(i, r)| (format!("{i:016x}"), format!("{r:016x}")));
         s.ike_age_secs = self.ike_up_at.map(secs);
         s.children = children;
-        s.last_heard_secs = self.last_heard.map(secs);
+        s.last_heard_secs = self.peer.last_heard().map(secs);
         s.udp_encap = self.udp_port.is_some();
         s.attempts = self.reinitiation.failures();
     }
