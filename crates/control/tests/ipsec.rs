@@ -386,7 +386,7 @@ fn paths_of_both_families_with_health_validate() {
 }
 
 #[test]
-fn ipsec_paths_refuse_icmp_probes_shared_remotes_and_a_device_each() {
+fn ipsec_paths_refuse_icmp_probes_and_shared_remotes_and_may_have_a_device_each() {
     let key = KeyFile::new("paths-refused", 0o600);
     let psk = format!("psk_file = {:?}\n", key.path.display().to_string());
     let text = two_paths(
@@ -411,15 +411,19 @@ fn ipsec_paths_refuse_icmp_probes_shared_remotes_and_a_device_each() {
         "already has remote 2001:db8:a::1",
     );
     assert_eq!(e.diagnostics().len(), 1, "{e}");
+    // Each path its own device (S4: OSPF over both), each with its own IKE SA.
     let text =
         two_paths(&psk, "", "").replace("[tunnel.ike]", "device_per_path = true\n[tunnel.ike]");
-    let e = invalid(&text);
-    assert!(
-        e.diagnostics()
-            .iter()
-            .any(|d| d.key == "tunnel[0].device_per_path" && d.message.contains("one device")),
-        "{e}"
-    );
+    let c = valid(&text);
+    let t = &c.tunnels[0];
+    assert!(t.device_per_path);
+    let plan = control::tunnel_plan(&c.gateway, t, |_| 1500);
+    let names: Vec<&str> = plan.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // Each device fits its own path (ESP over IPv4 leaves more room than over IPv6).
+    for (d, p) in plan.devices.iter().zip(&t.paths) {
+        assert_eq!(d.mtu, t.path_mtu(p, 1500), "{}", d.name);
+    }
 }
 
 #[test]

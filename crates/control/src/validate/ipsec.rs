@@ -62,14 +62,6 @@ impl Checker {
     /// Keys of the tunnel that an ipsec tunnel cannot have, and the ones it must.
     pub(super) fn ipsec_shape(&mut self, i: usize, file: &FileTunnel) {
         let key = |field: &str| format!("tunnel[{i}].{field}");
-        if file.device_per_path == Some(true) {
-            self.error(
-                key("device_per_path"),
-                "an ipsec tunnel runs one device whatever its paths: each path has its own IKE \
-                 SA and the tunnel picks the path, so there is nothing for a routing daemon to \
-                 choose between",
-            );
-        }
         for (j, path) in file.path.iter().flatten().enumerate() {
             if path.probe.as_deref() == Some("icmp") {
                 self.error(

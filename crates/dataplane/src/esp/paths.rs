@@ -253,6 +253,24 @@ impl EspPaths {
         r
     }
 
+    /// One TUN packet of `path`'s own device (a device per path, where a routing daemon
+    /// chose the path), sealed on that path whatever the selection says.
+    pub fn handle_inner_on_path(
+        &mut self,
+        now: Instant,
+        path: usize,
+        packet: &mut [u8],
+        out: &mut EspBatch,
+    ) -> Result<(), EspDrop> {
+        self.clock.tick(now);
+        let Some(p) = self.paths.get_mut(path) else {
+            return Err(EspDrop::NotRouted);
+        };
+        let r = p.core.handle_inner(now, packet, out);
+        self.collect(path);
+        r
+    }
+
     /// One ESP packet that came in on `path` from `from`. Keepalive requests are answered on
     /// the same path; replies feed that path's tracker.
     pub fn handle_esp(
