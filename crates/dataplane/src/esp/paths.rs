@@ -705,6 +705,30 @@ mod tests {
     }
 
     #[test]
+    fn a_path_device_seals_on_its_own_path_whatever_the_selection() {
+        let mut pair = Pair::new();
+        pair.run(500);
+        assert_eq!(pair.a.active(), 0);
+        let before = pair.tun_b.len();
+        let mut out = EspBatch::new(4096);
+        let mut p = udp4("203.0.113.5", "198.51.100.9", 100);
+        pair.a
+            .handle_inner_on_path(pair.now, 1, &mut p, &mut out)
+            .unwrap();
+        pair.sent_by_a.clear();
+        pair.deliver(out, true);
+        assert_eq!(pair.sent_by_a, [1], "sealed on the backup path");
+        assert_eq!(pair.tun_b.len(), before + 1);
+        assert_eq!(pair.a.path_stats(1).unwrap().tx_packets, 1);
+        let mut p = udp4("203.0.113.5", "198.51.100.9", 100);
+        let mut out = EspBatch::new(4096);
+        assert_eq!(
+            pair.a.handle_inner_on_path(pair.now, 2, &mut p, &mut out),
+            Err(EspDrop::NotRouted)
+        );
+    }
+
+    #[test]
     fn a_silent_primary_fails_over_within_detection_and_back_after_hold_down() {
         let mut pair = Pair::new();
         pair.run(500);
