@@ -11,13 +11,13 @@ use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use common::ipsec::{TUNNEL, ipsec_status, start_charon, wait_established};
 use common::{BIN, assert_ping, child_spis, ping_counts, text, wait_until};
 use v6gate_lab::strongswan::{Charon, DpdAction, LAB_PSK, StrongswanConfig};
 use v6gate_lab::{Gateway, Lab, LabOptions, Node, Site, addr};
 
 const HOST_A: IpAddr = IpAddr::V4(addr::HOST_A4);
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
-const TUNNEL: &str = "ab";
 
 /// One suite as both ends write it.
 struct Suite {
@@ -105,31 +105,6 @@ fn charon_config(suite: &Suite, adjust: impl Fn(&mut StrongswanConfig)) -> Stron
     child.dpd_action = Some(DpdAction::Restart);
     adjust(&mut config);
     config
-}
-
-fn start_charon(lab: &Lab, config: &StrongswanConfig) -> Charon {
-    Charon::start(lab, Node::SiteB, config)
-        .unwrap_or_else(|e| panic!("cannot start charon in siteB: {e}"))
-}
-
-fn ipsec_status(gateway: &Gateway) -> serde_json::Value {
-    gateway
-        .tunnel_status(TUNNEL)
-        .unwrap_or_else(|e| panic!("status: {e}"))
-}
-
-fn wait_established(gateway: &Gateway, timeout: Duration) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    let up = wait_until(timeout, || {
-        last = ipsec_status(gateway);
-        last["state"] == "up"
-    });
-    assert!(
-        up,
-        "no CHILD SA after {timeout:?}: {last}\n{}",
-        gateway.log()
-    );
-    last
 }
 
 /// The responder first, then the initiator; returns both with the CHILD SA installed.
@@ -292,37 +267,9 @@ fn ikev1_restarted_responder_recovers_on_the_peers_esp() {
     });
     let (gateway, charon) = bring_up(&lab, false, &S3, &config, ("30s", "150s"));
     assert_ping(&lab, Node::HostB, HOST_A, 2, &[&gateway]);
-    let path = gateway.config_path().to_owned();
     let socket = lab.dir().join("ikev1-a.sock");
-    let (gateway, outage) = common::ping_across(
-        &lab,
-        Node::HostB,
-        HOST_A,
-        600,
-        Duration::from_secs(1),
-        || {
-            gateway.kill().unwrap();
-            lab.start_gateway_with(BIN.as_ref(), Node::SiteA, &path, &socket)
-                .unwrap_or_else(|e| panic!("restart after SIGKILL: {e}"))
-        },
-    );
-    eprintln!("IKEv1 responder SIGKILL + start under 10 ms pings: {outage:?}");
-    assert!(
-        gateway.log().contains("starting IKE with INITIAL_CONTACT"),
-        "the new gateway did not start IKE itself:\n{}",
-        gateway.log()
-    );
-    assert!(
-        outage.back_after < Duration::from_secs(2) && outage.lost < outage.sent,
-        "{outage:?}\n{}\n--- charon ---\n{}",
-        gateway.log(),
-        charon.log()
-    );
-    let sas = charon.ike_sas().unwrap();
-    assert_eq!(
-        sas.len(),
-        1,
-        "the stale SA went with INITIAL-CONTACT: {sas:?}"
+    let gateway = common::ipsec::restart_responder_under_pings(
+        &lab, gateway, &charon, HOST_A, &socket, "IKEv1",
     );
     gateway.stop().unwrap();
     charon.stop().unwrap();

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use v6gate_lab::{Gateway, GatewayConfig, Lab, LabOptions, Node, Site, dev};
 
+pub mod ipsec;
+
 /// The daemon under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_v6gate");
 
@@ -393,60 +395,4 @@ pub fn child_spis(status: &serde_json::Value) -> Vec<String> {
         .as_array()
         .map(|c| c.iter().map(|c| c["spi_in"].to_string()).collect())
         .unwrap_or_default()
-}
-
-/// What 10 ms pings saw of an interruption.
-#[derive(Debug)]
-pub struct Outage {
-    pub sent: u64,
-    pub lost: u64,
-    /// The longest time between two replies.
-    pub gap: Duration,
-    /// From `event` returning to the reply that ended the gap.
-    pub back_after: Duration,
-}
-
-/// Pings `to` from `from` every 10 ms, `count` times, and runs `event` once `after` has
-/// passed; returns what `event` returned and the longest stretch without replies.
-pub fn ping_across<T: Send>(
-    lab: &Lab,
-    from: Node,
-    to: IpAddr,
-    count: u32,
-    after: Duration,
-    event: impl FnOnce() -> T + Send,
-) -> (T, Outage) {
-    let epoch = |t: std::time::SystemTime| {
-        t.duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64()
-    };
-    let (value, done, output) = thread::scope(|s| {
-        let pings = s.spawn(|| lab.ping_output(from, to, count, &["-i", "0.01", "-D"]));
-        thread::sleep(after);
-        let value = event();
-        let done = epoch(std::time::SystemTime::now());
-        (value, done, pings.join().expect("ping thread"))
-    });
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let (sent, received) = ping_counts(&stdout);
-    // `-D` starts each reply with `[seconds.micros]`.
-    let replies: Vec<f64> = stdout
-        .lines()
-        .filter(|l| l.contains("icmp_seq="))
-        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
-        .collect();
-    let (mut gap, mut end) = (0.0f64, done);
-    for w in replies.windows(2) {
-        if w[1] - w[0] > gap {
-            (gap, end) = (w[1] - w[0], w[1]);
-        }
-    }
-    let outage = Outage {
-        sent,
-        lost: sent - received,
-        gap: Duration::from_secs_f64(gap),
-        back_after: Duration::from_secs_f64((end - done).max(0.0)),
-    };
-    (value, outage)
 }
