@@ -363,6 +363,13 @@ fn the_s4_example_waits_for_its_peers_names_then_runs() {
                 addr::WAN_B6
             ),
         );
+    // A tunnel by address beside it, which must not wait for the other's names.
+    let text = format!(
+        "{text}\n[[tunnel]]\nname = \"other\"\nmode = \"ipip6\"\nlocal = \"{}\"\nremote = \
+         \"{}\"\nroutes = [\"203.0.113.128/25\"]\n",
+        addr::SITE_A_WAN6,
+        "2001:db8:0:2::7"
+    );
     let config = lab.dir().join("s4-two-paths.toml");
     std::fs::write(&config, text).unwrap();
     // Beside the config, as the example names it.
@@ -382,12 +389,13 @@ fn the_s4_example_waits_for_its_peers_names_then_runs() {
         names(),
         a.log()
     );
-    assert!(
-        a.status().unwrap()["tunnels"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    let running: Vec<serde_json::Value> = a.status().unwrap()["tunnels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].clone())
+        .collect();
+    assert_eq!(running, ["other"], "only the tunnel by address runs");
     let pppoe = endpoint(&a, "local_device");
     assert_eq!(pppoe["name"], dev::WAN4);
     assert_eq!(pppoe["address"], addr::SITE_A_WAN4.to_string(), "{pppoe}");
