@@ -146,10 +146,6 @@ pub fn main() -> ExitCode {
             metrics,
         } => {
             init_logging(log_level.as_deref());
-            if let Some(why) = crate::mape::not_run_yet(&config) {
-                tracing::error!("{why}");
-                return ExitCode::from(2);
-            }
             let socket = control::Config::load(&config).map(|c| c.gateway.control_socket);
             let _watchdog = socket
                 .as_ref()

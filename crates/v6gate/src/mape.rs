@@ -44,28 +44,6 @@ pub struct MapeArgs {
     json: bool,
 }
 
-/// Why `run` must refuse `config_path`: it has enabled MAP-E or DS-Lite tunnels, which the
-/// daemon cannot apply yet (the MAP address on the WAN device and the following of prefix
-/// changes are host state it does not own yet). `None` when the file is fine to run or does
-/// not load (the daemon reports that itself).
-pub fn not_run_yet(config_path: &std::path::Path) -> Option<String> {
-    let config = control::Config::load(config_path).ok()?;
-    let names: Vec<String> = config
-        .softwires
-        .iter()
-        .filter(|s| s.enabled)
-        .map(|s| format!("{} (mode = \"{}\")", s.name, s.kind.mode()))
-        .collect();
-    (!names.is_empty()).then(|| {
-        format!(
-            "{}: {}: MAP-E and DS-Lite tunnels are validated and computed (`v6gate check`, \
-             `v6gate mape`) but not run by the daemon yet; set enabled = false to run the rest",
-            config_path.display(),
-            names.join(", ")
-        )
-    })
-}
-
 fn parse_layout(text: &str) -> Result<Layout, String> {
     Layout::parse(text).ok_or_else(|| format!("expected rfc7597 or draft03, found {text:?}"))
 }
@@ -303,27 +281,5 @@ mod tests {
         assert!(e.contains("--ea-bits") && e.contains("--rule"), "{e}");
         let e = err(&["--prefix", "nonsense", "--rule", "v6plus"]);
         assert!(e.contains("--prefix"), "{e}");
-    }
-
-    #[test]
-    fn run_refuses_enabled_softwires_only() {
-        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-        let why = not_run_yet(&examples.join("transix.toml")).unwrap();
-        assert!(why.contains("transix (mode = \"ds-lite\")"), "{why}");
-        assert!(not_run_yet(&examples.join("v6plus.toml")).is_some());
-        assert_eq!(not_run_yet(&examples.join("s1-home.toml")), None);
-
-        let dir = std::env::temp_dir().join(format!("v6gate-mape-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let off = dir.join("off.toml");
-        let text = std::fs::read_to_string(examples.join("transix.toml")).unwrap();
-        std::fs::write(
-            &off,
-            text.replace("default_route = true", "enabled = false"),
-        )
-        .unwrap();
-        let result = not_run_yet(&off);
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(result, None);
     }
 }

@@ -3,8 +3,10 @@
 //! routes to an "IPv4 internet" host. The far end is a v6gate ipip6 tunnel too.
 //!
 //! siteA is the CE, wan the access network, siteB the AFTR or BR, hostB the IPv4 internet.
-//! Until the daemon owns them, the test does the CE's two host-state steps itself: it gives the
-//! softwire its facts (addresses) and puts the MAP address on the WAN device.
+//! The first tests drive the lowered tunnel directly (the test gives the softwire its facts and
+//! puts the MAP address on the WAN device); the `daemon_` tests run `v6gate run` on the
+//! `map-e` / `ds-lite` config itself, which reads the prefix, owns the MAP address and follows
+//! a re-delegation.
 
 mod common;
 
@@ -13,7 +15,9 @@ use std::net::{IpAddr, Ipv6Addr};
 use common::{Sites, assert_ping, text, wait_ping};
 use control::softwire::{Facts, Lowered, lower};
 use std::time::Duration;
-use v6gate_lab::{GatewayConfig, Lab, LabOptions, MssClamp, Node, Site, TunnelConfig, addr, dev};
+use v6gate_lab::{
+    Gateway, GatewayConfig, Lab, LabOptions, MssClamp, Node, Site, TunnelConfig, addr, dev,
+};
 
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
 
@@ -238,4 +242,157 @@ fn map_e_moves_with_a_new_prefix() {
     assert_ping(&lab, Node::SiteA, HOST_B, 3, &[&ce, &br]);
     ce.stop().unwrap();
     br.stop().unwrap();
+}
+
+/// Starts `v6gate run` in siteA on the lab's `[gateway]` with `softwire` (TOML `[[tunnel]]`
+/// tables) as its only tunnels.
+fn start_ce(lab: &Lab, softwire: &str) -> Gateway {
+    let mut config = lab.site_config(Site::A);
+    config.tunnels.clear();
+    let path = lab.dir().join("ce-softwire.toml");
+    std::fs::write(&path, config.to_toml() + softwire).unwrap();
+    lab.start_gateway_with(
+        common::BIN.as_ref(),
+        Node::SiteA,
+        &path,
+        &config.control_socket,
+    )
+    .unwrap_or_else(|e| panic!("starting the CE: {e}"))
+}
+
+/// siteA's addresses on its WAN device, as `ip` prints them.
+fn wan_addresses(lab: &Lab) -> String {
+    lab.ip(Node::SiteA, &["-6", "addr", "show", "dev", dev::WAN6])
+        .unwrap()
+}
+
+#[test]
+fn daemon_ds_lite_b4_keeps_the_lan_source() {
+    // No `local`: the B4 sends from the address the host picks towards the AFTR.
+    let lab = common::lab(LabOptions::default());
+    let aftr = far_end(
+        &lab.site_config(Site::B),
+        addr::SITE_A_WAN6,
+        &[addr::LAN_A4, "192.0.0.0/29"],
+    );
+    let aftr = common::start_gateway(&lab, Site::B, &aftr);
+    let ce = start_ce(
+        &lab,
+        &format!(
+            "[[tunnel]]\nname = \"b4\"\nmode = \"ds-lite\"\naftr = \"{}\"\n\
+             default_route = true\n",
+            addr::SITE_B_WAN6
+        ),
+    );
+    assert_ping(&lab, Node::HostA, HOST_B, 3, &[&ce, &aftr]);
+    let seen = echo_sources_at_host_b(&lab, Node::HostA, &[]);
+    assert!(
+        seen.contains(&format!("{} > {}", addr::HOST_A4, addr::HOST_B4)),
+        "hostB saw:\n{seen}"
+    );
+    let status = ce.tunnel_status("b4").unwrap();
+    assert_eq!(status["local"], addr::SITE_A_WAN6.to_string(), "{status}");
+    assert_eq!(status["remote"], addr::SITE_B_WAN6.to_string(), "{status}");
+    let device = lab
+        .ip(Node::SiteA, &["-4", "addr", "show", "dev", "v6g-b4"])
+        .unwrap();
+    assert!(device.contains("192.0.0.2/29"), "{device}");
+    ce.stop().unwrap();
+    aftr.stop().unwrap();
+}
+
+#[test]
+fn daemon_map_e_follows_the_prefix_of_its_device() {
+    // siteA's wan0 has 2001:db8:0:1::1/64: PSID 1, MAP address ...:c6:1208:100:100 (see
+    // map_e_ce_sends_from_its_shared_address_and_map_address). Re-delegated to
+    // 2001:db8:0:3::/64 (the old prefix deprecated, as a router withdrawing it does): PSID 3,
+    // so the draft-03 interface ID 00c6:1208:0100:0100 (0, 198.18.8.1, PSID 1) ends in 0300.
+    let old: Ipv6Addr = "2001:db8:0:1:c6:1208:100:100".parse().unwrap();
+    let new: Ipv6Addr = "2001:db8:0:3:c6:1208:100:300".parse().unwrap();
+    let lab = common::lab(LabOptions::default());
+    lab.ip(
+        Node::Wan,
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:0:3::ff/64",
+            "dev",
+            dev::WAN_TO_A6,
+            "nodad",
+        ],
+    )
+    .unwrap();
+    let br_config = |ce| far_end(&lab.site_config(Site::B), ce, &["198.18.8.1/32"]);
+    let br = common::start_gateway(&lab, Site::B, &br_config(old));
+    let ce = start_ce(&lab, &map_e_config());
+    let addresses = wan_addresses(&lab);
+    assert!(addresses.contains(&format!("{old}/128")), "{addresses}");
+    let status = ce.tunnel_status("mape").unwrap();
+    assert_eq!(status["local"], old.to_string(), "{status}");
+    assert_eq!(status["remote"], addr::SITE_B_WAN6.to_string(), "{status}");
+    let shared = "198.18.8.1";
+    assert_ping(&lab, Node::SiteA, HOST_B, 3, &[&ce, &br]);
+    let seen = echo_sources_at_host_b(&lab, Node::SiteA, &["-I", shared]);
+    assert!(
+        seen.contains(&format!("{shared} > {}", addr::HOST_B4)),
+        "hostB saw:\n{seen}"
+    );
+
+    // Re-delegation: nothing but the device's addresses changes; the daemon follows.
+    lab.ip(
+        Node::SiteA,
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:0:3::1/64",
+            "dev",
+            dev::WAN6,
+            "nodad",
+        ],
+    )
+    .unwrap();
+    let old_wan = format!("{}/64", addr::SITE_A_WAN6);
+    lab.ip(
+        Node::SiteA,
+        &[
+            "-6",
+            "addr",
+            "change",
+            &old_wan,
+            "dev",
+            dev::WAN6,
+            "preferred_lft",
+            "0",
+        ],
+    )
+    .unwrap();
+    br.rewrite_config(&br_config(new)).unwrap();
+    br.reload().unwrap();
+    let moved = common::wait_until(Duration::from_secs(10), || {
+        ce.tunnel_status("mape")
+            .is_ok_and(|s| s["local"] == new.to_string())
+    });
+    assert!(moved, "CE did not move to {new}:\n{}", ce.log());
+    let addresses = wan_addresses(&lab);
+    assert!(addresses.contains(&format!("{new}/128")), "{addresses}");
+    assert!(
+        !addresses.contains(&format!("{old}/128")),
+        "the old MAP address stays:\n{addresses}"
+    );
+    assert!(
+        wait_ping(&lab, Node::SiteA, HOST_B, Duration::from_secs(10)),
+        "no traffic after the move:\n{}\n{}",
+        ce.log(),
+        br.log()
+    );
+    assert_ping(&lab, Node::SiteA, HOST_B, 3, &[&ce, &br]);
+    ce.stop().unwrap();
+    br.stop().unwrap();
+    let addresses = wan_addresses(&lab);
+    assert!(
+        !addresses.contains(&format!("{new}/128")),
+        "the MAP address outlives the daemon:\n{addresses}"
+    );
 }

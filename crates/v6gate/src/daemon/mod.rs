@@ -26,6 +26,7 @@ mod packet;
 pub mod pin;
 mod reload;
 mod report;
+mod softwire;
 mod tunnels;
 mod watch;
 
@@ -126,6 +127,8 @@ struct Daemon {
     ddns: Option<crate::ddns::DdnsRunner>,
     /// Tunnels whose ends are names or devices.
     names: names::Names,
+    /// MAP-E and DS-Lite tunnels, lowered to RFC 2473 ones.
+    softwires: softwire::Softwires,
     /// Held for the daemon's life: this instance's claim on its control socket.
     _lock: InstanceLock,
 }
@@ -157,6 +160,7 @@ impl Daemon {
             pending: None,
             ddns: None,
             names: names::Names::new(),
+            softwires: softwire::Softwires::default(),
             _lock: lock,
         };
         for warning in &daemon.config.warnings {
@@ -202,6 +206,7 @@ impl Daemon {
         for tunnel in tunnels {
             self.add_tunnel(tunnel).await?;
         }
+        self.start_softwires().await;
         for w in self.config.watches.clone() {
             self.add_watch(w)?;
         }
@@ -277,6 +282,7 @@ impl Daemon {
                     self.repair(false).await;
                     self.refresh_firewall().await;
                     self.follow_devices().await;
+                    self.follow_softwires().await;
                 }
                 Some(()) = nft_changes.recv() => {
                     // A ruleset load is one burst of notifications per object.
@@ -292,6 +298,7 @@ impl Daemon {
                 _ = sysctl_check.tick() => {
                     self.repair(true).await;
                     self.tick_names().await;
+                    self.retry_softwires().await;
                 }
                 Some(_) = moved.recv() => {
                     while moved.try_recv().is_ok() {}
@@ -375,6 +382,7 @@ impl Daemon {
             server.close();
         }
         self.stop_ddns().await;
+        self.stop_softwires().await;
         self.names.clear();
         self.remove_all().await;
         self.host.clear().await;

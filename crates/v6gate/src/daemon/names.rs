@@ -216,7 +216,7 @@ impl Daemon {
     }
 
     /// Stops following `name` (its tunnel, if running, stays for the caller to remove).
-    fn unfollow(&mut self, name: &str) {
+    pub(super) fn unfollow(&mut self, name: &str) {
         self.names.followed.retain(|f| f.written.name != name);
     }
 

@@ -103,6 +103,7 @@ impl Daemon {
         }
         self.config = new;
         self.prune_names();
+        self.reload_softwires().await;
         self.feed_ddns_paths().await;
         let mut summary = format!(
             "{} added, {} removed, {} changed, {} unchanged; watches: {} added, {} removed, {} \
@@ -204,6 +205,7 @@ impl Daemon {
             return Err(e.context("applying the new [gateway] settings"));
         }
         self.prune_names();
+        self.reload_softwires().await;
         let names: Vec<&str> = self
             .tunnels
             .iter()

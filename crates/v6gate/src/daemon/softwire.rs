@@ -1,0 +1,285 @@
+//! MAP-E CEs and DS-Lite B4s (`mode = "map-e"` / `"ds-lite"`): each is lowered by
+//! `control::softwire` to the RFC 2473 tunnel the packet loop already runs, with the facts the
+//! host knows now, and lowered again on every netlink change.
+//!
+//! MAP-E: the prefix is read from `device_prefix` (its first global address shorter than a
+//! /128, as the prefix length the kernel holds); the MAP address is a /128 host-state object on
+//! that device, owned by the softwire, put there before the tunnel sends from it. A
+//! re-delegation gives another MAP address, shared IPv4 address or port set: that softwire's
+//! tunnel alone is rebuilt from the new plan, the old MAP address goes, the new one comes.
+//!
+//! DS-Lite: an AFTR given by name becomes the tunnel's named remote, so the names machinery
+//! resolves it, re-resolves it and rebuilds the tunnel when it moves. Without `local`, the
+//! local end is the source address the host picks towards the AFTR (or, while the AFTR is a
+//! name, towards the IPv6 internet), followed like the prefix.
+//!
+//! The RFC 2473 core accepts packets only from its one remote, so nothing but the BR or AFTR
+//! reaches the LAN through a softwire.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use control::softwire::{Aftr, Facts, Lowered, Softwire, SoftwireKind, lower};
+use ipnet::{IpNet, Ipv6Net};
+use sys::address::AddressReader;
+use tracing::{info, warn};
+
+use super::host::Object;
+use super::{Daemon, LOOKUP_MARK, link_index, probe_address};
+
+/// How long a softwire that failed to start waits before the next try.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// The enabled softwires of the running config and what each runs with.
+#[derive(Default)]
+pub(super) struct Softwires {
+    list: Vec<Running>,
+    reader: Option<AddressReader>,
+}
+
+struct Running {
+    sw: Softwire,
+    /// What the softwire's tunnel runs with now, if it runs.
+    current: Option<Lowered>,
+    /// What was tried last and failed, and when to try it again.
+    failed: Option<(Lowered, Instant)>,
+    /// Why it does not run, as last logged.
+    waiting: Option<String>,
+}
+
+/// The host-state owner name of a softwire's own objects (the MAP address).
+fn owner(name: &str) -> String {
+    format!("softwire {name}")
+}
+
+impl Daemon {
+    /// Replaces the running softwires with those of the config, and starts what can start.
+    pub(super) async fn start_softwires(&mut self) {
+        self.stop_softwires().await;
+        self.softwires.list = self
+            .config
+            .softwires
+            .iter()
+            .filter(|s| s.enabled)
+            .map(|sw| Running {
+                sw: sw.clone(),
+                current: None,
+                failed: None,
+                waiting: None,
+            })
+            .collect();
+        self.follow_softwires().await;
+    }
+
+    /// Removes every softwire's tunnel and objects.
+    pub(super) async fn stop_softwires(&mut self) {
+        for r in std::mem::take(&mut self.softwires.list) {
+            self.unfollow(&r.sw.name);
+            self.remove_tunnel(&r.sw.name).await;
+            if let Err(e) = self.host.set(&owner(&r.sw.name), Vec::new()).await {
+                warn!(tunnel = %r.sw.name, "removing the MAP address: {e:#}");
+            }
+        }
+    }
+
+    /// After a reload: softwires are rebuilt when they changed (a named AFTR's tunnel is
+    /// rebuilt too, as the reload forgets what the names machinery followed).
+    pub(super) async fn reload_softwires(&mut self) {
+        let running: Vec<&Softwire> = self.softwires.list.iter().map(|r| &r.sw).collect();
+        let wanted: Vec<&Softwire> = self.config.softwires.iter().filter(|s| s.enabled).collect();
+        let named = wanted.iter().any(|s| {
+            matches!(
+                &s.kind,
+                SoftwireKind::DsLite(d) if matches!(d.aftr, Aftr::Name(_))
+            )
+        });
+        if running != wanted || named {
+            self.start_softwires().await;
+        }
+    }
+
+    /// Retries softwires whose start failed, once their wait is over.
+    pub(super) async fn retry_softwires(&mut self) {
+        let now = Instant::now();
+        let due = self
+            .softwires
+            .list
+            .iter()
+            .any(|r| r.failed.as_ref().is_some_and(|(_, at)| now >= *at));
+        if due {
+            self.follow_softwires().await;
+        }
+    }
+
+    /// Lowers every softwire with the facts of now; (re)builds those whose tunnel differs.
+    pub(super) async fn follow_softwires(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.softwires.list.len() {
+            let sw = self.softwires.list[i].sw.clone();
+            let wanted = match self.softwire_facts(&sw).await {
+                Ok(facts) => lower(&sw, &facts).map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            let r = &mut self.softwires.list[i];
+            let lowered = match wanted {
+                Ok(l) => named_aftr(&sw, l),
+                Err(why) => {
+                    // A running softwire keeps what it has until a new prefix or address
+                    // comes (a re-delegation may withdraw the old one first).
+                    if r.current.is_none() && r.waiting.as_deref() != Some(why.as_str()) {
+                        warn!(tunnel = %sw.name, "waiting: {why}");
+                        r.waiting = Some(why);
+                    }
+                    continue;
+                }
+            };
+            if r.current.as_ref() == Some(&lowered) {
+                continue;
+            }
+            if let Some((tried, at)) = &r.failed
+                && *tried == lowered
+                && now < *at
+            {
+                continue;
+            }
+            if r.current.take().is_some() {
+                info!(tunnel = %sw.name, "its prefix or addresses changed: rebuilding");
+                self.unfollow(&sw.name);
+                self.remove_tunnel(&sw.name).await;
+            }
+            let result = self.start_softwire(&sw, &lowered).await;
+            let r = &mut self.softwires.list[i];
+            match result {
+                Ok(()) => {
+                    r.current = Some(lowered);
+                    r.failed = None;
+                    r.waiting = None;
+                }
+                Err(e) => {
+                    let why = format!("{e:#}; trying again in {}s", RETRY.as_secs());
+                    warn!(tunnel = %sw.name, "{why}");
+                    r.waiting = Some(why);
+                    r.failed = Some((lowered, now + RETRY));
+                }
+            }
+        }
+    }
+
+    /// The MAP address first (the tunnel sends from it), then the tunnel.
+    async fn start_softwire(&mut self, sw: &Softwire, lowered: &Lowered) -> anyhow::Result<()> {
+        let mut objects = Vec::new();
+        if let Some((device, address)) = &lowered.wan_address {
+            let ifindex = link_index(device)
+                .ok_or_else(|| anyhow::anyhow!("device_prefix: no device {device}"))?;
+            objects.push(Object::Address {
+                ifindex,
+                device: device.clone(),
+                net: IpNet::V6(Ipv6Net::new(*address, 128).expect("/128 is a prefix length")),
+            });
+        }
+        let changes = self.host.set(&owner(&sw.name), objects).await?;
+        for line in &changes.added {
+            info!(tunnel = %sw.name, "{line}");
+        }
+        if let Some((_, map)) = &lowered.map {
+            info!(
+                tunnel = %sw.name,
+                "MAP-E: {} PSID {} ({} ports), MAP address {}, BR {}",
+                map.ipv4,
+                map.ports.psid(),
+                map.ports.len(),
+                map.map_address,
+                map.br
+            );
+        }
+        self.add_tunnel(lowered.tunnel.clone()).await
+    }
+
+    /// What the host knows that `sw` needs.
+    async fn softwire_facts(&mut self, sw: &Softwire) -> Result<Facts, String> {
+        let mut facts = Facts::default();
+        match &sw.kind {
+            SoftwireKind::MapE(m) => {
+                facts.prefix = self.device_prefix(&m.device_prefix).await?;
+            }
+            SoftwireKind::DsLite(d) => {
+                let towards = match &d.aftr {
+                    Aftr::Address(a) => *a,
+                    Aftr::Name(_) => {
+                        facts.aftr = Some(Ipv6Addr::UNSPECIFIED);
+                        match probe_address(&"::/0".parse().expect("a prefix")) {
+                            IpAddr::V6(a) => a,
+                            IpAddr::V4(_) => unreachable!("an IPv6 probe"),
+                        }
+                    }
+                };
+                if d.local.is_none() {
+                    let lookup = self
+                        .netlink
+                        .route_get(IpAddr::V6(towards), Some(LOOKUP_MARK))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    facts.wan_address = match lookup.prefsrc {
+                        Some(IpAddr::V6(a)) => Some(a),
+                        _ => None,
+                    };
+                }
+            }
+        }
+        Ok(facts)
+    }
+
+    /// The prefix of `device`'s first usable global IPv6 address that is not a host address
+    /// (so not a MAP address of ours). A deprecated address is passed over: on a
+    /// re-delegation the old prefix lingers deprecated while the new one is preferred.
+    async fn device_prefix(&mut self, device: &str) -> Result<Option<Ipv6Net>, String> {
+        if self.softwires.reader.is_none() {
+            let reader = AddressReader::new().map_err(|e| format!("reading addresses: {e}"))?;
+            self.softwires.reader = Some(reader);
+        }
+        let reader = self.softwires.reader.as_ref().expect("set above");
+        let index = reader
+            .link_index(device)
+            .await
+            .map_err(|e| format!("looking up {device}: {e}"))?
+            .ok_or_else(|| format!("no device {device}"))?;
+        let list = reader
+            .addresses(index)
+            .await
+            .map_err(|e| format!("reading the addresses of {device}: {e}"))?;
+        Ok(list.iter().find_map(|a| match a.addr {
+            IpAddr::V6(v6)
+                if a.global
+                    && !a.deprecated
+                    && !a.tentative
+                    && a.prefix_len < 128
+                    && is_global(v6) =>
+            {
+                Ipv6Net::new(v6, a.prefix_len).ok().map(|n| n.trunc())
+            }
+            _ => None,
+        }))
+    }
+}
+
+/// A DS-Lite tunnel whose AFTR is a name: its one path's remote is that name, for the names
+/// machinery to resolve and follow.
+fn named_aftr(sw: &Softwire, mut lowered: Lowered) -> Lowered {
+    if let SoftwireKind::DsLite(d) = &sw.kind
+        && let Aftr::Name(name) = &d.aftr
+    {
+        let path = &mut lowered.tunnel.paths[0];
+        path.remote_name = Some(name.clone());
+        path.remote = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    }
+    lowered
+}
+
+/// Global unicast: not link-local, loopback, multicast or unspecified.
+fn is_global(a: Ipv6Addr) -> bool {
+    !(a.is_loopback()
+        || a.is_multicast()
+        || a.is_unspecified()
+        || a.is_unicast_link_local()
+        || (a.segments()[0] & 0xfe00) == 0xfc00)
+}
