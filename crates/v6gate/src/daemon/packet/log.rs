@@ -112,7 +112,7 @@ pub(super) fn path_news(tunnel: &str, path_name: impl Fn(usize) -> String, news:
         PathNews::Mtu { path, mtu, reason } => info!(
             tunnel = %tunnel,
             path = %path_name(path),
-            "path MTU now {mtu} ({reason})"
+            "path MTU now {mtu} ({reason:?})"
         ),
     }
 }
