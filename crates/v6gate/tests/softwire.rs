@@ -396,3 +396,96 @@ fn daemon_map_e_follows_the_prefix_of_its_device() {
         "the MAP address outlives the daemon:\n{addresses}"
     );
 }
+
+/// The port set of PSID 1 under the v6plus-shaped rule of [`map_e_config`] (RFC 7597 5.1:
+/// offset 4, so A = 1..15 in the top four bits, the PSID in the next eight).
+fn psid1_ranges() -> Vec<std::ops::RangeInclusive<u16>> {
+    (1..16u16)
+        .map(|a| (a << 12 | 1 << 4)..=(a << 12 | 1 << 4 | 15))
+        .collect()
+}
+
+/// The numbers after `marker` in tcpdump's lines that mention `source`.
+fn numbers_after(text: &str, source: &str, marker: &str) -> Vec<u16> {
+    text.lines()
+        .filter(|l| l.contains(source))
+        .filter_map(|l| {
+            let rest = &l[l.find(marker)? + marker.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn daemon_map_e_napt_keeps_to_the_port_set() {
+    let old: Ipv6Addr = "2001:db8:0:1:c6:1208:100:100".parse().unwrap();
+    let lab = common::lab(LabOptions::default());
+    // The BR routes only the shared address back: a LAN source that is not translated gets
+    // no answer.
+    let br = far_end(&lab.site_config(Site::B), old, &["198.18.8.1/32"]);
+    let br = common::start_gateway(&lab, Site::B, &br);
+    let ce = start_ce(&lab, &map_e_config());
+    assert_ping(&lab, Node::HostA, HOST_B, 2, &[&ce, &br]);
+    let ranges = psid1_ranges();
+    let in_set = |p: u16| ranges.iter().any(|r| r.contains(&p));
+
+    // ICMP: the echo identifier is translated into the set too.
+    let capture = lab
+        .capture_text(
+            Node::HostB,
+            dev::LAN,
+            "icmp and icmp[icmptype] == icmp-echo",
+        )
+        .unwrap();
+    let out = lab.ping_output(Node::HostA, HOST_B, 2, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = capture.finish().unwrap();
+    let ids = numbers_after(&seen, "198.18.8.1 >", "id ");
+    assert!(!ids.is_empty(), "hostB saw:\n{seen}");
+    assert!(
+        ids.iter().all(|&id| in_set(id)),
+        "ids {ids:?} outside the set"
+    );
+
+    // A UDP burst from 120 sockets: every source port hostB sees is in the set, and the flows
+    // are spread over all 15 ranges.
+    let capture = lab
+        .capture_text(Node::HostB, dev::LAN, "udp and dst port 9")
+        .unwrap();
+    let script = format!(
+        "import socket, time\n\
+         s = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(120)]\n\
+         for x in s:\n    x.sendto(b'x', ('{}', 9))\n    time.sleep(0.002)\n",
+        addr::HOST_B4
+    );
+    let out = lab.exec(Node::HostA, &[common::PYTHON, "-c", &script]);
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = capture.finish().unwrap();
+    let ports = numbers_after(&seen, "", "198.18.8.1.");
+    let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+    assert_eq!(distinct.len(), 120, "hostB saw:\n{seen}");
+    let outside: Vec<u16> = distinct.iter().copied().filter(|&p| !in_set(p)).collect();
+    assert!(outside.is_empty(), "ports outside the set: {outside:?}");
+    let used = ranges
+        .iter()
+        .filter(|r| distinct.iter().any(|p| r.contains(p)))
+        .count();
+    assert_eq!(used, 15, "ranges used: {used} of 15; ports {distinct:?}");
+    let table = lab
+        .exec_ok(
+            Node::SiteA,
+            &[
+                "nft",
+                "list",
+                "counter",
+                "inet",
+                "v6gate",
+                "napt_mape_flows",
+            ],
+        )
+        .unwrap();
+    assert!(table.contains("packets"), "{table}");
+    ce.stop().unwrap();
+    br.stop().unwrap();
+}

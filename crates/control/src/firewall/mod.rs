@@ -9,6 +9,7 @@
 mod expr;
 mod file;
 mod model;
+pub mod napt;
 mod ports;
 pub mod routing;
 pub mod ruleset;

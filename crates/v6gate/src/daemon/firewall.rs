@@ -201,7 +201,10 @@ impl Daemon {
             .iter()
             .flat_map(|t| t.ifindexes.iter().copied())
             .collect();
-        FirewallPlan::of(config, &self.netlink, &self.pinned_underlays(), &own).await
+        let mut plan =
+            FirewallPlan::of(config, &self.netlink, &self.pinned_underlays(), &own).await;
+        super::softwire::add_napt(&mut plan, &self.softwire_napts());
+        plan
     }
 
     /// Renders the running config again after the host changed (an underlay moved, a device

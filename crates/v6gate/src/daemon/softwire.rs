@@ -19,12 +19,16 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use control::firewall::PortRange;
+use control::firewall::napt::{Napt, with_napt};
 use control::softwire::{Aftr, Facts, Lowered, Softwire, SoftwireKind, lower};
 use ipnet::{IpNet, Ipv6Net};
 use sys::address::AddressReader;
 use tracing::{info, warn};
 
+use super::firewall::FirewallPlan;
 use super::host::Object;
+use super::host::table::Table;
 use super::{Daemon, LOOKUP_MARK, link_index, probe_address};
 
 /// How long a softwire that failed to start waits before the next try.
@@ -95,6 +99,7 @@ impl Daemon {
         });
         if running != wanted || named {
             self.start_softwires().await;
+            self.refresh_firewall().await;
         }
     }
 
@@ -114,6 +119,7 @@ impl Daemon {
     /// Lowers every softwire with the facts of now; (re)builds those whose tunnel differs.
     pub(super) async fn follow_softwires(&mut self) {
         let now = Instant::now();
+        let mut touched = false;
         for i in 0..self.softwires.list.len() {
             let sw = self.softwires.list[i].sw.clone();
             let wanted = match self.softwire_facts(&sw).await {
@@ -147,6 +153,7 @@ impl Daemon {
                 self.unfollow(&sw.name);
                 self.remove_tunnel(&sw.name).await;
             }
+            touched = true;
             let result = self.start_softwire(&sw, &lowered).await;
             let r = &mut self.softwires.list[i];
             match result {
@@ -163,6 +170,35 @@ impl Daemon {
                 }
             }
         }
+        if touched {
+            // The NAPT follows the shared address and port set.
+            self.refresh_firewall().await;
+        }
+    }
+
+    /// The port-restricted NAPT of every running MAP-E softwire.
+    pub(super) fn softwire_napts(&self) -> Vec<Napt> {
+        self.softwires
+            .list
+            .iter()
+            .filter_map(|r| {
+                let lowered = r.current.as_ref()?;
+                let (_, map) = lowered.map.as_ref()?;
+                Some(Napt {
+                    tunnel: r.sw.name.clone(),
+                    device: lowered.tunnel.device.clone(),
+                    ipv4: map.ipv4,
+                    ports: map
+                        .ports
+                        .ranges()
+                        .map(|p| PortRange {
+                            first: *p.start(),
+                            last: *p.end(),
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
     }
 
     /// The MAP address first (the tunnel sends from it), then the tunnel.
@@ -259,6 +295,29 @@ impl Daemon {
             }
             _ => None,
         }))
+    }
+}
+
+/// `plan` with the NAPT of `napts` in its table (a table of its own without `[firewall]`).
+pub(super) fn add_napt(plan: &mut FirewallPlan, napts: &[Napt]) {
+    if napts.is_empty() {
+        return;
+    }
+    let at = plan
+        .objects
+        .iter()
+        .position(|o| matches!(o, Object::Table(t) if t.ruleset().is_some()));
+    let ruleset = at.and_then(|i| match &plan.objects[i] {
+        Object::Table(t) => t.ruleset().cloned(),
+        _ => None,
+    });
+    let Some(ruleset) = with_napt(ruleset, napts) else {
+        return;
+    };
+    let table = Object::Table(Table::new(ruleset));
+    match at {
+        Some(i) => plan.objects[i] = table,
+        None => plan.objects.push(table),
     }
 }
 

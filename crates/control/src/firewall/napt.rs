@@ -1,0 +1,249 @@
+//! The port-restricted NAPT of a MAP-E CE (RFC 7597 5.1), as chains of v6gate's one table.
+//!
+//! A CE shares its IPv4 address with other CEs and owns only its port set, which is several
+//! ranges (15 of 16 ports for v6plus, 63 of 16 for OCN). One `snat to ADDR:first-last` can name
+//! only one range, and a NAT statement is final, so the base chain splits new flows over one
+//! chain per range with `numgen inc mod N vmap`: each range chain translates TCP, UDP and ICMP
+//! echo identifiers into its own range. Flows of protocols that have no port to restrict are
+//! dropped and counted rather than sent with a port outside the set. Only a flow's first
+//! packet passes a NAT chain; conntrack translates the rest.
+
+use std::borrow::Cow;
+use std::net::Ipv4Addr;
+
+use nftables::expr::{Expression, NamedExpression, Numgen, SetItem};
+use nftables::schema::{Chain, Counter, NfListObject, Rule, Table};
+use nftables::stmt::{self, NAT, NATFamily, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfHook};
+
+use super::PortRange;
+use super::expr::{Stmt, drop, jump, l4proto, number, oifname, port_range, string};
+use super::model::Protocol;
+use super::ruleset::{FAMILY, Ruleset, TABLE};
+
+/// Just before the zones' `srcnat` chain (priority srcnat), so a masquerading zone that holds
+/// the MAP-E device does not translate into ports outside the set.
+const PRIO_NAPT: i32 = 99;
+
+/// One MAP-E CE's NAPT: flows leaving through `device` get `ipv4` and a port of `ports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Napt {
+    pub tunnel: String,
+    pub device: String,
+    pub ipv4: Ipv4Addr,
+    /// The port set, one entry per range, lowest first.
+    pub ports: Vec<PortRange>,
+}
+
+/// The base chain of `tunnel`'s NAPT.
+pub fn chain(tunnel: &str) -> String {
+    format!("napt_{tunnel}")
+}
+
+/// The named counter of the flows `tunnel`'s NAPT translated.
+pub fn flows_counter(tunnel: &str) -> String {
+    format!("napt_{tunnel}_flows")
+}
+
+/// The named counter of the flows `tunnel`'s NAPT dropped because no port of the set could
+/// carry them.
+pub fn dropped_counter(tunnel: &str) -> String {
+    format!("napt_{tunnel}_dropped")
+}
+
+/// `ruleset` with the NAPT of `napts` added; a table of its own when there is no ruleset.
+pub fn with_napt(ruleset: Option<Ruleset>, napts: &[Napt]) -> Option<Ruleset> {
+    let napts: Vec<&Napt> = napts.iter().filter(|n| !n.ports.is_empty()).collect();
+    if napts.is_empty() {
+        return ruleset;
+    }
+    let mut ruleset = ruleset.unwrap_or_else(|| Ruleset {
+        table: Table {
+            family: FAMILY,
+            name: Cow::Borrowed(TABLE),
+            handle: None,
+        },
+        content: Vec::new(),
+    });
+    let mut objects = Vec::new();
+    let mut rules = Vec::new();
+    for napt in napts {
+        add(napt, &mut objects, &mut rules);
+    }
+    // Counters and chains before every rule that names them.
+    objects.append(&mut ruleset.content);
+    objects.extend(rules);
+    ruleset.content = objects;
+    Some(ruleset)
+}
+
+fn add(
+    napt: &Napt,
+    objects: &mut Vec<NfListObject<'static>>,
+    rules: &mut Vec<NfListObject<'static>>,
+) {
+    let base = chain(&napt.tunnel);
+    for name in [flows_counter(&napt.tunnel), dropped_counter(&napt.tunnel)] {
+        objects.push(NfListObject::Counter(Counter {
+            family: FAMILY,
+            table: Cow::Borrowed(TABLE),
+            name: Cow::Owned(name),
+            handle: None,
+            packets: None,
+            bytes: None,
+        }));
+    }
+    objects.push(NfListObject::Chain(Chain {
+        family: FAMILY,
+        table: Cow::Borrowed(TABLE),
+        name: Cow::Owned(base.clone()),
+        _type: Some(NfChainType::NAT),
+        hook: Some(NfHook::Postrouting),
+        prio: Some(PRIO_NAPT),
+        policy: Some(NfChainPolicy::Accept),
+        ..Chain::default()
+    }));
+    let mapped = [Protocol::Tcp, Protocol::Udp, Protocol::Icmp];
+    let mut split = Vec::new();
+    for (i, range) in napt.ports.iter().enumerate() {
+        let name = format!("{base}_{i}");
+        objects.push(NfListObject::Chain(Chain {
+            family: FAMILY,
+            table: Cow::Borrowed(TABLE),
+            name: Cow::Owned(name.clone()),
+            ..Chain::default()
+        }));
+        // nft takes a port mapping only after a match on one transport protocol.
+        for p in mapped {
+            rules.push(rule(
+                &name,
+                vec![l4proto(&[p]), snat(napt.ipv4, *range)],
+                format!("napt {} {}-{}", napt.tunnel, range.first, range.last),
+            ));
+        }
+        split.push(SetItem::MappingStatement(
+            number(u32::try_from(i).expect("at most 65536 ranges")),
+            jump(&name),
+        ));
+    }
+    let count = u32::try_from(napt.ports.len()).expect("at most 65536 ranges");
+    rules.push(rule(
+        &base,
+        vec![
+            oifname(&napt.device),
+            l4proto(&mapped),
+            Statement::Counter(stmt::Counter::Named(Cow::Owned(flows_counter(
+                &napt.tunnel,
+            )))),
+            Statement::VerdictMap(stmt::VerdictMap {
+                key: Expression::Named(NamedExpression::Numgen(Numgen {
+                    mode: nftables::expr::NgMode::Inc,
+                    ng_mod: count,
+                    offset: None,
+                })),
+                data: Expression::Named(NamedExpression::Set(split)),
+            }),
+        ],
+        format!("napt {} split", napt.tunnel),
+    ));
+    rules.push(rule(
+        &base,
+        vec![
+            oifname(&napt.device),
+            Statement::Counter(stmt::Counter::Named(Cow::Owned(dropped_counter(
+                &napt.tunnel,
+            )))),
+            drop(),
+        ],
+        format!("napt {} no port to map", napt.tunnel),
+    ));
+}
+
+fn snat(ipv4: Ipv4Addr, range: PortRange) -> Stmt {
+    Statement::SNAT(Some(NAT {
+        addr: Some(string(ipv4.to_string())),
+        family: Some(NATFamily::IP),
+        port: Some(port_range(range)),
+        flags: None,
+    }))
+}
+
+fn rule(chain: &str, expr: Vec<Stmt>, comment: String) -> NfListObject<'static> {
+    NfListObject::Rule(Rule {
+        family: FAMILY,
+        table: Cow::Borrowed(TABLE),
+        chain: Cow::Owned(chain.to_owned()),
+        expr: Cow::Owned(expr),
+        handle: None,
+        index: None,
+        comment: Some(Cow::Owned(comment)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v6plus_like() -> Napt {
+        // PSID 1 of a v6plus-shaped rule (offset 4, 8-bit PSID): 15 ranges of 16 ports.
+        let ports = (1..16u16)
+            .map(|a| PortRange {
+                first: (a << 12) | (1 << 4),
+                last: (a << 12) | (1 << 4) | 15,
+            })
+            .collect();
+        Napt {
+            tunnel: "mape".into(),
+            device: "v6g-mape".into(),
+            ipv4: Ipv4Addr::new(198, 18, 8, 1),
+            ports,
+        }
+    }
+
+    fn json(r: &Ruleset) -> String {
+        serde_json::to_string(&r.content).unwrap()
+    }
+
+    #[test]
+    fn every_range_gets_a_chain_and_the_split_reaches_them_all() {
+        let r = with_napt(None, &[v6plus_like()]).unwrap();
+        let chains: Vec<String> = r
+            .content
+            .iter()
+            .filter_map(|o| match o {
+                NfListObject::Chain(c) => Some(c.name.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(chains.len(), 16, "{chains:?}");
+        let text = json(&r);
+        assert!(
+            text.contains(r#""numgen":{"mode":"inc","mod":15}"#),
+            "{text}"
+        );
+        for i in 0..15 {
+            assert!(text.contains(&format!(r#""jump":{{"target":"napt_mape_{i}"}}"#)));
+        }
+        // The first and the last range of PSID 1 (RFC 7597 5.1: A = 1..15, PSID in bits 4-11).
+        assert!(text.contains(r#""range":[4112,4127]"#), "{text}");
+        assert!(text.contains(r#""range":[61456,61471]"#), "{text}");
+        // Three protocols per range chain, the split and the drop in the base chain.
+        assert_eq!(r.rule_count(), 15 * 3 + 2);
+    }
+
+    #[test]
+    fn chains_and_counters_come_before_the_rules_that_name_them() {
+        let firewall_less = with_napt(None, &[v6plus_like()]).unwrap();
+        let first_rule = firewall_less
+            .content
+            .iter()
+            .position(|o| matches!(o, NfListObject::Rule(_)))
+            .unwrap();
+        assert!(
+            firewall_less.content[first_rule..]
+                .iter()
+                .all(|o| matches!(o, NfListObject::Rule(_)))
+        );
+        assert_eq!(with_napt(None, &[]), None);
+    }
+}
