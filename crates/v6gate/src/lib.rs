@@ -18,6 +18,7 @@ pub mod packet_status;
 pub mod peer_name;
 pub mod plan;
 pub mod reload;
+pub mod softwire_status;
 pub mod status;
 pub mod systemd;
 pub mod words;

@@ -59,6 +59,9 @@ pub struct GatewayStatus {
     pub packet: Option<crate::packet_status::PacketStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<Box<crate::firewall_status::FirewallStatus>>,
+    /// MAP-E and DS-Lite tunnels: the calculation and NAPT use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub softwires: Option<Vec<crate::softwire_status::SoftwireStatus>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -333,6 +336,9 @@ pub fn render(status: &GatewayStatus) -> String {
     }
     if let Some(names) = &status.names {
         crate::names::render(&mut out, names);
+    }
+    if let Some(softwires) = &status.softwires {
+        crate::softwire_status::render(&mut out, softwires);
     }
     for w in &status.watches {
         let _ = writeln!(out);

@@ -417,6 +417,27 @@ fn numbers_after(text: &str, source: &str, marker: &str) -> Vec<u16> {
         .collect()
 }
 
+/// hostB's tcpdump of `count` UDP datagrams to port `port`, one from each of as many sockets
+/// of hostA, paced so that the burst measures the NAPT, not the queues.
+fn udp_burst(lab: &Lab, port: u16, count: u32) -> String {
+    let filter = format!("udp and dst port {port}");
+    let capture = lab.capture_text(Node::HostB, dev::LAN, &filter).unwrap();
+    let script = format!(
+        "import socket, time\n\
+         s = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range({count})]\n\
+         for x in s:\n    x.sendto(b'x', ('{}', {port}))\n    time.sleep(0.002)\n",
+        addr::HOST_B4
+    );
+    let out = lab.exec(Node::HostA, &[common::PYTHON, "-c", &script]);
+    assert!(out.status.success(), "{}", text(&out));
+    capture.finish().unwrap()
+}
+
+/// The distinct source ports of the shared address in a capture.
+fn source_ports(seen: &str) -> std::collections::BTreeSet<u16> {
+    numbers_after(seen, "", "198.18.8.1.").into_iter().collect()
+}
+
 #[test]
 fn daemon_map_e_napt_keeps_to_the_port_set() {
     let old: Ipv6Addr = "2001:db8:0:1:c6:1208:100:100".parse().unwrap();
@@ -450,20 +471,8 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
 
     // A UDP burst from 120 sockets: every source port hostB sees is in the set, and the flows
     // are spread over all 15 ranges.
-    let capture = lab
-        .capture_text(Node::HostB, dev::LAN, "udp and dst port 9")
-        .unwrap();
-    let script = format!(
-        "import socket, time\n\
-         s = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(120)]\n\
-         for x in s:\n    x.sendto(b'x', ('{}', 9))\n    time.sleep(0.002)\n",
-        addr::HOST_B4
-    );
-    let out = lab.exec(Node::HostA, &[common::PYTHON, "-c", &script]);
-    assert!(out.status.success(), "{}", text(&out));
-    let seen = capture.finish().unwrap();
-    let ports = numbers_after(&seen, "", "198.18.8.1.");
-    let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+    let seen = udp_burst(&lab, 9, 120);
+    let distinct = source_ports(&seen);
     assert_eq!(distinct.len(), 120, "hostB saw:\n{seen}");
     let outside: Vec<u16> = distinct.iter().copied().filter(|&p| !in_set(p)).collect();
     assert!(outside.is_empty(), "ports outside the set: {outside:?}");
@@ -472,7 +481,31 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
         .filter(|r| distinct.iter().any(|p| r.contains(p)))
         .count();
     assert_eq!(used, 15, "ranges used: {used} of 15; ports {distinct:?}");
-    let table = lab
+
+    let softwire = |ce: &Gateway| ce.status().unwrap()["softwires"][0].clone();
+    let before = softwire(&ce);
+    assert_eq!(before["ipv4"], "198.18.8.1", "{before}");
+    assert_eq!(before["psid"], 1, "{before}");
+    assert_eq!(before["map_address"], old.to_string(), "{before}");
+    assert_eq!(before["napt_ports_total"], 240, "{before}");
+    assert!(
+        before["napt_ports_in_use"].as_u64().unwrap() >= 120,
+        "{before}"
+    );
+    let exhausted = before["napt_exhausted"].as_u64().unwrap();
+
+    // 241 concurrent flows to one destination: 240 get a port of the set, the 241st none.
+    let seen = udp_burst(&lab, 10, 241);
+    let distinct = source_ports(&seen);
+    assert_eq!(distinct.len(), 240, "hostB saw:\n{seen}");
+    assert!(distinct.iter().all(|&p| in_set(p)), "{distinct:?}");
+    let after = softwire(&ce);
+    assert!(
+        after["napt_exhausted"].as_u64().unwrap() > exhausted,
+        "not counted: {before} then {after}"
+    );
+    assert_eq!(after["napt_ports_in_use"], 240, "{after}");
+    let listing = lab
         .exec_ok(
             Node::SiteA,
             &[
@@ -485,7 +518,7 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
             ],
         )
         .unwrap();
-    assert!(table.contains("packets"), "{table}");
+    assert!(listing.contains("packets"), "{listing}");
     ce.stop().unwrap();
     br.stop().unwrap();
 }

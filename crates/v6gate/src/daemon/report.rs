@@ -174,6 +174,7 @@ impl Daemon {
             names: self.names_status(),
             packet,
             firewall: self.firewall_status().map(Box::new),
+            softwires: self.softwire_status(),
         })
     }
 }

@@ -30,6 +30,7 @@ use super::firewall::FirewallPlan;
 use super::host::Object;
 use super::host::table::Table;
 use super::{Daemon, LOOKUP_MARK, link_index, probe_address};
+use crate::softwire_status::{self as status, SoftwireStatus};
 
 /// How long a softwire that failed to start waits before the next try.
 const RETRY: Duration = Duration::from_secs(5);
@@ -176,6 +177,49 @@ impl Daemon {
         }
     }
 
+    /// The `softwires` section of status, `None` without softwires.
+    pub(super) fn softwire_status(&self) -> Option<Vec<SoftwireStatus>> {
+        if self.softwires.list.is_empty() {
+            return None;
+        }
+        let conntrack = read_bounded("/proc/net/nf_conntrack");
+        let failed = read_bounded("/proc/net/stat/nf_conntrack")
+            .as_deref()
+            .and_then(status::insert_failed);
+        let list = self.softwires.list.iter().map(|r| {
+            let mut s = SoftwireStatus {
+                name: r.sw.name.clone(),
+                mode: r.sw.kind.mode().to_owned(),
+                state: if r.current.is_some() {
+                    "running"
+                } else {
+                    "waiting"
+                }
+                .to_owned(),
+                reason: r.current.is_none().then(|| r.waiting.clone()).flatten(),
+                ..SoftwireStatus::default()
+            };
+            if let Some((_, map)) = r.current.as_ref().and_then(|l| l.map.as_ref()) {
+                let ranges: Vec<_> = map.ports.ranges().collect();
+                s.ipv4 = Some(map.ipv4.to_string());
+                s.psid = Some(map.ports.psid());
+                s.psid_len = Some(map.ports.psid_len());
+                s.ports = ranges.iter().map(|r| [*r.start(), *r.end()]).collect();
+                s.map_address = Some(map.map_address.to_string());
+                s.br = Some(map.br.to_string());
+                s.napt_ports_total = Some(map.ports.len());
+                s.napt_ports_in_use = Some(
+                    conntrack
+                        .as_deref()
+                        .map_or(0, |c| status::ports_in_use(c, map.ipv4, &ranges)),
+                );
+                s.napt_exhausted = Some(failed.unwrap_or(0));
+            }
+            s
+        });
+        Some(list.collect())
+    }
+
     /// The port-restricted NAPT of every running MAP-E softwire.
     pub(super) fn softwire_napts(&self) -> Vec<Napt> {
         self.softwires
@@ -296,6 +340,17 @@ impl Daemon {
             _ => None,
         }))
     }
+}
+
+/// At most [`status::CONNTRACK_READ_LIMIT`] bytes of a `/proc` file, `None` when unreadable.
+fn read_bounded(path: &str) -> Option<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).ok()?;
+    let mut text = String::new();
+    file.take(status::CONNTRACK_READ_LIMIT as u64)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
 }
 
 /// `plan` with the NAPT of `napts` in its table (a table of its own without `[firewall]`).
