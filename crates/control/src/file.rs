@@ -48,6 +48,7 @@ pub(crate) struct FileGateway {
     pub ipv6_forwarding: Option<bool>,
     pub route_metric: Option<Int>,
     pub max_config_size: Option<Int>,
+    pub metrics: Option<String>,
 }
 
 /// `[[tunnel]]`. `local_subnets` and `[tunnel.ike]` belong to `mode = "ipsec"`; `validate`
@@ -90,6 +91,10 @@ pub(crate) struct FileTunnel {
     pub default_route: Option<bool>,
     /// `mode = "ds-lite"`: the AFTR, an IPv6 address or a host name.
     pub aftr: Option<String>,
+    /// The single-path form's probe (the multipath form sets it per path).
+    pub probe: Option<String>,
+    pub probe_target: Option<String>,
+    pub probe_source: Option<String>,
 }
 
 /// `[tunnel.ike]`: how an ipsec tunnel negotiates its keys. Words stay strings and durations

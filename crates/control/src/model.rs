@@ -126,6 +126,8 @@ pub struct Gateway {
     pub route_metric: u32,
     /// Largest config file, in bytes, this config accepts (itself and what a reload reads).
     pub max_config_size: u64,
+    /// Where Prometheus metrics are served (`http://ADDRESS/metrics`); off when `None`.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for Gateway {
@@ -138,6 +140,7 @@ impl Default for Gateway {
             ipv6_forwarding: None,
             route_metric: DEFAULT_ROUTE_METRIC,
             max_config_size: DEFAULT_MAX_CONFIG_SIZE,
+            metrics: None,
         }
     }
 }

@@ -46,6 +46,7 @@ impl Checker {
             .and_then(|Int(m)| self.int_in("gateway.route_metric", m, 0, u32::MAX.into()))
             .map_or(DEFAULT_ROUTE_METRIC, |m| m as u32);
         let max_config_size = self.max_config_size(file.max_config_size);
+        let metrics = file.metrics.and_then(|a| self.metrics_address(&a));
         Gateway {
             control_socket,
             pin_table,
@@ -54,6 +55,28 @@ impl Checker {
             ipv6_forwarding: file.ipv6_forwarding,
             route_metric,
             max_config_size,
+            metrics,
+        }
+    }
+
+    /// `metrics`: an address and port to listen on; the exporters' convention is loopback.
+    fn metrics_address(&mut self, text: &str) -> Option<std::net::SocketAddr> {
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.port() == 0 => {
+                self.error("gateway.metrics", "expected a port other than 0");
+                None
+            }
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    "gateway.metrics",
+                    format!(
+                        "expected ADDRESS:PORT (e.g. \"127.0.0.1:9586\" or \"[::1]:9586\"), \
+                         found {text:?}"
+                    ),
+                );
+                None
+            }
         }
     }
 
