@@ -13,6 +13,7 @@ pub mod export;
 pub mod lab;
 pub mod mape;
 pub mod metrics;
+pub mod operate;
 pub mod peer_name;
 pub mod plan;
 pub mod status;

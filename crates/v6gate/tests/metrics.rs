@@ -1,5 +1,5 @@
-//! `v6gate run --metrics` serves the running gateway's status in Prometheus' text format,
-//! and Prometheus' own `promtool check metrics` accepts what it serves.
+//! `[gateway] metrics` (or `v6gate run --metrics`) serves the running gateway's status in
+//! Prometheus' text format, and Prometheus' own `promtool check metrics` accepts what it serves.
 
 mod common;
 
@@ -59,13 +59,20 @@ fn running_gateway_metrics_pass_promtool() {
     let config_b = lab.site_config(Site::B);
     let tunnel = config_a.tunnels[0].name.clone();
     let path = lab.dir().join("metrics-a.toml");
-    fs::write(&path, config_a.to_toml()).unwrap();
+    // The address comes from the file's [gateway] metrics, as an operator writes it.
+    let file = config_a.to_toml().replacen(
+        "[gateway]\n",
+        &format!("[gateway]\nmetrics = \"{ADDRESS}\"\n"),
+        1,
+    );
+    assert!(file.contains("metrics = "), "{file}");
+    fs::write(&path, file).unwrap();
     let path_arg = path.to_string_lossy().into_owned();
     let _a = lab
         .spawn(
             Site::A.node(),
             "v6gate",
-            &[BIN, "run", "--config", &path_arg, "--metrics", ADDRESS],
+            &[BIN, "run", "--config", &path_arg],
         )
         .unwrap();
     let b = common::start_gateway(&lab, Site::B, &config_b);

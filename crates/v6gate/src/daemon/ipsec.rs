@@ -21,10 +21,10 @@ use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::status::{ChildStatus, IkeState, IpsecStatus};
 use anyhow::{Context, anyhow, bail};
 use ike::{Backoff, ChildSaInfo, DownReason, Event, Peer};
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -197,46 +197,6 @@ impl IkeSockets {
     }
 }
 
-/// Status of one ipsec tunnel's IKE side, for `v6gate status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IpsecStatus {
-    pub tunnel: String,
-    /// The path this IKE SA runs on (each path of a tunnel has its own).
-    #[serde(default)]
-    pub path: String,
-    /// "connecting", "established", "down" or "waiting" (responder without an SA).
-    pub ike_state: String,
-    /// IKE SA SPIs as hex, initiator's first.
-    pub ike_spis: Option<(String, String)>,
-    /// Negotiated IKE suite in strongSwan syntax, e.g. `aes128gcm16-prfsha256-modp2048`.
-    pub ike_suite: Option<String>,
-    pub ike_age_secs: Option<u64>,
-    pub children: Vec<ChildStatus>,
-    pub last_down_reason: Option<String>,
-    /// Seconds since the peer was last heard (IKE or ESP), which is what DPD watches.
-    pub last_heard_secs: Option<u64>,
-    pub udp_encap: bool,
-    pub attempts: u32,
-    /// From the packet thread: the outbound SPI that seals now, the inbound SAs that open,
-    /// and NAT keepalives sent.
-    #[serde(default)]
-    pub active_spi_out: Option<String>,
-    #[serde(default)]
-    pub inbound_sas: usize,
-    #[serde(default)]
-    pub keepalives_sent: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChildStatus {
-    pub spi_in: String,
-    pub spi_out: String,
-    pub suite: String,
-    pub age_secs: u64,
-    /// Seconds to the planned rekey (lifetime minus the IKE core's margin).
-    pub rekey_in_secs: u64,
-}
-
 /// The IKE side of one ipsec tunnel: a task driving its [`ike::Peer`].
 #[derive(Debug)]
 pub struct IpsecTunnel {
@@ -245,6 +205,8 @@ pub struct IpsecTunnel {
     status: Arc<Mutex<IpsecStatus>>,
     esp_received: mpsc::UnboundedSender<u32>,
     stop: mpsc::Sender<()>,
+    /// `v6gate initiate`: start an IKE SA now.
+    kick: mpsc::Sender<()>,
     task: tokio::task::JoinHandle<()>,
     sockets: IkeSockets,
 }
@@ -288,10 +250,11 @@ impl IpsecTunnel {
         sockets.demux().insert(path.remote, tx)?;
         let (esp_received, esp_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = mpsc::channel(1);
+        let (kick, kick_rx) = mpsc::channel(1);
         let status = Arc::new(Mutex::new(IpsecStatus {
             tunnel: tunnel.name.clone(),
             path: path.name.clone(),
-            ike_state: "waiting".into(),
+            ike_state: IkeState::Waiting,
             ..IpsecStatus::default()
         }));
         let driver = Driver {
@@ -313,13 +276,14 @@ impl IpsecTunnel {
             changes,
             status: Arc::clone(&status),
         };
-        let task = tokio::spawn(driver.run(rx, esp_rx, stop_rx));
+        let task = tokio::spawn(driver.run(rx, esp_rx, stop_rx, kick_rx));
         Ok(Self {
             name: tunnel.name.clone(),
             remote: path.remote,
             status,
             esp_received,
             stop,
+            kick,
             task,
             sockets: sockets.clone(),
         })
@@ -329,6 +293,12 @@ impl IpsecTunnel {
     /// keeps DPD quiet while traffic flows.
     pub fn liveness(&self) -> mpsc::UnboundedSender<u32> {
         self.esp_received.clone()
+    }
+
+    /// Starts IKE now, whatever the backoff or `start` say (a second kick while one waits
+    /// is the same kick).
+    pub fn initiate_now(&self) {
+        let _ = self.kick.try_send(());
     }
 
     pub fn status(&self) -> IpsecStatus {
@@ -499,6 +469,7 @@ impl Driver {
         mut datagrams: mpsc::Receiver<Datagram>,
         mut esp: mpsc::UnboundedReceiver<u32>,
         mut stop: mpsc::Receiver<()>,
+        mut kick: mpsc::Receiver<()>,
     ) {
         if self.auto {
             self.initiate(Instant::now());
@@ -531,6 +502,10 @@ impl Driver {
                         self.last_heard = Some(now);
                         self.peer.handle_esp_received(now, spi);
                     }
+                }
+                Some(()) = kick.recv() => {
+                    self.retry_at = None;
+                    self.initiate(Instant::now());
                 }
                 _ = stop.recv() => {
                     self.peer.delete(Instant::now());
@@ -592,7 +567,10 @@ impl Driver {
                 let mut s = self.status_lock();
                 s.ike_suite = Some(suite.to_string());
             }
-            Event::IkeSaRekeyed { .. } => self.ike_up_at = Some(now),
+            Event::IkeSaRekeyed { .. } => {
+                self.ike_up_at = Some(now);
+                self.status_lock().ike_rekeys += 1;
+            }
             Event::IkeSaDown { reason, .. } => {
                 let words = reason.to_string();
                 if self.down_log.should_log(&words, now) {
@@ -601,7 +579,10 @@ impl Driver {
                     debug!("tunnel {tunnel:?}: IKE SA down: {words}");
                 }
                 let replaced = reason == DownReason::Replaced;
-                self.status_lock().last_down_reason = Some(words);
+                let mut s = self.status_lock();
+                s.dpd_timeouts += u64::from(reason == DownReason::Timeout);
+                s.last_down_reason = Some(words);
+                drop(s);
                 if replaced || self.peer.is_established() {
                     return;
                 }
@@ -618,6 +599,7 @@ impl Driver {
                 }
             }
             Event::ChildSaEstablished(child) => {
+                self.status_lock().child_rekeys += u64::from(child.replaces.is_some());
                 let udp_port = (child.udp_encap || self.force_udp).then_some(child.remote.port());
                 self.udp_port = udp_port;
                 self.children
@@ -668,15 +650,14 @@ impl Driver {
         let established = self.peer.is_established();
         let mut s = self.status_lock();
         s.ike_state = if established {
-            "established"
+            IkeState::Established
         } else if self.peer.ike_sa_count() > 0 {
-            "connecting"
+            IkeState::Connecting
         } else if self.auto {
-            "down"
+            IkeState::Down
         } else {
-            "waiting"
-        }
-        .into();
+            IkeState::Waiting
+        };
         s.ike_spis = self
             .peer
             .ike_spis()
@@ -803,7 +784,7 @@ mod tests {
     fn status_serializes_for_the_control_socket() {
         let s = IpsecStatus {
             tunnel: "vps".into(),
-            ike_state: "established".into(),
+            ike_state: IkeState::Established,
             ike_spis: Some(("00000000000000aa".into(), "00000000000000bb".into())),
             children: vec![ChildStatus {
                 spi_in: "c0000001".into(),

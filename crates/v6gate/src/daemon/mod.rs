@@ -16,6 +16,7 @@
 
 mod control_socket;
 mod datapath;
+mod hold;
 pub mod host;
 mod instance;
 mod ipsec;
@@ -24,9 +25,6 @@ mod reload;
 mod report;
 mod tunnels;
 mod watch;
-
-pub use ipsec::{ChildStatus, IpsecStatus};
-pub use watch::WatchStatus;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -119,6 +117,8 @@ struct Daemon {
     ike_sockets: HashMap<IpAddr, IkeSockets>,
     /// The IKE tasks' SA changes, forwarded to the packet thread in order.
     sa_changes: mpsc::UnboundedSender<SaChange>,
+    /// Tunnels taken down by `v6gate down`, until `v6gate up`.
+    held: std::collections::BTreeSet<String>,
     /// Held for the daemon's life: this instance's claim on its control socket.
     _lock: InstanceLock,
 }
@@ -156,6 +156,7 @@ impl Daemon {
             control: None,
             ike_sockets: HashMap::new(),
             sa_changes,
+            held: std::collections::BTreeSet::new(),
             _lock: lock,
         };
         for warning in &daemon.config.warnings {
@@ -309,6 +310,9 @@ impl Daemon {
                     message: format!("{e:#}"),
                 },
             },
+            Request::Down { tunnel } => Response::done(self.hold_down(&tunnel).await),
+            Request::Up { tunnel } => Response::done(self.release(&tunnel).await),
+            Request::Initiate { tunnel } => Response::done(self.initiate(&tunnel)),
         }
     }
 

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use dataplane::health::{HealthConfig, HealthState, Tracker, Transition};
-use serde::{Deserialize, Serialize};
 use sys::netlink::{Family, Route, RouteKind};
 use sys::ping::PingSocket;
 use tokio::io::unix::AsyncFd;
@@ -23,6 +22,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::ROUTE_PROTOCOL;
+use crate::status::WatchStatus;
 
 /// What a watch wants on the host now: its route (while up) or nothing, tagged with the
 /// watch's name and the generation of its task, so a wish of a stopped task is ignored.
@@ -35,20 +35,6 @@ pub struct RouteWish {
 
 /// A hook that hangs must not hold up the next transition's hook forever.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct WatchStatus {
-    pub name: String,
-    pub state: String,
-    pub target: String,
-    pub device: String,
-    pub route: String,
-    pub route_installed: bool,
-    pub srtt_ms: Option<f64>,
-    pub loss_percent: f64,
-    pub last_change_secs_ago: Option<u64>,
-    pub transitions: u64,
-}
 
 /// A running watch; the daemon withdraws its route when it stops it.
 pub struct WatchTask {
@@ -77,7 +63,7 @@ impl WatchTask {
         let route = watch_route(&config.route)?;
         let status = Arc::new(Mutex::new(WatchStatus {
             name: config.name.clone(),
-            state: HealthState::Unknown.to_string(),
+            state: HealthState::Unknown.into(),
             target: config.target.to_string(),
             device: config.device.clone(),
             route: describe(&config.route),
@@ -295,7 +281,7 @@ impl Runner {
 
     fn publish(&self) {
         if let Ok(mut s) = self.status.lock() {
-            s.state = self.tracker.state().to_string();
+            s.state = self.tracker.state().into();
             s.route_installed = self.installed;
             s.srtt_ms = self.tracker.srtt().map(|d| d.as_secs_f64() * 1000.0);
             s.loss_percent = self.tracker.loss().percent();
