@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
-use v6gate::lab::is_root;
-use v6gate::lab::multipath::{Failure, Kind, Timers, TwoPaths};
+use v6gate_lab::is_root;
+use v6gate_lab::multipath::{Failure, Kind, Timers, TwoPaths};
 
 fn main() {
     if !is_root() {

@@ -15,8 +15,8 @@ use crate::status::Request;
 /// can never carry itself, sends no Tunnel Encapsulation Limit option unless asked (YAMAHA
 /// RTX routers drop it), clamps TCP MSS and filters inner addresses.
 ///
-/// Start with `v6gate demo` to see two sites talk through a tunnel in network namespaces,
-/// then `v6gate check --config FILE` and `v6gate run --config FILE`.
+/// Start with `scripts/demo` in the source tree to see two sites talk through a tunnel in
+/// network namespaces, then `v6gate check --config FILE` and `v6gate run --config FILE`.
 #[derive(Debug, Parser)]
 #[command(name = "v6gate", version, propagate_version = true)]
 pub struct Cli {
@@ -131,14 +131,6 @@ enum Command {
     Assets {
         #[arg(long)]
         out: PathBuf,
-    },
-    /// Build a two-site lab in network namespaces, send traffic through a tunnel, tear down.
-    ///
-    /// Needs root. The exit code says whether traffic crossed.
-    Demo {
-        /// Leave the lab running and print how to explore it.
-        #[arg(long)]
-        keep: bool,
     },
     /// MAP-E calculator: the shared IPv4 address, PSID, ports, MAP address and BR a rule
     /// gives a prefix. Touches nothing.
@@ -276,16 +268,6 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Demo { keep } => {
-            init_logging(None);
-            match crate::demo::run(keep) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("demo failed: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
     }
 }
 

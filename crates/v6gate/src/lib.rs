@@ -1,4 +1,4 @@
-//! v6gate: the daemon, CLI and network-namespace lab around the sans-IO cores.
+//! v6gate: the daemon and CLI around the sans-IO cores.
 //!
 //! `main.rs` only calls [`cli::main`]; everything that touches the host goes through the `sys`
 //! crate, and every protocol decision is taken by the `dataplane` and `control` cores.
@@ -7,10 +7,8 @@ pub mod assets;
 pub mod cli;
 pub mod daemon;
 pub mod ddns;
-pub mod demo;
 pub mod doctor;
 pub mod export;
-pub mod lab;
 pub mod mape;
 pub mod metrics;
 pub mod operate;

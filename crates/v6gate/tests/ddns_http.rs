@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::lab;
 use ddns_support::https::HttpsServer;
 use ddns_support::{RunnerInNetns, entries, key_file};
-use v6gate::lab::{LabOptions, Node, addr, dev};
+use v6gate_lab::{LabOptions, Node, addr, dev};
 
 // Ids in the shape of Cloudflare's API reference examples.
 const ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";

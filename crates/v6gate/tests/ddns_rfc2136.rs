@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::lab;
 use ddns_support::{Knot, RunnerInNetns, entries, key_file};
-use v6gate::lab::{LabOptions, Node, addr, dev};
+use v6gate_lab::{LabOptions, Node, addr, dev};
 
 const KEY: &str = "hmac-sha256:ddns-key:c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFiY2RlZg==";
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{BIN, text, wait_until};
 use serde_json::Value;
-use v6gate::lab::{LabOptions, Site};
+use v6gate_lab::{LabOptions, Site};
 
 /// A namespace of its own, deleted on drop with whatever runs in it killed first.
 struct Broken {
@@ -100,7 +100,7 @@ fn assert_result(report: &Value, name_part: &str, result: &str, detail_part: &st
 
 #[test]
 fn broken_namespace_reports_every_planted_fault() {
-    assert!(v6gate::lab::is_root(), "needs root for network namespaces");
+    assert!(v6gate_lab::is_root(), "needs root for network namespaces");
     let name = format!("v6gd-{}", std::process::id());
     let dir = std::env::temp_dir().join(&name);
     fs::create_dir_all(&dir).unwrap();

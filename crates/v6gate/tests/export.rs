@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{BIN, assert_ping, text, wait_until};
-use v6gate::lab::strongswan::{Charon, LAB_PSK, StrongswanConfig};
-use v6gate::lab::{LabOptions, Node, Site, addr};
+use v6gate_lab::strongswan::{Charon, LAB_PSK, StrongswanConfig};
+use v6gate_lab::{LabOptions, Node, Site, addr};
 
 const TUNNEL: &str = "ab";
 
@@ -144,7 +144,7 @@ fn networkd_files(text: &str) -> Vec<(String, String)> {
 
 #[test]
 fn networkd_export_passes_networkd_parser() {
-    assert!(v6gate::lab::is_root(), "needs root for network namespaces");
+    assert!(v6gate_lab::is_root(), "needs root for network namespaces");
     let networkd = Path::new("/lib/systemd/systemd-networkd");
     assert!(
         networkd.exists(),

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use v6gate::lab::multipath::{Failure, Timers, TwoPaths};
-use v6gate::lab::{Node, Site, dev, is_root};
+use v6gate_lab::multipath::{Failure, Timers, TwoPaths};
+use v6gate_lab::{Node, Site, dev, is_root};
 
 mod common;
 

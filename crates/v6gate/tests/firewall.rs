@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use control::Config;
 use control::firewall::routing;
 use control::firewall::ruleset::{FAMILY, TABLE, ruleset};
-use v6gate::lab::firewall::{FirewallLab, Role, addr, dev};
+use v6gate_lab::firewall::{FirewallLab, Role, addr, dev};
 
 /// The S2 gateway of the lab, plus an IPsec peer for the underlay rules.
 fn config_text() -> String {
@@ -137,7 +137,7 @@ impl Services {
             let (stop, seen, ns, ready) =
                 (stop.clone(), seen.clone(), ns.clone(), ready_tx.clone());
             threads.push(thread::spawn(move || {
-                v6gate::lab::enter_netns(&ns).expect("enter namespace");
+                v6gate_lab::enter_netns(&ns).expect("enter namespace");
                 // Bounded even if the test forgets to stop it.
                 let deadline = Instant::now() + Duration::from_secs(120);
                 let tag = |peer: SocketAddr| {
@@ -355,7 +355,7 @@ fn user_table(lab: &FirewallLab) -> String {
 
 #[test]
 fn gateway_firewall_end_to_end() {
-    assert!(v6gate::lab::is_root(), "needs root for network namespaces");
+    assert!(v6gate_lab::is_root(), "needs root for network namespaces");
     let config = config();
     let lab = FirewallLab::new().unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();

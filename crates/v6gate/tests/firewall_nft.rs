@@ -121,7 +121,7 @@ fn rulesets() -> Vec<(String, Ruleset)> {
 }
 
 fn root() -> bool {
-    v6gate::lab::is_root()
+    v6gate_lab::is_root()
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{BIN, HostState, Sites, assert_ping, start_gateway, text, wait_ping};
-use v6gate::lab::{GatewayConfig, Lab, LabOptions, Node, Site, TunnelConfig, addr, dev};
+use v6gate_lab::{GatewayConfig, Lab, LabOptions, Node, Site, TunnelConfig, addr, dev};
 
 const HOST_B4: IpAddr = IpAddr::V4(addr::HOST_B4);
 const HOST_B6: IpAddr = IpAddr::V6(addr::HOST_B6);

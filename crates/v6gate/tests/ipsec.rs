@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{BIN, assert_ping, child_spis, pcap_packets, ping_counts, text, wait_until, wan_link};
-use v6gate::lab::strongswan::{Charon, LAB_PSK, StrongswanConfig, suite};
-use v6gate::lab::{Gateway, Lab, LabOptions, Node, Site, addr, dev};
+use v6gate_lab::strongswan::{Charon, LAB_PSK, StrongswanConfig, suite};
+use v6gate_lab::{Gateway, Lab, LabOptions, Node, Site, addr, dev};
 
 const HOST_A: IpAddr = IpAddr::V4(addr::HOST_A4);
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);

@@ -12,8 +12,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use common::{BIN, assert_ping, child_spis, ping_counts, text, wait_until};
-use v6gate::lab::strongswan::{Charon, DpdAction, LAB_PSK, StrongswanConfig};
-use v6gate::lab::{Gateway, Lab, LabOptions, Node, Site, addr};
+use v6gate_lab::strongswan::{Charon, DpdAction, LAB_PSK, StrongswanConfig};
+use v6gate_lab::{Gateway, Lab, LabOptions, Node, Site, addr};
 
 const HOST_A: IpAddr = IpAddr::V4(addr::HOST_A4);
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use v6gate::lab::multipath::{Failure, Kind, Timers, TwoPaths};
-use v6gate::lab::{Gateway, Node, Site, is_root};
+use v6gate_lab::multipath::{Failure, Kind, Timers, TwoPaths};
+use v6gate_lab::{Gateway, Node, Site, is_root};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_v6gate");
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::{lab, start_gateway};
 use kpath::{KernelPath, Spec, SpecPath};
-use v6gate::lab::{LabOptions, Node, Site, addr, dev, enter_netns};
+use v6gate_lab::{LabOptions, Node, Site, addr, dev, enter_netns};
 
 #[test]
 fn a_kernel_path_site_and_a_tun_dataplane_site_carry_ping_and_tcp() {

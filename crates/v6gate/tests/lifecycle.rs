@@ -11,7 +11,7 @@ use common::{
     BIN, HostState, Sites, assert_ping, link_exists, start_gateway, text, tunnel_device, wait_ping,
     wait_until,
 };
-use v6gate::lab::{LabOptions, Node, Site, addr};
+use v6gate_lab::{LabOptions, Node, Site, addr};
 
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
 
@@ -225,29 +225,17 @@ fn sighup_reload_applies_changed_routes() {
 
 #[test]
 fn demo_carries_traffic_and_leaves_nothing_behind() {
-    assert!(v6gate::lab::is_root(), "the demo test must run as root");
-    let child = Command::new(BIN)
-        .arg("demo")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", text(&output));
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(v6gate_lab::is_root(), "the demo test must run as root");
+    let mut out = Vec::new();
+    let report = v6gate_lab::demo::run(std::path::Path::new(BIN), false, &mut out);
+    let stdout = String::from_utf8_lossy(&out);
+    let report = report.unwrap_or_else(|e| panic!("demo failed: {e:#}\n{stdout}"));
     assert!(stdout.contains("through the tunnel: ok"), "{stdout}");
-    // The demo's lab is named after its pid; none of it may remain.
-    let prefix = format!("v6gl-{pid}-");
-    let left: Vec<String> = fs::read_dir("/run/netns")
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default();
+    // None of the demo's namespaces may remain.
+    let left: Vec<&String> = report
+        .namespaces
+        .iter()
+        .filter(|name| std::path::Path::new("/run/netns").join(name).exists())
+        .collect();
     assert!(left.is_empty(), "{left:?}");
 }

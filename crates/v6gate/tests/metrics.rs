@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{BIN, assert_ping, text, wait_until};
-use v6gate::lab::{LabOptions, Site, addr};
+use v6gate_lab::{LabOptions, Site, addr};
 
 const ADDRESS: &str = "127.0.0.1:9586";
 

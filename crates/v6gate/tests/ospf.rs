@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use v6gate::lab::{Lab, LabOptions, Node, Process, Site, is_root};
+use v6gate_lab::{Lab, LabOptions, Node, Process, Site, is_root};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_v6gate");
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use common::lab;
 use control::ddns::Family;
 use ddns_support::Knot;
-use v6gate::lab::{Lab, LabOptions, Node, addr, enter_netns};
 use v6gate::peer_name::{Moved, PeerName, PeerNameStatus};
+use v6gate_lab::{Lab, LabOptions, Node, addr, enter_netns};
 
 const KEY: &str = "hmac-sha256:ddns-key:c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFiY2RlZg==";
 

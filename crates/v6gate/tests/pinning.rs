@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::{BIN, HostState, Sites, assert_ping, pcap_packets, text, tunnel_device, wait_until};
-use v6gate::lab::{LabOptions, Node, Site, TunnelConfig, addr};
+use v6gate_lab::{LabOptions, Node, Site, TunnelConfig, addr};
 
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
 

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::{Sites, assert_ping, tunnel_device};
-use v6gate::lab::{LabOptions, Node, Site, addr, dev};
+use v6gate_lab::{LabOptions, Node, Site, addr, dev};
 
 #[test]
 fn default_route_and_address_inside_the_remote_prefix_keep_the_tunnel_up() {

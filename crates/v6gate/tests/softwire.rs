@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use common::{Sites, assert_ping, text, wait_ping};
 use control::softwire::{Facts, Lowered, lower};
 use std::time::Duration;
-use v6gate::lab::{GatewayConfig, Lab, LabOptions, MssClamp, Node, Site, TunnelConfig, addr, dev};
+use v6gate_lab::{GatewayConfig, Lab, LabOptions, MssClamp, Node, Site, TunnelConfig, addr, dev};
 
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
 

@@ -8,14 +8,14 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use v6gate::lab::strongswan::{
+use v6gate_lab::strongswan::{
     Charon, DpdAction, Identity, IkeSaSummary, Retransmit, StartAction, StrongswanConfig, suite,
 };
-use v6gate::lab::{Lab, LabOptions, Node, Site, addr};
+use v6gate_lab::{Lab, LabOptions, Node, Site, addr};
 
 fn lab(options: LabOptions) -> Lab {
     assert!(
-        v6gate::lab::is_root(),
+        v6gate_lab::is_root(),
         "the strongSwan lab tests build network namespaces and run charon; they must run \
          as root (CI does; locally: sudo -E cargo test -p v6gate --test strongswan_lab)"
     );

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{BIN, text};
-use v6gate::lab::{LabOptions, Site};
+use v6gate_lab::{LabOptions, Site};
 
 fn unit_path() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/systemd/v6gate.service")

@@ -10,7 +10,7 @@ use common::{
     Sites, assert_ping, counter, drops, outer_ipv6, pcap_packets, scapy, text, tunnel_packets,
     wait_until, wan_link,
 };
-use v6gate::lab::{LabOptions, MssClamp, Node, Site, addr, dev};
+use v6gate_lab::{LabOptions, MssClamp, Node, Site, addr, dev};
 
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
 

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::{Sites, assert_ping, counter};
-use v6gate::lab::{Lab, LabOptions, Node, Site, addr, dev};
+use v6gate_lab::{Lab, LabOptions, Node, Site, addr, dev};
 
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use v6gate::lab::{Gateway, Lab, LabOptions, Node, Site, is_root};
+use v6gate_lab::{Gateway, Lab, LabOptions, Node, Site, is_root};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_v6gate");
 

@@ -9,8 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::{BIN, wait_until};
-use v6gate::lab::strongswan::{Charon, LAB_PSK, StrongswanConfig};
-use v6gate::lab::{LabOptions, Node, Site};
+use v6gate_lab::strongswan::{Charon, LAB_PSK, StrongswanConfig};
+use v6gate_lab::{LabOptions, Node, Site};
 
 #[test]
 fn wrong_key_reads_as_authentication_failed() {

@@ -10,7 +10,7 @@ use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use v6gate::lab::{Gateway, GatewayConfig, Lab, LabOptions, Node, Site, dev};
+use v6gate_lab::{Gateway, GatewayConfig, Lab, LabOptions, Node, Site, dev};
 
 /// The daemon under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_v6gate");
@@ -22,7 +22,7 @@ pub const PYTHON: &str = "/usr/bin/python3";
 /// Builds a lab, failing with a clear message when not root.
 pub fn lab(options: LabOptions) -> Lab {
     assert!(
-        v6gate::lab::is_root(),
+        v6gate_lab::is_root(),
         "the end-to-end tests build network namespaces and TUN devices and must run as \
          root (CI runs them as root; locally: sudo -E cargo test -p v6gate)"
     );
@@ -126,7 +126,7 @@ pub fn assert_ping(lab: &Lab, from: Node, to: IpAddr, count: u32, gateways: &[&G
 /// Sends `bytes` over TCP from hostA to hostB's IPv4 address within `timeout` and insists
 /// that every byte arrived; a failure names the transfer and the gateways' logs.
 pub fn assert_tcp_a_to_b(lab: &Lab, bytes: u64, timeout: Duration, gateways: &[&Gateway]) {
-    let server = std::net::SocketAddr::new(IpAddr::V4(v6gate::lab::addr::HOST_B4), 0);
+    let server = std::net::SocketAddr::new(IpAddr::V4(v6gate_lab::addr::HOST_B4), 0);
     let transfer = lab
         .tcp_transfer(Node::HostB, server, Node::HostA, bytes, timeout)
         .unwrap_or_else(|e| {

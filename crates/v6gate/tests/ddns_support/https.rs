@@ -11,7 +11,7 @@ use std::time::Duration;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use v6gate::lab::{Lab, Node, enter_netns};
+use v6gate_lab::{Lab, Node, enter_netns};
 
 /// One request as received.
 #[derive(Debug, Clone, PartialEq, Eq)]

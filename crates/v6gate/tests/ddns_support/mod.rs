@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use control::{Config, Ddns};
 use v6gate::ddns::{DdnsRunner, DdnsStatus};
-use v6gate::lab::{Lab, Node, Process, addr, enter_netns};
+use v6gate_lab::{Lab, Node, Process, addr, enter_netns};
 
 pub mod https;
 

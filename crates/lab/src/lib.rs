@@ -1,5 +1,6 @@
-//! Network-namespace lab: two sites joined by an IPv6 router, for `v6gate demo` and the
-//! end-to-end tests.
+//! Network-namespace lab: two sites joined by an IPv6 router, for the demo (`v6gate-demo`)
+//! and the end-to-end tests. The product does not depend on it: the tests take it as a
+//! dev-dependency and start the `v6gate` binary they were built with.
 //!
 //! ```text
 //!  hostA ──lan── siteA ──wan6── wan ──wan6── siteB ──lan── hostB
@@ -27,6 +28,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
+
+pub mod demo;
 pub mod firewall;
 pub mod multipath;
 pub mod strongswan;
@@ -381,7 +384,7 @@ fn random_tag() -> u16 {
 /// Deletes namespaces left by lab processes that no longer exist (a test run killed
 /// before its Drop could run), and their temporary directories. Namespaces of live lab
 /// processes are never touched, nor namespaces some process still runs in (a lab kept up
-/// on purpose by `v6gate demo --keep`).
+/// on purpose by `v6gate-demo --keep`).
 fn sweep_stale_namespaces() {
     let _sweeping = SWEEP.lock().unwrap_or_else(|e| e.into_inner());
     let Ok(entries) = fs::read_dir("/run/netns") else {
