@@ -406,6 +406,19 @@ mod convert {
 
     use control::Tunnel;
 
+    /// What the kernel sends into the device: `routes`, and the tunnel link's own network,
+    /// which the kernel routes there as soon as the device has its `address` (the peer's
+    /// tunnel address, or a VPS answering the home router's ping, lives there).
+    fn routed(t: &Tunnel) -> Vec<ipnet::IpNet> {
+        let mut routes = t.routes.clone();
+        for link in t.addresses.iter().map(ipnet::IpNet::trunc) {
+            if !routes.iter().any(|r| r.contains(&link)) {
+                routes.push(link);
+            }
+        }
+        routes
+    }
+
     pub(super) fn dataplane_config(
         t: &Tunnel,
         mtu: u16,
@@ -440,7 +453,7 @@ mod convert {
             mtu,
             hop_limit: t.hop_limit,
             traffic_class: t.tclass,
-            routes: t.routes.clone(),
+            routes: routed(t),
             allowed_sources: t.allowed_sources.clone(),
             allow_ipv4: t.inner_families.ipv4,
             allow_ipv6: t.inner_families.ipv6,
