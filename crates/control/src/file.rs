@@ -49,6 +49,7 @@ pub(crate) struct FileGateway {
     pub route_metric: Option<Int>,
     pub max_config_size: Option<Int>,
     pub metrics: Option<String>,
+    pub key_log: Option<String>,
 }
 
 /// `[[tunnel]]`. `local_subnets` and `[tunnel.ike]` belong to `mode = "ipsec"`; `validate`

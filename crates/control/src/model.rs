@@ -128,6 +128,8 @@ pub struct Gateway {
     pub max_config_size: u64,
     /// Where Prometheus metrics are served (`http://ADDRESS/metrics`); off when `None`.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Directory where the ESP keys are written for Wireshark; off when `None`.
+    pub key_log: Option<PathBuf>,
 }
 
 impl Default for Gateway {
@@ -141,6 +143,7 @@ impl Default for Gateway {
             route_metric: DEFAULT_ROUTE_METRIC,
             max_config_size: DEFAULT_MAX_CONFIG_SIZE,
             metrics: None,
+            key_log: None,
         }
     }
 }

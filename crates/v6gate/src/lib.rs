@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod ddns;
 pub mod doctor;
 pub mod export;
+pub mod keylog;
 pub mod mape;
 pub mod metrics;
 pub mod operate;

@@ -47,6 +47,16 @@ impl Checker {
             .map_or(DEFAULT_ROUTE_METRIC, |m| m as u32);
         let max_config_size = self.max_config_size(file.max_config_size);
         let metrics = file.metrics.and_then(|a| self.metrics_address(&a));
+        let key_log = match file.key_log {
+            Some(path) if !path.starts_with('/') => {
+                self.error(
+                    "gateway.key_log",
+                    format!("expected an absolute path, found {path:?}"),
+                );
+                None
+            }
+            other => other.map(PathBuf::from),
+        };
         Gateway {
             control_socket,
             pin_table,
@@ -56,6 +66,7 @@ impl Checker {
             route_metric,
             max_config_size,
             metrics,
+            key_log,
         }
     }
 

@@ -599,6 +599,7 @@ impl Driver {
                 }
             }
             Event::ChildSaEstablished(child) => {
+                crate::keylog::child(&child);
                 self.status_lock().child_rekeys += u64::from(child.replaces.is_some());
                 let udp_port = (child.udp_encap || self.force_udp).then_some(child.remote.port());
                 self.udp_port = udp_port;

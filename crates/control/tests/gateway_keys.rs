@@ -1,4 +1,4 @@
-//! `[gateway] metrics`: where Prometheus scrapes the gateway.
+//! `[gateway] metrics` (where Prometheus scrapes) and `key_log` (ESP keys for Wireshark).
 
 mod support;
 
@@ -29,5 +29,21 @@ fn a_metrics_address_without_a_usable_port_is_refused() {
         "gateway.metric",
         "did you mean `metrics`?",
         "metric =",
+    );
+}
+
+#[test]
+fn key_log_is_off_unless_an_absolute_directory_is_given() {
+    assert_eq!(valid("").gateway.key_log, None);
+    let c = valid("[gateway]\nkey_log = \"/var/lib/v6gate/keys\"\n");
+    assert_eq!(
+        c.gateway.key_log.as_deref(),
+        Some(std::path::Path::new("/var/lib/v6gate/keys"))
+    );
+    only_problem(
+        "[gateway]\nkey_log = \"keys\"\n",
+        "gateway.key_log",
+        "expected an absolute path",
+        "key_log",
     );
 }
