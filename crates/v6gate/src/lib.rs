@@ -13,6 +13,7 @@ pub mod keylog;
 pub mod mape;
 pub mod metrics;
 pub mod operate;
+pub mod packet_status;
 pub mod peer_name;
 pub mod plan;
 pub mod status;

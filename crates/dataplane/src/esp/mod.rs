@@ -8,6 +8,7 @@
 //! 64-bit sequence number itself (unique per key, RFC 4106 §3.1); for CBC the AES encryption of
 //! a block holding it (unpredictable without the key, NIST SP 800-38A Appendix C).
 
+mod drops;
 pub mod paths;
 mod replay;
 mod too_big;

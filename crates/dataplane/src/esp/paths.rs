@@ -194,6 +194,33 @@ impl EspPaths {
         self.select(now);
     }
 
+    /// Opens ESP on `inbound`'s SPI on `path`, beside the SAs there: the first half of a new
+    /// CHILD SA, before the IKE message that lets the peer use it leaves.
+    pub fn install_inbound(&mut self, now: Instant, path: usize, inbound: InboundSa) {
+        self.clock.tick(now);
+        if let Some(p) = self.paths.get_mut(path) {
+            p.core.install_inbound(inbound);
+        }
+        self.select(now);
+    }
+
+    /// Seals `path`'s traffic with `outbound` from now on, in UDP to the peer's `udp_port` if
+    /// `Some`: the second half of a new CHILD SA, once the peer can open it.
+    pub fn install_outbound(
+        &mut self,
+        now: Instant,
+        path: usize,
+        outbound: OutboundSa,
+        udp_port: Option<u16>,
+    ) {
+        self.clock.tick(now);
+        if let Some(p) = self.paths.get_mut(path) {
+            p.core.install_outbound(outbound);
+            p.core.set_udp_encap(now, udp_port);
+        }
+        self.select(now);
+    }
+
     pub fn remove_sa(&mut self, now: Instant, path: usize, spi_in: u32, spi_out: u32) {
         self.clock.tick(now);
         if let Some(p) = self.paths.get_mut(path) {
@@ -748,6 +775,51 @@ mod tests {
             mtu: configured,
             reason: PathMtuReason::Expired
         }));
+    }
+
+    /// B answers a rekey of path 0: (A -> B 0x300, B -> A 0x301), the keys of `key`.
+    fn rekey_halves(path: usize) -> (InboundSa, OutboundSa, InboundSa, OutboundSa) {
+        let key_ab = [0x33 ^ path as u8; 20];
+        let key_ba = [0x44 ^ path as u8; 20];
+        (
+            InboundSa::new(0x300, GCM, &key_ab, &[], false).unwrap(),
+            OutboundSa::new(0x301, GCM, &key_ba, &[], false).unwrap(),
+            InboundSa::new(0x301, GCM, &key_ba, &[], false).unwrap(),
+            OutboundSa::new(0x300, GCM, &key_ab, &[], false).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_responder_that_opens_before_it_answers_and_seals_after_loses_nothing() {
+        let mut pair = Pair::new();
+        pair.run(300);
+        let (b_in, b_out, a_in, a_out) = rekey_halves(0);
+        // B opens the new inbound SA, then its answer reaches A, which installs both halves.
+        pair.b.install_inbound(pair.now, 0, b_in);
+        pair.run(50);
+        pair.a.install_sa(pair.now, 0, a_in, a_out, None);
+        pair.run(50);
+        assert_eq!(pair.a.path(0).unwrap().active_outbound(), Some(0x300));
+        // Only then does B seal with its new outbound SA.
+        pair.b.install_outbound(pair.now, 0, b_out, None);
+        pair.run(100);
+        assert_eq!(pair.b.path(0).unwrap().active_outbound(), Some(0x301));
+        assert_eq!(pair.a.stats().drops(EspDrop::UnknownSpi), 0);
+        assert_eq!(pair.b.stats().drops(EspDrop::UnknownSpi), 0);
+        assert_eq!(pair.b.stats().total_drops(), 0);
+        assert_eq!(pair.tun_b.len(), 50);
+    }
+
+    #[test]
+    fn a_responder_that_seals_before_the_peer_has_the_sa_is_not_understood() {
+        let mut pair = Pair::new();
+        pair.run(300);
+        let (b_in, b_out, _, _) = rekey_halves(0);
+        pair.b.install_inbound(pair.now, 0, b_in);
+        pair.b.install_outbound(pair.now, 0, b_out, None);
+        // B's keepalive replies on path 0 now carry an SPI A has not heard of.
+        pair.run(300);
+        assert!(pair.a.stats().drops(EspDrop::UnknownSpi) > 0);
     }
 
     #[test]

@@ -34,7 +34,7 @@ mod framing;
 mod informational;
 mod policy;
 
-pub use policy::Backoff;
+pub use policy::{Backoff, Reinitiation};
 mod sa_init;
 
 use framing::{ct_eq, find_ke, find_nonce, find_sa, find_ts, first_error, proposal_number};

@@ -1,7 +1,7 @@
 //! What an initiator does between IKE SAs: how long it waits before trying again, and
 //! whether an SA that went down is worth another attempt at all.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Config, DownReason, DpdAction};
 
@@ -65,6 +65,47 @@ impl Config {
     }
 }
 
+/// Whether and when an initiator starts over after its IKE SA went down: [`Backoff`] between
+/// attempts and [`Config::retries_after`] for whether to try at all. The shell only sleeps
+/// until the instant it is given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reinitiation {
+    backoff: Backoff,
+}
+
+impl Reinitiation {
+    pub fn new(backoff: Backoff) -> Self {
+        Self { backoff }
+    }
+
+    /// An IKE SA is up: the next failure waits the shortest delay again.
+    pub fn up(&mut self) {
+        self.backoff.reset();
+    }
+
+    /// The last IKE SA went down for `reason` at `now`: when to initiate again, or `None` to
+    /// stay down. A responder waits for its peer; a dead peer with DPD action "clear" is left
+    /// alone; a core that `restarted` already (DPD action "restart") needs no second attempt.
+    pub fn after_down(
+        &mut self,
+        config: &Config,
+        reason: &DownReason,
+        initiator: bool,
+        restarted: bool,
+        now: Instant,
+    ) -> Option<Instant> {
+        if !initiator || restarted || !config.retries_after(reason) {
+            return None;
+        }
+        Some(now + self.backoff.next_delay())
+    }
+
+    /// Failed attempts since the last IKE SA was up.
+    pub fn failures(&self) -> u32 {
+        self.backoff.failures()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +141,44 @@ mod tests {
         config.dpd.as_mut().unwrap().action = DpdAction::Clear;
         assert!(!config.retries_after(&DownReason::Timeout));
         assert!(config.retries_after(&DownReason::Deleted));
+    }
+
+    #[test]
+    fn reinitiation_backs_off_only_for_an_initiator_that_should_retry() {
+        let now = Instant::now();
+        let mut config = Config::new(b"k", Vec::new(), Vec::new());
+        let mut r = Reinitiation::default();
+        let after = |r: &mut Reinitiation, config: &Config, initiator, restarted| {
+            r.after_down(config, &DownReason::Timeout, initiator, restarted, now)
+                .map(|at| at - now)
+        };
+        assert_eq!(
+            after(&mut r, &config, true, false),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            after(&mut r, &config, true, false),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(r.failures(), 2);
+        assert_eq!(after(&mut r, &config, false, false), None, "responder");
+        assert_eq!(
+            after(&mut r, &config, true, true),
+            None,
+            "restarted already"
+        );
+        assert_eq!(r.failures(), 2, "no attempt, no failure");
+        r.up();
+        assert_eq!(
+            after(&mut r, &config, true, false),
+            Some(Duration::from_secs(1))
+        );
+        config.dpd.as_mut().unwrap().action = DpdAction::Clear;
+        assert_eq!(
+            after(&mut r, &config, true, false),
+            None,
+            "dead peer, clear"
+        );
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! The IKE shell of `mode = "ipsec"` tunnels: UDP sockets on ports 500 and 4500, one
-//! [`ike::Peer`] per tunnel driven on tokio, and the SA changes the packet thread applies to
-//! its [`dataplane::esp::EspTunnel`]s.
+//! [`ike::Peer`] per tunnel driven on tokio, which hands the SAs it negotiates, keyed and
+//! ready (`sa.rs`), straight to the packet thread's [`dataplane::esp::EspTunnel`]s.
 //!
 //! ```text
-//!  UDP 500 ──► IkeSockets task ──demux by remote──► tunnel task (ike::Peer) ──► SaChange ──► packet thread
+//!  UDP 500 ──► IkeSockets task ──demux by remote──► tunnel task (ike::Peer) ──► SaInbox ──► packet thread
 //!  UDP 4500 ─► packet thread: ESP ─► EspTunnel      ▲ IKE (non-ESP marker) ──┘ via IkeSockets::ike_from_4500
 //! ```
+//!
+//! A new CHILD SA opens inbound before the IKE message that lets the peer use it leaves, and
+//! seals outbound only after: otherwise the peer's first packets on it arrive before we know
+//! the SPI, or ours before the peer does.
 //!
 //! Who reads UDP 4500 is a trade-off. Demultiplexing in this task and forwarding ESP by
 //! channel costs every ESP packet a copy, a channel send and a wake-up of the packet thread,
@@ -16,18 +20,23 @@
 //! does: [`IkeSockets::esp_socket`] is the 4500 socket the packet thread reads, and this task
 //! only ever sends on it.
 
-use std::collections::HashMap;
+mod sa;
+
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::status::{ChildStatus, IkeState, IpsecStatus};
 use anyhow::{Context, anyhow, bail};
-use ike::{Backoff, ChildSaInfo, DownReason, Event, Peer};
+use dataplane::esp::OutboundSa;
+use ike::{ChildSaInfo, DownReason, Event, Peer, Reinitiation};
 use ipnet::IpNet;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
+
+use super::packet::{SaChange, SaCommand, SaInbox};
 
 /// IKE's port (RFC 7296 §2).
 pub const IKE_PORT: u16 = 500;
@@ -49,28 +58,15 @@ pub struct Datagram {
     pub payload: Vec<u8>,
 }
 
-/// What the packet thread must do to its ESP tunnels. `path` is the index of the tunnel's
-/// path whose IKE SA the change comes from: each path has its own.
+/// ESP from a configured peer on an SPI no SA of ours knows: the peer lost its state or we
+/// lost ours. The packet thread reports it to the path's IKE task at most once a second.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SaChange {
-    /// Install both directions of a CHILD SA (the inbound one beside the others, the outbound
-    /// one as the SA that seals from now on), and send ESP in UDP to `udp_port` of the peer
-    /// when it is `Some`.
-    Install {
-        tunnel: String,
-        path: usize,
-        child: Box<ChildSaInfo>,
-        udp_port: Option<u16>,
-    },
-    /// Remove the CHILD SA with these SPIs.
-    Remove {
-        tunnel: String,
-        path: usize,
-        spi_in: u32,
-        spi_out: u32,
-    },
-    /// The path's IKE SA is gone: remove every SA of that path.
-    Clear { tunnel: String, path: usize },
+pub struct UnknownSpi {
+    pub tunnel: String,
+    /// Index of the tunnel's path the ESP came by.
+    pub path: usize,
+    pub peer: IpAddr,
+    pub spi: u32,
 }
 
 /// Routes IKE datagrams to the tunnel whose remote sent them.
@@ -204,6 +200,7 @@ pub struct IpsecTunnel {
     remote: IpAddr,
     status: Arc<Mutex<IpsecStatus>>,
     esp_received: mpsc::UnboundedSender<u32>,
+    unknown_spi: mpsc::UnboundedSender<UnknownSpi>,
     stop: mpsc::Sender<()>,
     /// `v6gate initiate`: start an IKE SA now.
     kick: mpsc::Sender<()>,
@@ -216,12 +213,12 @@ const STOP_WAIT: Duration = Duration::from_secs(2);
 
 impl IpsecTunnel {
     /// Starts the IKE task of the tunnel's path `path_index` on `sockets` (bound to that
-    /// path's local address); SA changes go to `changes`.
+    /// path's local address); the SAs it negotiates go to `sas`.
     pub fn start(
         tunnel: &control::Tunnel,
         path_index: usize,
         sockets: &IkeSockets,
-        changes: mpsc::UnboundedSender<SaChange>,
+        sas: SaInbox,
     ) -> anyhow::Result<Self> {
         let ipsec = tunnel
             .ipsec
@@ -249,6 +246,7 @@ impl IpsecTunnel {
         let (tx, rx) = mpsc::channel(TUNNEL_QUEUE);
         sockets.demux().insert(path.remote, tx)?;
         let (esp_received, esp_rx) = mpsc::unbounded_channel();
+        let (unknown_spi, unknown_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = mpsc::channel(1);
         let (kick, kick_rx) = mpsc::channel(1);
         let status = Arc::new(Mutex::new(IpsecStatus {
@@ -265,7 +263,7 @@ impl IpsecTunnel {
             remote: SocketAddr::new(path.remote, IKE_PORT),
             auto: ipsec.start == control::IkeStart::Auto,
             force_udp: ipsec.encap == control::Encap::Udp,
-            backoff: Backoff::default(),
+            reinitiation: Reinitiation::default(),
             retry_at: None,
             udp_port: None,
             ike_up_at: None,
@@ -273,15 +271,16 @@ impl IpsecTunnel {
             last_heard: None,
             down_log: crate::words::ReasonLog::default(),
             sockets: sockets.clone(),
-            changes,
+            sas,
             status: Arc::clone(&status),
         };
-        let task = tokio::spawn(driver.run(rx, esp_rx, stop_rx, kick_rx));
+        let task = tokio::spawn(driver.run(rx, esp_rx, unknown_rx, stop_rx, kick_rx));
         Ok(Self {
             name: tunnel.name.clone(),
             remote: path.remote,
             status,
             esp_received,
+            unknown_spi,
             stop,
             kick,
             task,
@@ -301,6 +300,11 @@ impl IpsecTunnel {
         let _ = self.kick.try_send(());
     }
 
+    /// Where the packet thread reports ESP from this path's peer on an SPI it does not know.
+    pub fn unknown_spi(&self) -> mpsc::UnboundedSender<UnknownSpi> {
+        self.unknown_spi.clone()
+    }
+
     pub fn status(&self) -> IpsecStatus {
         self.status
             .lock()
@@ -309,7 +313,7 @@ impl IpsecTunnel {
     }
 
     /// Deletes the IKE SA (telling the peer) and ends the task, waiting at most
-    /// [`STOP_WAIT`] for it; its last word is a [`SaChange::Clear`].
+    /// [`STOP_WAIT`] for it; its last word clears the path's SAs in the packet thread.
     pub async fn stop(self) {
         let _ = self.stop.send(()).await;
         let mut task = self.task;
@@ -449,7 +453,7 @@ struct Driver {
     remote: SocketAddr,
     auto: bool,
     force_udp: bool,
-    backoff: Backoff,
+    reinitiation: Reinitiation,
     retry_at: Option<Instant>,
     udp_port: Option<u16>,
     ike_up_at: Option<Instant>,
@@ -459,7 +463,7 @@ struct Driver {
     /// Failures repeat every retry; the log says each reason once, then once in a while.
     down_log: crate::words::ReasonLog,
     sockets: IkeSockets,
-    changes: mpsc::UnboundedSender<SaChange>,
+    sas: SaInbox,
     status: Arc<Mutex<IpsecStatus>>,
 }
 
@@ -468,6 +472,7 @@ impl Driver {
         mut self,
         mut datagrams: mpsc::Receiver<Datagram>,
         mut esp: mpsc::UnboundedReceiver<u32>,
+        mut unknown_spi: mpsc::UnboundedReceiver<UnknownSpi>,
         mut stop: mpsc::Receiver<()>,
         mut kick: mpsc::Receiver<()>,
     ) {
@@ -507,6 +512,11 @@ impl Driver {
                     self.retry_at = None;
                     self.initiate(Instant::now());
                 }
+                report = unknown_spi.recv() => {
+                    if let Some(report) = report {
+                        self.unknown_spi(report);
+                    }
+                }
                 _ = stop.recv() => {
                     self.peer.delete(Instant::now());
                     self.flush().await;
@@ -522,10 +532,24 @@ impl Driver {
                 }
             }
         }
-        let _ = self.changes.send(SaChange::Clear {
+        self.put(SaChange::Clear);
+    }
+
+    fn put(&self, change: SaChange) -> bool {
+        self.sas.put(SaCommand {
             tunnel: self.name.clone(),
             path: self.path,
-        });
+            change,
+        })
+    }
+
+    /// The peer sends ESP on an SPI we do not know. The IKE cores do not react to it yet (a
+    /// fresh exchange with INITIAL_CONTACT would); until they do, it is only logged.
+    fn unknown_spi(&mut self, report: UnknownSpi) {
+        debug!(
+            "tunnel {:?}: ESP from {} on unknown SPI {:08x} (path {})",
+            report.tunnel, report.peer, report.spi, report.path
+        );
     }
 
     fn initiate(&mut self, now: Instant) {
@@ -542,19 +566,53 @@ impl Driver {
         if self.force_udp { NAT_T_PORT } else { IKE_PORT }
     }
 
+    /// Sends what the core wrote and acts on what it reported, in the order that loses no
+    /// ESP: new inbound SAs open first, then the messages leave, then the rest.
     async fn flush(&mut self) {
+        let events: Vec<Event> = std::iter::from_fn(|| self.peer.poll_event()).collect();
+        let mut outbound = VecDeque::new();
+        for event in &events {
+            if let Event::ChildSaEstablished(child) = event {
+                let (sa, opened) = self.open_inbound(child);
+                // An error means the packet thread does not run the tunnel (yet) or stopped.
+                if let Some(opened) = opened {
+                    let _ = opened.await;
+                }
+                outbound.push_back(sa);
+            }
+        }
         while let Some(t) = self.peer.poll_transmit() {
             self.sockets.send(&t).await;
         }
-        while let Some(event) = self.peer.poll_event() {
-            self.event(event);
+        for event in events {
+            self.event(event, &mut outbound);
         }
     }
 
-    fn event(&mut self, event: Event) {
+    /// Opens the inbound half of a new CHILD SA in the packet thread; returns the outbound
+    /// half (`None` when the SA cannot be keyed) and what answers once the inbound one is open.
+    fn open_inbound(
+        &self,
+        child: &ChildSaInfo,
+    ) -> (Option<OutboundSa>, Option<oneshot::Receiver<()>>) {
+        let (inbound, outbound) = match sa::sa_pair(child) {
+            Ok(pair) => pair,
+            Err(e) => {
+                warn!("tunnel {:?}: cannot install the CHILD SA: {e}", self.name);
+                return (None, None);
+            }
+        };
+        let (done, opened) = oneshot::channel();
+        let sent = self.put(SaChange::Inbound {
+            sa: Box::new(inbound),
+            done: Some(done),
+        });
+        (Some(outbound), sent.then_some(opened))
+    }
+
+    fn event(&mut self, event: Event, outbound: &mut VecDeque<Option<OutboundSa>>) {
         let now = Instant::now();
         let tunnel = self.name.clone();
-        let path = self.path;
         match event {
             Event::NatDetected { .. } => {
                 self.udp_port = Some(NAT_T_PORT);
@@ -562,7 +620,7 @@ impl Driver {
             Event::IkeSaUp { suite, remote, .. } => {
                 info!("tunnel {tunnel:?}: IKE SA up with {remote} ({suite})");
                 self.down_log.reset();
-                self.backoff.reset();
+                self.reinitiation.up();
                 self.ike_up_at = Some(now);
                 let mut s = self.status_lock();
                 s.ike_suite = Some(suite.to_string());
@@ -588,14 +646,14 @@ impl Driver {
                 }
                 self.ike_up_at = None;
                 self.children.clear();
-                let _ = self.changes.send(SaChange::Clear { tunnel, path });
-                // A responder waits for the peer; an initiator comes back unless DPD said the
-                // peer is dead and the action is "clear", or the IKE core restarted already
-                // (dpd_action = "restart" re-initiates inside it).
+                self.put(SaChange::Clear);
                 let restarted = self.peer.ike_sa_count() > 0;
-                if self.auto && !restarted && self.peer.config().retries_after(&reason) {
-                    let delay = self.backoff.next_delay();
-                    self.retry_at = Some(now + delay);
+                let config = self.peer.config();
+                if let Some(at) = self
+                    .reinitiation
+                    .after_down(config, &reason, self.auto, restarted, now)
+                {
+                    self.retry_at = Some(at);
                 }
             }
             Event::ChildSaEstablished(child) => {
@@ -603,23 +661,20 @@ impl Driver {
                 self.status_lock().child_rekeys += u64::from(child.replaces.is_some());
                 let udp_port = (child.udp_encap || self.force_udp).then_some(child.remote.port());
                 self.udp_port = udp_port;
+                let Some(Some(sa)) = outbound.pop_front() else {
+                    return;
+                };
                 self.children
                     .insert(child.spi_in, (child.spi_out, child.suite.to_string(), now));
-                let _ = self.changes.send(SaChange::Install {
-                    tunnel,
-                    path,
-                    child,
+                self.put(SaChange::Outbound {
+                    spi_in: child.spi_in,
+                    sa: Box::new(sa),
                     udp_port,
                 });
             }
             Event::ChildSaDeleted { spi_in, spi_out } => {
                 self.children.remove(&spi_in);
-                let _ = self.changes.send(SaChange::Remove {
-                    tunnel,
-                    path,
-                    spi_in,
-                    spi_out,
-                });
+                self.put(SaChange::Remove { spi_in, spi_out });
             }
             Event::ChildSaFailed(e) => warn!("tunnel {tunnel:?}: CHILD SA failed: {}", e.plain()),
         }
@@ -667,7 +722,7 @@ impl Driver {
         s.children = children;
         s.last_heard_secs = self.last_heard.map(secs);
         s.udp_encap = self.udp_port.is_some();
-        s.attempts = self.backoff.failures();
+        s.attempts = self.reinitiation.failures();
     }
 }
 

@@ -15,11 +15,11 @@
 //! path, start last and stop first (so the peer hears a DELETE while the tunnel still stands).
 
 mod control_socket;
-mod datapath;
 mod hold;
 pub mod host;
 mod instance;
 mod ipsec;
+mod packet;
 pub mod pin;
 mod reload;
 mod report;
@@ -41,9 +41,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::status::{Request, Response};
-use datapath::Datapath;
 use host::{HostState, Object};
-use ipsec::{IkeSockets, IpsecTunnel, SaChange};
+use ipsec::{IkeSockets, IpsecTunnel};
+use packet::Datapath;
 use pin::Pin;
 use watch::{RouteWish, WatchTask};
 
@@ -123,8 +123,6 @@ struct Daemon {
     control: Option<control_socket::Server>,
     /// UDP 500/4500 per local address of ipsec tunnels, bound at first use and kept.
     ike_sockets: HashMap<IpAddr, IkeSockets>,
-    /// The IKE tasks' SA changes, forwarded to the packet thread in order.
-    sa_changes: mpsc::UnboundedSender<SaChange>,
     /// Tunnels taken down by `v6gate down`, until `v6gate up`.
     held: std::collections::BTreeSet<String>,
     /// Held for the daemon's life: this instance's claim on its control socket.
@@ -137,15 +135,6 @@ impl Daemon {
         // Nothing on the host changes before this instance owns its name.
         let instance = instance::Instance::claim(&config, netlink.clone())?;
         let datapath = Datapath::spawn()?;
-        let (sa_changes, mut sa_rx) = mpsc::unbounded_channel();
-        let sink = datapath.sa_sink();
-        tokio::spawn(async move {
-            while let Some(change) = sa_rx.recv().await {
-                if !sink.send(change) {
-                    break;
-                }
-            }
-        });
         let instance::Instance { lock, mut host } = instance;
         let (wishes, wishes_rx) = mpsc::unbounded_channel();
         host.take_over(&instance::accept(&config)).await?;
@@ -163,7 +152,6 @@ impl Daemon {
             started: Instant::now(),
             control: None,
             ike_sockets: HashMap::new(),
-            sa_changes,
             held: std::collections::BTreeSet::new(),
             _lock: lock,
         };

@@ -13,6 +13,10 @@ use crate::status::{GatewayStatus, PathState, PathStatus, PinnedRoute, RouteKind
 impl Daemon {
     pub(super) async fn status(&self) -> anyhow::Result<GatewayStatus> {
         let snapshot = self.datapath.snapshot().await?;
+        let packet = crate::packet_status::PacketStatus {
+            esp_not_peer: snapshot.esp_not_peer,
+        }
+        .nonzero();
         let esp_by_id: HashMap<_, _> = snapshot.esp.into_iter().map(|s| (s.id, s)).collect();
         let by_id: HashMap<_, _> = snapshot.tunnels.into_iter().map(|s| (s.id, s)).collect();
         let mut tunnels = Vec::new();
@@ -163,6 +167,7 @@ impl Daemon {
             uptime_secs: self.started.elapsed().as_secs(),
             tunnels,
             watches: self.watches.iter().map(WatchTask::status).collect(),
+            packet,
         })
     }
 }

@@ -16,9 +16,9 @@ use sys::netlink::{Family, Route, RouteKind, Rule};
 use sys::tun::TunDevice;
 use tracing::{info, warn};
 
-use super::datapath::{EspLinks, TunnelDevice};
 use super::host::{Changes, Object};
 use super::ipsec::{IkeSockets, IpsecTunnel};
+use super::packet::{EspLinks, TunnelDevice};
 use super::pin::{self, Decision, Facts, Pin};
 use super::{
     Daemon, LOOKUP_MARK, MAIN_TABLE, PathRuntime, ROUTE_PROTOCOL, TUN_TXQUEUELEN, TunnelRuntime,
@@ -440,12 +440,13 @@ impl Daemon {
         let mut ikes: Vec<IpsecTunnel> = Vec::new();
         let mut links = Vec::new();
         for (i, s) in sockets.iter().enumerate() {
-            match IpsecTunnel::start(t, i, s, self.sa_changes.clone()) {
+            match IpsecTunnel::start(t, i, s, self.datapath.sa_inbox()) {
                 Ok(ike) => {
                     links.push(EspLinks {
                         udp: s.esp_socket(),
                         ike: s.ike_from_4500(),
                         liveness: ike.liveness(),
+                        unknown_spi: ike.unknown_spi(),
                     });
                     ikes.push(ike);
                 }

@@ -110,6 +110,9 @@ pub struct GatewayStatus {
     pub tunnels: Vec<TunnelStatus>,
     #[serde(default)]
     pub watches: Vec<WatchStatus>,
+    /// What the packet thread counts beyond any one tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet: Option<crate::packet_status::PacketStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

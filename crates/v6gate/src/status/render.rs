@@ -190,6 +190,7 @@ pub fn render(status: &GatewayStatus) -> String {
             }
         );
     }
+    crate::packet_status::render(&mut out, status.packet.as_ref());
     out
 }
 

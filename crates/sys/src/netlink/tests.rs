@@ -1,0 +1,308 @@
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use proptest::prelude::*;
+
+use netlink_packet_route::route::RouteScope;
+use netlink_packet_route::rule::{RuleAction, RuleAttribute};
+
+use super::message::Unencodable;
+use super::*;
+
+/// Encodes like the connection does and decodes like the kernel's reply would be.
+fn through_the_wire(message: RouteNetlinkMessage) -> RouteNetlinkMessage {
+    let bytes = serialized(message);
+    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes)
+        .expect("own encoding decodes")
+        .payload
+    {
+        NetlinkPayload::InnerMessage(inner) => inner,
+        other => panic!("unexpected payload {other:?}"),
+    }
+}
+
+/// Serialized into a junk-filled buffer, so a field left unwritten shows up.
+fn serialized(message: RouteNetlinkMessage) -> Vec<u8> {
+    let mut message = NetlinkMessage::from(message);
+    message.finalize();
+    let mut bytes = vec![0xa5; message.buffer_len()];
+    message.serialize(&mut bytes);
+    bytes
+}
+
+fn any_net() -> impl Strategy<Value = IpNet> {
+    prop_oneof![
+        (any::<u32>(), 0..=32u8)
+            .prop_map(|(a, len)| IpNet::new(Ipv4Addr::from(a).into(), len).unwrap()),
+        (any::<u128>(), 0..=128u8)
+            .prop_map(|(a, len)| IpNet::new(Ipv6Addr::from(a).into(), len).unwrap()),
+    ]
+}
+
+fn any_route() -> impl Strategy<Value = Route> {
+    (
+        any_net().prop_map(|net| net.trunc()),
+        any::<u32>(),
+        any::<u8>(),
+        proptest::option::of(any::<u32>()),
+        proptest::option::of(1..u32::MAX),
+        proptest::option::of(any::<u128>()),
+        prop_oneof![
+            Just(RouteKind::Unicast),
+            Just(RouteKind::Blackhole),
+            Just(RouteKind::Unreachable),
+            Just(RouteKind::Prohibit),
+            Just(RouteKind::Throw),
+        ],
+    )
+        .prop_map(|(dst, table, protocol, metric, oif, gateway, kind)| {
+            let unicast = kind == RouteKind::Unicast;
+            let gateway = gateway.filter(|_| unicast).map(|bits| match dst {
+                IpNet::V4(_) => IpAddr::from(Ipv4Addr::from(bits as u32)),
+                IpNet::V6(_) => IpAddr::from(Ipv6Addr::from(bits)),
+            });
+            Route {
+                dst,
+                table,
+                protocol,
+                metric,
+                oif: oif.filter(|_| unicast),
+                gateway,
+                kind,
+            }
+        })
+}
+
+fn any_rule() -> impl Strategy<Value = Rule> {
+    (
+        any::<bool>(),
+        any::<u32>(),
+        any::<u32>(),
+        proptest::option::of(any::<u32>()),
+        proptest::option::of(1..u32::MAX),
+        any::<bool>(),
+        proptest::option::of(0..=128u32),
+    )
+        .prop_map(
+            |(v6, priority, table, fwmark, fwmask, invert, suppress_prefixlen)| Rule {
+                family: if v6 { Family::V6 } else { Family::V4 },
+                priority,
+                table,
+                fwmark,
+                fwmask,
+                invert,
+                suppress_prefixlen,
+            },
+        )
+}
+
+fn encode(route: &Route, delete: bool) -> RouteMessage {
+    match route_message(route, delete) {
+        Ok(message) => message,
+        Err(Unencodable(reason)) => panic!("{route}: {reason}"),
+    }
+}
+
+proptest! {
+    #[test]
+    fn route_round_trips(route in any_route()) {
+        let RouteNetlinkMessage::NewRoute(decoded) =
+            through_the_wire(RouteNetlinkMessage::NewRoute(encode(&route, false)))
+        else {
+            panic!("not a route");
+        };
+        prop_assert_eq!(parse_route(&decoded), Some(route));
+    }
+
+    #[test]
+    fn rule_round_trips(rule in any_rule()) {
+        let RouteNetlinkMessage::NewRule(decoded) =
+            through_the_wire(RouteNetlinkMessage::NewRule(rule_message(&rule)))
+        else {
+            panic!("not a rule");
+        };
+        prop_assert_eq!(parse_rule(&decoded), Some(rule));
+    }
+
+    #[test]
+    fn address_round_trips(net in any_net(), index in 1..u32::MAX) {
+        let message = address_message(index, net, true);
+        let RouteNetlinkMessage::NewAddress(decoded) =
+            through_the_wire(RouteNetlinkMessage::NewAddress(message))
+        else {
+            panic!("not an address");
+        };
+        prop_assert_eq!(decoded.header.index, index);
+        prop_assert_eq!(parse_address(&decoded), Some(net));
+    }
+
+    #[test]
+    fn notification_decoding_never_panics(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+    ) {
+        let changes = watch::decode(&bytes);
+        prop_assert!(changes.len() <= bytes.len() / 16 + 1);
+    }
+}
+
+#[test]
+fn route_message_carries_table_beyond_one_byte() {
+    let mut route = Route {
+        dst: "2001:db8::/32".parse().unwrap(),
+        table: 6464,
+        protocol: 250,
+        metric: None,
+        oif: None,
+        gateway: None,
+        kind: RouteKind::Unicast,
+    };
+    let message = encode(&route, false);
+    assert_eq!(message.header.table, TABLE_COMPAT);
+    assert!(message.attributes.contains(&RouteAttribute::Table(6464)));
+    // A device route has link scope; deletes match any scope.
+    assert_eq!(message.header.scope, RouteScope::Link);
+    assert_eq!(encode(&route, true).header.scope, RouteScope::NoWhere);
+    route.table = TABLE_MAIN;
+    assert_eq!(u32::from(encode(&route, false).header.table), TABLE_MAIN);
+}
+
+#[test]
+fn rule_normalises_kernel_defaults() {
+    let mut message = rule_message(&Rule {
+        family: Family::V4,
+        priority: 5,
+        table: 7,
+        fwmark: Some(1),
+        fwmask: None,
+        invert: false,
+        suppress_prefixlen: None,
+    });
+    // What the kernel reports for "fwmark 1" and "no suppression".
+    message.attributes.push(RuleAttribute::FwMask(u32::MAX));
+    message
+        .attributes
+        .push(RuleAttribute::SuppressPrefixLen(u32::MAX));
+    let rule = parse_rule(&message).unwrap();
+    assert_eq!((rule.fwmark, rule.fwmask), (Some(1), None));
+    assert_eq!(rule.suppress_prefixlen, None);
+    message.header.action = RuleAction::Goto;
+    assert_eq!(parse_rule(&message), None);
+}
+
+#[test]
+fn reject_lookups_map_from_errnos() {
+    let kind = |errno| unreachable_lookup(&io::Error::from_raw_os_error(errno)).map(|l| l.kind);
+    assert_eq!(kind(libc::EINVAL), Some(RouteKind::Blackhole));
+    assert_eq!(kind(libc::EHOSTUNREACH), Some(RouteKind::Unreachable));
+    assert_eq!(kind(libc::ENETUNREACH), Some(RouteKind::Unreachable));
+    assert_eq!(kind(libc::EACCES), Some(RouteKind::Prohibit));
+    assert_eq!(kind(libc::EPERM), None);
+    assert_eq!(kind(libc::ENODEV), None);
+}
+
+#[test]
+fn notifications_decode_to_changes() {
+    let mut route = RouteMessage::default();
+    route.header.address_family = AddressFamily::Inet6;
+    route.attributes.push(RouteAttribute::Table(6464));
+    let mut link = LinkMessage::default();
+    link.header.index = 7;
+    let mut address = AddressMessage::default();
+    address.header.family = AddressFamily::Inet;
+    address.header.index = 7;
+    let mut datagram = serialized(RouteNetlinkMessage::NewRoute(route.clone()));
+    datagram.extend(serialized(RouteNetlinkMessage::DelRoute(route)));
+    datagram.extend(serialized(RouteNetlinkMessage::DelLink(link)));
+    datagram.extend(serialized(RouteNetlinkMessage::NewAddress(address)));
+    assert_eq!(
+        watch::decode(&datagram),
+        vec![
+            Change::Route {
+                family: Family::V6,
+                table: 6464,
+                removed: false
+            },
+            Change::Route {
+                family: Family::V6,
+                table: 6464,
+                removed: true
+            },
+            Change::Link {
+                index: 7,
+                removed: true
+            },
+            Change::Address {
+                family: Family::V4,
+                index: 7,
+                removed: false
+            },
+        ]
+    );
+    // A cut-off second message still yields the first, then a resync.
+    let first = serialized(RouteNetlinkMessage::DelLink(LinkMessage::default()));
+    let mut cut = first.clone();
+    cut.extend_from_slice(&first[..first.len() - 3]);
+    assert_eq!(
+        watch::decode(&cut),
+        vec![
+            Change::Link {
+                index: 0,
+                removed: true
+            },
+            Change::Resync
+        ]
+    );
+    assert_eq!(watch::decode(&[]), vec![]);
+}
+
+#[test]
+fn outside_a_runtime_is_an_error_not_a_panic() {
+    let error = Netlink::new().unwrap_err();
+    assert!(
+        error.to_string().starts_with("start netlink connection: "),
+        "{error}"
+    );
+    assert!(watch_changes().is_err());
+}
+
+#[test]
+fn futures_can_move_between_threads() {
+    fn assert_send<T: Send>(_: &T) {}
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _context = runtime.enter();
+    let netlink = Netlink::new().unwrap();
+    assert_send(&netlink.route_get(IpAddr::from(Ipv6Addr::LOCALHOST), None));
+    assert_send(&netlink.routes(Family::V6, None, None));
+    assert_send(&netlink.address_add(1, "2001:db8::1/64".parse().unwrap()));
+    assert_send(&netlink.rules(Family::V4));
+}
+
+#[test]
+fn route_display_reads_like_ip_route() {
+    let route = Route {
+        dst: "2001:db8::2/128".parse().unwrap(),
+        table: 6464,
+        protocol: 250,
+        metric: Some(10),
+        oif: Some(3),
+        gateway: Some("2001:db8::1".parse().unwrap()),
+        kind: RouteKind::Unicast,
+    };
+    assert_eq!(
+        route.to_string(),
+        "2001:db8::2/128 via 2001:db8::1 dev #3 table 6464 proto 250 metric 10"
+    );
+    let blackhole = Route {
+        kind: RouteKind::Blackhole,
+        gateway: None,
+        oif: None,
+        metric: None,
+        ..route
+    };
+    assert_eq!(
+        blackhole.to_string(),
+        "blackhole 2001:db8::2/128 table 6464 proto 250"
+    );
+}
