@@ -1,5 +1,6 @@
-//! `[gateway] key_log`: a capture of the ESP between two v6gate gateways, raw and in UDP 4500,
-//! is decrypted by tshark with the `esp_sa` file v6gate wrote, and the pings inside show.
+//! `[gateway] key_log`: a capture between two v6gate gateways, with ESP raw and in UDP 4500,
+//! is decrypted by tshark with the tables v6gate wrote: `ikev2_decryption_table` opens the
+//! IKE_AUTH exchange (its identities show), `esp_sa` the pings inside the ESP.
 
 mod common;
 
@@ -46,6 +47,36 @@ fn start(lab: &Lab, site: Site, encap: &str, key_log: Option<&Path>) -> Gateway 
     fs::write(&path, text).unwrap();
     lab.start_gateway_with(BIN.as_ref(), site.node(), &path, &socket)
         .unwrap_or_else(|e| panic!("starting the gateway in {}: {e}", site.node()))
+}
+
+/// The identities tshark finds in the capture's IKE, decrypting with the
+/// `ikev2_decryption_table` lines given (none: no decryption).
+fn identities_seen(pcap: &Path, table: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["-n".into(), "-r".into(), pcap.display().to_string()];
+    for line in table {
+        args.push("-o".into());
+        args.push(format!("uat:ikev2_decryption_table:{line}"));
+    }
+    args.extend(
+        [
+            "-Y",
+            "isakmp.id.type",
+            "-T",
+            "fields",
+            "-e",
+            "isakmp.id.type",
+        ]
+        .map(String::from),
+    );
+    let out = Command::new("tshark")
+        .args(&args)
+        .output()
+        .expect("tshark (Debian package tshark)");
+    assert!(out.status.success(), "tshark {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// tshark's view of the capture's ICMP: `SRC DST TYPE` per packet, decrypting with the
@@ -95,6 +126,8 @@ fn decrypts(encap: &'static str) {
     });
     let keys: PathBuf = lab.dir().join(format!("keys-{encap}"));
     let b = start(&lab, Site::B, encap, None);
+    // From before the first IKE_SA_INIT, so the IKE_AUTH exchange is in the capture too.
+    let capture = lab.capture(Node::Wan, wan_link(Site::A), "ip6").unwrap();
     let a = start(&lab, Site::A, encap, Some(&keys));
     assert!(
         a.log().contains("KEY LOG ON"),
@@ -107,7 +140,6 @@ fn decrypts(encap: &'static str) {
         last["state"] == "up"
     });
     assert!(up, "{last}\n{}", a.log());
-    let capture = lab.capture(Node::Wan, wan_link(Site::A), "ip6").unwrap();
     assert_ping(&lab, Node::HostA, IpAddr::V4(addr::HOST_B4), 3, &[&a, &b]);
     let pcap = lab.dir().join(format!("esp-{encap}.pcap"));
     fs::write(&pcap, capture.finish().unwrap()).unwrap();
@@ -121,6 +153,19 @@ fn decrypts(encap: &'static str) {
         .map(str::to_owned)
         .collect();
     assert_eq!(esp_sa.len(), 2, "one line per direction: {esp_sa:?}");
+
+    let table: Vec<String> = fs::read_to_string(keys.join("ikev2_decryption_table"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(table.len(), 1, "one IKE SA: {table:?}");
+    assert!(identities_seen(&pcap, &[]).is_empty());
+    let ids = identities_seen(&pcap, &table);
+    assert!(
+        ids.len() >= 2,
+        "IKE_AUTH not decrypted (IDi and IDr expected): {ids:?}\ntable: {table:?}"
+    );
 
     // Without the keys the pings are opaque ESP; with them tshark reads them.
     assert!(icmp_seen(&pcap, &[]).is_empty());

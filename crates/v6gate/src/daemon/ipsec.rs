@@ -618,6 +618,9 @@ impl Driver {
                 self.udp_port = Some(NAT_T_PORT);
             }
             Event::IkeSaUp { suite, remote, .. } => {
+                if let Core::V2(p) = &self.peer {
+                    crate::keylog::ike(p);
+                }
                 info!("tunnel {tunnel:?}: IKE SA up with {remote} ({suite})");
                 self.down_log.reset();
                 self.reinitiation.up();
@@ -626,6 +629,9 @@ impl Driver {
                 s.ike_suite = Some(suite.to_string());
             }
             Event::IkeSaRekeyed { .. } => {
+                if let Core::V2(p) = &self.peer {
+                    crate::keylog::ike(p);
+                }
                 self.ike_up_at = Some(now);
                 self.status_lock().ike_rekeys += 1;
             }

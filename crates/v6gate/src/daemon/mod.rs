@@ -70,9 +70,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = &config.gateway.key_log {
         crate::keylog::open(dir).with_context(|| format!("key_log {}", dir.display()))?;
         warn!(
-            "KEY LOG ON: every CHILD SA's ESP keys go to {}; whoever reads it reads the \
+            "KEY LOG ON: every IKE and CHILD SA's keys go to {}; whoever reads it reads the \
              tunnels' traffic. Remove [gateway] key_log when the capture is done.",
-            dir.join(crate::keylog::ESP_SA).display()
+            dir.display()
         );
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
