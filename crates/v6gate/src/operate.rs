@@ -27,19 +27,16 @@ pub struct Target {
 
 impl Target {
     /// The socket to connect to. A config named on the command line must load; the default
-    /// one is read only when it exists.
+    /// one is only a hint (a file being edited must not keep `status` from the daemon).
     pub fn socket(&self) -> anyhow::Result<PathBuf> {
         if let Some(socket) = &self.socket {
             return Ok(socket.clone());
         }
-        let (config, named) = match &self.config {
-            Some(c) => (c.clone(), true),
-            None => (PathBuf::from(DEFAULT_CONFIG), false),
-        };
-        if !named && !config.exists() {
-            return Ok(PathBuf::from(DEFAULT_SOCKET));
+        match &self.config {
+            Some(config) => socket_of(config),
+            None => Ok(socket_of(Path::new(DEFAULT_CONFIG))
+                .unwrap_or_else(|_| PathBuf::from(DEFAULT_SOCKET))),
         }
-        socket_of(&config)
     }
 }
 
