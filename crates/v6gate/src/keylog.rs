@@ -45,6 +45,13 @@ pub fn open(dir: &Path) -> io::Result<()> {
                 dir.display()
             )));
         }
+        // Whoever may rename entries in the directory could swap the tables under it.
+        Ok(m) if m.uid() != sys::runtime_dir::effective_uid() || m.mode() & 0o022 != 0 => {
+            return Err(io::Error::other(format!(
+                "{} must be the daemon user's and writable by no one else",
+                dir.display()
+            )));
+        }
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::DirBuilder::new().mode(0o700).create(dir)?;
@@ -281,6 +288,10 @@ mod tests {
         fs::remove_file(logdir.join(ESP_SA)).unwrap();
         std::os::unix::fs::symlink(&dir, dir.join("linkdir")).unwrap();
         assert!(open(&dir.join("linkdir")).is_err(), "a linked directory");
+        let shared = dir.join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(open(&shared).is_err(), "a directory others may write");
         let fresh = dir.join("fresh");
         open(&fresh).unwrap();
         for table in [ESP_SA, IKEV2_TABLE] {
