@@ -10,26 +10,7 @@ use ike::dh::DhGroup;
 use ike::proposal::{EspProposal, IkeProposal};
 
 use crate::file::Int;
-use crate::ipsec::{Encap, IpsecConfig};
-
-/// The IKE version of an ipsec tunnel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum IkeVersion {
-    /// RFC 2409 main mode (PSK) and quick mode.
-    V1,
-    /// RFC 7296, the default.
-    #[default]
-    V2,
-}
-
-impl IkeVersion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::V1 => "1",
-            Self::V2 => "2",
-        }
-    }
-}
+use crate::ipsec::{Encap, IkeVersion, IpsecConfig};
 
 /// A problem with one key, for the validator to report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +64,10 @@ pub(crate) fn apply(
         config.esp_proposals = vec![p];
     }
     for (i, p) in config.proposals.iter().enumerate() {
-        let ok = p.encr.iter().all(|e| matches!(e, Encr::AesCbc(128 | 256)))
+        let ok = p
+            .encr
+            .iter()
+            .all(|e| matches!(e, Encr::AesCbc(128 | 256) | Encr::TripleDesCbc))
             && p.integ
                 .iter()
                 .all(|i| matches!(i, Integ::HmacSha1_96 | Integ::HmacSha256_128))
@@ -91,8 +75,8 @@ pub(crate) fn apply(
         if !ok {
             findings.push(Finding {
                 key: format!("{}[{i}]", key("proposals")),
-                message: "IKEv1 (version = 1) phase 1 takes aes128 or aes256 with sha1 or \
-                          sha256 and modp1024, modp1536, modp2048 or ecp256"
+                message: "IKEv1 (version = 1) phase 1 takes aes128, aes256 (or 3des) with \
+                          sha1 or sha256 and modp1024, modp1536, modp2048 or ecp256"
                     .into(),
             });
         }

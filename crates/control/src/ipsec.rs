@@ -24,6 +24,10 @@ pub struct IpsecConfig {
     pub local_id: Option<Identity>,
     /// `None` = the peer must prove the outer address it talks from.
     pub remote_id: Option<Identity>,
+    /// `[[tunnel.ike.remote_psk]]`: peers that prove one of these identities use its key
+    /// instead of `psk` (and are accepted besides `remote_id`). IKEv1 can only use address
+    /// identities here: main mode needs the key before the peer's ID arrives.
+    pub remote_psks: Vec<(Identity, Psk)>,
     /// IKE SA proposals in preference order; never empty.
     pub proposals: Vec<IkeProposal>,
     /// ESP proposals in preference order; never empty, and every suite in them is one the
@@ -39,7 +43,7 @@ pub struct IpsecConfig {
     pub dpd_action: DpdAction,
     pub ike_lifetime: Duration,
     pub child_lifetime: Duration,
-    pub version: crate::IkeVersion,
+    pub version: IkeVersion,
 }
 
 /// Where the pre-shared key comes from.
@@ -163,6 +167,25 @@ pub fn esp_fits(room: u16, encr: Encr, integ: Option<Integ>) -> u16 {
     framing.max_payload(usize::from(room)) as u16
 }
 
+/// The IKE version of an ipsec tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum IkeVersion {
+    /// RFC 2409 main mode (PSK) and quick mode.
+    V1,
+    /// RFC 7296, the default.
+    #[default]
+    V2,
+}
+
+impl IkeVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "1",
+            Self::V2 => "2",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +195,7 @@ mod tests {
             psk: Psk::Inline("x".into()),
             local_id: None,
             remote_id: None,
+            remote_psks: Vec::new(),
             proposals: vec![IkeProposal::default_modern()],
             esp_proposals: esp.iter().map(|s| EspProposal::parse(s).unwrap()).collect(),
             legacy: false,
@@ -182,7 +206,7 @@ mod tests {
             dpd_action: DpdAction::Restart,
             ike_lifetime: Duration::from_secs(3600),
             child_lifetime: Duration::from_secs(3600),
-            version: crate::IkeVersion::V2,
+            version: IkeVersion::V2,
         }
     }
 

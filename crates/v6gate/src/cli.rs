@@ -70,7 +70,18 @@ enum Command {
         target: Target,
     },
     /// Ask the running daemon to re-read its config (same as SIGHUP, but reports the result).
+    ///
+    /// With --confirm, the daemon goes back to the config it ran before unless `v6gate
+    /// confirm` comes within that time (e.g. 120s); the management ports stay open throughout.
     Reload {
+        #[command(flatten)]
+        target: Target,
+        /// Revert unless confirmed within this time (30s, 2m, ...).
+        #[arg(long, value_name = "DURATION")]
+        confirm: Option<String>,
+    },
+    /// Keep the config of a pending `reload --confirm`.
+    Confirm {
         #[command(flatten)]
         target: Target,
     },
@@ -157,10 +168,6 @@ pub fn main() -> ExitCode {
                 tracing::error!("{why}");
                 return ExitCode::from(2);
             }
-            if let Err(e) = crate::peer_name::refuse_unresolved(&config) {
-                tracing::error!("{e:#}");
-                return ExitCode::FAILURE;
-            }
             let loaded = control::Config::load(&config);
             // The command line wins over [gateway] metrics.
             let metrics = metrics.or_else(|| loaded.as_ref().ok().and_then(|c| c.gateway.metrics));
@@ -222,7 +229,14 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Status { json, target } => crate::operate::status(json, &target),
-        Command::Reload { target } => crate::operate::reload(&target),
+        Command::Reload { target, confirm } => {
+            crate::operate::with_socket("reload", &target, |s| {
+                crate::reload::reload(s, confirm.as_deref())
+            })
+        }
+        Command::Confirm { target } => {
+            crate::operate::with_socket("confirm", &target, crate::reload::confirm)
+        }
         Command::Down { tunnel, target } => {
             crate::operate::act("down", &target, &Request::Down { tunnel })
         }

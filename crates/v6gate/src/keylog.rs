@@ -104,6 +104,7 @@ pub fn ike(peer: &ike::Peer) {
 /// Wireshark's names of the IKEv2 algorithms (its IKEv2 decryption table's choices).
 fn ike_names(suite: IkeSuite) -> (String, &'static str) {
     let encryption = match suite.encr {
+        Encr::TripleDesCbc => "3DES [RFC2451]".to_owned(),
         Encr::AesCbc(bits) => format!("AES-CBC-{bits} [RFC3602]"),
         Encr::AesGcm16(bits) => format!("AES-GCM-{bits} with 16 octet ICV [RFC5282]"),
     };
@@ -139,6 +140,7 @@ pub fn child(info: &ChildSaInfo) {
 /// Wireshark's names of the ESP algorithms (its ESP SA table's choices).
 fn names(encr: Encr, integ: Option<Integ>) -> (&'static str, &'static str) {
     let encryption = match encr {
+        Encr::TripleDesCbc => "TripleDes-CBC [RFC2451]",
         Encr::AesCbc(_) => "AES-CBC [RFC3602]",
         Encr::AesGcm16(_) => "AES-GCM with 16 octet ICV [RFC4106]",
     };

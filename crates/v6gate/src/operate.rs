@@ -1,4 +1,5 @@
-//! The commands that talk to a running daemon: `status`, `reload`, `up`, `down`, `initiate`.
+//! The commands that talk to a running daemon: `status`, `reload`, `confirm`, `up`, `down`,
+//! `initiate`.
 //! Each finds the daemon's control socket from `--socket`, else from the config's
 //! `[gateway] control_socket`, else at the default place.
 
@@ -74,18 +75,18 @@ pub fn status(json: bool, target: &Target) -> ExitCode {
     }
 }
 
-pub fn reload(target: &Target) -> ExitCode {
-    match ask("reload", target, &Request::Reload) {
-        Ok(Response::Reloaded { summary }) => {
-            println!("{summary}");
-            ExitCode::SUCCESS
-        }
-        Ok(Response::Error { message }) => {
-            eprintln!("reload refused, running config kept:\n{message}");
+/// Runs `command` on the socket `target` names, or says why there is none.
+pub fn with_socket(
+    command: &str,
+    target: &Target,
+    run: impl FnOnce(&Path) -> ExitCode,
+) -> ExitCode {
+    match target.socket() {
+        Ok(socket) => run(&socket),
+        Err(e) => {
+            eprintln!("v6gate {command}: {e:#}");
             ExitCode::FAILURE
         }
-        Ok(other) => unexpected(&other),
-        Err(code) => code,
     }
 }
 

@@ -36,7 +36,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::packet::{SaChange, SaCommand, SaInbox};
+use super::packet::{Datagram, SaChange, SaCommand, SaInbox, UnknownSpi};
 
 /// IKE's port (RFC 7296 §2).
 pub const IKE_PORT: u16 = 500;
@@ -49,25 +49,6 @@ const MAX_DATAGRAM: usize = 65535;
 /// Queue of datagrams waiting for one tunnel's task; beyond it, datagrams are dropped (IKE
 /// retransmits).
 const TUNNEL_QUEUE: usize = 64;
-
-/// One IKE datagram, without the non-ESP marker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Datagram {
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    pub payload: Vec<u8>,
-}
-
-/// ESP from a configured peer on an SPI no SA of ours knows: the peer lost its state or we
-/// lost ours. The packet thread reports it to the path's IKE task at most once a second.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownSpi {
-    pub tunnel: String,
-    /// Index of the tunnel's path the ESP came by.
-    pub path: usize,
-    pub peer: IpAddr,
-    pub spi: u32,
-}
 
 /// Routes IKE datagrams to the tunnel whose remote sent them.
 #[derive(Debug, Default)]
@@ -238,7 +219,7 @@ impl IpsecTunnel {
         }
         if ipsec.legacy {
             warn!(
-                "tunnel {:?} allows legacy IPsec algorithms (SHA-1 / MODP-1024)",
+                "tunnel {:?} allows legacy IPsec algorithms (3DES / SHA-1 / MODP-1024)",
                 tunnel.name
             );
         }
@@ -268,7 +249,6 @@ impl IpsecTunnel {
             udp_port: None,
             ike_up_at: None,
             children: HashMap::new(),
-            last_heard: None,
             down_log: crate::words::ReasonLog::default(),
             sockets: sockets.clone(),
             sas,
@@ -347,6 +327,15 @@ pub fn ike_config(tunnel: &control::Tunnel) -> anyhow::Result<ike::Config> {
     );
     config.local_id = ipsec.local_id.clone();
     config.remote_id = ipsec.remote_id.clone();
+    for (id, key) in &ipsec.remote_psks {
+        let key = key.read().with_context(|| {
+            format!(
+                "reading the pre-shared key of {id} in tunnel {:?}",
+                tunnel.name
+            )
+        })?;
+        config.remote_psks.push((id.clone(), key));
+    }
     config.ike = ipsec.proposals.clone();
     config.esp = ipsec.esp_proposals.clone();
     config.dpd = Some(ike::Dpd {
@@ -443,6 +432,14 @@ impl Core {
     fn ike_spis(&self) -> Option<(u64, u64)> {
         each_core!(self, p => p.ike_spis())
     }
+
+    fn handle_unknown_spi(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) -> bool {
+        each_core!(self, p => p.handle_unknown_spi(now, local, remote))
+    }
+
+    fn last_heard(&self) -> Option<Instant> {
+        each_core!(self, p => p.last_heard())
+    }
 }
 
 struct Driver {
@@ -459,7 +456,6 @@ struct Driver {
     ike_up_at: Option<Instant>,
     /// Inbound SPI -> (outbound SPI, suite, installed at).
     children: HashMap<u32, (u32, String, Instant)>,
-    last_heard: Option<Instant>,
     /// Failures repeat every retry; the log says each reason once, then once in a while.
     down_log: crate::words::ReasonLog,
     sockets: IkeSockets,
@@ -496,16 +492,13 @@ impl Driver {
                 d = datagrams.recv() => {
                     let Some(d) = d else { break };
                     let now = Instant::now();
-                    self.last_heard = Some(now);
                     if let Err(e) = self.peer.handle_datagram(now, d.local, d.remote, &d.payload) {
                         debug!("tunnel {:?}: IKE from {}: {}", self.name, d.remote, e.plain());
                     }
                 }
                 spi = esp.recv() => {
                     if let Some(spi) = spi {
-                        let now = Instant::now();
-                        self.last_heard = Some(now);
-                        self.peer.handle_esp_received(now, spi);
+                        self.peer.handle_esp_received(Instant::now(), spi);
                     }
                 }
                 Some(()) = kick.recv() => {
@@ -543,13 +536,24 @@ impl Driver {
         })
     }
 
-    /// The peer sends ESP on an SPI we do not know. The IKE cores do not react to it yet (a
-    /// fresh exchange with INITIAL_CONTACT would); until they do, it is only logged.
+    /// The peer sends ESP on an SPI we do not know: we lost our SAs (a restart) and it kept
+    /// its own. The core starts a fresh IKE SA with INITIAL_CONTACT whatever `start` says,
+    /// rate limited, so traffic is back after one exchange instead of the peer's DPD.
     fn unknown_spi(&mut self, report: UnknownSpi) {
-        debug!(
-            "tunnel {:?}: ESP from {} on unknown SPI {:08x} (path {})",
-            report.tunnel, report.peer, report.spi, report.path
-        );
+        let local = SocketAddr::new(self.local.ip(), self.port());
+        let remote = SocketAddr::new(self.remote.ip(), self.port());
+        if self.peer.handle_unknown_spi(Instant::now(), local, remote) {
+            info!(
+                "tunnel {:?}: ESP from {} on unknown SPI {:08x} (path {}): we lost our SAs, \
+                 starting IKE with INITIAL_CONTACT",
+                report.tunnel, report.peer, report.spi, report.path
+            );
+        } else {
+            debug!(
+                "tunnel {:?}: ESP from {} on unknown SPI {:08x} (path {})",
+                report.tunnel, report.peer, report.spi, report.path
+            );
+        }
     }
 
     fn initiate(&mut self, now: Instant) {
@@ -726,7 +730,7 @@ impl Driver {
             .map(|(i, r)| (format!("{i:016x}"), format!("{r:016x}")));
         s.ike_age_secs = self.ike_up_at.map(secs);
         s.children = children;
-        s.last_heard_secs = self.last_heard.map(secs);
+        s.last_heard_secs = self.peer.last_heard().map(secs);
         s.udp_encap = self.udp_port.is_some();
         s.attempts = self.reinitiation.failures();
     }

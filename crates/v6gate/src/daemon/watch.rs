@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use dataplane::health::{HealthConfig, HealthState, Tracker, Transition};
+use dataplane::health::{HealthState, Tracker, Transition};
 use sys::netlink::{Family, Route, RouteKind};
 use sys::ping::PingSocket;
 use tokio::io::unix::AsyncFd;
@@ -72,7 +72,7 @@ impl WatchTask {
         let last_change = Arc::new(Mutex::new(None));
         let (stop, stopped) = watch::channel(false);
         let runner = Runner {
-            tracker: Tracker::new(health_config(&config.health)),
+            tracker: Tracker::new(config.health),
             config,
             generation,
             wishes,
@@ -115,16 +115,6 @@ impl WatchTask {
         {
             warn!(watch = %self.name, "did not stop within 5 s");
         }
-    }
-}
-
-pub fn health_config(h: &control::Health) -> HealthConfig {
-    HealthConfig {
-        interval: h.interval,
-        timeout: h.timeout,
-        down_after: h.down_after,
-        up_after: h.up_after,
-        hold_down: h.hold_down,
     }
 }
 

@@ -110,9 +110,14 @@ pub struct GatewayStatus {
     pub tunnels: Vec<TunnelStatus>,
     #[serde(default)]
     pub watches: Vec<WatchStatus>,
+    /// `[[ddns]]` entries and path ends given by name or device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<crate::names::NamesStatus>,
     /// What the packet thread counts beyond any one tunnel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packet: Option<crate::packet_status::PacketStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<Box<crate::firewall_status::FirewallStatus>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -163,6 +168,9 @@ pub struct TunnelStatus {
     /// IKE and ESP state of an ipsec tunnel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipsec: Option<IpsecStatus>,
+    /// Every path's IKE SA, when the tunnel has more than one path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipsec_paths: Option<crate::ipsec_paths::IpsecPaths>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -222,7 +230,8 @@ pub struct IpsecStatus {
     pub ike_age_secs: Option<u64>,
     pub children: Vec<ChildStatus>,
     pub last_down_reason: Option<String>,
-    /// Seconds since the peer was last heard (IKE or ESP), which is what DPD watches.
+    /// Seconds since the peer last proved itself (authenticated IKE or ESP), which is what
+    /// DPD watches; forged or stray datagrams do not count.
     pub last_heard_secs: Option<u64>,
     pub udp_encap: bool,
     pub attempts: u32,

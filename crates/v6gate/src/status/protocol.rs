@@ -16,6 +16,13 @@ use super::GatewayStatus;
 pub enum Request {
     Status,
     Reload,
+    /// Reload, and go back to the running config unless [`Request::Confirm`] comes within
+    /// `seconds`.
+    ReloadConfirm {
+        seconds: u64,
+    },
+    /// Keep the config of a pending [`Request::ReloadConfirm`].
+    Confirm,
     /// Take one tunnel out of service (`v6gate down`).
     Down {
         tunnel: String,
@@ -36,6 +43,9 @@ pub enum Request {
 pub enum Response {
     Status(GatewayStatus),
     Reloaded {
+        summary: String,
+    },
+    Confirmed {
         summary: String,
     },
     /// What `up`, `down` or `initiate` did.

@@ -157,6 +157,9 @@ pub fn render(status: &GatewayStatus) -> String {
         if let Some(ipsec) = &t.ipsec {
             render_ipsec(&mut out, ipsec);
         }
+        if let Some(paths) = &t.ipsec_paths {
+            crate::ipsec_paths::render(&mut out, paths);
+        }
         let drops: Vec<String> = t
             .drops
             .iter()
@@ -168,6 +171,9 @@ pub fn render(status: &GatewayStatus) -> String {
         } else {
             let _ = writeln!(out, "  drops      {}", drops.join(", "));
         }
+    }
+    if let Some(names) = &status.names {
+        crate::names::render(&mut out, names);
     }
     for w in &status.watches {
         let _ = writeln!(out);
@@ -191,6 +197,9 @@ pub fn render(status: &GatewayStatus) -> String {
         );
     }
     crate::packet_status::render(&mut out, status.packet.as_ref());
+    if let Some(firewall) = &status.firewall {
+        out.push_str(&firewall.render());
+    }
     out
 }
 

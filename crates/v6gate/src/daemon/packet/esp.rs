@@ -20,14 +20,15 @@ use sys::raw::{BATCH_SIZE, PathSender, RawIpv4Socket, RawIpv6Socket, Received, R
 use tokio::sync::mpsc as async_mpsc;
 use tracing::{debug, info, warn};
 
-use super::super::ipsec::{Datagram, UnknownSpi};
 use super::kind::Kind;
 use super::log;
+use super::rx::{RX_BURST, RxBuffers};
 use super::send::{self, Out, UdpPaths, Underlay};
 use super::tun::Devices;
-use super::underlay::{RX_BURST, RxBuffers};
+use super::{Datagram, UnknownSpi};
 use super::{
     EspLinks, EspPathSnapshot, EspSnapshot, NewEspTunnel, PacketError, SaChange, SaCommand,
+    TunnelDevice,
 };
 
 /// ESP tunnels are numbered apart from the RFC 2473 core's tunnels, so that one [`TunnelId`]
@@ -57,10 +58,38 @@ pub(super) struct Esp {
     batch: EspBatch,
     /// The tunnel whose output the batch holds and how many packets produced it.
     held: Option<(TunnelId, usize)>,
+    /// The path whose device gets what the batch holds for the TUN side (with a device per
+    /// path; a tunnel with one device takes everything on it).
+    batch_path: Option<PathId>,
     /// ESP from addresses that are no tunnel's peer.
     not_peer: u64,
-    /// When each peer's last unknown SPI was reported.
-    unknown_reported: HashMap<IpAddr, Instant>,
+    unknown_spis: UnknownSpis,
+}
+
+/// When each peer's last unknown SPI was reported: at most one report per peer per
+/// [`UNKNOWN_SPI_EVERY`]. Only configured peers get an entry.
+#[derive(Debug, Default)]
+struct UnknownSpis {
+    reported: HashMap<IpAddr, Instant>,
+}
+
+impl UnknownSpis {
+    /// Whether an unknown SPI from `peer` at `now` is reported (and then remembered).
+    fn due(&mut self, peer: IpAddr, now: Instant) -> bool {
+        if self
+            .reported
+            .get(&peer)
+            .is_some_and(|at| now.saturating_duration_since(*at) < UNKNOWN_SPI_EVERY)
+        {
+            return false;
+        }
+        self.reported.insert(peer, now);
+        true
+    }
+
+    fn forget(&mut self, peer: IpAddr) {
+        self.reported.remove(&peer);
+    }
 }
 
 struct EspRuntime {
@@ -92,8 +121,9 @@ impl Esp {
             next_id: FIRST_ESP_ID,
             batch: EspBatch::new(batch_bytes),
             held: None,
+            batch_path: None,
             not_peer: 0,
-            unknown_reported: HashMap::new(),
+            unknown_spis: UnknownSpis::default(),
         }
     }
 
@@ -115,7 +145,7 @@ impl Esp {
             name,
             health,
             paths,
-            tun,
+            tuns,
             links,
         } = tunnel;
         if paths.is_empty() || paths.len() != links.len() || paths.len() > 256 {
@@ -157,7 +187,9 @@ impl Esp {
             );
         }
         let id = TunnelId(self.next_id);
-        devices.add(registry, id, None, tun, Coalescer::default())?;
+        for TunnelDevice { path, tun } in tuns {
+            devices.add(registry, id, path, tun, Coalescer::default())?;
+        }
         self.next_id = self.next_id.wrapping_add(1).max(FIRST_ESP_ID);
         for (i, p) in paths.iter().enumerate() {
             self.by_remote.insert(p.esp.remote, (id, i));
@@ -192,8 +224,11 @@ impl Esp {
         let by_remote = &mut self.by_remote;
         self.senders
             .retain(|remote, _| by_remote.get(remote).is_none_or(|(v, _)| *v != id));
-        self.unknown_reported
-            .retain(|remote, _| by_remote.get(remote).is_none_or(|(v, _)| *v != id));
+        for (remote, (v, _)) in by_remote.iter() {
+            if *v == id {
+                self.unknown_spis.forget(*remote);
+            }
+        }
         by_remote.retain(|_, (v, _)| *v != id);
     }
 
@@ -367,15 +402,17 @@ impl Esp {
             self.not_peer += 1;
             return;
         };
+        let device = Some(PathId(u8::try_from(path).unwrap_or(u8::MAX)));
         if self
             .held
-            .is_some_and(|(held, n)| held != id || n == RX_BURST)
+            .is_some_and(|(held, n)| held != id || n == RX_BURST || self.batch_path != device)
         {
             self.finish_burst(devices);
         }
         let Some(t) = self.tunnels.get_mut(&id) else {
             return;
         };
+        self.batch_path = device;
         let result = t.core.handle_esp(now, path, esp, from, &mut self.batch);
         let n = self.held.map_or(0, |(_, n)| n);
         self.held = Some((id, n + 1));
@@ -397,20 +434,15 @@ impl Esp {
         let Ok(packet) = wire::esp::Packet::new_checked(esp) else {
             return;
         };
-        if self
-            .unknown_reported
-            .get(&peer)
-            .is_some_and(|at| now.saturating_duration_since(*at) < UNKNOWN_SPI_EVERY)
-        {
+        let Some(links) = self.tunnels.get(&id).and_then(|t| t.links.get(path)) else {
+            return;
+        };
+        if !self.unknown_spis.due(peer, now) {
             return;
         }
         let Some(t) = self.tunnels.get(&id) else {
             return;
         };
-        let Some(links) = t.links.get(path) else {
-            return;
-        };
-        self.unknown_reported.insert(peer, now);
         let _ = links.unknown_spi.send(UnknownSpi {
             tunnel: t.name.clone(),
             path,
@@ -464,9 +496,17 @@ impl Esp {
 }
 
 impl Kind for Esp {
-    fn inner(&mut self, now: Instant, id: TunnelId, _path: Option<PathId>, packet: &mut [u8]) {
+    fn inner(&mut self, now: Instant, id: TunnelId, path: Option<PathId>, packet: &mut [u8]) {
         if let Some(t) = self.tunnels.get_mut(&id) {
-            let _ = t.core.handle_inner(now, packet, &mut self.batch);
+            // ICMP errors go back out of the device the packet came in by.
+            self.batch_path = path;
+            let _ = match path {
+                Some(PathId(p)) => {
+                    t.core
+                        .handle_inner_on_path(now, usize::from(p), packet, &mut self.batch)
+                }
+                None => t.core.handle_inner(now, packet, &mut self.batch),
+            };
         }
     }
 
@@ -492,13 +532,14 @@ impl Kind for Esp {
             connected: |remote: IpAddr| senders.get(&remote),
         };
         let core = &t.core;
+        let batch_path = self.batch_path;
         let route = |destination: EspDestination| match destination {
             EspDestination::Raw { remote } => Out::Raw(remote),
             EspDestination::Udp { remote } => match path_of_destination(core, destination) {
                 Some(path) => Out::Udp { path, remote },
                 None => Out::Nowhere,
             },
-            EspDestination::Tun => Out::Tun(id, None),
+            EspDestination::Tun => Out::Tun(id, batch_path),
             EspDestination::Local => Out::Local,
         };
         let udp = UdpPaths {
@@ -548,5 +589,26 @@ impl Kind for Esp {
             }
             self.flush(Some(id), devices);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_spis_are_reported_once_a_second_per_peer() {
+        let mut spis = UnknownSpis::default();
+        let a: IpAddr = "2001:db8:0:2::1".parse().unwrap();
+        let b: IpAddr = "198.18.2.1".parse().unwrap();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert!(spis.due(a, t0));
+        assert!(!spis.due(a, t0 + ms(999)));
+        assert!(spis.due(b, t0 + ms(10)), "another peer has its own second");
+        assert!(spis.due(a, t0 + ms(1000)));
+        assert!(!spis.due(a, t0 + ms(1500)));
+        spis.forget(a);
+        assert!(spis.due(a, t0 + ms(1600)), "a peer forgotten starts over");
     }
 }
