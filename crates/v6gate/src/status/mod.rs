@@ -9,13 +9,15 @@
 //! This module depends on no daemon internals: the daemon depends on it.
 
 pub mod assemble;
+mod ipsec;
 mod model;
 mod protocol;
 mod render;
 
+pub use ipsec::{ChildStatus, IkeState, IpsecStatus};
 pub use model::{
-    ChildStatus, GatewayStatus, IkeState, IpsecStatus, PathState, PathStatus, PinnedRoute,
-    RouteKind, TunnelState, TunnelStatus, WatchStatus,
+    GatewayStatus, PathState, PathStatus, PinnedRoute, RouteKind, TunnelState, TunnelStatus,
+    WatchStatus,
 };
 pub use protocol::{Request, Response, query};
 pub use render::render;
