@@ -20,12 +20,12 @@ use sys::raw::{BATCH_SIZE, PathSender, RawIpv4Socket, RawIpv6Socket, Received, R
 use tokio::sync::mpsc as async_mpsc;
 use tracing::{debug, info, warn};
 
-use super::super::ipsec::{Datagram, UnknownSpi};
 use super::kind::Kind;
 use super::log;
+use super::rx::{RX_BURST, RxBuffers};
 use super::send::{self, Out, UdpPaths, Underlay};
 use super::tun::Devices;
-use super::underlay::{RX_BURST, RxBuffers};
+use super::{Datagram, UnknownSpi};
 use super::{
     EspLinks, EspPathSnapshot, EspSnapshot, NewEspTunnel, PacketError, SaChange, SaCommand,
 };
