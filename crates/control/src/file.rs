@@ -116,6 +116,15 @@ pub(crate) struct FileIke {
     pub ike_lifetime: Option<Value>,
     pub child_lifetime: Option<Value>,
     pub version: Option<Int>,
+    pub remote_psk: Option<Vec<FileRemotePsk>>,
+}
+
+/// `[[tunnel.ike.remote_psk]]`: a key of its own for a peer that proves `remote_id`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct FileRemotePsk {
+    pub remote_id: String,
+    pub psk_file: String,
 }
 
 /// `[[tunnel.path]]`: one underlay path to the tunnel's peer.

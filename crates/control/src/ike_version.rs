@@ -64,7 +64,10 @@ pub(crate) fn apply(
         config.esp_proposals = vec![p];
     }
     for (i, p) in config.proposals.iter().enumerate() {
-        let ok = p.encr.iter().all(|e| matches!(e, Encr::AesCbc(128 | 256)))
+        let ok = p
+            .encr
+            .iter()
+            .all(|e| matches!(e, Encr::AesCbc(128 | 256) | Encr::TripleDesCbc))
             && p.integ
                 .iter()
                 .all(|i| matches!(i, Integ::HmacSha1_96 | Integ::HmacSha256_128))
@@ -72,8 +75,8 @@ pub(crate) fn apply(
         if !ok {
             findings.push(Finding {
                 key: format!("{}[{i}]", key("proposals")),
-                message: "IKEv1 (version = 1) phase 1 takes aes128 or aes256 with sha1 or \
-                          sha256 and modp1024, modp1536, modp2048 or ecp256"
+                message: "IKEv1 (version = 1) phase 1 takes aes128, aes256 (or 3des) with \
+                          sha1 or sha256 and modp1024, modp1536, modp2048 or ecp256"
                     .into(),
             });
         }

@@ -24,6 +24,10 @@ pub struct IpsecConfig {
     pub local_id: Option<Identity>,
     /// `None` = the peer must prove the outer address it talks from.
     pub remote_id: Option<Identity>,
+    /// `[[tunnel.ike.remote_psk]]`: peers that prove one of these identities use its key
+    /// instead of `psk` (and are accepted besides `remote_id`). IKEv1 can only use address
+    /// identities here: main mode needs the key before the peer's ID arrives.
+    pub remote_psks: Vec<(Identity, Psk)>,
     /// IKE SA proposals in preference order; never empty.
     pub proposals: Vec<IkeProposal>,
     /// ESP proposals in preference order; never empty, and every suite in them is one the
@@ -191,6 +195,7 @@ mod tests {
             psk: Psk::Inline("x".into()),
             local_id: None,
             remote_id: None,
+            remote_psks: Vec::new(),
             proposals: vec![IkeProposal::default_modern()],
             esp_proposals: esp.iter().map(|s| EspProposal::parse(s).unwrap()).collect(),
             legacy: false,

@@ -157,6 +157,39 @@ fn legacy_suites_are_accepted_with_a_warning() {
 }
 
 #[test]
+fn triple_des_only_when_asked_and_with_a_warning() {
+    let key = KeyFile::new("3des", 0o600);
+    for version in ["2", "1"] {
+        let text = with_key(
+            &key,
+            &format!(
+                "version = {version}\nproposals = [\"3des-sha256-modp2048\"]\n\
+                 esp_proposals = [\"3des-sha256\"]\n"
+            ),
+        );
+        let c = valid(&text);
+        let keys: Vec<&str> = c.warnings.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "tunnel[0].ike.proposals[0]",
+                "tunnel[0].ike.esp_proposals[0]"
+            ]
+        );
+        assert!(
+            c.warnings[0].to_string().contains("3DES"),
+            "{}",
+            c.warnings[0]
+        );
+        // 8-byte IV and block: 1500 - 40 - 8 - 8 - 8 - 16 = 1420 -> 1416 - 2.
+        assert_eq!(c.tunnels[0].effective_mtu(|_| 1500), 1414);
+    }
+    // Never in the defaults.
+    let c = valid(&with_key(&key, ""));
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
 fn bad_proposal_token_is_named_with_key_and_line() {
     let key = KeyFile::new("token", 0o600);
     let text = with_key(
@@ -353,7 +386,7 @@ fn paths_of_both_families_with_health_validate() {
 }
 
 #[test]
-fn ipsec_paths_refuse_icmp_probes_shared_remotes_and_a_device_each() {
+fn ipsec_paths_refuse_icmp_probes_and_shared_remotes_and_may_have_a_device_each() {
     let key = KeyFile::new("paths-refused", 0o600);
     let psk = format!("psk_file = {:?}\n", key.path.display().to_string());
     let text = two_paths(
@@ -378,15 +411,19 @@ fn ipsec_paths_refuse_icmp_probes_shared_remotes_and_a_device_each() {
         "already has remote 2001:db8:a::1",
     );
     assert_eq!(e.diagnostics().len(), 1, "{e}");
+    // Each path its own device (S4: OSPF over both), each with its own IKE SA.
     let text =
         two_paths(&psk, "", "").replace("[tunnel.ike]", "device_per_path = true\n[tunnel.ike]");
-    let e = invalid(&text);
-    assert!(
-        e.diagnostics()
-            .iter()
-            .any(|d| d.key == "tunnel[0].device_per_path" && d.message.contains("one device")),
-        "{e}"
-    );
+    let c = valid(&text);
+    let t = &c.tunnels[0];
+    assert!(t.device_per_path);
+    let plan = control::tunnel_plan(&c.gateway, t, |_| 1500);
+    let names: Vec<&str> = plan.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // Each device fits its own path (ESP over IPv4 leaves more room than over IPv6).
+    for (d, p) in plan.devices.iter().zip(&t.paths) {
+        assert_eq!(d.mtu, t.path_mtu(p, 1500), "{}", d.name);
+    }
 }
 
 #[test]
@@ -406,4 +443,59 @@ fn host_name_remote_gets_a_clear_message() {
     let path = &config.tunnels[0].paths[0];
     assert_eq!(path.remote_name.as_deref(), Some("sitea.example"));
     assert!(!path.is_resolved());
+}
+
+#[test]
+fn remote_psk_entries_give_ids_keys_of_their_own() {
+    let key = KeyFile::new("remote-psk", 0o600);
+    let path = format!("{:?}", key.path.display().to_string());
+    let text = with_key(
+        &key,
+        &format!(
+            "[[tunnel.ike.remote_psk]]\nremote_id = \"fqdn:ix-a.example\"\npsk_file = {path}\n\
+             [[tunnel.ike.remote_psk]]\nremote_id = \"2001:db8:a::1\"\npsk_file = {path}\n"
+        ),
+    );
+    let c = valid(&text);
+    let i = c.tunnels[0].ipsec.as_ref().unwrap();
+    let ids: Vec<String> = i.remote_psks.iter().map(|(id, _)| id.to_string()).collect();
+    assert_eq!(ids, ["fqdn:ix-a.example", "2001:db8:a::1"]);
+    assert_eq!(i.remote_psks[0].1.read().unwrap(), b"secret");
+
+    // The same identity twice, and a key file that is not there.
+    let text = with_key(
+        &key,
+        &format!(
+            "[[tunnel.ike.remote_psk]]\nremote_id = \"fqdn:ix-a.example\"\npsk_file = {path}\n\
+             [[tunnel.ike.remote_psk]]\nremote_id = \"fqdn:ix-a.example\"\npsk_file = {path}\n"
+        ),
+    );
+    let e = invalid(&text);
+    assert_eq!(e.key(), "tunnel[0].ike.remote_psk[1].remote_id", "{e}");
+    assert!(e.to_string().contains("already holds the key"), "{e}");
+    let text = with_key(
+        &key,
+        "[[tunnel.ike.remote_psk]]\nremote_id = \"fqdn:ix-a.example\"\n\
+         psk_file = \"/nonexistent/v6gate/ix.psk\"\n",
+    );
+    let e = invalid(&text);
+    assert_eq!(e.key(), "tunnel[0].ike.remote_psk[0].psk_file", "{e}");
+}
+
+#[test]
+fn ikev1_picks_remote_keys_by_address_only() {
+    let key = KeyFile::new("remote-psk-v1", 0o600);
+    let path = format!("{:?}", key.path.display().to_string());
+    let entry = |id: &str| {
+        format!(
+            "version = 1\nproposals = [\"aes128-sha256-modp2048\"]\n\
+             esp_proposals = [\"aes128-sha256\"]\n\
+             [[tunnel.ike.remote_psk]]\nremote_id = \"{id}\"\npsk_file = {path}\n"
+        )
+    };
+    let c = valid(&with_key(&key, &entry("2001:db8:a::1")));
+    assert_eq!(c.tunnels[0].ipsec.as_ref().unwrap().remote_psks.len(), 1);
+    let e = invalid(&with_key(&key, &entry("fqdn:ix-a.example")));
+    assert_eq!(e.key(), "tunnel[0].ike.remote_psk[0].remote_id", "{e}");
+    assert!(e.to_string().contains("only the peer's address"), "{e}");
 }

@@ -5,6 +5,7 @@
 use aes::{Aes128, Aes192, Aes256};
 use aes_gcm::{AeadInPlace, Aes128Gcm, Aes256Gcm, KeyInit, Nonce, Tag};
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
+use des::TdesEde3;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Sha256, Sha384, Sha512};
@@ -165,6 +166,9 @@ pub enum Encr {
     AesCbc(u16),
     /// AES-GCM with a 16-byte ICV (RFC 4106 / RFC 5282), 128/256-bit keys.
     AesGcm16(u16),
+    /// Triple DES (EDE, three keys) in CBC mode (RFC 2451), only for peers that know nothing
+    /// better: its 64-bit block wears out after a few GB under one key (SWEET32).
+    TripleDesCbc,
 }
 
 impl Encr {
@@ -172,13 +176,20 @@ impl Encr {
         match self {
             Self::AesCbc(_) => t::ENCR_AES_CBC,
             Self::AesGcm16(_) => t::ENCR_AES_GCM_16,
+            Self::TripleDesCbc => t::ENCR_3DES,
         }
     }
 
     pub const fn key_bits(self) -> u16 {
         match self {
             Self::AesCbc(b) | Self::AesGcm16(b) => b,
+            Self::TripleDesCbc => 192,
         }
+    }
+
+    /// Whether the key size travels in a Key Length attribute: not for fixed-size ciphers.
+    pub const fn has_key_length(self) -> bool {
+        !matches!(self, Self::TripleDesCbc)
     }
 
     /// Builds from a transform ID and Key Length attribute, accepting only the sizes the
@@ -187,6 +198,7 @@ impl Encr {
         match (id, key_bits) {
             (t::ENCR_AES_CBC, Some(b @ (128 | 192 | 256))) => Some(Self::AesCbc(b)),
             (t::ENCR_AES_GCM_16, Some(b @ (128 | 256))) => Some(Self::AesGcm16(b)),
+            (t::ENCR_3DES, None) => Some(Self::TripleDesCbc),
             _ => None,
         }
     }
@@ -200,6 +212,7 @@ impl Encr {
         match self {
             Self::AesCbc(b) => b as usize / 8,
             Self::AesGcm16(b) => b as usize / 8 + 4,
+            Self::TripleDesCbc => 24,
         }
     }
 
@@ -208,6 +221,7 @@ impl Encr {
         match self {
             Self::AesCbc(_) => 16,
             Self::AesGcm16(_) => 8,
+            Self::TripleDesCbc => 8,
         }
     }
 
@@ -216,13 +230,14 @@ impl Encr {
         match self {
             Self::AesCbc(_) => 16,
             Self::AesGcm16(_) => 4,
+            Self::TripleDesCbc => 8,
         }
     }
 
     /// ICV length for AEAD ciphers (0 otherwise: the integrity transform supplies it).
     pub const fn aead_icv_len(self) -> usize {
         match self {
-            Self::AesCbc(_) => 0,
+            Self::AesCbc(_) | Self::TripleDesCbc => 0,
             Self::AesGcm16(_) => 16,
         }
     }
@@ -288,8 +303,8 @@ impl DirectionKeys<'_> {
                 out.extend_from_slice(&buf);
                 out.extend_from_slice(&tag);
             }
-            Encr::AesCbc(bits) => {
-                cbc_encrypt(bits, self.sk_e, iv, &mut buf);
+            Encr::AesCbc(_) | Encr::TripleDesCbc => {
+                cbc_encrypt(self.encr, self.sk_e, iv, &mut buf);
                 out.extend_from_slice(iv);
                 out.extend_from_slice(&buf);
                 if let Some(integ) = self.integ {
@@ -320,12 +335,12 @@ impl DirectionKeys<'_> {
                 let nonce = gcm_nonce(salt, iv);
                 gcm_open(bits, key, &nonce, aad, &mut buf, icv)?;
             }
-            Encr::AesCbc(bits) => {
+            Encr::AesCbc(_) | Encr::TripleDesCbc => {
                 let integ = self.integ.ok_or(DecryptError)?;
                 if !integ.verify(self.sk_a, &[aad, iv, ct], icv) {
                     return Err(DecryptError);
                 }
-                cbc_decrypt(bits, self.sk_e, iv, &mut buf)?;
+                cbc_decrypt(self.encr, self.sk_e, iv, &mut buf)?;
             }
         }
         let pad = usize::from(*buf.last().ok_or(DecryptError)?);
@@ -413,23 +428,28 @@ macro_rules! cbc_run {
     };
 }
 
-/// AES-CBC encryption of whole blocks in place. Keys and lengths come from our own key
-/// derivation and padding, so failure is a bug, caught in debug builds.
-pub fn cbc_encrypt(bits: u16, key: &[u8], iv: &[u8], buf: &mut [u8]) {
-    let r = match bits {
-        192 => cbc_run!(encrypt, Aes192, key, iv, buf),
-        256 => cbc_run!(encrypt, Aes256, key, iv, buf),
-        _ => cbc_run!(encrypt, Aes128, key, iv, buf),
+/// CBC encryption of whole blocks in place. Keys and lengths come from our own key
+/// derivation and padding, so failure is a bug, caught in debug builds; an AEAD cipher is
+/// one too.
+pub fn cbc_encrypt(encr: Encr, key: &[u8], iv: &[u8], buf: &mut [u8]) {
+    let r = match encr {
+        Encr::AesCbc(192) => cbc_run!(encrypt, Aes192, key, iv, buf),
+        Encr::AesCbc(256) => cbc_run!(encrypt, Aes256, key, iv, buf),
+        Encr::AesCbc(_) => cbc_run!(encrypt, Aes128, key, iv, buf),
+        Encr::TripleDesCbc => cbc_run!(encrypt, TdesEde3, key, iv, buf),
+        Encr::AesGcm16(_) => Err(DecryptError),
     };
-    debug_assert!(r.is_ok(), "CBC key, IV or block alignment wrong");
+    debug_assert!(r.is_ok(), "CBC cipher, key, IV or block alignment wrong");
 }
 
-/// AES-CBC decryption of whole blocks in place.
-pub fn cbc_decrypt(bits: u16, key: &[u8], iv: &[u8], buf: &mut [u8]) -> Result<(), DecryptError> {
-    match bits {
-        192 => cbc_run!(decrypt, Aes192, key, iv, buf),
-        256 => cbc_run!(decrypt, Aes256, key, iv, buf),
-        _ => cbc_run!(decrypt, Aes128, key, iv, buf),
+/// CBC decryption of whole blocks in place.
+pub fn cbc_decrypt(encr: Encr, key: &[u8], iv: &[u8], buf: &mut [u8]) -> Result<(), DecryptError> {
+    match encr {
+        Encr::AesCbc(192) => cbc_run!(decrypt, Aes192, key, iv, buf),
+        Encr::AesCbc(256) => cbc_run!(decrypt, Aes256, key, iv, buf),
+        Encr::AesCbc(_) => cbc_run!(decrypt, Aes128, key, iv, buf),
+        Encr::TripleDesCbc => cbc_run!(decrypt, TdesEde3, key, iv, buf),
+        Encr::AesGcm16(_) => Err(DecryptError),
     }
 }
 
@@ -552,10 +572,30 @@ mod tests {
         let pt = hex!("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
         let ct = hex!("d296cd94c2cccf8a3a863028b5e1dc0a7586602d253cfff91b8266bea6d61ab1");
         let mut buf = pt;
-        cbc_encrypt(128, &key, &iv, &mut buf);
+        cbc_encrypt(Encr::AesCbc(128), &key, &iv, &mut buf);
         assert_eq!(buf, ct);
-        cbc_decrypt(128, &key, &iv, &mut buf).unwrap();
+        cbc_decrypt(Encr::AesCbc(128), &key, &iv, &mut buf).unwrap();
         assert_eq!(buf, pt);
+    }
+
+    // NIST SP 800-67 Rev. 1, the TDEA example: three keys, "The qufck brown fox jump" in ECB.
+    // CBC with a zero IV over P1, P2 ^ C1, P3 ^ C2 must give the same C1, C2, C3.
+    #[test]
+    fn triple_des_cbc_known_answer() {
+        let key = hex!("0123456789abcdef 23456789abcdef01 456789abcdef0123");
+        let p = b"The qufck brown fox jump";
+        let c = hex!("a826fd8ce53b855f cce21c8112256fe6 68d5c05dd9b6b900");
+        let mut buf = [0u8; 24];
+        for i in 0..24 {
+            let chain = if i < 8 { 0 } else { c[i - 8] };
+            buf[i] = p[i] ^ chain;
+        }
+        let plain = buf;
+        cbc_encrypt(Encr::TripleDesCbc, &key, &[0; 8], &mut buf);
+        assert_eq!(buf, c);
+        cbc_decrypt(Encr::TripleDesCbc, &key, &[0; 8], &mut buf).unwrap();
+        assert_eq!(buf, plain);
+        assert!(cbc_decrypt(Encr::TripleDesCbc, &key, &[0; 8], &mut [0u8; 12]).is_err());
     }
 
     fn round_trip(encr: Encr, integ: Option<Integ>) {
@@ -594,5 +634,6 @@ mod tests {
         round_trip(Encr::AesGcm16(256), None);
         round_trip(Encr::AesCbc(128), Some(Integ::HmacSha1_96));
         round_trip(Encr::AesCbc(256), Some(Integ::HmacSha256_128));
+        round_trip(Encr::TripleDesCbc, Some(Integ::HmacSha1_96));
     }
 }

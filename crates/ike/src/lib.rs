@@ -55,8 +55,8 @@ pub mod words;
 pub use error::{Error, Incompatibility, Misbehaviour};
 pub use identity::Identity;
 pub use peer::{
-    Backoff, ChildSaInfo, Config, DownReason, Dpd, DpdAction, Event, Peer, Reinitiation,
-    Retransmit, Transmit,
+    Backoff, ChildSaInfo, Config, DownReason, Dpd, DpdAction, Event, Peer, RECOVERY_INTERVAL,
+    Reinitiation, Retransmit, Transmit,
 };
 
 #[cfg(test)]

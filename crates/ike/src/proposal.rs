@@ -16,7 +16,7 @@ pub struct IkeProposal {
     /// Empty for AEAD ciphers.
     pub integ: Vec<Integ>,
     pub dh: Vec<DhGroup>,
-    /// Uses an algorithm kept only for old peers (MODP-1024, SHA-1); the daemon warns.
+    /// Uses an algorithm kept only for old peers (3DES, MODP-1024, SHA-1); the daemon warns.
     pub legacy: bool,
 }
 
@@ -98,6 +98,7 @@ fn token(s: &str) -> Option<Token> {
         "aes256" => Token::Encr(Encr::AesCbc(256)),
         "aes128gcm16" | "aes128gcm128" => Token::Encr(Encr::AesGcm16(128)),
         "aes256gcm16" | "aes256gcm128" => Token::Encr(Encr::AesGcm16(256)),
+        "3des" => Token::Encr(Encr::TripleDesCbc),
         "sha1" | "sha" => Token::Integ(Integ::HmacSha1_96),
         "sha256" | "sha2_256" => Token::Integ(Integ::HmacSha256_128),
         "sha384" | "sha2_384" => Token::Integ(Integ::HmacSha384_192),
@@ -180,8 +181,9 @@ fn push_unique<T: PartialEq>(v: &mut Vec<T>, x: T) {
     }
 }
 
-fn is_legacy(prf: &[Prf], integ: &[Integ], dh: &[DhGroup]) -> bool {
-    prf.contains(&Prf::HmacSha1)
+fn is_legacy(encr: &[Encr], prf: &[Prf], integ: &[Integ], dh: &[DhGroup]) -> bool {
+    encr.contains(&Encr::TripleDesCbc)
+        || prf.contains(&Prf::HmacSha1)
         || integ.contains(&Integ::HmacSha1_96)
         || dh.contains(&DhGroup::Modp1024)
 }
@@ -200,7 +202,7 @@ impl IkeProposal {
         if l.dh.is_empty() {
             return Err(ProposalError::Missing("DH group", s.to_owned()));
         }
-        let legacy = is_legacy(&l.prf, &l.integ, &l.dh);
+        let legacy = is_legacy(&l.encr, &l.prf, &l.integ, &l.dh);
         Ok(Self {
             encr: l.encr,
             prf: l.prf,
@@ -327,7 +329,7 @@ impl EspProposal {
                 "{s} (no PRF in ESP proposals)"
             )));
         }
-        let legacy = is_legacy(&[], &l.integ, &l.dh);
+        let legacy = is_legacy(&l.encr, &[], &l.integ, &l.dh);
         Ok(Self {
             encr: l.encr,
             integ: l.integ,
@@ -455,7 +457,11 @@ impl ChildSuite {
 }
 
 fn encr_transform(e: Encr) -> Transform {
-    Transform::with_key_length(t::ENCR, e.id(), e.key_bits())
+    if e.has_key_length() {
+        Transform::with_key_length(t::ENCR, e.id(), e.key_bits())
+    } else {
+        Transform::new(t::ENCR, e.id())
+    }
 }
 
 fn dh_ordered(dh: &[DhGroup], first: Option<DhGroup>) -> impl Iterator<Item = DhGroup> + '_ {
@@ -560,6 +566,19 @@ mod tests {
         let p = EspProposal::parse("aes128-sha1").unwrap();
         assert_eq!(p.integ, [Integ::HmacSha1_96]);
         assert!(p.legacy);
+        // 3DES only when named, and then as legacy.
+        let p = EspProposal::parse("3des-sha256").unwrap();
+        assert_eq!((p.encr.clone(), p.legacy), (vec![Encr::TripleDesCbc], true));
+        assert!(
+            !EspProposal::default_modern()
+                .encr
+                .contains(&Encr::TripleDesCbc)
+        );
+        assert!(
+            !IkeProposal::default_modern()
+                .encr
+                .contains(&Encr::TripleDesCbc)
+        );
         let p = EspProposal::parse("aes256-sha256-modp2048").unwrap();
         assert_eq!(p.integ, [Integ::HmacSha256_128]);
         assert_eq!(p.dh, [DhGroup::Modp2048]);

@@ -19,6 +19,7 @@ impl fmt::Display for Encr {
         match self {
             Self::AesCbc(bits) => write!(f, "aes{bits}"),
             Self::AesGcm16(bits) => write!(f, "aes{bits}gcm16"),
+            Self::TripleDesCbc => f.write_str("3des"),
         }
     }
 }

@@ -16,15 +16,16 @@
 
 #![cfg(feature = "interop")]
 
+mod charon;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dataplane::esp::{InboundSa, Integrity, OutboundSa, Suite};
-use ike::crypto::{Encr, Integ};
+use charon::*;
+use dataplane::esp::{InboundSa, OutboundSa};
 use ike::proposal::{EspProposal, IkeProposal};
 use ike::{ChildSaInfo, Config, Event, Peer};
 use rand_core::OsRng;
@@ -32,9 +33,6 @@ use wire::ike::TrafficSelector;
 
 const ROLE: &str = "V6GATE_IKE_INTEROP_ROLE";
 const SUITE: &str = "V6GATE_IKE_INTEROP_SUITE";
-const PSK: &str = "correct horse battery staple";
-const US: &str = "198.51.100.1";
-const THEM: &str = "198.51.100.2";
 
 /// (our IKE proposal, charon's IKE proposal, ESP proposal), in the syntax both share. The
 /// last one lists the groups in opposite orders, so whichever side responds answers the
@@ -85,7 +83,7 @@ fn strongswan_interop() {
         }
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("v6gike");
     for (i, (ike, theirs, esp)) in SUITES.iter().enumerate() {
         lab.configure(theirs, esp);
         let out = Command::new("ip")
@@ -121,95 +119,7 @@ fn strongswan_interop() {
     }
 }
 
-/// The network namespaces, charon, and the files they use.
-struct Lab {
-    ns_a: String,
-    ns_b: String,
-    dir: PathBuf,
-    etc: PathBuf,
-    charon: Option<Child>,
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let st = Command::new(cmd).args(args).status().unwrap();
-    assert!(st.success(), "{cmd} {args:?} failed");
-}
-
 impl Lab {
-    fn new() -> Self {
-        let id = std::process::id();
-        let ns_a = format!("v6gike-{id}-a");
-        let ns_b = format!("v6gike-{id}-b");
-        let dir = std::env::temp_dir().join(format!("v6gike-{id}"));
-        let etc = PathBuf::from(format!("/etc/netns/{ns_b}"));
-        let mut lab = Self {
-            ns_a,
-            ns_b,
-            dir,
-            etc,
-            charon: None,
-        };
-        let (a, b) = (lab.ns_a.clone(), lab.ns_b.clone());
-        let (va, vb) = (format!("v6gk{id}a"), format!("v6gk{id}b"));
-        run("ip", &["netns", "add", &a]);
-        run("ip", &["netns", "add", &b]);
-        run(
-            "ip",
-            &[
-                "link", "add", &va, "netns", &a, "type", "veth", "peer", "name", &vb, "netns", &b,
-            ],
-        );
-        run(
-            "ip",
-            &["-n", &a, "addr", "add", &format!("{US}/24"), "dev", &va],
-        );
-        run(
-            "ip",
-            &["-n", &b, "addr", "add", &format!("{THEM}/24"), "dev", &vb],
-        );
-        for (ns, dev) in [(&a, &va), (&b, &vb)] {
-            run("ip", &["-n", ns, "link", "set", dev, "up"]);
-            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
-        }
-        // The host behind charon that answers our pings.
-        run(
-            "ip",
-            &["-n", &b, "addr", "add", "198.18.2.1/32", "dev", "lo"],
-        );
-        fs::create_dir_all(&lab.dir).unwrap();
-        fs::create_dir_all(lab.etc.join("swanctl/conf.d")).unwrap();
-        fs::write(
-            lab.etc.join("swanctl/swanctl.conf"),
-            "include conf.d/*.conf\n",
-        )
-        .unwrap();
-        let conf = format!(
-            "charon {{\n  port = 500\n  port_nat_t = 4500\n  retransmit_tries = 2\n  plugins {{\n    include /etc/strongswan.d/charon/*.conf\n    kernel-libipsec {{\n      load = yes\n    }}\n    vici {{\n      socket = unix://{}/charon.vici\n    }}\n  }}\n  filelog {{\n    log {{\n      path = {}/charon.log\n      default = 1\n      ike = 2\n      flush_line = yes\n    }}\n  }}\n}}\n",
-            lab.dir.display(),
-            lab.dir.display()
-        );
-        fs::write(lab.etc.join("strongswan.conf"), conf).unwrap();
-        // A private /run so charon's pid file and sockets cannot collide with another charon.
-        let child = Command::new("ip")
-            .args(["netns", "exec", &b, "unshare", "-m", "sh", "-c"])
-            .arg("mount -t tmpfs tmpfs /run && exec /usr/lib/ipsec/charon")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        lab.charon = Some(child);
-        let vici = lab.dir.join("charon.vici");
-        let start = Instant::now();
-        while !vici.exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "charon did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        lab
-    }
-
     fn configure(&self, ike: &str, esp: &str) {
         let conf = format!(
             "connections {{\n  v6gate {{\n    version = 2\n    local_addrs = {THEM}\n    remote_addrs = {US}\n    proposals = {ike}\n    encap = yes\n    local {{\n      auth = psk\n      id = fqdn:b.example\n    }}\n    remote {{\n      auth = psk\n      id = fqdn:a.example\n    }}\n    children {{\n      net {{\n        local_ts = 198.18.2.0/24\n        remote_ts = 198.18.1.0/24\n        esp_proposals = {esp}\n        mode = tunnel\n      }}\n    }}\n  }}\n}}\nsecrets {{\n  ike-1 {{\n    id-a = fqdn:a.example\n    id-b = fqdn:b.example\n    secret = \"{PSK}\"\n  }}\n}}\n"
@@ -330,26 +240,6 @@ impl Lab {
             4,
             "pings missing:\n{seen}"
         );
-    }
-
-    fn log_tail(&self) -> String {
-        let log = fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.charon.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in [&self.ns_a, &self.ns_b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        let _ = fs::remove_dir_all(&self.etc);
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -508,21 +398,6 @@ impl Endpoint {
                 }
             }
         }
-    }
-}
-
-fn esp_suite(c: &ChildSaInfo) -> Suite {
-    match (c.suite.encr, c.suite.integ) {
-        (Encr::AesGcm16(bits), _) => Suite::AesGcm16 { key_bits: bits },
-        (Encr::AesCbc(bits), Some(Integ::HmacSha1_96)) => Suite::AesCbc {
-            key_bits: bits,
-            integrity: Integrity::HmacSha1_96,
-        },
-        (Encr::AesCbc(bits), Some(Integ::HmacSha256_128)) => Suite::AesCbc {
-            key_bits: bits,
-            integrity: Integrity::HmacSha256_128,
-        },
-        other => panic!("no ESP implementation for {other:?}"),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod ddns;
 pub mod doctor;
 pub mod export;
 pub mod firewall_status;
+pub mod ipsec_paths;
 pub mod mape;
 pub mod metrics;
 pub mod names;

@@ -100,6 +100,9 @@ pub struct TunnelStatus {
     /// IKE and ESP state of an ipsec tunnel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipsec: Option<IpsecStatus>,
+    /// Every path's IKE SA, when the tunnel has more than one path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipsec_paths: Option<crate::ipsec_paths::IpsecPaths>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -312,6 +315,9 @@ pub fn render(status: &GatewayStatus) -> String {
         }
         if let Some(ipsec) = &t.ipsec {
             render_ipsec(&mut out, ipsec);
+        }
+        if let Some(paths) = &t.ipsec_paths {
+            crate::ipsec_paths::render(&mut out, paths);
         }
         let drops: Vec<String> = t
             .drops

@@ -1,10 +1,12 @@
 //! Scenario S4's design with a routing daemon: one TUN device per path (`device_per_path`),
-//! BIRD 2 running OSPF over both with cost 10 on the IPv6 path and 100 on the IPv4 backup.
-//! The adjacencies form, the LAN route follows the cheaper path, and moves to the backup when
-//! the primary underlay goes silent.
+//! BIRD 2 running OSPF over both with cost 10 on the IPv6 path and 100 on the IPv4 backup,
+//! over RFC 2473/2003 paths and over ipsec paths (each its own IKE SA and CHILD SAs). The
+//! adjacencies form, the LAN route follows the cheaper path, and moves to the backup when the
+//! primary underlay goes silent.
 
 use std::fs;
 use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -55,8 +57,29 @@ fn addrs(site: Site) -> SiteAddrs {
     }
 }
 
-fn gateway_config(site: Site, socket: &Path) -> String {
+/// The tunnel's kind: RFC 2473/2003, or ipsec with this key file.
+enum Kind<'a> {
+    Ipip,
+    Ipsec(&'a Path),
+}
+
+fn gateway_config(site: Site, socket: &Path, kind: &Kind<'_>) -> String {
     let a = addrs(site);
+    let mode = match kind {
+        Kind::Ipip => "mode = \"ipip6\"\n".to_owned(),
+        // The selectors carry OSPF (224.0.0.5 and the link subnets) and the LANs; the routes
+        // go to a table of their own, since OSPF owns the main table's.
+        Kind::Ipsec(psk) => format!(
+            "mode = \"ipsec\"\nroute_table = 100\n\
+             local_subnets = [\"{own_lan}\", \"198.18.101.0/30\", \"198.18.102.0/30\", \"224.0.0.0/24\"]\n\
+             routes = [\"{peer_lan}\", \"198.18.101.0/30\", \"198.18.102.0/30\", \"224.0.0.0/24\"]\n\
+             [tunnel.ike]\npsk_file = \"{psk}\"\nstart = \"{start}\"\n",
+            own_lan = addrs(site.peer()).peer_lan,
+            peer_lan = a.peer_lan,
+            psk = psk.display(),
+            start = if site == Site::A { "auto" } else { "respond" },
+        ),
+    };
     format!(
         r#"[gateway]
 control_socket = "{socket}"
@@ -64,11 +87,10 @@ ipv4_forwarding = true
 
 [[tunnel]]
 name = "ab"
-mode = "ipip6"
 device_per_path = true
 # OSPF owns the routes; the peer's link addresses and LAN may come out of the tunnel.
 allowed_sources = ["{peer_ipoe}/32", "{peer_pppoe}/32", "{peer_lan}"]
-
+{mode}
 [[tunnel.path]]
 name = "ipoe"
 local = "{local6}"
@@ -163,17 +185,32 @@ fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn ospf_over_a_device_per_path_follows_the_cost() {
+    ospf_follows_the_cost(false);
+}
+
+/// The same with ipsec paths: each path its own IKE SA, CHILD SAs and device (S4's IX2215
+/// pair with `mtu-ignore` and cost 100 on the backup tunnel).
+#[test]
+fn ospf_over_ipsec_paths_follows_the_cost() {
+    ospf_follows_the_cost(true);
+}
+
+fn ospf_follows_the_cost(ipsec: bool) {
     assert!(is_root(), "end-to-end tests need root");
     let lab = Lab::two_sites(LabOptions {
         ipv4_underlay: true,
         ..LabOptions::default()
     })
     .expect("building the lab");
+    let psk = lab.dir().join("ospf.psk");
+    fs::write(&psk, "ospf over both paths").unwrap();
+    fs::set_permissions(&psk, fs::Permissions::from_mode(0o600)).unwrap();
+    let kind = if ipsec { Kind::Ipsec(&psk) } else { Kind::Ipip };
     let mut gateways = Vec::new();
     for site in [Site::A, Site::B] {
         let socket = lab.dir().join(format!("ospf-{site:?}.sock"));
         let path = lab.dir().join(format!("ospf-{site:?}.toml"));
-        fs::write(&path, gateway_config(site, &socket)).unwrap();
+        fs::write(&path, gateway_config(site, &socket, &kind)).unwrap();
         gateways.push(
             lab.start_gateway_with(Path::new(BINARY), site.node(), &path, &socket)
                 .expect("gateway"),
@@ -192,6 +229,18 @@ fn ospf_over_a_device_per_path_follows_the_cost() {
         birdc(&lab, Site::A, &ctl_a, "show ospf neighbors"),
         gateways[0].log()
     );
+    if ipsec {
+        // Status shows both paths' IKE SAs, each established with its CHILD SA.
+        let t = gateways[0].tunnel_status("ab").expect("status");
+        let paths = t["ipsec_paths"].as_array().cloned().unwrap_or_default();
+        let names: Vec<&str> = paths.iter().filter_map(|p| p["path"].as_str()).collect();
+        assert_eq!(names, ["ipoe", "pppoe"], "{t}");
+        for p in &paths {
+            assert_eq!(p["ike_state"], "established", "{p}");
+            assert_eq!(p["children"].as_array().map(Vec::len), Some(1), "{p}");
+        }
+        assert_ne!(paths[0]["ike_spis"], paths[1]["ike_spis"], "{t}");
+    }
     let via_ipoe = wait_until(Duration::from_secs(15), || {
         lab.ip(Node::SiteA, &["route", "show", Site::B.lan4()])
             .map(|r| r.contains("dev v6g-ab-ipoe"))
@@ -223,6 +272,7 @@ fn ospf_over_a_device_per_path_follows_the_cost() {
 
     // The IPv6 underlay goes silent: OSPF's dead interval expires on the ipoe device and the
     // route moves to the pppoe one.
+    let cut = Instant::now();
     for script in [
         "add table inet cut",
         "add chain inet cut cut { type filter hook forward priority 0; }",
@@ -249,6 +299,7 @@ fn ospf_over_a_device_per_path_follows_the_cost() {
             .unwrap_or(false)
     });
     assert!(back_via_pppoe, "siteB's route did not follow to the backup");
+    let moved = cut.elapsed();
     assert!(
         wait_until(Duration::from_secs(10), || lab.ping(
             Node::HostA,
@@ -256,6 +307,11 @@ fn ospf_over_a_device_per_path_follows_the_cost() {
             1
         )),
         "no traffic over the backup path"
+    );
+    eprintln!(
+        "OSPF over {} paths: routes on the backup {moved:?} after the cut, traffic {:?}",
+        if ipsec { "ipsec" } else { "RFC 2473" },
+        cut.elapsed()
     );
     let _ = ctl_b;
     for gw in gateways {

@@ -62,14 +62,6 @@ impl Checker {
     /// Keys of the tunnel that an ipsec tunnel cannot have, and the ones it must.
     pub(super) fn ipsec_shape(&mut self, i: usize, file: &FileTunnel) {
         let key = |field: &str| format!("tunnel[{i}].{field}");
-        if file.device_per_path == Some(true) {
-            self.error(
-                key("device_per_path"),
-                "an ipsec tunnel runs one device whatever its paths: each path has its own IKE \
-                 SA and the tunnel picks the path, so there is nothing for a routing daemon to \
-                 choose between",
-            );
-        }
         for (j, path) in file.path.iter().flatten().enumerate() {
             if path.probe.as_deref() == Some("icmp") {
                 self.error(
@@ -178,6 +170,7 @@ impl Checker {
         };
         let local_id = identity("local_id", &file.local_id);
         let remote_id = identity("remote_id", &file.remote_id);
+        let remote_psks = self.remote_psks(&key("remote_psk"), file.remote_psk.as_deref());
 
         let proposals = self.proposals(
             &key("proposals"),
@@ -266,6 +259,7 @@ impl Checker {
             psk: psk?,
             local_id: local_id?,
             remote_id: remote_id?,
+            remote_psks: remote_psks?,
             proposals,
             esp_proposals,
             legacy: ike_legacy || esp_legacy,
@@ -282,7 +276,56 @@ impl Checker {
         for f in crate::ike_version::apply(prefix, file.version, given.0, given.1, &mut config) {
             self.error(f.key, f.message);
         }
+        if config.version == crate::IkeVersion::V1 {
+            for (j, (id, _)) in config.remote_psks.iter().enumerate() {
+                if !matches!(id, ike::Identity::Addr(_)) {
+                    self.error(
+                        format!("{prefix}.remote_psk[{j}].remote_id"),
+                        "IKEv1 main mode needs the key before the peer sends its ID, so only the \
+                         peer's address can pick a key of its own; use an address here, or \
+                         version = 2",
+                    );
+                }
+            }
+        }
         (self.diagnostics.len() == before).then_some(config)
+    }
+
+    /// `[[tunnel.ike.remote_psk]]` at `key`: an identity and a key file per entry, each
+    /// identity once.
+    fn remote_psks(
+        &mut self,
+        key: &str,
+        list: Option<&[crate::file::FileRemotePsk]>,
+    ) -> Option<Vec<(ike::Identity, Psk)>> {
+        let before = self.diagnostics.len();
+        let mut out: Vec<(ike::Identity, Psk)> = Vec::new();
+        for (j, entry) in list.unwrap_or_default().iter().enumerate() {
+            let at = |field: &str| format!("{key}[{j}].{field}");
+            let id = match ike::Identity::parse(&entry.remote_id) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    self.error(at("remote_id"), e.to_string());
+                    None
+                }
+            };
+            let psk = self.psk_file(&at("psk_file"), &entry.psk_file);
+            if let Some(id) = &id
+                && let Some(k) = out.iter().position(|(other, _)| other == id)
+            {
+                self.error(
+                    at("remote_id"),
+                    format!(
+                        "remote_psk[{k}] already holds the key of {}",
+                        entry.remote_id
+                    ),
+                );
+            }
+            if let (Some(id), Some(psk)) = (id, psk) {
+                out.push((id, psk));
+            }
+        }
+        (self.diagnostics.len() == before).then_some(out)
     }
 
     /// A list of proposals in strongSwan's syntax, each parsed by the IKE core; a legacy one is
@@ -320,8 +363,9 @@ impl Checker {
                         self.warn(
                             &key,
                             format!(
-                                "{text:?} allows SHA-1 or MODP-1024, kept only for old peers; \
-                                 prefer aes128gcm16 with prfsha256 and ecp256 or modp2048"
+                                "{text:?} allows 3DES, SHA-1 or MODP-1024, kept only for old \
+                                 peers; prefer aes128gcm16 with prfsha256 and ecp256 or \
+                                 modp2048"
                             ),
                         );
                     }

@@ -1,11 +1,12 @@
 //! ESP security associations (RFC 4303): sealing and opening packets into caller buffers.
 //!
-//! Two suites: AES-GCM with a 16-byte ICV (RFC 4106: 4-byte salt from the key material,
-//! 8-byte explicit IV), and AES-CBC (RFC 3602) with HMAC-SHA1-96 (RFC 2404) or
-//! HMAC-SHA2-256-128 (RFC 4868). Keys come from IKE; this module only frames and protects.
+//! Suites: AES-GCM with a 16-byte ICV (RFC 4106: 4-byte salt from the key material,
+//! 8-byte explicit IV), and AES-CBC (RFC 3602) or, for old peers only, 3DES-CBC (RFC 2451)
+//! with HMAC-SHA1-96 (RFC 2404) or HMAC-SHA2-256-128 (RFC 4868). Keys come from IKE; this
+//! module only frames and protects.
 //!
 //! The IV is derived from the sequence number, so sealing needs no randomness: for GCM the
-//! 64-bit sequence number itself (unique per key, RFC 4106 §3.1); for CBC the AES encryption of
+//! 64-bit sequence number itself (unique per key, RFC 4106 §3.1); for CBC the encryption of
 //! a block holding it (unpredictable without the key, NIST SP 800-38A Appendix C).
 
 mod drops;
@@ -20,6 +21,7 @@ use std::collections::HashMap;
 use aes::cipher::{BlockEncrypt, KeyInit};
 use aes::{Aes128, Aes192, Aes256};
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, block_padding::NoPadding};
+use des::TdesEde3;
 use hmac::{Hmac, Mac};
 use ring::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use sha1::Sha1;
@@ -66,6 +68,9 @@ pub enum Suite {
     AesGcm16 { key_bits: u16 },
     /// AES-CBC with a 128-, 192- or 256-bit key, plus HMAC.
     AesCbc { key_bits: u16, integrity: Integrity },
+    /// 3DES-CBC (RFC 2451) plus HMAC, for peers that know nothing better; its 8-byte block
+    /// wears out after some GB under one key (SWEET32), which rekeying by time bounds.
+    TripleDesCbc { integrity: Integrity },
 }
 
 impl Suite {
@@ -74,19 +79,22 @@ impl Suite {
         match self {
             Self::AesGcm16 { key_bits } => key_bits as usize / 8 + 4,
             Self::AesCbc { key_bits, .. } => key_bits as usize / 8,
+            Self::TripleDesCbc { .. } => 24,
         }
     }
 
     pub const fn integ_key_len(self) -> usize {
         match self {
             Self::AesGcm16 { .. } => 0,
-            Self::AesCbc { integrity, .. } => integrity.key_len(),
+            Self::AesCbc { integrity, .. } | Self::TripleDesCbc { integrity } => {
+                integrity.key_len()
+            }
         }
     }
 
     pub const fn iv_len(self) -> usize {
         match self {
-            Self::AesGcm16 { .. } => 8,
+            Self::AesGcm16 { .. } | Self::TripleDesCbc { .. } => 8,
             Self::AesCbc { .. } => 16,
         }
     }
@@ -94,7 +102,9 @@ impl Suite {
     pub const fn icv_len(self) -> usize {
         match self {
             Self::AesGcm16 { .. } => 16,
-            Self::AesCbc { integrity, .. } => integrity.icv_len(),
+            Self::AesCbc { integrity, .. } | Self::TripleDesCbc { integrity } => {
+                integrity.icv_len()
+            }
         }
     }
 
@@ -103,6 +113,7 @@ impl Suite {
         match self {
             Self::AesGcm16 { .. } => 1,
             Self::AesCbc { .. } => 16,
+            Self::TripleDesCbc { .. } => 8,
         }
     }
 
@@ -175,52 +186,78 @@ enum Cipher {
     /// packet thread's own time.
     Gcm(Box<LessSafeKey>, [u8; 4]),
     /// Key schedule and keyed HMAC state are built once; each packet clones them.
-    Cbc { aes: Box<AesKey>, mac: Box<MacKey> },
+    Cbc { key: Box<CbcKey>, mac: Box<MacKey> },
 }
 
-/// An expanded AES key for CBC and for deriving CBC IVs.
+/// An expanded block cipher key for CBC and for deriving CBC IVs.
 #[derive(Clone)]
-enum AesKey {
+enum CbcKey {
     A128(Aes128),
     A192(Aes192),
     A256(Aes256),
+    Tdes(TdesEde3),
 }
 
-macro_rules! with_aes {
+macro_rules! with_cipher {
     ($key:expr, $c:ident => $body:expr) => {
         match $key {
-            AesKey::A128($c) => $body,
-            AesKey::A192($c) => $body,
-            AesKey::A256($c) => $body,
+            CbcKey::A128($c) => $body,
+            CbcKey::A192($c) => $body,
+            CbcKey::A256($c) => $body,
+            CbcKey::Tdes($c) => $body,
         }
     };
 }
 
-impl AesKey {
-    fn new(bits: u16, key: &[u8]) -> Result<Self, EspError> {
+/// The longest cipher block here (AES).
+const MAX_BLOCK: usize = 16;
+
+impl CbcKey {
+    fn new(suite: Suite, key: &[u8]) -> Result<Self, EspError> {
         let bad = |_| EspError::BadKey;
-        Ok(match bits {
-            128 => Self::A128(Aes128::new_from_slice(key).map_err(bad)?),
-            192 => Self::A192(Aes192::new_from_slice(key).map_err(bad)?),
-            256 => Self::A256(Aes256::new_from_slice(key).map_err(bad)?),
+        Ok(match suite {
+            Suite::AesCbc { key_bits: 128, .. } => {
+                Self::A128(Aes128::new_from_slice(key).map_err(bad)?)
+            }
+            Suite::AesCbc { key_bits: 192, .. } => {
+                Self::A192(Aes192::new_from_slice(key).map_err(bad)?)
+            }
+            Suite::AesCbc { key_bits: 256, .. } => {
+                Self::A256(Aes256::new_from_slice(key).map_err(bad)?)
+            }
+            Suite::TripleDesCbc { .. } => Self::Tdes(TdesEde3::new_from_slice(key).map_err(bad)?),
             _ => return Err(EspError::BadKey),
         })
     }
 
-    /// The CBC IV for a sequence number: the block "ESP\0" 0000 seq encrypted under the key.
-    fn iv(&self, seq: u64) -> [u8; 16] {
-        let mut block = [0u8; 16];
+    /// The CBC IV for a sequence number: for AES the block "ESP\0" 0000 seq, for 3DES the
+    /// sequence number alone, encrypted under the key; unpredictable without the key and never
+    /// repeated under it. Returns the buffer and the IV's length.
+    fn iv(&self, seq: u64) -> ([u8; MAX_BLOCK], usize) {
+        let mut out = [0u8; MAX_BLOCK];
+        let mut block = aes::Block::default();
         block[..4].copy_from_slice(b"ESP\0");
         block[8..].copy_from_slice(&seq.to_be_bytes());
-        with_aes!(self, c => c.encrypt_block(aes::Block::from_mut_slice(&mut block)));
-        block
+        match self {
+            Self::A128(c) => c.encrypt_block(&mut block),
+            Self::A192(c) => c.encrypt_block(&mut block),
+            Self::A256(c) => c.encrypt_block(&mut block),
+            Self::Tdes(c) => {
+                let mut block = des::cipher::Block::<TdesEde3>::from(seq.to_be_bytes());
+                c.encrypt_block(&mut block);
+                out[..8].copy_from_slice(&block);
+                return (out, 8);
+            }
+        }
+        out.copy_from_slice(&block);
+        (out, MAX_BLOCK)
     }
 
     /// CBC-encrypts whole blocks in place.
-    fn encrypt(&self, iv: &[u8; 16], buf: &mut [u8]) -> Result<(), EspError> {
+    fn encrypt(&self, iv: &[u8], buf: &mut [u8]) -> Result<(), EspError> {
         let len = buf.len();
-        let iv = aes::Block::from_slice(iv);
-        with_aes!(self, c => cbc::Encryptor::inner_iv_init(c.clone(), iv)
+        with_cipher!(self, c => cbc::Encryptor::inner_iv_slice_init(c.clone(), iv)
+            .map_err(|_| EspError::Malformed)?
             .encrypt_padded_mut::<NoPadding>(buf, len)
             .map(|_| ())
             .map_err(|_| EspError::Malformed))
@@ -228,8 +265,8 @@ impl AesKey {
 
     /// CBC-decrypts whole blocks in place.
     fn decrypt(&self, iv: &[u8], buf: &mut [u8]) -> Result<(), EspError> {
-        let iv = aes::Block::from_slice(iv);
-        with_aes!(self, c => cbc::Decryptor::inner_iv_init(c.clone(), iv)
+        with_cipher!(self, c => cbc::Decryptor::inner_iv_slice_init(c.clone(), iv)
+            .map_err(|_| EspError::Malformed)?
             .decrypt_padded_mut::<NoPadding>(buf)
             .map(|_| ())
             .map_err(|_| EspError::Malformed))
@@ -303,11 +340,8 @@ impl Cipher {
                 let key = UnboundKey::new(algorithm, key).map_err(|_| EspError::BadKey)?;
                 Self::Gcm(Box::new(LessSafeKey::new(key)), salt)
             }
-            Suite::AesCbc {
-                key_bits,
-                integrity,
-            } => Self::Cbc {
-                aes: Box::new(AesKey::new(key_bits, encr)?),
+            Suite::AesCbc { integrity, .. } | Suite::TripleDesCbc { integrity } => Self::Cbc {
+                key: Box::new(CbcKey::new(suite, encr)?),
                 mac: Box::new(MacKey::new(integrity, integ)?),
             },
         })
@@ -436,10 +470,11 @@ impl OutboundSa {
                 let tag = gcm_seal(&self.cipher, &iv, &aad[..aad_len], body)?;
                 icv.copy_from_slice(&tag);
             }
-            Cipher::Cbc { aes, mac } => {
-                let iv = aes.iv(seq);
-                out[HEADER_LEN..body_start].copy_from_slice(&iv);
-                aes.encrypt(&iv, &mut out[body_start..body_end])?;
+            Cipher::Cbc { key, mac } => {
+                let (iv, iv_len) = key.iv(seq);
+                let iv = &iv[..iv_len];
+                out[HEADER_LEN..body_start].copy_from_slice(iv);
+                key.encrypt(iv, &mut out[body_start..body_end])?;
                 let hi: &[u8] = if self.esn { &seq_hi } else { &[] };
                 let icv = mac.icv(&[&out[..body_end], hi]);
                 out[body_end..].copy_from_slice(&icv[..icv_len]);
@@ -565,13 +600,13 @@ impl InboundSa {
                 let (aad, aad_len) = aad(&packet[..HEADER_LEN], self.esn, seq_hi);
                 gcm_open(&self.cipher, iv, &aad[..aad_len], out, icv)?;
             }
-            Cipher::Cbc { aes, mac } => {
+            Cipher::Cbc { key, mac } => {
                 let hi: &[u8] = if self.esn { &seq_hi } else { &[] };
                 let expect = mac.icv(&[&packet[..body_end], hi]);
                 if !ct_eq(&expect[..icv_len], icv) {
                     return Err(EspError::Authentication);
                 }
-                aes.decrypt(iv, out)?;
+                key.decrypt(iv, out)?;
             }
         }
         // Authenticated: from here on the packet is genuine.

@@ -253,6 +253,24 @@ impl EspPaths {
         r
     }
 
+    /// One TUN packet of `path`'s own device (a device per path, where a routing daemon
+    /// chose the path), sealed on that path whatever the selection says.
+    pub fn handle_inner_on_path(
+        &mut self,
+        now: Instant,
+        path: usize,
+        packet: &mut [u8],
+        out: &mut EspBatch,
+    ) -> Result<(), EspDrop> {
+        self.clock.tick(now);
+        let Some(p) = self.paths.get_mut(path) else {
+            return Err(EspDrop::NotRouted);
+        };
+        let r = p.core.handle_inner(now, packet, out);
+        self.collect(path);
+        r
+    }
+
     /// One ESP packet that came in on `path` from `from`. Keepalive requests are answered on
     /// the same path; replies feed that path's tracker.
     pub fn handle_esp(
@@ -684,6 +702,30 @@ mod tests {
         assert!(pair.tun_a.is_empty());
         assert_eq!(pair.a.stats().tx_packets, 50);
         assert_eq!(pair.b.stats().total_drops(), 0);
+    }
+
+    #[test]
+    fn a_path_device_seals_on_its_own_path_whatever_the_selection() {
+        let mut pair = Pair::new();
+        pair.run(500);
+        assert_eq!(pair.a.active(), 0);
+        let before = pair.tun_b.len();
+        let mut out = EspBatch::new(4096);
+        let mut p = udp4("203.0.113.5", "198.51.100.9", 100);
+        pair.a
+            .handle_inner_on_path(pair.now, 1, &mut p, &mut out)
+            .unwrap();
+        pair.sent_by_a.clear();
+        pair.deliver(out, true);
+        assert_eq!(pair.sent_by_a, [1], "sealed on the backup path");
+        assert_eq!(pair.tun_b.len(), before + 1);
+        assert_eq!(pair.a.path_stats(1).unwrap().tx_packets, 1);
+        let mut p = udp4("203.0.113.5", "198.51.100.9", 100);
+        let mut out = EspBatch::new(4096);
+        assert_eq!(
+            pair.a.handle_inner_on_path(pair.now, 2, &mut p, &mut out),
+            Err(EspDrop::NotRouted)
+        );
     }
 
     #[test]

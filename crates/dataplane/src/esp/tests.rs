@@ -30,6 +30,12 @@ const CBC256_SHA256: [u8; 88] = hex!(
     "0c0ffee40000004d4a2d9170a817261ae8d2acddd3c148211c9934e6e8185da16579e3156379eb2ce23eb6cc"
     "d134200342a64a7be54a7d9ed70d8080ba976a83d7f3cec535dab4b0a3145ca15051d9f18abfbcae4ebe7059"
 );
+// 3DES-CBC with HMAC-SHA1-96, key 00..17, IV = 3DES-ECB of the sequence number, made the same
+// way with scapy 2.5 over `cryptography`.
+const TDES_SHA1: [u8; 76] = hex!(
+    "0c0ffee50000002ab8f2c1ff4528943bf76de7e6ce801eab741ebdfd6719cb51a1aec6057cfa4bb0de81836e"
+    "b7b31d34ab537117b2c10c85d2983d8763f99f0f9163d5d63d2689fe04cd70b2"
+);
 
 struct Vector {
     spi: u32,
@@ -79,6 +85,16 @@ fn vectors() -> Vec<Vector> {
             integ: vec![0x22; 32],
             seq: 77,
             packet: &CBC256_SHA256,
+        },
+        Vector {
+            spi: 0x0c0f_fee5,
+            suite: Suite::TripleDesCbc {
+                integrity: Integrity::HmacSha1_96,
+            },
+            encr: (0..24).collect(),
+            integ: vec![0x33; 20],
+            seq: 0x2a,
+            packet: &TDES_SHA1,
         },
     ]
 }
@@ -269,6 +285,9 @@ fn arb_suite() -> impl Strategy<Value = Suite> {
         Just(Suite::AesCbc {
             key_bits: 256,
             integrity: Integrity::HmacSha256_128
+        }),
+        Just(Suite::TripleDesCbc {
+            integrity: Integrity::HmacSha1_96
         }),
     ]
 }

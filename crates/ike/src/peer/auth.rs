@@ -28,15 +28,29 @@ impl Peer {
             .unwrap_or(Identity::Addr(sa.remote.ip()))
     }
 
-    /// AUTH data that `initiator_side` (original initiator or responder) must send.
-    pub(super) fn auth_data(&self, sa: &IkeSa, from_initiator: bool, id: &Id) -> Vec<u8> {
+    /// Whether `id` is an identity the peer may prove: the configured one, or one with a
+    /// key of its own.
+    fn accepts(&self, sa: &IkeSa, id: &Id) -> bool {
+        self.remote_identity(sa).matches(id)
+            || self.config.remote_psks.iter().any(|(i, _)| i.matches(id))
+    }
+
+    /// AUTH data that `initiator_side` (original initiator or responder) must send, keyed
+    /// with `psk`.
+    pub(super) fn auth_data(
+        &self,
+        sa: &IkeSa,
+        psk: &[u8],
+        from_initiator: bool,
+        id: &Id,
+    ) -> Vec<u8> {
         let (Some(suite), Some(keys)) = (&sa.suite, &sa.keys) else {
             return Vec::new();
         };
         if from_initiator {
             psk_auth(
                 suite.prf,
-                &self.config.psk,
+                psk,
                 &sa.init_request,
                 &sa.nr,
                 &keys.sk_pi,
@@ -45,7 +59,7 @@ impl Peer {
         } else {
             psk_auth(
                 suite.prf,
-                &self.config.psk,
+                psk,
                 &sa.init_response,
                 &sa.ni,
                 &keys.sk_pr,
@@ -58,7 +72,7 @@ impl Peer {
         let spi_in = self.random_esp_spi();
         let sa = &self.sas[idx];
         let id = self.local_identity(sa).to_payload();
-        let auth = self.auth_data(sa, true, &id);
+        let auth = self.auth_data(sa, self.config.psk_for_expected(), true, &id);
         let mut payloads = vec![Payload::IdI(id)];
         if let Some(r) = &self.config.remote_id {
             payloads.push(Payload::IdR(r.to_payload()));
@@ -113,15 +127,17 @@ impl Peer {
         if method != auth_method::SHARED_KEY_MIC {
             return Err(Error::PeerIncompatible(Inc::UnsupportedAuthMethod(method)));
         }
-        if !self.remote_identity(sa).matches(id) {
+        if !self.accepts(sa, id) {
             return Err(Error::PeerIncompatible(Inc::IdentityMismatch));
         }
-        let expect = self.auth_data(sa, true, id);
+        // The peer's ID picks the key (RFC 7296 §2.15: the secret associated with it).
+        let psk = self.config.psk_for(id);
+        let expect = self.auth_data(sa, psk, true, id);
         if !ct_eq(&expect, data) {
             return Err(Error::PeerMisbehaved(Mis::BadAuth));
         }
         let local_id = self.local_identity(sa).to_payload();
-        let my_auth = self.auth_data(sa, false, &local_id);
+        let my_auth = self.auth_data(sa, psk, false, &local_id);
         let replace = ike::notifies(payloads, notify::INITIAL_CONTACT)
             .next()
             .is_some();
@@ -172,9 +188,12 @@ impl Peer {
         });
         let result = match (id, auth) {
             (Some(id), Some((auth_method::SHARED_KEY_MIC, data))) => {
-                if !self.remote_identity(sa).matches(id) {
+                if !self.accepts(sa, id) {
                     Err(Error::PeerIncompatible(Inc::IdentityMismatch))
-                } else if !ct_eq(&self.auth_data(sa, false, id), data) {
+                } else if !ct_eq(
+                    &self.auth_data(sa, self.config.psk_for(id), false, id),
+                    data,
+                ) {
                     Err(Error::PeerMisbehaved(Mis::BadAuth))
                 } else {
                     Ok(())

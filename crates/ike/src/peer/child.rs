@@ -401,6 +401,7 @@ impl Peer {
             pending: None,
             queue: VecDeque::new(),
             last_response: None,
+            last_request: [0; 32],
             children,
             local,
             remote,

@@ -30,6 +30,7 @@ impl Peer {
             }
         };
         let h = msg.header;
+        let whole = bytes.get(..h.length as usize).unwrap_or(bytes);
         if h.exchange_type == exchange::IKE_SA_INIT {
             if h.is_response() {
                 let idx = self
@@ -46,10 +47,12 @@ impl Peer {
                     h.message_id,
                 )));
             }
+            let same = |s: &IkeSa| !s.initiator && s.spi_i == h.initiator_spi && s.remote == remote;
+            let copy = digest(whole);
             if let Some(idx) = self
                 .sas
                 .iter()
-                .position(|s| !s.initiator && s.spi_i == h.initiator_spi && s.remote == remote)
+                .position(|s| same(s) && s.last_request == copy)
             {
                 // A retransmitted IKE_SA_INIT: answer with what we sent before.
                 if let Some((0, resp)) = self.sas[idx].last_response.clone() {
@@ -57,6 +60,11 @@ impl Peer {
                 }
                 return Ok(());
             }
+            // Same SPI and address but other bytes: a new request (the initiator restarted
+            // and drew the same SPI, or came back with a cookie). Its half-open predecessor
+            // can never complete now.
+            self.sas
+                .retain(|s| !(same(s) && s.state == State::HalfOpen));
             return self.init_request(now, local, remote, bytes, &msg);
         }
         let idx = self
@@ -80,15 +88,19 @@ impl Peer {
         } else {
             let sa = &self.sas[idx];
             if h.message_id.wrapping_add(1) == sa.peer_mid {
-                if let Some((mid, resp)) = sa.last_response.clone()
-                    && mid == h.message_id
-                {
-                    // Only answer copies that authenticate, so forged copies cannot make us
-                    // amplify traffic.
-                    self.open(idx, bytes, &msg)?;
-                    self.transmit(idx, resp);
-                }
-                return Ok(());
+                // A retransmission is the very same datagram (§2.1); anything else under the
+                // old message ID is stale or forged and gets no answer.
+                return match sa.last_response.clone() {
+                    Some((mid, resp))
+                        if mid == h.message_id && sa.last_request == digest(whole) =>
+                    {
+                        self.transmit(idx, resp);
+                        Ok(())
+                    }
+                    _ => Err(Error::PeerMisbehaved(Mis::UnexpectedMessageId(
+                        h.message_id,
+                    ))),
+                };
             }
             if h.message_id != sa.peer_mid {
                 return Err(Error::PeerMisbehaved(Mis::UnexpectedMessageId(
@@ -97,6 +109,7 @@ impl Peer {
             }
             let payloads = self.open(idx, bytes, &msg)?;
             self.sas[idx].last_heard = now;
+            self.sas[idx].last_request = digest(whole);
             self.request(
                 idx,
                 now,
@@ -586,4 +599,10 @@ pub(super) fn first_error(p: &[Payload]) -> Option<u16> {
 
 pub(super) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// What identifies a request's exact bytes without keeping them.
+pub(super) fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }

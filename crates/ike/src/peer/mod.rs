@@ -33,11 +33,13 @@ mod child;
 mod framing;
 mod informational;
 mod policy;
+mod recovery;
 
 pub use policy::{Backoff, Reinitiation};
+pub use recovery::RECOVERY_INTERVAL;
 mod sa_init;
 
-use framing::{ct_eq, find_ke, find_nonce, find_sa, find_ts, first_error, proposal_number};
+use framing::{ct_eq, digest, find_ke, find_nonce, find_sa, find_ts, first_error, proposal_number};
 
 /// Retransmission schedule for requests (strongSwan's defaults: 4 s, factor 1.8, 5 tries).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,6 +94,10 @@ pub struct Config {
     /// The identity the peer must prove; the peer's address when `None`.
     pub remote_id: Option<Identity>,
     pub psk: Vec<u8>,
+    /// Keys of their own for peers that prove one of these identities (as NEC IX and YAMAHA
+    /// RTX hold one key per peer ID); `psk` serves every other peer. A peer proving one of
+    /// these identities is accepted as well as `remote_id`.
+    pub remote_psks: Vec<(Identity, Vec<u8>)>,
     pub ike: Vec<IkeProposal>,
     pub esp: Vec<EspProposal>,
     /// Our side of the tunnel (TSi when we initiate).
@@ -112,6 +118,33 @@ pub struct Config {
 }
 
 impl Config {
+    /// The key shared with a peer that proves `id`: its own from `remote_psks`, or `psk`.
+    pub fn psk_for(&self, id: &wire::ike::Id) -> &[u8] {
+        self.remote_psks
+            .iter()
+            .find(|(i, _)| i.matches(id))
+            .map_or(&self.psk, |(_, k)| k)
+    }
+
+    /// The key to prove ourselves with before the peer said who it is: the one of the
+    /// identity we expect, if it has its own.
+    pub fn psk_for_expected(&self) -> &[u8] {
+        self.remote_id
+            .as_ref()
+            .and_then(|r| self.remote_psks.iter().find(|(i, _)| i == r))
+            .map_or(&self.psk, |(_, k)| k)
+    }
+
+    /// The key for a peer at `addr` when its ID is not known yet: IKEv1 main mode derives
+    /// SKEYID from the key before the ID arrives (RFC 2409 §5.4), so only an address
+    /// identity in `remote_psks` can pick a key there, as with strongSwan and NEC IX.
+    pub fn psk_for_address(&self, addr: std::net::IpAddr) -> &[u8] {
+        self.remote_psks
+            .iter()
+            .find(|(i, _)| *i == Identity::Addr(addr))
+            .map_or(&self.psk, |(_, k)| k)
+    }
+
     /// A configuration with the modern default proposals and strongSwan-like timers.
     pub fn new(
         psk: &[u8],
@@ -122,6 +155,7 @@ impl Config {
             local_id: None,
             remote_id: None,
             psk: psk.to_vec(),
+            remote_psks: Vec::new(),
             ike: vec![IkeProposal::default_modern()],
             esp: vec![EspProposal::default_modern()],
             local_ts,
@@ -321,6 +355,9 @@ struct IkeSa {
     pending: Option<Pending>,
     queue: VecDeque<Request>,
     last_response: Option<(u32, Vec<u8>)>,
+    /// SHA-256 of the request `last_response` answers: a copy is a retransmission only if
+    /// its bytes are the same (§2.1), not merely its message ID.
+    last_request: [u8; 32],
     children: Vec<Child>,
     local: SocketAddr,
     remote: SocketAddr,
@@ -371,6 +408,8 @@ pub struct Peer {
     endpoints: Option<(SocketAddr, SocketAddr)>,
     /// IKE SAs superseded by one that just came up, removed after the current message.
     replaced: Vec<(u64, u64)>,
+    /// When [`Peer::handle_unknown_spi`] last started an exchange.
+    last_recovery: Option<Instant>,
 }
 
 impl core::fmt::Debug for Peer {
@@ -400,6 +439,7 @@ impl Peer {
             events: VecDeque::new(),
             endpoints: None,
             replaced: Vec::new(),
+            last_recovery: None,
         }
     }
 
@@ -485,6 +525,7 @@ impl Peer {
             pending: None,
             queue: VecDeque::new(),
             last_response: None,
+            last_request: [0; 32],
             children: Vec::new(),
             local,
             remote,

@@ -221,6 +221,7 @@ impl Peer {
             pending: None,
             queue: VecDeque::new(),
             last_response: Some((0, response.clone())),
+            last_request: digest(&bytes[..h.length as usize]),
             children: Vec::new(),
             local,
             remote,
@@ -316,7 +317,6 @@ impl Peer {
         sa.init_response = bytes[..h.length as usize].to_vec();
         sa.pending = None;
         sa.state = State::AuthSent;
-        sa.last_heard = now;
         if nat {
             // §2.23: the initiator moves to port 4500 once a NAT is seen.
             sa.nat = true;

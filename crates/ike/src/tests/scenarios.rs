@@ -7,13 +7,14 @@ use crate::{DownReason, DpdAction, Error, Event, Incompatibility, Peer};
 
 use super::*;
 
-const IKE_SUITES: [(&str, &str); 6] = [
+const IKE_SUITES: [(&str, &str); 7] = [
     ("aes128gcm16-prfsha256-modp2048", "aes128gcm16"),
     ("aes256gcm16-prfsha384-ecp384", "aes256gcm16"),
     ("aes128gcm16-prfsha256-ecp256", "aes128gcm16"),
     ("aes128gcm16-prfsha256-x25519", "aes256gcm16"),
     ("aes128-sha1-modp1024", "aes128-sha1"),
     ("aes256-sha256-modp2048", "aes256-sha256"),
+    ("3des-sha1-modp1024", "3des-sha1"),
 ];
 
 #[test]

@@ -7,17 +7,18 @@
 
 use crate::crypto::{DecryptError, Encr, cbc_decrypt, cbc_encrypt};
 
-/// The cipher block, which is also the IV length.
-pub const BLOCK: usize = 16;
+/// The cipher block of a phase 1 cipher, which is also its IV length: 16 for AES, 8 for 3DES.
+pub const fn block(encr: Encr) -> usize {
+    encr.block_len()
+}
 
 /// Zero-pads `plain` to whole blocks and encrypts it. The last ciphertext block is the IV of
 /// the next message of the exchange.
 pub fn seal(encr: Encr, key: &[u8], iv: &[u8], plain: &[u8]) -> Vec<u8> {
+    let b = block(encr);
     let mut buf = plain.to_vec();
-    buf.resize(plain.len().div_ceil(BLOCK) * BLOCK, 0);
-    if let Encr::AesCbc(bits) = encr {
-        cbc_encrypt(bits, key, iv, &mut buf);
-    }
+    buf.resize(plain.len().div_ceil(b) * b, 0);
+    cbc_encrypt(encr, key, iv, &mut buf);
     buf
 }
 
@@ -29,21 +30,19 @@ pub fn open(
     iv: &[u8],
     body: &[u8],
 ) -> Result<(Vec<u8>, Vec<u8>), DecryptError> {
-    let Encr::AesCbc(bits) = encr else {
-        return Err(DecryptError);
-    };
-    if body.is_empty() || body.len() % BLOCK != 0 || iv.len() != BLOCK {
+    let b = block(encr);
+    if encr.is_aead() || body.is_empty() || body.len() % b != 0 || iv.len() != b {
         return Err(DecryptError);
     }
-    let next = body[body.len() - BLOCK..].to_vec();
+    let next = body[body.len() - b..].to_vec();
     let mut buf = body.to_vec();
-    cbc_decrypt(bits, key, iv, &mut buf)?;
+    cbc_decrypt(encr, key, iv, &mut buf)?;
     Ok((buf, next))
 }
 
-/// The IV after a message we sealed.
-pub fn last_block(sealed: &[u8]) -> Vec<u8> {
-    sealed[sealed.len().saturating_sub(BLOCK)..].to_vec()
+/// The IV after a message we sealed with `encr`.
+pub fn last_block(encr: Encr, sealed: &[u8]) -> Vec<u8> {
+    sealed[sealed.len().saturating_sub(block(encr))..].to_vec()
 }
 
 #[cfg(test)]
@@ -57,11 +56,11 @@ mod tests {
         for len in [1usize, 15, 16, 17, 64] {
             let plain: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let ct = seal(Encr::AesCbc(128), &key, &iv, &plain);
-            assert_eq!(ct.len() % BLOCK, 0);
+            assert_eq!(ct.len() % 16, 0);
             let (pt, next) = open(Encr::AesCbc(128), &key, &iv, &ct).unwrap();
             assert_eq!(&pt[..len], &plain[..]);
             assert!(pt[len..].iter().all(|&b| b == 0));
-            assert_eq!(next, last_block(&ct));
+            assert_eq!(next, last_block(Encr::AesCbc(128), &ct));
         }
         assert!(open(Encr::AesCbc(128), &key, &iv, &[0; 15]).is_err());
         assert!(open(Encr::AesCbc(128), &key, &iv, &[]).is_err());

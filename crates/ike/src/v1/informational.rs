@@ -37,8 +37,7 @@ impl Peer {
         };
         let chain = hashed_chain(prf, &key, &[&mid.to_be_bytes()], payloads);
         let sa = &self.sas[idx];
-        let hash = sa.suite.map_or(super::keys::HashAlg::Sha1, |s| s.hash);
-        let iv = super::keys::phase2_iv(hash, &sa.iv, mid, super::cipher::BLOCK);
+        let iv = sa.phase2_iv(mid);
         let (bytes, _) = self.seal_hashed(idx, exchange::INFORMATIONAL, mid, &iv, &chain);
         let (l, r) = (self.sas[idx].local, self.sas[idx].remote);
         self.transmit(l, r, bytes);
@@ -140,11 +139,7 @@ impl Peer {
             .find_sa(&h)
             .filter(|&i| self.sas[i].state == Phase1::Established)
             .ok_or(Error::PeerMisbehaved(Mis::UnknownSpi))?;
-        let iv = {
-            let sa = &self.sas[idx];
-            let hash = sa.suite.map_or(super::keys::HashAlg::Sha1, |s| s.hash);
-            super::keys::phase2_iv(hash, &sa.iv, h.message_id, super::cipher::BLOCK)
-        };
+        let iv = { self.sas[idx].phase2_iv(h.message_id) };
         let v = self.open_hashed(idx, msg, &iv, &[&h.message_id.to_be_bytes()])?;
         self.sas[idx].last_heard = now;
         let cookies = self.sas[idx].cookies;

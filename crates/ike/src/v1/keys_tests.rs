@@ -95,7 +95,7 @@ fn check(c: &Case) {
     assert_eq!(sealed, h(c.msg5));
     let mut direct = plain.clone();
     direct.resize(plain.len().div_ceil(16) * 16, 0);
-    cbc_encrypt(256, &k.enc_key, &iv1, &mut direct);
+    cbc_encrypt(Encr::AesCbc(256), &k.enc_key, &iv1, &mut direct);
     assert_eq!(direct, sealed);
     assert_eq!(
         phase2_iv(c.hash, &sealed[sealed.len() - 16..], 0x0102_0304, 16),

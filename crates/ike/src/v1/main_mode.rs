@@ -334,7 +334,10 @@ impl Peer {
             .agree(&ke_i)
             .map_err(|_| Error::PeerMisbehaved(Mis::BadPublicValue))?;
         let nr = self.random_bytes(NONCE_LEN);
-        let psk = self.config.psk.clone();
+        let psk = self
+            .config
+            .psk_for_address(self.sas[idx].remote.ip())
+            .to_vec();
         let sa = &mut self.sas[idx];
         let keys = Phase1Keys::derive(
             chosen.hash,
@@ -345,7 +348,7 @@ impl Peer {
             sa.cookies,
             chosen.encr.key_len(),
         );
-        sa.iv = keys::phase1_iv(chosen.hash, &ke_i, dh.public(), cipher::BLOCK);
+        sa.iv = keys::phase1_iv(chosen.hash, &ke_i, dh.public(), cipher::block(chosen.encr));
         sa.keys = Some(keys);
         sa.ke_i = ke_i;
         sa.ke_r = dh.public().to_vec();
@@ -396,7 +399,10 @@ impl Peer {
         let ke_r = c.ke.ok_or(missing(pt::KE))?;
         let nr = c.nonce.ok_or(missing(pt::NONCE))?;
         check_nonce(&nr)?;
-        let psk = self.config.psk.clone();
+        let psk = self
+            .config
+            .psk_for_address(self.sas[idx].remote.ip())
+            .to_vec();
         let sa = &mut self.sas[idx];
         let chosen = sa.suite.ok_or(Error::ApiMisuse("no suite"))?;
         let dh = sa.dh.take().ok_or(Error::ApiMisuse("no DH"))?;
@@ -413,7 +419,7 @@ impl Peer {
             sa.cookies,
             chosen.encr.key_len(),
         ));
-        sa.iv = keys::phase1_iv(chosen.hash, &sa.ke_i, &ke_r, cipher::BLOCK);
+        sa.iv = keys::phase1_iv(chosen.hash, &sa.ke_i, &ke_r, cipher::block(chosen.encr));
         sa.ke_r = ke_r;
         sa.nr = nr;
         let (local, remote) = (sa.local, sa.remote);
@@ -519,7 +525,16 @@ impl Peer {
 
     fn check_identity(&self, id: &Id, remote: SocketAddr) -> Result<(), Error> {
         let want = self.remote_identity(remote).to_payload();
-        if want.id_type == id.id_type && want.data == id.data {
+        // A key picked by the peer's address vouches for that address as its ID too.
+        let own_key = Identity::Addr(remote.ip()).to_payload();
+        let keyed = self
+            .config
+            .remote_psks
+            .iter()
+            .any(|(i, _)| *i == Identity::Addr(remote.ip()));
+        if (want.id_type == id.id_type && want.data == id.data)
+            || (keyed && own_key.id_type == id.id_type && own_key.data == id.data)
+        {
             Ok(())
         } else {
             Err(Error::PeerIncompatible(Inc::IdentityMismatch))
@@ -553,7 +568,7 @@ impl Peer {
             return Vec::new();
         };
         let sealed = cipher::seal(chosen.encr, &keys.enc_key, &sa.iv, &chain);
-        sa.iv = cipher::last_block(&sealed);
+        sa.iv = cipher::last_block(chosen.encr, &sealed);
         header(sa.cookies, exchange::MAIN_MODE, first, flags::ENCRYPTION, 0).emit_message(&sealed)
     }
 

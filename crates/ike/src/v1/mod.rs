@@ -31,6 +31,7 @@ use crate::error::{Error, Misbehaviour as Mis};
 use crate::{ChildSaInfo, Config, DownReason, Event, Transmit};
 
 pub mod cipher;
+mod collision;
 mod informational;
 pub mod keys;
 mod main_mode;
@@ -114,6 +115,14 @@ struct IsakmpSa {
 }
 
 impl IsakmpSa {
+    /// The first IV of a quick mode or informational exchange with message ID `mid`.
+    fn phase2_iv(&self, mid: u32) -> Vec<u8> {
+        let (hash, block) = self.suite.map_or((keys::HashAlg::Sha1, 16), |s| {
+            (s.hash, cipher::block(s.encr))
+        });
+        keys::phase2_iv(hash, &self.iv, mid, block)
+    }
+
     fn new(
         cookies: Cookies,
         initiator: bool,
@@ -206,7 +215,7 @@ const QUICK_LINGER: Duration = Duration::from_secs(30);
 const MAX_HALF_OPEN: usize = 8;
 
 /// The least time between two recoveries started by messages for unknown SAs.
-const RECOVERY_INTERVAL: Duration = Duration::from_secs(5);
+pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Quick modes in flight at once; more from the peer are refused.
 const MAX_QUICK: usize = 8;
@@ -228,6 +237,8 @@ pub struct Peer {
     want_child: bool,
     /// When we last started main mode because the peer spoke to an SA we did not have.
     last_recovery: Option<Instant>,
+    /// Recent rekeys of ESP SAs, to settle two of the same SA.
+    rekeys: Vec<collision::Rekey>,
 }
 
 impl core::fmt::Debug for Peer {
@@ -252,6 +263,7 @@ impl Peer {
             endpoints: None,
             want_child: false,
             last_recovery: None,
+            rekeys: Vec::new(),
         }
     }
 
@@ -395,6 +407,31 @@ impl Peer {
             self.recover(now, local, remote);
         }
         r
+    }
+
+    /// ESP from the configured peer arrived under an SPI with no ESP SA here: as with an
+    /// IKE message for an unknown ISAKMP SA, we lost our state and the peer did not. Starts
+    /// main mode with INITIAL-CONTACT from `local` to `remote` whatever our role was, under
+    /// the same conditions and rate limit as that case. Returns whether it started.
+    pub fn handle_unknown_spi(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> bool {
+        let before = self.last_recovery;
+        self.recover(now, local, remote);
+        self.last_recovery != before
+    }
+
+    /// When the peer last proved itself: a message whose hash verified on an established
+    /// ISAKMP SA, or an authenticated ESP packet. Unauthenticated datagrams never move it.
+    pub fn last_heard(&self) -> Option<Instant> {
+        self.sas
+            .iter()
+            .filter(|s| s.state == Phase1::Established)
+            .map(|s| s.last_heard)
+            .max()
     }
 
     /// The peer protects messages with an ISAKMP SA we do not have: we lost our state (a

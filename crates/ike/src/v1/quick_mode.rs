@@ -108,15 +108,13 @@ impl Peer {
             return (Vec::new(), Vec::new());
         };
         let sealed = cipher::seal(chosen.encr, &k.enc_key, iv, chain);
-        let next = cipher::last_block(&sealed);
+        let next = cipher::last_block(chosen.encr, &sealed);
         let h = header(sa.cookies, exchange, pt::HASH, flags::ENCRYPTION, mid);
         (h.emit_message(&sealed), next)
     }
 
     fn phase2_iv(&self, idx: usize, mid: u32) -> Vec<u8> {
-        let sa = &self.sas[idx];
-        let hash = sa.suite.map_or(keys::HashAlg::Sha1, |s| s.hash);
-        keys::phase2_iv(hash, &sa.iv, mid, cipher::BLOCK)
+        self.sas[idx].phase2_iv(mid)
     }
 
     fn skeyid_a(&self, idx: usize) -> (crate::crypto::Prf, Vec<u8>) {
@@ -479,7 +477,7 @@ impl Peer {
                 .filter(|c| c.info.local_ts == [q.local_ts] && c.info.remote_ts == [q.remote_ts])
                 // The peer rekeys the SA closest to its end.
                 .min_by_key(|c| c.expire_at)
-                .map(|c| c.info.spi_in)
+                .map(|c| self.replaced_by(c.info.spi_in).unwrap_or(c.info.spi_in))
         };
         let info = ChildSaInfo {
             spi_in: q.spi_in,
@@ -522,6 +520,9 @@ impl Peer {
             // Make-before-break: the new SA is in, so the old one goes, both here and there.
             self.send_delete_esp(now, idx, &[old]);
             self.remove_child(old);
+        }
+        if let Some(old) = replaces {
+            self.rekeyed(now, idx, old, q.spi_in, (&q.ni, &q.nr), initiator);
         }
     }
 }

@@ -43,22 +43,30 @@ pub fn phase1_sa(proposals: &[IkeProposal], lifetime: Duration) -> Sa {
     let mut transforms = Vec::new();
     for p in proposals {
         for &encr in &p.encr {
-            let Encr::AesCbc(bits) = encr else { continue };
+            // RFC 2409 Appendix A: AES takes a Key Length attribute, 3DES has one size.
+            let cipher = match encr {
+                Encr::AesCbc(bits) => vec![
+                    basic(attr::ENCRYPTION, attr::ENC_AES_CBC),
+                    basic(attr::KEY_LENGTH, bits),
+                ],
+                Encr::TripleDesCbc => vec![basic(attr::ENCRYPTION, attr::ENC_3DES_CBC)],
+                Encr::AesGcm16(_) => continue,
+            };
             for hash in p.integ.iter().filter_map(|&i| HashAlg::from_integ(i)) {
                 for &group in &p.dh {
                     let number = u8::try_from(transforms.len() + 1).unwrap_or(u8::MAX);
+                    let mut attributes = cipher.clone();
+                    attributes.extend([
+                        basic(attr::HASH, hash_attr(hash)),
+                        basic(attr::AUTH_METHOD, attr::AUTH_PSK),
+                        basic(attr::GROUP, group.id()),
+                        basic(attr::LIFE_TYPE, attr::LIFE_SECONDS),
+                        Attribute::integer(attr::LIFE_DURATION, lifetime.as_secs()),
+                    ]);
                     transforms.push(Transform {
                         number,
                         id: attr::KEY_IKE,
-                        attributes: vec![
-                            basic(attr::ENCRYPTION, attr::ENC_AES_CBC),
-                            basic(attr::KEY_LENGTH, bits),
-                            basic(attr::HASH, hash_attr(hash)),
-                            basic(attr::AUTH_METHOD, attr::AUTH_PSK),
-                            basic(attr::GROUP, group.id()),
-                            basic(attr::LIFE_TYPE, attr::LIFE_SECONDS),
-                            Attribute::integer(attr::LIFE_DURATION, lifetime.as_secs()),
-                        ],
+                        attributes,
                     });
                 }
             }
@@ -86,6 +94,7 @@ pub fn phase1_suite(t: &Transform) -> Option<Phase1Suite> {
         t.attribute(attr::KEY_LENGTH),
     ) {
         (7, Some(bits @ (128 | 256))) => Encr::AesCbc(u16::try_from(bits).ok()?),
+        (5, None) => Encr::TripleDesCbc,
         _ => return None,
     };
     let hash = match t.attribute(attr::HASH)? {
@@ -203,11 +212,13 @@ fn esp_transform(number: u8, encr: Encr, integ: Option<Integ>, terms: EspTerms) 
     if let Some(i) = integ {
         attributes.push(basic(attr::SA_AUTH, esp_auth_attr(i)));
     }
-    attributes.push(basic(attr::SA_KEY_LENGTH, encr.key_bits()));
-    let id = if encr.is_aead() {
-        ESP_AES_GCM_16
-    } else {
-        attr::ESP_AES_CBC
+    if encr.has_key_length() {
+        attributes.push(basic(attr::SA_KEY_LENGTH, encr.key_bits()));
+    }
+    let id = match encr {
+        Encr::AesGcm16(_) => ESP_AES_GCM_16,
+        Encr::AesCbc(_) => attr::ESP_AES_CBC,
+        Encr::TripleDesCbc => attr::ESP_3DES,
     };
     Transform {
         number,
@@ -221,10 +232,15 @@ const ESP_AES_GCM_16: u8 = 20;
 
 /// Reads one ESP transform: the suite and the terms it carries.
 pub fn esp_suite(t: &Transform) -> Option<(ChildSuite, EspTerms)> {
-    let bits = u16::try_from(t.attribute(attr::SA_KEY_LENGTH)?).ok()?;
+    let bits = t
+        .attribute(attr::SA_KEY_LENGTH)
+        .map(u16::try_from)
+        .transpose()
+        .ok()?;
     let encr = match t.id {
-        attr::ESP_AES_CBC => Encr::from_id(wire::ike::transform::ENCR_AES_CBC, Some(bits))?,
-        ESP_AES_GCM_16 => Encr::from_id(wire::ike::transform::ENCR_AES_GCM_16, Some(bits))?,
+        attr::ESP_AES_CBC => Encr::from_id(wire::ike::transform::ENCR_AES_CBC, bits)?,
+        ESP_AES_GCM_16 => Encr::from_id(wire::ike::transform::ENCR_AES_GCM_16, bits)?,
+        attr::ESP_3DES => Encr::from_id(wire::ike::transform::ENCR_3DES, bits)?,
         _ => return None,
     };
     let integ = match t.attribute(attr::SA_AUTH) {
@@ -406,5 +422,35 @@ mod tests {
         // Without PFS configured, a PFS offer is refused.
         let no_pfs = vec![EspProposal::parse("aes256-sha256").unwrap()];
         assert!(choose_esp(&sa, &no_pfs, 1, Duration::MAX).is_none());
+    }
+
+    #[test]
+    fn triple_des_travels_without_a_key_length() {
+        let ours = vec![IkeProposal::parse("3des-sha1-modp1024").unwrap()];
+        let sa = phase1_sa(&ours, Duration::from_secs(28800));
+        let mut body = Vec::new();
+        wire::ikev1::Payload::Sa(sa.clone()).emit_body(&mut body);
+        let hex: String = body.iter().map(|b| format!("{b:02x}")).collect();
+        // RFC 2409 Appendix A: Encryption Algorithm (1) = 3DES-CBC (5), and no Key Length (14).
+        assert!(hex.contains("80010005"), "{hex}");
+        assert!(!hex.contains("800e"), "{hex}");
+        let (answer, suite) = choose_phase1(&sa, &ours, Duration::MAX).unwrap();
+        assert_eq!(suite.encr, Encr::TripleDesCbc);
+        assert!(accepted_phase1(&answer, &ours).is_some());
+
+        let esp = vec![EspProposal::parse("3des-sha1").unwrap()];
+        let terms = EspTerms {
+            pfs: None,
+            lifetime: Duration::from_secs(28800),
+            udp: false,
+        };
+        let sa = esp_sa(&esp, 0x1111_2222, terms);
+        // RFC 2407 §4.4.4: ESP_3DES is transform ID 3.
+        assert_eq!(sa.proposals[0].transforms[0].id, attr::ESP_3DES);
+        let (_, suite, _, _) = choose_esp(&sa, &esp, 1, Duration::MAX).unwrap();
+        assert_eq!(suite.encr, Encr::TripleDesCbc);
+        // AES is not taken for 3DES, nor the other way round.
+        let aes = vec![EspProposal::parse("aes128-sha1").unwrap()];
+        assert!(choose_esp(&sa, &aes, 1, Duration::MAX).is_none());
     }
 }

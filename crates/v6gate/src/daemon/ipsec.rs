@@ -217,7 +217,7 @@ impl IpsecTunnel {
         }
         if ipsec.legacy {
             warn!(
-                "tunnel {:?} allows legacy IPsec algorithms (SHA-1 / MODP-1024)",
+                "tunnel {:?} allows legacy IPsec algorithms (3DES / SHA-1 / MODP-1024)",
                 tunnel.name
             );
         }
@@ -246,7 +246,6 @@ impl IpsecTunnel {
             udp_port: None,
             ike_up_at: None,
             children: HashMap::new(),
-            last_heard: None,
             down_log: crate::words::ReasonLog::default(),
             sockets: sockets.clone(),
             sas,
@@ -318,6 +317,15 @@ pub fn ike_config(tunnel: &control::Tunnel) -> anyhow::Result<ike::Config> {
     );
     config.local_id = ipsec.local_id.clone();
     config.remote_id = ipsec.remote_id.clone();
+    for (id, key) in &ipsec.remote_psks {
+        let key = key.read().with_context(|| {
+            format!(
+                "reading the pre-shared key of {id} in tunnel {:?}",
+                tunnel.name
+            )
+        })?;
+        config.remote_psks.push((id.clone(), key));
+    }
     config.ike = ipsec.proposals.clone();
     config.esp = ipsec.esp_proposals.clone();
     config.dpd = Some(ike::Dpd {
@@ -414,6 +422,14 @@ impl Core {
     fn ike_spis(&self) -> Option<(u64, u64)> {
         each_core!(self, p => p.ike_spis())
     }
+
+    fn handle_unknown_spi(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) -> bool {
+        each_core!(self, p => p.handle_unknown_spi(now, local, remote))
+    }
+
+    fn last_heard(&self) -> Option<Instant> {
+        each_core!(self, p => p.last_heard())
+    }
 }
 
 struct Driver {
@@ -430,7 +446,6 @@ struct Driver {
     ike_up_at: Option<Instant>,
     /// Inbound SPI -> (outbound SPI, suite, installed at).
     children: HashMap<u32, (u32, String, Instant)>,
-    last_heard: Option<Instant>,
     /// Failures repeat every retry; the log says each reason once, then once in a while.
     down_log: crate::words::ReasonLog,
     sockets: IkeSockets,
@@ -466,16 +481,13 @@ impl Driver {
                 d = datagrams.recv() => {
                     let Some(d) = d else { break };
                     let now = Instant::now();
-                    self.last_heard = Some(now);
                     if let Err(e) = self.peer.handle_datagram(now, d.local, d.remote, &d.payload) {
                         debug!("tunnel {:?}: IKE from {}: {}", self.name, d.remote, e.plain());
                     }
                 }
                 spi = esp.recv() => {
                     if let Some(spi) = spi {
-                        let now = Instant::now();
-                        self.last_heard = Some(now);
-                        self.peer.handle_esp_received(now, spi);
+                        self.peer.handle_esp_received(Instant::now(), spi);
                     }
                 }
                 report = unknown_spi.recv() => {
@@ -509,13 +521,24 @@ impl Driver {
         })
     }
 
-    /// The peer sends ESP on an SPI we do not know. The IKE cores do not react to it yet (a
-    /// fresh exchange with INITIAL_CONTACT would); until they do, it is only logged.
+    /// The peer sends ESP on an SPI we do not know: we lost our SAs (a restart) and it kept
+    /// its own. The core starts a fresh IKE SA with INITIAL_CONTACT whatever `start` says,
+    /// rate limited, so traffic is back after one exchange instead of the peer's DPD.
     fn unknown_spi(&mut self, report: UnknownSpi) {
-        debug!(
-            "tunnel {:?}: ESP from {} on unknown SPI {:08x} (path {})",
-            report.tunnel, report.peer, report.spi, report.path
-        );
+        let local = SocketAddr::new(self.local.ip(), self.port());
+        let remote = SocketAddr::new(self.remote.ip(), self.port());
+        if self.peer.handle_unknown_spi(Instant::now(), local, remote) {
+            info!(
+                "tunnel {:?}: ESP from {} on unknown SPI {:08x} (path {}): we lost our SAs, \
+                 starting IKE with INITIAL_CONTACT",
+                report.tunnel, report.peer, report.spi, report.path
+            );
+        } else {
+            debug!(
+                "tunnel {:?}: ESP from {} on unknown SPI {:08x} (path {})",
+                report.tunnel, report.peer, report.spi, report.path
+            );
+        }
     }
 
     fn initiate(&mut self, now: Instant) {
@@ -679,7 +702,7 @@ impl Driver {
             .map(|(i, r)| (format!("{i:016x}"), format!("{r:016x}")));
         s.ike_age_secs = self.ike_up_at.map(secs);
         s.children = children;
-        s.last_heard_secs = self.last_heard.map(secs);
+        s.last_heard_secs = self.peer.last_heard().map(secs);
         s.udp_encap = self.udp_port.is_some();
         s.attempts = self.reinitiation.failures();
     }

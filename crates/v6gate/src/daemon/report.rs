@@ -135,6 +135,16 @@ impl Daemon {
                     ipsec.inbound_sas = p.inbound_sas;
                     ipsec.keepalives_sent = p.keepalives_sent;
                 }
+                if t.ipsec.len() > 1 {
+                    let each = t.ipsec.iter().zip(&s.paths).map(|(ike, p)| {
+                        let mut ipsec = ike.status();
+                        ipsec.active_spi_out = p.active_outbound.map(|spi| format!("{spi:08x}"));
+                        ipsec.inbound_sas = p.inbound_sas;
+                        ipsec.keepalives_sent = p.keepalives_sent;
+                        ipsec
+                    });
+                    status.ipsec_paths = Some(crate::ipsec_paths::IpsecPaths(each.collect()));
+                }
             }
             if let Some(s) = snap {
                 status.tx_packets = s.stats.tx_packets;

@@ -154,13 +154,18 @@ impl Daemon {
 
         let dp_config = self.dataplane_config(t, mtu).await;
         let started = if t.ipsec.is_some() {
-            match <[TunnelDevice; 1]>::try_from(devices) {
-                Ok([device]) => self.start_ipsec(t, dp_config, device.tun).await,
-                Err(d) => Err(anyhow::anyhow!(
-                    "an ipsec tunnel runs one device, the plan has {}",
-                    d.len()
-                )),
-            }
+            // With a device per path, each path's packets fit its own device's MTU.
+            let path_mtus = plan
+                .paths
+                .iter()
+                .map(|p| {
+                    plan.devices
+                        .iter()
+                        .find(|d| t.device_per_path && d.name == p.device)
+                        .map_or(dp_config.mtu, |d| d.mtu)
+                })
+                .collect();
+            self.start_ipsec(t, dp_config, devices, path_mtus).await
         } else {
             self.datapath
                 .add_tunnel(dp_config, devices)
@@ -406,7 +411,8 @@ impl Daemon {
         &mut self,
         t: &Tunnel,
         dp: dataplane::TunnelConfig,
-        tun: TunDevice,
+        tuns: Vec<TunnelDevice>,
+        path_mtus: Vec<u16>,
     ) -> anyhow::Result<(dataplane::TunnelId, Vec<IpsecTunnel>)> {
         if t.paths.is_empty() {
             bail!("an ipsec tunnel needs its local and remote");
@@ -426,7 +432,8 @@ impl Daemon {
         let paths: Vec<dataplane::esp::EspPathConfig> = t
             .paths
             .iter()
-            .map(|path| dataplane::esp::EspPathConfig {
+            .zip(path_mtus)
+            .map(|(path, mtu)| dataplane::esp::EspPathConfig {
                 name: path.name.clone(),
                 cost: path.cost,
                 probed: path.probe != control::Probe::None,
@@ -436,7 +443,7 @@ impl Daemon {
                     local_subnets: t.local_subnets.clone(),
                     routes: t.routes.clone(),
                     allowed_sources: dp.allowed_sources.clone(),
-                    mtu: dp.mtu,
+                    mtu,
                     mss_clamp: dp.mss_clamp,
                     hop_limit: dp.hop_limit,
                     icmp_source_v4: dp.icmp_source_v4,
@@ -467,7 +474,7 @@ impl Daemon {
         }
         match self
             .datapath
-            .add_esp_tunnel(&t.name, dp.health, paths, tun, links)
+            .add_esp_tunnel(&t.name, dp.health, paths, tuns, links)
             .await
         {
             Ok(id) => Ok((id, ikes)),

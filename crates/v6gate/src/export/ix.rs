@@ -158,6 +158,7 @@ fn enc(e: Encr) -> String {
     match e {
         Encr::AesCbc(bits) => format!("aes-cbc-{bits}"),
         Encr::AesGcm16(bits) => format!("aes-gcm-{bits}"),
+        Encr::TripleDesCbc => "3des".into(),
     }
 }
 

@@ -118,6 +118,7 @@ fn encr(e: Encr) -> String {
     match e {
         Encr::AesCbc(bits) => format!("aes{bits}"),
         Encr::AesGcm16(bits) => format!("aes_gcm{bits}"),
+        Encr::TripleDesCbc => "3des".into(),
     }
 }
 

@@ -203,6 +203,7 @@ fn encryption(e: Encr, tunnel: &str, warnings: &mut Vec<String>) -> &'static str
         }
         Encr::AesGcm16(256) => "aes256-gcm",
         Encr::AesGcm16(_) => "aes-gcm",
+        Encr::TripleDesCbc => "3des-cbc",
     }
 }
 

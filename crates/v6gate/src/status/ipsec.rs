@@ -19,7 +19,8 @@ pub struct IpsecStatus {
     pub ike_age_secs: Option<u64>,
     pub children: Vec<ChildStatus>,
     pub last_down_reason: Option<String>,
-    /// Seconds since the peer was last heard (IKE or ESP), which is what DPD watches.
+    /// Seconds since the peer last proved itself (authenticated IKE or ESP), which is what
+    /// DPD watches; forged or stray datagrams do not count.
     pub last_heard_secs: Option<u64>,
     pub udp_encap: bool,
     pub attempts: u32,

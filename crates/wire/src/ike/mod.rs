@@ -74,6 +74,7 @@ pub mod transform {
     pub const DH: u8 = 4;
     pub const ESN: u8 = 5;
 
+    pub const ENCR_3DES: u16 = 3;
     pub const ENCR_AES_CBC: u16 = 12;
     pub const ENCR_AES_GCM_16: u16 = 20;
 

@@ -49,6 +49,12 @@ pub fn esp_suite(suite: &ike::proposal::ChildSuite) -> Result<Suite, SaError> {
             key_bits,
             integrity: Integrity::HmacSha256_128,
         }),
+        (Encr::TripleDesCbc, Some(Integ::HmacSha1_96)) => Ok(Suite::TripleDesCbc {
+            integrity: Integrity::HmacSha1_96,
+        }),
+        (Encr::TripleDesCbc, Some(Integ::HmacSha256_128)) => Ok(Suite::TripleDesCbc {
+            integrity: Integrity::HmacSha256_128,
+        }),
         (encr, integ) => Err(SaError::Suite { encr, integ }),
     }
 }
@@ -134,6 +140,12 @@ mod tests {
             Ok(Suite::AesCbc {
                 key_bits: 256,
                 integrity: Integrity::HmacSha256_128
+            })
+        );
+        assert_eq!(
+            esp_suite(&suite(Encr::TripleDesCbc, Some(Integ::HmacSha1_96))),
+            Ok(Suite::TripleDesCbc {
+                integrity: Integrity::HmacSha1_96
             })
         );
         assert!(esp_suite(&suite(Encr::AesCbc(128), None)).is_err());

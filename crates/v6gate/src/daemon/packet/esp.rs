@@ -28,6 +28,7 @@ use super::tun::Devices;
 use super::{Datagram, UnknownSpi};
 use super::{
     EspLinks, EspPathSnapshot, EspSnapshot, NewEspTunnel, PacketError, SaChange, SaCommand,
+    TunnelDevice,
 };
 
 /// ESP tunnels are numbered apart from the RFC 2473 core's tunnels, so that one [`TunnelId`]
@@ -57,6 +58,9 @@ pub(super) struct Esp {
     batch: EspBatch,
     /// The tunnel whose output the batch holds and how many packets produced it.
     held: Option<(TunnelId, usize)>,
+    /// The path whose device gets what the batch holds for the TUN side (with a device per
+    /// path; a tunnel with one device takes everything on it).
+    batch_path: Option<PathId>,
     /// ESP from addresses that are no tunnel's peer.
     not_peer: u64,
     unknown_spis: UnknownSpis,
@@ -117,6 +121,7 @@ impl Esp {
             next_id: FIRST_ESP_ID,
             batch: EspBatch::new(batch_bytes),
             held: None,
+            batch_path: None,
             not_peer: 0,
             unknown_spis: UnknownSpis::default(),
         }
@@ -140,7 +145,7 @@ impl Esp {
             name,
             health,
             paths,
-            tun,
+            tuns,
             links,
         } = tunnel;
         if paths.is_empty() || paths.len() != links.len() || paths.len() > 256 {
@@ -182,7 +187,9 @@ impl Esp {
             );
         }
         let id = TunnelId(self.next_id);
-        devices.add(registry, id, None, tun, Coalescer::default())?;
+        for TunnelDevice { path, tun } in tuns {
+            devices.add(registry, id, path, tun, Coalescer::default())?;
+        }
         self.next_id = self.next_id.wrapping_add(1).max(FIRST_ESP_ID);
         for (i, p) in paths.iter().enumerate() {
             self.by_remote.insert(p.esp.remote, (id, i));
@@ -395,15 +402,17 @@ impl Esp {
             self.not_peer += 1;
             return;
         };
+        let device = Some(PathId(u8::try_from(path).unwrap_or(u8::MAX)));
         if self
             .held
-            .is_some_and(|(held, n)| held != id || n == RX_BURST)
+            .is_some_and(|(held, n)| held != id || n == RX_BURST || self.batch_path != device)
         {
             self.finish_burst(devices);
         }
         let Some(t) = self.tunnels.get_mut(&id) else {
             return;
         };
+        self.batch_path = device;
         let result = t.core.handle_esp(now, path, esp, from, &mut self.batch);
         let n = self.held.map_or(0, |(_, n)| n);
         self.held = Some((id, n + 1));
@@ -487,9 +496,17 @@ impl Esp {
 }
 
 impl Kind for Esp {
-    fn inner(&mut self, now: Instant, id: TunnelId, _path: Option<PathId>, packet: &mut [u8]) {
+    fn inner(&mut self, now: Instant, id: TunnelId, path: Option<PathId>, packet: &mut [u8]) {
         if let Some(t) = self.tunnels.get_mut(&id) {
-            let _ = t.core.handle_inner(now, packet, &mut self.batch);
+            // ICMP errors go back out of the device the packet came in by.
+            self.batch_path = path;
+            let _ = match path {
+                Some(PathId(p)) => {
+                    t.core
+                        .handle_inner_on_path(now, usize::from(p), packet, &mut self.batch)
+                }
+                None => t.core.handle_inner(now, packet, &mut self.batch),
+            };
         }
     }
 
@@ -515,13 +532,14 @@ impl Kind for Esp {
             connected: |remote: IpAddr| senders.get(&remote),
         };
         let core = &t.core;
+        let batch_path = self.batch_path;
         let route = |destination: EspDestination| match destination {
             EspDestination::Raw { remote } => Out::Raw(remote),
             EspDestination::Udp { remote } => match path_of_destination(core, destination) {
                 Some(path) => Out::Udp { path, remote },
                 None => Out::Nowhere,
             },
-            EspDestination::Tun => Out::Tun(id, None),
+            EspDestination::Tun => Out::Tun(id, batch_path),
             EspDestination::Local => Out::Local,
         };
         let udp = UdpPaths {

@@ -209,7 +209,8 @@ struct NewEspTunnel {
     name: String,
     health: dataplane::HealthConfig,
     paths: Vec<EspPathConfig>,
-    tun: TunDevice,
+    /// The tunnel's device, or one per path.
+    tuns: Vec<TunnelDevice>,
     /// One per path.
     links: Vec<EspLinks>,
 }
@@ -295,7 +296,7 @@ impl Datapath {
         name: &str,
         health: dataplane::HealthConfig,
         paths: Vec<EspPathConfig>,
-        tun: TunDevice,
+        tuns: Vec<TunnelDevice>,
         links: Vec<EspLinks>,
     ) -> anyhow::Result<TunnelId> {
         let (reply, answer) = oneshot::channel();
@@ -304,7 +305,7 @@ impl Datapath {
                 name: name.to_string(),
                 health,
                 paths,
-                tun,
+                tuns,
                 links,
             }),
             reply,
