@@ -11,22 +11,25 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let rule = |family| Rule {
-        family,
-        priority: 100,
-        table: 6464,
         fwmark: Some(0x7636),
-        fwmask: None,
         invert: true,
-        suppress_prefixlen: None,
+        ..Rule::lookup(family, 100, 6464)
+    };
+    // A `[[rule]]` with selectors.
+    let policy = Rule {
+        from: "198.51.100.5/32".parse().ok(),
+        iif: Some("br0".to_owned()),
+        ..Rule::lookup(Family::V4, 1000, 300)
     };
     let accept = Accept {
         sysctl_keys: vec![
             "net/ipv4/ip_forward".to_owned(),
             "net/ipv6/conf/all/forwarding".to_owned(),
         ],
-        route_tables: vec![254, 6464],
+        route_tables: vec![254, 300, 6464],
         route_protocol: 118,
-        rules: vec![rule(Family::V4), rule(Family::V6)],
+        rules: vec![rule(Family::V4), rule(Family::V6), policy],
+        keep_table: false,
     };
     let (journal, _refused) = Journal::parse(text, &accept);
     for (key, _) in &journal.originals {

@@ -5,13 +5,16 @@
 //! problem at once in the field's words instead of stopping at serde's first one. Unknown keys,
 //! missing required keys and wrong TOML types are serde's to reject.
 
-use std::fmt;
-
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
 use toml::Value;
 
-use crate::firewall::{FileAllow, FileFirewall, FilePortForward, FileRule, FileTable, FileZone};
+use crate::firewall::{
+    FileAllow, FileFirewall, FilePortForward, FileRule, FileTable, FileZone, Sections,
+};
+
+mod int;
+
+pub(crate) use int::Int;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a v6gate config")]
@@ -48,6 +51,8 @@ pub(crate) struct FileGateway {
     pub ipv6_forwarding: Option<bool>,
     pub route_metric: Option<Int>,
     pub max_config_size: Option<Int>,
+    pub state_dir: Option<String>,
+    pub resolvers: Option<Vec<String>>,
 }
 
 /// `[[tunnel]]`. `local_subnets` and `[tunnel.ike]` belong to `mode = "ipsec"`; `validate`
@@ -197,33 +202,19 @@ pub(crate) struct FileWatchRoute {
     pub metric: Option<Int>,
 }
 
-/// A TOML integer, range-checked later; its own type so a wrong type reads "expected an
-/// integer" rather than Rust's "expected i64".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Int(pub i64);
-
-impl<'de> Deserialize<'de> for Int {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_i64(IntVisitor)
-    }
-}
-
-struct IntVisitor;
-
-impl Visitor<'_> for IntVisitor {
-    type Value = Int;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an integer")
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Int, E> {
-        Ok(Int(v))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Int, E> {
-        i64::try_from(v)
-            .map(Int)
-            .map_err(|_| E::custom(format!("{v} is out of range")))
+impl FileConfig {
+    /// Every firewall and routing section, taken out of the whole file before the rest is
+    /// checked.
+    pub(crate) fn take_firewall(&mut self) -> Sections {
+        Sections {
+            firewall: self.firewall.take(),
+            zone: std::mem::take(&mut self.zone),
+            allow: std::mem::take(&mut self.allow),
+            port_forward: std::mem::take(&mut self.port_forward),
+            table: std::mem::take(&mut self.table),
+            rule: std::mem::take(&mut self.rule),
+            sysctl: self.sysctl.take(),
+            tunnel_names: self.tunnel.iter().map(|t| t.name.clone()).collect(),
+        }
     }
 }

@@ -10,26 +10,7 @@ use ike::dh::DhGroup;
 use ike::proposal::{EspProposal, IkeProposal};
 
 use crate::file::Int;
-use crate::ipsec::{Encap, IpsecConfig};
-
-/// The IKE version of an ipsec tunnel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum IkeVersion {
-    /// RFC 2409 main mode (PSK) and quick mode.
-    V1,
-    /// RFC 7296, the default.
-    #[default]
-    V2,
-}
-
-impl IkeVersion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::V1 => "1",
-            Self::V2 => "2",
-        }
-    }
-}
+use crate::ipsec::{Encap, IkeVersion, IpsecConfig};
 
 /// A problem with one key, for the validator to report.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -43,7 +43,7 @@ pub struct IpsecConfig {
     pub dpd_action: DpdAction,
     pub ike_lifetime: Duration,
     pub child_lifetime: Duration,
-    pub version: crate::IkeVersion,
+    pub version: IkeVersion,
 }
 
 /// Where the pre-shared key comes from.
@@ -167,6 +167,25 @@ pub fn esp_fits(room: u16, encr: Encr, integ: Option<Integ>) -> u16 {
     framing.max_payload(usize::from(room)) as u16
 }
 
+/// The IKE version of an ipsec tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum IkeVersion {
+    /// RFC 2409 main mode (PSK) and quick mode.
+    V1,
+    /// RFC 7296, the default.
+    #[default]
+    V2,
+}
+
+impl IkeVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "1",
+            Self::V2 => "2",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,7 +206,7 @@ mod tests {
             dpd_action: DpdAction::Restart,
             ike_lifetime: Duration::from_secs(3600),
             child_lifetime: Duration::from_secs(3600),
-            version: crate::IkeVersion::V2,
+            version: IkeVersion::V2,
         }
     }
 

@@ -40,23 +40,24 @@ mod names;
 mod plan;
 mod quote;
 pub mod softwire;
+mod sysctl;
 mod validate;
 
 pub use ddns::Ddns;
 pub use diff::{ConfigDiff, diff};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{ConfigError, Diagnostic};
-pub use ike_version::IkeVersion;
 pub use ipsec::{
-    ESP_HEADER_LEN, ESP_TRAILER_LEN, Encap, IkeStart, IpsecConfig, Psk, UDP_HEADER_LEN, esp_fits,
+    ESP_HEADER_LEN, ESP_TRAILER_LEN, Encap, IkeStart, IkeVersion, IpsecConfig, Psk, UDP_HEADER_LEN,
+    esp_fits,
 };
 pub use model::{
     Config, DEFAULT_CONTROL_SOCKET, DEFAULT_HOP_LIMIT, DEFAULT_MAX_CONFIG_SIZE, DEFAULT_PATH,
-    DEFAULT_PIN_RULE_PRIORITY, DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC, DEVICE_PREFIX,
-    ENCAP_LIMIT_OPTION_LEN, Gateway, HOOK_ENV_REASON, HOOK_ENV_STATE, HOOK_ENV_WATCH, Health, Hook,
-    IPV4_HEADER_LEN, IPV6_HEADER_LEN, IPV6_MIN_MTU, InnerFamilies, MAIN_TABLE, MAX_CONFIG_SIZE,
-    MAX_DEVICE_LEN, MIN_MAX_CONFIG_SIZE, Mode, MssClamp, PIN_BYPASS_MARK, Path, Probe,
-    TrafficClass, Tunnel, Watch, WatchRoute, default_device,
+    DEFAULT_PIN_RULE_PRIORITY, DEFAULT_PIN_TABLE, DEFAULT_ROUTE_METRIC, DEFAULT_STATE_DIR,
+    DEVICE_PREFIX, ENCAP_LIMIT_OPTION_LEN, Gateway, HOOK_ENV_REASON, HOOK_ENV_STATE,
+    HOOK_ENV_WATCH, Health, Hook, IPV4_HEADER_LEN, IPV6_HEADER_LEN, IPV6_MIN_MTU, InnerFamilies,
+    MAIN_TABLE, MAX_CONFIG_SIZE, MAX_DEVICE_LEN, MIN_MAX_CONFIG_SIZE, Mode, MssClamp,
+    PIN_BYPASS_MARK, Path, Probe, TrafficClass, Tunnel, Watch, WatchRoute, default_device,
 };
 pub use plan::{
     DevicePlan, PathPlan, Plan, RoutePlan, SysctlChange, TunnelPlan, WatchPlan, plan, tunnel_plan,

@@ -3,15 +3,16 @@
 //! Every value here has passed validation (see [`Config::from_toml_str`]); defaults are already
 //! filled in except where they depend on the host (the tunnel MTU, derived from the underlay).
 
-use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-/// The words the config and the packet core share: how a path is probed, how TCP MSS is
-/// clamped, what traffic class the outer header carries. The dataplane owns them, since they
-/// are what it acts on; the config only spells them.
-pub use dataplane::{MssClamp, Probe, TrafficClass};
+/// The words the config and the packet core share: what a tunnel carries (`mode`,
+/// `inner_families`), how a path is probed, how probe results turn into up and down
+/// (`[tunnel.health]` and the same keys in `[[watch]]`, defaults `Health::TUNNEL_DEFAULT` and
+/// `Health::WATCH_DEFAULT`), how TCP MSS is clamped, what traffic class the outer header
+/// carries. The dataplane owns them, since they are what it acts on; the config only spells
+/// them.
+pub use dataplane::{HealthConfig as Health, InnerFamilies, Mode, MssClamp, Probe, TrafficClass};
 
 use ipnet::IpNet;
 
@@ -20,6 +21,8 @@ use crate::ipsec::IpsecConfig;
 
 /// Default path of the JSON control/status socket.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/v6gate/v6gate.sock";
+/// Default of `gateway.state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/v6gate";
 /// Default routing table for pinned endpoint routes ("64" twice: v6gate's mark is 0x76 0x36, "v6").
 pub const DEFAULT_PIN_TABLE: u32 = 6464;
 /// Default priority of the ip rule that consults the pin table: well before `main` (32766) so a
@@ -74,7 +77,7 @@ pub struct Config {
     /// `[[table]]` and `[[rule]]`.
     pub routing: crate::firewall::Routing,
     /// `[sysctl]`: set at start, restored at stop.
-    pub sysctls: Vec<crate::plan::SysctlChange>,
+    pub sysctls: Vec<crate::sysctl::SysctlChange>,
 }
 
 impl Config {
@@ -126,6 +129,10 @@ pub struct Gateway {
     pub route_metric: u32,
     /// Largest config file, in bytes, this config accepts (itself and what a reload reads).
     pub max_config_size: u64,
+    /// Root-only directory of what outlives a run (what each `[[ddns]]` entry last published).
+    pub state_dir: PathBuf,
+    /// Name servers asked for peers given by name; empty = the system's (`/etc/resolv.conf`).
+    pub resolvers: Vec<std::net::SocketAddr>,
 }
 
 impl Default for Gateway {
@@ -138,6 +145,8 @@ impl Default for Gateway {
             ipv6_forwarding: None,
             route_metric: DEFAULT_ROUTE_METRIC,
             max_config_size: DEFAULT_MAX_CONFIG_SIZE,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            resolvers: Vec::new(),
         }
     }
 }
@@ -358,50 +367,6 @@ impl Path {
     }
 }
 
-/// How probe results turn into up and down: `[tunnel.health]`, and the same keys in `[[watch]]`.
-///
-/// A probe leaves every `interval` and counts as lost when no answer came within `timeout`.
-/// `down_after` lost probes in a row take the target down; once down it stays down for at least
-/// `hold_down`, and then comes up after `up_after` answered probes in a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Health {
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub down_after: u32,
-    pub up_after: u32,
-    pub hold_down: Duration,
-}
-
-impl Health {
-    /// `[tunnel.health]` defaults: a silent path is given up within 900 ms (S4 asks for a new
-    /// path within a second), five packets a second per path keep that cheap, and a recovered
-    /// path must stay clean for 2 s after a 5 s hold-down before traffic fails back to it.
-    pub const TUNNEL_DEFAULT: Self = Self {
-        interval: Duration::from_millis(200),
-        timeout: Duration::from_millis(300),
-        down_after: 3,
-        up_after: 10,
-        hold_down: Duration::from_secs(5),
-    };
-
-    /// `[[watch]]` defaults: an uplink probed once a second (ICMP to a host on the internet,
-    /// which should not see a flood), given up after 3 lost, trusted again after 5 answered.
-    pub const WATCH_DEFAULT: Self = Self {
-        interval: Duration::from_secs(1),
-        timeout: Duration::from_secs(1),
-        down_after: 3,
-        up_after: 5,
-        hold_down: Duration::ZERO,
-    };
-
-    /// Upper bound on the time from the target going silent to it being declared down: up to
-    /// one `interval` until the next probe leaves, `down_after - 1` more intervals for the rest
-    /// of the lost probes, and the last one's `timeout`.
-    pub fn worst_detection(&self) -> Duration {
-        self.interval.saturating_mul(self.down_after) + self.timeout
-    }
-}
-
 /// An uplink watch: a `[[watch]]` table. While ICMP echoes to `target` through `device` are
 /// answered, `route` is installed; while they are not, it is withdrawn, so a backup route with a
 /// higher metric takes over (S4's IX watch-group, OpenWrt's mwan3).
@@ -452,100 +417,6 @@ pub struct Hook {
 /// TUN device name used when `device` is not configured.
 pub fn default_device(tunnel_name: &str) -> String {
     format!("{DEVICE_PREFIX}{tunnel_name}")
-}
-
-/// What a tunnel carries inside the outer header, and how.
-///
-/// Exhaustive on purpose: a new mode makes every place that must handle it fail to compile
-/// instead of falling into a catch-all arm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// IPv4 in IPv6 (RFC 2473, next header 4): Linux ip6tnl `mode ipip6`, YAMAHA `ipip`.
-    Ipip6,
-    /// IPv6 in IPv6 (next header 41): Linux ip6tnl `mode ip6ip6`.
-    Ip6ip6,
-    /// Both, like ip6tnl `mode any`.
-    Any,
-    /// IKEv2-negotiated ESP in tunnel mode (RFC 4303), raw or in UDP 4500; carries the
-    /// families its `local_subnets` and `routes` name.
-    Ipsec,
-}
-
-impl Mode {
-    pub const ALL: [Self; 4] = [Self::Ipip6, Self::Ip6ip6, Self::Any, Self::Ipsec];
-
-    /// The spelling used in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ipip6 => "ipip6",
-            Self::Ip6ip6 => "ip6ip6",
-            Self::Any => "any",
-            Self::Ipsec => "ipsec",
-        }
-    }
-
-    /// Inner families the mode can carry. For ipsec both: a tunnel's own are the families of
-    /// its traffic selectors.
-    pub fn families(self) -> InnerFamilies {
-        match self {
-            Self::Ipip6 => InnerFamilies::IPV4,
-            Self::Ip6ip6 => InnerFamilies::IPV6,
-            Self::Any | Self::Ipsec => InnerFamilies::BOTH,
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Inner address families a tunnel lets through; the other family is dropped inside the tunnel
-/// (the S0 "filter IPv6" switch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct InnerFamilies {
-    pub ipv4: bool,
-    pub ipv6: bool,
-}
-
-impl InnerFamilies {
-    pub const IPV4: Self = Self {
-        ipv4: true,
-        ipv6: false,
-    };
-    pub const IPV6: Self = Self {
-        ipv4: false,
-        ipv6: true,
-    };
-    pub const BOTH: Self = Self {
-        ipv4: true,
-        ipv6: true,
-    };
-
-    /// Whether prefixes of `net`'s family may pass.
-    pub fn allows(self, net: &IpNet) -> bool {
-        match net {
-            IpNet::V4(_) => self.ipv4,
-            IpNet::V6(_) => self.ipv6,
-        }
-    }
-
-    /// Whether every family in `self` is also in `other`.
-    pub fn is_subset_of(self, other: Self) -> bool {
-        (!self.ipv4 || other.ipv4) && (!self.ipv6 || other.ipv6)
-    }
-}
-
-impl fmt::Display for InnerFamilies {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.ipv4, self.ipv6) {
-            (true, true) => f.write_str("ipv4, ipv6"),
-            (true, false) => f.write_str("ipv4"),
-            (false, true) => f.write_str("ipv6"),
-            (false, false) => f.write_str("none"),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,23 +9,7 @@ use ipnet::IpNet;
 
 use crate::model::{Config, Gateway, PIN_BYPASS_MARK, Path, Tunnel, WatchRoute};
 
-/// One sysctl to set. The daemon records the old value and restores it at stop.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SysctlChange {
-    /// Path below `/proc/sys` with `/` separators (`net/ipv4/conf/v6g-home/rp_filter`): device
-    /// names may hold dots, which the dotted `sysctl` spelling would split.
-    pub key: String,
-    pub value: String,
-}
-
-impl SysctlChange {
-    fn new(key: String, value: &str) -> Self {
-        Self {
-            key,
-            value: value.to_owned(),
-        }
-    }
-}
+pub use crate::sysctl::SysctlChange;
 
 /// A route into a tunnel's device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -234,3 +234,54 @@ fn a_linked_secret_is_refused() {
         "credentials_file",
     );
 }
+
+#[test]
+fn state_dir_and_resolvers_are_read() {
+    let c = valid(
+        "[gateway]\nstate_dir = \"/srv/v6gate/state\"\nresolvers = [\"2001:db8::53\", \
+         \"[2001:db8::54]:5353\", \"198.51.100.53:53\"]\n",
+    );
+    assert_eq!(c.gateway.state_dir, PathBuf::from("/srv/v6gate/state"));
+    let servers: Vec<String> = c.gateway.resolvers.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        servers,
+        [
+            "[2001:db8::53]:53",
+            "[2001:db8::54]:5353",
+            "198.51.100.53:53"
+        ]
+    );
+
+    let d = valid("");
+    assert_eq!(d.gateway.state_dir, PathBuf::from("/var/lib/v6gate"));
+    assert!(d.gateway.resolvers.is_empty());
+}
+
+#[test]
+fn state_dir_and_resolvers_problems_name_the_key() {
+    only_problem(
+        "[gateway]\nstate_dir = \"state\"\n",
+        "gateway.state_dir",
+        "absolute path",
+        "state_dir",
+    );
+    only_problem(
+        "[gateway]\nresolvers = [\"2001:db8::53\", \"ns.example.jp\"]\n",
+        "gateway.resolvers[1]",
+        "name server's address",
+        "resolvers",
+    );
+    only_problem(
+        "[gateway]\nresolvers = [\"[::]:53\"]\n",
+        "gateway.resolvers[0]",
+        "name server's address",
+        "resolvers",
+    );
+    only_problem(
+        "[gateway]\nresolvers = [\"2001:db8::1\", \"2001:db8::2\", \"2001:db8::3\", \
+         \"2001:db8::4\", \"2001:db8::5\"]\n",
+        "gateway.resolvers",
+        "at most 4",
+        "resolvers",
+    );
+}

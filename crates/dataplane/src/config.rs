@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use crate::HealthConfig;
+use crate::mode::Mode;
 
 /// Names one tunnel inside a [`Dataplane`](crate::Dataplane).
 ///
@@ -116,28 +117,6 @@ impl PathConfig {
         } else {
             wire::ipv6::HEADER_LEN + encap_limit.overhead()
         }
-    }
-}
-
-/// Which inner address families the tunnel carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Mode {
-    /// IPv4 in IPv6 (Linux `ip6tnl mode ipip6`, YAMAHA `tunnel encapsulation ipip`).
-    #[default]
-    Ipip6,
-    /// IPv6 in IPv6 (Linux `ip6tnl mode ip6ip6`).
-    Ip6ip6,
-    /// Both (Linux `ip6tnl mode any`).
-    Any,
-}
-
-impl Mode {
-    pub const fn carries_ipv4(self) -> bool {
-        matches!(self, Self::Ipip6 | Self::Any)
-    }
-
-    pub const fn carries_ipv6(self) -> bool {
-        matches!(self, Self::Ip6ip6 | Self::Any)
     }
 }
 

@@ -64,6 +64,28 @@ impl Default for HealthConfig {
 }
 
 impl HealthConfig {
+    /// `[tunnel.health]` defaults: a silent path is given up within 900 ms (S4 asks for a new
+    /// path within a second), five packets a second per path keep that cheap, and a recovered
+    /// path must stay clean for 2 s after a 5 s hold-down before traffic fails back to it.
+    /// ([`Default`] is the core's own, faster choice for a tracker used on its own.)
+    pub const TUNNEL_DEFAULT: Self = Self {
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_millis(300),
+        down_after: 3,
+        up_after: 10,
+        hold_down: Duration::from_secs(5),
+    };
+
+    /// `[[watch]]` defaults: an uplink probed once a second (ICMP to a host on the internet,
+    /// which should not see a flood), given up after 3 lost, trusted again after 5 answered.
+    pub const WATCH_DEFAULT: Self = Self {
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        down_after: 3,
+        up_after: 5,
+        hold_down: Duration::ZERO,
+    };
+
     /// The latest a target that goes silent is declared down: the probe sent
     /// just after it went silent may leave up to one `interval` later,
     /// `down_after - 1` more follow it, and the last one's `timeout` runs out.

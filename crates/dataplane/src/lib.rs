@@ -27,6 +27,7 @@ pub mod health;
 mod icmp;
 mod ident;
 mod inner;
+mod mode;
 mod mss;
 pub mod offload;
 mod pmtu;
@@ -43,11 +44,12 @@ mod tests;
 pub use batch::{Batch, Destination, Iter as BatchIter};
 pub use config::{
     ConfigError, DEFAULT_HOP_LIMIT, EncapLimit, IPV4_OVERHEAD, MAX_PATHS, MIN_IPV4_MTU,
-    MIN_IPV6_MTU, Mode, MssClamp, PathConfig, PathId, Probe, TrafficClass, TunnelConfig, TunnelId,
+    MIN_IPV6_MTU, MssClamp, PathConfig, PathId, Probe, TrafficClass, TunnelConfig, TunnelId,
 };
 pub use dataplane::{Dataplane, OuterMeta};
 pub use event::{Event, PathMtuReason, SwitchReason};
 pub use health::{HealthConfig, HealthState};
+pub use mode::{InnerFamilies, Mode};
 pub use pmtu::PMTU_EXPIRY;
 pub use ratelimit::IcmpRateLimit;
 pub use stats::{DropCounters, DropReason, PathStats, TunnelStats, Verdict};

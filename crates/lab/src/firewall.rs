@@ -15,10 +15,14 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
+use std::time::Duration;
 
-use super::{LAB_COUNTER, LabError, NAME_PREFIX, checked, enter_netns, is_root, random_tag, run};
+use super::{
+    GATEWAY_STOP_TIMEOUT, LAB_COUNTER, LabError, NAME_PREFIX, Process, checked, enter_netns,
+    is_root, query_status, random_tag, run, spawn_in, wait_for_daemon,
+};
 
 /// Addresses of the firewall lab.
 pub mod addr {
@@ -92,6 +96,8 @@ pub struct FirewallLab {
     namespaces: Vec<String>,
     created: Vec<String>,
     dir: PathBuf,
+    /// Daemons started so far, for unique log file names.
+    daemons: AtomicU32,
 }
 
 impl FirewallLab {
@@ -116,6 +122,7 @@ impl FirewallLab {
                 .collect(),
             created: Vec::new(),
             dir,
+            daemons: AtomicU32::new(0),
         };
         lab.build()?;
         Ok(lab)
@@ -309,6 +316,85 @@ impl FirewallLab {
                 )
             })?
             .map_err(|e| LabError::io(format!("entering {role:?}"), e))
+    }
+}
+
+/// `v6gate run` in the gateway's namespace. Dropping it terminates it; declare it after the
+/// lab so it goes first.
+pub struct FirewallDaemon {
+    process: Process,
+    binary: PathBuf,
+    socket: PathBuf,
+}
+
+impl FirewallLab {
+    /// Starts `binary run --config CONFIG` in the gateway and waits until `socket` answers.
+    pub fn start_daemon(
+        &self,
+        binary: &Path,
+        config: &Path,
+        socket: &Path,
+    ) -> Result<FirewallDaemon, LabError> {
+        let n = self.daemons.fetch_add(1, Ordering::Relaxed);
+        let config = config.to_string_lossy();
+        let process = spawn_in(
+            self.namespace(Role::Gateway),
+            &self.dir,
+            format!("v6gate-{n}"),
+            &[&binary.to_string_lossy(), "run", "--config", &config],
+        )?;
+        let daemon = FirewallDaemon {
+            process,
+            binary: binary.to_owned(),
+            socket: socket.to_owned(),
+        };
+        wait_for_daemon(&daemon.process, binary, socket, "the firewall lab", || {
+            daemon.log()
+        })?;
+        Ok(daemon)
+    }
+}
+
+impl FirewallDaemon {
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        self.process.stderr()
+    }
+
+    /// `v6gate status --json`.
+    pub fn status(&self) -> Result<serde_json::Value, LabError> {
+        query_status(&self.binary, &self.socket).map_err(|message| LabError::Gateway {
+            message,
+            log: self.log(),
+        })
+    }
+
+    /// SIGTERM and insist on a clean exit within [`GATEWAY_STOP_TIMEOUT`].
+    pub fn stop(self) -> Result<(), LabError> {
+        self.process
+            .signal(libc::SIGTERM)
+            .map_err(|e| LabError::io("cannot send SIGTERM", e))?;
+        match self.process.wait_timeout(GATEWAY_STOP_TIMEOUT) {
+            Ok(Some(status)) if status.success() => Ok(()),
+            other => Err(LabError::Gateway {
+                message: format!("no clean exit after SIGTERM: {other:?}"),
+                log: self.log(),
+            }),
+        }
+    }
+
+    /// SIGKILL: leaves what it installed behind, like a crash. Returns its log.
+    pub fn kill(self) -> Result<String, LabError> {
+        self.process
+            .kill()
+            .map_err(|e| LabError::io("cannot kill the daemon", e))?;
+        // The kernel has let go of the killed process's sockets once it is reaped.
+        thread::sleep(Duration::from_millis(50));
+        Ok(self.log())
     }
 }
 

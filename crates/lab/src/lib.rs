@@ -534,6 +534,74 @@ impl ProcessSlot {
     }
 }
 
+/// Starts `args` in the background inside the namespace `namespace`, stdout and stderr to
+/// `dir/LABEL.out` and `.err`.
+fn spawn_in(
+    namespace: &str,
+    dir: &Path,
+    label: String,
+    args: &[&str],
+) -> Result<Process, LabError> {
+    let stdout = dir.join(format!("{label}.out"));
+    let stderr = dir.join(format!("{label}.err"));
+    let open = |path: &Path| {
+        fs::File::create(path).map_err(|e| LabError::io(format!("creating {}", path.display()), e))
+    };
+    let child = Command::new("ip")
+        .args(["netns", "exec", namespace])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(open(&stdout)?)
+        .stderr(open(&stderr)?)
+        .spawn()
+        .map_err(|e| LabError::io(format!("cannot start `{}`", args.join(" ")), e))?;
+    let pid = child.id();
+    let slot = Arc::new(Mutex::new(ProcessSlot {
+        child,
+        status: None,
+    }));
+    Ok(Process {
+        slot,
+        pid,
+        label,
+        stdout,
+        stderr,
+    })
+}
+
+/// Waits (bounded by [`GATEWAY_START_TIMEOUT`]) until a daemon started as `process` answers
+/// `status` on `control_socket`; `log` says what it logged, for the error.
+fn wait_for_daemon(
+    process: &Process,
+    binary: &Path,
+    control_socket: &Path,
+    place: &str,
+    log: impl Fn() -> String,
+) -> Result<(), LabError> {
+    let deadline = Instant::now() + GATEWAY_START_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = process.exit_status() {
+            return Err(LabError::Gateway {
+                message: format!("gateway in {place} exited during start-up: {status}"),
+                log: log(),
+            });
+        }
+        let Err(last_error) = query_status(binary, control_socket) else {
+            return Ok(());
+        };
+        if Instant::now() >= deadline {
+            return Err(LabError::Gateway {
+                message: format!(
+                    "gateway in {place} did not answer on {} within {GATEWAY_START_TIMEOUT:?}: {last_error}",
+                    control_socket.display()
+                ),
+                log: log(),
+            });
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A background process inside a lab namespace. Dropping it terminates it (SIGTERM, then
 /// SIGKILL after [`TERMINATE_GRACE`]); so does dropping the lab.
 pub struct Process {
@@ -1225,36 +1293,12 @@ impl Lab {
     /// lab directory. The lab terminates it on drop if the handle has not already.
     pub fn spawn(&self, node: Node, label: &str, args: &[&str]) -> Result<Process, LabError> {
         let label = self.unique(&format!("{}-{label}", node.tag()));
-        let stdout = self.dir.join(format!("{label}.out"));
-        let stderr = self.dir.join(format!("{label}.err"));
-        let open = |path: &Path| {
-            fs::File::create(path)
-                .map_err(|e| LabError::io(format!("creating {}", path.display()), e))
-        };
-        let child = Command::new("ip")
-            .args(["netns", "exec", self.namespace(node)])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(open(&stdout)?)
-            .stderr(open(&stderr)?)
-            .spawn()
-            .map_err(|e| LabError::io(format!("cannot start `{}`", args.join(" ")), e))?;
-        let pid = child.id();
-        let slot = Arc::new(Mutex::new(ProcessSlot {
-            child,
-            status: None,
-        }));
+        let process = spawn_in(self.namespace(node), &self.dir, label, args)?;
         self.processes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::clone(&slot));
-        Ok(Process {
-            slot,
-            pid,
-            label,
-            stdout,
-            stderr,
-        })
+            .push(Arc::clone(&process.slot));
+        Ok(process)
     }
 
     /// Starts tcpdump on `device` in `node` writing a pcap, and waits until it listens.
@@ -1356,30 +1400,14 @@ impl Lab {
             config_path: config_path.to_owned(),
             control_socket: control_socket.to_owned(),
         };
-        let deadline = Instant::now() + GATEWAY_START_TIMEOUT;
-        let mut last_error;
-        loop {
-            if let Ok(Some(status)) = gateway.process.exit_status() {
-                return Err(LabError::Gateway {
-                    message: format!("gateway in {node} exited during start-up: {status}"),
-                    log: gateway.log(),
-                });
-            }
-            match query_status(binary, control_socket) {
-                Ok(_) => return Ok(gateway),
-                Err(message) => last_error = message,
-            }
-            if Instant::now() >= deadline {
-                return Err(LabError::Gateway {
-                    message: format!(
-                        "gateway in {node} did not answer on {} within {GATEWAY_START_TIMEOUT:?}: {last_error}",
-                        control_socket.display()
-                    ),
-                    log: gateway.log(),
-                });
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_daemon(
+            &gateway.process,
+            binary,
+            control_socket,
+            &node.to_string(),
+            || gateway.log(),
+        )?;
+        Ok(gateway)
     }
 
     /// Sends `bytes` over TCP from `client` to a listener bound to `server_address` (port 0

@@ -123,6 +123,58 @@ pub fn listing(family: NfFamily, name: &str) -> Result<Option<String>, NftError>
     list(family, name, false)
 }
 
+/// One counted rule of a table: its comment and its counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    pub chain: String,
+    pub comment: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The counters of the table's commented rules, in rule order; `None` when there is no such
+/// table. Rules without a comment or a counter are left out.
+pub fn counters(family: NfFamily, name: &str) -> Result<Option<Vec<Counted>>, NftError> {
+    let Some(text) = list(family, name, true)? else {
+        return Ok(None);
+    };
+    parse_counters(&text).map(Some).map_err(|e| NftError {
+        op: format!("read table {} {name}", family_word(family)),
+        detail: format!("nft printed JSON that does not parse: {e}"),
+        io: None,
+    })
+}
+
+/// The commented, counted rules of the text of an `nft -j list` listing.
+pub fn parse_counters(text: &str) -> Result<Vec<Counted>, serde_json::Error> {
+    serde_json::from_str(text).map(|value: Value| counted(&value))
+}
+
+/// The commented, counted rules of an `nft -j list` listing.
+pub fn counted(listing: &Value) -> Vec<Counted> {
+    let Some(objects) = listing.get("nftables").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    objects
+        .iter()
+        .filter_map(|o| o.get("rule"))
+        .filter_map(|rule| {
+            let comment = rule.get("comment")?.as_str()?;
+            let counter = rule
+                .get("expr")?
+                .as_array()?
+                .iter()
+                .find_map(|e| e.get("counter"))?;
+            Some(Counted {
+                chain: rule.get("chain")?.as_str()?.to_owned(),
+                comment: comment.to_owned(),
+                packets: counter.get("packets")?.as_u64()?,
+                bytes: counter.get("bytes")?.as_u64()?,
+            })
+        })
+        .collect()
+}
+
 /// A table as the kernel holds it, without what changes by itself: rule handles, counter
 /// values and nft's version stamp. Two of them are equal exactly when the rulesets are, so
 /// comparing what was installed with what is there now finds drift, and loading the desired
@@ -327,6 +379,30 @@ mod tests {
         let mut changed = listing(1, 0);
         changed["nftables"][2]["rule"]["expr"][1] = json!({"accept": null});
         assert_ne!(a, Installed::from_listing(changed));
+    }
+
+    #[test]
+    fn counted_rules_are_read_with_their_comment() {
+        let listing = json!({"nftables": [
+            {"metainfo": {"version": "1.0.6"}},
+            {"rule": {"family": "inet", "table": "v6gate", "chain": "input", "handle": 4,
+              "comment": "input policy",
+              "expr": [{"counter": {"packets": 7, "bytes": 420}}, {"drop": null}]}},
+            {"rule": {"family": "inet", "table": "v6gate", "chain": "input", "handle": 5,
+              "comment": "icmpv6", "expr": [{"accept": null}]}},
+            {"rule": {"family": "inet", "table": "v6gate", "chain": "input", "handle": 6,
+              "expr": [{"counter": {"packets": 1, "bytes": 1}}, {"accept": null}]}}
+        ]});
+        assert_eq!(
+            counted(&listing),
+            [Counted {
+                chain: "input".into(),
+                comment: "input policy".into(),
+                packets: 7,
+                bytes: 420
+            }]
+        );
+        assert!(counted(&json!({"nope": 1})).is_empty());
     }
 
     #[test]

@@ -351,6 +351,9 @@ fn ipv4_endpoint_pin_is_skipped_by_marked_lookups() {
             fwmask: None,
             invert: true,
             suppress_prefixlen: None,
+            from: None,
+            to: None,
+            iif: None,
         };
         netlink.rule_add(&unmarked).await.unwrap();
 

@@ -393,6 +393,9 @@ fn rules_with_inverted_fwmark_steer_lookups() {
             fwmask: None,
             invert: true,
             suppress_prefixlen: None,
+            from: None,
+            to: None,
+            iif: None,
         };
         let main_specific = Rule {
             family: Family::V6,
@@ -402,6 +405,9 @@ fn rules_with_inverted_fwmark_steer_lookups() {
             fwmask: None,
             invert: false,
             suppress_prefixlen: Some(0),
+            from: None,
+            to: None,
+            iif: None,
         };
         let masked = Rule {
             family: Family::V6,
@@ -411,8 +417,18 @@ fn rules_with_inverted_fwmark_steer_lookups() {
             fwmask: Some(0xff00),
             invert: false,
             suppress_prefixlen: None,
+            from: None,
+            to: None,
+            iif: None,
         };
-        for rule in [&unmarked, &main_specific, &masked] {
+        // A policy rule by source, destination and incoming device (`[[rule]]`).
+        let selected = Rule {
+            from: Some("2001:db8:1::5/128".parse().unwrap()),
+            to: Some("2001:db8:99::/48".parse().unwrap()),
+            iif: Some("lan0".into()),
+            ..Rule::lookup(Family::V6, 1002, TABLE)
+        };
+        for rule in [&unmarked, &main_specific, &masked, &selected] {
             netlink.rule_add(rule).await.unwrap();
         }
         let error = netlink.rule_add(&unmarked).await.unwrap_err();
@@ -423,7 +439,7 @@ fn rules_with_inverted_fwmark_steer_lookups() {
         );
 
         let rules = netlink.rules(Family::V6).await.unwrap();
-        for rule in [&unmarked, &main_specific, &masked] {
+        for rule in [&unmarked, &main_specific, &masked, &selected] {
             assert!(rules.contains(rule), "{rule} missing from {rules:?}");
         }
         // Defaults are reported too (local at 0, main at 32766).
@@ -453,7 +469,7 @@ fn rules_with_inverted_fwmark_steer_lookups() {
             (RouteKind::Unreachable, 0)
         );
 
-        for rule in [&unmarked, &main_specific, &masked] {
+        for rule in [&unmarked, &main_specific, &masked, &selected] {
             netlink.rule_del(rule).await.unwrap();
             netlink.rule_del(rule).await.unwrap();
         }

@@ -135,6 +135,9 @@ async fn topology(netlink: &Netlink) -> Topology {
             fwmask: None,
             invert: false,
             suppress_prefixlen: None,
+            from: None,
+            to: None,
+            iif: None,
         };
         netlink.rule_add(&rule).await.unwrap();
     }

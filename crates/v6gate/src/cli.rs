@@ -72,7 +72,18 @@ enum Command {
         socket: PathBuf,
     },
     /// Ask the running daemon to re-read its config (same as SIGHUP, but reports the result).
+    ///
+    /// With --confirm, the daemon goes back to the config it ran before unless `v6gate
+    /// confirm` comes within that time (e.g. 120s); the management ports stay open throughout.
     Reload {
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Revert unless confirmed within this time (30s, 2m, ...).
+        #[arg(long, value_name = "DURATION")]
+        confirm: Option<String>,
+    },
+    /// Keep the config of a pending `reload --confirm`.
+    Confirm {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
@@ -138,10 +149,6 @@ pub fn main() -> ExitCode {
             if let Some(why) = crate::mape::not_run_yet(&config) {
                 tracing::error!("{why}");
                 return ExitCode::from(2);
-            }
-            if let Err(e) = crate::peer_name::refuse_unresolved(&config) {
-                tracing::error!("{e:#}");
-                return ExitCode::FAILURE;
             }
             let socket = control::Config::load(&config).map(|c| c.gateway.control_socket);
             let _watchdog = socket
@@ -221,24 +228,8 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Reload { socket } => match status::query(&socket, &Request::Reload) {
-            Ok(Response::Reloaded { summary }) => {
-                println!("{summary}");
-                ExitCode::SUCCESS
-            }
-            Ok(Response::Error { message }) => {
-                eprintln!("reload refused, running config kept:\n{message}");
-                ExitCode::FAILURE
-            }
-            Ok(other) => {
-                eprintln!("unexpected answer from the daemon: {other:?}");
-                ExitCode::FAILURE
-            }
-            Err(e) => {
-                eprintln!("v6gate reload: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Reload { socket, confirm } => crate::reload::reload(&socket, confirm.as_deref()),
+        Command::Confirm { socket } => crate::reload::confirm(&socket),
         Command::Doctor { config, json } => ExitCode::from(crate::doctor::main(&config, json)),
         Command::Export {
             config,

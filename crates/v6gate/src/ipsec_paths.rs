@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::daemon::IpsecStatus;
+use crate::status::IpsecStatus;
 
 /// The IKE side of each path, in the order of `[[tunnel.path]]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -202,23 +202,3 @@ async fn lookup(
         valid_until.saturating_duration_since(Instant::now()),
     ))
 }
-
-/// Refuses a config whose tunnels have endpoints by name or by device: the daemon does not
-/// resolve them yet, and running such a path with no address would send to nowhere.
-pub fn refuse_unresolved(config_path: &std::path::Path) -> anyhow::Result<()> {
-    let Ok(config) = control::Config::load(config_path) else {
-        // The daemon reports the config's problems itself.
-        return Ok(());
-    };
-    if let Some((tunnel, path)) = config.unresolved_paths().first() {
-        let (local, remote) = path.ends();
-        anyhow::bail!(
-            "tunnel {}: path {} runs between {local} and {remote}; the daemon does not resolve \
-             peer names or follow local_device yet: write the addresses, or set \
-             enabled = false on the tunnel",
-            tunnel.name,
-            path.name
-        );
-    }
-    Ok(())
-}

@@ -13,6 +13,9 @@ use control::firewall::routing::{self, PolicyRoute, RulePlan};
 use control::firewall::ruleset::{FAMILY, TABLE, ruleset};
 use sys::netlink::{Family, Netlink};
 
+/// The kernel's main routing table.
+const MAIN_TABLE: u32 = 254;
+
 /// Prints the plan of the config at `path` to stdout.
 pub fn run(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
@@ -53,13 +56,25 @@ pub fn summary(config: &Config) -> Option<String> {
 
 async fn plan(config: &Config) -> Result<String> {
     let netlink = Netlink::new()?;
+    // A running daemon's own devices, which an endpoint must not be routed through.
+    let own: Vec<u32> = config
+        .enabled_tunnels()
+        .flat_map(|t| t.devices())
+        .filter_map(|d| {
+            std::fs::read_to_string(format!("/sys/class/net/{d}/ifindex"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect();
     let mut underlays = Vec::new();
     for tunnel in config.enabled_tunnels() {
         for path in &tunnel.paths {
-            underlays.push((
-                (tunnel.name.clone(), path.name.clone()),
-                underlay(&netlink, path.remote).await,
-            ));
+            let device = underlay(&netlink, path.remote, &own)
+                .await
+                .and_then(link_name);
+            underlays.push(((tunnel.name.clone(), path.name.clone()), device));
         }
     }
     let mut out = String::new();
@@ -70,14 +85,32 @@ async fn plan(config: &Config) -> Result<String> {
     Ok(out)
 }
 
-/// The device the kernel routes `remote` through now, bypassing the pin table like the
-/// daemon's own lookups.
-async fn underlay(netlink: &Netlink, remote: std::net::IpAddr) -> Option<String> {
+/// The device `remote` is reached through, as the daemon pins it: the kernel's route
+/// bypassing the pin table, or, when that leads into one of `own` devices or into the
+/// daemon's blackhole backstop, the main table's best route around them.
+pub async fn underlay(netlink: &Netlink, remote: std::net::IpAddr, own: &[u32]) -> Option<u32> {
+    use crate::daemon::pin::{Decision, Facts, Pin, decide};
     let lookup = netlink
         .route_get(remote, Some(control::PIN_BYPASS_MARK))
         .await
-        .ok()?;
-    let index = lookup.oif?;
+        .ok();
+    let main = netlink
+        .routes(Family::of(remote), Some(MAIN_TABLE), None)
+        .await
+        .unwrap_or_default();
+    let facts = Facts {
+        lookup: lookup.as_ref(),
+        main_routes: &main,
+        own_devices: own,
+    };
+    match decide(remote, &facts) {
+        Decision::Pin(Pin::Via { oif, .. }) => Some(oif),
+        _ => None,
+    }
+}
+
+/// The name of interface `index` (this namespace's sysfs).
+fn link_name(index: u32) -> Option<String> {
     std::fs::read_dir("/sys/class/net")
         .ok()?
         .flatten()

@@ -13,12 +13,25 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+mod ipsec;
+mod watch;
+
+pub use ipsec::{ChildStatus, IpsecStatus};
+pub use watch::WatchStatus;
+
 /// What a client asks the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Status,
     Reload,
+    /// Reload, and go back to the running config unless [`Request::Confirm`] comes within
+    /// `seconds`.
+    ReloadConfirm {
+        seconds: u64,
+    },
+    /// Keep the config of a pending [`Request::ReloadConfirm`].
+    Confirm,
 }
 
 /// What the daemon answers.
@@ -27,6 +40,7 @@ pub enum Request {
 pub enum Response {
     Status(GatewayStatus),
     Reloaded { summary: String },
+    Confirmed { summary: String },
     Error { message: String },
 }
 
@@ -37,9 +51,14 @@ pub struct GatewayStatus {
     pub uptime_secs: u64,
     pub tunnels: Vec<TunnelStatus>,
     #[serde(default)]
-    pub watches: Vec<crate::daemon::WatchStatus>,
+    pub watches: Vec<WatchStatus>,
+    /// `[[ddns]]` entries and path ends given by name or device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<crate::names::NamesStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packet: Option<crate::packet_status::PacketStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<Box<crate::firewall_status::FirewallStatus>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -80,7 +99,7 @@ pub struct TunnelStatus {
     pub paths: Vec<PathStatus>,
     /// IKE and ESP state of an ipsec tunnel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipsec: Option<crate::daemon::IpsecStatus>,
+    pub ipsec: Option<IpsecStatus>,
     /// Every path's IKE SA, when the tunnel has more than one path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipsec_paths: Option<crate::ipsec_paths::IpsecPaths>,
@@ -169,7 +188,7 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn render_ipsec(out: &mut String, s: &crate::daemon::IpsecStatus) {
+fn render_ipsec(out: &mut String, s: &IpsecStatus) {
     let spis = s
         .ike_spis
         .as_ref()
@@ -312,6 +331,9 @@ pub fn render(status: &GatewayStatus) -> String {
             let _ = writeln!(out, "  drops      {}", drops.join(", "));
         }
     }
+    if let Some(names) = &status.names {
+        crate::names::render(&mut out, names);
+    }
     for w in &status.watches {
         let _ = writeln!(out);
         let rtt = w
@@ -334,6 +356,9 @@ pub fn render(status: &GatewayStatus) -> String {
         );
     }
     crate::packet_status::render(&mut out, status.packet.as_ref());
+    if let Some(firewall) = &status.firewall {
+        out.push_str(&firewall.render());
+    }
     out
 }
 

@@ -1,24 +1,34 @@
-//! The firewall end to end: the ruleset rendered from a config is installed with the real
-//! `nft` on a gateway in network namespaces (with its policy route and rule set up by `ip`),
-//! then probed from outside with nmap and real connections.
+//! The firewall end to end, driven through the daemon: `v6gate run` in the gateway's network
+//! namespace installs the ruleset, policy route and rule of the config, which are then probed
+//! from outside with nmap and real connections, reloaded, confirmed or reverted, broken behind
+//! the daemon's back, crashed and stopped.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use control::Config;
-use control::firewall::routing;
-use control::firewall::ruleset::{FAMILY, TABLE, ruleset};
-use v6gate_lab::firewall::{FirewallLab, Role, addr, dev};
+use control::firewall::ruleset::{FAMILY, TABLE};
+use sys::nft::Installed;
+use v6gate_lab::firewall::{FirewallDaemon, FirewallLab, Role, addr, dev};
+
+const BIN: &str = env!("CARGO_BIN_EXE_v6gate");
+
+/// A sysctl the config sets and the stop restores (the lab's namespaces start with 1).
+const REDIRECTS: &str = "net.ipv4.conf.all.send_redirects";
 
 /// The S2 gateway of the lab, plus an IPsec peer for the underlay rules.
-fn config_text() -> String {
+fn config_text(socket: &Path) -> String {
     format!(
         r#"
+        [gateway]
+        control_socket = "{socket}"
+
         [[tunnel]]
         name = "peer"
         mode = "ipsec"
@@ -85,7 +95,11 @@ fn config_text() -> String {
         proto = ["udp"]
         ports = "4500"
         table = "pppoe"
+
+        [sysctl]
+        "{REDIRECTS}" = "0"
         "#,
+        socket = socket.display(),
         gw = addr::GW_WAN6,
         peer = addr::PEER6,
         wan6 = dev::WAN6,
@@ -98,20 +112,148 @@ fn config_text() -> String {
     )
 }
 
-fn config() -> Config {
-    Config::from_toml_str(&config_text(), "firewall-lab.toml").unwrap_or_else(|e| panic!("{e}"))
+/// The config without the policy rule the port forward's replies need.
+fn without_server_rule(text: &str) -> String {
+    let start = text
+        .find("[[rule]]\n        name = \"server-via-pppoe\"")
+        .expect("the rule");
+    let end = start + text[start..].find("table = \"pppoe\"").expect("its table") + 16;
+    format!("{}{}", &text[..start], &text[end..])
 }
 
-/// `v6gate plan` in the gateway's namespace.
-fn plan(lab: &FirewallLab) -> String {
-    let path = lab.dir().join("gateway.toml");
-    std::fs::write(&path, config_text()).unwrap();
-    let bin = env!("CARGO_BIN_EXE_v6gate");
-    lab.exec_ok(
-        Role::Gateway,
-        &[bin, "plan", "--config", path.to_str().unwrap()],
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+/// A lab with its config written and a daemon ready to start on it.
+struct Gateway {
+    lab: FirewallLab,
+    config: PathBuf,
+    socket: PathBuf,
+}
+
+impl Gateway {
+    fn new() -> Self {
+        assert!(v6gate_lab::is_root(), "needs root for network namespaces");
+        let lab = FirewallLab::new().unwrap_or_else(|e| panic!("{e}"));
+        let socket = lab.dir().join("gw.sock");
+        let config = lab.dir().join("gateway.toml");
+        let gateway = Self {
+            lab,
+            config,
+            socket,
+        };
+        gateway.write(&gateway.text());
+        // Parses as the daemon will read it.
+        Config::from_toml_str(&gateway.text(), "gateway.toml").unwrap_or_else(|e| panic!("{e}"));
+        gateway
+    }
+
+    fn text(&self) -> String {
+        config_text(&self.socket)
+    }
+
+    fn write(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    fn start(&self) -> FirewallDaemon {
+        self.lab
+            .start_daemon(BIN.as_ref(), &self.config, &self.socket)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `v6gate ARGS --socket S` in the gateway: (success, stdout + stderr).
+    fn cli(&self, args: &[&str]) -> (bool, String) {
+        let socket = self.socket.to_string_lossy();
+        let mut full = vec![BIN];
+        full.extend_from_slice(args);
+        full.extend(["--socket", &socket]);
+        let out = self.lab.exec(Role::Gateway, &full).unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// `v6gate plan` of the config file.
+    fn plan(&self) -> String {
+        let path = self.config.to_string_lossy();
+        self.lab
+            .exec_ok(Role::Gateway, &[BIN, "plan", "--config", &path])
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Our table as the kernel holds it now.
+    fn installed(&self) -> Option<Installed> {
+        self.lab
+            .on(Role::Gateway, || sys::nft::installed(FAMILY, TABLE))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Polls (every 20 ms, at most `limit`) until `check` holds; how long it took.
+    fn until(&self, limit: Duration, check: impl Fn(&Self) -> bool) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if check(self) {
+                return Some(start.elapsed());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn sysctl(&self, key: &str) -> String {
+        self.lab
+            .exec_ok(Role::Gateway, &["sysctl", "-n", key])
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// The IPv4 rules at the policy rule's priority.
+    fn policy_rules(&self) -> Vec<String> {
+        self.lab
+            .ip(Role::Gateway, &["-4", "rule", "show", "priority", "1000"])
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn pppoe_routes(&self) -> String {
+        let out = self
+            .lab
+            .exec(
+                Role::Gateway,
+                &["ip", "-4", "route", "show", "table", "300"],
+            )
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The user's own table, v6gate must never touch it.
+    fn add_user_table(&self) -> String {
+        let file = self.lab.dir().join("user.nft");
+        std::fs::write(&file, USER_TABLE).unwrap();
+        self.lab
+            .exec_ok(Role::Gateway, &["nft", "-f", file.to_str().unwrap()])
+            .unwrap();
+        let table = user_table(&self.lab);
+        assert!(table.contains("the user's own"), "{table}");
+        table
+    }
+}
+
+/// A named counter of the daemon's status: (packets, bytes).
+fn counter(daemon: &FirewallDaemon, prefix: &str) -> u64 {
+    let status = daemon.status().unwrap_or_else(|e| panic!("{e}"));
+    status["firewall"]["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+        .map(|c| c["packets"].as_u64().unwrap_or(0))
+        .sum()
 }
 
 /// TCP listeners and UDP echoes in one namespace; each TCP connection is answered with
@@ -303,48 +445,6 @@ fn states(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn policy_routing(lab: &FirewallLab, config: &Config, add: bool) {
-    let verb = if add { "add" } else { "del" };
-    for r in routing::routes(config) {
-        let mut args = vec!["route".to_owned(), verb.to_owned(), r.dst.to_string()];
-        if let Some(via) = r.via {
-            args.extend(["via".into(), via.to_string()]);
-        }
-        if let Some(d) = &r.device {
-            args.extend(["dev".into(), d.clone()]);
-        }
-        args.extend([
-            "table".into(),
-            r.table.to_string(),
-            "metric".into(),
-            r.metric.to_string(),
-        ]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        lab.ip(Role::Gateway, &args).unwrap();
-    }
-    for r in routing::rules(config) {
-        let mut args = vec![
-            if r.ipv4 { "-4" } else { "-6" }.to_owned(),
-            "rule".into(),
-            verb.into(),
-            "priority".into(),
-            r.priority.to_string(),
-        ];
-        if let Some(from) = r.from {
-            args.extend(["from".into(), from.to_string()]);
-        }
-        if let Some(iif) = &r.iif {
-            args.extend(["iif".into(), iif.clone()]);
-        }
-        if let Some(mark) = r.fwmark {
-            args.extend(["fwmark".into(), mark.to_string()]);
-        }
-        args.extend(["lookup".into(), r.table.to_string()]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        lab.ip(Role::Gateway, &args).unwrap();
-    }
-}
-
 const USER_TABLE: &str = "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority 10; policy accept;\n\t\tcounter comment \"the user's own\"\n\t}\n}\n";
 
 fn user_table(lab: &FirewallLab) -> String {
@@ -355,21 +455,15 @@ fn user_table(lab: &FirewallLab) -> String {
 
 #[test]
 fn gateway_firewall_end_to_end() {
-    assert!(v6gate_lab::is_root(), "needs root for network namespaces");
-    let config = config();
-    let lab = FirewallLab::new().unwrap_or_else(|e| panic!("{e}"));
+    let gw = Gateway::new();
+    let lab = &gw.lab;
     let started = Instant::now();
+    let user_before = gw.add_user_table();
+    let redirects_before = gw.sysctl(REDIRECTS);
+    assert_eq!(redirects_before, "1", "the lab's starting value");
 
-    // A user's own table, which v6gate must never touch.
-    let file = lab.dir().join("user.nft");
-    std::fs::write(&file, USER_TABLE).unwrap();
-    lab.exec_ok(Role::Gateway, &["nft", "-f", file.to_str().unwrap()])
-        .unwrap();
-    let user_before = user_table(&lab);
-    assert!(user_before.contains("the user's own"), "{user_before}");
-
-    // Before anything is installed, plan shows it all as to be added.
-    let before = plan(&lab);
+    // Before the daemon runs, plan shows it all as to be added.
+    let before = gw.plan();
     for line in [
         "# ruleset: not installed; would be:",
         "table inet v6gate {",
@@ -379,27 +473,15 @@ fn gateway_firewall_end_to_end() {
         assert!(before.contains(line), "{line:?} not in plan:\n{before}");
     }
 
-    let r = ruleset(&config, |_, _| Some(dev::WAN6.to_owned())).expect("a firewall");
-    let (table, content) = (r.table.clone(), r.content.clone());
-    let installed = lab
-        .on(Role::Gateway, move || {
-            sys::nft::replace_table(&table, &content)?;
-            // Applying the same ruleset again is a replacement, not a duplicate.
-            sys::nft::replace_table(&table, &content)?;
-            sys::nft::installed(FAMILY, TABLE)
-        })
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .expect("table installed");
+    let daemon = gw.start();
     assert_eq!(
-        user_table(&lab),
+        user_table(lab),
         user_before,
-        "the user's table changed on apply"
+        "the user's table changed at start"
     );
-    policy_routing(&lab, &config, true);
-    // Now plan finds all of it in place (the peer's underlay device comes from the host's
-    // routes, as the test gave it).
-    let after = plan(&lab);
+    assert_eq!(gw.sysctl(REDIRECTS), "0");
+    // Now plan finds all of it in place, the tunnel's underlay device included.
+    let after = gw.plan();
     for line in [
         "# ruleset: installed, unchanged",
         "= 0.0.0.0/0 via 198.18.1.254 dev ppp0 table 300 metric 10",
@@ -408,26 +490,21 @@ fn gateway_firewall_end_to_end() {
         assert!(after.contains(line), "{line:?} not in plan:\n{after}");
     }
 
-    let _gw = Services::start(
-        &lab,
-        Role::Gateway,
-        &[any(22), any(80), any(443)],
-        &[any(500), any(4500)],
-    );
+    let _gw_services = Services::start(lab, Role::Gateway, &[any(22), any(80), any(443)], &[]);
     let _srv = Services::start(
-        &lab,
+        lab,
         Role::Server,
         &[any(22), any(80), any(443)],
         &[any(443), any(444)],
     );
     let _cli = Services::start(
-        &lab,
+        lab,
         Role::Client,
         &[any(22), any(80), any(443)],
         &[any(443), any(444)],
     );
     let far_side = Services::start(
-        &lab,
+        lab,
         Role::Internet,
         &[SocketAddr::new(ip(addr::INTERNET4), 80)],
         &[
@@ -443,17 +520,17 @@ fn gateway_firewall_end_to_end() {
         ("443/tcp", "filtered"),
     ]);
     assert_eq!(
-        nmap(&lab, addr::GW_WAN6, "22,80,443", false),
+        nmap(lab, addr::GW_WAN6, "22,80,443", false),
         only_ssh,
         "gateway over IPv6"
     );
     assert_eq!(
-        nmap(&lab, addr::GW_MAP4, "22,80,443", false),
+        nmap(lab, addr::GW_MAP4, "22,80,443", false),
         only_ssh,
         "gateway over map0"
     );
     assert_eq!(
-        nmap(&lab, addr::GW_PPP4, "22,80,8443", false),
+        nmap(lab, addr::GW_PPP4, "22,80,8443", false),
         states(&[
             ("22/tcp", "open"),
             ("80/tcp", "filtered"),
@@ -465,7 +542,7 @@ fn gateway_firewall_end_to_end() {
     // The pinhole: 443 over TCP and UDP on the server's GUA and nothing else; the server
     // listens on all of these, so "filtered" is the firewall's doing.
     assert_eq!(
-        nmap(&lab, addr::SERVER6, "T:22,80,443,U:443,444", true),
+        nmap(lab, addr::SERVER6, "T:22,80,443,U:443,444", true),
         states(&[
             ("22/tcp", "filtered"),
             ("80/tcp", "filtered"),
@@ -477,7 +554,7 @@ fn gateway_firewall_end_to_end() {
     );
     // Another LAN host listening on the same ports shows nothing.
     assert_eq!(
-        nmap(&lab, addr::CLIENT6, "T:22,80,443,U:443,444", true),
+        nmap(lab, addr::CLIENT6, "T:22,80,443,U:443,444", true),
         states(&[
             ("22/tcp", "filtered"),
             ("80/tcp", "filtered"),
@@ -490,7 +567,7 @@ fn gateway_firewall_end_to_end() {
 
     // IPv4 from the LAN leaves masqueraded: the far side sees the uplink's address.
     let answer = fetch(
-        &lab,
+        lab,
         Role::Client,
         None,
         SocketAddr::new(ip(addr::INTERNET4), 80),
@@ -509,7 +586,7 @@ fn gateway_firewall_end_to_end() {
     for role in [Role::Gateway, Role::Client] {
         for port in [4500, 4501] {
             udp_send(
-                &lab,
+                lab,
                 role,
                 "0.0.0.0",
                 SocketAddr::new(ip(addr::INTERNET4), port),
@@ -524,8 +601,7 @@ fn gateway_firewall_end_to_end() {
             by_port.entry(port).or_default().push(peer.ip());
         }
     }
-    let ppp = ip(addr::GW_PPP4);
-    let map = ip(addr::GW_MAP4);
+    let (ppp, map) = (ip(addr::GW_PPP4), ip(addr::GW_MAP4));
     assert_eq!(
         by_port.get("4500/udp").map(Vec::len),
         Some(6),
@@ -539,19 +615,36 @@ fn gateway_firewall_end_to_end() {
     );
     assert!(by_port["4501/udp"].iter().all(|a| *a == map), "{by_port:?}");
 
-    // The port forward on the PPPoE address reaches the server, and only works because the
-    // server's replies leave by table pppoe: the internet drops sources from the wrong link.
+    // The port forward on the PPPoE address reaches the server, and works only because the
+    // server's replies leave by table pppoe while the main default route points to map0: the
+    // internet drops sources from the wrong link. A reload without the rule shows it.
     let forward = SocketAddr::new(ip(addr::GW_PPP4), 443);
-    let answer = fetch(&lab, Role::Internet, Some(addr::INTERNET4), forward).unwrap();
+    let answer = fetch(lab, Role::Internet, Some(addr::INTERNET4), forward).unwrap();
     assert_eq!(answer, format!("Server {}", addr::INTERNET4));
-    policy_routing(&lab, &config, false);
-    let without_rule = fetch(&lab, Role::Internet, Some(addr::INTERNET4), forward);
+    gw.write(&without_server_rule(&gw.text()));
+    let (ok, summary) = gw.cli(&["reload"]);
+    assert!(ok, "{summary}");
+    assert!(
+        summary.contains("-ipv4 rule priority 1000 from 198.51.100.5/32 iif br0 table 300"),
+        "{summary}"
+    );
+    let without_rule = fetch(lab, Role::Internet, Some(addr::INTERNET4), forward);
     assert!(
         without_rule.is_err(),
         "replies took the main table and still arrived: {without_rule:?}"
     );
-    policy_routing(&lab, &config, true);
-    assert!(fetch(&lab, Role::Internet, Some(addr::INTERNET4), forward).is_ok());
+    gw.write(&gw.text());
+    let (ok, summary) = gw.cli(&["reload"]);
+    assert!(
+        ok && summary.contains("+ipv4 rule priority 1000"),
+        "{summary}"
+    );
+    assert!(fetch(lab, Role::Internet, Some(addr::INTERNET4), forward).is_ok());
+    assert_eq!(
+        user_table(lab),
+        user_before,
+        "the user's table changed on reload"
+    );
 
     // A Packet Too Big from the router beyond the gateway reaches the LAN host, which then
     // knows the path MTU.
@@ -579,64 +672,207 @@ fn gateway_firewall_end_to_end() {
         .unwrap();
     assert!(route.contains("mtu 1280"), "no PMTU learnt: {route}");
 
-    // IKE from the configured peer passes; from another address of the same router not.
+    // IKE from the configured peer passes the tunnel's own rule; from another address of the
+    // same router it meets the input policy.
+    let (tunnel_before, policy_before) = (
+        counter(&daemon, "tunnel peer"),
+        counter(&daemon, "input policy"),
+    );
     for port in [500, 4500] {
         let dst = SocketAddr::new(ip(addr::GW_WAN6), port);
-        udp_send(&lab, Role::Internet, addr::PEER6, dst, b"from the peer");
+        udp_send(lab, Role::Internet, addr::PEER6, dst, b"from the peer");
+    }
+    let tunnel_after = counter(&daemon, "tunnel peer");
+    assert!(
+        tunnel_after >= tunnel_before + 6,
+        "peer's IKE: {tunnel_before} -> {tunnel_after}"
+    );
+    for port in [500, 4500] {
+        let dst = SocketAddr::new(ip(addr::GW_WAN6), port);
         udp_send(
-            &lab,
+            lab,
             Role::Internet,
             addr::STRANGER6,
             dst,
             b"from a stranger",
         );
     }
-    thread::sleep(Duration::from_millis(300));
-    let ike: Vec<IpAddr> = _gw
-        .seen()
-        .iter()
-        .filter(|(p, _)| p.ends_with("udp"))
-        .map(|(_, a)| a.ip())
-        .collect();
-    assert!(
-        ike.contains(&ip(addr::PEER6)),
-        "peer's IKE dropped: {ike:?}"
+    assert_eq!(
+        counter(&daemon, "tunnel peer"),
+        tunnel_after,
+        "a stranger's IKE was accepted"
     );
+    assert!(counter(&daemon, "input policy") >= policy_before + 6);
+
+    // Status names the zones and counts what passed the pinhole, the port forward and the
+    // zone forwards.
+    let status = daemon.status().unwrap();
+    let firewall = &status["firewall"];
+    assert_eq!(firewall["table"], "installed", "{firewall}");
+    assert_eq!(firewall["zones"][2]["name"], "lan");
     assert!(
-        !ike.contains(&ip(addr::STRANGER6)),
-        "stranger's IKE accepted: {ike:?}"
+        firewall["zones"][2]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d == "v6g-peer"),
+        "{firewall}"
+    );
+    for name in [
+        "allow server-https",
+        "port_forward https-v4",
+        "forward lan to wan",
+        "forward policy",
+    ] {
+        assert!(
+            counter(&daemon, name) > 0,
+            "{name} never counted: {firewall}"
+        );
+    }
+    assert!(
+        firewall["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "ipv4 rule priority 1000 from 198.51.100.5/32 iif br0 table 300"),
+        "{firewall}"
+    );
+    let (_, text) = gw.cli(&["status"]);
+    assert!(
+        text.contains("firewall: table inet v6gate installed; input drop, forward drop"),
+        "{text}"
     );
 
-    // Someone else's change to our table is seen as drift; the user's table survives delete.
-    let drift = lab
-        .on(Role::Gateway, move || {
-            let now = sys::nft::installed(FAMILY, TABLE)?;
-            let unchanged = now.as_ref() == Some(&installed);
-            std::process::Command::new("nft")
-                .args(["add", "rule", "inet", TABLE, "input", "accept"])
-                .status()
-                .expect("nft");
-            let changed = sys::nft::installed(FAMILY, TABLE)?;
-            sys::nft::delete_table(FAMILY, TABLE)?;
-            sys::nft::delete_table(FAMILY, TABLE)?;
-            let gone = sys::nft::installed(FAMILY, TABLE)?;
-            Ok::<_, sys::nft::NftError>((
-                unchanged,
-                changed.as_ref() != Some(&installed),
-                gone.is_none(),
-            ))
-        })
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        drift,
-        (true, true, true),
-        "(read back unchanged, drift seen, deleted)"
+    // What someone else removes or adds behind the daemon's back is put back.
+    let whole = gw.installed().expect("installed");
+    lab.exec_ok(
+        Role::Gateway,
+        &["nft", "add", "rule", "inet", TABLE, "input", "accept"],
+    )
+    .unwrap();
+    let added = gw.until(Duration::from_secs(3), |g| {
+        g.installed().as_ref() == Some(&whole)
+    });
+    assert!(added.is_some(), "an added rule stayed:\n{}", daemon.log());
+    lab.exec_ok(Role::Gateway, &["nft", "delete", "table", "inet", TABLE])
+        .unwrap();
+    let deleted = gw.until(Duration::from_secs(3), |g| {
+        g.installed().as_ref() == Some(&whole)
+    });
+    assert!(deleted.is_some(), "a deleted table stayed gone");
+    lab.ip(Role::Gateway, &["-4", "rule", "del", "priority", "1000"])
+        .unwrap();
+    let rule = gw.until(Duration::from_secs(3), |g| g.policy_rules().len() == 1);
+    assert!(rule.is_some(), "a deleted rule stayed gone");
+    eprintln!(
+        "repaired: an added nft rule in {added:?}, a deleted table in {deleted:?}, a deleted \
+         ip rule in {rule:?}"
     );
+
+    // A clean stop takes it all off and restores the sysctl; the user's table stays.
+    daemon.stop().unwrap_or_else(|e| panic!("{e}"));
+    assert!(gw.installed().is_none(), "table left after stop");
+    assert_eq!(gw.pppoe_routes(), "", "routes left after stop");
+    assert!(gw.policy_rules().is_empty(), "{:?}", gw.policy_rules());
+    assert_eq!(gw.sysctl(REDIRECTS), redirects_before);
     assert_eq!(
-        user_table(&lab),
+        user_table(lab),
         user_before,
-        "the user's table changed on delete"
+        "the user's table changed at stop"
     );
     eprintln!("firewall end to end: {} ms", started.elapsed().as_millis());
+}
+
+#[test]
+fn confirm_reverts_in_time_and_a_crash_is_reconciled() {
+    const TRIAL: Duration = Duration::from_secs(2);
+    let gw = Gateway::new();
+    let lab = &gw.lab;
+    let user_before = gw.add_user_table();
+    let daemon = gw.start();
+    let first = gw.installed().expect("installed at start");
+    let _ssh = Services::start(lab, Role::Gateway, &[any(22)], &[]);
+    let ssh = SocketAddr::new(ip(addr::GW_WAN6), 22);
+
+    // An invalid config changes nothing.
+    gw.write(&gw.text().replace("input = \"drop\"", "input = \"maybe\""));
+    let (ok, text) = gw.cli(&["reload", "--confirm", "2s"]);
+    assert!(!ok && text.contains("input"), "{text}");
+    assert_eq!(gw.installed().as_ref(), Some(&first));
+
+    // On trial: applied, named, shown as pending, then reverted without `confirm`.
+    let trial = gw.text().replace(
+        "management = [\"tcp/22\"]",
+        "management = [\"tcp/22\", \"tcp/2222\"]",
+    );
+    gw.write(&trial);
+    let (ok, text) = gw.cli(&["reload", "--confirm", "2s"]);
+    let applied = Instant::now();
+    assert!(ok, "{text}");
+    assert!(text.contains("+input: management tcp/2222"), "{text}");
+    let second = gw.installed().expect("installed");
+    assert_ne!(second, first);
+    let pending = daemon.status().unwrap()["firewall"]["revert_in_secs"].clone();
+    assert!(pending.as_u64().is_some_and(|s| s <= 2), "{pending}");
+    // The management port stays open while the change waits.
+    assert!(fetch(lab, Role::Internet, None, ssh).is_ok());
+    let reverted = gw
+        .until(TRIAL + Duration::from_secs(3), |g| {
+            g.installed().as_ref() == Some(&first)
+        })
+        .map(|_| applied.elapsed());
+    eprintln!("reload --confirm {TRIAL:?} reverted after {reverted:?}");
+    let reverted = reverted.unwrap_or_else(|| {
+        panic!(
+            "never reverted:\n{}\nfirst {}\nnow {}",
+            daemon.log(),
+            first.fingerprint(),
+            gw.installed().unwrap().fingerprint()
+        )
+    });
+    assert!(
+        reverted >= TRIAL - Duration::from_millis(200)
+            && reverted <= TRIAL + Duration::from_secs(1),
+        "reverted after {reverted:?}"
+    );
+    assert!(daemon.status().unwrap()["firewall"]["revert_in_secs"].is_null());
+    assert!(fetch(lab, Role::Internet, None, ssh).is_ok());
+
+    // Confirmed in time, it stays.
+    let (ok, text) = gw.cli(&["reload", "--confirm", "2s"]);
+    assert!(ok, "{text}");
+    let (ok, text) = gw.cli(&["confirm"]);
+    assert!(ok && text.contains("confirmed"), "{text}");
+    thread::sleep(TRIAL + Duration::from_millis(300));
+    assert_eq!(gw.installed().as_ref(), Some(&second));
+    let (ok, text) = gw.cli(&["confirm"]);
+    assert!(!ok && text.contains("nothing to confirm"), "{text}");
+
+    // A crash leaves everything in place; the next start takes it over without doubling it,
+    // and its stop restores the sysctl to what it was before the crashed run.
+    let log = daemon.kill().unwrap();
+    assert!(!log.contains("stopped;"), "{log}");
+    assert_eq!(gw.installed().as_ref(), Some(&second));
+    assert_eq!(gw.policy_rules().len(), 1);
+    assert_eq!(gw.sysctl(REDIRECTS), "0");
+    let daemon = gw.start();
+    assert!(
+        daemon.log().contains("did not stop cleanly"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(gw.installed().as_ref(), Some(&second));
+    assert_eq!(gw.policy_rules().len(), 1, "{:?}", gw.policy_rules());
+    assert_eq!(
+        gw.pppoe_routes().lines().count(),
+        1,
+        "{}",
+        gw.pppoe_routes()
+    );
+    daemon.stop().unwrap_or_else(|e| panic!("{e}"));
+    assert!(gw.installed().is_none());
+    assert!(gw.policy_rules().is_empty());
+    assert_eq!(gw.pppoe_routes(), "");
+    assert_eq!(gw.sysctl(REDIRECTS), "1");
+    assert_eq!(user_table(lab), user_before, "the user's table changed");
 }

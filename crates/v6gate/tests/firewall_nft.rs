@@ -177,7 +177,7 @@ fn nft_names_the_numbers_as_the_rfcs_do() {
         "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept",
         "icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report } ip6 saddr fe80::/10 accept",
         "icmp type destination-unreachable icmp code frag-needed accept",
-        "meta l4proto { ipencap, ipv6 } accept",
+        "meta l4proto { ipencap, ipv6 } counter packets 0 bytes 0 accept",
         "tcp dport { 22, 2222 } accept",
         "meta l4proto { ipencap, ipv6, gre }",
         "fib daddr type local meta nfproto ipv6 tcp dport 8443 dnat ip6 to [2001:db8:1::5]:443",

@@ -102,18 +102,3 @@ pub(crate) struct Sections {
     /// tunnel is not also reported as naming an unknown one.
     pub tunnel_names: Vec<String>,
 }
-
-impl Sections {
-    pub(crate) fn take(file: &mut crate::file::FileConfig) -> Self {
-        Self {
-            firewall: file.firewall.take(),
-            zone: std::mem::take(&mut file.zone),
-            allow: std::mem::take(&mut file.allow),
-            port_forward: std::mem::take(&mut file.port_forward),
-            table: std::mem::take(&mut file.table),
-            rule: std::mem::take(&mut file.rule),
-            sysctl: file.sysctl.take(),
-            tunnel_names: file.tunnel.iter().map(|t| t.name.clone()).collect(),
-        }
-    }
-}

@@ -66,6 +66,34 @@ pub struct Ruleset {
     pub content: Vec<NfListObject<'static>>,
 }
 
+impl Ruleset {
+    /// Each rule as (`chain: name`, its JSON), in order; `name` is the rule's comment.
+    pub fn named_rules(&self) -> Vec<(String, String)> {
+        self.content
+            .iter()
+            .filter_map(|o| match o {
+                NfListObject::Rule(rule) => Some((
+                    format!(
+                        "{}: {}",
+                        rule.chain,
+                        rule.comment.as_deref().unwrap_or("(unnamed rule)")
+                    ),
+                    serde_json::to_string(rule).unwrap_or_default(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Number of rules in the table.
+    pub fn rule_count(&self) -> usize {
+        self.content
+            .iter()
+            .filter(|o| matches!(o, NfListObject::Rule(_)))
+            .count()
+    }
+}
+
 /// The ruleset `config` means, or `None` without a `[firewall]` table. `underlay(tunnel, path)`
 /// names the device a path's peer is reached through, when the host knows it; the tunnel's
 /// underlay is then accepted on that device only, else from its peer on any.
@@ -299,6 +327,8 @@ impl Builder {
                     payload("udp", "dport"),
                     one_or_set(IKE_PORTS.map(number).to_vec()),
                 ));
+                // Counted, so `status` shows whether the peer's packets arrive at all.
+                ike.push(counter());
                 ike.push(accept());
                 self.rule(chain, ike, comment.clone());
                 vec![PROTO_ESP]
@@ -309,6 +339,7 @@ impl Builder {
             meta(MetaKey::L4proto),
             one_or_set(carried.into_iter().map(number).collect()),
         ));
+        rule.push(counter());
         rule.push(accept());
         self.rule(chain, rule, comment);
     }

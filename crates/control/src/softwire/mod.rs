@@ -15,8 +15,9 @@ mod tests;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use dataplane::MssClamp;
+
 use crate::mape::{Rule, RuleSet};
-use crate::model::MssClamp;
 
 pub(crate) use check::{across, check, foreign_keys, is_softwire_mode};
 pub use lower::{Facts, LowerError, Lowered, lower};

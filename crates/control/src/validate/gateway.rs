@@ -1,5 +1,6 @@
 //! `[gateway]`, and the routing tables any section may name.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use toml::Value;
@@ -7,10 +8,14 @@ use toml::Value;
 use crate::file::{FileGateway, Int};
 use crate::model::{
     DEFAULT_CONTROL_SOCKET, DEFAULT_MAX_CONFIG_SIZE, DEFAULT_PIN_RULE_PRIORITY, DEFAULT_PIN_TABLE,
-    DEFAULT_ROUTE_METRIC, Gateway, MAIN_TABLE, MAX_CONFIG_SIZE, MIN_MAX_CONFIG_SIZE,
+    DEFAULT_ROUTE_METRIC, DEFAULT_STATE_DIR, Gateway, MAIN_TABLE, MAX_CONFIG_SIZE,
+    MIN_MAX_CONFIG_SIZE,
 };
 
 use super::*;
+
+/// Most `gateway.resolvers`: each is asked in turn, so more only delays an answer.
+const MAX_RESOLVERS: usize = 4;
 
 impl Checker {
     pub(super) fn gateway(&mut self, file: FileGateway) -> Gateway {
@@ -46,6 +51,8 @@ impl Checker {
             .and_then(|Int(m)| self.int_in("gateway.route_metric", m, 0, u32::MAX.into()))
             .map_or(DEFAULT_ROUTE_METRIC, |m| m as u32);
         let max_config_size = self.max_config_size(file.max_config_size);
+        let state_dir = self.state_dir(file.state_dir);
+        let resolvers = self.resolvers(file.resolvers.unwrap_or_default());
         Gateway {
             control_socket,
             pin_table,
@@ -54,7 +61,57 @@ impl Checker {
             ipv6_forwarding: file.ipv6_forwarding,
             route_metric,
             max_config_size,
+            state_dir,
+            resolvers,
         }
+    }
+
+    /// `state_dir`: absolute, so that the working directory cannot choose where root writes.
+    fn state_dir(&mut self, value: Option<String>) -> PathBuf {
+        match value {
+            Some(path) if path.starts_with('/') && !path.contains('\0') => PathBuf::from(path),
+            Some(path) => {
+                self.error(
+                    "gateway.state_dir",
+                    format!("expected an absolute path, found {path:?}"),
+                );
+                PathBuf::from(DEFAULT_STATE_DIR)
+            }
+            None => PathBuf::from(DEFAULT_STATE_DIR),
+        }
+    }
+
+    /// `resolvers`: `"2001:db8::53"` (port 53) or `"[2001:db8::53]:5353"`, at most a few.
+    fn resolvers(&mut self, list: Vec<String>) -> Vec<SocketAddr> {
+        if list.len() > MAX_RESOLVERS {
+            self.error(
+                "gateway.resolvers",
+                format!(
+                    "lists {} name servers; at most {MAX_RESOLVERS} are asked",
+                    list.len()
+                ),
+            );
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (i, text) in list.iter().enumerate() {
+            let parsed = text
+                .parse::<SocketAddr>()
+                .ok()
+                .or_else(|| text.parse::<IpAddr>().ok().map(|a| SocketAddr::new(a, 53)));
+            match parsed {
+                Some(addr) if !addr.ip().is_unspecified() && addr.port() != 0 => out.push(addr),
+                _ => self.error(
+                    format!("gateway.resolvers[{i}]"),
+                    format!(
+                        "expected a name server's address, optionally with a port \
+                         (\"2001:db8::53\", \"[2001:db8::53]:53\", \"198.51.100.53:53\"), \
+                         found {text:?}"
+                    ),
+                ),
+            }
+        }
+        out
     }
 
     /// `max_config_size`, which this very file must also keep to.

@@ -146,7 +146,7 @@ impl Checker {
     }
 
     fn config(&mut self, mut file: FileConfig) -> Config {
-        let sections = crate::firewall::Sections::take(&mut file);
+        let sections = file.take_firewall();
         let gateway = self.gateway(file.gateway);
         let mut tunnels: Vec<(usize, Tunnel)> = Vec::new();
         let mut softwires = Vec::new();

@@ -11,6 +11,7 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
+use rtnetlink::packet_core::DefaultNla;
 
 use super::{Family, Route, RouteKind, RouteLookup, Rule, TABLE_COMPAT};
 use crate::error::SysError;
@@ -221,6 +222,9 @@ pub(super) fn parse_address(message: &AddressMessage) -> Option<IpNet> {
     IpNet::new(local.or(address)?, message.header.prefix_len).ok()
 }
 
+/// `FRA_IIFNAME` of `linux/fib_rules.h`.
+const FRA_IIFNAME: u16 = 3;
+
 pub(super) fn rule_message(rule: &Rule) -> RuleMessage {
     let mut message = RuleMessage::default();
     let header = &mut message.header;
@@ -245,6 +249,25 @@ pub(super) fn rule_message(rule: &Rule) -> RuleMessage {
     if let Some(len) = rule.suppress_prefixlen {
         attributes.push(RuleAttribute::SuppressPrefixLen(len));
     }
+    if let Some(from) = rule.from {
+        message.header.src_len = from.prefix_len();
+        message.attributes.push(RuleAttribute::Source(from.addr()));
+    }
+    if let Some(to) = rule.to {
+        message.header.dst_len = to.prefix_len();
+        message
+            .attributes
+            .push(RuleAttribute::Destination(to.addr()));
+    }
+    if let Some(iif) = &rule.iif {
+        // The crate's `Iifname` leaves the terminating NUL the kernel expects unwritten (junk
+        // in a reused buffer would become part of the name), so it is spelled out here.
+        let mut name = iif.as_bytes().to_vec();
+        name.push(0);
+        message
+            .attributes
+            .push(RuleAttribute::Other(DefaultNla::new(FRA_IIFNAME, name)));
+    }
     message
 }
 
@@ -261,6 +284,9 @@ pub(super) fn parse_rule(message: &RuleMessage) -> Option<Rule> {
         fwmask: None,
         invert: header.flags.contains(RuleFlags::Invert),
         suppress_prefixlen: None,
+        from: None,
+        to: None,
+        iif: None,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -272,6 +298,11 @@ pub(super) fn parse_rule(message: &RuleMessage) -> Option<Rule> {
             RuleAttribute::SuppressPrefixLen(len) if *len != u32::MAX => {
                 rule.suppress_prefixlen = Some(*len);
             }
+            RuleAttribute::Source(addr) => rule.from = IpNet::new(*addr, header.src_len).ok(),
+            RuleAttribute::Destination(addr) => {
+                rule.to = IpNet::new(*addr, header.dst_len).ok();
+            }
+            RuleAttribute::Iifname(name) => rule.iif = Some(name.clone()),
             _ => {}
         }
     }

@@ -220,6 +220,29 @@ pub struct Rule {
     /// `suppress_prefixlength N`: ignore matches with a prefix of N bits or less (wg-quick's
     /// "use main, but not its default route").
     pub suppress_prefixlen: Option<u32>,
+    /// Source and destination selectors (`from`, `to`), of the rule's family.
+    pub from: Option<IpNet>,
+    pub to: Option<IpNet>,
+    /// Incoming interface by name (`iif`), so the rule stands before the device exists.
+    pub iif: Option<String>,
+}
+
+impl Rule {
+    /// A rule of `family` at `priority` that looks up `table` and selects everything.
+    pub fn lookup(family: Family, priority: u32, table: u32) -> Self {
+        Self {
+            family,
+            priority,
+            table,
+            fwmark: None,
+            fwmask: None,
+            invert: false,
+            suppress_prefixlen: None,
+            from: None,
+            to: None,
+            iif: None,
+        }
+    }
 }
 
 impl fmt::Display for Rule {
@@ -227,6 +250,15 @@ impl fmt::Display for Rule {
         write!(f, "{} rule priority {}", self.family, self.priority)?;
         if self.invert {
             f.write_str(" not")?;
+        }
+        if let Some(from) = self.from {
+            write!(f, " from {from}")?;
+        }
+        if let Some(to) = self.to {
+            write!(f, " to {to}")?;
+        }
+        if let Some(iif) = &self.iif {
+            write!(f, " iif {iif}")?;
         }
         if let Some(mark) = self.fwmark {
             write!(f, " fwmark {mark:#x}")?;
@@ -563,7 +595,7 @@ impl Netlink {
     }
 
     /// All "look up table N" rules of `family`. Rules with other actions (goto, blackhole, ...)
-    /// are left out, and selectors this type does not model (from, iif, ...) are not reported.
+    /// are left out, and selectors this type does not model (oif, uid range, ...) are not reported.
     pub async fn rules(&self, family: Family) -> Result<Vec<Rule>> {
         let mut request = RuleMessage::default();
         request.header.family = family.address_family();
@@ -718,6 +750,20 @@ pub fn watch_changes() -> Result<mpsc::Receiver<Change>> {
     let socket = watch::open().map_err(|io| SysError::netlink("subscribe to changes", io))?;
     let (sender, receiver) = mpsc::channel(CHANGE_QUEUE);
     runtime.spawn(watch::run(socket, sender));
+    Ok(receiver)
+}
+
+/// Subscribes to nftables notifications (NFNLGRP_NFTABLES) in the calling thread's network
+/// namespace: one `()` per datagram of changes to any table, so the caller can read back the
+/// tables it owns. The task ends when the receiver is dropped.
+pub fn watch_nftables() -> Result<mpsc::Receiver<()>> {
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|e| SysError::netlink("start nftables notifications", io::Error::other(e)))?;
+    let socket =
+        watch::open_nftables().map_err(|io| SysError::netlink("subscribe to nftables", io))?;
+    // One pending wake-up is enough: the reader looks at the whole table.
+    let (sender, receiver) = mpsc::channel(1);
+    runtime.spawn(watch::run_nftables(socket, sender));
     Ok(receiver)
 }
 

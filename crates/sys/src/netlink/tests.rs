@@ -81,16 +81,32 @@ fn any_rule() -> impl Strategy<Value = Rule> {
         proptest::option::of(1..u32::MAX),
         any::<bool>(),
         proptest::option::of(0..=128u32),
+        (
+            proptest::option::of(any_net()),
+            proptest::option::of(any_net()),
+            proptest::option::of("[a-z][a-z0-9]{0,14}"),
+        ),
     )
         .prop_map(
-            |(v6, priority, table, fwmark, fwmask, invert, suppress_prefixlen)| Rule {
-                family: if v6 { Family::V6 } else { Family::V4 },
-                priority,
-                table,
-                fwmark,
-                fwmask,
-                invert,
-                suppress_prefixlen,
+            |(v6, priority, table, fwmark, fwmask, invert, suppress_prefixlen, (from, to, iif))| {
+                let family = if v6 { Family::V6 } else { Family::V4 };
+                // Selectors are of the rule's family, as the kernel insists.
+                let of_family = |net: Option<IpNet>| {
+                    net.filter(|n| Family::of(n.addr()) == family)
+                        .map(|n| n.trunc())
+                };
+                Rule {
+                    family,
+                    priority,
+                    table,
+                    fwmark,
+                    fwmask,
+                    invert,
+                    suppress_prefixlen,
+                    from: of_family(from),
+                    to: of_family(to),
+                    iif,
+                }
             },
         )
 }
@@ -168,13 +184,8 @@ fn route_message_carries_table_beyond_one_byte() {
 #[test]
 fn rule_normalises_kernel_defaults() {
     let mut message = rule_message(&Rule {
-        family: Family::V4,
-        priority: 5,
-        table: 7,
         fwmark: Some(1),
-        fwmask: None,
-        invert: false,
-        suppress_prefixlen: None,
+        ..Rule::lookup(Family::V4, 5, 7)
     });
     // What the kernel reports for "fwmark 1" and "no suppression".
     message.attributes.push(RuleAttribute::FwMask(u32::MAX));

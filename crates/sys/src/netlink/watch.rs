@@ -43,6 +43,48 @@ pub(super) fn open() -> io::Result<AsyncFd<Socket>> {
     Ok(unsafe { AsyncFd::register(socket) }?)
 }
 
+/// Legacy bind mask of NFNLGRP_NFTABLES (7).
+const NFTABLES_GROUP: u32 = 1 << (7 - 1);
+
+pub(super) fn open_nftables() -> io::Result<AsyncFd<Socket>> {
+    let mut socket = Socket::new(rtnetlink::sys::protocols::NETLINK_NETFILTER)?;
+    socket.bind(&SocketAddr::new(0, NFTABLES_GROUP))?;
+    socket.set_non_blocking(true)?;
+    // SAFETY: as in `open`: the socket outlives its registration.
+    Ok(unsafe { AsyncFd::register(socket) }?)
+}
+
+pub(super) async fn run_nftables(socket: AsyncFd<Socket>, sender: mpsc::Sender<()>) {
+    let mut buffer = Vec::with_capacity(DATAGRAM);
+    loop {
+        let received = tokio::select! {
+            () = sender.closed() => return,
+            ready = socket.readable() => {
+                let Ok(mut guard) = ready else { return };
+                buffer.clear();
+                match guard.try_io(|socket| socket.get_ref().recv(&mut buffer, 0)) {
+                    Ok(result) => result,
+                    Err(_would_block) => continue,
+                }
+            }
+        };
+        match received {
+            // A lost notification (ENOBUFS) is a change too: look again.
+            Ok(_) => {}
+            Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                tracing::warn!("nftables change notifications stopped: {error}");
+                return;
+            }
+        }
+        // Full means a wake-up is already pending, which covers this change.
+        if let Err(mpsc::error::TrySendError::Closed(())) = sender.try_send(()) {
+            return;
+        }
+    }
+}
+
 pub(super) async fn run(socket: AsyncFd<Socket>, sender: mpsc::Sender<Change>) {
     let mut buffer = Vec::with_capacity(DATAGRAM);
     loop {

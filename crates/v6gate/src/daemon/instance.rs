@@ -82,9 +82,10 @@ pub(super) fn accept(config: &Config) -> Accept {
     for w in &config.watches {
         route_tables.push(w.route.table);
     }
+    route_tables.extend(super::firewall::policy_tables(config));
     route_tables.sort_unstable();
     route_tables.dedup();
-    let rules = [Family::V4, Family::V6]
+    let mut rules: Vec<sys::netlink::Rule> = [Family::V4, Family::V6]
         .into_iter()
         .map(|family| sys::netlink::Rule {
             family,
@@ -94,8 +95,12 @@ pub(super) fn accept(config: &Config) -> Accept {
             fwmask: None,
             invert: true,
             suppress_prefixlen: None,
+            from: None,
+            to: None,
+            iif: None,
         })
         .collect();
+    rules.extend(super::firewall::policy_rules(config));
     let sysctl_keys = gateway_objects(config)
         .into_iter()
         .filter_map(|o| match o {
@@ -108,5 +113,6 @@ pub(super) fn accept(config: &Config) -> Accept {
         route_tables,
         route_protocol: ROUTE_PROTOCOL,
         rules,
+        keep_table: config.firewall.is_some(),
     }
 }

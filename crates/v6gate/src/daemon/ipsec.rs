@@ -31,12 +31,12 @@ use anyhow::{Context, anyhow, bail};
 use dataplane::esp::OutboundSa;
 use ike::{ChildSaInfo, DownReason, Event, Peer, Reinitiation};
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::packet::{SaChange, SaCommand, SaInbox};
+use super::packet::{Datagram, SaChange, SaCommand, SaInbox, UnknownSpi};
+use crate::status::{ChildStatus, IpsecStatus};
 
 /// IKE's port (RFC 7296 §2).
 pub const IKE_PORT: u16 = 500;
@@ -49,25 +49,6 @@ const MAX_DATAGRAM: usize = 65535;
 /// Queue of datagrams waiting for one tunnel's task; beyond it, datagrams are dropped (IKE
 /// retransmits).
 const TUNNEL_QUEUE: usize = 64;
-
-/// One IKE datagram, without the non-ESP marker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Datagram {
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    pub payload: Vec<u8>,
-}
-
-/// ESP from a configured peer on an SPI no SA of ours knows: the peer lost its state or we
-/// lost ours. The packet thread reports it to the path's IKE task at most once a second.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownSpi {
-    pub tunnel: String,
-    /// Index of the tunnel's path the ESP came by.
-    pub path: usize,
-    pub peer: IpAddr,
-    pub spi: u32,
-}
 
 /// Routes IKE datagrams to the tunnel whose remote sent them.
 #[derive(Debug, Default)]
@@ -191,47 +172,6 @@ impl IkeSockets {
             debug!("sending IKE to {}: {e}", t.remote);
         }
     }
-}
-
-/// Status of one ipsec tunnel's IKE side, for `v6gate status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IpsecStatus {
-    pub tunnel: String,
-    /// The path this IKE SA runs on (each path of a tunnel has its own).
-    #[serde(default)]
-    pub path: String,
-    /// "connecting", "established", "down" or "waiting" (responder without an SA).
-    pub ike_state: String,
-    /// IKE SA SPIs as hex, initiator's first.
-    pub ike_spis: Option<(String, String)>,
-    /// Negotiated IKE suite in strongSwan syntax, e.g. `aes128gcm16-prfsha256-modp2048`.
-    pub ike_suite: Option<String>,
-    pub ike_age_secs: Option<u64>,
-    pub children: Vec<ChildStatus>,
-    pub last_down_reason: Option<String>,
-    /// Seconds since the peer last proved itself (authenticated IKE or ESP), which is what
-    /// DPD watches; forged or stray datagrams do not count.
-    pub last_heard_secs: Option<u64>,
-    pub udp_encap: bool,
-    pub attempts: u32,
-    /// From the packet thread: the outbound SPI that seals now, the inbound SAs that open,
-    /// and NAT keepalives sent.
-    #[serde(default)]
-    pub active_spi_out: Option<String>,
-    #[serde(default)]
-    pub inbound_sas: usize,
-    #[serde(default)]
-    pub keepalives_sent: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChildStatus {
-    pub spi_in: String,
-    pub spi_out: String,
-    pub suite: String,
-    pub age_secs: u64,
-    /// Seconds to the planned rekey (lifetime minus the IKE core's margin).
-    pub rekey_in_secs: u64,
 }
 
 /// The IKE side of one ipsec tunnel: a task driving its [`ike::Peer`].

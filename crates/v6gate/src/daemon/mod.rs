@@ -14,10 +14,14 @@
 //! core per path in the packet thread instead of an RFC 2473 one, and its IKE tasks, one per
 //! path, start last and stop first (so the peer hears a DELETE while the tunnel still stands).
 
+mod confirm;
 mod control_socket;
+mod ddns;
+mod firewall;
 pub mod host;
 mod instance;
 mod ipsec;
+mod names;
 mod packet;
 pub mod pin;
 mod reload;
@@ -25,10 +29,7 @@ mod report;
 mod tunnels;
 mod watch;
 
-pub use ipsec::{ChildStatus, IpsecStatus};
-pub use watch::WatchStatus;
-
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -117,6 +118,14 @@ struct Daemon {
     control: Option<control_socket::Server>,
     /// UDP 500/4500 per local address of ipsec tunnels, bound at first use and kept.
     ike_sockets: HashMap<IpAddr, IkeSockets>,
+    /// `[[table]]` routes waiting for their device.
+    firewall_missing: BTreeSet<String>,
+    /// A `reload --confirm` not yet confirmed.
+    pending: Option<confirm::Pending>,
+    /// The `[[ddns]]` entries' runner, while there are entries.
+    ddns: Option<crate::ddns::DdnsRunner>,
+    /// Tunnels whose ends are names or devices.
+    names: names::Names,
     /// Held for the daemon's life: this instance's claim on its control socket.
     _lock: InstanceLock,
 }
@@ -144,6 +153,10 @@ impl Daemon {
             started: Instant::now(),
             control: None,
             ike_sockets: HashMap::new(),
+            firewall_missing: BTreeSet::new(),
+            pending: None,
+            ddns: None,
+            names: names::Names::new(),
             _lock: lock,
         };
         for warning in &daemon.config.warnings {
@@ -180,6 +193,11 @@ impl Daemon {
         for line in &changes.added {
             info!("{line}");
         }
+        let plan = self.firewall_plan(&self.config).await.check()?;
+        let changes = self.set_firewall(plan).await.context("[firewall]")?;
+        for line in &changes.added {
+            info!("{line}");
+        }
         let tunnels: Vec<Tunnel> = self.config.enabled_tunnels().cloned().collect();
         for tunnel in tunnels {
             self.add_tunnel(tunnel).await?;
@@ -187,7 +205,7 @@ impl Daemon {
         for w in self.config.watches.clone() {
             self.add_watch(w)?;
         }
-        Ok(())
+        self.start_ddns().await
     }
 
     fn add_watch(&mut self, w: control::Watch) -> anyhow::Result<()> {
@@ -221,11 +239,14 @@ impl Daemon {
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sighup = signal(SignalKind::hangup())?;
         let mut changes = sys::netlink::watch_changes().context("watching route changes")?;
+        let mut nft_changes =
+            sys::netlink::watch_nftables().context("watching nftables changes")?;
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<(Request, oneshot::Sender<Response>)>(8);
         if let Some(server) = self.control.as_mut() {
             server.start(ctl_tx);
         }
-        let Some(mut wishes) = self.wishes_rx.take() else {
+        let (Some(mut wishes), Some(mut moved)) = (self.wishes_rx.take(), self.names.take_moved())
+        else {
             bail!("the daemon is already serving");
         };
         let mut sysctl_check = tokio::time::interval(SYSCTL_CHECK);
@@ -254,8 +275,28 @@ impl Daemon {
                     while changes.try_recv().is_ok() {}
                     self.repin().await;
                     self.repair(false).await;
+                    self.refresh_firewall().await;
+                    self.follow_devices().await;
                 }
-                _ = sysctl_check.tick() => self.repair(true).await,
+                Some(()) = nft_changes.recv() => {
+                    // A ruleset load is one burst of notifications per object.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    while nft_changes.try_recv().is_ok() {}
+                    for line in self.host.repair_table().await {
+                        warn!("host state: {line}");
+                    }
+                }
+                () = confirm::deadline(self.pending.as_ref().map(|p| p.deadline)) => {
+                    self.revert().await;
+                }
+                _ = sysctl_check.tick() => {
+                    self.repair(true).await;
+                    self.tick_names().await;
+                }
+                Some(_) = moved.recv() => {
+                    while moved.try_recv().is_ok() {}
+                    self.follow_names().await;
+                }
                 Some(wish) = wishes.recv() => self.grant(wish).await,
             }
         }
@@ -292,7 +333,25 @@ impl Daemon {
                 },
             },
             Request::Reload => match self.reload().await {
-                Ok(summary) => Response::Reloaded { summary },
+                Ok(summary) => {
+                    // What a plain reload applies is kept, as if confirmed.
+                    self.pending = None;
+                    Response::Reloaded { summary }
+                }
+                Err(e) => Response::Error {
+                    message: format!("{e:#}"),
+                },
+            },
+            Request::ReloadConfirm { seconds } => {
+                match self.reload_confirmed(Duration::from_secs(seconds)).await {
+                    Ok(summary) => Response::Reloaded { summary },
+                    Err(e) => Response::Error {
+                        message: format!("{e:#}"),
+                    },
+                }
+            }
+            Request::Confirm => match self.confirm() {
+                Ok(summary) => Response::Confirmed { summary },
                 Err(e) => Response::Error {
                     message: format!("{e:#}"),
                 },
@@ -315,6 +374,8 @@ impl Daemon {
         if let Some(server) = self.control.take() {
             server.close();
         }
+        self.stop_ddns().await;
+        self.names.clear();
         self.remove_all().await;
         self.host.clear().await;
         self.datapath.shutdown();
@@ -383,9 +444,10 @@ fn notify_systemd(state: &str) {
 }
 
 mod convert {
-    //! control's validated config -> dataplane's tunnel config. Probe, MSS clamp and traffic
-    //! class are the dataplane's own types in both; what is left is the tunnel kind and the
-    //! values the host decides (MTU, ICMP sources).
+    //! control's validated config -> dataplane's tunnel config. Mode, probe, health, MSS clamp
+    //! and traffic class are the dataplane's own types in both; what is left is the layout of
+    //! the config (paths, encap limit, inner families) and the values the host decides (MTU,
+    //! ICMP sources).
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use control::Tunnel;
@@ -409,13 +471,7 @@ mod convert {
             .collect();
         dataplane::TunnelConfig {
             name: t.name.clone(),
-            mode: match t.mode {
-                control::Mode::Ipip6 => dataplane::Mode::Ipip6,
-                control::Mode::Ip6ip6 => dataplane::Mode::Ip6ip6,
-                control::Mode::Any => dataplane::Mode::Any,
-                // Refused before this point: ESP tunnels have their own core.
-                control::Mode::Ipsec => dataplane::Mode::Any,
-            },
+            mode: t.mode,
             paths,
             encap_limit: match t.encap_limit {
                 None => dataplane::EncapLimit::None,
@@ -431,7 +487,7 @@ mod convert {
             mss_clamp: t.mss_clamp,
             icmp_source_v4,
             icmp_source_v6,
-            health: super::watch::health_config(&t.health),
+            health: t.health,
             device_per_path: t.device_per_path,
         }
     }

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use control::{Config, Tunnel};
 use tracing::{error, warn};
 
+use super::firewall::FIREWALL;
 use super::{Daemon, GATEWAY, gateway_objects};
 
 /// A step of a reload, kept to roll it back.
@@ -22,6 +23,11 @@ enum Done {
 impl Daemon {
     pub(super) async fn reload(&mut self) -> anyhow::Result<String> {
         let new = Config::load(&self.config_path)?;
+        self.reload_to(new).await
+    }
+
+    /// Makes `new` the running config.
+    pub(super) async fn reload_to(&mut self, new: Config) -> anyhow::Result<String> {
         if new.gateway.control_socket != self.config.gateway.control_socket {
             bail!(
                 "control_socket names this instance and cannot change on reload; restart \
@@ -41,6 +47,8 @@ impl Daemon {
         if reshaped {
             return self.rebuild_all(new).await;
         }
+        // Rendered and checked by the kernel before anything changes.
+        let firewall = self.firewall_plan(&new).await.check()?;
         let diff = control::diff(&self.config, &new);
         let mut lines = Vec::new();
         let gateway = self
@@ -52,11 +60,24 @@ impl Daemon {
             lines.push(format!("gateway: {}", gateway.describe()));
         }
         let mut done = Vec::new();
-        if let Err(e) = self.apply_diff(&new, &diff, &mut done, &mut lines).await {
+        let applied = match self.set_firewall(firewall).await {
+            Ok(changes) => {
+                if !changes.is_empty() {
+                    lines.push(format!("firewall: {}", changes.describe()));
+                }
+                self.apply_diff(&new, &diff, &mut done, &mut lines).await
+            }
+            Err(e) => Err(e.context("applying [firewall], [[table]] and [[rule]]")),
+        };
+        if let Err(e) = applied {
             self.roll_back(done).await;
             let old = gateway_objects(&self.config);
             if let Err(undo) = self.host.set(GATEWAY, old).await {
                 warn!("restoring [gateway]: {undo:#}");
+            }
+            let old = self.firewall_plan(&self.config).await;
+            if let Err(undo) = self.set_firewall(old).await {
+                warn!("restoring {FIREWALL}: {undo:#}");
             }
             return Err(e.context("applying the new config"));
         }
@@ -77,7 +98,12 @@ impl Daemon {
         for warning in &new.warnings {
             warn!("config {}:{warning}", self.config_path.display());
         }
+        if let Some(line) = self.reload_ddns(&new).await {
+            lines.push(line);
+        }
         self.config = new;
+        self.prune_names();
+        self.feed_ddns_paths().await;
         let mut summary = format!(
             "{} added, {} removed, {} changed, {} unchanged; watches: {} added, {} removed, {} \
              changed",
@@ -177,6 +203,7 @@ impl Daemon {
                 .context("restoring the previous config after a failed reload")?;
             return Err(e.context("applying the new [gateway] settings"));
         }
+        self.prune_names();
         let names: Vec<&str> = self
             .tunnels
             .iter()

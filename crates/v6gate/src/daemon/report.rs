@@ -171,7 +171,9 @@ impl Daemon {
             uptime_secs: self.started.elapsed().as_secs(),
             tunnels,
             watches: self.watches.iter().map(WatchTask::status).collect(),
+            names: self.names_status(),
             packet,
+            firewall: self.firewall_status().map(Box::new),
         })
     }
 }

@@ -35,6 +35,10 @@ pub(super) fn owner(name: &str) -> String {
 
 impl Daemon {
     pub(super) async fn add_tunnel(&mut self, tunnel: Tunnel) -> anyhow::Result<()> {
+        // Ends given by name or device: started with their addresses once they are known.
+        if !tunnel.paths.iter().all(control::Path::is_resolved) {
+            return Box::pin(self.follow_tunnel(tunnel)).await;
+        }
         match self.try_add_tunnel(&tunnel).await {
             Ok(runtime) => {
                 let paths: Vec<String> = tunnel
@@ -268,6 +272,9 @@ impl Daemon {
             fwmask: None,
             invert: true,
             suppress_prefixlen: None,
+            from: None,
+            to: None,
+            iif: None,
         }
     }
 

@@ -13,8 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use dataplane::health::{HealthConfig, HealthState, Tracker, Transition};
-use serde::{Deserialize, Serialize};
+use dataplane::health::{HealthState, Tracker, Transition};
 use sys::netlink::{Family, Route, RouteKind};
 use sys::ping::PingSocket;
 use tokio::io::unix::AsyncFd;
@@ -23,6 +22,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::ROUTE_PROTOCOL;
+use crate::status::WatchStatus;
 
 /// What a watch wants on the host now: its route (while up) or nothing, tagged with the
 /// watch's name and the generation of its task, so a wish of a stopped task is ignored.
@@ -35,20 +35,6 @@ pub struct RouteWish {
 
 /// A hook that hangs must not hold up the next transition's hook forever.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct WatchStatus {
-    pub name: String,
-    pub state: String,
-    pub target: String,
-    pub device: String,
-    pub route: String,
-    pub route_installed: bool,
-    pub srtt_ms: Option<f64>,
-    pub loss_percent: f64,
-    pub last_change_secs_ago: Option<u64>,
-    pub transitions: u64,
-}
 
 /// A running watch; the daemon withdraws its route when it stops it.
 pub struct WatchTask {
@@ -86,7 +72,7 @@ impl WatchTask {
         let last_change = Arc::new(Mutex::new(None));
         let (stop, stopped) = watch::channel(false);
         let runner = Runner {
-            tracker: Tracker::new(health_config(&config.health)),
+            tracker: Tracker::new(config.health),
             config,
             generation,
             wishes,
@@ -129,16 +115,6 @@ impl WatchTask {
         {
             warn!(watch = %self.name, "did not stop within 5 s");
         }
-    }
-}
-
-pub fn health_config(h: &control::Health) -> HealthConfig {
-    HealthConfig {
-        interval: h.interval,
-        timeout: h.timeout,
-        down_after: h.down_after,
-        up_after: h.up_after,
-        hold_down: h.hold_down,
     }
 }
 

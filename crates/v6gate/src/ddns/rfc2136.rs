@@ -164,10 +164,12 @@ async fn try_send(
         Family::Ipv4 => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
         Family::Ipv6 => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    let socket = tokio::net::UdpSocket::bind(bind).await?;
-    socket.connect(server).await?;
     let mut buffer = vec![0u8; MAX_ANSWER];
     for _ in 0..TRIES {
+        // A socket per try: connecting picks the source address, and the one picked for the
+        // last try may have just gone (a prefix that moves takes the old address away).
+        let socket = tokio::net::UdpSocket::bind(bind).await?;
+        socket.connect(server).await?;
         let id: u16 = rand_id();
         let unix_time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -85,6 +85,9 @@ impl std::fmt::Display for DdnsStatus {
 }
 
 enum Command {
+    /// The entries of a reloaded config: unchanged ones keep their state (what they
+    /// published, a backoff), changed, new and stopped ones start afresh, the rest go.
+    Entries(Vec<Ddns>),
     PathAddress {
         tunnel: String,
         path: String,
@@ -107,7 +110,12 @@ impl DdnsRunner {
         let changes = sys::netlink::watch_changes()?;
         let reader = AddressReader::new()?;
         let now = Instant::now();
-        let entries: Vec<Entry> = entries.into_iter().map(|e| Entry::new(e, now)).collect();
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .enumerate()
+            .map(|(id, e)| Entry::new(e, id as u64, now))
+            .collect();
+        let next_id = entries.len() as u64;
         let status = Arc::new(Mutex::new(Vec::new()));
         let (commands, receiver) = mpsc::channel(64);
         let mut run = Run {
@@ -116,6 +124,7 @@ impl DdnsRunner {
             reader,
             status: status.clone(),
             paths: HashMap::new(),
+            next_id,
         };
         run.restore();
         run.publish_status();
@@ -140,6 +149,11 @@ impl DdnsRunner {
             .await;
     }
 
+    /// Replaces the entries with a reloaded config's, keeping the state of those unchanged.
+    pub async fn reconfigure(&self, entries: Vec<Ddns>) {
+        let _ = self.commands.send(Command::Entries(entries)).await;
+    }
+
     /// Every entry, in config order.
     pub fn status(&self) -> Vec<DdnsStatus> {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
@@ -160,6 +174,8 @@ impl Drop for DdnsRunner {
 }
 
 struct Entry {
+    /// Tells an update's result which entry it belongs to, across reloads.
+    id: u64,
     config: Ddns,
     /// Known for device addresses at once, for path addresses once the path has one.
     family: Option<Family>,
@@ -169,10 +185,11 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(config: Ddns, now: Instant) -> Self {
+    fn new(config: Ddns, id: u64, now: Instant) -> Self {
         use rand_core::RngCore;
         let policy = Policy::new(config.min_interval);
         Self {
+            id,
             family: config.family(),
             updater: Updater::new(policy, rand_core::OsRng.next_u64(), now),
             http: None,
@@ -188,11 +205,12 @@ struct Run {
     reader: AddressReader,
     status: Arc<Mutex<Vec<DdnsStatus>>>,
     paths: HashMap<(String, String), IpAddr>,
+    next_id: u64,
 }
 
 /// What an update task hands back.
 struct Done {
-    index: usize,
+    id: u64,
     outcome: Outcome,
     http: Option<Http>,
     cloudflare: Option<cloudflare::Session>,
@@ -204,7 +222,7 @@ impl Run {
         mut changes: mpsc::Receiver<Change>,
         mut commands: mpsc::Receiver<Command>,
     ) {
-        let (done_tx, mut done_rx) = mpsc::channel::<Done>(self.entries.len().max(1));
+        let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
         let mut watching = true;
         self.read_addresses().await;
         loop {
@@ -236,16 +254,52 @@ impl Run {
                         }
                     }
                 }
-                Some(Command::PathAddress { tunnel, path, addr }) = commands.recv() => {
-                    match addr {
-                        Some(a) => self.paths.insert((tunnel, path), a),
-                        None => self.paths.remove(&(tunnel, path)),
-                    };
-                    self.apply_path_addresses();
-                }
+                Some(command) = commands.recv() => match command {
+                    Command::PathAddress { tunnel, path, addr } => {
+                        match addr {
+                            Some(a) => self.paths.insert((tunnel, path), a),
+                            None => self.paths.remove(&(tunnel, path)),
+                        };
+                        self.apply_path_addresses();
+                    }
+                    Command::Entries(configs) => {
+                        self.reconfigure(configs);
+                        self.read_addresses().await;
+                        self.apply_path_addresses();
+                    }
+                },
                 Some(done) = done_rx.recv() => self.finish(done),
                 () = sleep => {}
             }
+        }
+    }
+
+    fn reconfigure(&mut self, configs: Vec<Ddns>) {
+        let now = Instant::now();
+        let mut old = std::mem::take(&mut self.entries);
+        for config in configs {
+            // A stopped entry waits for a reload, whatever else changed: its credentials file
+            // is read at each update and may hold a new secret now.
+            let kept = old.iter().position(|e| {
+                e.config == config
+                    && !matches!(
+                        e.updater.status().last_result,
+                        Some(LastResult::Stopped { .. })
+                    )
+            });
+            match kept {
+                Some(pos) => self.entries.push(old.swap_remove(pos)),
+                None => {
+                    info!("ddns {}: entry (re)started", config.name);
+                    let mut entry = Entry::new(config, self.next_id, now);
+                    self.next_id += 1;
+                    restore(&self.store, &mut entry);
+                    self.entries.push(entry);
+                }
+            }
+        }
+        for gone in old {
+            info!("ddns {}: entry removed", gone.config.name);
         }
     }
 
@@ -309,7 +363,7 @@ impl Run {
 
     fn start_due(&mut self, done: &mpsc::Sender<Done>) {
         let now = Instant::now();
-        for (index, entry) in self.entries.iter_mut().enumerate() {
+        for entry in &mut self.entries {
             let Some(family) = entry.family else { continue };
             let Some(addr) = entry.updater.poll_update(now) else {
                 continue;
@@ -325,12 +379,13 @@ impl Run {
             let http = entry.http.take();
             let session = entry.cloudflare.take();
             let done = done.clone();
+            let id = entry.id;
             tokio::spawn(async move {
                 let (outcome, http, cloudflare) =
                     publish(&config, family, addr, http, session).await;
                 let _ = done
                     .send(Done {
-                        index,
+                        id,
                         outcome,
                         http,
                         cloudflare,
@@ -341,7 +396,8 @@ impl Run {
     }
 
     fn finish(&mut self, done: Done) {
-        let Some(entry) = self.entries.get_mut(done.index) else {
+        // An entry removed or changed by a reload since: its result is stale.
+        let Some(entry) = self.entries.iter_mut().find(|e| e.id == done.id) else {
             return;
         };
         entry.http = done.http;
@@ -416,7 +472,8 @@ fn restore(store: &Store, entry: &mut Entry) {
     }
 }
 
-fn host_address(a: &DeviceAddress) -> HostAddress {
+/// The flags `select` needs of a device address.
+pub(crate) fn host_address(a: &DeviceAddress) -> HostAddress {
     HostAddress {
         addr: a.addr,
         prefix_len: a.prefix_len,

@@ -118,11 +118,16 @@ pub struct Knot {
 impl Knot {
     /// `key` as nsupdate writes it: `hmac-sha256:NAME:BASE64`.
     pub fn start(lab: &Lab, node: Node, key: &str) -> Self {
+        Self::start_on(lab, node, key, addr::SITE_B_WAN6)
+    }
+
+    /// Like [`Knot::start`], listening on `listen` in `node` (the wan router's address stays
+    /// put while a site's address moves).
+    pub fn start_on(lab: &Lab, node: Node, key: &str, listen: std::net::Ipv6Addr) -> Self {
         let mut parts = key.splitn(3, ':');
         let (_, name, secret) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
         let dir = lab.dir().join("knot");
         std::fs::create_dir_all(&dir).unwrap();
-        let listen = addr::SITE_B_WAN6;
         let d = dir.display();
         std::fs::write(
             dir.join("knot.conf"),

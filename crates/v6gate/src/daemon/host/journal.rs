@@ -36,6 +36,8 @@ pub struct Accept {
     pub route_tables: Vec<u32>,
     pub route_protocol: u8,
     pub rules: Vec<Rule>,
+    /// The config installs the nftables table too: a crashed run's is replaced, not deleted.
+    pub keep_table: bool,
 }
 
 impl Journal {
@@ -182,9 +184,16 @@ fn parse_line(line: &str, accept: &Accept) -> Result<Entry, &'static str> {
         }
         "rule" => {
             let f: Vec<&str> = rest.split('\t').collect();
-            let [family, priority, table, fwmark, fwmask, invert, suppress] = f[..] else {
-                return Err("a rule needs 7 fields");
+            // Journals of earlier versions have no selector fields.
+            let (fields, selectors) = match f.len() {
+                7 => (&f[..], ["-", "-", "-"]),
+                10 => (&f[..7], [f[7], f[8], f[9]]),
+                _ => return Err("a rule needs 7 or 10 fields"),
             };
+            let [family, priority, table, fwmark, fwmask, invert, suppress] = fields[..] else {
+                return Err("a rule needs 7 or 10 fields");
+            };
+            let [from, to, iif] = selectors;
             let rule = Rule {
                 family: match family {
                     "ipv4" => Family::V4,
@@ -197,6 +206,9 @@ fn parse_line(line: &str, accept: &Accept) -> Result<Entry, &'static str> {
                 fwmask: parse_opt(fwmask).ok_or("bad fwmask")?,
                 invert: invert == "1",
                 suppress_prefixlen: parse_opt(suppress).ok_or("bad suppress_prefixlength")?,
+                from: parse_opt(from).ok_or("bad from")?,
+                to: parse_opt(to).ok_or("bad to")?,
+                iif: parse_opt::<String>(iif).ok_or("bad iif")?,
             };
             if !accept.rules.contains(&rule) {
                 return Err("a rule this config does not install");
@@ -225,6 +237,14 @@ fn parse_line(line: &str, accept: &Accept) -> Result<Entry, &'static str> {
                 device: device.chars().take(16).collect(),
             }))
         }
+        "table" => {
+            if rest != format!("inet\t{}", super::table::NAME) {
+                return Err("a table v6gate does not own");
+            }
+            Ok(Entry::Object(
+                Object::Table(super::table::Table::leftover()),
+            ))
+        }
         _ => Err("unknown entry"),
     }
 }
@@ -243,14 +263,17 @@ pub fn line(object: &Object) -> String {
             opt(r.gateway)
         ),
         Object::Rule(r) => format!(
-            "rule\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            "rule\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
             r.family,
             r.priority,
             r.table,
             opt(r.fwmark),
             opt(r.fwmask),
             u8::from(r.invert),
-            opt(r.suppress_prefixlen)
+            opt(r.suppress_prefixlen),
+            opt(r.from),
+            opt(r.to),
+            opt(r.iif.as_deref())
         ),
         Object::Link {
             ifindex,
@@ -262,6 +285,7 @@ pub fn line(object: &Object) -> String {
             device,
             net,
         } => format!("address\t{ifindex}\t{net}\t{device}\n"),
+        Object::Table(t) => format!("table\tinet\t{}\n", t.name()),
     }
 }
 
@@ -296,6 +320,17 @@ mod tests {
             fwmask: Some(u32::MAX),
             invert: true,
             suppress_prefixlen: None,
+            from: None,
+            to: None,
+            iif: None,
+        }
+    }
+
+    fn policy_rule() -> Rule {
+        Rule {
+            from: Some("198.51.100.5/32".parse().unwrap()),
+            iif: Some("br0".into()),
+            ..Rule::lookup(Family::V4, 1000, 300)
         }
     }
 
@@ -304,7 +339,8 @@ mod tests {
             sysctl_keys: vec!["net/ipv4/ip_forward".into()],
             route_tables: vec![6464, 254],
             route_protocol: 118,
-            rules: vec![pin_rule()],
+            rules: vec![pin_rule(), policy_rule()],
+            keep_table: false,
         }
     }
 
@@ -407,6 +443,30 @@ mod tests {
                 j.objects[3].clone()
             ]
         );
+    }
+
+    #[test]
+    fn policy_rules_and_our_table_round_trip_and_older_rule_lines_still_read() {
+        let j = Journal {
+            originals: Vec::new(),
+            objects: vec![
+                Object::Rule(policy_rule()),
+                Object::Table(super::super::table::Table::leftover()),
+            ],
+        };
+        let (back, refused) = Journal::parse(&j.render("v6gate.sock"), &accept());
+        assert!(refused.is_empty(), "{refused:?}");
+        assert_eq!(back.objects.len(), 2);
+        assert_eq!(back.objects[0], j.objects[0]);
+        assert!(matches!(back.objects[1], Object::Table(_)));
+        // Seven fields, as written before rules had selectors; another table is not ours.
+        let text = format!(
+            "{HEADER}\nrule\tipv6\t100\t6464\t30262\t4294967295\t1\t-\n\
+             table\tinet\tfilter\n"
+        );
+        let (back, refused) = Journal::parse(&text, &accept());
+        assert_eq!(back.objects, [Object::Rule(pin_rule())]);
+        assert_eq!(refused.len(), 1, "{refused:?}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod journal;
 mod kernel;
 pub mod object;
+pub mod table;
 #[cfg(test)]
 mod tests;
 
@@ -140,7 +141,10 @@ impl<H: Host> HostState<H> {
                 Object::Sysctl { .. } => {}
                 // They went with the crashed run's devices.
                 Object::Link { .. } | Object::Address { .. } => {}
-                Object::Route(_) | Object::Rule(_) => {
+                // Replaced in one transaction when this config has one too, so the host is
+                // never without a firewall between the two runs.
+                Object::Table(_) if accept.keep_table => {}
+                Object::Route(_) | Object::Rule(_) | Object::Table(_) => {
                     if let Err(e) = self.host.remove(object, None).await {
                         debug!("leftover {object}: {e:#}");
                     } else {
@@ -327,11 +331,30 @@ impl<H: Host> HostState<H> {
     /// With `sysctls_only`, checks sysctls alone (they send no notification, so they are
     /// polled).
     pub async fn repair(&mut self, sysctls_only: bool) -> Vec<String> {
+        self.repair_where(sysctls_only, |o| {
+            !sysctls_only || matches!(o, Object::Sysctl { .. })
+        })
+        .await
+    }
+
+    /// Like [`HostState::repair`], for the nftables table alone (after an nftables change).
+    pub async fn repair_table(&mut self) -> Vec<String> {
+        self.repair_where(true, |o| matches!(o, Object::Table(_)))
+            .await
+    }
+
+    /// `partial`: the check covers some kinds only, so failures seen before are kept.
+    async fn repair_where(
+        &mut self,
+        partial: bool,
+        wanted: impl Fn(&Object) -> bool,
+    ) -> Vec<String> {
+        let sysctls_only = partial;
         let objects: Vec<&Object> = self
             .installed
             .values()
             .map(|i| &i.object)
-            .filter(|o| !sysctls_only || matches!(o, Object::Sysctl { .. }))
+            .filter(|o| wanted(o))
             .collect();
         if objects.is_empty() {
             return Vec::new();

@@ -10,6 +10,8 @@ use anyhow::Context;
 use ipnet::IpNet;
 use sys::netlink::{Family, Netlink, Route, RouteKind, Rule};
 
+use super::table::Table;
+
 /// One piece of host state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Object {
@@ -33,6 +35,8 @@ pub enum Object {
         device: String,
         net: IpNet,
     },
+    /// Our nftables table, whole.
+    Table(Table),
 }
 
 /// What makes two objects the same object, whatever their value: a route is its table,
@@ -51,6 +55,7 @@ pub enum Identity {
         ifindex: u32,
         net: IpNet,
     },
+    Table(String),
 }
 
 /// What the host has now, read once per repair.
@@ -64,6 +69,9 @@ pub struct Observed {
     pub sysctls: Vec<(String, String)>,
     /// Links by interface index: up, MTU.
     pub links: Vec<(u32, bool, u32)>,
+    /// Our nftables table as read back (`None` inside: it is gone); read only when one is
+    /// installed.
+    pub table: Option<Option<sys::nft::Installed>>,
 }
 
 impl Observed {
@@ -96,6 +104,7 @@ impl Observed {
                         seen.sysctls.push((key.clone(), value));
                     }
                 }
+                Object::Table(_) => seen.table = Some(Table::observe()?),
             }
         }
         families.sort_by_key(|f| *f == Family::V6);
@@ -152,6 +161,7 @@ impl Object {
                 ifindex: *ifindex,
                 net: *net,
             },
+            Self::Table(t) => Identity::Table(t.name().to_owned()),
         }
     }
 
@@ -192,6 +202,7 @@ impl Object {
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
                 other => other.with_context(|| format!("adding address {net} to {device}")),
             },
+            Self::Table(t) => t.apply().with_context(|| format!("installing {t}")),
         }
     }
 
@@ -224,6 +235,7 @@ impl Object {
                 }
                 other => other.with_context(|| format!("removing address {net} from {device}")),
             },
+            Self::Table(t) => t.remove().with_context(|| format!("removing {t}")),
         }
     }
 
@@ -279,6 +291,15 @@ impl Object {
                     Presence::Missing
                 }
             }
+            Self::Table(t) => match &seen.table {
+                Some(Some(now)) if t.matches(now) => Presence::Present,
+                Some(Some(now)) => Presence::Differs(format!(
+                    "a changed table inet {} ({} rules)",
+                    t.name(),
+                    now.rule_count()
+                )),
+                _ => Presence::Missing,
+            },
         }
     }
 }
@@ -312,6 +333,7 @@ impl fmt::Display for Object {
             Self::Rule(r) => write!(f, "{r}"),
             Self::Link { device, mtu, .. } => write!(f, "link {device} up, mtu {mtu}"),
             Self::Address { device, net, .. } => write!(f, "address {net} on {device}"),
+            Self::Table(t) => write!(f, "{t}"),
         }
     }
 }

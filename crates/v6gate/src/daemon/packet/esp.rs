@@ -20,12 +20,12 @@ use sys::raw::{BATCH_SIZE, PathSender, RawIpv4Socket, RawIpv6Socket, Received, R
 use tokio::sync::mpsc as async_mpsc;
 use tracing::{debug, info, warn};
 
-use super::super::ipsec::{Datagram, UnknownSpi};
 use super::kind::Kind;
 use super::log;
+use super::rx::{RX_BURST, RxBuffers};
 use super::send::{self, Out, UdpPaths, Underlay};
 use super::tun::Devices;
-use super::underlay::{RX_BURST, RxBuffers};
+use super::{Datagram, UnknownSpi};
 use super::{
     EspLinks, EspPathSnapshot, EspSnapshot, NewEspTunnel, PacketError, SaChange, SaCommand,
     TunnelDevice,
@@ -63,8 +63,33 @@ pub(super) struct Esp {
     batch_path: Option<PathId>,
     /// ESP from addresses that are no tunnel's peer.
     not_peer: u64,
-    /// When each peer's last unknown SPI was reported.
-    unknown_reported: HashMap<IpAddr, Instant>,
+    unknown_spis: UnknownSpis,
+}
+
+/// When each peer's last unknown SPI was reported: at most one report per peer per
+/// [`UNKNOWN_SPI_EVERY`]. Only configured peers get an entry.
+#[derive(Debug, Default)]
+struct UnknownSpis {
+    reported: HashMap<IpAddr, Instant>,
+}
+
+impl UnknownSpis {
+    /// Whether an unknown SPI from `peer` at `now` is reported (and then remembered).
+    fn due(&mut self, peer: IpAddr, now: Instant) -> bool {
+        if self
+            .reported
+            .get(&peer)
+            .is_some_and(|at| now.saturating_duration_since(*at) < UNKNOWN_SPI_EVERY)
+        {
+            return false;
+        }
+        self.reported.insert(peer, now);
+        true
+    }
+
+    fn forget(&mut self, peer: IpAddr) {
+        self.reported.remove(&peer);
+    }
 }
 
 struct EspRuntime {
@@ -98,7 +123,7 @@ impl Esp {
             held: None,
             batch_path: None,
             not_peer: 0,
-            unknown_reported: HashMap::new(),
+            unknown_spis: UnknownSpis::default(),
         }
     }
 
@@ -199,8 +224,11 @@ impl Esp {
         let by_remote = &mut self.by_remote;
         self.senders
             .retain(|remote, _| by_remote.get(remote).is_none_or(|(v, _)| *v != id));
-        self.unknown_reported
-            .retain(|remote, _| by_remote.get(remote).is_none_or(|(v, _)| *v != id));
+        for (remote, (v, _)) in by_remote.iter() {
+            if *v == id {
+                self.unknown_spis.forget(*remote);
+            }
+        }
         by_remote.retain(|_, (v, _)| *v != id);
     }
 
@@ -406,20 +434,15 @@ impl Esp {
         let Ok(packet) = wire::esp::Packet::new_checked(esp) else {
             return;
         };
-        if self
-            .unknown_reported
-            .get(&peer)
-            .is_some_and(|at| now.saturating_duration_since(*at) < UNKNOWN_SPI_EVERY)
-        {
+        let Some(links) = self.tunnels.get(&id).and_then(|t| t.links.get(path)) else {
+            return;
+        };
+        if !self.unknown_spis.due(peer, now) {
             return;
         }
         let Some(t) = self.tunnels.get(&id) else {
             return;
         };
-        let Some(links) = t.links.get(path) else {
-            return;
-        };
-        self.unknown_reported.insert(peer, now);
         let _ = links.unknown_spi.send(UnknownSpi {
             tunnel: t.name.clone(),
             path,
@@ -566,5 +589,26 @@ impl Kind for Esp {
             }
             self.flush(Some(id), devices);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_spis_are_reported_once_a_second_per_peer() {
+        let mut spis = UnknownSpis::default();
+        let a: IpAddr = "2001:db8:0:2::1".parse().unwrap();
+        let b: IpAddr = "198.18.2.1".parse().unwrap();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert!(spis.due(a, t0));
+        assert!(!spis.due(a, t0 + ms(999)));
+        assert!(spis.due(b, t0 + ms(10)), "another peer has its own second");
+        assert!(spis.due(a, t0 + ms(1000)));
+        assert!(!spis.due(a, t0 + ms(1500)));
+        spis.forget(a);
+        assert!(spis.due(a, t0 + ms(1600)), "a peer forgotten starts over");
     }
 }

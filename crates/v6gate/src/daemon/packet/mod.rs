@@ -4,10 +4,12 @@
 //! The rooms, one job each:
 //! - `mod.rs` (here): the owner's handle ([`Datapath`]), the commands and their errors, and
 //!   what a snapshot holds;
-//! - `run.rs`: the loop: poll, dispatch by token, commands, timers;
 //! - `kind.rs`: what a tunnel kind must do for the loop ([`kind::Kind`]), the strategy that
 //!   RFC 2473 (`rfc2473.rs`) and ESP (`esp.rs`) implement;
-//! - `tun.rs`: the TUN side: every device of every kind, the one `drain_tun`, coalesced writes;
+//! - `run.rs`: the loop: poll, dispatch by token, commands, timers, and the one `drain_tun`
+//!   that reads a device into its tunnel's kind;
+//! - `tun.rs`: the TUN side: every device of every kind, splitting reads, coalesced writes;
+//! - `rx.rs`: the receive slots of batched underlay reads;
 //! - `underlay.rs`: the underlay side: batched receives and the ICMP errors about our packets;
 //! - `send.rs`: the one flush (raw sockets, connected path sockets, UDP trains, the host's
 //!   stack, the TUN coalescers);
@@ -24,13 +26,14 @@ mod kind;
 mod log;
 mod rfc2473;
 mod run;
+mod rx;
 mod send;
 mod tun;
 mod underlay;
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -43,9 +46,26 @@ use sys::tun::TunDevice;
 use tokio::sync::{mpsc as async_mpsc, oneshot};
 use tracing::warn;
 
-use super::ipsec::{Datagram, UnknownSpi};
-
 const WAKER: Token = Token(0);
+
+/// One IKE datagram, without the non-ESP marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// ESP from a configured peer on an SPI no SA of ours knows: the peer lost its state or we
+/// lost ours. The packet thread reports it to the path's IKE task at most once a second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownSpi {
+    pub tunnel: String,
+    /// Index of the tunnel's path the ESP came by.
+    pub path: usize,
+    pub peer: IpAddr,
+    pub spi: u32,
+}
 
 /// Counters the shell keeps itself because only the shell sees them.
 #[derive(Debug, Clone, Copy, Default)]

@@ -15,9 +15,9 @@ use tracing::debug;
 
 use super::kind::Kind;
 use super::log;
+use super::rx::RxBuffers;
 use super::send::{self, Out, Underlay};
 use super::tun::Devices;
-use super::underlay::RxBuffers;
 use super::{PacketError, TunnelDevice, TunnelSnapshot};
 
 pub(super) struct Rfc2473 {

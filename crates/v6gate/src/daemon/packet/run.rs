@@ -7,16 +7,17 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use dataplane::{PathId, TunnelId};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use sys::raw::{Icmpv6Socket, RawIpv4Socket, RawIpv6Socket};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::esp::{Esp, is_esp};
 use super::kind::Kind;
 use super::rfc2473::Rfc2473;
-use super::tun::{Devices, drain_tun};
-use super::underlay::RxBuffers;
+use super::rx::RxBuffers;
+use super::tun::{Devices, TX_HELD, TX_READS, segments};
 use super::{Command, Snapshot, WAKER};
 
 const RAW_IPIP: Token = Token(1);
@@ -197,4 +198,45 @@ impl Loop {
         }
         true
     }
+}
+
+/// Reads the device of tunnel `id` (`path`'s own, or the tunnel's) until it is empty, hands
+/// each packet to the tunnel's kind and sends what it produced every `TX_READS` reads, when
+/// `TX_HELD` packets wait, and at the end.
+pub(super) fn drain_tun(
+    now: Instant,
+    id: TunnelId,
+    path: Option<PathId>,
+    kind: &mut dyn Kind,
+    devices: &mut Devices,
+    buf: &mut [u8],
+) {
+    let mut reads = 0;
+    while let Some(tun) = devices.device(id, path) {
+        let header = tun.vnet_hdr_len();
+        let n = match tun.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                warn!(device = tun.name(), "TUN read failed: {e}");
+                break;
+            }
+        };
+        // One read may be a TSO/USO super-packet: the core sees it as the segments the
+        // kernel would have sent, each at most the TUN MTU.
+        let split = segments(&mut buf[..n], header, |segment| {
+            kind.inner(now, id, path, segment);
+        });
+        if let Err(e) = split {
+            debug!("unusable TUN read of {n} bytes dropped: {e}");
+        }
+        reads += 1;
+        if reads == TX_READS || kind.held() >= TX_HELD {
+            kind.flush(Some(id), devices);
+            reads = 0;
+        }
+    }
+    kind.flush(Some(id), devices);
 }

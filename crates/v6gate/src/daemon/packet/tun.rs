@@ -1,19 +1,16 @@
-//! The TUN side of the packet thread: every TUN device of every tunnel kind, the one
-//! `drain_tun` that reads them, and the coalesced writes back.
+//! The TUN side of the packet thread: every TUN device of every tunnel kind, how one read
+//! splits into packets, and the coalesced writes back.
 
 use std::collections::HashMap;
-use std::io;
 use std::os::fd::AsRawFd;
-use std::time::Instant;
 
 use dataplane::offload::Coalescer;
 use dataplane::{PathId, TunnelId};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use sys::tun::TunDevice;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::kind::Kind;
 use super::{PacketError, ShellCounters};
 
 /// The first token of a TUN device or UDP socket; those below are the loop's fixed sockets.
@@ -22,7 +19,7 @@ pub(super) const FIRST_SLOT: usize = 16;
 /// TUN reads taken before what they produced is sent, and the most packets held for sending:
 /// small packets (UDP, ACKs, anything not segmented by the kernel) then share one `sendmmsg`
 /// or one UDP train instead of costing a send each.
-const TX_READS: usize = 32;
+pub(super) const TX_READS: usize = 32;
 pub(super) const TX_HELD: usize = 2 * sys::raw::BATCH_SIZE;
 
 struct Device {
@@ -173,7 +170,7 @@ impl Devices {
         }
     }
 
-    fn device(&self, id: TunnelId, path: Option<PathId>) -> Option<&TunDevice> {
+    pub(super) fn device(&self, id: TunnelId, path: Option<PathId>) -> Option<&TunDevice> {
         self.tunnels
             .get(&id)?
             .devices
@@ -183,50 +180,9 @@ impl Devices {
     }
 }
 
-/// Reads the device of tunnel `id` (`path`'s own, or the tunnel's) until it is empty, hands
-/// each packet to the tunnel's kind and sends what it produced every `TX_READS` reads, when
-/// `TX_HELD` packets wait, and at the end.
-pub(super) fn drain_tun(
-    now: Instant,
-    id: TunnelId,
-    path: Option<PathId>,
-    kind: &mut dyn Kind,
-    devices: &mut Devices,
-    buf: &mut [u8],
-) {
-    let mut reads = 0;
-    while let Some(tun) = devices.device(id, path) {
-        let header = tun.vnet_hdr_len();
-        let n = match tun.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                warn!(device = tun.name(), "TUN read failed: {e}");
-                break;
-            }
-        };
-        // One read may be a TSO/USO super-packet: the core sees it as the segments the
-        // kernel would have sent, each at most the TUN MTU.
-        let split = segments(&mut buf[..n], header, |segment| {
-            kind.inner(now, id, path, segment);
-        });
-        if let Err(e) = split {
-            debug!("unusable TUN read of {n} bytes dropped: {e}");
-        }
-        reads += 1;
-        if reads == TX_READS || kind.held() >= TX_HELD {
-            kind.flush(Some(id), devices);
-            reads = 0;
-        }
-    }
-    kind.flush(Some(id), devices);
-}
-
 /// Why a TUN read could not be split into packets.
 #[derive(Debug)]
-enum SplitError {
+pub(super) enum SplitError {
     Header(wire::Error),
     Split(dataplane::offload::OffloadError),
 }
@@ -242,7 +198,7 @@ impl std::fmt::Display for SplitError {
 
 /// Hands `each` the packets one TUN read holds: itself, or the segments of a super-packet
 /// when the device prefixes reads with a virtio-net header of `header` bytes.
-fn segments(
+pub(super) fn segments(
     read: &mut [u8],
     header: usize,
     mut each: impl FnMut(&mut [u8]),

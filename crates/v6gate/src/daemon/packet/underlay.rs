@@ -1,48 +1,15 @@
 //! The underlay side of the packet loop: batched receives on the RFC 2473 kind's raw sockets
 //! and the ICMP errors routers send about our outer packets, for every kind.
 
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::time::Instant;
 
 use dataplane::{DropReason, Verdict};
-use sys::raw::BATCH_SIZE;
 use tracing::warn;
 
 use super::kind::Kind;
 use super::run::Loop;
-
-/// Room for one datagram in a receive batch: a raw IPv6 socket hands over at most a 65,535-byte
-/// payload, a raw IPv4 socket at most a 65,535-byte datagram (both can be GRO-merged trains).
-const RX_SLOT: usize = 64 * 1024;
-
-/// Underlay packets taken in before what they produced is sent: enough for the coalescer to
-/// merge a burst of one flow, few enough that the batch stays small and latency low.
-pub(super) const RX_BURST: usize = 32;
-
-/// [`BATCH_SIZE`] receive slots of [`RX_SLOT`] bytes, allocated once.
-pub(super) struct RxBuffers {
-    storage: Vec<u8>,
-}
-
-impl RxBuffers {
-    pub(super) fn new() -> Self {
-        Self {
-            storage: vec![0; BATCH_SIZE * RX_SLOT],
-        }
-    }
-
-    pub(super) fn slices(&mut self) -> Vec<IoSliceMut<'_>> {
-        self.storage
-            .chunks_mut(RX_SLOT)
-            .map(IoSliceMut::new)
-            .collect()
-    }
-
-    pub(super) fn slot(&mut self, index: usize, len: usize) -> &mut [u8] {
-        let start = index * RX_SLOT;
-        &mut self.storage[start..start + len.min(RX_SLOT)]
-    }
-}
+use super::rx::RX_BURST;
 
 impl Loop {
     /// The RFC 2473 kind's raw socket of `ipv4` family and protocol 4 (`ipip`) or 41, until it
