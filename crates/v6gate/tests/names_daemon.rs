@@ -21,12 +21,13 @@ use v6gate_lab::{Gateway, Lab, LabOptions, Node, Site, addr, dev};
 const KEY: &str = "hmac-sha256:ddns-key:c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFiY2RlZg==";
 
 /// One site's config: the tunnel "ab" to the other site's LAN with one path, and optionally
-/// a `[[ddns]]` entry publishing `publish = (hostname, device, family)`.
+/// a `[[ddns]]` entry publishing `publish = (hostname, address)`, `address` being the entry's
+/// `address` table.
 struct SiteConfig {
     site: Site,
     ipsec: Option<&'static str>,
     path: String,
-    publish: Option<(&'static str, &'static str, &'static str)>,
+    publish: Option<(&'static str, String)>,
 }
 
 fn write_config(lab: &Lab, s: &SiteConfig) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -40,12 +41,11 @@ fn write_config(lab: &Lab, s: &SiteConfig) -> (std::path::PathBuf, std::path::Pa
         dir.join(format!("{tag}-state")).display(),
         addr::WAN_B6
     );
-    if let Some((hostname, device, family)) = s.publish {
+    if let Some((hostname, address)) = &s.publish {
         let secret = key_file(lab, &format!("{tag}-tsig"), KEY);
         text.push_str(&format!(
             "\n[[ddns]]\nname = \"self\"\nprovider = \"rfc2136\"\nhostname = \"{hostname}\"\n\
-             credentials_file = \"{}\"\naddress = {{ device = \"{device}\", family = \
-             \"{family}\" }}\nserver = \"[{}]:53\"\nmin_interval = \"1s\"\n",
+             credentials_file = \"{}\"\naddress = {address}\nserver = \"[{}]:53\"\nmin_interval = \"1s\"\n",
             secret.display(),
             addr::WAN_B6
         ));
@@ -121,7 +121,10 @@ fn peer_moves(ipsec: bool) {
                 dev::WAN6,
                 addr::SITE_A_WAN6
             ),
-            publish: Some(("site-b.example.jp", dev::WAN6, "ipv6")),
+            publish: Some((
+                "site-b.example.jp",
+                format!("{{ device = \"{}\", family = \"ipv6\" }}", dev::WAN6),
+            )),
         },
     );
     let a = start(
@@ -247,7 +250,11 @@ fn a_pppoe_style_change_of_the_local_device_reroutes_the_tunnel() {
                 dev::WAN4,
                 addr::SITE_B_WAN4
             ),
-            publish: Some(("site-a4.example.jp", dev::WAN4, "ipv4")),
+            // The address of the tunnel's own path, which follows the device.
+            publish: Some((
+                "site-a4.example.jp",
+                "{ tunnel = \"ab\", path = \"pppoe\" }".to_owned(),
+            )),
         },
     );
     let b = start(
@@ -356,6 +363,13 @@ fn the_s4_example_waits_for_its_peers_names_then_runs() {
                 addr::WAN_B6
             ),
         );
+    // A tunnel by address beside it, which must not wait for the other's names.
+    let text = format!(
+        "{text}\n[[tunnel]]\nname = \"other\"\nmode = \"ipip6\"\nlocal = \"{}\"\nremote = \
+         \"{}\"\nroutes = [\"203.0.113.128/25\"]\n",
+        addr::SITE_A_WAN6,
+        "2001:db8:0:2::7"
+    );
     let config = lab.dir().join("s4-two-paths.toml");
     std::fs::write(&config, text).unwrap();
     // Beside the config, as the example names it.
@@ -375,12 +389,13 @@ fn the_s4_example_waits_for_its_peers_names_then_runs() {
         names(),
         a.log()
     );
-    assert!(
-        a.status().unwrap()["tunnels"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    let running: Vec<serde_json::Value> = a.status().unwrap()["tunnels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].clone())
+        .collect();
+    assert_eq!(running, ["other"], "only the tunnel by address runs");
     let pppoe = endpoint(&a, "local_device");
     assert_eq!(pppoe["name"], dev::WAN4);
     assert_eq!(pppoe["address"], addr::SITE_A_WAN4.to_string(), "{pppoe}");
