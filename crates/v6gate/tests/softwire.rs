@@ -522,3 +522,34 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
     ce.stop().unwrap();
     br.stop().unwrap();
 }
+
+#[test]
+fn daemon_runs_the_map_e_examples_and_says_why_they_wait() {
+    // The built-in rules cover only the VNEs' own prefixes; the lab has documentation space,
+    // so the examples start, wait, and status names the prefix the rule does not cover.
+    let lab = common::lab(LabOptions::default());
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    for (file, tunnel) in [("v6plus.toml", "v6plus"), ("ocn.toml", "ocn")] {
+        let socket = lab.dir().join(format!("{tunnel}.sock"));
+        let text = std::fs::read_to_string(examples.join(file))
+            .unwrap()
+            .replace(
+                "[gateway]\n",
+                &format!("[gateway]\ncontrol_socket = \"{}\"\n", socket.display()),
+            )
+            .replace("device_prefix = \"eth0\"", "device_prefix = \"wan0\"");
+        let path = lab.dir().join(file);
+        std::fs::write(&path, text).unwrap();
+        let ce = lab
+            .start_gateway_with(common::BIN.as_ref(), Node::SiteA, &path, &socket)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let status = ce.status().unwrap();
+        let softwire = &status["softwires"][0];
+        assert_eq!(softwire["name"], tunnel, "{status}");
+        assert_eq!(softwire["mode"], "map-e", "{status}");
+        assert_eq!(softwire["state"], "waiting", "{status}");
+        let reason = softwire["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("2001:db8:0:1::/64"), "{file}: {reason}");
+        ce.stop().unwrap();
+    }
+}
