@@ -433,6 +433,48 @@ fn udp_burst(lab: &Lab, port: u16, count: u32) -> String {
     capture.finish().unwrap()
 }
 
+/// Opens `count` TCP connections from hostA to a listener on hostB and holds them all open;
+/// returns hostB's tcpdump of the SYNs.
+fn tcp_connections(lab: &Lab, count: u32) -> String {
+    const LISTENER: &str = "import socket, time\n\
+        s = socket.socket()\n\
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+        s.bind(('0.0.0.0', 7000))\n\
+        s.listen(1024)\n\
+        s.settimeout(15)\n\
+        held = []\n\
+        try:\n    while True: held.append(s.accept()[0])\n\
+        except socket.timeout: pass\n";
+    let listener = lab
+        .spawn(Node::HostB, "listener", &[common::PYTHON, "-c", LISTENER])
+        .unwrap();
+    let listening = common::wait_until(Duration::from_secs(5), || {
+        lab.exec_ok(Node::HostB, &["ss", "-ltn", "sport", "= :7000"])
+            .is_ok_and(|out| out.contains("7000"))
+    });
+    assert!(listening, "no listener on hostB");
+    let capture = lab
+        .capture_text(
+            Node::HostB,
+            dev::LAN,
+            "tcp dst port 7000 and tcp[tcpflags] & tcp-syn != 0",
+        )
+        .unwrap();
+    let client = format!(
+        "import socket\n\
+         held = [socket.create_connection(('{}', 7000), timeout=5) for _ in range({count})]\n\
+         print(len(held))\n",
+        addr::HOST_B4
+    );
+    let out = lab.exec(Node::HostA, &[common::PYTHON, "-c", &client]);
+    let seen = capture.finish().unwrap();
+    listener.terminate(Duration::from_secs(1)).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim(), count.to_string(), "{}", text(&out));
+    seen
+}
+
 /// The distinct source ports of the shared address in a capture.
 fn source_ports(seen: &str) -> std::collections::BTreeSet<u16> {
     numbers_after(seen, "", "198.18.8.1.").into_iter().collect()
@@ -481,6 +523,17 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
         .filter(|r| distinct.iter().any(|p| r.contains(p)))
         .count();
     assert_eq!(used, 15, "ranges used: {used} of 15; ports {distinct:?}");
+
+    // 200 TCP connections held open at once: every source port in the set, all ranges used.
+    let syns = tcp_connections(&lab, 200);
+    let distinct = source_ports(&syns);
+    assert_eq!(distinct.len(), 200, "hostB saw:\n{syns}");
+    assert!(distinct.iter().all(|&p| in_set(p)), "{distinct:?}");
+    let used = ranges
+        .iter()
+        .filter(|r| distinct.iter().any(|p| r.contains(p)))
+        .count();
+    assert_eq!(used, 15, "TCP used {used} of 15 ranges");
 
     let softwire = |ce: &Gateway| ce.status().unwrap()["softwires"][0].clone();
     let before = softwire(&ce);
