@@ -301,6 +301,16 @@ fn daemon_ds_lite_b4_keeps_the_lan_source() {
     aftr.stop().unwrap();
 }
 
+/// Three ipip6 packets to the MAP address from an outer source that is not the BR.
+const NOT_FROM_THE_BR: &str = r#"
+import sys
+from scapy.all import IPv6, IP, ICMP, send, conf
+conf.verb = 0
+src6, dst6, src4, dst4 = sys.argv[1:5]
+for _ in range(3):
+    send(IPv6(src=src6, dst=dst6, nh=4) / IP(src=src4, dst=dst4) / ICMP(id=4112))
+"#;
+
 #[test]
 fn daemon_map_e_follows_the_prefix_of_its_device() {
     // siteA's wan0 has 2001:db8:0:1::1/64: PSID 1, MAP address ...:c6:1208:100:100 (see
@@ -338,6 +348,26 @@ fn daemon_map_e_follows_the_prefix_of_its_device() {
         seen.contains(&format!("{shared} > {}", addr::HOST_B4)),
         "hostB saw:\n{seen}"
     );
+
+    // Only the BR may send into the softwire: the same packet from another address of the
+    // access network is dropped and counted.
+    let before = common::drops(&ce.tunnel_status("mape").unwrap(), "spoofed_outer_source");
+    common::scapy(
+        &lab,
+        Node::Wan,
+        NOT_FROM_THE_BR,
+        &[
+            "2001:db8:0:2::99",
+            &old.to_string(),
+            &addr::HOST_B4.to_string(),
+            shared,
+        ],
+    );
+    let counted = common::wait_until(Duration::from_secs(3), || {
+        let now = ce.tunnel_status("mape").unwrap();
+        common::drops(&now, "spoofed_outer_source") >= before + 3
+    });
+    assert!(counted, "{}", ce.tunnel_status("mape").unwrap());
 
     // Re-delegation: nothing but the device's addresses changes; the daemon follows.
     lab.ip(
