@@ -9,6 +9,7 @@
 //! a re-delegation.
 
 mod common;
+mod ddns_support;
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -247,8 +248,14 @@ fn map_e_moves_with_a_new_prefix() {
 /// Starts `v6gate run` in siteA on the lab's `[gateway]` with `softwire` (TOML `[[tunnel]]`
 /// tables) as its only tunnels.
 fn start_ce(lab: &Lab, softwire: &str) -> Gateway {
+    start_ce_with(lab, &[], softwire)
+}
+
+/// [`start_ce`] with `gateway` lines added to `[gateway]`.
+fn start_ce_with(lab: &Lab, gateway: &[String], softwire: &str) -> Gateway {
     let mut config = lab.site_config(Site::A);
     config.tunnels.clear();
+    config.extra.extend_from_slice(gateway);
     let path = lab.dir().join("ce-softwire.toml");
     std::fs::write(&path, config.to_toml() + softwire).unwrap();
     lab.start_gateway_with(
@@ -635,4 +642,50 @@ fn daemon_runs_the_map_e_examples_and_says_why_they_wait() {
         assert!(reason.contains("2001:db8:0:1::/64"), "{file}: {reason}");
         ce.stop().unwrap();
     }
+}
+
+#[test]
+fn daemon_ds_lite_finds_its_aftr_by_name() {
+    const KEY: &str = "hmac-sha256:ddns-key:c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFiY2RlZg==";
+    let lab = common::lab(LabOptions::default());
+    let knot = ddns_support::Knot::start_on(&lab, Node::Wan, KEY, addr::WAN_B6);
+    knot.update(
+        &lab,
+        KEY,
+        "aftr.example.jp",
+        "AAAA",
+        IpAddr::V6(addr::SITE_B_WAN6),
+    );
+    let aftr = far_end(
+        &lab.site_config(Site::B),
+        addr::SITE_A_WAN6,
+        &[addr::LAN_A4, "192.0.0.0/29"],
+    );
+    let aftr = common::start_gateway(&lab, Site::B, &aftr);
+    let ce = start_ce_with(
+        &lab,
+        &[format!("resolvers = [\"[{}]:53\"]", addr::WAN_B6)],
+        "[[tunnel]]\nname = \"b4\"\nmode = \"ds-lite\"\naftr = \"aftr.example.jp\"\n\
+         default_route = true\n",
+    );
+    let resolved = common::wait_until(Duration::from_secs(10), || {
+        ce.tunnel_status("b4")
+            .is_ok_and(|s| s["remote"] == addr::SITE_B_WAN6.to_string())
+    });
+    assert!(resolved, "the AFTR's name was not followed:\n{}", ce.log());
+    assert!(
+        wait_ping(&lab, Node::HostA, HOST_B, Duration::from_secs(10)),
+        "{}",
+        ce.log()
+    );
+    let seen = echo_sources_at_host_b(&lab, Node::HostA, &[]);
+    assert!(
+        seen.contains(&format!("{} > {}", addr::HOST_A4, addr::HOST_B4)),
+        "hostB saw:\n{seen}"
+    );
+    let status = ce.status().unwrap();
+    let endpoints = status["names"]["endpoints"].to_string();
+    assert!(endpoints.contains("aftr.example.jp"), "{status}");
+    ce.stop().unwrap();
+    aftr.stop().unwrap();
 }
