@@ -95,7 +95,7 @@ pub fn insert_failed(stat: &str) -> Option<u64> {
         lines
             .filter_map(|l| l.split_whitespace().nth(column))
             .filter_map(|v| u64::from_str_radix(v, 16).ok())
-            .sum(),
+            .fold(0, u64::saturating_add),
     )
 }
 
