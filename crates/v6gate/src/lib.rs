@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod export;
 pub mod firewall_status;
 pub mod ipsec_paths;
+pub mod kpath_status;
 pub mod mape;
 pub mod metrics;
 pub mod names;

@@ -103,6 +103,9 @@ pub struct TunnelStatus {
     /// Every path's IKE SA, when the tunnel has more than one path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipsec_paths: Option<crate::ipsec_paths::IpsecPaths>,
+    /// Which dataplane moves the tunnel's packets (`"dataplane": "kernel"`).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub dataplane: Option<crate::kpath_status::DataplaneStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -253,6 +256,9 @@ pub fn render(status: &GatewayStatus) -> String {
         let _ = writeln!(out, "  local {}  remote {}", t.local, t.remote);
         let _ = writeln!(out, "  path       {}", t.active_path);
         let _ = writeln!(out, "  pinned     {}", t.pinned_route.describe());
+        if let Some(d) = &t.dataplane {
+            let _ = writeln!(out, "  {}", d.render());
+        }
         let limit = t
             .encap_limit
             .map_or_else(|| "none".to_string(), |l| l.to_string());

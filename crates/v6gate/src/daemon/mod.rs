@@ -21,6 +21,7 @@ mod firewall;
 pub mod host;
 mod instance;
 mod ipsec;
+mod kpath;
 mod names;
 mod packet;
 pub mod pin;
@@ -99,6 +100,8 @@ struct TunnelRuntime {
     mtu: u16,
     /// The IKE side of an ipsec tunnel: one IKE SA per path, in the order of the paths.
     ipsec: Vec<IpsecTunnel>,
+    /// The kernel path beside the TUN dataplane, or why not.
+    dataplane: kpath::Chosen,
 }
 
 struct Daemon {

@@ -1,0 +1,204 @@
+//! The kernel path of a tunnel in the daemon: tc-BPF programs on the underlay device of the
+//! tunnel's path that encapsulate and decapsulate, and inner routes that send the tunnel's
+//! prefixes straight to that device (`via inet6 <next hop> dev <underlay> mtu <MTU>`), so TCP
+//! super-packets cross the underlay whole.
+//!
+//! The TUN dataplane of the tunnel keeps running beside it: its routes stay, one metric
+//! behind, and it gets whatever the programs pass on (probes and their replies, fragments,
+//! unusual headers, ICMP errors). The routes are objects of the host-state owner under their
+//! own owner name, so stop, reload and crash take-over treat them like any other route. The
+//! programs hang off tcx links, which belong to this process: they go when it stops, however
+//! it stops; on kernels before 6.6 they are `clsact` filters, and leftovers of a run that
+//! crashed are removed by name before attaching.
+
+use std::net::IpAddr;
+
+use ::kpath::{KernelPath, Spec};
+use anyhow::{Context, anyhow};
+use control::{Dataplane, Tunnel};
+use sys::netlink::{Route, RouteKind};
+use tracing::{info, warn};
+
+use super::pin::Pin;
+use super::{Daemon, PathRuntime, ROUTE_PROTOCOL, link_name};
+use crate::kpath_status::{DataplaneStatus, KernelPathStatus};
+
+/// One tunnel's programs, attached.
+pub(super) struct KernelTunnel {
+    path: KernelPath,
+    device: String,
+}
+
+/// What a tunnel runs on: the kernel path, or the TUN dataplane and why.
+pub(super) enum Chosen {
+    Kernel(Box<KernelTunnel>),
+    Userspace { fallback: Option<String> },
+}
+
+/// The host-state owner name of a tunnel's kernel-path routes.
+pub(super) fn owner(name: &str) -> String {
+    format!("kernel path {name}")
+}
+
+impl Daemon {
+    /// Puts `t` on the kernel path when its `dataplane` asks for it and the host allows it.
+    /// With `kernel`, a failure is the tunnel's failure; with `auto`, it is logged and the
+    /// TUN dataplane carries the tunnel alone.
+    pub(super) async fn choose_dataplane(
+        &mut self,
+        t: &Tunnel,
+        paths: &[PathRuntime],
+        mtu: u16,
+    ) -> anyhow::Result<Chosen> {
+        if t.dataplane == Dataplane::Userspace || t.ipsec.is_some() {
+            return Ok(Chosen::Userspace { fallback: None });
+        }
+        match self.start_kernel_path(t, paths, mtu).await {
+            Ok(kernel) => {
+                info!(
+                    tunnel = %t.name,
+                    "dataplane: kernel (tc-BPF on {}), the TUN device takes what it passes on",
+                    kernel.device
+                );
+                Ok(Chosen::Kernel(Box::new(kernel)))
+            }
+            Err(e) if t.dataplane == Dataplane::Auto => {
+                let _ = self.host.set(&owner(&t.name), Vec::new()).await;
+                warn!(tunnel = %t.name, "dataplane: userspace; kernel path not used: {e:#}");
+                Ok(Chosen::Userspace {
+                    fallback: Some(format!("{e:#}")),
+                })
+            }
+            Err(e) => {
+                let _ = self.host.set(&owner(&t.name), Vec::new()).await;
+                Err(e.context("dataplane = \"kernel\""))
+            }
+        }
+    }
+
+    async fn start_kernel_path(
+        &mut self,
+        t: &Tunnel,
+        paths: &[PathRuntime],
+        mtu: u16,
+    ) -> anyhow::Result<KernelTunnel> {
+        let (active, oif, next_hop) = paths
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| match p.pin {
+                Pin::Via { oif, gateway } => Some((i, oif, gateway.unwrap_or(p.remote))),
+                Pin::Blackhole => None,
+            })
+            .ok_or_else(|| anyhow!("no path has an underlay route yet"))?;
+        let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
+        let config = super::convert::dataplane_config(t, mtu, None, None);
+        let mut spec = Spec::from_config(&config);
+        spec.active = active;
+        let mut path = KernelPath::load(&spec).context("loading the BPF programs")?;
+        // Filters of a run that crashed on a kernel without tcx would process our packets
+        // twice; with tcx there are none.
+        if let Err(e) = KernelPath::detach_leftovers(&device) {
+            warn!(tunnel = %t.name, "leftover kernel path filters on {device}: {e}");
+        }
+        path.attach(&device)
+            .with_context(|| format!("attaching the BPF programs to {device}"))?;
+        let routes = kernel_routes(t, oif, next_hop, mtu, self.config.gateway.route_metric);
+        if routes.is_empty() {
+            anyhow::bail!("no inner route can go via the underlay next hop {next_hop}");
+        }
+        self.host
+            .set(
+                &owner(&t.name),
+                routes.into_iter().map(super::host::Object::Route).collect(),
+            )
+            .await
+            .context("routing the tunnel's prefixes to the underlay")?;
+        Ok(KernelTunnel { path, device })
+    }
+
+    /// Takes a tunnel off the kernel path: routes first (back to the TUN device), then the
+    /// programs.
+    pub(super) async fn stop_kernel_path(&mut self, name: &str, kernel: Option<Box<KernelTunnel>>) {
+        if let Err(e) = self.host.set(&owner(name), Vec::new()).await {
+            warn!(tunnel = name, "kernel path routes: {e:#}");
+        }
+        if let Some(mut kernel) = kernel
+            && let Err(e) = kernel.path.detach()
+        {
+            warn!(tunnel = name, "detaching the kernel path: {e:#}");
+        }
+    }
+}
+
+/// The tunnel's prefixes, each via the underlay next hop at one metric better than the
+/// route into the TUN device. An IPv6 prefix cannot go via an IPv4 next hop; it stays on the
+/// TUN device.
+fn kernel_routes(t: &Tunnel, oif: u32, next_hop: IpAddr, mtu: u16, metric: u32) -> Vec<Route> {
+    t.routes
+        .iter()
+        .filter(|net| !(matches!(net, ipnet::IpNet::V6(_)) && next_hop.is_ipv4()))
+        .map(|net| Route {
+            dst: *net,
+            table: t.route_table,
+            protocol: ROUTE_PROTOCOL,
+            metric: Some(metric.saturating_sub(1)),
+            oif: Some(oif),
+            gateway: Some(next_hop),
+            kind: RouteKind::Unicast,
+            mtu: Some(u32::from(mtu)),
+        })
+        .collect()
+}
+
+impl KernelTunnel {
+    pub(super) fn status(&self) -> DataplaneStatus {
+        let counters = self.path.counters().unwrap_or_default();
+        let drops = dataplane::DropReason::ALL
+            .iter()
+            .zip(counters.drops)
+            .filter(|(_, n)| *n > 0)
+            .map(|(reason, n)| (reason.to_string(), n))
+            .collect();
+        DataplaneStatus {
+            dataplane: "kernel".into(),
+            dataplane_fallback: None,
+            kernel_path: Some(KernelPathStatus {
+                device: self.device.clone(),
+                attach: match self.path.attachment() {
+                    Some(a) if a.tcx => "tcx",
+                    Some(_) => "clsact",
+                    None => "detached",
+                }
+                .into(),
+                tx_packets: counters.tx_packets,
+                tx_bytes: counters.tx_bytes,
+                rx_packets: counters.rx_packets,
+                rx_bytes: counters.rx_bytes,
+                punted: counters.punted,
+                gso_tx: counters.gso_tx,
+                gso_rx: counters.gso_rx,
+                drops,
+            }),
+        }
+    }
+}
+
+impl Chosen {
+    pub(super) fn status(&self) -> DataplaneStatus {
+        match self {
+            Self::Kernel(k) => k.status(),
+            Self::Userspace { fallback } => DataplaneStatus {
+                dataplane: "userspace".into(),
+                dataplane_fallback: fallback.clone(),
+                kernel_path: None,
+            },
+        }
+    }
+
+    pub(super) fn take_kernel(&mut self) -> Option<Box<KernelTunnel>> {
+        match std::mem::replace(self, Self::Userspace { fallback: None }) {
+            Self::Kernel(k) => Some(k),
+            Self::Userspace { .. } => None,
+        }
+    }
+}
