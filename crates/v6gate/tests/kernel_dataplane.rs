@@ -131,3 +131,49 @@ fn the_daemon_runs_a_tunnel_on_the_kernel_path() {
     sites.a = Some(again);
     sites.stop();
 }
+
+/// `auto` takes the kernel path where the tunnel needs nothing it lacks (here: no MSS
+/// clamping), and says why it stays on the TUN dataplane otherwise.
+#[test]
+fn auto_takes_the_kernel_path_where_it_can() {
+    let sites = Sites::start(
+        LabOptions {
+            site_ipv4_forwarding: true,
+            ..LabOptions::default()
+        },
+        |site, config| {
+            if site == Site::A {
+                config.tunnel_mut().extra.push("mss_clamp = \"off\"".into());
+            }
+        },
+    );
+    let a = sites.gateway(Site::A);
+    let b = sites.gateway(Site::B);
+    assert_ping(
+        &sites.lab,
+        Node::HostA,
+        IpAddr::V4(addr::HOST_B4),
+        3,
+        &[a, b],
+    );
+    let name = sites.config_a.tunnels[0].name.clone();
+    let ta = a.tunnel_status(&name).unwrap();
+    assert_eq!(ta["dataplane"], "kernel", "{ta:#}");
+    assert!(ta.get("dataplane_fallback").is_none(), "{ta:#}");
+    assert!(
+        ta["kernel_path"]["tx_packets"].as_u64().unwrap() >= 3,
+        "{ta:#}"
+    );
+    let tb = b.tunnel_status(&name).unwrap();
+    assert_eq!(tb["dataplane"], "userspace", "{tb:#}");
+    assert!(
+        tb["dataplane_fallback"]
+            .as_str()
+            .unwrap()
+            .contains("MSS clamping"),
+        "{tb:#}"
+    );
+    // siteB's TUN dataplane decapsulates what siteA's programs sent.
+    assert!(tb["rx_packets"].as_u64().unwrap() >= 3, "{tb:#}");
+    sites.stop();
+}

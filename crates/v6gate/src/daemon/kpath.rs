@@ -53,6 +53,28 @@ impl Daemon {
         if t.dataplane == Dataplane::Userspace || t.ipsec.is_some() {
             return Ok(Chosen::Userspace { fallback: None });
         }
+        if t.paths.len() > 1 {
+            let why = "failover between paths does not run on the kernel path yet";
+            if t.dataplane == Dataplane::Kernel {
+                anyhow::bail!("dataplane = \"kernel\": {why}");
+            }
+            info!(tunnel = %t.name, "dataplane: userspace; {why}");
+            return Ok(Chosen::Userspace {
+                fallback: Some(why.into()),
+            });
+        }
+        if t.mss_clamp != control::MssClamp::Off {
+            // The route MTU still makes the kernel answer DF packets that do not fit.
+            let why =
+                "MSS clamping does not run on the kernel path yet (mss_clamp = \"off\" allows it)";
+            if t.dataplane == Dataplane::Auto {
+                info!(tunnel = %t.name, "dataplane: userspace; {why}");
+                return Ok(Chosen::Userspace {
+                    fallback: Some(why.into()),
+                });
+            }
+            warn!(tunnel = %t.name, "dataplane = \"kernel\": {why}");
+        }
         match self.start_kernel_path(t, paths, mtu).await {
             Ok(kernel) => {
                 info!(
