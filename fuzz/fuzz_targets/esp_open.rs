@@ -6,11 +6,12 @@
 use dataplane::esp::{InboundSa, Integrity, OutboundSa, Suite};
 use libfuzzer_sys::fuzz_target;
 
-const SUITES: [Suite; 4] = [
+const SUITES: [Suite; 5] = [
     Suite::AesGcm16 { key_bits: 128 },
     Suite::AesGcm16 { key_bits: 256 },
     Suite::AesCbc { key_bits: 128, integrity: Integrity::HmacSha1_96 },
     Suite::AesCbc { key_bits: 256, integrity: Integrity::HmacSha256_128 },
+    Suite::TripleDesCbc { integrity: Integrity::HmacSha1_96 },
 ];
 
 fuzz_target!(|data: &[u8]| {

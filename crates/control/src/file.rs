@@ -51,6 +51,8 @@ pub(crate) struct FileGateway {
     pub ipv6_forwarding: Option<bool>,
     pub route_metric: Option<Int>,
     pub max_config_size: Option<Int>,
+    pub metrics: Option<String>,
+    pub key_log: Option<String>,
     pub state_dir: Option<String>,
     pub resolvers: Option<Vec<String>>,
 }
@@ -96,6 +98,10 @@ pub(crate) struct FileTunnel {
     pub default_route: Option<bool>,
     /// `mode = "ds-lite"`: the AFTR, an IPv6 address or a host name.
     pub aftr: Option<String>,
+    /// The single-path form's probe (the multipath form sets it per path).
+    pub probe: Option<String>,
+    pub probe_target: Option<String>,
+    pub probe_source: Option<String>,
 }
 
 /// `[tunnel.ike]`: how an ipsec tunnel negotiates its keys. Words stay strings and durations

@@ -40,6 +40,7 @@ mod names;
 mod plan;
 mod quote;
 pub mod softwire;
+mod suggest;
 mod sysctl;
 mod validate;
 

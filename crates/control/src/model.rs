@@ -130,6 +130,10 @@ pub struct Gateway {
     pub route_metric: u32,
     /// Largest config file, in bytes, this config accepts (itself and what a reload reads).
     pub max_config_size: u64,
+    /// Where Prometheus metrics are served (`http://ADDRESS/metrics`); off when `None`.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Directory where the ESP keys are written for Wireshark; off when `None`.
+    pub key_log: Option<PathBuf>,
     /// Root-only directory of what outlives a run (what each `[[ddns]]` entry last published).
     pub state_dir: PathBuf,
     /// Name servers asked for peers given by name; empty = the system's (`/etc/resolv.conf`).
@@ -146,6 +150,8 @@ impl Default for Gateway {
             ipv6_forwarding: None,
             route_metric: DEFAULT_ROUTE_METRIC,
             max_config_size: DEFAULT_MAX_CONFIG_SIZE,
+            metrics: None,
+            key_log: None,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             resolvers: Vec::new(),
         }

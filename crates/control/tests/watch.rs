@@ -302,12 +302,18 @@ fn hooks_are_absolute_commands() {
 fn required_keys_and_unknown_keys() {
     let text = "[[watch]]\nname = \"w\"\ntarget = \"198.18.2.254\"\ndevice = \"wan4\"\n";
     only_problem(text, "watch[0].route", "missing field `route`", "[[watch]]");
-    only_problem(
-        &with_route("dst = \"0.0.0.0/0\", dev = \"wan4\""),
-        "watch[0].route.dev",
-        "unknown field `dev`",
-        "route =",
+    // The misspelt key is named with its fix, and the route it leaves without a device too.
+    let text = with_route("dst = \"0.0.0.0/0\", dev = \"wan4\"");
+    let e = invalid(&text);
+    let line = line_of(&text, "route =");
+    has_problem(&e, "watch[0].route.dev", line, "did you mean `device`?");
+    has_problem(
+        &e,
+        "watch[0].route.dst",
+        line,
+        "needs `via`, `device` or both",
     );
+    assert_eq!(e.diagnostics().len(), 2, "{e}");
     only_problem(
         &watch("w", "probe = \"icmp\"\n"),
         "watch[0].probe",

@@ -79,6 +79,24 @@ pub enum PathMtuReason {
     Reconfigured,
 }
 
+impl fmt::Display for PathMtuReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PacketTooBig { from, reported } => {
+                write!(f, "packet too big from {from}, link mtu {reported}")
+            }
+            Self::FragmentationNeeded { from, reported } => {
+                write!(
+                    f,
+                    "fragmentation needed from {from}, next-hop mtu {reported}"
+                )
+            }
+            Self::Expired => f.write_str("lowered value expired"),
+            Self::Reconfigured => f.write_str("reconfigured"),
+        }
+    }
+}
+
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -87,23 +105,7 @@ impl fmt::Display for Event {
                 path,
                 mtu,
                 reason,
-            } => {
-                write!(f, "{tunnel} {path}: path mtu now {mtu} (")?;
-                match reason {
-                    PathMtuReason::PacketTooBig { from, reported } => {
-                        write!(f, "packet too big from {from}, link mtu {reported}")?;
-                    }
-                    PathMtuReason::FragmentationNeeded { from, reported } => {
-                        write!(
-                            f,
-                            "fragmentation needed from {from}, next-hop mtu {reported}"
-                        )?;
-                    }
-                    PathMtuReason::Expired => f.write_str("lowered value expired")?,
-                    PathMtuReason::Reconfigured => f.write_str("reconfigured")?,
-                }
-                f.write_str(")")
-            }
+            } => write!(f, "{tunnel} {path}: path mtu now {mtu} ({reason})"),
             Self::PathStateChanged {
                 tunnel,
                 path,

@@ -48,6 +48,8 @@ pub(crate) struct PathSelection {
     last_switch: Option<Instant>,
     /// When a failback waiting for the hold-down may happen.
     failback_at: Option<Instant>,
+    /// Moves made by health (failovers and failbacks), for the operator's counters.
+    switches: u64,
 }
 
 impl PathSelection {
@@ -57,11 +59,18 @@ impl PathSelection {
             active: cheapest(costs),
             last_switch: None,
             failback_at: None,
+            switches: 0,
         }
     }
 
     pub(crate) fn active(&self) -> usize {
         self.active
+    }
+
+    /// How often [`select`](Self::select) moved traffic since the tunnel started (a reset by
+    /// configuration is not counted).
+    pub(crate) fn switches(&self) -> u64 {
+        self.switches
     }
 
     /// When [`select`](Self::select) may move traffic without any health change.
@@ -114,6 +123,7 @@ impl PathSelection {
         };
         self.active = best;
         self.last_switch = Some(now);
+        self.switches += 1;
         Some(Switch {
             from: active,
             to: best,
@@ -199,6 +209,7 @@ mod tests {
         assert_eq!(sel.failback_at(), Some(t0 + HOLD));
         let switch = sel.select(t0 + HOLD, HOLD, 2, states(&back)).unwrap();
         assert_eq!((switch.to, switch.reason), (0, SwitchReason::Failback));
+        assert_eq!(sel.switches(), 2, "the failover and the failback");
         assert_eq!(sel.failback_at(), None);
     }
 

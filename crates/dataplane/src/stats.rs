@@ -189,6 +189,8 @@ pub struct TunnelStats {
     /// receiving NIC's GRO merged before the raw socket saw them (each also counts once in
     /// `rx_packets`). They reach the TUN device to be segmented again, not refused.
     pub outer_gro_packets: u64,
+    /// Moves of the traffic to another path by health (failovers and failbacks).
+    pub failovers: u64,
 }
 
 /// Counters and health of one path of a tunnel.
@@ -215,6 +217,8 @@ pub struct PathStats {
     pub probes_answered: u64,
     /// The peer's keepalive requests answered on this path.
     pub keepalives_answered: u64,
+    /// When the peer was last heard on this path: a packet forwarded or a keepalive.
+    pub last_received: Option<Instant>,
 }
 
 #[cfg(test)]

@@ -503,6 +503,7 @@ impl Tunnel {
         let counters = &mut self.paths[path.index()].counters;
         counters.rx_packets += 1;
         counters.rx_bytes += bytes;
+        counters.last_received = Some(now);
         Verdict::Forwarded
     }
 
@@ -515,6 +516,7 @@ impl Tunnel {
         idents: &mut Idents,
     ) {
         let state = &mut self.paths[path.index()];
+        state.counters.last_received = Some(now);
         match keepalive.kind {
             Kind::Request => {
                 let mut reply = [0u8; KEEPALIVE_LEN];
@@ -598,6 +600,7 @@ impl Tunnel {
             reason: switch.reason,
         });
         self.active = to;
+        self.stats.failovers = self.selection.switches();
         self.stats.active_path = to;
         self.stats.path_mtu = self.active_path().pmtu.current();
     }

@@ -346,7 +346,8 @@ fn try_lock(file: &File) -> io::Result<()> {
     }
 }
 
-fn effective_uid() -> u32 {
+/// The user the process acts as (root for the daemon).
+pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }

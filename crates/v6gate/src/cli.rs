@@ -5,10 +5,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::status::{self, Request, Response};
-
-const DEFAULT_CONFIG: &str = "/etc/v6gate/v6gate.toml";
-const DEFAULT_SOCKET: &str = "/run/v6gate/v6gate.sock";
+use crate::operate::{DEFAULT_CONFIG, Target};
+use crate::status::Request;
 
 /// v6gate: IPv4-over-IPv6 (RFC 2473) tunnels in userspace, from one TOML file.
 ///
@@ -41,7 +39,8 @@ enum Command {
         /// the RUST_LOG environment variable.
         #[arg(long)]
         log_level: Option<String>,
-        /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9586).
+        /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9586); overrides
+        /// [gateway] metrics.
         #[arg(long, value_name = "ADDRESS")]
         metrics: Option<std::net::SocketAddr>,
     },
@@ -67,25 +66,44 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
-        /// Control socket of the daemon (see [gateway] control_socket).
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
     /// Ask the running daemon to re-read its config (same as SIGHUP, but reports the result).
     ///
     /// With --confirm, the daemon goes back to the config it ran before unless `v6gate
     /// confirm` comes within that time (e.g. 120s); the management ports stay open throughout.
     Reload {
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// Revert unless confirmed within this time (30s, 2m, ...).
         #[arg(long, value_name = "DURATION")]
         confirm: Option<String>,
     },
     /// Keep the config of a pending `reload --confirm`.
     Confirm {
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Take one tunnel out of service: its SAs deleted, routes withdrawn, device closed.
+    ///
+    /// It stays down until `v6gate up`, a restart, or a reload that changes it.
+    Down {
+        tunnel: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Bring a tunnel taken down by `v6gate down` back.
+    Up {
+        tunnel: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Start IKE on an ipsec tunnel now, without waiting for the retry backoff or the peer.
+    Initiate {
+        tunnel: String,
+        #[command(flatten)]
+        target: Target,
     },
     /// Check the host for what breaks tunnels: forwarding, rp_filter, endpoint routes,
     /// firewall rules, MTU/MSS, IPv6, UDP 500/4500, TUN, clock, conntrack.
@@ -137,7 +155,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Status {
         json: false,
-        socket: PathBuf::from(DEFAULT_SOCKET),
+        target: Target::default(),
     });
     match command {
         Command::Run {
@@ -150,7 +168,10 @@ pub fn main() -> ExitCode {
                 tracing::error!("{why}");
                 return ExitCode::from(2);
             }
-            let socket = control::Config::load(&config).map(|c| c.gateway.control_socket);
+            let loaded = control::Config::load(&config);
+            // The command line wins over [gateway] metrics.
+            let metrics = metrics.or_else(|| loaded.as_ref().ok().and_then(|c| c.gateway.metrics));
+            let socket = loaded.map(|c| c.gateway.control_socket);
             let _watchdog = socket
                 .as_ref()
                 .ok()
@@ -207,29 +228,24 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Status { json, socket } => match status::query(&socket, &Request::Status) {
-            Ok(Response::Status(s)) => {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&s).expect("status serialises")
-                    );
-                } else {
-                    print!("{}", status::render(&s));
-                }
-                ExitCode::SUCCESS
-            }
-            Ok(other) => {
-                eprintln!("unexpected answer from the daemon: {other:?}");
-                ExitCode::FAILURE
-            }
-            Err(e) => {
-                eprintln!("v6gate status: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Reload { socket, confirm } => crate::reload::reload(&socket, confirm.as_deref()),
-        Command::Confirm { socket } => crate::reload::confirm(&socket),
+        Command::Status { json, target } => crate::operate::status(json, &target),
+        Command::Reload { target, confirm } => {
+            crate::operate::with_socket("reload", &target, |s| {
+                crate::reload::reload(s, confirm.as_deref())
+            })
+        }
+        Command::Confirm { target } => {
+            crate::operate::with_socket("confirm", &target, crate::reload::confirm)
+        }
+        Command::Down { tunnel, target } => {
+            crate::operate::act("down", &target, &Request::Down { tunnel })
+        }
+        Command::Up { tunnel, target } => {
+            crate::operate::act("up", &target, &Request::Up { tunnel })
+        }
+        Command::Initiate { tunnel, target } => {
+            crate::operate::act("initiate", &target, &Request::Initiate { tunnel })
+        }
         Command::Doctor { config, json } => ExitCode::from(crate::doctor::main(&config, json)),
         Command::Export {
             config,

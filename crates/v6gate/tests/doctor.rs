@@ -63,6 +63,26 @@ local_subnets = ["198.51.100.0/24"]
 routes = ["203.0.113.0/24"]
 [tunnel.ike]
 psk_file = "doctor.psk"
+
+[[tunnel]]
+name = "named"
+mode = "ipip6"
+local = "2001:db8:a::1"
+remote = "peer.invalid"
+
+[[tunnel]]
+name = "v6plus"
+mode = "map-e"
+device_prefix = "lan9"
+rule = "v6plus"
+
+[[ddns]]
+name = "home"
+provider = "dyndns2"
+hostname = "home.example.jp"
+credentials_file = "ddns.secret"
+address = { device = "eth0", family = "ipv6" }
+server = "https://members.example.jp"
 "#;
 
 fn doctor(ns: &str, config: &std::path::Path) -> (i32, Value) {
@@ -116,6 +136,9 @@ fn broken_namespace_reports_every_planted_fault() {
     };
     fs::write(dir.join("doctor.psk"), "k").unwrap();
     fs::set_permissions(dir.join("doctor.psk"), fs::Permissions::from_mode(0o600)).unwrap();
+    // Planted: DDNS credentials others can read.
+    fs::write(dir.join("ddns.secret"), "user:password\n").unwrap();
+    fs::set_permissions(dir.join("ddns.secret"), fs::Permissions::from_mode(0o644)).unwrap();
     let config = dir.join("doctor.toml");
     let socket = dir.join("doctor.sock");
     fs::write(&config, CONFIG.replace("SOCKET", &socket.to_string_lossy())).unwrap();
@@ -181,6 +204,21 @@ fn broken_namespace_reports_every_planted_fault() {
     assert_result(&report, "UDP 500", "fail", "python3");
     assert_result(&report, "daemon", "pass", "not running");
     assert_result(&report, "TUN device", "pass", "opens");
+    // A peer name that cannot resolve (RFC 6761 .invalid), a MAP-E CE whose prefix device
+    // has no prefix, DDNS credentials readable by others.
+    assert_result(
+        &report,
+        "peer name: named/default",
+        "fail",
+        "does not resolve",
+    );
+    assert_result(
+        &report,
+        "MAP-E prefix: v6plus",
+        "fail",
+        "no global IPv6 address on lan9",
+    );
+    assert_result(&report, "DDNS credentials: home", "fail", "mode 0644");
     drop(ns);
 }
 

@@ -35,7 +35,20 @@ fn exported(config: &Path, format: &str, extra: &[&str]) -> String {
 }
 
 /// Site A's ipsec tunnel to site B; v6gate answers, so the exported peer starts the SA.
+/// IKEv2 (the default) with AES-GCM.
+const IKEV2: &str =
+    "proposals = [\"aes128gcm16-prfsha256-modp2048\"]\nesp_proposals = [\"aes128gcm16\"]\n";
+
 fn write_ipsec_config(dir: &Path, socket: &Path) -> PathBuf {
+    write_ipsec_config_with(dir, socket, IKEV2)
+}
+
+/// IKEv1 main mode, AES-256/SHA2-256/MODP-2048 in both phases (IKEv1 has no AEAD phase 1).
+const IKEV1: &str = "version = 1\nproposals = [\"aes256-sha256-modp2048\"]\n\
+                     esp_proposals = [\"aes256-sha256-modp2048\"]\n";
+
+/// Site A's ipsec tunnel, responding, with `ike` lines for the suites (and version).
+fn write_ipsec_config_with(dir: &Path, socket: &Path, ike: &str) -> PathBuf {
     let psk = dir.join("export.psk");
     fs::write(&psk, LAB_PSK).unwrap();
     fs::set_permissions(&psk, fs::Permissions::from_mode(0o600)).unwrap();
@@ -43,8 +56,7 @@ fn write_ipsec_config(dir: &Path, socket: &Path) -> PathBuf {
         "[gateway]\ncontrol_socket = {:?}\nipv4_forwarding = true\n\n[[tunnel]]\nname = \
          {TUNNEL:?}\nmode = \"ipsec\"\nlocal = \"{}\"\nremote = \"{}\"\nlocal_subnets = \
          [{:?}]\nroutes = [{:?}]\n[tunnel.ike]\npsk_file = {:?}\nstart = \"respond\"\n\
-         proposals = [\"aes128gcm16-prfsha256-modp2048\"]\nesp_proposals = [\"aes128gcm16\"]\n\
-         dpd_delay = \"10s\"\n",
+         {ike}dpd_delay = \"10s\"\n",
         socket.display().to_string(),
         Site::A.wan6(),
         Site::B.wan6(),
@@ -57,14 +69,13 @@ fn write_ipsec_config(dir: &Path, socket: &Path) -> PathBuf {
     path
 }
 
-#[test]
-fn strongswan_export_establishes_with_v6gate() {
+fn strongswan_export_establishes(ike: &str) {
     let lab = common::lab(LabOptions {
         site_ipv4_forwarding: true,
         ..LabOptions::default()
     });
     let socket = lab.dir().join("export-a.sock");
-    let config = write_ipsec_config(lab.dir(), &socket);
+    let config = write_ipsec_config_with(lab.dir(), &socket, ike);
 
     let swanctl = exported(&config, "strongswan", &["--with-secret"]);
     let placeholder = exported(&config, "strongswan", &[]);
@@ -97,6 +108,17 @@ fn strongswan_export_establishes_with_v6gate() {
     assert!(child.packets_in >= 3 && child.packets_out >= 3, "{child:?}");
     gateway.stop().unwrap();
     charon.stop().unwrap();
+}
+
+#[test]
+fn strongswan_export_establishes_with_v6gate() {
+    strongswan_export_establishes(IKEV2);
+}
+
+/// `version = 1`: the export says so, and charon speaks IKEv1 main mode with v6gate.
+#[test]
+fn strongswan_ikev1_export_establishes_with_v6gate() {
+    strongswan_export_establishes(IKEV1);
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -238,6 +260,12 @@ fn libreswan_export_passes_addconn_checkconfig() {
     let dir = std::env::temp_dir().join(format!("v6gate-export-ls-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
+    let v1_config = write_ipsec_config_with(&dir, &dir.join("unused.sock"), IKEV1);
+    let v1 = exported(&v1_config, "libreswan", &[]);
+    assert!(v1.contains("ikev2=no"), "{v1}");
+    let (v1_conf, _) = v1.split_once("# ipsec.secrets").expect("two parts");
+    let v1_path = dir.join("ipsec-v1.conf");
+    fs::write(&v1_path, format!("config setup\n\n{v1_conf}")).unwrap();
     let config = write_ipsec_config(&dir, &dir.join("unused.sock"));
     let export = exported(&config, "libreswan", &[]);
     let (conf, _secrets) = export.split_once("# ipsec.secrets").expect("two parts");
@@ -255,6 +283,12 @@ fn libreswan_export_passes_addconn_checkconfig() {
     assert!(
         out.status.success(),
         "addconn rejects the export:\n{}\n{conf}",
+        text(&out)
+    );
+    let out = check(&v1_path);
+    assert!(
+        out.status.success(),
+        "addconn rejects the IKEv1 export:\n{}\n{v1_conf}",
         text(&out)
     );
     // And it is a checker that can fail.

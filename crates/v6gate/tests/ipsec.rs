@@ -370,6 +370,51 @@ fn fragmentation_needed_shrinks_raw_esp_over_ipv4() {
     esp_path_mtu_follows_the_router(true, "auto");
 }
 
+/// Sends `count` ESP packets with SPI `spi` (and nothing an SA could open) from `node` to
+/// `dst` through a raw socket, so the kernel picks `node`'s own source address.
+fn send_raw_esp(lab: &Lab, node: Node, dst: IpAddr, spi: u32, count: u32) {
+    let script = "import socket, sys\n\
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 50)\n\
+        esp = int(sys.argv[2]).to_bytes(4, 'big') + bytes(4) + bytes(48)\n\
+        for _ in range(int(sys.argv[3])): s.sendto(esp, (sys.argv[1], 0))\n";
+    lab.exec_ok(
+        node,
+        &[
+            "python3",
+            "-c",
+            script,
+            &dst.to_string(),
+            &spi.to_string(),
+            &count.to_string(),
+        ],
+    )
+    .expect("sending raw ESP");
+}
+
+/// ESP from an address that is no peer is dropped before any SA lookup and counted apart;
+/// ESP from the peer on an SPI no SA knows stays an `unknown_spi` drop of the tunnel.
+#[test]
+fn esp_from_a_stranger_is_counted_apart_from_unknown_spis() {
+    let lab = lab();
+    let b = start_gateway(&lab, Site::B, &Ipsec::new("respond", "auto"));
+    let a = start_gateway(&lab, Site::A, &Ipsec::new("auto", "auto"));
+    wait_established(&a, Duration::from_secs(15));
+    wait_established(&b, Duration::from_secs(5));
+    let target = IpAddr::V6(Site::A.wan6());
+    send_raw_esp(&lab, Node::Wan, target, 0x0bad_5e1f, 5);
+    send_raw_esp(&lab, Node::SiteB, target, 0x0bad_5e1f, 3);
+    let mut status = serde_json::Value::Null;
+    let counted = wait_until(Duration::from_secs(5), || {
+        status = a.status().expect("status");
+        status["packet"]["esp_not_peer"].as_u64() == Some(5)
+    });
+    assert!(counted, "{status}");
+    let t = ipsec_status(&a);
+    assert!(common::drops(&t, "unknown_spi") >= 3, "{t}");
+    a.stop().unwrap();
+    b.stop().unwrap();
+}
+
 #[test]
 fn v6gate_pair_raw_esp_over_ipv6() {
     v6gate_pair("auto");

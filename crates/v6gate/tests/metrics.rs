@@ -1,5 +1,5 @@
-//! `v6gate run --metrics` serves the running gateway's status in Prometheus' text format,
-//! and Prometheus' own `promtool check metrics` accepts what it serves.
+//! `[gateway] metrics` (or `v6gate run --metrics`) serves the running gateway's status in
+//! Prometheus' text format, and Prometheus' own `promtool check metrics` accepts what it serves.
 
 mod common;
 
@@ -55,7 +55,9 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
 #[test]
 fn running_gateway_metrics_pass_promtool() {
     let lab = common::lab(LabOptions::default());
-    let config_a = lab.site_config(Site::A);
+    let mut config_a = lab.site_config(Site::A);
+    // The address comes from the file's [gateway] metrics, as an operator writes it.
+    config_a.extra.push(format!("metrics = \"{ADDRESS}\""));
     let config_b = lab.site_config(Site::B);
     let tunnel = config_a.tunnels[0].name.clone();
     let path = lab.dir().join("metrics-a.toml");
@@ -65,7 +67,7 @@ fn running_gateway_metrics_pass_promtool() {
         .spawn(
             Site::A.node(),
             "v6gate",
-            &[BIN, "run", "--config", &path_arg, "--metrics", ADDRESS],
+            &[BIN, "run", "--config", &path_arg],
         )
         .unwrap();
     let b = common::start_gateway(&lab, Site::B, &config_b);

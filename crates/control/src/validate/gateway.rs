@@ -51,6 +51,17 @@ impl Checker {
             .and_then(|Int(m)| self.int_in("gateway.route_metric", m, 0, u32::MAX.into()))
             .map_or(DEFAULT_ROUTE_METRIC, |m| m as u32);
         let max_config_size = self.max_config_size(file.max_config_size);
+        let metrics = file.metrics.and_then(|a| self.metrics_address(&a));
+        let key_log = match file.key_log {
+            Some(path) if !path.starts_with('/') => {
+                self.error(
+                    "gateway.key_log",
+                    format!("expected an absolute path, found {path:?}"),
+                );
+                None
+            }
+            other => other.map(PathBuf::from),
+        };
         let state_dir = self.state_dir(file.state_dir);
         let resolvers = self.resolvers(file.resolvers.unwrap_or_default());
         Gateway {
@@ -61,8 +72,31 @@ impl Checker {
             ipv6_forwarding: file.ipv6_forwarding,
             route_metric,
             max_config_size,
+            metrics,
+            key_log,
             state_dir,
             resolvers,
+        }
+    }
+
+    /// `metrics`: an address and port to listen on; the exporters' convention is loopback.
+    fn metrics_address(&mut self, text: &str) -> Option<SocketAddr> {
+        match text.parse::<SocketAddr>() {
+            Ok(a) if a.port() == 0 => {
+                self.error("gateway.metrics", "expected a port other than 0");
+                None
+            }
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    "gateway.metrics",
+                    format!(
+                        "expected ADDRESS:PORT (e.g. \"127.0.0.1:9586\" or \"[::1]:9586\"), \
+                         found {text:?}"
+                    ),
+                );
+                None
+            }
         }
     }
 

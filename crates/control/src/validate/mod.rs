@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
 use toml::de::DeTable;
 
 use crate::error::{ConfigError, Diagnostic};
@@ -19,6 +18,7 @@ mod health;
 mod ipsec;
 mod paths;
 mod tunnel;
+mod unknown;
 mod values;
 mod watch;
 
@@ -67,9 +67,9 @@ pub(crate) fn config_from_str(text: &str, origin: &str) -> Result<Config, Config
         }
     };
     let index = KeyIndex::new(text, &doc);
-    let file = match FileConfig::deserialize(toml::de::Deserializer::from(doc)) {
-        Ok(file) => file,
-        Err(e) => return Err(ConfigError::new(origin, vec![serde_diagnostic(&e, &index)])),
+    let (file, unknown) = match unknown::deserialize(doc, &index) {
+        Ok(found) => found,
+        Err(diagnostics) => return Err(ConfigError::new(origin, diagnostics)),
     };
 
     let mut check = Checker {
@@ -83,11 +83,13 @@ pub(crate) fn config_from_str(text: &str, origin: &str) -> Result<Config, Config
         for d in &mut diagnostics {
             d.location = index.locate(&d.key);
         }
+        // Unknown keys were located by serde's span already.
+        diagnostics.extend(unknown.iter().cloned());
         // File order reads best; stable so problems on one line keep the order they were found in.
         diagnostics.sort_by_key(|d| d.location.unwrap_or((usize::MAX, 0)));
         diagnostics
     };
-    if check.diagnostics.is_empty() {
+    if check.diagnostics.is_empty() && unknown.is_empty() {
         config.warnings = locate(check.warnings);
         return Ok(config);
     }

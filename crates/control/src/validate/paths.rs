@@ -22,7 +22,13 @@ impl Checker {
             return self.single_path(file, shape);
         };
         let before = self.diagnostics.len();
-        for (field, value) in [("local", &file.local), ("remote", &file.remote)] {
+        for (field, value) in [
+            ("local", &file.local),
+            ("remote", &file.remote),
+            ("probe", &file.probe),
+            ("probe_target", &file.probe_target),
+            ("probe_source", &file.probe_source),
+        ] {
             if value.is_some() {
                 self.error(
                     key(field),
@@ -81,8 +87,9 @@ impl Checker {
         (self.diagnostics.len() == before).then(|| paths.into_iter().map(|(_, p)| p).collect())
     }
 
-    /// `local` and `remote` on the tunnel: one path, named "default", cost 0, not probed (there
-    /// is nothing to fail over to, and the peer need not be v6gate).
+    /// `local` and `remote` on the tunnel: one path, named "default", cost 0. Not probed unless
+    /// `probe` is written (there is nothing to fail over to, and the peer need not be v6gate);
+    /// a probe tells when the peer is dead, so `status` and metrics say `down`.
     pub(super) fn single_path(
         &mut self,
         file: &FileTunnel,
@@ -99,11 +106,12 @@ impl Checker {
                  one path and one device already",
             );
         }
-        if shape.has_health {
+        let probed = file.probe.as_deref().is_some_and(|p| p != "none");
+        if shape.has_health && !probed {
             self.error(
                 key("health"),
-                "[tunnel.health] times path probes, and the single-path form is not probed; \
-                 write the path as a [[tunnel.path]] table to probe it",
+                "[tunnel.health] times path probes, and the single-path form is not probed \
+                 unless `probe` is set on the tunnel (\"keepalive\" or \"icmp\")",
             );
         }
         let prefix = format!("tunnel[{i}]");
@@ -122,8 +130,38 @@ impl Checker {
         if self.diagnostics.len() != before {
             return None;
         }
+        let probe = match &file.probe {
+            None => Probe::None,
+            Some(_) => {
+                let written = FilePath {
+                    name: DEFAULT_PATH.to_owned(),
+                    local: None,
+                    local_device: None,
+                    family: None,
+                    remote: String::new(),
+                    cost: None,
+                    probe: file.probe.clone(),
+                    probe_target: file.probe_target.clone(),
+                    probe_source: file.probe_source.clone(),
+                    device: None,
+                    address: None,
+                    underlay_mtu: None,
+                };
+                self.probe(&prefix, &written, shape.families)?
+            }
+        };
+        if file.probe.is_none() {
+            for (field, value) in [
+                ("probe_target", &file.probe_target),
+                ("probe_source", &file.probe_source),
+            ] {
+                if value.is_some() {
+                    self.error(key(field), "is only used with probe = \"icmp\"");
+                }
+            }
+        }
         let mut path = Path::new(DEFAULT_PATH, ends.local, ends.remote, shape.device);
-        path.probe = Probe::None;
+        path.probe = probe;
         path.remote_name = ends.remote_name;
         Some(vec![path])
     }

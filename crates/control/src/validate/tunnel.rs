@@ -63,11 +63,12 @@ impl Checker {
             has_health: file_health.is_some(),
         };
         let paths = self.paths(&file, &shape);
+        let probed = file.probe.as_deref().is_some_and(|p| p != "none");
         let health = match file_health {
-            Some(h) if !self.single_path.contains(&i) => {
+            Some(h) if !self.single_path.contains(&i) || probed => {
                 self.health(&key("health"), h, Health::TUNNEL_DEFAULT)
             }
-            // The single-path form is not probed; `single_path` has reported the table.
+            // An unprobed single path; `single_path` has reported the table.
             Some(_) => None,
             None => Some(Health::TUNNEL_DEFAULT),
         };
@@ -440,11 +441,17 @@ impl Checker {
     pub(super) fn mode(&mut self, key: &str, mode: &str) -> Option<Mode> {
         let found = Mode::ALL.into_iter().find(|m| m.as_str() == mode);
         if found.is_none() {
+            let words = Mode::ALL
+                .map(Mode::as_str)
+                .into_iter()
+                .chain(["map-e", "ds-lite"]);
+            let near = crate::suggest::closest(mode, words)
+                .map_or_else(String::new, |m| format!("; did you mean \"{m}\"?"));
             self.error(
                 key,
                 format!(
                     "expected one of \"ipip6\", \"ip6ip6\", \"any\", \"ipsec\", \"map-e\", \"ds-lite\", \
-                     found {mode:?}"
+                     found {mode:?}{near}"
                 ),
             );
         }

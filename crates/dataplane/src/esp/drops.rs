@@ -105,6 +105,8 @@ pub struct EspStats {
     pub mss_clamped: u64,
     pub icmp_sent: u64,
     pub keepalives_sent: u64,
+    /// Moves of the traffic to another path by health (failovers and failbacks).
+    pub failovers: u64,
 }
 
 impl EspStats {

@@ -416,6 +416,7 @@ impl EspPaths {
         for p in &self.paths {
             total.add(p.core.stats());
         }
+        total.failovers = self.selection.switches();
         total
     }
 

@@ -479,6 +479,13 @@ impl Peer {
             .map(|s| (s.spi_i, s.spi_r))
     }
 
+    /// The established IKE SA's SPIs (initiator's first), suite and keys, for a key log
+    /// that lets Wireshark decrypt its messages.
+    pub fn established_keys(&self) -> Option<((u64, u64), IkeSuite, &IkeKeys)> {
+        let sa = self.sas.iter().find(|s| s.state == State::Established)?;
+        Some(((sa.spi_i, sa.spi_r), sa.suite?, sa.keys.as_ref()?))
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }

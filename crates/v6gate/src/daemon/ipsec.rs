@@ -27,6 +27,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::status::{ChildStatus, IkeState, IpsecStatus};
 use anyhow::{Context, anyhow, bail};
 use dataplane::esp::OutboundSa;
 use ike::{ChildSaInfo, DownReason, Event, Peer, Reinitiation};
@@ -36,7 +37,6 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::packet::{Datagram, SaChange, SaCommand, SaInbox, UnknownSpi};
-use crate::status::{ChildStatus, IpsecStatus};
 
 /// IKE's port (RFC 7296 §2).
 pub const IKE_PORT: u16 = 500;
@@ -183,6 +183,8 @@ pub struct IpsecTunnel {
     esp_received: mpsc::UnboundedSender<u32>,
     unknown_spi: mpsc::UnboundedSender<UnknownSpi>,
     stop: mpsc::Sender<()>,
+    /// `v6gate initiate`: start an IKE SA now.
+    kick: mpsc::Sender<()>,
     task: tokio::task::JoinHandle<()>,
     sockets: IkeSockets,
 }
@@ -227,10 +229,11 @@ impl IpsecTunnel {
         let (esp_received, esp_rx) = mpsc::unbounded_channel();
         let (unknown_spi, unknown_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = mpsc::channel(1);
+        let (kick, kick_rx) = mpsc::channel(1);
         let status = Arc::new(Mutex::new(IpsecStatus {
             tunnel: tunnel.name.clone(),
             path: path.name.clone(),
-            ike_state: "waiting".into(),
+            ike_state: IkeState::Waiting,
             ..IpsecStatus::default()
         }));
         let driver = Driver {
@@ -251,7 +254,7 @@ impl IpsecTunnel {
             sas,
             status: Arc::clone(&status),
         };
-        let task = tokio::spawn(driver.run(rx, esp_rx, unknown_rx, stop_rx));
+        let task = tokio::spawn(driver.run(rx, esp_rx, unknown_rx, stop_rx, kick_rx));
         Ok(Self {
             name: tunnel.name.clone(),
             remote: path.remote,
@@ -259,6 +262,7 @@ impl IpsecTunnel {
             esp_received,
             unknown_spi,
             stop,
+            kick,
             task,
             sockets: sockets.clone(),
         })
@@ -268,6 +272,12 @@ impl IpsecTunnel {
     /// keeps DPD quiet while traffic flows.
     pub fn liveness(&self) -> mpsc::UnboundedSender<u32> {
         self.esp_received.clone()
+    }
+
+    /// Starts IKE now, whatever the backoff or `start` say (a second kick while one waits
+    /// is the same kick).
+    pub fn initiate_now(&self) {
+        let _ = self.kick.try_send(());
     }
 
     /// Where the packet thread reports ESP from this path's peer on an SPI it does not know.
@@ -460,6 +470,7 @@ impl Driver {
         mut esp: mpsc::UnboundedReceiver<u32>,
         mut unknown_spi: mpsc::UnboundedReceiver<UnknownSpi>,
         mut stop: mpsc::Receiver<()>,
+        mut kick: mpsc::Receiver<()>,
     ) {
         if self.auto {
             self.initiate(Instant::now());
@@ -489,6 +500,10 @@ impl Driver {
                     if let Some(spi) = spi {
                         self.peer.handle_esp_received(Instant::now(), spi);
                     }
+                }
+                Some(()) = kick.recv() => {
+                    self.retry_at = None;
+                    self.initiate(Instant::now());
                 }
                 report = unknown_spi.recv() => {
                     if let Some(report) = report {
@@ -607,6 +622,9 @@ impl Driver {
                 self.udp_port = Some(NAT_T_PORT);
             }
             Event::IkeSaUp { suite, remote, .. } => {
+                if let Core::V2(p) = &self.peer {
+                    crate::keylog::ike(p);
+                }
                 info!("tunnel {tunnel:?}: IKE SA up with {remote} ({suite})");
                 self.down_log.reset();
                 self.reinitiation.up();
@@ -614,7 +632,13 @@ impl Driver {
                 let mut s = self.status_lock();
                 s.ike_suite = Some(suite.to_string());
             }
-            Event::IkeSaRekeyed { .. } => self.ike_up_at = Some(now),
+            Event::IkeSaRekeyed { .. } => {
+                if let Core::V2(p) = &self.peer {
+                    crate::keylog::ike(p);
+                }
+                self.ike_up_at = Some(now);
+                self.status_lock().ike_rekeys += 1;
+            }
             Event::IkeSaDown { reason, .. } => {
                 let words = reason.to_string();
                 if self.down_log.should_log(&words, now) {
@@ -623,7 +647,10 @@ impl Driver {
                     debug!("tunnel {tunnel:?}: IKE SA down: {words}");
                 }
                 let replaced = reason == DownReason::Replaced;
-                self.status_lock().last_down_reason = Some(words);
+                let mut s = self.status_lock();
+                s.dpd_timeouts += u64::from(reason == DownReason::Timeout);
+                s.last_down_reason = Some(words);
+                drop(s);
                 if replaced || self.peer.is_established() {
                     return;
                 }
@@ -640,6 +667,8 @@ impl Driver {
                 }
             }
             Event::ChildSaEstablished(child) => {
+                crate::keylog::child(&child);
+                self.status_lock().child_rekeys += u64::from(child.replaces.is_some());
                 let udp_port = (child.udp_encap || self.force_udp).then_some(child.remote.port());
                 self.udp_port = udp_port;
                 let Some(Some(sa)) = outbound.pop_front() else {
@@ -687,15 +716,14 @@ impl Driver {
         let established = self.peer.is_established();
         let mut s = self.status_lock();
         s.ike_state = if established {
-            "established"
+            IkeState::Established
         } else if self.peer.ike_sa_count() > 0 {
-            "connecting"
+            IkeState::Connecting
         } else if self.auto {
-            "down"
+            IkeState::Down
         } else {
-            "waiting"
-        }
-        .into();
+            IkeState::Waiting
+        };
         s.ike_spis = self
             .peer
             .ike_spis()
@@ -822,7 +850,7 @@ mod tests {
     fn status_serializes_for_the_control_socket() {
         let s = IpsecStatus {
             tunnel: "vps".into(),
-            ike_state: "established".into(),
+            ike_state: IkeState::Established,
             ike_spis: Some(("00000000000000aa".into(), "00000000000000bb".into())),
             children: vec![ChildStatus {
                 spi_in: "c0000001".into(),

@@ -18,6 +18,7 @@ mod confirm;
 mod control_socket;
 mod ddns;
 mod firewall;
+mod hold;
 pub mod host;
 mod instance;
 mod ipsec;
@@ -71,6 +72,14 @@ const GATEWAY: &str = "gateway";
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    if let Some(dir) = &config.gateway.key_log {
+        crate::keylog::open(dir).with_context(|| format!("key_log {}", dir.display()))?;
+        warn!(
+            "KEY LOG ON: every IKE and CHILD SA's keys go to {}; whoever reads it reads the \
+             tunnels' traffic. Remove [gateway] key_log when the capture is done.",
+            dir.display()
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -121,6 +130,8 @@ struct Daemon {
     control: Option<control_socket::Server>,
     /// UDP 500/4500 per local address of ipsec tunnels, bound at first use and kept.
     ike_sockets: HashMap<IpAddr, IkeSockets>,
+    /// Tunnels taken down by `v6gate down`, until `v6gate up`.
+    held: BTreeSet<String>,
     /// `[[table]]` routes waiting for their device.
     firewall_missing: BTreeSet<String>,
     /// A `reload --confirm` not yet confirmed.
@@ -156,6 +167,7 @@ impl Daemon {
             started: Instant::now(),
             control: None,
             ike_sockets: HashMap::new(),
+            held: BTreeSet::new(),
             firewall_missing: BTreeSet::new(),
             pending: None,
             ddns: None,
@@ -359,6 +371,9 @@ impl Daemon {
                     message: format!("{e:#}"),
                 },
             },
+            Request::Down { tunnel } => Response::done(self.hold_down(&tunnel).await),
+            Request::Up { tunnel } => Response::done(self.release(&tunnel).await),
+            Request::Initiate { tunnel } => Response::done(self.initiate(&tunnel)),
         }
     }
 
@@ -455,6 +470,19 @@ mod convert {
 
     use control::Tunnel;
 
+    /// What the kernel sends into the device: `routes`, and the tunnel link's own network,
+    /// which the kernel routes there as soon as the device has its `address` (the peer's
+    /// tunnel address, or a VPS answering the home router's ping, lives there).
+    fn routed(t: &Tunnel) -> Vec<ipnet::IpNet> {
+        let mut routes = t.routes.clone();
+        for link in t.addresses.iter().map(ipnet::IpNet::trunc) {
+            if !routes.iter().any(|r| r.contains(&link)) {
+                routes.push(link);
+            }
+        }
+        routes
+    }
+
     pub(super) fn dataplane_config(
         t: &Tunnel,
         mtu: u16,
@@ -483,7 +511,7 @@ mod convert {
             mtu,
             hop_limit: t.hop_limit,
             traffic_class: t.tclass,
-            routes: t.routes.clone(),
+            routes: routed(t),
             allowed_sources: t.allowed_sources.clone(),
             allow_ipv4: t.inner_families.ipv4,
             allow_ipv6: t.inner_families.ipv6,

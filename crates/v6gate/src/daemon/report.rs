@@ -7,7 +7,8 @@ use super::ipsec::IpsecTunnel;
 use super::pin::Pin;
 use super::watch::WatchTask;
 use super::{Daemon, PathRuntime, link_name};
-use crate::status::{GatewayStatus, PathStatus, PinnedRoute, TunnelStatus};
+use crate::status::assemble::{self, Facts};
+use crate::status::{GatewayStatus, PathState, PathStatus, PinnedRoute, RouteKind, TunnelStatus};
 
 impl Daemon {
     pub(super) async fn status(&self) -> anyhow::Result<GatewayStatus> {
@@ -44,7 +45,7 @@ impl Daemon {
                         cost: cfg.cost,
                         probe: cfg.probe.as_str().to_string(),
                         active: i == active,
-                        state: stats.map_or("unknown".into(), |s| s.state.to_string()),
+                        state: stats.map_or(PathState::Unknown, |s| s.state.into()),
                         srtt_ms: stats.and_then(|s| s.srtt).map(|d| d.as_secs_f64() * 1000.0),
                         loss_percent: stats.map_or(0.0, |s| s.loss.percent()),
                         last_change_secs_ago: stats
@@ -77,26 +78,20 @@ impl Daemon {
                 }
                 Pin::Blackhole => format!("{} (underlay route lost)", active_cfg.name),
             };
+            let ipsec_all: Vec<_> = t.ipsec.iter().map(IpsecTunnel::status).collect();
             // The IKE SA of the path that carries the traffic; every path has its own.
-            let ipsec = t
-                .ipsec
-                .get(active)
-                .or(t.ipsec.first())
-                .map(IpsecTunnel::status);
-            let up = t.paths.iter().any(|p| p.pin.is_up())
-                && if t.ipsec.is_empty() {
-                    paths.iter().any(|p| p.state != "down")
-                } else {
-                    t.ipsec
-                        .iter()
-                        .map(IpsecTunnel::status)
-                        .any(|s| s.ike_state == "established" && !s.children.is_empty())
-                };
+            let ipsec = ipsec_all.get(active).or(ipsec_all.first()).cloned();
+            let state = assemble::tunnel_state(Facts {
+                pinned: t.paths.iter().any(|p| p.pin.is_up()),
+                held_down: false,
+                paths: &paths,
+                ipsec: &ipsec_all,
+            });
             let mut status = TunnelStatus {
                 name: t.config.name.clone(),
                 device: t.config.device.clone(),
                 mode: t.config.mode.to_string(),
-                state: if up { "up" } else { "down" }.to_string(),
+                state,
                 active_path,
                 local: active_cfg.local.to_string(),
                 remote: active_cfg.remote.to_string(),
@@ -123,6 +118,9 @@ impl Daemon {
                 status.send_errors = s.shell.send_errors;
                 status.udp_trains_sent = s.shell.udp_trains_sent;
                 status.udp_trains_received = s.shell.udp_trains_received;
+                status.failovers = s.stats.failovers;
+                status.last_received_secs =
+                    ipsec_all.iter().filter_map(|i| i.last_heard_secs).min();
                 status.drops = s
                     .stats
                     .iter_drops()
@@ -157,6 +155,13 @@ impl Daemon {
                 status.path_mtu = s.stats.path_mtu;
                 status.send_errors = s.shell.send_errors;
                 status.underlay_gro_packets = s.stats.outer_gro_packets;
+                status.failovers = s.stats.failovers;
+                status.last_received_secs = s
+                    .paths
+                    .iter()
+                    .filter_map(|p| p.last_received)
+                    .max()
+                    .map(|at| at.elapsed().as_secs());
                 status.drops = s
                     .stats
                     .drops
@@ -166,6 +171,7 @@ impl Daemon {
             }
             tunnels.push(status);
         }
+        tunnels.extend(self.held_status());
         Ok(GatewayStatus {
             config: self.config_path.display().to_string(),
             pid: std::process::id(),
@@ -189,7 +195,11 @@ fn pinned_route(path: &PathRuntime) -> PinnedRoute {
     };
     PinnedRoute {
         destination: path.pin_route.dst.to_string(),
-        kind: if path.pin.is_up() { "via" } else { "blackhole" }.to_string(),
+        kind: if path.pin.is_up() {
+            RouteKind::Via
+        } else {
+            RouteKind::Blackhole
+        },
         gateway,
         device,
         table: path.pin_route.table,

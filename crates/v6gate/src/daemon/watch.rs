@@ -63,7 +63,7 @@ impl WatchTask {
         let route = watch_route(&config.route)?;
         let status = Arc::new(Mutex::new(WatchStatus {
             name: config.name.clone(),
-            state: HealthState::Unknown.to_string(),
+            state: HealthState::Unknown.into(),
             target: config.target.to_string(),
             device: config.device.clone(),
             route: describe(&config.route),
@@ -272,7 +272,7 @@ impl Runner {
 
     fn publish(&self) {
         if let Ok(mut s) = self.status.lock() {
-            s.state = self.tracker.state().to_string();
+            s.state = self.tracker.state().into();
             s.route_installed = self.installed;
             s.srtt_ms = self.tracker.srtt().map(|d| d.as_secs_f64() * 1000.0);
             s.loss_percent = self.tracker.loss().percent();

@@ -7,6 +7,7 @@
 
 mod firewall;
 mod host;
+mod names;
 mod routes;
 mod sockets;
 
@@ -135,6 +136,7 @@ pub fn run(config: Option<&Config>) -> Report {
     checks.extend(routes::checks(config));
     checks.extend(firewall::checks(config));
     checks.extend(sockets::checks(config));
+    checks.extend(names::checks(config));
     Report { checks }
 }
 

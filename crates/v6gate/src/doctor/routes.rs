@@ -113,7 +113,7 @@ fn endpoint(t: &Tunnel, path: &control::Path, lookup: &Lookup, ours: &HashSet<&s
     if lookup.kind != RouteKind::Unicast {
         return Check::fail(
             name,
-            format!("{} is routed as {:?}", path.remote, lookup.kind),
+            format!("{} is routed as {}", path.remote, lookup.kind),
             "remove the route that catches the endpoint",
         );
     }

@@ -7,7 +7,7 @@ use std::fs;
 use control::{Config, Mode};
 
 use super::Check;
-use crate::status::{self, Request, Response};
+use crate::status::{self, Request, Response, TunnelState};
 
 const IKE_PORTS: [u16; 2] = [500, 4500];
 
@@ -95,7 +95,7 @@ fn daemon(config: &Config) -> Check {
             let down: Vec<String> = s
                 .tunnels
                 .iter()
-                .filter(|t| t.state != "up")
+                .filter(|t| t.state != TunnelState::Up)
                 .map(|t| format!("{} is {}", t.name, t.state))
                 .collect();
             if down.is_empty() {

@@ -45,9 +45,16 @@ fn conn(peer: &Peer<'_>, path: &Path, name: &str, out: &mut Export) {
             .join(",")
     };
     let _ = writeln!(o, "conn {name}");
-    // IKEv2 is the default of libreswan 4 and 5 alike; 4.x rejects 5's `keyexchange=ikev2`
-    // and 5 drops 4's `ikev2=`, so neither is written.
-    o.push_str("    # IKEv2 (libreswan's default)\n    type=tunnel\n    authby=secret\n");
+    // IKEv2 is the default of libreswan 4 and 5 alike; 4.x rejects 5's `keyexchange=` and 5
+    // drops 4's `ikev2=`, so IKEv2 is not written and IKEv1 in 4.x's words, which the
+    // Debian 12 checker proves.
+    match ipsec.version {
+        control::IkeVersion::V2 => o.push_str("    # IKEv2 (libreswan's default)\n"),
+        control::IkeVersion::V1 => o.push_str(
+            "    # IKEv1 main mode (libreswan 5 writes this as keyexchange=ikev1)\n    ikev2=no\n",
+        ),
+    }
+    o.push_str("    type=tunnel\n    authby=secret\n");
     let _ = writeln!(o, "    left={}", path.remote);
     let _ = writeln!(o, "    leftid={}", id(&peer.own_id(path)));
     subnets(o, "left", &nets(&peer.own_subnets), peer.own_subnets.len());

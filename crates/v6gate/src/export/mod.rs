@@ -72,6 +72,10 @@ pub enum ExportError {
     },
     /// `--with-secret` and the PSK file cannot be read.
     Secret(std::io::Error),
+    /// The format's IKEv1 words are not written.
+    Ikev1 {
+        format: Format,
+    },
 }
 
 impl fmt::Display for ExportError {
@@ -94,6 +98,12 @@ impl fmt::Display for ExportError {
                 )
             }
             Self::Secret(e) => write!(f, "tunnel.ike.psk: cannot read the pre-shared key: {e}"),
+            Self::Ikev1 { format } => write!(
+                f,
+                "tunnel.ike.version: --format {} writes IKEv2 only; for an IKEv1 peer use rtx, \
+                 strongswan or libreswan",
+                format.as_str()
+            ),
         }
     }
 }
@@ -149,6 +159,14 @@ pub fn render(
                 format.as_str()
             ));
         }
+    }
+    if format == Format::Ix
+        && tunnel
+            .ipsec
+            .as_ref()
+            .is_some_and(|i| i.version == control::IkeVersion::V1)
+    {
+        return Err(ExportError::Ikev1 { format });
     }
     match (format, tunnel.mode) {
         (Format::Rtx, _) => rtx::render(&peer, &mut out),

@@ -1,6 +1,6 @@
 //! YAMAHA RTX: one `tunnel select N` per path, IPIP (`tunnel encapsulation ipip`) for the
-//! RFC 2473 modes, `ipsec tunnel` with IKEv2 for ipsec, in the shape of the field's RTX1200 and
-//! RTX830 configs.
+//! RFC 2473 modes, `ipsec tunnel` with the tunnel's IKE version for ipsec, in the shape of the
+//! field's RTX1200 and RTX830 configs.
 //!
 //! RTX has no Tunnel Encapsulation Limit setting: it drops packets that carry the option
 //! ("received malformed option"), so the export warns when our end would send it.
@@ -132,7 +132,11 @@ fn ipsec_tunnel(peer: &Peer<'_>, path: &Path, n: usize, out: &mut Export) {
         "  ipsec sa policy {policy} {n} esp {}{esp_integ}",
         encryption(esp.encr[0], &t.name, &mut out.warnings)
     );
-    let _ = writeln!(out.text, "  ipsec ike version {n} 2");
+    let _ = writeln!(
+        out.text,
+        "  ipsec ike version {n} {}",
+        ipsec.version.as_str()
+    );
     let _ = writeln!(
         out.text,
         "  ipsec ike duration ike-sa {n} {}",

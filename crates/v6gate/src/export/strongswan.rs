@@ -45,7 +45,7 @@ fn connection(peer: &Peer<'_>, path: &Path, name: &str, out: &mut Export) {
     let o = &mut out.text;
     let list = |items: Vec<String>| items.join(",");
     let _ = writeln!(o, "    {name} {{");
-    o.push_str("        version = 2\n");
+    let _ = writeln!(o, "        version = {}", ipsec.version.as_str());
     let _ = writeln!(o, "        local_addrs = {}", path.remote);
     let _ = writeln!(o, "        remote_addrs = {}", path.local);
     let _ = writeln!(

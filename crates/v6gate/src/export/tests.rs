@@ -152,7 +152,7 @@ fn rtx830_ipsec_has_the_field_shape() {
             ipsec auto refresh on"
         ),
     );
-    // The field config ran IKEv1; v6gate speaks IKEv2 only.
+    // The field config ran IKEv1; this tunnel is IKEv2 (the default), and says so.
     assert!(text.contains("ipsec ike version 1 2"), "{text}");
     assert!(text.contains("ipsec ike duration ike-sa 1 28800"), "{text}");
     assert!(
@@ -298,4 +298,45 @@ fn mirrored_link_addresses() {
     assert_eq!(m("2001:db8::1/126").as_deref(), Some("2001:db8::2/126"));
     assert_eq!(m("198.51.100.1/24"), None);
     assert_eq!(m("198.51.100.0/30"), None);
+}
+
+/// S3 as examples/s3-vps-ikev1.toml runs it: IKEv1 main mode with the RTX830.
+fn s3_ikev1() -> Config {
+    config(&format!(
+        r#"
+        [[tunnel]]
+        name = "rtx830"
+        mode = "ipsec"
+        local = "{VPS6}"
+        remote = "{HOME6}"
+        local_subnets = ["198.51.100.0/24"]
+        routes = ["198.18.2.0/23"]
+        [tunnel.ike]
+        version = 1
+        psk = "field-psk"
+        proposals = ["aes128-sha1-modp1024"]
+        esp_proposals = ["aes128-sha1"]
+        start = "respond"
+        "#
+    ))
+}
+
+#[test]
+fn ikev1_is_written_in_each_peers_words_or_refused() {
+    let c = s3_ikev1();
+    let rtx = export(&c, Format::Rtx, false);
+    assert!(rtx.contains("ipsec ike version 1 1"), "{rtx}");
+    assert!(!rtx.contains("ipsec ike version 1 2"), "{rtx}");
+    let swanctl = export(&c, Format::Strongswan, false);
+    assert!(swanctl.contains("version = 1\n"), "{swanctl}");
+    assert!(!swanctl.contains("version = 2"), "{swanctl}");
+    let libreswan = export(&c, Format::Libreswan, false);
+    assert!(libreswan.contains("    ikev2=no\n"), "{libreswan}");
+    let e = render(&c, "rtx830", Format::Ix, &Options::default()).unwrap_err();
+    assert!(e.to_string().contains("tunnel.ike.version"), "{e}");
+    // IKEv2 stays IKEv2 everywhere.
+    let v2 = s3(VPS6, HOME6, "198.51.100.0/24", "198.18.2.0/23");
+    assert!(export(&v2, Format::Strongswan, false).contains("version = 2\n"));
+    assert!(!export(&v2, Format::Libreswan, false).contains("ikev2="));
+    assert!(export(&v2, Format::Rtx, false).contains("ipsec ike version 1 2"));
 }

@@ -9,7 +9,7 @@ pub mod server;
 
 use std::fmt::Write as _;
 
-use crate::status::{GatewayStatus, PathStatus, TunnelStatus};
+use crate::status::{GatewayStatus, IkeState, PathState, PathStatus, TunnelState, TunnelStatus};
 
 /// One metric family: HELP, TYPE and its samples, written together as the format requires.
 struct Family {
@@ -103,7 +103,7 @@ pub fn render(status: &GatewayStatus) -> String {
             "v6gate_watch_up",
             "Whether the watched uplink answers.",
             &l,
-            flag(w.state == "up"),
+            flag(w.state == PathState::Up),
         );
         m.counter(
             "v6gate_watch_transitions_total",
@@ -135,7 +135,7 @@ fn tunnel(m: &mut Families, t: &TunnelStatus) {
         "v6gate_tunnel_up",
         "Whether the tunnel carries traffic.",
         &l,
-        flag(t.state == "up"),
+        flag(t.state == TunnelState::Up),
     );
     m.gauge(
         "v6gate_tunnel_mtu_bytes",
@@ -174,6 +174,20 @@ fn tunnel(m: &mut Families, t: &TunnelStatus) {
         t.mss_clamped,
     );
     m.counter(
+        "v6gate_tunnel_failovers_total",
+        "Moves of the tunnel's traffic to another path by health (failovers and failbacks).",
+        &l,
+        t.failovers,
+    );
+    if let Some(secs) = t.last_received_secs {
+        m.gauge(
+            "v6gate_tunnel_last_received_seconds",
+            "Seconds since the last packet from the peer was accepted.",
+            &l,
+            secs as f64,
+        );
+    }
+    m.counter(
         "v6gate_tunnel_send_errors_total",
         "Outer packets the kernel refused to send.",
         &l,
@@ -196,7 +210,38 @@ fn tunnel(m: &mut Families, t: &TunnelStatus) {
             "v6gate_ike_sa_established",
             "Whether the IKE SA is established.",
             &l,
-            flag(ipsec.ike_state == "established"),
+            flag(ipsec.ike_state == IkeState::Established),
+        );
+        // One series per state, exactly one of them 1: the state-set idiom of the exporters.
+        for state in IkeState::ALL {
+            m.gauge(
+                "v6gate_ike_sa_state",
+                "Where the IKE SA stands: connecting, established, down or waiting.",
+                &[
+                    ("tunnel", t.name.as_str()),
+                    ("path", ipsec.path.as_str()),
+                    ("state", state.as_str()),
+                ],
+                flag(ipsec.ike_state == state),
+            );
+        }
+        m.counter(
+            "v6gate_ike_sa_rekeys_total",
+            "IKE SAs replaced by a rekey.",
+            &l,
+            ipsec.ike_rekeys,
+        );
+        m.counter(
+            "v6gate_child_sa_rekeys_total",
+            "CHILD SAs replaced by a rekey.",
+            &l,
+            ipsec.child_rekeys,
+        );
+        m.counter(
+            "v6gate_ike_dpd_timeouts_total",
+            "IKE SAs given up because the peer stopped answering (dead peer detection).",
+            &l,
+            ipsec.dpd_timeouts,
         );
         if let Some(age) = ipsec.ike_age_secs {
             m.gauge(
@@ -249,7 +294,7 @@ fn path(m: &mut Families, tunnel: &str, p: &PathStatus) {
         "v6gate_path_up",
         "Whether the path is alive.",
         &l,
-        flag(p.state == "up"),
+        flag(p.state == PathState::Up),
     );
     m.gauge(
         "v6gate_path_active",
@@ -306,6 +351,114 @@ fn path(m: &mut Families, tunnel: &str, p: &PathStatus) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::{ChildStatus, IpsecStatus, WatchStatus};
+
+    /// A gateway with every section filled: an ipsec tunnel on two paths that failed over,
+    /// rekeyed and lost an SA to DPD, with drops and a watch.
+    fn busy() -> GatewayStatus {
+        let path = |name: &str, active: bool, state: PathState| PathStatus {
+            name: name.into(),
+            active,
+            state,
+            srtt_ms: Some(12.5),
+            loss_percent: 25.0,
+            ..PathStatus::default()
+        };
+        let mut t = TunnelStatus {
+            name: "vps".into(),
+            state: TunnelState::Up,
+            failovers: 3,
+            last_received_secs: Some(2),
+            paths: vec![
+                path("fiber", false, PathState::Down),
+                path("lte", true, PathState::Up),
+            ],
+            ipsec: Some(IpsecStatus {
+                tunnel: "vps".into(),
+                path: "lte".into(),
+                ike_state: IkeState::Established,
+                ike_age_secs: Some(600),
+                children: vec![ChildStatus {
+                    spi_in: "c0000001".into(),
+                    spi_out: "c0000002".into(),
+                    suite: "aes128gcm16".into(),
+                    age_secs: 30,
+                    rekey_in_secs: 3000,
+                }],
+                ike_rekeys: 1,
+                child_rekeys: 4,
+                dpd_timeouts: 2,
+                ..IpsecStatus::default()
+            }),
+            ..TunnelStatus::default()
+        };
+        t.drops.insert("not_routed".into(), 7);
+        t.drops.insert("replayed".into(), 1);
+        GatewayStatus {
+            tunnels: vec![t],
+            watches: vec![WatchStatus {
+                name: "wan".into(),
+                state: PathState::Up,
+                ..WatchStatus::default()
+            }],
+            ..GatewayStatus::default()
+        }
+    }
+
+    #[test]
+    fn failovers_ike_state_rekeys_dpd_rtt_loss_and_drops_are_exported() {
+        let text = render(&busy());
+        for line in [
+            "v6gate_tunnel_failovers_total{tunnel=\"vps\"} 3\n",
+            "v6gate_tunnel_last_received_seconds{tunnel=\"vps\"} 2\n",
+            "v6gate_ike_sa_state{tunnel=\"vps\",path=\"lte\",state=\"established\"} 1\n",
+            "v6gate_ike_sa_state{tunnel=\"vps\",path=\"lte\",state=\"connecting\"} 0\n",
+            "v6gate_ike_sa_age_seconds{tunnel=\"vps\",path=\"lte\"} 600\n",
+            "v6gate_child_sa_age_seconds{tunnel=\"vps\",path=\"lte\"} 30\n",
+            "v6gate_ike_sa_rekeys_total{tunnel=\"vps\",path=\"lte\"} 1\n",
+            "v6gate_child_sa_rekeys_total{tunnel=\"vps\",path=\"lte\"} 4\n",
+            "v6gate_ike_dpd_timeouts_total{tunnel=\"vps\",path=\"lte\"} 2\n",
+            "v6gate_path_rtt_seconds{tunnel=\"vps\",path=\"fiber\"} 0.0125\n",
+            "v6gate_path_loss_ratio{tunnel=\"vps\",path=\"lte\"} 0.25\n",
+            "v6gate_path_up{tunnel=\"vps\",path=\"fiber\"} 0\n",
+            "v6gate_tunnel_drops_total{tunnel=\"vps\",reason=\"not_routed\"} 7\n",
+            "v6gate_watch_up{watch=\"wan\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line}missing from:\n{text}");
+        }
+        assert_eq!(
+            text.matches("v6gate_ike_sa_state{").count(),
+            IkeState::ALL.len()
+        );
+    }
+
+    /// Prometheus' own linter (Debian package prometheus) on everything the gateway exports.
+    #[test]
+    fn promtool_accepts_every_family() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let text = render(&busy());
+        let mut child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool (Debian package prometheus)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && said.is_empty(), "{said}\n{text}");
+    }
 
     #[test]
     fn families_are_grouped_and_labels_escaped() {
@@ -316,7 +469,7 @@ mod tests {
         for name in ["a", "b\"\\\n"] {
             let mut t = TunnelStatus {
                 name: name.into(),
-                state: "up".into(),
+                state: TunnelState::Up,
                 rx_bytes: 42,
                 ..TunnelStatus::default()
             };

@@ -1,17 +1,55 @@
-//! The IKE and ESP side of an ipsec tunnel in `status`: the daemon's IKE tasks and packet
-//! thread fill it in, the status view renders it.
+//! The IKE and ESP side of an ipsec tunnel in the status report: the daemon's IKE tasks and
+//! packet thread fill it in; `status`, metrics and the per-path view read it.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Status of one ipsec tunnel's IKE side, for `v6gate status`.
+/// Where an IKE SA stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IkeState {
+    /// An exchange is under way.
+    Connecting,
+    Established,
+    /// We initiate and have no SA now (between attempts).
+    Down,
+    /// We only respond and the peer has not come yet.
+    #[default]
+    Waiting,
+}
+impl IkeState {
+    pub const ALL: [Self; 4] = [
+        Self::Connecting,
+        Self::Established,
+        Self::Down,
+        Self::Waiting,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Established => "established",
+            Self::Down => "down",
+            Self::Waiting => "waiting",
+        }
+    }
+}
+
+impl fmt::Display for IkeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Status of one ipsec tunnel's IKE side.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpsecStatus {
     pub tunnel: String,
     /// The path this IKE SA runs on (each path of a tunnel has its own).
     #[serde(default)]
     pub path: String,
-    /// "connecting", "established", "down" or "waiting" (responder without an SA).
-    pub ike_state: String,
+    pub ike_state: IkeState,
     /// IKE SA SPIs as hex, initiator's first.
     pub ike_spis: Option<(String, String)>,
     /// Negotiated IKE suite in strongSwan syntax, e.g. `aes128gcm16-prfsha256-modp2048`.
@@ -24,6 +62,16 @@ pub struct IpsecStatus {
     pub last_heard_secs: Option<u64>,
     pub udp_encap: bool,
     pub attempts: u32,
+    /// IKE SAs replaced by a rekey (ours or the peer's) since start.
+    #[serde(default)]
+    pub ike_rekeys: u64,
+    /// CHILD SAs replaced by a rekey (ours or the peer's) since start.
+    #[serde(default)]
+    pub child_rekeys: u64,
+    /// IKE SAs given up because the peer stopped answering (dead peer detection or
+    /// unanswered retransmissions) since start.
+    #[serde(default)]
+    pub dpd_timeouts: u64,
     /// From the packet thread: the outbound SPI that seals now, the inbound SAs that open,
     /// and NAT keepalives sent.
     #[serde(default)]
@@ -32,6 +80,13 @@ pub struct IpsecStatus {
     pub inbound_sas: usize,
     #[serde(default)]
     pub keepalives_sent: u64,
+}
+
+impl IpsecStatus {
+    /// Carries traffic: an IKE SA with at least one CHILD SA.
+    pub fn carries(&self) -> bool {
+        self.ike_state == IkeState::Established && !self.children.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,180 +1,8 @@
-//! The control socket protocol and the `status` view of a running gateway.
-//!
-//! One request per connection, one JSON object per line each way. The same types serialise the
-//! `--json` output, so scripts see exactly what the daemon reported.
+//! The table a person reads.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
-
-mod ipsec;
-mod watch;
-
-pub use ipsec::{ChildStatus, IpsecStatus};
-pub use watch::WatchStatus;
-
-/// What a client asks the daemon.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum Request {
-    Status,
-    Reload,
-    /// Reload, and go back to the running config unless [`Request::Confirm`] comes within
-    /// `seconds`.
-    ReloadConfirm {
-        seconds: u64,
-    },
-    /// Keep the config of a pending [`Request::ReloadConfirm`].
-    Confirm,
-}
-
-/// What the daemon answers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum Response {
-    Status(GatewayStatus),
-    Reloaded { summary: String },
-    Confirmed { summary: String },
-    Error { message: String },
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct GatewayStatus {
-    pub config: String,
-    pub pid: u32,
-    pub uptime_secs: u64,
-    pub tunnels: Vec<TunnelStatus>,
-    #[serde(default)]
-    pub watches: Vec<WatchStatus>,
-    /// `[[ddns]]` entries and path ends given by name or device.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub names: Option<crate::names::NamesStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub packet: Option<crate::packet_status::PacketStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub firewall: Option<Box<crate::firewall_status::FirewallStatus>>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TunnelStatus {
-    pub name: String,
-    pub device: String,
-    pub mode: String,
-    /// `up` when the tunnel carries traffic; `down` while its endpoint has no underlay route.
-    pub state: String,
-    /// The underlay path in use, in words (`ipv6 via fe80::1 dev eth0`).
-    pub active_path: String,
-    pub local: String,
-    pub remote: String,
-    pub mtu: u16,
-    pub path_mtu: u16,
-    pub encap_limit: Option<u8>,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub mss_clamped: u64,
-    pub icmp_sent: u64,
-    pub send_errors: u64,
-    /// Inner TCP packets longer than the tunnel MTU that arrived merged by the underlay's GRO
-    /// (and left through the TUN as GSO frames).
-    #[serde(default)]
-    pub underlay_gro_packets: u64,
-    /// ESP-in-UDP sends that carried a train of datagrams (UDP segmentation offload).
-    #[serde(default)]
-    pub udp_trains_sent: u64,
-    /// ESP-in-UDP receives that brought a train (UDP receive offload).
-    #[serde(default)]
-    pub udp_trains_received: u64,
-    pub drops: BTreeMap<String, u64>,
-    /// The active path's pinned endpoint route.
-    pub pinned_route: PinnedRoute,
-    #[serde(default)]
-    pub paths: Vec<PathStatus>,
-    /// IKE and ESP state of an ipsec tunnel.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipsec: Option<IpsecStatus>,
-    /// Every path's IKE SA, when the tunnel has more than one path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipsec_paths: Option<crate::ipsec_paths::IpsecPaths>,
-    /// Which dataplane moves the tunnel's packets (`"dataplane": "kernel"`).
-    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
-    pub dataplane: Option<crate::kpath_status::DataplaneStatus>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct PathStatus {
-    pub name: String,
-    pub local: String,
-    pub remote: String,
-    pub cost: u32,
-    pub probe: String,
-    /// Carries the tunnel's traffic now.
-    pub active: bool,
-    /// `up`, `down` or `unknown` (no verdict yet).
-    pub state: String,
-    pub srtt_ms: Option<f64>,
-    pub loss_percent: f64,
-    pub last_change_secs_ago: Option<u64>,
-    pub path_mtu: u16,
-    pub tx_packets: u64,
-    pub rx_packets: u64,
-    pub probes_sent: u64,
-    pub probes_answered: u64,
-    pub pinned_route: PinnedRoute,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PinnedRoute {
-    pub destination: String,
-    /// `via` / `blackhole`
-    pub kind: String,
-    pub gateway: Option<String>,
-    pub device: Option<String>,
-    pub table: u32,
-}
-
-impl PinnedRoute {
-    fn describe(&self) -> String {
-        match (&self.gateway, &self.device) {
-            _ if self.kind == "blackhole" => format!("blackhole {}", self.destination),
-            (Some(gw), Some(dev)) => format!("{} via {gw} dev {dev}", self.destination),
-            (None, Some(dev)) => format!("{} dev {dev}", self.destination),
-            (Some(gw), None) => format!("{} via {gw}", self.destination),
-            (None, None) => self.destination.clone(),
-        }
-    }
-}
-
-/// Sends one request and waits (bounded) for the answer.
-pub fn query(socket: &Path, request: &Request) -> anyhow::Result<Response> {
-    let mut stream = UnixStream::connect(socket).with_context(|| {
-        format!(
-            "cannot reach the v6gate daemon at {} (is `v6gate run` running, and is this the \
-             socket named by [gateway] control_socket?)",
-            socket.display()
-        )
-    })?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut line = serde_json::to_string(request)?;
-    line.push('\n');
-    stream.write_all(line.as_bytes())?;
-    let mut answer = String::new();
-    BufReader::new(stream)
-        .read_line(&mut answer)
-        .context("reading the daemon's answer")?;
-    if answer.trim().is_empty() {
-        bail!("the daemon closed the connection without answering");
-    }
-    serde_json::from_str(&answer).context("the daemon's answer is not valid JSON")
-}
+use super::{GatewayStatus, IpsecStatus};
 
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -250,8 +78,16 @@ pub fn render(status: &GatewayStatus) -> String {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "tunnel {} ({}, {}) {}",
-            t.name, t.mode, t.device, t.state
+            "tunnel {} ({}, {}) {}{}",
+            t.name,
+            t.mode,
+            t.device,
+            t.state,
+            if t.held_down {
+                " (held down: `v6gate up` brings it back)"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(out, "  local {}  remote {}", t.local, t.remote);
         let _ = writeln!(out, "  path       {}", t.active_path);
@@ -275,9 +111,11 @@ pub fn render(status: &GatewayStatus) -> String {
         );
         let _ = writeln!(
             out,
-            "  rx         {} packets, {}",
+            "  rx         {} packets, {}, last received {}",
             t.rx_packets,
-            human_bytes(t.rx_bytes)
+            human_bytes(t.rx_bytes),
+            t.last_received_secs
+                .map_or_else(|| "never".to_string(), |s| format!("{s}s ago"))
         );
         let _ = writeln!(
             out,
@@ -371,15 +209,30 @@ pub fn render(status: &GatewayStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::{TunnelState, TunnelStatus};
 
     #[test]
-    fn request_wire_format_is_stable() {
-        assert_eq!(
-            serde_json::to_string(&Request::Status).unwrap(),
-            r#"{"cmd":"status"}"#
-        );
-        let r: Request = serde_json::from_str(r#"{"cmd":"reload"}"#).unwrap();
-        assert_eq!(r, Request::Reload);
+    fn render_says_when_the_peer_was_last_heard_and_a_hold() {
+        let heard = TunnelStatus {
+            name: "home".into(),
+            state: TunnelState::Up,
+            last_received_secs: Some(4),
+            ..TunnelStatus::default()
+        };
+        let held = TunnelStatus {
+            name: "vps".into(),
+            held_down: true,
+            ..TunnelStatus::default()
+        };
+        let s = GatewayStatus {
+            tunnels: vec![heard, held],
+            ..GatewayStatus::default()
+        };
+        let text = render(&s);
+        assert!(text.contains("last received 4s ago"), "{text}");
+        assert!(text.contains("last received never"), "{text}");
+        assert!(text.contains("tunnel vps (, ) down (held down"), "{text}");
+        assert!(text.contains("tunnel home (, ) up\n"), "{text}");
     }
 
     #[test]
