@@ -177,3 +177,56 @@ fn auto_takes_the_kernel_path_where_it_can() {
     assert!(tb["rx_packets"].as_u64().unwrap() >= 3, "{tb:#}");
     sites.stop();
 }
+
+/// The far side of the wan is 1400 bytes: the router's Packet Too Big reaches siteA, whose
+/// userspace core learns the path MTU, and the inner route's MTU follows, so that hostA gets
+/// frag-needed from siteA's kernel for packets the path no longer carries.
+#[test]
+fn an_underlay_packet_too_big_lowers_the_inner_route_mtu() {
+    let sites = Sites::start(
+        LabOptions {
+            site_ipv4_forwarding: true,
+            wan_b_mtu: Some(1400),
+            ..LabOptions::default()
+        },
+        kernel,
+    );
+    let lab = &sites.lab;
+    let gateways = [sites.gateway(Site::A), sites.gateway(Site::B)];
+    assert_ping(lab, Node::HostA, IpAddr::V4(addr::HOST_B4), 1, &gateways);
+    assert!(kernel_routes(lab)[0].contains("mtu 1460"));
+    let mut outputs = String::new();
+    let reported = common::wait_until(Duration::from_secs(8), || {
+        let out = lab.ping_output(
+            Node::HostA,
+            IpAddr::V4(addr::HOST_B4),
+            3,
+            &["-M", "do", "-s", "1400"],
+        );
+        let out = common::text(&out);
+        let found = out.contains("mtu = 1360");
+        outputs.push_str(&out);
+        found
+    });
+    let a = sites.gateway(Site::A);
+    assert!(
+        reported,
+        "hostA never got frag-needed with mtu 1360:\n{outputs}\n{:?}\n{}",
+        kernel_routes(lab),
+        a.log()
+    );
+    let routes = kernel_routes(lab);
+    assert!(routes[0].contains("mtu 1360"), "{routes:?}");
+    let small = lab.ping_output(
+        Node::HostA,
+        IpAddr::V4(addr::HOST_B4),
+        3,
+        &["-M", "do", "-s", "1332"],
+    );
+    assert!(small.status.success(), "{}", common::text(&small));
+    assert_eq!(
+        a.tunnel_status(&sites.config_a.tunnels[0].name).unwrap()["dataplane"],
+        "kernel"
+    );
+    sites.stop();
+}

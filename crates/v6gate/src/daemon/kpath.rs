@@ -27,6 +27,10 @@ use crate::kpath_status::{DataplaneStatus, KernelPathStatus};
 pub(super) struct KernelTunnel {
     path: KernelPath,
     device: String,
+    oif: u32,
+    next_hop: IpAddr,
+    /// The MTU of the inner routes: the tunnel MTU, or less once the underlay said so.
+    route_mtu: u16,
 }
 
 /// What a tunnel runs on: the kernel path, or the TUN dataplane and why.
@@ -135,7 +139,64 @@ impl Daemon {
             )
             .await
             .context("routing the tunnel's prefixes to the underlay")?;
-        Ok(KernelTunnel { path, device })
+        Ok(KernelTunnel {
+            path,
+            device,
+            oif,
+            next_hop,
+            route_mtu: mtu,
+        })
+    }
+
+    /// Lowers (and raises again) the inner routes' MTU to the path MTU the userspace core
+    /// learnt from the underlay's Packet Too Big: the programs do not see the kernel's IPv6
+    /// PMTU cache, but the route MTU makes the kernel answer DF packets that no longer fit.
+    pub(super) async fn follow_path_mtu(&mut self) {
+        if !self
+            .tunnels
+            .iter()
+            .any(|t| matches!(t.dataplane, Chosen::Kernel(_)))
+        {
+            return;
+        }
+        let snapshot = match self.datapath.snapshot().await {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                warn!("kernel path MTU: {e:#}");
+                return;
+            }
+        };
+        let metric = self.config.gateway.route_metric;
+        let mut updates = Vec::new();
+        for t in &self.tunnels {
+            let Chosen::Kernel(k) = &t.dataplane else {
+                continue;
+            };
+            let Some(s) = snapshot.tunnels.iter().find(|s| s.id == t.id) else {
+                continue;
+            };
+            let mtu = s.stats.path_mtu.min(t.mtu);
+            if mtu != k.route_mtu {
+                let routes = kernel_routes(&t.config, k.oif, k.next_hop, mtu, metric);
+                updates.push((t.config.name.clone(), k.route_mtu, mtu, routes));
+            }
+        }
+        for (name, old, mtu, routes) in updates {
+            let objects = routes.into_iter().map(super::host::Object::Route).collect();
+            if let Err(e) = self.host.set(&owner(&name), objects).await {
+                warn!(tunnel = %name, "kernel path route MTU {old} -> {mtu}: {e:#}");
+                continue;
+            }
+            info!(tunnel = %name, "kernel path: route MTU {old} -> {mtu} (path MTU)");
+            if let Some(Chosen::Kernel(k)) = self
+                .tunnels
+                .iter_mut()
+                .find(|t| t.config.name == name)
+                .map(|t| &mut t.dataplane)
+            {
+                k.route_mtu = mtu;
+            }
+        }
     }
 
     /// Takes a tunnel off the kernel path: routes first (back to the TUN device), then the

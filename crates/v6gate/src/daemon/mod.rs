@@ -307,6 +307,7 @@ impl Daemon {
                 _ = sysctl_check.tick() => {
                     self.repair(true).await;
                     self.tick_names().await;
+                    self.follow_path_mtu().await;
                 }
                 Some(_) = moved.recv() => {
                     while moved.try_recv().is_ok() {}
