@@ -1,15 +1,19 @@
 //! `dataplane = "kernel"` through `v6gate run`: both sites carry their tunnel on tc-BPF
 //! programs on their wan device, with the inner route via the underlay next hop. Ping and TCP
 //! cross, `status` says `kernel` and counts; a clean stop leaves no program and no route; a
-//! SIGKILL leaves the route, which the next run removes before installing its own.
+//! SIGKILL leaves the route, which the next run removes before installing its own. `auto`
+//! chooses per tunnel; the route MTU follows the path MTU; failover moves the programs'
+//! active path and the routes.
 
 mod common;
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use common::{Sites, assert_ping, assert_tcp_a_to_b, start_gateway};
 use kpath::KernelPath;
+use v6gate_lab::multipath::{Failure, Timers, TwoPaths};
 use v6gate_lab::{Lab, LabOptions, Node, Site, addr, dev, enter_netns};
 
 fn kernel(site: Site, config: &mut v6gate_lab::GatewayConfig) {
@@ -229,4 +233,59 @@ fn an_underlay_packet_too_big_lowers_the_inner_route_mtu() {
         "kernel"
     );
     sites.stop();
+}
+
+/// Both sites of the two-path lab (IPv6 "IPoE" primary, IPv4 "PPPoE" backup) on the kernel
+/// path: when the primary's link goes down, the core's probes move the tunnel to the backup
+/// and the programs and routes follow by a map update, while pings and TCP keep flowing.
+#[test]
+fn failover_on_the_kernel_path_is_a_map_update() {
+    let lab = TwoPaths::start(Path::new(common::BIN), Timers::default()).expect("two-path lab");
+    for gateway in [&lab.b, &lab.a] {
+        let text = std::fs::read_to_string(gateway.config_path()).unwrap();
+        let text = text.replace("name = \"ab\"\n", "name = \"ab\"\ndataplane = \"kernel\"\n");
+        std::fs::write(gateway.config_path(), text).unwrap();
+        gateway.reload().unwrap();
+    }
+    let on_kernel = common::wait_until(Duration::from_secs(10), || {
+        [&lab.a, &lab.b].iter().all(|g| {
+            g.tunnel_status("ab")
+                .is_ok_and(|t| t["dataplane"] == "kernel")
+        })
+    });
+    assert!(on_kernel, "{}", lab.a.log());
+    assert!(
+        lab.wait_for_active("ipoe", Duration::from_secs(10))
+            .is_some(),
+        "{}",
+        lab.a.log()
+    );
+    assert!(lab.lab.ping(Node::HostA, IpAddr::V4(Site::B.host4()), 3));
+    let before = lab.a.tunnel_status("ab").unwrap();
+    let primary_device = before["kernel_path"]["device"].clone();
+
+    let bytes = 16 * 1024 * 1024;
+    let run = lab.run_through_failure(Failure::LinkDown, bytes);
+    assert!(run.switched.is_some(), "{}", lab.a.log());
+    let pings = run.pings;
+    eprintln!(
+        "kernel path failover: {} pings sent, {} received: outage about {} ms",
+        pings.sent,
+        pings.received,
+        pings.outage_ms()
+    );
+    assert!(pings.sent > 0);
+    assert!(pings.outage_ms() <= 1500, "outage {} ms", pings.outage_ms());
+    assert_eq!(run.transfer.expect("TCP across the failover").bytes, bytes);
+    let after = lab.a.tunnel_status("ab").unwrap();
+    assert_eq!(after["dataplane"], "kernel", "{after:#}");
+    assert_ne!(after["kernel_path"]["device"], primary_device, "{after:#}");
+    assert!(
+        lab.a.log().contains("kernel path: path 0 -> 1"),
+        "{}",
+        lab.a.log()
+    );
+    let TwoPaths { lab: _lab, a, b } = lab;
+    a.stop().expect("siteA stops cleanly");
+    b.stop().expect("siteB stops cleanly");
 }

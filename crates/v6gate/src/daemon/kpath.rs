@@ -25,7 +25,12 @@ use crate::kpath_status::{DataplaneStatus, KernelPathStatus};
 
 /// One tunnel's programs, attached.
 pub(super) struct KernelTunnel {
-    path: KernelPath,
+    /// One copy of the programs per underlay device a path leaves on, each holding every
+    /// path, so that failover is a map update on each and the routes' move.
+    attached: Vec<(String, KernelPath)>,
+    spec: Spec,
+    /// The path the routes and the programs send on, and its device.
+    active: usize,
     device: String,
     oif: u32,
     next_hop: IpAddr,
@@ -56,16 +61,6 @@ impl Daemon {
     ) -> anyhow::Result<Chosen> {
         if t.dataplane == Dataplane::Userspace || t.ipsec.is_some() {
             return Ok(Chosen::Userspace { fallback: None });
-        }
-        if t.paths.len() > 1 {
-            let why = "failover between paths does not run on the kernel path yet";
-            if t.dataplane == Dataplane::Kernel {
-                anyhow::bail!("dataplane = \"kernel\": {why}");
-            }
-            info!(tunnel = %t.name, "dataplane: userspace; {why}");
-            return Ok(Chosen::Userspace {
-                fallback: Some(why.into()),
-            });
         }
         if t.mss_clamp != control::MssClamp::Off {
             // The route MTU still makes the kernel answer DF packets that do not fit.
@@ -116,18 +111,21 @@ impl Daemon {
                 Pin::Blackhole => None,
             })
             .ok_or_else(|| anyhow!("no path has an underlay route yet"))?;
-        let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
         let config = super::convert::dataplane_config(t, mtu, None, None);
         let mut spec = Spec::from_config(&config);
         spec.active = active;
-        let mut path = KernelPath::load(&spec).context("loading the BPF programs")?;
-        // Filters of a run that crashed on a kernel without tcx would process our packets
-        // twice; with tcx there are none.
-        if let Err(e) = KernelPath::detach_leftovers(&device) {
-            warn!(tunnel = %t.name, "leftover kernel path filters on {device}: {e}");
+        let mut attached: Vec<(String, KernelPath)> = Vec::new();
+        for p in paths {
+            let Pin::Via { oif, .. } = p.pin else {
+                continue;
+            };
+            let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
+            if !attached.iter().any(|(d, _)| *d == device) {
+                let path = attach(&t.name, &spec, &device)?;
+                attached.push((device, path));
+            }
         }
-        path.attach(&device)
-            .with_context(|| format!("attaching the BPF programs to {device}"))?;
+        let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
         let routes = kernel_routes(t, oif, next_hop, mtu, self.config.gateway.route_metric);
         if routes.is_empty() {
             anyhow::bail!("no inner route can go via the underlay next hop {next_hop}");
@@ -140,7 +138,9 @@ impl Daemon {
             .await
             .context("routing the tunnel's prefixes to the underlay")?;
         Ok(KernelTunnel {
-            path,
+            attached,
+            spec,
+            active,
             device,
             oif,
             next_hop,
@@ -168,6 +168,7 @@ impl Daemon {
         };
         let metric = self.config.gateway.route_metric;
         let mut updates = Vec::new();
+        let mut switches = Vec::new();
         for t in &self.tunnels {
             let Chosen::Kernel(k) = &t.dataplane else {
                 continue;
@@ -175,6 +176,11 @@ impl Daemon {
             let Some(s) = snapshot.tunnels.iter().find(|s| s.id == t.id) else {
                 continue;
             };
+            let active = s.active_path.map_or(k.active, |p| p.index());
+            if active != k.active {
+                switches.push((t.config.name.clone(), active));
+                continue;
+            }
             let mtu = s.stats.path_mtu.min(t.mtu);
             if mtu != k.route_mtu {
                 let routes = kernel_routes(&t.config, k.oif, k.next_hop, mtu, metric);
@@ -197,6 +203,52 @@ impl Daemon {
                 k.route_mtu = mtu;
             }
         }
+        for (name, active) in switches {
+            if let Err(e) = self.switch_kernel_path(&name, active).await {
+                warn!(tunnel = %name, "kernel path to path {active}: {e:#}");
+            }
+        }
+    }
+
+    /// Follows the userspace core's choice of path: the programs send on `active` from the
+    /// next packet on (one map update per device, no reattaching), and the inner routes move
+    /// to that path's next hop and device. A device no path left on at start is attached now.
+    async fn switch_kernel_path(&mut self, name: &str, active: usize) -> anyhow::Result<()> {
+        let metric = self.config.gateway.route_metric;
+        let Some(t) = self.tunnels.iter_mut().find(|t| t.config.name == name) else {
+            return Ok(());
+        };
+        let Chosen::Kernel(k) = &mut t.dataplane else {
+            return Ok(());
+        };
+        let path = t
+            .paths
+            .get(active)
+            .ok_or_else(|| anyhow!("no path {active}"))?;
+        let Pin::Via { oif, gateway } = path.pin else {
+            anyhow::bail!("path {active} has no underlay route");
+        };
+        let next_hop = gateway.unwrap_or(path.remote);
+        let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
+        k.spec.active = active;
+        if !k.attached.iter().any(|(d, _)| *d == device) {
+            let program = attach(name, &k.spec, &device)?;
+            k.attached.push((device.clone(), program));
+        }
+        for (d, program) in &mut k.attached {
+            program
+                .set_active(active)
+                .with_context(|| format!("switching the programs on {d}"))?;
+        }
+        let routes = kernel_routes(&t.config, oif, next_hop, k.route_mtu, metric);
+        let from = std::mem::replace(&mut k.active, active);
+        k.oif = oif;
+        k.next_hop = next_hop;
+        k.device = device.clone();
+        let objects = routes.into_iter().map(super::host::Object::Route).collect();
+        self.host.set(&owner(name), objects).await?;
+        info!(tunnel = %name, "kernel path: path {from} -> {active}, via {next_hop} dev {device}");
+        Ok(())
     }
 
     /// Takes a tunnel off the kernel path: routes first (back to the TUN device), then the
@@ -205,12 +257,28 @@ impl Daemon {
         if let Err(e) = self.host.set(&owner(name), Vec::new()).await {
             warn!(tunnel = name, "kernel path routes: {e:#}");
         }
-        if let Some(mut kernel) = kernel
-            && let Err(e) = kernel.path.detach()
-        {
-            warn!(tunnel = name, "detaching the kernel path: {e:#}");
+        for (device, mut path) in kernel.map(|k| k.attached).unwrap_or_default() {
+            if let Err(e) = path.detach() {
+                warn!(
+                    tunnel = name,
+                    "detaching the kernel path from {device}: {e:#}"
+                );
+            }
         }
     }
+}
+
+/// Loads the programs for `spec` and attaches them to `device`.
+fn attach(tunnel: &str, spec: &Spec, device: &str) -> anyhow::Result<KernelPath> {
+    let mut path = KernelPath::load(spec).context("loading the BPF programs")?;
+    // Filters of a run that crashed on a kernel without tcx would process our packets
+    // twice; with tcx there are none.
+    if let Err(e) = KernelPath::detach_leftovers(device) {
+        warn!(tunnel, "leftover kernel path filters on {device}: {e}");
+    }
+    path.attach(device)
+        .with_context(|| format!("attaching the BPF programs to {device}"))?;
+    Ok(path)
 }
 
 /// The tunnel's prefixes, each via the underlay next hop at one metric better than the
@@ -235,7 +303,20 @@ fn kernel_routes(t: &Tunnel, oif: u32, next_hop: IpAddr, mtu: u16, metric: u32) 
 
 impl KernelTunnel {
     pub(super) fn status(&self) -> DataplaneStatus {
-        let counters = self.path.counters().unwrap_or_default();
+        let mut counters = ::kpath::Counters::default();
+        for (_, path) in &self.attached {
+            let c = path.counters().unwrap_or_default();
+            counters.tx_packets += c.tx_packets;
+            counters.tx_bytes += c.tx_bytes;
+            counters.rx_packets += c.rx_packets;
+            counters.rx_bytes += c.rx_bytes;
+            counters.punted += c.punted;
+            counters.gso_tx += c.gso_tx;
+            counters.gso_rx += c.gso_rx;
+            for (sum, n) in counters.drops.iter_mut().zip(c.drops) {
+                *sum += n;
+            }
+        }
         let drops = dataplane::DropReason::ALL
             .iter()
             .zip(counters.drops)
@@ -247,7 +328,7 @@ impl KernelTunnel {
             dataplane_fallback: None,
             kernel_path: Some(KernelPathStatus {
                 device: self.device.clone(),
-                attach: match self.path.attachment() {
+                attach: match self.attached.first().and_then(|(_, p)| p.attachment()) {
                     Some(a) if a.tcx => "tcx",
                     Some(_) => "clsact",
                     None => "detached",
