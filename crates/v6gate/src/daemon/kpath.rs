@@ -177,7 +177,14 @@ impl Daemon {
                 continue;
             };
             let active = s.active_path.map_or(k.active, |p| p.index());
-            if active != k.active {
+            // The active path's underlay route moved (repinned): the routes follow it.
+            let moved = t.paths.get(active).is_some_and(|p| match p.pin {
+                Pin::Via { oif, gateway } => {
+                    (oif, gateway.unwrap_or(p.remote)) != (k.oif, k.next_hop)
+                }
+                Pin::Blackhole => false,
+            });
+            if active != k.active || moved {
                 switches.push((t.config.name.clone(), active));
                 continue;
             }
