@@ -80,6 +80,7 @@ pub(crate) struct FileTunnel {
     pub allowed_sources: Option<Vec<String>>,
     pub inner_families: Option<Vec<String>>,
     pub mss_clamp: Option<Value>,
+    pub dataplane: Option<Value>,
     /// A string or an array of strings.
     pub address: Option<Value>,
     pub tclass: Option<Value>,

@@ -3,6 +3,7 @@
 //! Every value here has passed validation (see [`Config::from_toml_str`]); defaults are already
 //! filled in except where they depend on the host (the tunnel MTU, derived from the underlay).
 
+use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -157,6 +158,43 @@ impl Default for Gateway {
     }
 }
 
+/// `dataplane`: who moves a tunnel's packets. The kernel path (tc-BPF programs on the
+/// underlay device) lets TCP super-packets cross the underlay whole; the TUN dataplane works
+/// wherever a TUN device can be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dataplane {
+    /// The kernel path when BPF programs can be loaded and attached, else the TUN dataplane.
+    #[default]
+    Auto,
+    /// The kernel path, or the tunnel does not start.
+    Kernel,
+    /// The TUN dataplane only.
+    Userspace,
+}
+
+impl Dataplane {
+    pub const WORDS: [&'static str; 3] = ["auto", "kernel", "userspace"];
+
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "auto" => Some(Self::Auto),
+            "kernel" => Some(Self::Kernel),
+            "userspace" => Some(Self::Userspace),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Dataplane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Kernel => "kernel",
+            Self::Userspace => "userspace",
+        })
+    }
+}
+
 /// One tunnel to one peer: a `[[tunnel]]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tunnel {
@@ -184,6 +222,8 @@ pub struct Tunnel {
     pub allowed_sources: Vec<IpNet>,
     pub inner_families: InnerFamilies,
     pub mss_clamp: MssClamp,
+    /// Where the tunnel's packets are encapsulated and decapsulated.
+    pub dataplane: Dataplane,
     /// Addresses put on the TUN device (on every path's device with `device_per_path`).
     pub addresses: Vec<IpNet>,
     pub tclass: TrafficClass,
@@ -219,6 +259,7 @@ impl Tunnel {
             allowed_sources: Vec::new(),
             inner_families: mode.families(),
             mss_clamp: MssClamp::Auto,
+            dataplane: Dataplane::Auto,
             addresses: Vec::new(),
             tclass: TrafficClass::default(),
             hop_limit: DEFAULT_HOP_LIMIT,

@@ -318,6 +318,27 @@ impl KernelPath {
         Ok(removed)
     }
 
+    /// Names of the programs attached to `device` through tcx (egress, then ingress), in the
+    /// network namespace of the calling thread: what an operator or a test sees of v6gate's
+    /// attachments on a kernel with tcx.
+    pub fn attached_tcx(device: &str) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for kind in [TcAttachType::Egress, TcAttachType::Ingress] {
+            let (_, programs) = SchedClassifier::query_tcx(device, kind).map_err(|source| {
+                KernelPathError::Attach {
+                    device: device.to_owned(),
+                    source,
+                }
+            })?;
+            names.extend(
+                programs
+                    .iter()
+                    .map(|p| p.name_as_str().unwrap_or("?").to_owned()),
+            );
+        }
+        Ok(names)
+    }
+
     /// Runs the encapsulation program once on an Ethernet frame, as tc egress would.
     pub fn run_encap(&mut self, frame: &[u8]) -> Result<TestRun> {
         self.test_run(ENCAP_PROGRAM, frame)

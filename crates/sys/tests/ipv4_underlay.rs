@@ -330,6 +330,7 @@ fn ipv4_endpoint_pin_is_skipped_by_marked_lookups() {
             oif: Some(other.index()),
             gateway: Some("203.0.113.2".parse().unwrap()),
             kind: RouteKind::Unicast,
+            mtu: None,
         };
         netlink.route_add(&default).await.unwrap();
         let endpoint: IpAddr = "198.18.0.9".parse().unwrap();
@@ -341,6 +342,7 @@ fn ipv4_endpoint_pin_is_skipped_by_marked_lookups() {
             oif: Some(underlay.index()),
             gateway: Some("198.51.100.254".parse().unwrap()),
             kind: RouteKind::Unicast,
+            mtu: None,
         };
         netlink.route_add(&pin).await.unwrap();
         let unmarked = Rule {

@@ -44,6 +44,7 @@ fn route(dst: &str, kind: RouteKind) -> Route {
         oif: None,
         gateway: None,
         kind,
+        mtu: None,
     }
 }
 

@@ -117,6 +117,7 @@ async fn topology(netlink: &Netlink) -> Topology {
         oif: Some(alt),
         gateway: Some(addr(gateway)),
         kind: RouteKind::Unicast,
+        mtu: None,
     };
     for route in [
         via_alt("198.51.100.2/32", TABLE, "203.0.113.2"),
@@ -301,6 +302,7 @@ fn targets_beyond_the_gateway_need_a_route_through_the_device() {
                 oif: Some(topology.watched),
                 gateway: Some(addr(gateway)),
                 kind: RouteKind::Unicast,
+                mtu: None,
             };
             netlink.route_add(&route).await.unwrap();
         }

@@ -34,13 +34,22 @@ fn main() {
         "{:<6} {:<12} {:>6} {:>12} {:>12} {:>12}",
         "tunnel", "failure", "round", "outage ms", "switch ms", "failback ms"
     );
-    for (kind, failure) in [Kind::Ipip6, Kind::Ipsec]
-        .into_iter()
-        .flat_map(|k| Failure::ALL.map(|f| (k, f)))
+    // "kernel": the ipip6 tunnel with `dataplane = "kernel"` (tc-BPF), failing over by a map
+    // update of the programs.
+    for ((label, kind, kernel), failure) in [
+        ("ipip6", Kind::Ipip6, false),
+        ("kernel", Kind::Ipip6, true),
+        ("ipsec", Kind::Ipsec, false),
+    ]
+    .into_iter()
+    .flat_map(|k| Failure::ALL.map(|f| (k, f)))
     {
         let mut outages = Vec::new();
         for round in 1..=rounds {
             let lab = TwoPaths::start_kind(&binary, kind, timers).expect("two-path lab");
+            if kernel {
+                on_kernel_path(&lab);
+            }
             lab.wait_for_active("ipoe", Duration::from_secs(20))
                 .expect("primary never became active");
             // Both paths must be up before the cut, or there is nothing to fail over to.
@@ -58,7 +67,7 @@ fn main() {
             };
             println!(
                 "{:<6} {:<12} {:>6} {:>12} {:>12} {:>12}",
-                kind.as_str(),
+                label,
                 failure.as_str(),
                 round,
                 pings.outage_ms(),
@@ -70,11 +79,31 @@ fn main() {
         outages.sort_unstable();
         println!(
             "{:<6} {:<12} median outage {} ms (min {}, max {})",
-            kind.as_str(),
+            label,
             failure.as_str(),
             outages[outages.len() / 2],
             outages[0],
             outages[outages.len() - 1]
         );
     }
+}
+
+/// Rewrites both sites' tunnel to `dataplane = "kernel"`, reloads, and waits until both run it.
+fn on_kernel_path(lab: &TwoPaths) {
+    for gateway in [&lab.b, &lab.a] {
+        let text = std::fs::read_to_string(gateway.config_path()).expect("config");
+        let text = text.replace("name = \"ab\"\n", "name = \"ab\"\ndataplane = \"kernel\"\n");
+        std::fs::write(gateway.config_path(), text).expect("config");
+        gateway.reload().expect("reload");
+    }
+    for _ in 0..100 {
+        if [&lab.a, &lab.b].iter().all(|g| {
+            g.tunnel_status("ab")
+                .is_ok_and(|t| t["dataplane"] == "kernel")
+        }) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the tunnel never ran on the kernel path: {}", lab.a.log());
 }

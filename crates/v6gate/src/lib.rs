@@ -12,6 +12,7 @@ pub mod export;
 pub mod firewall_status;
 pub mod ipsec_paths;
 pub mod keylog;
+pub mod kpath_status;
 pub mod mape;
 pub mod metrics;
 pub mod names;

@@ -6,8 +6,8 @@ use toml::Value;
 
 use crate::file::{FileTunnel, Int};
 use crate::model::{
-    DEFAULT_HOP_LIMIT, Gateway, Health, InnerFamilies, MAX_DEVICE_LEN, Mode, MssClamp, Path,
-    TrafficClass, Tunnel, default_device,
+    DEFAULT_HOP_LIMIT, Dataplane, Gateway, Health, InnerFamilies, MAX_DEVICE_LEN, Mode, MssClamp,
+    Path, TrafficClass, Tunnel, default_device,
 };
 
 use super::*;
@@ -93,6 +93,7 @@ impl Checker {
         };
 
         let mss_clamp = self.mss_clamp(i, &file);
+        let dataplane = self.dataplane(i, &file, mode);
 
         let tclass = self.tclass(i, &file);
 
@@ -140,6 +141,7 @@ impl Checker {
             allowed_sources: allowed_sources?,
             inner_families: families?,
             mss_clamp: mss_clamp?,
+            dataplane: dataplane?,
             addresses: addresses?,
             tclass: tclass?,
             hop_limit: hop_limit?,
@@ -288,6 +290,44 @@ impl Checker {
                 .int_in(&key("mtu"), mtu, IPV4_MIN_MTU, MAX_MTU)
                 .map(|m| Some(m as u16)),
         }
+    }
+
+    /// `dataplane`: one of [`Dataplane::WORDS`]; the kernel path moves IP-in-IP only, so
+    /// `kernel` is refused for ipsec tunnels (`auto` means the TUN dataplane there).
+    fn dataplane(&mut self, i: usize, file: &FileTunnel, mode: Option<Mode>) -> Option<Dataplane> {
+        let key = format!("tunnel[{i}].dataplane");
+        let dataplane = match &file.dataplane {
+            None => Some(Dataplane::Auto),
+            Some(Value::String(s)) => match Dataplane::parse(s) {
+                Some(d) => Some(d),
+                None => {
+                    self.error(
+                        key.clone(),
+                        format!("expected one of \"auto\", \"kernel\", \"userspace\", found {s:?}"),
+                    );
+                    None
+                }
+            },
+            Some(other) => {
+                self.error(
+                    key.clone(),
+                    format!(
+                        "expected \"auto\", \"kernel\" or \"userspace\", found {}",
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        };
+        if dataplane == Some(Dataplane::Kernel) && mode == Some(Mode::Ipsec) {
+            self.error(
+                key,
+                "the kernel path carries IP-in-IP (RFC 2473/2003); an ipsec tunnel uses \
+                 \"auto\" or \"userspace\"",
+            );
+            return None;
+        }
+        dataplane
     }
 
     fn mss_clamp(&mut self, i: usize, file: &FileTunnel) -> Option<MssClamp> {

@@ -8,7 +8,8 @@ use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use netlink_packet_route::address::{AddressMessage, AddressScope};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
+    RouteProtocol, RouteScope, RouteVia,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use rtnetlink::packet_core::DefaultNla;
@@ -58,11 +59,12 @@ impl Unencodable {
 
 pub(super) fn route_message(route: &Route, delete: bool) -> Result<RouteMessage, Unencodable> {
     let family = Family::of(route.dst.addr());
+    // An IPv4 route may go via an IPv6 next hop (RTA_VIA), not the other way round.
     if route
         .gateway
-        .is_some_and(|gateway| Family::of(gateway) != family)
+        .is_some_and(|gateway| Family::of(gateway) != family && family == Family::V6)
     {
-        return Err(Unencodable("gateway and destination differ in family"));
+        return Err(Unencodable("an IPv6 route cannot go via an IPv4 next hop"));
     }
     let mut message = RouteMessage::default();
     let header = &mut message.header;
@@ -91,14 +93,21 @@ pub(super) fn route_message(route: &Route, delete: bool) -> Result<RouteMessage,
             route.dst.network(),
         )));
     }
-    if let Some(gateway) = route.gateway {
-        attributes.push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
+    match route.gateway {
+        Some(IpAddr::V6(gateway)) if family == Family::V4 => {
+            attributes.push(RouteAttribute::Via(RouteVia::Inet6(gateway)));
+        }
+        Some(gateway) => attributes.push(RouteAttribute::Gateway(RouteAddress::from(gateway))),
+        None => {}
     }
     if let Some(oif) = route.oif {
         attributes.push(RouteAttribute::Oif(oif));
     }
     if let Some(metric) = route.metric {
         attributes.push(RouteAttribute::Priority(metric));
+    }
+    if let (Some(mtu), false) = (route.mtu, delete) {
+        attributes.push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
     }
     Ok(message)
 }
@@ -137,13 +146,23 @@ pub(super) fn parse_route(message: &RouteMessage) -> Option<Route> {
         oif: None,
         gateway: None,
         kind: RouteKind::from_route_type(header.kind),
+        mtu: None,
     };
     for attribute in &message.attributes {
         match attribute {
             RouteAttribute::Destination(address) => dst = route_address(address),
             RouteAttribute::Gateway(address) => route.gateway = route_address(address),
+            RouteAttribute::Via(RouteVia::Inet6(gateway)) => {
+                route.gateway = Some(IpAddr::V6(*gateway));
+            }
             RouteAttribute::Oif(oif) => route.oif = Some(*oif),
             RouteAttribute::Priority(metric) => route.metric = Some(*metric),
+            RouteAttribute::Metrics(metrics) => {
+                route.mtu = metrics.iter().find_map(|m| match m {
+                    RouteMetric::Mtu(mtu) => Some(*mtu),
+                    _ => None,
+                });
+            }
             _ => {}
         }
     }

@@ -170,8 +170,12 @@ pub struct Route {
     /// Dumps report what the kernel chose, except that IPv4 omits a metric of 0.
     pub metric: Option<u32>,
     pub oif: Option<u32>,
+    /// For an IPv4 route, an IPv6 next hop is sent as `RTA_VIA` (`via inet6`).
     pub gateway: Option<IpAddr>,
     pub kind: RouteKind,
+    /// The route's MTU metric (`mtu N`): what the kernel fragments to or answers
+    /// frag-needed / Packet Too Big for.
+    pub mtu: Option<u32>,
 }
 
 impl fmt::Display for Route {
@@ -189,6 +193,9 @@ impl fmt::Display for Route {
         write!(f, " table {} proto {}", self.table, self.protocol)?;
         if let Some(metric) = self.metric {
             write!(f, " metric {metric}")?;
+        }
+        if let Some(mtu) = self.mtu {
+            write!(f, " mtu {mtu}")?;
         }
         Ok(())
     }

@@ -2,7 +2,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 
-use netlink_packet_route::route::RouteScope;
+use netlink_packet_route::route::{RouteAttribute, RouteScope, RouteVia};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute};
 
 use super::message::Unencodable;
@@ -68,6 +68,8 @@ fn any_route() -> impl Strategy<Value = Route> {
                 oif: oif.filter(|_| unicast),
                 gateway,
                 kind,
+                // Any value the kernel takes as an MTU metric, on some of the routes.
+                mtu: metric.filter(|_| unicast).map(|m| 68 + m % 65_000),
             }
         })
 }
@@ -170,6 +172,7 @@ fn route_message_carries_table_beyond_one_byte() {
         oif: None,
         gateway: None,
         kind: RouteKind::Unicast,
+        mtu: None,
     };
     let message = encode(&route, false);
     assert_eq!(message.header.table, TABLE_COMPAT);
@@ -300,6 +303,7 @@ fn route_display_reads_like_ip_route() {
         oif: Some(3),
         gateway: Some("2001:db8::1".parse().unwrap()),
         kind: RouteKind::Unicast,
+        mtu: None,
     };
     assert_eq!(
         route.to_string(),
@@ -307,6 +311,7 @@ fn route_display_reads_like_ip_route() {
     );
     let blackhole = Route {
         kind: RouteKind::Blackhole,
+        mtu: None,
         gateway: None,
         oif: None,
         metric: None,
@@ -316,4 +321,48 @@ fn route_display_reads_like_ip_route() {
         blackhole.to_string(),
         "blackhole 2001:db8::2/128 table 6464 proto 250"
     );
+}
+
+#[test]
+fn an_ipv4_route_goes_via_an_ipv6_next_hop() {
+    let route = Route {
+        dst: "203.0.113.0/24".parse().unwrap(),
+        table: 254,
+        protocol: 118,
+        metric: Some(40),
+        oif: Some(5),
+        gateway: Some("fe80::1".parse().unwrap()),
+        kind: RouteKind::Unicast,
+        mtu: Some(1460),
+    };
+    let message = encode(&route, false);
+    // RFC 5549 style next hop: RTA_VIA, since RTA_GATEWAY must match the route's family.
+    assert!(
+        message
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Via(RouteVia::Inet6(_))))
+    );
+    assert!(
+        !message
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Gateway(_)))
+    );
+    let RouteNetlinkMessage::NewRoute(decoded) =
+        through_the_wire(RouteNetlinkMessage::NewRoute(message))
+    else {
+        panic!("not a route");
+    };
+    assert_eq!(parse_route(&decoded), Some(route.clone()));
+    assert_eq!(
+        route.to_string(),
+        "203.0.113.0/24 via fe80::1 dev #5 table 254 proto 118 metric 40 mtu 1460"
+    );
+    let v6_via_v4 = Route {
+        dst: "2001:db8::/32".parse().unwrap(),
+        gateway: Some("198.51.100.1".parse().unwrap()),
+        ..route
+    };
+    assert!(route_message(&v6_via_v4, false).is_err());
 }

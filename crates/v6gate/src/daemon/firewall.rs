@@ -84,6 +84,7 @@ impl FirewallPlan {
                 oif,
                 gateway: route.via,
                 kind: RouteKind::Unicast,
+                mtu: None,
             }));
         }
         objects.extend(policy_rules(config).into_iter().map(Object::Rule));

@@ -22,6 +22,7 @@ mod hold;
 pub mod host;
 mod instance;
 mod ipsec;
+mod kpath;
 mod names;
 mod packet;
 pub mod pin;
@@ -109,6 +110,8 @@ struct TunnelRuntime {
     mtu: u16,
     /// The IKE side of an ipsec tunnel: one IKE SA per path, in the order of the paths.
     ipsec: Vec<IpsecTunnel>,
+    /// The kernel path beside the TUN dataplane, or why not.
+    dataplane: kpath::Chosen,
 }
 
 struct Daemon {
@@ -311,6 +314,7 @@ impl Daemon {
                     self.repair(true).await;
                     self.tick_names().await;
                     self.retry_softwires().await;
+                    self.follow_path_mtu().await;
                 }
                 Some(_) = moved.recv() => {
                     while moved.try_recv().is_ok() {}

@@ -102,6 +102,7 @@ pub fn route(remote: IpAddr, pin: Pin, table: u32, protocol: u8) -> Route {
         oif,
         gateway,
         kind,
+        mtu: None,
     }
 }
 
@@ -128,6 +129,7 @@ mod tests {
             oif: Some(oif),
             gateway: gw.map(|g| g.parse().unwrap()),
             kind: RouteKind::Unicast,
+            mtu: None,
         }
     }
 

@@ -101,6 +101,7 @@ impl Daemon {
                 pinned_route: pinned_route(active_rt),
                 paths,
                 ipsec,
+                dataplane: Some(t.dataplane.status()),
                 ..TunnelStatus::default()
             };
             if let Some(s) = esp {

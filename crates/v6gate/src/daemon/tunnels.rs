@@ -180,7 +180,18 @@ impl Daemon {
                 return Err(e);
             }
         };
+        let dataplane = match self.choose_dataplane(t, &paths, mtu).await {
+            Ok(chosen) => chosen,
+            Err(e) => {
+                if let Err(undo) = self.datapath.remove_tunnel(id).await {
+                    warn!(tunnel = %t.name, "undoing: {undo:#}");
+                }
+                let _ = self.host.set(&owner, Vec::new()).await;
+                return Err(e);
+            }
+        };
         Ok(TunnelRuntime {
+            dataplane,
             config: t.clone(),
             id,
             ifindexes,
@@ -210,6 +221,7 @@ impl Daemon {
                 oif: None,
                 gateway: None,
                 kind: RouteKind::Blackhole,
+                mtu: None,
             }));
             objects.push(Object::Rule(self.pin_rule(Family::of(p.remote))));
         }
@@ -246,6 +258,7 @@ impl Daemon {
                     oif: Some(*ifindex),
                     gateway: None,
                     kind: RouteKind::Unicast,
+                    mtu: None,
                 }));
             }
         }
@@ -286,6 +299,8 @@ impl Daemon {
         for ike in std::mem::take(&mut t.ipsec) {
             ike.stop().await;
         }
+        let kernel = t.dataplane.take_kernel();
+        self.stop_kernel_path(name, kernel).await;
         // Routes and addresses first, while the devices they use exist; then the devices.
         match self.host.set(&owner(name), Vec::new()).await {
             Ok(changes) => info!(tunnel = name, "removed: {}", changes.describe()),
@@ -311,7 +326,9 @@ impl Daemon {
             ..old.clone()
         } == *new
             && old.ipsec.is_none()
-            && new.ipsec.is_none();
+            && new.ipsec.is_none()
+            // The kernel path's routes and maps follow the prefixes: rebuilt with them.
+            && !matches!(self.tunnels[pos].dataplane, super::kpath::Chosen::Kernel(_));
         if !in_place {
             return None;
         }

@@ -134,6 +134,7 @@ fn watch_route(r: &control::WatchRoute) -> anyhow::Result<Route> {
         oif,
         gateway: r.via,
         kind: RouteKind::Unicast,
+        mtu: None,
     })
 }
 

@@ -148,6 +148,9 @@ pub struct TunnelStatus {
     /// Every path's IKE SA, when the tunnel has more than one path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipsec_paths: Option<crate::ipsec_paths::IpsecPaths>,
+    /// Which dataplane moves the tunnel's packets (`"dataplane": "kernel"`).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub dataplane: Option<crate::kpath_status::DataplaneStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -92,6 +92,9 @@ pub fn render(status: &GatewayStatus) -> String {
         let _ = writeln!(out, "  local {}  remote {}", t.local, t.remote);
         let _ = writeln!(out, "  path       {}", t.active_path);
         let _ = writeln!(out, "  pinned     {}", t.pinned_route.describe());
+        if let Some(d) = &t.dataplane {
+            let _ = writeln!(out, "  {}", d.render());
+        }
         let limit = t
             .encap_limit
             .map_or_else(|| "none".to_string(), |l| l.to_string());

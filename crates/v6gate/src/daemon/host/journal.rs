@@ -176,6 +176,7 @@ fn parse_line(line: &str, accept: &Accept) -> Result<Entry, &'static str> {
                 },
                 oif: parse_opt(oif).ok_or("bad device index")?,
                 gateway: parse_opt(gateway).ok_or("bad gateway")?,
+                mtu: None,
             };
             if !accept.route_tables.contains(&route.table) {
                 return Err("a table this config does not use");
@@ -360,6 +361,7 @@ mod tests {
                     oif: Some(2),
                     gateway: Some("fe80::1".parse().unwrap()),
                     kind: RouteKind::Unicast,
+                    mtu: None,
                 }),
                 Object::Route(Route {
                     dst: "2001:db8:0:2::1/128".parse().unwrap(),
@@ -369,6 +371,7 @@ mod tests {
                     oif: None,
                     gateway: None,
                     kind: RouteKind::Blackhole,
+                    mtu: None,
                 }),
                 Object::Rule(pin_rule()),
                 Object::Link {
@@ -423,6 +426,7 @@ mod tests {
             oif: None,
             gateway: None,
             kind: RouteKind::Blackhole,
+            mtu: None,
             ..pin.clone()
         });
         text.push_str(&line(&moved));

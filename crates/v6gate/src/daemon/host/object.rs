@@ -351,6 +351,7 @@ mod tests {
             oif: Some(3),
             gateway: None,
             kind: RouteKind::Unicast,
+            mtu: None,
         };
         let seen = Route {
             metric: seen_metric,

@@ -75,6 +75,7 @@ fn route(dst: &str, oif: u32) -> Object {
         oif: Some(oif),
         gateway: None,
         kind: RouteKind::Unicast,
+        mtu: None,
     })
 }
 

@@ -1,0 +1,375 @@
+//! The kernel path of a tunnel in the daemon: tc-BPF programs on the underlay device of the
+//! tunnel's path that encapsulate and decapsulate, and inner routes that send the tunnel's
+//! prefixes straight to that device (`via inet6 <next hop> dev <underlay> mtu <MTU>`), so TCP
+//! super-packets cross the underlay whole.
+//!
+//! The TUN dataplane of the tunnel keeps running beside it: its routes stay, one metric
+//! behind, and it gets whatever the programs pass on (probes and their replies, fragments,
+//! unusual headers, ICMP errors). The routes are objects of the host-state owner under their
+//! own owner name, so stop, reload and crash take-over treat them like any other route. The
+//! programs hang off tcx links, which belong to this process: they go when it stops, however
+//! it stops; on kernels before 6.6 they are `clsact` filters, and leftovers of a run that
+//! crashed are removed by name before attaching.
+
+use std::net::IpAddr;
+
+use ::kpath::{KernelPath, Spec};
+use anyhow::{Context, anyhow};
+use control::{Dataplane, Tunnel};
+use sys::netlink::{Route, RouteKind};
+use tracing::{info, warn};
+
+use super::pin::Pin;
+use super::{Daemon, PathRuntime, ROUTE_PROTOCOL, link_name};
+use crate::kpath_status::{DataplaneStatus, KernelPathStatus};
+
+/// One tunnel's programs, attached.
+pub(super) struct KernelTunnel {
+    /// One copy of the programs per underlay device a path leaves on, each holding every
+    /// path, so that failover is a map update on each and the routes' move.
+    attached: Vec<(String, KernelPath)>,
+    spec: Spec,
+    /// The path the routes and the programs send on, and its device.
+    active: usize,
+    device: String,
+    oif: u32,
+    next_hop: IpAddr,
+    /// The MTU of the inner routes: the tunnel MTU, or less once the underlay said so.
+    route_mtu: u16,
+}
+
+/// What a tunnel runs on: the kernel path, or the TUN dataplane and why.
+pub(super) enum Chosen {
+    Kernel(Box<KernelTunnel>),
+    Userspace { fallback: Option<String> },
+}
+
+/// The host-state owner name of a tunnel's kernel-path routes.
+pub(super) fn owner(name: &str) -> String {
+    format!("kernel path {name}")
+}
+
+impl Daemon {
+    /// Puts `t` on the kernel path when its `dataplane` asks for it and the host allows it.
+    /// With `kernel`, a failure is the tunnel's failure; with `auto`, it is logged and the
+    /// TUN dataplane carries the tunnel alone.
+    pub(super) async fn choose_dataplane(
+        &mut self,
+        t: &Tunnel,
+        paths: &[PathRuntime],
+        mtu: u16,
+    ) -> anyhow::Result<Chosen> {
+        if t.dataplane == Dataplane::Userspace || t.ipsec.is_some() {
+            return Ok(Chosen::Userspace { fallback: None });
+        }
+        if t.mss_clamp != control::MssClamp::Off {
+            // The route MTU still makes the kernel answer DF packets that do not fit.
+            let why =
+                "MSS clamping does not run on the kernel path yet (mss_clamp = \"off\" allows it)";
+            if t.dataplane == Dataplane::Auto {
+                info!(tunnel = %t.name, "dataplane: userspace; {why}");
+                return Ok(Chosen::Userspace {
+                    fallback: Some(why.into()),
+                });
+            }
+            warn!(tunnel = %t.name, "dataplane = \"kernel\": {why}");
+        }
+        match self.start_kernel_path(t, paths, mtu).await {
+            Ok(kernel) => {
+                info!(
+                    tunnel = %t.name,
+                    "dataplane: kernel (tc-BPF on {}), the TUN device takes what it passes on",
+                    kernel.device
+                );
+                Ok(Chosen::Kernel(Box::new(kernel)))
+            }
+            Err(e) if t.dataplane == Dataplane::Auto => {
+                let _ = self.host.set(&owner(&t.name), Vec::new()).await;
+                warn!(tunnel = %t.name, "dataplane: userspace; kernel path not used: {e:#}");
+                Ok(Chosen::Userspace {
+                    fallback: Some(format!("{e:#}")),
+                })
+            }
+            Err(e) => {
+                let _ = self.host.set(&owner(&t.name), Vec::new()).await;
+                Err(e.context("dataplane = \"kernel\""))
+            }
+        }
+    }
+
+    async fn start_kernel_path(
+        &mut self,
+        t: &Tunnel,
+        paths: &[PathRuntime],
+        mtu: u16,
+    ) -> anyhow::Result<KernelTunnel> {
+        let (active, oif, next_hop) = paths
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| match p.pin {
+                Pin::Via { oif, gateway } => Some((i, oif, gateway.unwrap_or(p.remote))),
+                Pin::Blackhole => None,
+            })
+            .ok_or_else(|| anyhow!("no path has an underlay route yet"))?;
+        let config = super::convert::dataplane_config(t, mtu, None, None);
+        let mut spec = Spec::from_config(&config);
+        spec.active = active;
+        let mut attached: Vec<(String, KernelPath)> = Vec::new();
+        for p in paths {
+            let Pin::Via { oif, .. } = p.pin else {
+                continue;
+            };
+            let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
+            if !attached.iter().any(|(d, _)| *d == device) {
+                let path = attach(&t.name, &spec, &device)?;
+                attached.push((device, path));
+            }
+        }
+        let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
+        let routes = kernel_routes(t, oif, next_hop, mtu, self.config.gateway.route_metric);
+        if routes.is_empty() {
+            anyhow::bail!("no inner route can go via the underlay next hop {next_hop}");
+        }
+        self.host
+            .set(
+                &owner(&t.name),
+                routes.into_iter().map(super::host::Object::Route).collect(),
+            )
+            .await
+            .context("routing the tunnel's prefixes to the underlay")?;
+        Ok(KernelTunnel {
+            attached,
+            spec,
+            active,
+            device,
+            oif,
+            next_hop,
+            route_mtu: mtu,
+        })
+    }
+
+    /// Lowers (and raises again) the inner routes' MTU to the path MTU the userspace core
+    /// learnt from the underlay's Packet Too Big: the programs do not see the kernel's IPv6
+    /// PMTU cache, but the route MTU makes the kernel answer DF packets that no longer fit.
+    pub(super) async fn follow_path_mtu(&mut self) {
+        if !self
+            .tunnels
+            .iter()
+            .any(|t| matches!(t.dataplane, Chosen::Kernel(_)))
+        {
+            return;
+        }
+        let snapshot = match self.datapath.snapshot().await {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                warn!("kernel path MTU: {e:#}");
+                return;
+            }
+        };
+        let metric = self.config.gateway.route_metric;
+        let mut updates = Vec::new();
+        let mut switches = Vec::new();
+        for t in &self.tunnels {
+            let Chosen::Kernel(k) = &t.dataplane else {
+                continue;
+            };
+            let Some(s) = snapshot.tunnels.iter().find(|s| s.id == t.id) else {
+                continue;
+            };
+            let active = s.active_path.map_or(k.active, |p| p.index());
+            // The active path's underlay route moved (repinned): the routes follow it.
+            let moved = t.paths.get(active).is_some_and(|p| match p.pin {
+                Pin::Via { oif, gateway } => {
+                    (oif, gateway.unwrap_or(p.remote)) != (k.oif, k.next_hop)
+                }
+                Pin::Blackhole => false,
+            });
+            if active != k.active || moved {
+                switches.push((t.config.name.clone(), active));
+                continue;
+            }
+            let mtu = s.stats.path_mtu.min(t.mtu);
+            if mtu != k.route_mtu {
+                let routes = kernel_routes(&t.config, k.oif, k.next_hop, mtu, metric);
+                updates.push((t.config.name.clone(), k.route_mtu, mtu, routes));
+            }
+        }
+        for (name, old, mtu, routes) in updates {
+            let objects = routes.into_iter().map(super::host::Object::Route).collect();
+            if let Err(e) = self.host.set(&owner(&name), objects).await {
+                warn!(tunnel = %name, "kernel path route MTU {old} -> {mtu}: {e:#}");
+                continue;
+            }
+            info!(tunnel = %name, "kernel path: route MTU {old} -> {mtu} (path MTU)");
+            if let Some(Chosen::Kernel(k)) = self
+                .tunnels
+                .iter_mut()
+                .find(|t| t.config.name == name)
+                .map(|t| &mut t.dataplane)
+            {
+                k.route_mtu = mtu;
+            }
+        }
+        for (name, active) in switches {
+            if let Err(e) = self.switch_kernel_path(&name, active).await {
+                warn!(tunnel = %name, "kernel path to path {active}: {e:#}");
+            }
+        }
+    }
+
+    /// Follows the userspace core's choice of path: the programs send on `active` from the
+    /// next packet on (one map update per device, no reattaching), and the inner routes move
+    /// to that path's next hop and device. A device no path left on at start is attached now.
+    async fn switch_kernel_path(&mut self, name: &str, active: usize) -> anyhow::Result<()> {
+        let metric = self.config.gateway.route_metric;
+        let Some(t) = self.tunnels.iter_mut().find(|t| t.config.name == name) else {
+            return Ok(());
+        };
+        let Chosen::Kernel(k) = &mut t.dataplane else {
+            return Ok(());
+        };
+        let path = t
+            .paths
+            .get(active)
+            .ok_or_else(|| anyhow!("no path {active}"))?;
+        let Pin::Via { oif, gateway } = path.pin else {
+            anyhow::bail!("path {active} has no underlay route");
+        };
+        let next_hop = gateway.unwrap_or(path.remote);
+        let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
+        k.spec.active = active;
+        if !k.attached.iter().any(|(d, _)| *d == device) {
+            let program = attach(name, &k.spec, &device)?;
+            k.attached.push((device.clone(), program));
+        }
+        for (d, program) in &mut k.attached {
+            program
+                .set_active(active)
+                .with_context(|| format!("switching the programs on {d}"))?;
+        }
+        let routes = kernel_routes(&t.config, oif, next_hop, k.route_mtu, metric);
+        let from = std::mem::replace(&mut k.active, active);
+        k.oif = oif;
+        k.next_hop = next_hop;
+        k.device = device.clone();
+        let objects = routes.into_iter().map(super::host::Object::Route).collect();
+        self.host.set(&owner(name), objects).await?;
+        info!(tunnel = %name, "kernel path: path {from} -> {active}, via {next_hop} dev {device}");
+        Ok(())
+    }
+
+    /// Takes a tunnel off the kernel path: routes first (back to the TUN device), then the
+    /// programs.
+    pub(super) async fn stop_kernel_path(&mut self, name: &str, kernel: Option<Box<KernelTunnel>>) {
+        if let Err(e) = self.host.set(&owner(name), Vec::new()).await {
+            warn!(tunnel = name, "kernel path routes: {e:#}");
+        }
+        for (device, mut path) in kernel.map(|k| k.attached).unwrap_or_default() {
+            if let Err(e) = path.detach() {
+                warn!(
+                    tunnel = name,
+                    "detaching the kernel path from {device}: {e:#}"
+                );
+            }
+        }
+    }
+}
+
+/// Loads the programs for `spec` and attaches them to `device`.
+fn attach(tunnel: &str, spec: &Spec, device: &str) -> anyhow::Result<KernelPath> {
+    let mut path = KernelPath::load(spec).context("loading the BPF programs")?;
+    // Filters of a run that crashed on a kernel without tcx would process our packets
+    // twice; with tcx there are none.
+    if let Err(e) = KernelPath::detach_leftovers(device) {
+        warn!(tunnel, "leftover kernel path filters on {device}: {e}");
+    }
+    path.attach(device)
+        .with_context(|| format!("attaching the BPF programs to {device}"))?;
+    Ok(path)
+}
+
+/// The tunnel's prefixes, each via the underlay next hop at one metric better than the
+/// route into the TUN device. An IPv6 prefix cannot go via an IPv4 next hop; it stays on the
+/// TUN device.
+fn kernel_routes(t: &Tunnel, oif: u32, next_hop: IpAddr, mtu: u16, metric: u32) -> Vec<Route> {
+    t.routes
+        .iter()
+        .filter(|net| !(matches!(net, ipnet::IpNet::V6(_)) && next_hop.is_ipv4()))
+        .map(|net| Route {
+            dst: *net,
+            table: t.route_table,
+            protocol: ROUTE_PROTOCOL,
+            metric: Some(metric.saturating_sub(1)),
+            oif: Some(oif),
+            gateway: Some(next_hop),
+            kind: RouteKind::Unicast,
+            mtu: Some(u32::from(mtu)),
+        })
+        .collect()
+}
+
+impl KernelTunnel {
+    pub(super) fn status(&self) -> DataplaneStatus {
+        let mut counters = ::kpath::Counters::default();
+        for (_, path) in &self.attached {
+            let c = path.counters().unwrap_or_default();
+            counters.tx_packets += c.tx_packets;
+            counters.tx_bytes += c.tx_bytes;
+            counters.rx_packets += c.rx_packets;
+            counters.rx_bytes += c.rx_bytes;
+            counters.punted += c.punted;
+            counters.gso_tx += c.gso_tx;
+            counters.gso_rx += c.gso_rx;
+            for (sum, n) in counters.drops.iter_mut().zip(c.drops) {
+                *sum += n;
+            }
+        }
+        let drops = dataplane::DropReason::ALL
+            .iter()
+            .zip(counters.drops)
+            .filter(|(_, n)| *n > 0)
+            .map(|(reason, n)| (reason.to_string(), n))
+            .collect();
+        DataplaneStatus {
+            dataplane: "kernel".into(),
+            dataplane_fallback: None,
+            kernel_path: Some(KernelPathStatus {
+                device: self.device.clone(),
+                attach: match self.attached.first().and_then(|(_, p)| p.attachment()) {
+                    Some(a) if a.tcx => "tcx",
+                    Some(_) => "clsact",
+                    None => "detached",
+                }
+                .into(),
+                tx_packets: counters.tx_packets,
+                tx_bytes: counters.tx_bytes,
+                rx_packets: counters.rx_packets,
+                rx_bytes: counters.rx_bytes,
+                punted: counters.punted,
+                gso_tx: counters.gso_tx,
+                gso_rx: counters.gso_rx,
+                drops,
+            }),
+        }
+    }
+}
+
+impl Chosen {
+    pub(super) fn status(&self) -> DataplaneStatus {
+        match self {
+            Self::Kernel(k) => k.status(),
+            Self::Userspace { fallback } => DataplaneStatus {
+                dataplane: "userspace".into(),
+                dataplane_fallback: fallback.clone(),
+                kernel_path: None,
+            },
+        }
+    }
+
+    pub(super) fn take_kernel(&mut self) -> Option<Box<KernelTunnel>> {
+        match std::mem::replace(self, Self::Userspace { fallback: None }) {
+            Self::Kernel(k) => Some(k),
+            Self::Userspace { .. } => None,
+        }
+    }
+}

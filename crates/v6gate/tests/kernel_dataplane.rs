@@ -1,0 +1,291 @@
+//! `dataplane = "kernel"` through `v6gate run`: both sites carry their tunnel on tc-BPF
+//! programs on their wan device, with the inner route via the underlay next hop. Ping and TCP
+//! cross, `status` says `kernel` and counts; a clean stop leaves no program and no route; a
+//! SIGKILL leaves the route, which the next run removes before installing its own. `auto`
+//! chooses per tunnel; the route MTU follows the path MTU; failover moves the programs'
+//! active path and the routes.
+
+mod common;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Sites, assert_ping, assert_tcp_a_to_b, start_gateway};
+use kpath::KernelPath;
+use v6gate_lab::multipath::{Failure, Timers, TwoPaths};
+use v6gate_lab::{Lab, LabOptions, Node, Site, addr, dev, enter_netns};
+
+fn kernel(site: Site, config: &mut v6gate_lab::GatewayConfig) {
+    let _ = site;
+    config
+        .tunnel_mut()
+        .extra
+        .push("dataplane = \"kernel\"".into());
+}
+
+/// Programs called v6gate_* attached to siteA's wan device (tcx, or tc before Linux 6.6).
+fn attached_programs(lab: &Lab) -> usize {
+    let namespace = lab.namespace(Node::SiteA).to_owned();
+    let tcx = std::thread::spawn(move || {
+        enter_netns(&namespace).expect("enter siteA");
+        KernelPath::attached_tcx(dev::WAN6).expect("query tcx")
+    })
+    .join()
+    .expect("query thread");
+    let tc = ["ingress", "egress"].map(|hook| {
+        let out = lab.exec(
+            Node::SiteA,
+            &["tc", "filter", "show", "dev", dev::WAN6, hook],
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .matches("v6gate_")
+            .count()
+    });
+    tcx.iter().filter(|n| n.starts_with("v6gate_")).count() + tc.iter().sum::<usize>()
+}
+
+/// siteA's routes of LAN B through the underlay (`via inet6`).
+fn kernel_routes(lab: &Lab) -> Vec<String> {
+    lab.ip(Node::SiteA, &["-4", "route", "show", addr::LAN_B4])
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("via inet6"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_daemon_runs_a_tunnel_on_the_kernel_path() {
+    let mut sites = Sites::start(
+        LabOptions {
+            site_ipv4_forwarding: true,
+            ..LabOptions::default()
+        },
+        kernel,
+    );
+    let a = sites.gateway(Site::A);
+    let b = sites.gateway(Site::B);
+    assert_ping(
+        &sites.lab,
+        Node::HostA,
+        IpAddr::V4(addr::HOST_B4),
+        3,
+        &[a, b],
+    );
+    assert_ping(
+        &sites.lab,
+        Node::HostB,
+        IpAddr::V4(addr::HOST_A4),
+        3,
+        &[a, b],
+    );
+    assert_tcp_a_to_b(
+        &sites.lab,
+        4 * 1024 * 1024,
+        Duration::from_secs(20),
+        &[a, b],
+    );
+
+    let name = sites.config_a.tunnels[0].name.clone();
+    let t = a.tunnel_status(&name).unwrap();
+    assert_eq!(t["dataplane"], "kernel", "{t:#}");
+    let k = &t["kernel_path"];
+    assert_eq!(k["device"], dev::WAN6, "{t:#}");
+    assert!(k["tx_packets"].as_u64().unwrap() >= 3, "{t:#}");
+    assert!(k["rx_packets"].as_u64().unwrap() >= 3, "{t:#}");
+    assert!(k["tx_bytes"].as_u64().unwrap() > 4 * 1024 * 1024, "{t:#}");
+    let routes = kernel_routes(&sites.lab);
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert!(
+        routes[0].contains(&format!("dev {}", dev::WAN6)),
+        "{routes:?}"
+    );
+    assert!(routes[0].contains("mtu 1460"), "{routes:?}");
+    assert_eq!(attached_programs(&sites.lab), 2);
+
+    // A clean stop takes programs and routes away.
+    sites.a.take().unwrap().stop().unwrap();
+    assert_eq!(attached_programs(&sites.lab), 0);
+    assert!(kernel_routes(&sites.lab).is_empty());
+
+    // A crash leaves the route (the programs go with the process); the next run replaces it.
+    let crashed = start_gateway(&sites.lab, Site::A, &sites.config_a);
+    assert_ping(
+        &sites.lab,
+        Node::HostA,
+        IpAddr::V4(addr::HOST_B4),
+        2,
+        &[&crashed],
+    );
+    crashed.kill().unwrap();
+    assert_eq!(kernel_routes(&sites.lab).len(), 1);
+    assert_eq!(attached_programs(&sites.lab), 0);
+    let again = start_gateway(&sites.lab, Site::A, &sites.config_a);
+    assert_ping(
+        &sites.lab,
+        Node::HostA,
+        IpAddr::V4(addr::HOST_B4),
+        3,
+        &[&again],
+    );
+    assert_eq!(kernel_routes(&sites.lab).len(), 1);
+    assert_eq!(attached_programs(&sites.lab), 2);
+    assert_eq!(again.tunnel_status(&name).unwrap()["dataplane"], "kernel");
+    sites.a = Some(again);
+    sites.stop();
+}
+
+/// `auto` takes the kernel path where the tunnel needs nothing it lacks (here: no MSS
+/// clamping), and says why it stays on the TUN dataplane otherwise.
+#[test]
+fn auto_takes_the_kernel_path_where_it_can() {
+    let sites = Sites::start(
+        LabOptions {
+            site_ipv4_forwarding: true,
+            ..LabOptions::default()
+        },
+        |site, config| {
+            if site == Site::A {
+                config.tunnel_mut().extra.push("mss_clamp = \"off\"".into());
+            }
+        },
+    );
+    let a = sites.gateway(Site::A);
+    let b = sites.gateway(Site::B);
+    assert_ping(
+        &sites.lab,
+        Node::HostA,
+        IpAddr::V4(addr::HOST_B4),
+        3,
+        &[a, b],
+    );
+    let name = sites.config_a.tunnels[0].name.clone();
+    let ta = a.tunnel_status(&name).unwrap();
+    assert_eq!(ta["dataplane"], "kernel", "{ta:#}");
+    assert!(ta.get("dataplane_fallback").is_none(), "{ta:#}");
+    assert!(
+        ta["kernel_path"]["tx_packets"].as_u64().unwrap() >= 3,
+        "{ta:#}"
+    );
+    let tb = b.tunnel_status(&name).unwrap();
+    assert_eq!(tb["dataplane"], "userspace", "{tb:#}");
+    assert!(
+        tb["dataplane_fallback"]
+            .as_str()
+            .unwrap()
+            .contains("MSS clamping"),
+        "{tb:#}"
+    );
+    // siteB's TUN dataplane decapsulates what siteA's programs sent.
+    assert!(tb["rx_packets"].as_u64().unwrap() >= 3, "{tb:#}");
+    sites.stop();
+}
+
+/// The far side of the wan is 1400 bytes: the router's Packet Too Big reaches siteA, whose
+/// userspace core learns the path MTU, and the inner route's MTU follows, so that hostA gets
+/// frag-needed from siteA's kernel for packets the path no longer carries.
+#[test]
+fn an_underlay_packet_too_big_lowers_the_inner_route_mtu() {
+    let sites = Sites::start(
+        LabOptions {
+            site_ipv4_forwarding: true,
+            wan_b_mtu: Some(1400),
+            ..LabOptions::default()
+        },
+        kernel,
+    );
+    let lab = &sites.lab;
+    let gateways = [sites.gateway(Site::A), sites.gateway(Site::B)];
+    assert_ping(lab, Node::HostA, IpAddr::V4(addr::HOST_B4), 1, &gateways);
+    assert!(kernel_routes(lab)[0].contains("mtu 1460"));
+    let mut outputs = String::new();
+    let reported = common::wait_until(Duration::from_secs(8), || {
+        let out = lab.ping_output(
+            Node::HostA,
+            IpAddr::V4(addr::HOST_B4),
+            3,
+            &["-M", "do", "-s", "1400"],
+        );
+        let out = common::text(&out);
+        let found = out.contains("mtu = 1360");
+        outputs.push_str(&out);
+        found
+    });
+    let a = sites.gateway(Site::A);
+    assert!(
+        reported,
+        "hostA never got frag-needed with mtu 1360:\n{outputs}\n{:?}\n{}",
+        kernel_routes(lab),
+        a.log()
+    );
+    let routes = kernel_routes(lab);
+    assert!(routes[0].contains("mtu 1360"), "{routes:?}");
+    let small = lab.ping_output(
+        Node::HostA,
+        IpAddr::V4(addr::HOST_B4),
+        3,
+        &["-M", "do", "-s", "1332"],
+    );
+    assert!(small.status.success(), "{}", common::text(&small));
+    assert_eq!(
+        a.tunnel_status(&sites.config_a.tunnels[0].name).unwrap()["dataplane"],
+        "kernel"
+    );
+    sites.stop();
+}
+
+/// Both sites of the two-path lab (IPv6 "IPoE" primary, IPv4 "PPPoE" backup) on the kernel
+/// path: when the primary's link goes down, the core's probes move the tunnel to the backup
+/// and the programs and routes follow by a map update, while pings and TCP keep flowing.
+#[test]
+fn failover_on_the_kernel_path_is_a_map_update() {
+    let lab = TwoPaths::start(Path::new(common::BIN), Timers::default()).expect("two-path lab");
+    for gateway in [&lab.b, &lab.a] {
+        let text = std::fs::read_to_string(gateway.config_path()).unwrap();
+        let text = text.replace("name = \"ab\"\n", "name = \"ab\"\ndataplane = \"kernel\"\n");
+        std::fs::write(gateway.config_path(), text).unwrap();
+        gateway.reload().unwrap();
+    }
+    let on_kernel = common::wait_until(Duration::from_secs(10), || {
+        [&lab.a, &lab.b].iter().all(|g| {
+            g.tunnel_status("ab")
+                .is_ok_and(|t| t["dataplane"] == "kernel")
+        })
+    });
+    assert!(on_kernel, "{}", lab.a.log());
+    assert!(
+        lab.wait_for_active("ipoe", Duration::from_secs(10))
+            .is_some(),
+        "{}",
+        lab.a.log()
+    );
+    assert!(lab.lab.ping(Node::HostA, IpAddr::V4(Site::B.host4()), 3));
+    let before = lab.a.tunnel_status("ab").unwrap();
+    let primary_device = before["kernel_path"]["device"].clone();
+
+    let bytes = 16 * 1024 * 1024;
+    let run = lab.run_through_failure(Failure::LinkDown, bytes);
+    assert!(run.switched.is_some(), "{}", lab.a.log());
+    let pings = run.pings;
+    eprintln!(
+        "kernel path failover: {} pings sent, {} received: outage about {} ms",
+        pings.sent,
+        pings.received,
+        pings.outage_ms()
+    );
+    assert!(pings.sent > 0);
+    assert!(pings.outage_ms() <= 1500, "outage {} ms", pings.outage_ms());
+    assert_eq!(run.transfer.expect("TCP across the failover").bytes, bytes);
+    let after = lab.a.tunnel_status("ab").unwrap();
+    assert_eq!(after["dataplane"], "kernel", "{after:#}");
+    assert_ne!(after["kernel_path"]["device"], primary_device, "{after:#}");
+    assert!(
+        lab.a.log().contains("kernel path: path 0 -> 1"),
+        "{}",
+        lab.a.log()
+    );
+    let TwoPaths { lab: _lab, a, b } = lab;
+    a.stop().expect("siteA stops cleanly");
+    b.stop().expect("siteB stops cleanly");
+}
