@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Context as _;
 use control::Config;
+use control::firewall::napt::{Napt, with_napt};
 use control::firewall::routing;
 use control::firewall::ruleset::{FAMILY, Ruleset, ruleset};
 use sys::netlink::{Family, Netlink, Route, RouteKind, Rule};
@@ -204,7 +205,7 @@ impl Daemon {
             .collect();
         let mut plan =
             FirewallPlan::of(config, &self.netlink, &self.pinned_underlays(), &own).await;
-        super::softwire::add_napt(&mut plan, &self.softwire_napts());
+        add_napt(&mut plan, &self.softwire_napts());
         plan
     }
 
@@ -293,6 +294,29 @@ impl Daemon {
         }
         status.routes_waiting = self.firewall_missing.iter().cloned().collect();
         Some(status)
+    }
+}
+
+/// `plan` with the NAPT of `napts` in its table (a table of its own without `[firewall]`).
+fn add_napt(plan: &mut FirewallPlan, napts: &[Napt]) {
+    if napts.is_empty() {
+        return;
+    }
+    let at = plan
+        .objects
+        .iter()
+        .position(|o| matches!(o, Object::Table(t) if t.ruleset().is_some()));
+    let ruleset = at.and_then(|i| match &plan.objects[i] {
+        Object::Table(t) => t.ruleset().cloned(),
+        _ => None,
+    });
+    let Some(ruleset) = with_napt(ruleset, napts) else {
+        return;
+    };
+    let table = Object::Table(Table::new(ruleset));
+    match at {
+        Some(i) => plan.objects[i] = table,
+        None => plan.objects.push(table),
     }
 }
 

@@ -20,15 +20,13 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use control::firewall::PortRange;
-use control::firewall::napt::{Napt, with_napt};
+use control::firewall::napt::Napt;
 use control::softwire::{Aftr, Facts, Lowered, Softwire, SoftwireKind, lower};
 use ipnet::{IpNet, Ipv6Net};
 use sys::address::AddressReader;
 use tracing::{info, warn};
 
-use super::firewall::FirewallPlan;
 use super::host::Object;
-use super::host::table::Table;
 use super::{Daemon, LOOKUP_MARK, link_index, probe_address};
 use crate::softwire_status::{self as status, SoftwireStatus};
 
@@ -351,29 +349,6 @@ fn read_bounded(path: &str) -> Option<String> {
         .read_to_string(&mut text)
         .ok()?;
     Some(text)
-}
-
-/// `plan` with the NAPT of `napts` in its table (a table of its own without `[firewall]`).
-pub(super) fn add_napt(plan: &mut FirewallPlan, napts: &[Napt]) {
-    if napts.is_empty() {
-        return;
-    }
-    let at = plan
-        .objects
-        .iter()
-        .position(|o| matches!(o, Object::Table(t) if t.ruleset().is_some()));
-    let ruleset = at.and_then(|i| match &plan.objects[i] {
-        Object::Table(t) => t.ruleset().cloned(),
-        _ => None,
-    });
-    let Some(ruleset) = with_napt(ruleset, napts) else {
-        return;
-    };
-    let table = Object::Table(Table::new(ruleset));
-    match at {
-        Some(i) => plan.objects[i] = table,
-        None => plan.objects.push(table),
-    }
 }
 
 /// A DS-Lite tunnel whose AFTR is a name: its one path's remote is that name, for the names
