@@ -87,7 +87,7 @@ pub struct Dpd {
 }
 
 /// Everything negotiated with one peer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// Our identity; the local address when `None`.
     pub local_id: Option<Identity>,
@@ -115,6 +115,44 @@ pub struct Config {
     pub cookie_threshold: usize,
     /// A responder's half-open IKE SA is dropped when IKE_AUTH has not come by then.
     pub half_open_timeout: Duration,
+}
+
+/// Written by hand so that a debug log of a config can never carry the pre-shared keys.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let remote_psks: Vec<(&Identity, Redacted)> = self
+            .remote_psks
+            .iter()
+            .map(|(id, _)| (id, Redacted))
+            .collect();
+        f.debug_struct("Config")
+            .field("local_id", &self.local_id)
+            .field("remote_id", &self.remote_id)
+            .field("psk", &Redacted)
+            .field("remote_psks", &remote_psks)
+            .field("ike", &self.ike)
+            .field("esp", &self.esp)
+            .field("local_ts", &self.local_ts)
+            .field("remote_ts", &self.remote_ts)
+            .field("retransmit", &self.retransmit)
+            .field("dpd", &self.dpd)
+            .field("ike_lifetime", &self.ike_lifetime)
+            .field("child_lifetime", &self.child_lifetime)
+            .field("rekey_margin", &self.rekey_margin)
+            .field("rekey_jitter", &self.rekey_jitter)
+            .field("cookie_threshold", &self.cookie_threshold)
+            .field("half_open_timeout", &self.half_open_timeout)
+            .finish()
+    }
+}
+
+/// Stands in for a key in debug output.
+struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Config {

@@ -85,3 +85,19 @@ fn the_initiator_uses_the_key_of_the_id_it_expects() {
     p.drive_bounded(100, Pair::established);
     p.teardown();
 }
+
+#[test]
+fn debug_output_never_carries_a_key() {
+    let text = format!("{:?}", responder());
+    // The bytes as `Vec<u8>`'s Debug would print them, and as text.
+    for key in [b"the default key".as_slice(), KEY_A] {
+        let bytes = format!("{key:?}");
+        assert!(!text.contains(&bytes[1..bytes.len() - 1]), "{text}");
+        assert!(!text.contains(std::str::from_utf8(key).unwrap()), "{text}");
+    }
+    assert!(
+        text.contains("a.example"),
+        "the identities still show: {text}"
+    );
+    assert_eq!(text.matches("<redacted>").count(), 2, "{text}");
+}
