@@ -217,11 +217,13 @@ impl Daemon {
         for line in &changes.added {
             info!("{line}");
         }
+        // Softwires first: an ipsec tunnel whose `local` is a MAP-E shared address binds its
+        // IKE sockets to an address the softwire puts on the host.
+        self.start_softwires().await;
         let tunnels: Vec<Tunnel> = self.config.enabled_tunnels().cloned().collect();
         for tunnel in tunnels {
             self.add_tunnel(tunnel).await?;
         }
-        self.start_softwires().await;
         for w in self.config.watches.clone() {
             self.add_watch(w)?;
         }
