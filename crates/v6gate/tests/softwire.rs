@@ -627,8 +627,66 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
         )
         .unwrap();
     assert!(listing.contains("packets"), "{listing}");
+
+    // A port outside the set, opened from outside (the lab's BR forwards every port of the
+    // shared address; a real one would not): the CE's answers would leave from that port, as
+    // they belong to a flow that did not start here and so are not translated. The guard
+    // drops them, counted, and nothing from that port reaches hostB.
+    let outside_before = outside_drops(&lab);
+    let echo = lab
+        .spawn(Node::SiteA, "echo", &[common::PYTHON, "-c", ECHO_ON_PORT_7])
+        .unwrap();
+    let listening = common::wait_until(Duration::from_secs(5), || {
+        lab.exec_ok(Node::SiteA, &["ss", "-lun", "sport", "= :7"])
+            .is_ok_and(|out| out.contains(":7 "))
+    });
+    assert!(listening, "no echo socket in siteA: {}", echo.stderr());
+    let capture = lab
+        .capture_text(Node::HostB, dev::LAN, "udp and src host 198.18.8.1")
+        .unwrap();
+    let script = "import socket, time\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        for _ in range(3):\n    s.sendto(b'x', ('198.18.8.1', 7))\n    time.sleep(0.1)\n";
+    let out = lab.exec(Node::HostB, &[common::PYTHON, "-c", script]);
+    assert!(out.status.success(), "{}", text(&out));
+    let answered = common::wait_until(Duration::from_secs(5), || {
+        outside_drops(&lab) >= outside_before + 3
+    });
+    let seen = capture.finish().unwrap();
+    echo.terminate(Duration::from_secs(1)).unwrap();
+    assert!(answered, "the guard dropped {}", outside_drops(&lab));
+    assert!(!seen.contains("198.18.8.1.7 >"), "hostB saw:\n{seen}");
     ce.stop().unwrap();
     br.stop().unwrap();
+}
+
+/// Echoes three datagrams on UDP port 7 (outside PSID 1's set) of every address; a send the
+/// firewall drops fails with `EPERM`, which is not the end.
+const ECHO_ON_PORT_7: &str = "import socket\n\
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+    s.bind(('0.0.0.0', 7))\n\
+    s.settimeout(15)\n\
+    for _ in range(3):\n    data, peer = s.recvfrom(64)\n    \
+    try: s.sendto(data, peer)\n    except PermissionError: pass\n";
+
+/// The packets the CE's NAPT guard dropped for leaving from outside the port set.
+fn outside_drops(lab: &Lab) -> u64 {
+    let listing = lab
+        .exec_ok(
+            Node::SiteA,
+            &[
+                "nft",
+                "list",
+                "counter",
+                "inet",
+                "v6gate",
+                "napt_mape_outside",
+            ],
+        )
+        .unwrap();
+    numbers_after(&listing, "packets", "packets ")
+        .first()
+        .map_or_else(|| panic!("{listing}"), |&n| u64::from(n))
 }
 
 #[test]
