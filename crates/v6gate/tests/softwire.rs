@@ -355,6 +355,13 @@ fn daemon_map_e_follows_the_prefix_of_its_device() {
         seen.contains(&format!("{shared} > {}", addr::HOST_B4)),
         "hostB saw:\n{seen}"
     );
+    // A LAN flow, translated into PSID 1's set; it outlives the re-delegation below.
+    let psid1 = psid_ranges(1);
+    let ports = ports_of_one_flow(&lab);
+    assert!(
+        ports.iter().all(|p| psid1.iter().any(|r| r.contains(p))),
+        "{ports:?}"
+    );
 
     // Only the BR may send into the softwire: the same packet from another address of the
     // access network is dropped and counted.
@@ -425,6 +432,14 @@ fn daemon_map_e_follows_the_prefix_of_its_device() {
         br.log()
     );
     assert_ping(&lab, Node::SiteA, HOST_B, 3, &[&ce, &br]);
+    // The flow of before is translated again, into PSID 3's set: the rebuilt device took the
+    // old translation (and its port of PSID 1's set, now another CE's) with it.
+    let psid3 = psid_ranges(3);
+    let ports = ports_of_one_flow(&lab);
+    assert!(
+        ports.iter().all(|p| psid3.iter().any(|r| r.contains(p))),
+        "{ports:?}"
+    );
     ce.stop().unwrap();
     br.stop().unwrap();
     let addresses = wan_addresses(&lab);
@@ -437,9 +452,32 @@ fn daemon_map_e_follows_the_prefix_of_its_device() {
 /// The port set of PSID 1 under the v6plus-shaped rule of [`map_e_config`] (RFC 7597 5.1:
 /// offset 4, so A = 1..15 in the top four bits, the PSID in the next eight).
 fn psid1_ranges() -> Vec<std::ops::RangeInclusive<u16>> {
+    psid_ranges(1)
+}
+
+fn psid_ranges(psid: u16) -> Vec<std::ops::RangeInclusive<u16>> {
     (1..16u16)
-        .map(|a| (a << 12 | 1 << 4)..=(a << 12 | 1 << 4 | 15))
+        .map(|a| (a << 12 | psid << 4)..=(a << 12 | psid << 4 | 15))
         .collect()
+}
+
+/// The source ports hostB sees on two datagrams of one flow (hostA's UDP port 40000 to
+/// hostB's port 9), which a NAPT translates once and conntrack keeps.
+fn ports_of_one_flow(lab: &Lab) -> Vec<u16> {
+    const SEND: &str = "import socket, time\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+        s.bind(('0.0.0.0', 40000))\n\
+        for _ in range(2):\n    s.sendto(b'x', ('203.0.113.10', 9))\n    time.sleep(0.05)\n";
+    let capture = lab
+        .capture_text(Node::HostB, dev::LAN, "udp and dst port 9")
+        .unwrap();
+    let out = lab.exec(Node::HostA, &[common::PYTHON, "-c", SEND]);
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = capture.finish().unwrap();
+    let ports = numbers_after(&seen, "", "198.18.8.1.");
+    assert_eq!(ports.len(), 2, "hostB saw:\n{seen}");
+    ports
 }
 
 /// The numbers after `marker` in tcpdump's lines that mention `source`.

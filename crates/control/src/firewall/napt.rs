@@ -1,8 +1,8 @@
 //! The port-restricted NAPT of a MAP-E CE (RFC 7597 5.1), as chains of v6gate's one table.
 //!
 //! A CE shares its IPv4 address with other CEs and owns only its port set, which is several
-//! ranges (15 of 16 ports for v6plus, 63 of 16 for OCN). One `snat to ADDR:first-last` can name
-//! only one range, and a NAT statement is final, so the base chain splits new flows over one
+//! ranges (15 of 16 ports for v6plus, 63 of 16 for OCN). One `masquerade to :first-last` can
+//! name only one range, and a NAT statement is final, so the base chain splits new flows over one
 //! chain per range with `numgen inc mod N vmap`: each range chain translates TCP, UDP and ICMP
 //! echo identifiers into its own range. Flows of protocols that have no port to restrict are
 //! dropped and counted rather than sent with a port outside the set. Only a flow's first
@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 
 use nftables::expr::{Expression, NamedExpression, Numgen, SetItem};
 use nftables::schema::{Chain, Counter, NfListObject, Rule, Table};
-use nftables::stmt::{self, Match, NAT, NATFamily, Operator, Statement};
+use nftables::stmt::{self, Match, NAT, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 
 use super::PortRange;
@@ -27,7 +27,8 @@ use super::ruleset::{FAMILY, Ruleset, TABLE};
 /// the MAP-E device does not translate into ports outside the set.
 const PRIO_NAPT: i32 = 99;
 
-/// One MAP-E CE's NAPT: flows leaving through `device` get `ipv4` and a port of `ports`.
+/// One MAP-E CE's NAPT: flows leaving through `device` get `ipv4` (the one address `device`
+/// holds) and a port of `ports`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Napt {
     pub tunnel: String,
@@ -133,7 +134,7 @@ fn add(
         for p in mapped {
             rules.push(rule(
                 &name,
-                vec![l4proto(&[p]), snat(napt.ipv4, *range)],
+                vec![l4proto(&[p]), masquerade(*range)],
                 format!("napt {} {}-{}", napt.tunnel, range.first, range.last),
             ));
         }
@@ -197,18 +198,29 @@ fn guard(
         ..Chain::default()
     }));
     let set = || one_or_set(napt.ports.iter().copied().map(port_range).collect());
-    let not_in_set = |left| {
+    let not = |left, right| {
         Statement::Match(Match {
             left,
-            right: set(),
+            right,
             op: Operator::NEQ,
         })
     };
+    let not_in_set = |left| not(left, set());
     let count = || {
         Statement::Counter(stmt::Counter::Named(Cow::Owned(outside_counter(
             &napt.tunnel,
         ))))
     };
+    rules.push(rule(
+        &name,
+        vec![
+            oifname(&napt.device),
+            not(payload("ip", "saddr"), string(napt.ipv4.to_string())),
+            count(),
+            drop(),
+        ],
+        format!("napt {} source address not the shared one", napt.tunnel),
+    ));
     rules.push(rule(
         &name,
         vec![
@@ -233,10 +245,14 @@ fn guard(
     ));
 }
 
-fn snat(ipv4: Ipv4Addr, range: PortRange) -> Stmt {
-    Statement::SNAT(Some(NAT {
-        addr: Some(string(ipv4.to_string())),
-        family: Some(NATFamily::IP),
+/// Masquerade rather than `snat to ADDR`: the device holds the shared address alone, so the
+/// source is the same, and the kernel forgets masqueraded flows when their device goes. A
+/// re-delegation rebuilds the device, so no flow keeps a port of the old set (or the old
+/// shared address) past it.
+fn masquerade(range: PortRange) -> Stmt {
+    Statement::Masquerade(Some(NAT {
+        addr: None,
+        family: None,
         port: Some(port_range(range)),
         flags: None,
     }))
@@ -300,11 +316,17 @@ mod tests {
             assert!(text.contains(&format!(r#""jump":{{"target":"napt_mape_{i}"}}"#)));
         }
         // The first and the last range of PSID 1 (RFC 7597 5.1: A = 1..15, PSID in bits 4-11).
-        assert!(text.contains(r#""range":[4112,4127]"#), "{text}");
-        assert!(text.contains(r#""range":[61456,61471]"#), "{text}");
+        assert!(
+            text.contains(r#""masquerade":{"port":{"range":[4112,4127]}}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""masquerade":{"port":{"range":[61456,61471]}}"#),
+            "{text}"
+        );
         // Three protocols per range chain, the split and the drop in the base chain, the
-        // guard's two.
-        assert_eq!(r.rule_count(), 15 * 3 + 2 + 2);
+        // guard's three.
+        assert_eq!(r.rule_count(), 15 * 3 + 2 + 3);
     }
 
     #[test]
@@ -320,8 +342,13 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(guard.len(), 2, "{guard:?}");
-        for (rule, field) in guard.iter().zip(["th", "icmp"]) {
+        assert_eq!(guard.len(), 3, "{guard:?}");
+        assert!(
+            guard[0].contains(r#""protocol":"ip","field":"saddr"}},"right":"198.18.8.1""#),
+            "{}",
+            guard[0]
+        );
+        for (rule, field) in guard[1..].iter().zip(["th", "icmp"]) {
             assert!(rule.contains(r#""oifname"}},"right":"v6g-mape""#), "{rule}");
             assert!(rule.contains(&format!(r#""protocol":"{field}""#)), "{rule}");
             assert!(rule.contains(r#""op":"!=""#), "{rule}");
