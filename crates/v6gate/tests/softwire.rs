@@ -509,7 +509,8 @@ fn udp_burst(lab: &Lab, port: u16, count: u32) -> String {
 }
 
 /// Opens `count` TCP connections from hostA to a listener on hostB and holds them all open;
-/// returns hostB's tcpdump of the SYNs.
+/// returns hostB's sockets of them as `ss` lists them (its own record of every peer, where a
+/// capture of the SYN burst can miss one).
 fn tcp_connections(lab: &Lab, count: u32) -> String {
     const LISTENER: &str = "import socket, time\n\
         s = socket.socket()\n\
@@ -528,13 +529,6 @@ fn tcp_connections(lab: &Lab, count: u32) -> String {
             .is_ok_and(|out| out.contains("7000"))
     });
     assert!(listening, "no listener on hostB");
-    let capture = lab
-        .capture_text(
-            Node::HostB,
-            dev::LAN,
-            "tcp dst port 7000 and tcp[tcpflags] & tcp-syn != 0",
-        )
-        .unwrap();
     let client = format!(
         "import socket\n\
          held = [socket.create_connection(('{}', 7000), timeout=5) for _ in range({count})]\n\
@@ -542,12 +536,12 @@ fn tcp_connections(lab: &Lab, count: u32) -> String {
         addr::HOST_B4
     );
     let out = lab.exec(Node::HostA, &[common::PYTHON, "-c", &client]);
-    let seen = capture.finish().unwrap();
+    let seen = lab.exec_ok(Node::HostB, &["ss", "-tnH", "sport", "= :7000"]);
     listener.terminate(Duration::from_secs(1)).unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.trim(), count.to_string(), "{}", text(&out));
-    seen
+    seen.unwrap()
 }
 
 /// The `insert_failed` column of `/proc/net/stat/nf_conntrack` (one hex line per CPU), summed.
@@ -612,10 +606,13 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
         .count();
     assert_eq!(used, 15, "ranges used: {used} of 15; ports {distinct:?}");
 
-    // 200 TCP connections held open at once: every source port in the set, all ranges used.
-    let syns = tcp_connections(&lab, 200);
-    let distinct = source_ports(&syns);
-    assert_eq!(distinct.len(), 200, "hostB saw:\n{syns}");
+    // 200 TCP connections held open at once: every peer port hostB has is in the set, all
+    // ranges used.
+    let sockets = tcp_connections(&lab, 200);
+    let distinct: std::collections::BTreeSet<u16> = numbers_after(&sockets, "", "198.18.8.1:")
+        .into_iter()
+        .collect();
+    assert_eq!(distinct.len(), 200, "hostB has:\n{sockets}");
     assert!(distinct.iter().all(|&p| in_set(p)), "{distinct:?}");
     let used = ranges
         .iter()
