@@ -10,6 +10,7 @@
 
 mod common;
 mod ddns_support;
+mod softwire_support;
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -454,67 +455,12 @@ fn numbers_after(text: &str, source: &str, marker: &str) -> Vec<u16> {
         .collect()
 }
 
-/// hostB's tcpdump of `count` UDP datagrams to port `port`, one from each of as many sockets
-/// of hostA, paced so that the burst measures the NAPT, not the queues.
-fn udp_burst(lab: &Lab, port: u16, count: u32) -> String {
-    let filter = format!("udp and dst port {port}");
-    let capture = lab.capture_text(Node::HostB, dev::LAN, &filter).unwrap();
-    let script = format!(
-        "import socket, time\n\
-         s = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range({count})]\n\
-         for x in s:\n    x.sendto(b'x', ('{}', {port}))\n    time.sleep(0.002)\n",
-        addr::HOST_B4
-    );
-    let out = lab.exec(Node::HostA, &[common::PYTHON, "-c", &script]);
-    assert!(out.status.success(), "{}", text(&out));
-    capture.finish().unwrap()
-}
-
-/// Opens `count` TCP connections from hostA to a listener on hostB and holds them all open;
-/// returns hostB's tcpdump of the SYNs.
-fn tcp_connections(lab: &Lab, count: u32) -> String {
-    const LISTENER: &str = "import socket, time\n\
-        s = socket.socket()\n\
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-        s.bind(('0.0.0.0', 7000))\n\
-        s.listen(1024)\n\
-        s.settimeout(15)\n\
-        held = []\n\
-        try:\n    while True: held.append(s.accept()[0])\n\
-        except socket.timeout: pass\n";
-    let listener = lab
-        .spawn(Node::HostB, "listener", &[common::PYTHON, "-c", LISTENER])
-        .unwrap();
-    let listening = common::wait_until(Duration::from_secs(5), || {
-        lab.exec_ok(Node::HostB, &["ss", "-ltn", "sport", "= :7000"])
-            .is_ok_and(|out| out.contains("7000"))
-    });
-    assert!(listening, "no listener on hostB");
-    let capture = lab
-        .capture_text(
-            Node::HostB,
-            dev::LAN,
-            "tcp dst port 7000 and tcp[tcpflags] & tcp-syn != 0",
-        )
-        .unwrap();
-    let client = format!(
-        "import socket\n\
-         held = [socket.create_connection(('{}', 7000), timeout=5) for _ in range({count})]\n\
-         print(len(held))\n",
-        addr::HOST_B4
-    );
-    let out = lab.exec(Node::HostA, &[common::PYTHON, "-c", &client]);
-    let seen = capture.finish().unwrap();
-    listener.terminate(Duration::from_secs(1)).unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.trim(), count.to_string(), "{}", text(&out));
-    seen
-}
-
-/// The distinct source ports of the shared address in a capture.
-fn source_ports(seen: &str) -> std::collections::BTreeSet<u16> {
-    numbers_after(seen, "", "198.18.8.1.").into_iter().collect()
+/// The source ports of `shared` among what the far side received.
+fn ports_from(shared: &str, seen: &[(String, u16)]) -> std::collections::BTreeSet<u16> {
+    seen.iter()
+        .filter(|(source, _)| source == shared)
+        .map(|(_, port)| *port)
+        .collect()
 }
 
 #[test]
@@ -548,11 +494,11 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
         "ids {ids:?} outside the set"
     );
 
-    // A UDP burst from 120 sockets: every source port hostB sees is in the set, and the flows
-    // are spread over all 15 ranges.
-    let seen = udp_burst(&lab, 9, 120);
-    let distinct = source_ports(&seen);
-    assert_eq!(distinct.len(), 120, "hostB saw:\n{seen}");
+    // An unpaced UDP burst from 120 sockets: every datagram arrives, from a port of the set,
+    // and the flows are spread over all 15 ranges.
+    let seen = softwire_support::udp_burst(&lab, 9, 120);
+    let distinct = ports_from("198.18.8.1", &seen);
+    assert_eq!(distinct.len(), 120, "hostB received {seen:?}");
     let outside: Vec<u16> = distinct.iter().copied().filter(|&p| !in_set(p)).collect();
     assert!(outside.is_empty(), "ports outside the set: {outside:?}");
     let used = ranges
@@ -562,9 +508,10 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
     assert_eq!(used, 15, "ranges used: {used} of 15; ports {distinct:?}");
 
     // 200 TCP connections held open at once: every source port in the set, all ranges used.
-    let syns = tcp_connections(&lab, 200);
-    let distinct = source_ports(&syns);
-    assert_eq!(distinct.len(), 200, "hostB saw:\n{syns}");
+    let (held, _) = softwire_support::tcp_hold(&lab, &[7000], 200, || {});
+    assert_eq!(held.confirmed, 200, "{held:?}");
+    let distinct = held.ports();
+    assert_eq!(distinct.len(), 200, "{held:?}");
     assert!(distinct.iter().all(|&p| in_set(p)), "{distinct:?}");
     let used = ranges
         .iter()
@@ -585,9 +532,10 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
     let exhausted = before["napt_exhausted"].as_u64().unwrap();
 
     // 241 concurrent flows to one destination: 240 get a port of the set, the 241st none.
-    let seen = udp_burst(&lab, 10, 241);
-    let distinct = source_ports(&seen);
-    assert_eq!(distinct.len(), 240, "hostB saw:\n{seen}");
+    let seen = softwire_support::udp_burst(&lab, 10, 241);
+    assert_eq!(seen.len(), 240, "hostB received {seen:?}");
+    let distinct = ports_from("198.18.8.1", &seen);
+    assert_eq!(distinct.len(), 240, "hostB received {seen:?}");
     assert!(distinct.iter().all(|&p| in_set(p)), "{distinct:?}");
     let after = softwire(&ce);
     assert!(
