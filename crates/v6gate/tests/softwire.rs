@@ -561,6 +561,94 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
     br.stop().unwrap();
 }
 
+/// An OCN-shaped documentation rule (PSID offset 6, 6-bit PSID, draft-03 layout) sharing
+/// `ipv4`: siteA's /64 2001:db8:0:1::/64 carries EA bits 0b000001 after the /58, so PSID 1.
+fn ocn_shaped_config(ipv4: &str) -> String {
+    format!(
+        "[[tunnel]]\nname = \"mape\"\nmode = \"map-e\"\ndevice_prefix = \"{}\"\n\
+         rule = {{ ipv6_prefix = \"2001:db8::/58\", ipv4_prefix = \"{ipv4}/32\", \
+         ea_bits = 6, psid_offset = 6, br = \"{}\", layout = \"draft03\" }}\n\
+         default_route = true\n",
+        dev::WAN6,
+        addr::SITE_B_WAN6
+    )
+}
+
+/// The port set of PSID 1 under [`ocn_shaped_config`] (RFC 7597 5.1: offset 6, so A = 1..63 in
+/// the top six bits, the PSID in the next six, 16 ports each).
+fn ocn_psid1_ranges() -> Vec<std::ops::RangeInclusive<u16>> {
+    (1..64u16)
+        .map(|a| (a << 10 | 1 << 4)..=(a << 10 | 1 << 4 | 15))
+        .collect()
+}
+
+#[test]
+fn daemon_map_e_napt_holds_2000_connections() {
+    // 1,008 ports cannot carry 2,000 flows to one destination, but conntrack may give one
+    // port to flows towards different destinations: 500 connections to each of four ports of
+    // hostB, opened one after another (so the round-robin over the 63 ranges gives each range
+    // about 8 flows per destination, half of its 16 ports). Draft-03 interface ID for
+    // 198.18.8.1, PSID 1: 00c6:1208:0100:0100.
+    let map: Ipv6Addr = "2001:db8:0:1:c6:1208:100:100".parse().unwrap();
+    let shared = "198.18.8.1";
+    let lab = common::lab(LabOptions::default());
+    let br = far_end(&lab.site_config(Site::B), map, &[&format!("{shared}/32")]);
+    let br = common::start_gateway(&lab, Site::B, &br);
+    let ce = start_ce(&lab, &ocn_shaped_config(shared));
+    assert_ping(&lab, Node::HostA, HOST_B, 2, &[&ce, &br]);
+    let ranges = ocn_psid1_ranges();
+    let in_set = |p: u16| ranges.iter().any(|r| r.contains(&p));
+
+    let ports = [7000, 7001, 7002, 7003];
+    let mut during = serde_json::Value::Null;
+    let (held, seconds) = softwire_support::tcp_hold(&lab, &ports, 500, || {
+        during = ce.status().unwrap()["softwires"][0].clone();
+    });
+    eprintln!(
+        "2000 TCP connections through the MAP-E NAPT opened in {seconds:.2} s; {} source \
+         ports in use",
+        during["napt_ports_in_use"]
+    );
+    assert_eq!(
+        held.confirmed, 2000,
+        "not all held: {} of 2000",
+        held.confirmed
+    );
+    assert_eq!(held.peers.len(), 2000);
+    assert!(held.peers.iter().all(|p| p.0 == shared), "{:?}", held.peers);
+    let distinct = held.ports();
+    let outside: Vec<u16> = distinct.iter().copied().filter(|&p| !in_set(p)).collect();
+    assert!(outside.is_empty(), "ports outside the set: {outside:?}");
+    let used = ranges
+        .iter()
+        .filter(|r| distinct.iter().any(|p| r.contains(p)))
+        .count();
+    assert_eq!(used, 63, "TCP used {used} of 63 ranges");
+    // No (source port, destination port) pair twice: conntrack told the flows apart.
+    let pairs: std::collections::BTreeSet<(u16, u16)> =
+        held.peers.iter().map(|p| (p.1, p.2)).collect();
+    assert_eq!(pairs.len(), 2000);
+
+    assert_eq!(during["psid"], 1, "{during}");
+    assert_eq!(during["psid_len"], 6, "{during}");
+    assert_eq!(during["map_address"], map.to_string(), "{during}");
+    assert_eq!(during["napt_ports_total"], 1008, "{during}");
+    assert_eq!(
+        during["ports"].as_array().map(Vec::len),
+        Some(63),
+        "{during}"
+    );
+    // Every port the far side saw was in use then (more may be: the pings' identifiers).
+    let in_use = during["napt_ports_in_use"].as_u64().unwrap();
+    assert!(
+        (distinct.len() as u64..=1008).contains(&in_use),
+        "{in_use} in use, {} seen by hostB",
+        distinct.len()
+    );
+    ce.stop().unwrap();
+    br.stop().unwrap();
+}
+
 #[test]
 fn daemon_runs_the_map_e_examples_and_says_why_they_wait() {
     // The built-in rules cover only the VNEs' own prefixes; the lab has documentation space,
