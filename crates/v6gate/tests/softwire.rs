@@ -254,18 +254,23 @@ fn start_ce(lab: &Lab, softwire: &str) -> Gateway {
 
 /// [`start_ce`] with `gateway` lines added to `[gateway]`.
 fn start_ce_with(lab: &Lab, gateway: &[String], softwire: &str) -> Gateway {
-    let mut config = lab.site_config(Site::A);
-    config.tunnels.clear();
-    config.extra.extend_from_slice(gateway);
     let path = lab.dir().join("ce-softwire.toml");
-    std::fs::write(&path, config.to_toml() + softwire).unwrap();
+    std::fs::write(&path, ce_toml(lab, gateway, softwire)).unwrap();
     lab.start_gateway_with(
         common::BIN.as_ref(),
         Node::SiteA,
         &path,
-        &config.control_socket,
+        &lab.site_config(Site::A).control_socket,
     )
     .unwrap_or_else(|e| panic!("starting the CE: {e}"))
+}
+
+/// The CE's whole config file: the lab's `[gateway]` with `gateway` lines, and `softwire`.
+fn ce_toml(lab: &Lab, gateway: &[String], softwire: &str) -> String {
+    let mut config = lab.site_config(Site::A);
+    config.tunnels.clear();
+    config.extra.extend_from_slice(gateway);
+    config.to_toml() + softwire
 }
 
 /// siteA's addresses on its WAN device, as `ip` prints them.
@@ -645,6 +650,87 @@ fn daemon_map_e_napt_holds_2000_connections() {
         "{in_use} in use, {} seen by hostB",
         distinct.len()
     );
+    ce.stop().unwrap();
+    br.stop().unwrap();
+}
+
+#[test]
+fn daemon_map_e_reload_changes_the_rule_in_place() {
+    // From the v6plus-shaped rule sharing 198.18.8.1 to an OCN-shaped one sharing 198.18.8.2:
+    // the same /64 gives PSID 1 under both, but another shared address, another port set and
+    // so another MAP address (draft-03 interface ID 00c6:1208:0200:0100).
+    let old: Ipv6Addr = "2001:db8:0:1:c6:1208:100:100".parse().unwrap();
+    let new: Ipv6Addr = "2001:db8:0:1:c6:1208:200:100".parse().unwrap();
+    let lab = common::lab(LabOptions::default());
+    let br_config =
+        |ce, shared: &str| far_end(&lab.site_config(Site::B), ce, &[&format!("{shared}/32")]);
+    let br = common::start_gateway(&lab, Site::B, &br_config(old, "198.18.8.1"));
+    let ce = start_ce(&lab, &map_e_config());
+    assert_ping(&lab, Node::HostA, HOST_B, 2, &[&ce, &br]);
+    let softwire = |ce: &Gateway| ce.status().unwrap()["softwires"][0].clone();
+    assert_eq!(softwire(&ce)["napt_ports_total"], 240);
+
+    std::fs::write(
+        ce.config_path(),
+        ce_toml(&lab, &[], &ocn_shaped_config("198.18.8.2")),
+    )
+    .unwrap();
+    br.rewrite_config(&br_config(new, "198.18.8.2")).unwrap();
+    br.reload().unwrap();
+    ce.reload().unwrap();
+    let moved = common::wait_until(Duration::from_secs(10), || {
+        softwire(&ce)["map_address"] == new.to_string()
+    });
+    assert!(moved, "{}\n{}", softwire(&ce), ce.log());
+    let now = softwire(&ce);
+    assert_eq!(now["state"], "running", "{now}");
+    assert_eq!(now["ipv4"], "198.18.8.2", "{now}");
+    assert_eq!(now["psid"], 1, "{now}");
+    assert_eq!(now["psid_len"], 6, "{now}");
+    assert_eq!(now["napt_ports_total"], 1008, "{now}");
+    let ranges = ocn_psid1_ranges();
+    let listed: Vec<[u16; 2]> = serde_json::from_value(now["ports"].clone()).unwrap();
+    let expected: Vec<[u16; 2]> = ranges.iter().map(|r| [*r.start(), *r.end()]).collect();
+    assert_eq!(listed, expected, "{now}");
+    let tunnel = ce.tunnel_status("mape").unwrap();
+    assert_eq!(tunnel["local"], new.to_string(), "{tunnel}");
+    let ruleset = lab
+        .exec_ok(Node::SiteA, &["nft", "list", "table", "inet", "v6gate"])
+        .unwrap();
+    assert!(
+        ruleset.contains("198.18.8.2") && !ruleset.contains("198.18.8.1"),
+        "{ruleset}"
+    );
+    let addresses = wan_addresses(&lab);
+    assert!(addresses.contains(&format!("{new}/128")), "{addresses}");
+    assert!(
+        !addresses.contains(&format!("{old}/128")),
+        "the old MAP address stays:\n{addresses}"
+    );
+
+    // Traffic through the new NAPT: from the new shared address, in the new set, over all of
+    // its ranges; nothing from the old address.
+    assert!(
+        wait_ping(&lab, Node::HostA, HOST_B, Duration::from_secs(10)),
+        "no traffic after the reload:\n{}\n{}",
+        ce.log(),
+        br.log()
+    );
+    let seen = softwire_support::udp_burst(&lab, 9, 126);
+    assert_eq!(seen.len(), 126, "hostB received {seen:?}");
+    let distinct = ports_from("198.18.8.2", &seen);
+    assert_eq!(distinct.len(), 126, "hostB received {seen:?}");
+    assert!(
+        distinct
+            .iter()
+            .all(|p| ranges.iter().any(|r| r.contains(p))),
+        "{distinct:?}"
+    );
+    let used = ranges
+        .iter()
+        .filter(|r| distinct.iter().any(|p| r.contains(p)))
+        .count();
+    assert_eq!(used, 63, "UDP used {used} of 63 ranges");
     ce.stop().unwrap();
     br.stop().unwrap();
 }
