@@ -811,3 +811,110 @@ fn daemon_ds_lite_finds_its_aftr_by_name() {
     ce.stop().unwrap();
     aftr.stop().unwrap();
 }
+
+#[test]
+fn daemon_ds_lite_follows_its_aftr_name_to_another_aftr() {
+    // The name moves from the AFTR at 2001:db8:0:2::1 to a second one at ::2 (another v6gate
+    // in siteB, routing hostA's address back through its own tunnel). The first stays up and
+    // answers, so only re-resolving the name (at the record's TTL, at least every 30 s) moves
+    // the B4.
+    const KEY: &str = "hmac-sha256:ddns-key:c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFiY2RlZg==";
+    let second: Ipv6Addr = "2001:db8:0:2::2".parse().unwrap();
+    let lab = common::lab(LabOptions::default());
+    lab.ip(
+        Node::SiteB,
+        &[
+            "-6",
+            "addr",
+            "add",
+            &format!("{second}/64"),
+            "dev",
+            dev::WAN6,
+            "nodad",
+        ],
+    )
+    .unwrap();
+    let knot = ddns_support::Knot::start_on(&lab, Node::Wan, KEY, addr::WAN_B6);
+    knot.update(
+        &lab,
+        KEY,
+        "aftr.example.jp",
+        "AAAA",
+        IpAddr::V6(addr::SITE_B_WAN6),
+    );
+    let first = far_end(
+        &lab.site_config(Site::B),
+        addr::SITE_A_WAN6,
+        &[addr::LAN_A4, "192.0.0.0/29"],
+    );
+    let first = common::start_gateway(&lab, Site::B, &first);
+    let ce = start_ce_with(
+        &lab,
+        &[format!("resolvers = [\"[{}]:53\"]", addr::WAN_B6)],
+        "[[tunnel]]\nname = \"b4\"\nmode = \"ds-lite\"\naftr = \"aftr.example.jp\"\n\
+         default_route = true\n",
+    );
+    let remote_is = |a: Ipv6Addr| {
+        ce.tunnel_status("b4")
+            .is_ok_and(|s| s["remote"] == a.to_string())
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(10), || remote_is(addr::SITE_B_WAN6)),
+        "{}",
+        ce.log()
+    );
+    assert!(
+        wait_ping(&lab, Node::HostA, HOST_B, Duration::from_secs(10)),
+        "{}",
+        ce.log()
+    );
+
+    let mut config = lab.site_config(Site::B);
+    config.control_socket = lab.dir().join("aftr2.sock");
+    let tunnel = config.tunnel_mut();
+    tunnel.name = "aftr2".to_owned();
+    tunnel.local = second;
+    tunnel.routes = vec![format!("{}/32", addr::HOST_A4)];
+    let second_aftr = common::start_gateway(&lab, Site::B, &config);
+    let moved = std::time::Instant::now();
+    knot.update(&lab, KEY, "aftr.example.jp", "AAAA", IpAddr::V6(second));
+    let followed = common::wait_until(Duration::from_secs(45), || remote_is(second));
+    assert!(
+        followed,
+        "the B4 stayed with {}:\n{}",
+        ce.tunnel_status("b4").unwrap(),
+        ce.log()
+    );
+    eprintln!(
+        "the B4 followed its AFTR's name {} ms after the record changed",
+        moved.elapsed().as_millis()
+    );
+    assert!(
+        wait_ping(&lab, Node::HostA, HOST_B, Duration::from_secs(10)),
+        "no traffic through the second AFTR:\n{}\n{}",
+        ce.log(),
+        second_aftr.log()
+    );
+
+    // Through the second AFTR with the LAN source intact; the first receives nothing more.
+    let rx =
+        |g: &Gateway, name: &str| common::counter(&g.tunnel_status(name).unwrap(), "rx_packets");
+    let (first_before, second_before) = (rx(&first, "ab"), rx(&second_aftr, "aftr2"));
+    let seen = echo_sources_at_host_b(&lab, Node::HostA, &[]);
+    assert!(
+        seen.contains(&format!("{} > {}", addr::HOST_A4, addr::HOST_B4)),
+        "hostB saw:\n{seen}"
+    );
+    assert_eq!(
+        rx(&first, "ab"),
+        first_before,
+        "the first AFTR still receives"
+    );
+    assert!(rx(&second_aftr, "aftr2") >= second_before + 3);
+    let status = ce.status().unwrap();
+    let endpoints = status["names"]["endpoints"].to_string();
+    assert!(endpoints.contains(&second.to_string()), "{status}");
+    ce.stop().unwrap();
+    second_aftr.stop().unwrap();
+    first.stop().unwrap();
+}
