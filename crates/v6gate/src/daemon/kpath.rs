@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use ::kpath::{KernelPath, Spec};
 use anyhow::{Context, anyhow};
+use control::firewall::kernel_mss::{KernelMss, KernelMssSize};
 use control::{Dataplane, Tunnel};
 use sys::netlink::{Route, RouteKind};
 use tracing::{info, warn};
@@ -62,18 +63,6 @@ impl Daemon {
         if t.dataplane == Dataplane::Userspace || t.ipsec.is_some() {
             return Ok(Chosen::Userspace { fallback: None });
         }
-        if t.mss_clamp != control::MssClamp::Off {
-            // The route MTU still makes the kernel answer DF packets that do not fit.
-            let why =
-                "MSS clamping does not run on the kernel path yet (mss_clamp = \"off\" allows it)";
-            if t.dataplane == Dataplane::Auto {
-                info!(tunnel = %t.name, "dataplane: userspace; {why}");
-                return Ok(Chosen::Userspace {
-                    fallback: Some(why.into()),
-                });
-            }
-            warn!(tunnel = %t.name, "dataplane = \"kernel\": {why}");
-        }
         match self.start_kernel_path(t, paths, mtu).await {
             Ok(kernel) => {
                 info!(
@@ -85,6 +74,7 @@ impl Daemon {
             }
             Err(e) if t.dataplane == Dataplane::Auto => {
                 let _ = self.host.set(&owner(&t.name), Vec::new()).await;
+                let _ = self.set_kernel_mss(None).await;
                 warn!(tunnel = %t.name, "dataplane: userspace; kernel path not used: {e:#}");
                 Ok(Chosen::Userspace {
                     fallback: Some(format!("{e:#}")),
@@ -92,6 +82,7 @@ impl Daemon {
             }
             Err(e) => {
                 let _ = self.host.set(&owner(&t.name), Vec::new()).await;
+                let _ = self.set_kernel_mss(None).await;
                 Err(e.context("dataplane = \"kernel\""))
             }
         }
@@ -130,6 +121,11 @@ impl Daemon {
         if routes.is_empty() {
             anyhow::bail!("no inner route can go via the underlay next hop {next_hop}");
         }
+        // Before the routes, so that no SYN takes the kernel path unclamped.
+        let devices = attached.iter().map(|(d, _)| d.clone()).collect();
+        self.set_kernel_mss(clamp_of(t, devices, next_hop, mtu, &spec))
+            .await
+            .context("MSS clamping on the kernel path (nftables)")?;
         self.host
             .set(
                 &owner(&t.name),
@@ -209,6 +205,10 @@ impl Daemon {
             {
                 k.route_mtu = mtu;
             }
+            // SYNs out of the tunnel are clamped to a number derived from the route MTU.
+            if let Err(e) = self.set_kernel_mss(None).await {
+                warn!(tunnel = %name, "kernel path MSS clamping: {e:#}");
+            }
         }
         for (name, active) in switches {
             if let Err(e) = self.switch_kernel_path(&name, active).await {
@@ -252,6 +252,10 @@ impl Daemon {
         k.oif = oif;
         k.next_hop = next_hop;
         k.device = device.clone();
+        // The clamping covers a newly attached device before the routes lead there.
+        self.set_kernel_mss(None)
+            .await
+            .context("MSS clamping on the kernel path (nftables)")?;
         let objects = routes.into_iter().map(super::host::Object::Route).collect();
         self.host.set(&owner(name), objects).await?;
         info!(tunnel = %name, "kernel path: path {from} -> {active}, via {next_hop} dev {device}");
@@ -264,6 +268,10 @@ impl Daemon {
         if let Err(e) = self.host.set(&owner(name), Vec::new()).await {
             warn!(tunnel = name, "kernel path routes: {e:#}");
         }
+        // The tunnel has left `self.tunnels`: its clamping goes with this.
+        if let Err(e) = self.set_kernel_mss(None).await {
+            warn!(tunnel = name, "kernel path MSS clamping: {e:#}");
+        }
         for (device, mut path) in kernel.map(|k| k.attached).unwrap_or_default() {
             if let Err(e) = path.detach() {
                 warn!(
@@ -273,6 +281,57 @@ impl Daemon {
             }
         }
     }
+}
+
+impl Daemon {
+    /// The MSS clamping of every tunnel on the kernel path, and of `joining`, which is
+    /// about to be.
+    pub(super) fn kernel_mss(&self, joining: Option<KernelMss>) -> Vec<KernelMss> {
+        let joining_name = joining.as_ref().map(|j| j.tunnel.clone());
+        self.tunnels
+            .iter()
+            .filter_map(|t| match &t.dataplane {
+                Chosen::Kernel(k) => clamp_of(
+                    &t.config,
+                    k.attached.iter().map(|(d, _)| d.clone()).collect(),
+                    k.next_hop,
+                    k.route_mtu,
+                    &k.spec,
+                ),
+                Chosen::Userspace { .. } => None,
+            })
+            .filter(|c| joining_name.as_ref() != Some(&c.tunnel))
+            .chain(joining)
+            .collect()
+    }
+}
+
+/// What `mss_clamp` means for a tunnel on the kernel path: SYNs to its routed prefixes
+/// leaving through `devices`, and SYNs from its peer's sources arriving there.
+fn clamp_of(
+    t: &Tunnel,
+    devices: Vec<String>,
+    next_hop: IpAddr,
+    route_mtu: u16,
+    spec: &Spec,
+) -> Option<KernelMss> {
+    let size = match t.mss_clamp {
+        control::MssClamp::Off => return None,
+        control::MssClamp::Auto => KernelMssSize::Route { mtu: route_mtu },
+        control::MssClamp::Fixed(mss) => KernelMssSize::Fixed(mss),
+    };
+    Some(KernelMss {
+        tunnel: t.name.clone(),
+        devices,
+        routes: t
+            .routes
+            .iter()
+            .copied()
+            .filter(|net| !(matches!(net, ipnet::IpNet::V6(_)) && next_hop.is_ipv4()))
+            .collect(),
+        sources: spec.allowed_sources.clone(),
+        size,
+    })
 }
 
 /// Loads the programs for `spec` and attaches them to `device`.
