@@ -354,3 +354,93 @@ fn failover_on_the_kernel_path_is_a_map_update() {
     a.stop().expect("siteA stops cleanly");
     b.stop().expect("siteB stops cleanly");
 }
+
+/// v6gate filters on siteA's wan device, on the `clsact` qdisc (what tcx links never leave).
+fn clsact_filters(lab: &Lab) -> usize {
+    ["ingress", "egress"]
+        .map(|hook| {
+            let out = lab.exec(
+                Node::SiteA,
+                &["tc", "filter", "show", "dev", dev::WAN6, hook],
+            );
+            // One line per filter, which names its program twice.
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("v6gate_"))
+                .count()
+        })
+        .iter()
+        .sum()
+}
+
+/// Programs attached as `clsact` filters, as on a kernel before 6.6, are objects of the
+/// host state: a filter someone deletes is attached again, and the filters a SIGKILLed run
+/// left are removed by the next start although its config no longer has the tunnel.
+#[test]
+fn clsact_filters_are_repaired_and_a_crashed_runs_are_removed() {
+    let lab = common::lab(LabOptions {
+        site_ipv4_forwarding: true,
+        ..LabOptions::default()
+    });
+    let mut config_a = lab.site_config(Site::A);
+    let mut config_b = lab.site_config(Site::B);
+    kernel(Site::A, &mut config_a);
+    kernel(Site::B, &mut config_b);
+    // The daemon, with the attach mode of kernels without tcx.
+    let wrapper = lab.dir().join("v6gate-clsact");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n{}=1 exec {} \"$@\"\n",
+            kpath::FORCE_CLSACT_ENV,
+            common::BIN
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let b = start_gateway(&lab, Site::B, &config_b);
+    let a = lab
+        .start_gateway(&wrapper, Node::SiteA, &config_a)
+        .expect("siteA with clsact filters");
+    assert_ping(&lab, Node::HostA, IpAddr::V4(addr::HOST_B4), 3, &[&a, &b]);
+    let name = config_a.tunnels[0].name.clone();
+    let t = a.tunnel_status(&name).unwrap();
+    assert_eq!(t["kernel_path"]["attach"], "clsact", "{t:#}");
+    assert_eq!(clsact_filters(&lab), 2);
+
+    // Someone deletes the decapsulation filter: the owner notices and attaches it again.
+    lab.exec_ok(
+        Node::SiteA,
+        &["tc", "filter", "del", "dev", dev::WAN6, "ingress"],
+    )
+    .unwrap();
+    let repaired = common::wait_until(Duration::from_secs(5), || clsact_filters(&lab) == 2);
+    assert!(repaired, "{}", a.log());
+    assert!(
+        a.log().contains("restored program v6gate_decap"),
+        "{}",
+        a.log()
+    );
+    assert_ping(&lab, Node::HostA, IpAddr::V4(addr::HOST_B4), 2, &[&a, &b]);
+
+    // A crash leaves the filters; a start with a config without the tunnel removes them.
+    a.kill().unwrap();
+    assert_eq!(clsact_filters(&lab), 2);
+    let mut without = config_a.clone();
+    without.tunnels.clear();
+    let again = start_gateway(&lab, Site::A, &without);
+    assert_eq!(clsact_filters(&lab), 0, "{}", again.log());
+    assert!(
+        again
+            .log()
+            .contains("removed leftover program v6gate_encap"),
+        "{}",
+        again.log()
+    );
+    again.stop().unwrap();
+    b.stop().unwrap();
+}

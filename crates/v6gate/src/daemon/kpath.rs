@@ -12,14 +12,17 @@
 //! crashed are removed by name before attaching.
 
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
-use ::kpath::{KernelPath, Spec};
+use ::kpath::{Hook, KernelPath, Spec};
 use anyhow::{Context, anyhow};
 use control::firewall::kernel_mss::{KernelMss, KernelMssSize};
 use control::{Dataplane, Tunnel};
 use sys::netlink::{Route, RouteKind};
 use tracing::{info, warn};
 
+use super::host::Object;
+use super::host::program::Program;
 use super::pin::Pin;
 use super::{Daemon, PathRuntime, ROUTE_PROTOCOL, link_name};
 use crate::kpath_status::{DataplaneStatus, KernelPathStatus};
@@ -28,7 +31,9 @@ use crate::kpath_status::{DataplaneStatus, KernelPathStatus};
 pub(super) struct KernelTunnel {
     /// One copy of the programs per underlay device a path leaves on, each holding every
     /// path, so that failover is a map update on each and the routes' move.
-    attached: Vec<(String, KernelPath)>,
+    /// Attached through the host-state owner: each device's two programs are objects of
+    /// the tunnel's kernel-path owner name, with the routes.
+    attached: Vec<(String, Shared)>,
     spec: Spec,
     /// The path the routes and the programs send on, and its device.
     active: usize,
@@ -38,6 +43,9 @@ pub(super) struct KernelTunnel {
     /// The MTU of the inner routes: the tunnel MTU, or less once the underlay said so.
     route_mtu: u16,
 }
+
+/// One device's loaded programs, shared with the host-state objects that attach them.
+type Shared = Arc<Mutex<KernelPath>>;
 
 /// What a tunnel runs on: the kernel path, or the TUN dataplane and why.
 pub(super) enum Chosen {
@@ -105,15 +113,15 @@ impl Daemon {
         let config = super::convert::dataplane_config(t, mtu, None, None);
         let mut spec = Spec::from_config(&config);
         spec.active = active;
-        let mut attached: Vec<(String, KernelPath)> = Vec::new();
+        let mut attached: Vec<(String, Shared)> = Vec::new();
         for p in paths {
             let Pin::Via { oif, .. } = p.pin else {
                 continue;
             };
             let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
             if !attached.iter().any(|(d, _)| *d == device) {
-                let path = attach(&t.name, &spec, &device)?;
-                attached.push((device, path));
+                let path = KernelPath::load(&spec).context("loading the BPF programs")?;
+                attached.push((device, Arc::new(Mutex::new(path))));
             }
         }
         let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
@@ -127,12 +135,9 @@ impl Daemon {
             .await
             .context("MSS clamping on the kernel path (nftables)")?;
         self.host
-            .set(
-                &owner(&t.name),
-                routes.into_iter().map(super::host::Object::Route).collect(),
-            )
+            .set(&owner(&t.name), kernel_objects(&t.name, &attached, routes))
             .await
-            .context("routing the tunnel's prefixes to the underlay")?;
+            .context("attaching the programs and routing the tunnel's prefixes to the underlay")?;
         Ok(KernelTunnel {
             attached,
             spec,
@@ -187,11 +192,11 @@ impl Daemon {
             let mtu = s.stats.path_mtu.min(t.mtu);
             if mtu != k.route_mtu {
                 let routes = kernel_routes(&t.config, k.oif, k.next_hop, mtu, metric);
-                updates.push((t.config.name.clone(), k.route_mtu, mtu, routes));
+                let objects = kernel_objects(&t.config.name, &k.attached, routes);
+                updates.push((t.config.name.clone(), k.route_mtu, mtu, objects));
             }
         }
-        for (name, old, mtu, routes) in updates {
-            let objects = routes.into_iter().map(super::host::Object::Route).collect();
+        for (name, old, mtu, objects) in updates {
             if let Err(e) = self.host.set(&owner(&name), objects).await {
                 warn!(tunnel = %name, "kernel path route MTU {old} -> {mtu}: {e:#}");
                 continue;
@@ -239,11 +244,12 @@ impl Daemon {
         let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
         k.spec.active = active;
         if !k.attached.iter().any(|(d, _)| *d == device) {
-            let program = attach(name, &k.spec, &device)?;
-            k.attached.push((device.clone(), program));
+            let path = KernelPath::load(&k.spec).context("loading the BPF programs")?;
+            k.attached
+                .push((device.clone(), Arc::new(Mutex::new(path))));
         }
-        for (d, program) in &mut k.attached {
-            program
+        for (d, program) in &k.attached {
+            lock(program)
                 .set_active(active)
                 .with_context(|| format!("switching the programs on {d}"))?;
         }
@@ -252,11 +258,11 @@ impl Daemon {
         k.oif = oif;
         k.next_hop = next_hop;
         k.device = device.clone();
+        let objects = kernel_objects(name, &k.attached, routes);
         // The clamping covers a newly attached device before the routes lead there.
         self.set_kernel_mss(None)
             .await
             .context("MSS clamping on the kernel path (nftables)")?;
-        let objects = routes.into_iter().map(super::host::Object::Route).collect();
         self.host.set(&owner(name), objects).await?;
         info!(tunnel = %name, "kernel path: path {from} -> {active}, via {next_hop} dev {device}");
         Ok(())
@@ -272,14 +278,8 @@ impl Daemon {
         if let Err(e) = self.set_kernel_mss(None).await {
             warn!(tunnel = name, "kernel path MSS clamping: {e:#}");
         }
-        for (device, mut path) in kernel.map(|k| k.attached).unwrap_or_default() {
-            if let Err(e) = path.detach() {
-                warn!(
-                    tunnel = name,
-                    "detaching the kernel path from {device}: {e:#}"
-                );
-            }
-        }
+        // Detached by the owner with the routes; the maps go with this.
+        drop(kernel);
     }
 }
 
@@ -334,17 +334,29 @@ fn clamp_of(
     })
 }
 
-/// Loads the programs for `spec` and attaches them to `device`.
-fn attach(tunnel: &str, spec: &Spec, device: &str) -> anyhow::Result<KernelPath> {
-    let mut path = KernelPath::load(spec).context("loading the BPF programs")?;
-    // Filters of a run that crashed on a kernel without tcx would process our packets
-    // twice; with tcx there are none.
-    if let Err(e) = KernelPath::detach_leftovers(device) {
-        warn!(tunnel, "leftover kernel path filters on {device}: {e}");
-    }
-    path.attach(device)
-        .with_context(|| format!("attaching the BPF programs to {device}"))?;
-    Ok(path)
+/// The programs of every device, then the routes: what a tunnel's kernel-path owner name
+/// holds. The programs go on first and come off last.
+fn kernel_objects(tunnel: &str, attached: &[(String, Shared)], routes: Vec<Route>) -> Vec<Object> {
+    let clsact = !::kpath::attaches_tcx();
+    attached
+        .iter()
+        .flat_map(|(device, path)| {
+            Hook::BOTH.map(|hook| {
+                Object::Program(Program {
+                    tunnel: tunnel.to_owned(),
+                    device: device.clone(),
+                    hook,
+                    clsact,
+                    path: Some(Arc::clone(path)),
+                })
+            })
+        })
+        .chain(routes.into_iter().map(Object::Route))
+        .collect()
+}
+
+fn lock(path: &Mutex<KernelPath>) -> std::sync::MutexGuard<'_, KernelPath> {
+    path.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The tunnel's prefixes, each via the underlay next hop at one metric better than the
@@ -371,7 +383,7 @@ impl KernelTunnel {
     pub(super) fn status(&self) -> DataplaneStatus {
         let mut counters = ::kpath::Counters::default();
         for (_, path) in &self.attached {
-            let c = path.counters().unwrap_or_default();
+            let c = lock(path).counters().unwrap_or_default();
             counters.tx_packets += c.tx_packets;
             counters.tx_bytes += c.tx_bytes;
             counters.rx_packets += c.rx_packets;
@@ -394,10 +406,14 @@ impl KernelTunnel {
             dataplane_fallback: None,
             kernel_path: Some(KernelPathStatus {
                 device: self.device.clone(),
-                attach: match self.attached.first().and_then(|(_, p)| p.attachment()) {
-                    Some(a) if a.tcx => "tcx",
-                    Some(_) => "clsact",
-                    None => "detached",
+                attach: match self
+                    .attached
+                    .first()
+                    .map(|(_, p)| lock(p).attachment().map(|a| a.tcx))
+                {
+                    Some(Some(true)) => "tcx",
+                    Some(Some(false)) => "clsact",
+                    _ => "detached",
                 }
                 .into(),
                 tx_packets: counters.tx_packets,
