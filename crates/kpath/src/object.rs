@@ -78,7 +78,7 @@ pub enum Hook {
 }
 
 impl Hook {
-    pub const BOTH: [Hook; 2] = [Hook::Egress, Hook::Ingress];
+    pub const BOTH: [Self; 2] = [Self::Egress, Self::Ingress];
 
     /// The program's name in the kernel.
     pub fn program(self) -> &'static str {

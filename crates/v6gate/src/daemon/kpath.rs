@@ -5,11 +5,13 @@
 //!
 //! The TUN dataplane of the tunnel keeps running beside it: its routes stay, one metric
 //! behind, and it gets whatever the programs pass on (probes and their replies, fragments,
-//! unusual headers, ICMP errors). The routes are objects of the host-state owner under their
-//! own owner name, so stop, reload and crash take-over treat them like any other route. The
-//! programs hang off tcx links, which belong to this process: they go when it stops, however
-//! it stops; on kernels before 6.6 they are `clsact` filters, and leftovers of a run that
-//! crashed are removed by name before attaching.
+//! unusual headers, ICMP errors). The programs (one object per device and hook) and the
+//! routes are objects of the host-state owner under their own owner name, so stop, reload,
+//! repair and crash take-over treat them like any other object. The programs hang off tcx
+//! links, which belong to this process: they go when it stops, however it stops; on kernels
+//! before 6.6 they are `clsact` filters, which the journal lets the next start remove.
+//! `mss_clamp` is done by nftables rules in v6gate's table (`control::firewall::kernel_mss`),
+//! set with the firewall's objects before the routes lead to the underlay.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
