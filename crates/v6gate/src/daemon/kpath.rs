@@ -151,10 +151,26 @@ impl Daemon {
         })
     }
 
-    /// Lowers (and raises again) the inner routes' MTU to the path MTU the userspace core
-    /// learnt from the underlay's Packet Too Big: the programs do not see the kernel's IPv6
-    /// PMTU cache, but the route MTU makes the kernel answer DF packets that no longer fit.
-    pub(super) async fn follow_path_mtu(&mut self) {
+    /// Follows the path changes the packet thread reported for the tunnels `changed` (see
+    /// [`Self::follow_kernel_paths`]); nothing to do unless one of them is on the kernel path.
+    pub(super) async fn follow_path_changes(&mut self, changed: &[dataplane::TunnelId]) {
+        if self
+            .tunnels
+            .iter()
+            .any(|t| matches!(t.dataplane, Chosen::Kernel(_)) && changed.contains(&t.id))
+        {
+            self.follow_kernel_paths().await;
+        }
+    }
+
+    /// Brings the kernel path of every tunnel in line with its userspace core, read from one
+    /// snapshot, so that a change reported more than once or dropped on the way is followed
+    /// once: the programs and routes move to the core's active path (or to where that path's
+    /// underlay route moved), and the inner routes' MTU follows the path MTU the core learnt
+    /// from the underlay's Packet Too Big (down, and up again when it expires): the programs
+    /// do not see the kernel's IPv6 PMTU cache, but the route MTU makes the kernel answer DF
+    /// packets that no longer fit.
+    pub(super) async fn follow_kernel_paths(&mut self) {
         if !self
             .tunnels
             .iter()

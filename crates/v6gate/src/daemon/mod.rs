@@ -67,6 +67,10 @@ const TUN_TXQUEUELEN: u32 = 1000;
 
 /// How often sysctls, which send no notifications, are compared with what we set.
 const SYSCTL_CHECK: Duration = Duration::from_millis(250);
+/// How often the kernel path is compared with its core besides the core's path changes,
+/// which the packet thread sends as they happen: a safety net for what no change announces
+/// (the programs' first path at start against the core's, a reload's new core config).
+const KERNEL_PATH_CHECK: Duration = Duration::from_secs(2);
 
 /// Host-state owner name of the gateway-wide objects.
 const GATEWAY: &str = "gateway";
@@ -270,12 +274,17 @@ impl Daemon {
         if let Some(server) = self.control.as_mut() {
             server.start(ctl_tx);
         }
-        let (Some(mut wishes), Some(mut moved)) = (self.wishes_rx.take(), self.names.take_moved())
-        else {
+        let (Some(mut wishes), Some(mut moved), Some(mut path_changes)) = (
+            self.wishes_rx.take(),
+            self.names.take_moved(),
+            self.datapath.take_path_changes(),
+        ) else {
             bail!("the daemon is already serving");
         };
         let mut sysctl_check = tokio::time::interval(SYSCTL_CHECK);
         sysctl_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut kernel_path_check = tokio::time::interval(KERNEL_PATH_CHECK);
+        kernel_path_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Whatever changed between set-up and the subscription.
         self.repair(false).await;
         loop {
@@ -303,6 +312,15 @@ impl Daemon {
                     self.refresh_firewall().await;
                     self.follow_devices().await;
                     self.follow_softwires().await;
+                    // A re-pinned path takes the kernel path's routes along.
+                    self.follow_kernel_paths().await;
+                }
+                Some(change) = path_changes.recv() => {
+                    let mut changed = vec![change.tunnel()];
+                    while let Ok(change) = path_changes.try_recv() {
+                        changed.push(change.tunnel());
+                    }
+                    self.follow_path_changes(&changed).await;
                 }
                 Some(()) = nft_changes.recv() => {
                     // A ruleset load is one burst of notifications per object.
@@ -319,8 +337,8 @@ impl Daemon {
                     self.repair(true).await;
                     self.tick_names().await;
                     self.retry_softwires().await;
-                    self.follow_path_mtu().await;
                 }
+                _ = kernel_path_check.tick() => self.follow_kernel_paths().await,
                 Some(_) = moved.recv() => {
                     while moved.try_recv().is_ok() {}
                     self.follow_names().await;

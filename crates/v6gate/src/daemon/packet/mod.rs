@@ -13,7 +13,8 @@
 //! - `underlay.rs`: the underlay side: batched receives and the ICMP errors about our packets;
 //! - `send.rs`: the one flush (raw sockets, connected path sockets, UDP trains, the host's
 //!   stack, the TUN coalescers);
-//! - `log.rs`: the one logger of path events.
+//! - `log.rs`: the one logger of path events, and what of them the owner hears
+//!   ([`PathChange`], on the channel [`Datapath::take_path_changes`] hands out).
 //!
 //! ESP arrives raw (protocol 50, one socket per family) or in UDP on the port 4500 socket of
 //! the tunnel's local address, which this thread reads itself so that ESP never crosses a
@@ -136,6 +137,34 @@ pub struct TunnelDevice {
     pub tun: TunDevice,
 }
 
+/// What the RFC 2473 core decided about a tunnel's paths, sent to the owner as it happens,
+/// so that what follows the core outside this thread (the kernel path's programs and routes)
+/// needs no polling to learn of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathChange {
+    /// Traffic of `tunnel` now leaves on path `to` (index).
+    Active { tunnel: TunnelId, to: usize },
+    /// The MTU of the path `path` (index) of `tunnel` is now `mtu`.
+    Mtu {
+        tunnel: TunnelId,
+        path: usize,
+        mtu: u16,
+    },
+}
+
+impl PathChange {
+    pub fn tunnel(&self) -> TunnelId {
+        match *self {
+            Self::Active { tunnel, .. } | Self::Mtu { tunnel, .. } => tunnel,
+        }
+    }
+}
+
+/// How many path changes wait for the owner before the packet thread drops new ones. The
+/// owner reads the cores' state once it drains them, so a dropped change is never lost: the
+/// state it announced is read by that look at the latest.
+const PATH_CHANGES: usize = 64;
+
 /// Why the packet thread refused a command.
 #[derive(Debug)]
 pub enum PacketError {
@@ -246,6 +275,7 @@ pub struct Datapath {
     commands: mpsc::Sender<Command>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
+    path_changes: Option<async_mpsc::Receiver<PathChange>>,
 }
 
 impl Datapath {
@@ -253,7 +283,8 @@ impl Datapath {
         let poll = Poll::new().context("creating the packet thread's poller")?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("creating a waker")?);
         let (tx, rx) = mpsc::channel();
-        let mut looper = run::Loop::open(poll, rx)?;
+        let (changes, path_changes) = async_mpsc::channel(PATH_CHANGES);
+        let mut looper = run::Loop::open(poll, rx, changes)?;
         let thread = std::thread::Builder::new()
             .name("v6gate-packets".into())
             .spawn(move || looper.run())
@@ -262,7 +293,14 @@ impl Datapath {
             commands: tx,
             waker,
             thread: Some(thread),
+            path_changes: Some(path_changes),
         })
+    }
+
+    /// The RFC 2473 tunnels' path changes, in the order the core made them; `None` once
+    /// taken.
+    pub fn take_path_changes(&mut self) -> Option<async_mpsc::Receiver<PathChange>> {
+        self.path_changes.take()
     }
 
     fn send(&self, command: Command) -> anyhow::Result<()> {

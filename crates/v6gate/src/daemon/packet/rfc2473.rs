@@ -18,7 +18,7 @@ use super::log;
 use super::rx::RxBuffers;
 use super::send::{self, Out, Underlay};
 use super::tun::Devices;
-use super::{PacketError, TunnelDevice, TunnelSnapshot};
+use super::{PacketError, PathChange, TunnelDevice, TunnelSnapshot};
 
 pub(super) struct Rfc2473 {
     pub(super) core: Dataplane,
@@ -33,6 +33,8 @@ pub(super) struct Rfc2473 {
     /// per-packet source selection in the kernel), with that local address.
     senders: HashMap<IpAddr, (IpAddr, PathSender)>,
     batch: Batch,
+    /// Where the core's path changes go to the owner; never waited on (see `PATH_CHANGES`).
+    changes: tokio::sync::mpsc::Sender<PathChange>,
 }
 
 fn route(destination: Destination) -> Out {
@@ -53,6 +55,7 @@ impl Rfc2473 {
         ipip4: RawIpv4Socket,
         ipv6in4: RawIpv4Socket,
         batch_bytes: usize,
+        changes: tokio::sync::mpsc::Sender<PathChange>,
     ) -> Self {
         Self {
             core: Dataplane::new(),
@@ -62,6 +65,7 @@ impl Rfc2473 {
             ipv6in4,
             senders: HashMap::new(),
             batch: Batch::new(batch_bytes),
+            changes,
         }
     }
 
@@ -175,6 +179,11 @@ impl Rfc2473 {
             let Some((tunnel, news)) = log::rfc2473_news(event) else {
                 continue;
             };
+            if let Some(change) = news.change(tunnel) {
+                // Full: the owner has changes to read still, and reads the core's state after
+                // them. Closed: the owner is stopping.
+                let _ = self.changes.try_send(change);
+            }
             let Some(config) = self.core.tunnel(tunnel) else {
                 continue;
             };

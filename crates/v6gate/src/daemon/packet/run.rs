@@ -18,7 +18,7 @@ use super::kind::Kind;
 use super::rfc2473::Rfc2473;
 use super::rx::RxBuffers;
 use super::tun::{Devices, TX_HELD, TX_READS, segments};
-use super::{Command, Snapshot, WAKER};
+use super::{Command, PathChange, Snapshot, WAKER};
 
 const RAW_IPIP: Token = Token(1);
 const RAW_IPV6: Token = Token(2);
@@ -48,7 +48,11 @@ pub(super) struct Loop {
 
 impl Loop {
     /// Opens the underlay sockets of every kind and registers them with `poll`.
-    pub(super) fn open(poll: Poll, commands: mpsc::Receiver<Command>) -> anyhow::Result<Self> {
+    pub(super) fn open(
+        poll: Poll,
+        commands: mpsc::Receiver<Command>,
+        changes: tokio::sync::mpsc::Sender<PathChange>,
+    ) -> anyhow::Result<Self> {
         let ipip = RawIpv6Socket::open(wire::ip_proto::IPIP)
             .context("opening the raw IPv6 socket for IPv4-in-IPv6 (protocol 4)")?;
         let ipv6 = RawIpv6Socket::open(wire::ip_proto::IPV6)
@@ -85,7 +89,7 @@ impl Loop {
         Ok(Self {
             poll,
             commands,
-            rfc2473: Rfc2473::new(ipip, ipv6, ipip4, ipv6in4, 4 * PACKET_BUF),
+            rfc2473: Rfc2473::new(ipip, ipv6, ipip4, ipv6in4, 4 * PACKET_BUF, changes),
             esp: Esp::new(esp6, esp4, 4 * PACKET_BUF),
             icmp,
             icmp4,
