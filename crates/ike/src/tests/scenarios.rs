@@ -51,23 +51,13 @@ fn establishes_every_listed_suite() {
         p.initiate();
         p.drive_bounded(100, Pair::established);
         p.assert_children_agree();
-        let Some(Event::IkeSaUp { suite, .. }) =
-            p.a.events
-                .iter()
-                .find(|e| matches!(e, Event::IkeSaUp { .. }))
-        else {
-            panic!("no IkeSaUp for {ike}");
-        };
+        let suite =
+            p.a.up_suite()
+                .unwrap_or_else(|| panic!("no IkeSaUp for {ike}"));
         let want = IkeProposal::parse(ike).unwrap();
-        assert!(want.allows(suite), "{ike}: negotiated {suite:?}");
+        assert!(want.allows(&suite), "{ike}: negotiated {suite:?}");
         // A rekey exercises CREATE_CHILD_SA with this suite's keys.
-        let spi = p.a.children()[0].spi_in;
-        p.a.peer.rekey_child(p.now, spi).unwrap();
-        p.drive_bounded(200, |p| {
-            p.a.children().len() == 1
-                && p.a.children()[0].spi_in != spi
-                && p.b.children().len() == 1
-        });
+        p.rekey_child(false, 200);
         p.assert_children_agree();
         p.teardown();
     }
@@ -87,13 +77,7 @@ fn invalid_ke_retries_with_the_group_the_responder_wants() {
         p.b.errors
             .contains(&Error::PeerIncompatible(Incompatibility::InvalidKe(14)))
     );
-    let Some(Event::IkeSaUp { suite, .. }) =
-        p.a.events
-            .iter()
-            .find(|e| matches!(e, Event::IkeSaUp { .. }))
-    else {
-        panic!("not up")
-    };
+    let suite = p.a.up_suite().expect("not up");
     assert_eq!(suite.dh, DhGroup::Modp2048);
     p.teardown();
 }
@@ -212,13 +196,7 @@ fn survives_loss_duplication_and_reordering() {
         p.initiate();
         p.drive_bounded(2000, Pair::established);
         p.assert_children_agree();
-        let spi = p.a.children()[0].spi_in;
-        p.a.peer.rekey_child(p.now, spi).unwrap();
-        p.drive_bounded(2000, |p| {
-            p.a.children().len() == 1
-                && p.a.children()[0].spi_in != spi
-                && p.b.children().len() == 1
-        });
+        p.rekey_child(false, 2000);
         p.assert_children_agree();
         p.loss = 0;
         p.teardown();
@@ -230,13 +208,7 @@ fn child_rekey_installs_new_before_deleting_old() {
     let mut p = Pair::default_pair(8);
     p.initiate();
     p.drive_bounded(100, Pair::established);
-    let old = p.a.children()[0].clone();
-    p.a.peer.rekey_child(p.now, old.spi_in).unwrap();
-    p.drive_bounded(100, |p| {
-        p.a.children().len() == 1
-            && p.a.children()[0].spi_in != old.spi_in
-            && p.b.children().len() == 1
-    });
+    let old = p.rekey_child(false, 100);
     p.assert_children_agree();
     for (node, old_in) in [(&p.a, old.spi_in), (&p.b, old.spi_out)] {
         let new_at = node
@@ -279,11 +251,7 @@ fn ike_rekey_moves_children_and_keeps_working() {
         assert_eq!(node.count(|e| matches!(e, Event::ChildSaDeleted { .. })), 0);
     }
     // The new IKE SA's keys work both ways: rekey the child from B's side over it.
-    let spi_b = p.b.children()[0].spi_in;
-    p.b.peer.rekey_child(p.now, spi_b).unwrap();
-    p.drive_bounded(200, |p| {
-        p.b.children().len() == 1 && p.b.children()[0].spi_in != spi_b && p.a.children().len() == 1
-    });
+    p.rekey_child(true, 200);
     p.assert_children_agree();
     p.teardown();
 }
@@ -597,13 +565,7 @@ fn simultaneous_ike_rekey_leaves_one_ike_sa() {
         assert_eq!(p.a.children().len(), 1, "seed {seed}");
         p.assert_children_agree();
         // The surviving IKE SA carries a child rekey, so both ends hold the same keys.
-        let spi = p.a.children()[0].spi_in;
-        p.a.peer.rekey_child(p.now, spi).unwrap();
-        p.drive_bounded(200, |p| {
-            p.a.children().len() == 1
-                && p.a.children()[0].spi_in != spi
-                && p.b.children().len() == 1
-        });
+        p.rekey_child(false, 200);
         p.assert_children_agree();
         p.teardown();
     }
@@ -633,11 +595,7 @@ fn nat_is_detected_and_traffic_moves_to_port_4500() {
         assert_eq!(c.local.port() % 10000, 4500, "{c:?}");
     }
     // Rekeys and DPD keep working through the mapping on 4500.
-    let spi = p.a.children()[0].spi_in;
-    p.a.peer.rekey_child(p.now, spi).unwrap();
-    p.drive_bounded(200, |p| {
-        p.a.children().len() == 1 && p.a.children()[0].spi_in != spi && p.b.children().len() == 1
-    });
+    p.rekey_child(false, 200);
     p.assert_children_agree();
     p.run_for(Duration::from_secs(120));
     assert!(p.established());

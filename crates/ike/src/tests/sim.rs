@@ -141,6 +141,14 @@ impl<P: Driven> Node<P> {
         self.count(|e| matches!(e, Event::IkeSaDown { reason: r, .. } if r == reason))
     }
 
+    /// The suite of the first IKE SA reported up.
+    pub fn up_suite(&self) -> Option<crate::proposal::IkeSuite> {
+        self.events.iter().find_map(|e| match e {
+            Event::IkeSaUp { suite, .. } => Some(*suite),
+            _ => None,
+        })
+    }
+
     /// Loses all state, as a SIGKILL and restart would.
     pub fn restart(&mut self, seed: u64) {
         self.peer = P::new(self.config.clone(), seed);

@@ -20,14 +20,7 @@ fn s3_suite_main_and_quick_mode() {
     assert_eq!(c.integ_in.len(), 20);
     assert!(!c.udp_encap);
     assert_eq!(c.local_ts, vec![lan(1)]);
-    let up =
-        p.a.events
-            .iter()
-            .find_map(|e| match e {
-                Event::IkeSaUp { suite, .. } => Some(*suite),
-                _ => None,
-            })
-            .unwrap();
+    let up = p.a.up_suite().unwrap();
     assert_eq!(up.dh, DhGroup::Modp1024);
     assert_eq!(up.prf, HashAlg::Sha1.prf());
     // Six main mode and three quick mode messages, nothing more.
