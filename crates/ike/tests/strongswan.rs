@@ -18,7 +18,6 @@
 
 mod charon;
 
-use std::fs;
 use std::time::{Duration, Instant};
 
 use charon::endpoint::{self, Rerun, rerun, say};
@@ -116,13 +115,7 @@ impl Lab {
         let conf = format!(
             "connections {{\n  v6gate {{\n    version = 2\n    local_addrs = {THEM}\n    remote_addrs = {US}\n    proposals = {ike}\n    encap = yes\n    local {{\n      auth = psk\n      id = fqdn:b.example\n    }}\n    remote {{\n      auth = psk\n      id = fqdn:a.example\n    }}\n    children {{\n      net {{\n        local_ts = 198.18.2.0/24\n        remote_ts = 198.18.1.0/24\n        esp_proposals = {esp}\n        mode = tunnel\n      }}\n    }}\n  }}\n}}\nsecrets {{\n  ike-1 {{\n    id-a = fqdn:a.example\n    id-b = fqdn:b.example\n    secret = \"{PSK}\"\n  }}\n}}\n"
         );
-        fs::write(self.etc.join("swanctl/conf.d/v6gate.conf"), conf).unwrap();
-        let out = self.swanctl(&["--load-all", "--clear"]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            text.contains("loaded connection 'v6gate'"),
-            "swanctl: {text}"
-        );
+        self.load(&conf);
     }
 
     /// Runs our responder in the first namespace and has charon initiate to it, then

@@ -19,7 +19,6 @@
 
 mod charon;
 
-use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -116,13 +115,7 @@ impl Lab {
             esp = case.charon_esp,
             life = case.lifetime,
         );
-        fs::write(self.etc.join("swanctl/conf.d/v6gate.conf"), conf).unwrap();
-        let out = self.swanctl(&["--load-all", "--clear"]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            text.contains("loaded connection 'v6gate'"),
-            "swanctl: {text}"
-        );
+        self.load(&conf);
     }
 
     /// Runs our responder in the first namespace and has charon initiate to it, rekey the

@@ -211,6 +211,12 @@ impl<P: Driven> Pair<P> {
         self.a.peer.initiate(self.now, a, b).unwrap();
     }
 
+    /// A initiates; runs until both ends are established.
+    pub fn establish(&mut self) {
+        self.initiate();
+        self.drive_bounded(100, Self::established);
+    }
+
     fn chance(&mut self, per_mille: u32) -> bool {
         per_mille > 0 && self.net_rng.next_u32() % 1000 < per_mille
     }

@@ -135,6 +135,18 @@ impl Lab {
             .unwrap()
     }
 
+    /// Replaces charon's connections with `conf` (swanctl.conf syntax), which must define
+    /// the connection `v6gate`.
+    pub fn load(&self, conf: &str) {
+        fs::write(self.etc.join("swanctl/conf.d/v6gate.conf"), conf).unwrap();
+        let out = self.swanctl(&["--load-all", "--clear"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("loaded connection 'v6gate'"),
+            "swanctl: {text}"
+        );
+    }
+
     /// The end of charon's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let log = fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default();
