@@ -12,13 +12,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{BIN, lab, wait_until};
 use ddns_support::https::HttpsServer;
 use ddns_support::steps::{
-    self, DEPRECATED, add_addresses_not_chosen, backoff_stop_nochg, backoff_stop_nochg_entries,
-    move_wan6, peer_ip,
+    self, DEPRECATED, MOVED, add_addresses_not_chosen, backoff_stop_nochg,
+    backoff_stop_nochg_entries, move_and_follow, move_wan6, peer_ip,
 };
 use ddns_support::{Knot, key_file};
 use v6gate_lab::{Gateway, Lab, LabOptions, Node, addr, dev};
@@ -123,17 +123,8 @@ fn the_daemon_publishes_by_rfc2136_and_reloads_entries_in_place() {
     assert_eq!(ddns(&gateway)[0]["published"], first.to_string());
 
     // The prefix moves: the record follows within 5 s, never showing a deprecated address.
-    let moved: IpAddr = "2001:db8:0:1::99".parse().unwrap();
-    let started = Instant::now();
-    move_wan6(&lab, moved);
-    let seen = knot.follow(
-        &lab,
-        "www.example.jp",
-        "AAAA",
-        moved,
-        Duration::from_secs(5),
-    );
-    let took = started.elapsed();
+    let moved: IpAddr = MOVED.parse().unwrap();
+    let (seen, took) = move_and_follow(&lab, &knot);
     assert_eq!(
         seen.last(),
         Some(&Some(moved)),

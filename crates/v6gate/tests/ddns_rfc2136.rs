@@ -8,10 +8,12 @@ mod common;
 mod ddns_support;
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::lab;
-use ddns_support::steps::{DEPRECATED, add_addresses_not_chosen, move_wan6, rfc2136_entry};
+use ddns_support::steps::{
+    DEPRECATED, MOVED, add_addresses_not_chosen, move_and_follow, rfc2136_entry,
+};
 use ddns_support::{Knot, RunnerInNetns, entries, key_file};
 use v6gate_lab::{LabOptions, Node, addr};
 
@@ -69,17 +71,8 @@ fn rfc2136_follows_the_device_and_never_publishes_a_deprecated_address() {
 
     // The prefix moves: a new address appears (tentative during DAD), the old one is
     // deprecated. The record follows within 5 s and never shows a deprecated address.
-    let moved: IpAddr = "2001:db8:0:1::99".parse().unwrap();
-    let started = Instant::now();
-    move_wan6(&lab, moved);
-    let seen = knot.follow(
-        &lab,
-        "www.example.jp",
-        "AAAA",
-        moved,
-        Duration::from_secs(5),
-    );
-    let took = started.elapsed();
+    let moved: IpAddr = MOVED.parse().unwrap();
+    let (seen, took) = move_and_follow(&lab, &knot);
     assert_eq!(
         seen.last(),
         Some(&Some(moved)),

@@ -4,8 +4,11 @@
 use std::net::IpAddr;
 use std::path::Path;
 
+use std::time::{Duration, Instant};
+
 use v6gate_lab::{Lab, Node, addr, dev};
 
+use super::Knot;
 use super::https::Seen;
 
 /// An HTTP provider's `[[ddns]]` entry on `address` (device, family), trusting `ca`.
@@ -121,6 +124,19 @@ pub fn move_wan6(lab: &Lab, to: IpAddr) {
     wan6_addr(lab, &["add", &format!("{to}/64")]);
     let own = format!("{}/64", addr::SITE_A_WAN6);
     wan6_addr(lab, &["change", &own, "preferred_lft", "0"]);
+}
+
+/// Where [`move_and_follow`] moves siteA's address.
+pub const MOVED: &str = "2001:db8:0:1::99";
+
+/// The prefix moves to [`MOVED`] while the AAAA of `www.example.jp` at `knot` is watched for
+/// up to 5 s: what it served, in order, and how long that took.
+pub fn move_and_follow(lab: &Lab, knot: &Knot) -> (Vec<Option<IpAddr>>, Duration) {
+    let moved: IpAddr = MOVED.parse().unwrap();
+    let started = Instant::now();
+    move_wan6(lab, moved);
+    let seen = knot.follow(lab, "www.example.jp", "AAAA", moved, Duration::from_secs(5));
+    (seen, started.elapsed())
 }
 
 /// The client's address as IPv4 or IPv6, unmapping what a dual-stack listener saw.
