@@ -24,6 +24,7 @@ use charon::endpoint::{self, Rerun, rerun, say};
 use charon::*;
 use ike::proposal::{EspProposal, IkeProposal};
 use ike::{Config, Event, Peer};
+use rand_core::OsRng;
 use wire::ike::TrafficSelector;
 
 const TEST: &str = "strongswan_interop";
@@ -180,7 +181,7 @@ fn role(role: &str, suite: usize) -> [(&'static str, String); 2] {
 }
 
 fn initiator(ike: &str, esp: &str) {
-    let mut ep = Endpoint::new(config(ike, esp), DATA);
+    let mut ep = Endpoint::new(Peer::new(config(ike, esp), Box::new(OsRng)), DATA);
     let child = ep.initiate();
     ep.ping(&child, 1);
 
@@ -225,7 +226,7 @@ fn config(ike: &str, esp: &str) -> Config {
 /// charon initiates; we answer, ping through the CHILD SA, rekey it from our side, ping
 /// again, and wait for charon to delete the IKE SA.
 fn responder(ike: &str, esp: &str) {
-    let mut ep = Endpoint::new(config(ike, esp), DATA);
+    let mut ep = Endpoint::new(Peer::new(config(ike, esp), Box::new(OsRng)), DATA);
     say("responder ready");
     let child = ep.await_child();
     ep.ping(&child, 11);

@@ -27,6 +27,7 @@ use charon::*;
 use ike::proposal::{EspProposal, IkeProposal};
 use ike::v1::Peer;
 use ike::{Config, Dpd, DpdAction, Event};
+use rand_core::OsRng;
 use wire::ike::TrafficSelector;
 
 const TEST: &str = "strongswan_ikev1_interop";
@@ -213,7 +214,7 @@ fn config(case: &Case) -> Config {
 }
 
 fn initiator(case: &Case) {
-    let mut ep = Endpoint::new(config(case), DATA);
+    let mut ep = Endpoint::new(Peer::new(config(case), Box::new(OsRng)), DATA);
     let child = ep.initiate();
     assert_eq!(child.suite.dh.is_some(), case.esp.contains("modp"));
     ep.ping(&child, 1);
@@ -233,7 +234,7 @@ fn initiator(case: &Case) {
 /// charon initiates; we answer, ping, answer charon's pings, follow charon's CHILD rekey,
 /// ping through the new SA, and wait for charon to delete everything.
 fn responder(case: &Case) {
-    let mut ep = Endpoint::new(config(case), DATA);
+    let mut ep = Endpoint::new(Peer::new(config(case), Box::new(OsRng)), DATA);
     say("responder ready");
     let child = ep.await_child();
     ep.ping(&child, 11);

@@ -8,86 +8,9 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use dataplane::esp::{InboundSa, OutboundSa};
-use ike::{ChildSaInfo, Config, Error, Event, Transmit};
-use rand_core::OsRng;
+use ike::{ChildSaInfo, Core, Event};
 
 use super::{OUR_HOST, THEIR_HOST, THEM, US, esp_suite};
-
-/// What the endpoint drives; both versions' `Peer` have it.
-pub trait Core {
-    fn new(config: Config) -> Self;
-    fn poll_transmit(&mut self) -> Option<Transmit>;
-    fn poll_event(&mut self) -> Option<Event>;
-    fn poll_timeout(&self) -> Option<Instant>;
-    fn handle_timeout(&mut self, now: Instant);
-    fn handle_datagram(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        bytes: &[u8],
-    ) -> Result<(), Error>;
-    fn handle_esp_received(&mut self, now: Instant, spi_in: u32);
-    fn initiate(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-    ) -> Result<(), Error>;
-    fn rekey_child(&mut self, now: Instant, spi_in: u32) -> Result<(), Error>;
-    fn first_child(&self) -> Option<ChildSaInfo>;
-}
-
-macro_rules! core {
-    ($peer:ty) => {
-        impl Core for $peer {
-            fn new(config: Config) -> Self {
-                <$peer>::new(config, Box::new(OsRng))
-            }
-            fn poll_transmit(&mut self) -> Option<Transmit> {
-                <$peer>::poll_transmit(self)
-            }
-            fn poll_event(&mut self) -> Option<Event> {
-                <$peer>::poll_event(self)
-            }
-            fn poll_timeout(&self) -> Option<Instant> {
-                <$peer>::poll_timeout(self)
-            }
-            fn handle_timeout(&mut self, now: Instant) {
-                <$peer>::handle_timeout(self, now)
-            }
-            fn handle_datagram(
-                &mut self,
-                now: Instant,
-                local: SocketAddr,
-                remote: SocketAddr,
-                bytes: &[u8],
-            ) -> Result<(), Error> {
-                <$peer>::handle_datagram(self, now, local, remote, bytes)
-            }
-            fn handle_esp_received(&mut self, now: Instant, spi_in: u32) {
-                <$peer>::handle_esp_received(self, now, spi_in)
-            }
-            fn initiate(
-                &mut self,
-                now: Instant,
-                local: SocketAddr,
-                remote: SocketAddr,
-            ) -> Result<(), Error> {
-                <$peer>::initiate(self, now, local, remote)
-            }
-            fn rekey_child(&mut self, now: Instant, spi_in: u32) -> Result<(), Error> {
-                <$peer>::rekey_child(self, now, spi_in)
-            }
-            fn first_child(&self) -> Option<ChildSaInfo> {
-                <$peer>::child_sas(self).next().cloned()
-            }
-        }
-    };
-}
-
-core!(ike::Peer);
-core!(ike::v1::Peer);
 
 /// The dataplane's SAs for a CHILD SA: outbound, inbound.
 pub fn sas(child: &ChildSaInfo) -> (OutboundSa, InboundSa) {
@@ -133,10 +56,10 @@ pub struct Endpoint<P> {
 }
 
 impl<P: Core> Endpoint<P> {
-    pub fn new(config: Config, data: &'static [u8]) -> Self {
+    pub fn new(peer: P, data: &'static [u8]) -> Self {
         let us: IpAddr = US.parse().unwrap();
         Self {
-            peer: P::new(config),
+            peer,
             s500: UdpSocket::bind((us, 500)).unwrap(),
             s4500: UdpSocket::bind((us, 4500)).unwrap(),
             events: Vec::new(),
@@ -186,7 +109,7 @@ impl<P: Core> Endpoint<P> {
         self.drive(30, |ev| {
             ev.iter().any(|e| matches!(e, Event::ChildSaEstablished(_)))
         });
-        let child = self.peer.first_child().unwrap();
+        let child = self.peer.child_sas().next().unwrap().clone();
         assert!(child.udp_encap);
         child
     }
@@ -218,7 +141,7 @@ impl<P: Core> Endpoint<P> {
             ev.iter()
                 .any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == old))
         });
-        self.peer.first_child().unwrap()
+        self.peer.child_sas().next().unwrap().clone()
     }
 
     /// Rekeys `child` from our side; returns the new CHILD SA once the old one is gone.
