@@ -7,7 +7,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{Aftr, B4_ADDRESS, B4_PREFIX_LEN, MapRule, Softwire, SoftwireKind};
 use crate::mape::{MapError, Mapping, Rule};
-use crate::model::{Mode, Tunnel};
+use crate::model::{Dataplane, Mode, Tunnel};
 
 /// What the host knows that the config does not.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -109,6 +109,12 @@ pub fn lower(sw: &Softwire, facts: &Facts) -> Result<Lowered, LowerError> {
     tunnel.allowed_sources = vec![any];
     tunnel.mss_clamp = sw.mss_clamp;
     tunnel.enabled = sw.enabled;
+    if map.is_some() {
+        // The port-set NAPT masquerades at the TUN device, whose address is the shared one.
+        // On the kernel path the inner packets would leave through the underlay device, which
+        // holds no IPv4 address and which the NAPT does not match, so with ports outside the set.
+        tunnel.dataplane = Dataplane::Userspace;
+    }
     Ok(Lowered {
         tunnel,
         map,
