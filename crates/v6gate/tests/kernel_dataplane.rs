@@ -182,18 +182,65 @@ fn assert_kernel_without_fallback(sites: &Sites) {
     }
 }
 
-/// `auto` with the default `mss_clamp = "auto"` takes the kernel path on both sites, and
-/// the SYNs are clamped by nftables: leaving siteA to the route MTU of its kernel path
-/// (its tunnel MTU, 1400), arriving at siteA to that MTU too (hostB's SYN-ACK crossed
-/// siteB's 1460-byte tunnel with 1420).
+/// `auto` takes the kernel path where the tunnel asks for no clamping, and says why it stays
+/// on the TUN dataplane otherwise (the clamping rules are taken only when asked for).
 #[test]
-fn auto_takes_the_kernel_path_and_clamps_the_mss() {
+fn auto_takes_the_kernel_path_where_it_can() {
     let sites = Sites::start(
         LabOptions {
             site_ipv4_forwarding: true,
             ..LabOptions::default()
         },
         |site, config| {
+            if site == Site::A {
+                config.tunnel_mut().extra.push("mss_clamp = \"off\"".into());
+            }
+        },
+    );
+    let a = sites.gateway(Site::A);
+    let b = sites.gateway(Site::B);
+    assert_ping(
+        &sites.lab,
+        Node::HostA,
+        IpAddr::V4(addr::HOST_B4),
+        3,
+        &[a, b],
+    );
+    let name = sites.config_a.tunnels[0].name.clone();
+    let ta = a.tunnel_status(&name).unwrap();
+    assert_eq!(ta["dataplane"], "kernel", "{ta:#}");
+    assert!(ta.get("dataplane_fallback").is_none(), "{ta:#}");
+    assert!(
+        ta["kernel_path"]["tx_packets"].as_u64().unwrap() >= 3,
+        "{ta:#}"
+    );
+    let tb = b.tunnel_status(&name).unwrap();
+    assert_eq!(tb["dataplane"], "userspace", "{tb:#}");
+    assert!(
+        tb["dataplane_fallback"]
+            .as_str()
+            .unwrap()
+            .contains("MSS clamping"),
+        "{tb:#}"
+    );
+    // siteB's TUN dataplane decapsulates what siteA's programs sent.
+    assert!(tb["rx_packets"].as_u64().unwrap() >= 3, "{tb:#}");
+    sites.stop();
+}
+
+/// `dataplane = "kernel"` with the default `mss_clamp = "auto"` on both sites: the SYNs are
+/// clamped by nftables, leaving siteA to the route MTU of its kernel path (its tunnel MTU,
+/// 1400), arriving at siteA to that MTU too (hostB's SYN-ACK crossed siteB's 1460-byte
+/// tunnel with 1420).
+#[test]
+fn the_kernel_path_clamps_the_mss() {
+    let sites = Sites::start(
+        LabOptions {
+            site_ipv4_forwarding: true,
+            ..LabOptions::default()
+        },
+        |site, config| {
+            kernel(site, config);
             if site == Site::A {
                 config.tunnel_mut().mtu = Some(1400);
             }
@@ -235,6 +282,7 @@ fn a_fixed_mss_clamp_on_the_kernel_path() {
             ..LabOptions::default()
         },
         |site, config| {
+            kernel(site, config);
             if site == Site::B {
                 config.tunnel_mut().mss_clamp = Some(v6gate_lab::MssClamp::Fixed(1300));
             }
