@@ -2,8 +2,9 @@
 //! programs on their wan device, with the inner route via the underlay next hop. Ping and TCP
 //! cross, `status` says `kernel` and counts; a clean stop leaves no program and no route; a
 //! SIGKILL leaves the route, which the next run removes before installing its own. `auto`
-//! chooses per tunnel; the route MTU follows the path MTU; failover moves the programs'
-//! active path and the routes.
+//! chooses per tunnel, and a kernel-path site and a TUN-dataplane site carry TCP both ways;
+//! the route MTU follows the path MTU; failover moves the programs' active path and the
+//! routes.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Sites, assert_ping, assert_tcp_a_to_b, start_gateway};
+use common::{Sites, assert_ping, assert_tcp_a_to_b, assert_tcp_b_to_a, start_gateway};
 use kpath::KernelPath;
 use v6gate_lab::multipath::{Failure, Timers, TwoPaths};
 use v6gate_lab::{Lab, LabOptions, Node, Site, addr, dev, enter_netns};
@@ -138,6 +139,11 @@ fn the_daemon_runs_a_tunnel_on_the_kernel_path() {
 
 /// `auto` takes the kernel path where the tunnel needs nothing it lacks (here: no MSS
 /// clamping), and says why it stays on the TUN dataplane otherwise.
+///
+/// The two sites then differ, which TCP must survive: hostA's segments leave it with
+/// CHECKSUM_PARTIAL (veth), siteA's programs encapsulate them as they are, and siteB's TUN
+/// dataplane, clamping the MSS of the SYN, reads checksum fields that hold only the
+/// pseudo-header sum. Nothing turns checksum offload off here.
 #[test]
 fn auto_takes_the_kernel_path_where_it_can() {
     let sites = Sites::start(
@@ -179,6 +185,21 @@ fn auto_takes_the_kernel_path_where_it_can() {
     );
     // siteB's TUN dataplane decapsulates what siteA's programs sent.
     assert!(tb["rx_packets"].as_u64().unwrap() >= 3, "{tb:#}");
+
+    let bytes = 4 * 1024 * 1024 + 3;
+    assert_tcp_a_to_b(&sites.lab, bytes, Duration::from_secs(30), &[a, b]);
+    assert_tcp_b_to_a(&sites.lab, bytes, Duration::from_secs(30), &[a, b]);
+    let ta = a.tunnel_status(&name).unwrap();
+    assert!(
+        ta["kernel_path"]["tx_bytes"].as_u64().unwrap() > bytes,
+        "{ta:#}"
+    );
+    assert!(
+        ta["kernel_path"]["rx_bytes"].as_u64().unwrap() > bytes,
+        "{ta:#}"
+    );
+    let tb = b.tunnel_status(&name).unwrap();
+    assert!(tb["mss_clamped"].as_u64().unwrap() >= 2, "{tb:#}");
     sites.stop();
 }
 
