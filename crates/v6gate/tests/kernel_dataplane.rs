@@ -8,8 +8,11 @@
 
 mod common;
 
-use std::net::IpAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
 use std::time::Duration;
 
 use common::{Sites, assert_ping, assert_tcp_a_to_b, assert_tcp_b_to_a, start_gateway};
@@ -28,7 +31,7 @@ fn kernel(site: Site, config: &mut v6gate_lab::GatewayConfig) {
 /// Programs called v6gate_* attached to siteA's wan device (tcx, or tc before Linux 6.6).
 fn attached_programs(lab: &Lab) -> usize {
     let namespace = lab.namespace(Node::SiteA).to_owned();
-    let tcx = std::thread::spawn(move || {
+    let tcx = thread::spawn(move || {
         enter_netns(&namespace).expect("enter siteA");
         KernelPath::attached_tcx(dev::WAN6).expect("query tcx")
     })
@@ -200,7 +203,48 @@ fn auto_takes_the_kernel_path_where_it_can() {
     );
     let tb = b.tunnel_status(&name).unwrap();
     assert!(tb["mss_clamped"].as_u64().unwrap() >= 2, "{tb:#}");
+    assert_eq!(udp_a_to_b(&sites.lab).unwrap(), UDP_PAYLOAD);
     sites.stop();
+}
+
+const UDP_PAYLOAD: &[u8] = b"a datagram whose checksum hostA's stack left to the NIC";
+
+/// The first of up to 20 datagrams from hostA (one every 100 ms) that a socket on hostB
+/// takes: hostB's stack drops any whose UDP checksum is wrong, and then none arrives.
+fn udp_a_to_b(lab: &Lab) -> io::Result<Vec<u8>> {
+    let (ns_a, ns_b) = (
+        lab.namespace(Node::HostA).to_owned(),
+        lab.namespace(Node::HostB).to_owned(),
+    );
+    let (bound_tx, bound_rx) = mpsc::channel();
+    let receiver = thread::spawn(move || -> io::Result<Vec<u8>> {
+        enter_netns(&ns_b)?;
+        let socket = UdpSocket::bind(SocketAddr::new(addr::HOST_B4.into(), 0))?;
+        let _ = bound_tx.send(socket.local_addr());
+        socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut buf = [0u8; 2048];
+        let (n, _) = socket.recv_from(&mut buf)?;
+        Ok(buf[..n].to_vec())
+    });
+    let to = bound_rx
+        .recv_timeout(Duration::from_secs(5))
+        .map_err(io::Error::other)??;
+    let sender = thread::spawn(move || -> io::Result<()> {
+        enter_netns(&ns_a)?;
+        let socket = UdpSocket::bind(SocketAddr::new(addr::HOST_A4.into(), 0))?;
+        for _ in 0..20 {
+            socket.send_to(UDP_PAYLOAD, to)?;
+            thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    });
+    let received = receiver
+        .join()
+        .map_err(|_| io::Error::other("receiver panicked"))?;
+    sender
+        .join()
+        .map_err(|_| io::Error::other("sender panicked"))??;
+    received
 }
 
 /// The far side of the wan is 1400 bytes: the router's Packet Too Big reaches siteA, whose
