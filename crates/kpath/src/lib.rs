@@ -16,7 +16,9 @@ pub mod object;
 pub mod spec;
 
 pub use counters::{Counters, PathCounters};
-pub use object::{Attachment, KernelPath, KernelPathError, probe};
+pub use object::{
+    Attachment, FORCE_CLSACT_ENV, Hook, KernelPath, KernelPathError, attaches_tcx, probe,
+};
 pub use spec::{Spec, SpecPath};
 
 /// The names the programs carry in the kernel (`bpftool prog`, `tc filter show`): what

@@ -62,10 +62,70 @@ pub struct Attachment {
     pub device: String,
     /// Bound to descriptors of this process (tcx links, Linux 6.6+): they go when it exits,
     /// however it exits. Otherwise filters on the device's `clsact` qdisc, which outlive it
-    /// and are removed by name with [`KernelPath::detach_leftovers`].
+    /// and are removed by name with [`KernelPath::detach_leftover`].
     pub tcx: bool,
-    egress: SchedClassifierLinkId,
-    ingress: SchedClassifierLinkId,
+    egress: Option<SchedClassifierLinkId>,
+    ingress: Option<SchedClassifierLinkId>,
+}
+
+/// A tc hook of a device, and the program v6gate hangs off it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    /// Encapsulation, on the way out.
+    Egress,
+    /// Decapsulation, on the way in.
+    Ingress,
+}
+
+impl Hook {
+    pub const BOTH: [Self; 2] = [Self::Egress, Self::Ingress];
+
+    /// The program's name in the kernel.
+    pub fn program(self) -> &'static str {
+        match self {
+            Self::Egress => ENCAP_PROGRAM,
+            Self::Ingress => DECAP_PROGRAM,
+        }
+    }
+
+    fn kind(self) -> TcAttachType {
+        match self {
+            Self::Egress => TcAttachType::Egress,
+            Self::Ingress => TcAttachType::Ingress,
+        }
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Egress => "egress",
+            Self::Ingress => "ingress",
+        })
+    }
+}
+
+impl std::str::FromStr for Hook {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        match s {
+            "egress" => Ok(Self::Egress),
+            "ingress" => Ok(Self::Ingress),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Set in the environment, the programs are attached as `clsact` filters even where tcx
+/// links exist: what a kernel before 6.6 does, for the tests of what such a host is left
+/// with after a crash.
+pub const FORCE_CLSACT_ENV: &str = "V6GATE_KPATH_CLSACT";
+
+/// Whether attachments on this host are tcx links (Linux 6.6+) rather than `clsact`
+/// filters.
+pub fn attaches_tcx() -> bool {
+    std::env::var_os(FORCE_CLSACT_ENV).is_none()
+        && KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
 }
 
 /// One tunnel's programs, loaded and verified, with their maps filled.
@@ -244,78 +304,153 @@ impl KernelPath {
                 "already attached; detach before attaching to {device}"
             )));
         }
-        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
-        if !tcx {
+        self.attach_hook(device, Hook::Egress)?;
+        if let Err(e) = self.attach_hook(device, Hook::Ingress) {
+            let _ = self.detach();
+            return Err(e);
+        }
+        self.attachment
+            .as_ref()
+            .ok_or_else(|| KernelPathError::Spec("attachment vanished".into()))
+    }
+
+    /// Attaches the program of `hook` to `device` (the calling thread's namespace). A
+    /// program already attached there is attached anew: the kernel may have lost it.
+    pub fn attach_hook(&mut self, device: &str, hook: Hook) -> Result<()> {
+        if let Some(a) = &self.attachment
+            && a.device != device
+        {
+            return Err(KernelPathError::Spec(format!(
+                "attached to {}; detach before attaching to {device}",
+                a.device
+            )));
+        }
+        let _ = self.detach_hook(hook);
+        let tcx = match &self.attachment {
+            Some(a) => a.tcx,
+            None => attaches_tcx(),
+        };
+        let attach_error = |source| KernelPathError::Attach {
+            device: device.to_owned(),
+            source,
+        };
+        let program = classifier(&mut self.ebpf, hook.program())?;
+        let link = if tcx {
+            program.attach(device, hook.kind()).map_err(attach_error)?
+        } else {
             // Before tcx the programs hang off a clsact qdisc; an existing one is reused.
             if let Err(e) = tc::qdisc_add_clsact(device)
                 && e.kind() != io::ErrorKind::AlreadyExists
             {
-                return Err(KernelPathError::Attach {
-                    device: device.to_owned(),
-                    source: ProgramError::IOError(e),
-                });
+                return Err(attach_error(ProgramError::IOError(e)));
             }
-        }
-        let attach = |ebpf: &mut Ebpf, name, kind| -> Result<SchedClassifierLinkId> {
-            classifier(ebpf, name)?
-                .attach(device, kind)
-                .map_err(|source| KernelPathError::Attach {
-                    device: device.to_owned(),
-                    source,
-                })
+            program
+                .attach_with_options(
+                    device,
+                    hook.kind(),
+                    tc::TcAttachOptions::Netlink(tc::NlOptions::default()),
+                )
+                .map_err(attach_error)?
         };
-        let egress = attach(&mut self.ebpf, ENCAP_PROGRAM, TcAttachType::Egress)?;
-        let ingress = match attach(&mut self.ebpf, DECAP_PROGRAM, TcAttachType::Ingress) {
-            Ok(link) => link,
-            Err(e) => {
-                let _ = classifier(&mut self.ebpf, ENCAP_PROGRAM).map(|p| p.detach(egress));
-                return Err(e);
-            }
-        };
-        Ok(self.attachment.insert(Attachment {
+        let attachment = self.attachment.get_or_insert_with(|| Attachment {
             device: device.to_owned(),
             tcx,
-            egress,
-            ingress,
-        }))
+            egress: None,
+            ingress: None,
+        });
+        match hook {
+            Hook::Egress => attachment.egress = Some(link),
+            Hook::Ingress => attachment.ingress = Some(link),
+        }
+        Ok(())
+    }
+
+    /// Detaches the program of `hook` (in the namespace of the calling thread, for
+    /// `clsact` filters).
+    pub fn detach_hook(&mut self, hook: Hook) -> Result<()> {
+        let Some(attachment) = self.attachment.as_mut() else {
+            return Ok(());
+        };
+        let link = match hook {
+            Hook::Egress => attachment.egress.take(),
+            Hook::Ingress => attachment.ingress.take(),
+        };
+        if attachment.egress.is_none() && attachment.ingress.is_none() {
+            self.attachment = None;
+        }
+        let Some(link) = link else {
+            return Ok(());
+        };
+        classifier(&mut self.ebpf, hook.program())?
+            .detach(link)
+            .map_err(|source| KernelPathError::Program {
+                name: hook.program(),
+                source,
+            })
     }
 
     /// Detaches both programs (in the namespace of the calling thread, for `clsact`
     /// filters). The maps stay, so counters can still be read.
     pub fn detach(&mut self) -> Result<()> {
-        let Some(attachment) = self.attachment.take() else {
-            return Ok(());
-        };
-        let egress = classifier(&mut self.ebpf, ENCAP_PROGRAM)?
-            .detach(attachment.egress)
-            .map_err(|source| KernelPathError::Program {
-                name: ENCAP_PROGRAM,
-                source,
-            });
-        let ingress = classifier(&mut self.ebpf, DECAP_PROGRAM)?
-            .detach(attachment.ingress)
-            .map_err(|source| KernelPathError::Program {
-                name: DECAP_PROGRAM,
-                source,
-            });
+        let egress = self.detach_hook(Hook::Egress);
+        let ingress = self.detach_hook(Hook::Ingress);
         egress.and(ingress)
+    }
+
+    /// The kernel's id of the program of `hook`: what a listing of the device's attached
+    /// programs shows when it is there.
+    pub fn program_id(&self, hook: Hook) -> Result<u32> {
+        let program: &SchedClassifier = self
+            .ebpf
+            .program(hook.program())
+            .ok_or(KernelPathError::Program {
+                name: hook.program(),
+                source: ProgramError::NotLoaded,
+            })?
+            .try_into()
+            .map_err(|source| KernelPathError::Program {
+                name: hook.program(),
+                source,
+            })?;
+        program
+            .info()
+            .map(|info| info.id())
+            .map_err(|source| KernelPathError::Program {
+                name: hook.program(),
+                source,
+            })
     }
 
     /// Removes `clsact` filters of v6gate's programs that a process which has gone left on
     /// `device` (tcx links never outlive their process). Returns how many went.
     pub fn detach_leftovers(device: &str) -> io::Result<usize> {
         let mut removed = 0;
-        for (kind, name) in [
-            (TcAttachType::Egress, ENCAP_PROGRAM),
-            (TcAttachType::Ingress, DECAP_PROGRAM),
-        ] {
-            match tc::qdisc_detach_program(device, kind, name) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+        for hook in Hook::BOTH {
+            removed += Self::detach_leftover(device, hook)?;
         }
         Ok(removed)
+    }
+
+    /// Removes the `clsact` filters of v6gate's program of `hook` from `device`. Returns
+    /// how many kinds went (0 or 1).
+    pub fn detach_leftover(device: &str, hook: Hook) -> io::Result<usize> {
+        match tc::qdisc_detach_program(device, hook.kind(), hook.program()) {
+            Ok(()) => Ok(1),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ids of the programs attached to `hook` of `device` through tcx, in the network
+    /// namespace of the calling thread.
+    pub fn tcx_ids(device: &str, hook: Hook) -> Result<Vec<u32>> {
+        let (_, programs) = SchedClassifier::query_tcx(device, hook.kind()).map_err(|source| {
+            KernelPathError::Attach {
+                device: device.to_owned(),
+                source,
+            }
+        })?;
+        Ok(programs.iter().map(|p| p.id()).collect())
     }
 
     /// Names of the programs attached to `device` through tcx (egress, then ingress), in the

@@ -689,6 +689,7 @@ impl Capture {
         self.process
             .terminate(TERMINATE_GRACE)
             .map_err(|e| LabError::io("cannot stop tcpdump", e))?;
+        warn_dropped(&self.process);
         fs::read(&self.file)
             .map_err(|e| LabError::io(format!("reading {}", self.file.display()), e))
     }
@@ -710,6 +711,7 @@ impl TextCapture {
         self.process
             .terminate(TERMINATE_GRACE)
             .map_err(|e| LabError::io("cannot stop tcpdump", e))?;
+        warn_dropped(&self.process);
         Ok(self.process.stdout())
     }
 }
@@ -1552,6 +1554,28 @@ fn send(to: SocketAddr, bytes: u64, deadline: Instant) -> io::Result<Transfer> {
     })
 }
 
+/// Says so on stderr when a stopped tcpdump's ring overflowed: a burst of small packets can
+/// arrive faster than tcpdump takes them, and the capture then holds only some of them.
+fn warn_dropped(process: &Process) {
+    if let Some(n) = kernel_drops(&process.stderr()).filter(|&n| n > 0) {
+        eprintln!(
+            "{}: tcpdump dropped {n} packets (its ring overflowed); the capture holds only part \
+             of the traffic",
+            process.label()
+        );
+    }
+}
+
+/// The "N packets dropped by kernel" of tcpdump's closing statistics.
+fn kernel_drops(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|l| {
+        l.strip_suffix(" packets dropped by kernel")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 fn wait_listening(process: &Process) -> Result<(), LabError> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -1767,5 +1791,14 @@ mod tests {
             TunnelConfig::between(Site::B).routes,
             vec![addr::LAN_A4.to_owned()]
         );
+    }
+    #[test]
+    fn a_capture_reads_the_kernel_drops_of_tcpdump() {
+        // tcpdump's statistics on exit, as it prints them to stderr.
+        let stderr = "tcpdump: listening on lan0, link-type EN10MB (Ethernet), snapshot \
+                      length 262144 bytes\n37 packets captured\n240 packets received by \
+                      filter\n203 packets dropped by kernel\n";
+        assert_eq!(kernel_drops(stderr), Some(203));
+        assert_eq!(kernel_drops("listening on lan0\n"), None);
     }
 }

@@ -3,9 +3,17 @@
 //!
 //! Ports in use are the distinct numbers of the set that conntrack entries whose reply goes to
 //! the shared address hold as translated port (TCP, UDP) or ICMP identifier, whatever the
-//! protocol, so never more than the set; exhaustion is the kernel's count
-//! of new flows it could not insert (a NAT clash: no free port in the range the flow was given),
-//! which in a gateway's own namespace is what a full port set causes.
+//! protocol, so never more than the set.
+//!
+//! Exhaustion is the network namespace's conntrack `insert_failed`, the same number for every
+//! softwire. When the range a new flow is sent to has no free port towards its destination,
+//! nf_nat still translates it to a port of the range, one that is taken; the entry then clashes
+//! when conntrack confirms it, after the last netfilter hook, and the packet is dropped and
+//! counted there (a local sender gets `EPERM`). No nftables chain sees that drop and the kernel
+//! keeps the count per namespace only, so a per-tunnel count does not exist. The number also
+//! counts clashes that are not the NAPT's (another zone's masquerade, racing UDP packets that
+//! clash resolution could not merge), and it counts packets, not flows: each new packet of a
+//! refused flow is refused again.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -118,7 +126,7 @@ pub fn render(out: &mut String, softwires: &[SoftwireStatus]) {
         if let (Some(used), Some(total)) = (s.napt_ports_in_use, s.napt_ports_total) {
             let _ = writeln!(
                 out,
-                "  napt: {used} of {total} ports in use, {} flows refused",
+                "  napt: {used} of {total} ports in use, {} new packets refused in this namespace",
                 s.napt_exhausted.unwrap_or(0)
             );
         }

@@ -2,17 +2,15 @@
 //! programs on their wan device, with the inner route via the underlay next hop. Ping and TCP
 //! cross, `status` says `kernel` and counts; a clean stop leaves no program and no route; a
 //! SIGKILL leaves the route, which the next run removes before installing its own. `auto`
-//! chooses per tunnel, and a kernel-path site and a TUN-dataplane site carry TCP both ways;
-//! the route MTU follows the path MTU; failover moves the programs' active path and the
-//! routes.
+//! takes the kernel path with MSS clamping (nftables clamps the SYNs); a kernel-path site and
+//! a TUN-dataplane site carry TCP both ways and UDP; the route MTU follows the path MTU;
+//! failover moves the programs' active path and the routes.
 
 mod common;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
 use common::{Sites, assert_ping, assert_tcp_a_to_b, assert_tcp_b_to_a, start_gateway};
@@ -31,7 +29,7 @@ fn kernel(site: Site, config: &mut v6gate_lab::GatewayConfig) {
 /// Programs called v6gate_* attached to siteA's wan device (tcx, or tc before Linux 6.6).
 fn attached_programs(lab: &Lab) -> usize {
     let namespace = lab.namespace(Node::SiteA).to_owned();
-    let tcx = thread::spawn(move || {
+    let tcx = std::thread::spawn(move || {
         enter_netns(&namespace).expect("enter siteA");
         KernelPath::attached_tcx(dev::WAN6).expect("query tcx")
     })
@@ -140,15 +138,58 @@ fn the_daemon_runs_a_tunnel_on_the_kernel_path() {
     sites.stop();
 }
 
-/// `auto` takes the kernel path where the tunnel needs nothing it lacks (here: no MSS
-/// clamping), and says why it stays on the TUN dataplane otherwise.
-///
-/// The two sites then differ, which TCP must survive: hostA's segments leave it with
-/// CHECKSUM_PARTIAL (veth), siteA's programs encapsulate them as they are, and siteB's TUN
-/// dataplane, clamping the MSS of the SYN, reads checksum fields that hold only the
-/// pseudo-header sum. Nothing turns checksum offload off here.
+/// The MSS options of hostA's SYNs as seen at hostB and of hostB's SYN-ACKs as seen at
+/// hostA, on one TCP transfer from hostA to hostB. Both hosts offer 1460 (LAN MTU 1500).
+fn syn_mss(sites: &Sites) -> (Vec<u16>, Vec<u16>) {
+    let lab = &sites.lab;
+    let gateways = [sites.gateway(Site::A), sites.gateway(Site::B)];
+    assert_ping(lab, Node::HostA, IpAddr::V4(addr::HOST_B4), 1, &gateways);
+    let filter = "tcp[tcpflags] & tcp-syn != 0";
+    let at_b = lab.capture_text(Node::HostB, dev::LAN, filter).unwrap();
+    let at_a = lab.capture_text(Node::HostA, dev::LAN, filter).unwrap();
+    assert_tcp_a_to_b(lab, 64 * 1024, Duration::from_secs(15), &gateways);
+    let (at_b, at_a) = (at_b.finish().unwrap(), at_a.finish().unwrap());
+    let mss = |seen: &str, from: std::net::Ipv4Addr, flags: &str| -> Vec<u16> {
+        seen.lines()
+            .filter(|l| l.contains(&format!("{from}.")) && l.contains(flags))
+            .filter_map(|l| {
+                let rest = &l[l.find("mss ")? + 4..];
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    };
+    let syns = mss(&at_b, addr::HOST_A4, "Flags [S]");
+    let syn_acks = mss(&at_a, addr::HOST_B4, "Flags [S.]");
+    assert!(!syns.is_empty(), "no SYN from hostA at hostB:\n{at_b}");
+    assert!(
+        !syn_acks.is_empty(),
+        "no SYN-ACK from hostB at hostA:\n{at_a}"
+    );
+    (syns, syn_acks)
+}
+
+fn assert_kernel_without_fallback(sites: &Sites) {
+    let name = sites.config_a.tunnels[0].name.clone();
+    for site in [Site::A, Site::B] {
+        let t = sites.gateway(site).tunnel_status(&name).unwrap();
+        assert_eq!(t["dataplane"], "kernel", "{t:#}");
+        assert!(t.get("dataplane_fallback").is_none(), "{t:#}");
+        assert!(
+            t["kernel_path"]["tx_packets"].as_u64().unwrap() >= 1,
+            "{t:#}"
+        );
+    }
+}
+
+/// `auto` with the default `mss_clamp = "auto"` takes the kernel path on both sites, and
+/// the SYNs are clamped by nftables: leaving siteA to the route MTU of its kernel path
+/// (its tunnel MTU, 1400), arriving at siteA to that MTU too (hostB's SYN-ACK crossed
+/// siteB's 1460-byte tunnel with 1420).
 #[test]
-fn auto_takes_the_kernel_path_where_it_can() {
+fn auto_takes_the_kernel_path_and_clamps_the_mss() {
     let sites = Sites::start(
         LabOptions {
             site_ipv4_forwarding: true,
@@ -156,38 +197,88 @@ fn auto_takes_the_kernel_path_where_it_can() {
         },
         |site, config| {
             if site == Site::A {
-                config.tunnel_mut().extra.push("mss_clamp = \"off\"".into());
+                config.tunnel_mut().mtu = Some(1400);
+            }
+        },
+    );
+    let (syns, syn_acks) = syn_mss(&sites);
+    assert!(syns.iter().all(|m| *m == 1360), "{syns:?}");
+    assert!(syn_acks.iter().all(|m| *m == 1360), "{syn_acks:?}");
+    assert_kernel_without_fallback(&sites);
+    let table = common::text(&sites.lab.exec(
+        Node::SiteA,
+        &[
+            "nft",
+            "list",
+            "chain",
+            "inet",
+            "v6gate",
+            "kernel_mss_forward",
+        ],
+    ));
+    assert!(table.contains("maxseg size set rt mtu"), "{table}");
+    // A clean stop takes the clamping with the table.
+    let mut sites = sites;
+    sites.a.take().unwrap().stop().unwrap();
+    let out = sites
+        .lab
+        .exec(Node::SiteA, &["nft", "list", "table", "inet", "v6gate"]);
+    assert!(!out.status.success(), "{}", common::text(&out));
+    sites.stop();
+}
+
+/// A fixed `mss_clamp` on siteB's kernel path: hostA's SYN is clamped as it comes out of
+/// siteB's tunnel, hostB's SYN-ACK as it goes in.
+#[test]
+fn a_fixed_mss_clamp_on_the_kernel_path() {
+    let sites = Sites::start(
+        LabOptions {
+            site_ipv4_forwarding: true,
+            ..LabOptions::default()
+        },
+        |site, config| {
+            if site == Site::B {
+                config.tunnel_mut().mss_clamp = Some(v6gate_lab::MssClamp::Fixed(1300));
+            }
+        },
+    );
+    let (syns, syn_acks) = syn_mss(&sites);
+    assert!(syns.iter().all(|m| *m == 1300), "{syns:?}");
+    assert!(syn_acks.iter().all(|m| *m == 1300), "{syn_acks:?}");
+    assert_kernel_without_fallback(&sites);
+    sites.stop();
+}
+
+/// siteA on the kernel path without clamping, siteB on the TUN dataplane clamping the MSS.
+/// hostA's segments leave it with CHECKSUM_PARTIAL (veth), siteA's programs encapsulate them
+/// as they are, and siteB's TUN dataplane reads checksum fields that hold only the
+/// pseudo-header sum, lowers the SYN's MSS and must still hand hostB segments that verify.
+/// Nothing turns checksum offload off here.
+#[test]
+fn a_kernel_path_site_and_a_tun_dataplane_site_carry_tcp_and_udp() {
+    let sites = Sites::start(
+        LabOptions {
+            site_ipv4_forwarding: true,
+            ..LabOptions::default()
+        },
+        |site, config| {
+            let extra = &mut config.tunnel_mut().extra;
+            if site == Site::A {
+                extra.push("dataplane = \"kernel\"".into());
+                extra.push("mss_clamp = \"off\"".into());
+            } else {
+                extra.push("dataplane = \"userspace\"".into());
             }
         },
     );
     let a = sites.gateway(Site::A);
     let b = sites.gateway(Site::B);
-    assert_ping(
-        &sites.lab,
-        Node::HostA,
-        IpAddr::V4(addr::HOST_B4),
-        3,
-        &[a, b],
-    );
+    for (from, to) in [(Node::HostA, addr::HOST_B4), (Node::HostB, addr::HOST_A4)] {
+        assert_ping(&sites.lab, from, IpAddr::V4(to), 3, &[a, b]);
+    }
     let name = sites.config_a.tunnels[0].name.clone();
-    let ta = a.tunnel_status(&name).unwrap();
-    assert_eq!(ta["dataplane"], "kernel", "{ta:#}");
-    assert!(ta.get("dataplane_fallback").is_none(), "{ta:#}");
-    assert!(
-        ta["kernel_path"]["tx_packets"].as_u64().unwrap() >= 3,
-        "{ta:#}"
-    );
-    let tb = b.tunnel_status(&name).unwrap();
-    assert_eq!(tb["dataplane"], "userspace", "{tb:#}");
-    assert!(
-        tb["dataplane_fallback"]
-            .as_str()
-            .unwrap()
-            .contains("MSS clamping"),
-        "{tb:#}"
-    );
-    // siteB's TUN dataplane decapsulates what siteA's programs sent.
-    assert!(tb["rx_packets"].as_u64().unwrap() >= 3, "{tb:#}");
+    assert_eq!(a.tunnel_status(&name).unwrap()["dataplane"], "kernel");
+    assert_eq!(b.tunnel_status(&name).unwrap()["dataplane"], "userspace");
 
     let bytes = 4 * 1024 * 1024 + 3;
     assert_tcp_a_to_b(&sites.lab, bytes, Duration::from_secs(30), &[a, b]);
@@ -201,6 +292,7 @@ fn auto_takes_the_kernel_path_where_it_can() {
         ta["kernel_path"]["rx_bytes"].as_u64().unwrap() > bytes,
         "{ta:#}"
     );
+    // siteB lowered the MSS of hostA's SYNs (and of hostB's SYN-ACKs) itself.
     let tb = b.tunnel_status(&name).unwrap();
     assert!(tb["mss_clamped"].as_u64().unwrap() >= 2, "{tb:#}");
     assert_eq!(udp_a_to_b(&sites.lab).unwrap(), UDP_PAYLOAD);
@@ -216,8 +308,8 @@ fn udp_a_to_b(lab: &Lab) -> io::Result<Vec<u8>> {
         lab.namespace(Node::HostA).to_owned(),
         lab.namespace(Node::HostB).to_owned(),
     );
-    let (bound_tx, bound_rx) = mpsc::channel();
-    let receiver = thread::spawn(move || -> io::Result<Vec<u8>> {
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let receiver = std::thread::spawn(move || -> io::Result<Vec<u8>> {
         enter_netns(&ns_b)?;
         let socket = UdpSocket::bind(SocketAddr::new(addr::HOST_B4.into(), 0))?;
         let _ = bound_tx.send(socket.local_addr());
@@ -229,12 +321,12 @@ fn udp_a_to_b(lab: &Lab) -> io::Result<Vec<u8>> {
     let to = bound_rx
         .recv_timeout(Duration::from_secs(5))
         .map_err(io::Error::other)??;
-    let sender = thread::spawn(move || -> io::Result<()> {
+    let sender = std::thread::spawn(move || -> io::Result<()> {
         enter_netns(&ns_a)?;
         let socket = UdpSocket::bind(SocketAddr::new(addr::HOST_A4.into(), 0))?;
         for _ in 0..20 {
             socket.send_to(UDP_PAYLOAD, to)?;
-            thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(100));
         }
         Ok(())
     });
@@ -353,4 +445,94 @@ fn failover_on_the_kernel_path_is_a_map_update() {
     let TwoPaths { lab: _lab, a, b } = lab;
     a.stop().expect("siteA stops cleanly");
     b.stop().expect("siteB stops cleanly");
+}
+
+/// v6gate filters on siteA's wan device, on the `clsact` qdisc (what tcx links never leave).
+fn clsact_filters(lab: &Lab) -> usize {
+    ["ingress", "egress"]
+        .map(|hook| {
+            let out = lab.exec(
+                Node::SiteA,
+                &["tc", "filter", "show", "dev", dev::WAN6, hook],
+            );
+            // One line per filter, which names its program twice.
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("v6gate_"))
+                .count()
+        })
+        .iter()
+        .sum()
+}
+
+/// Programs attached as `clsact` filters, as on a kernel before 6.6, are objects of the
+/// host state: a filter someone deletes is attached again, and the filters a SIGKILLed run
+/// left are removed by the next start although its config no longer has the tunnel.
+#[test]
+fn clsact_filters_are_repaired_and_a_crashed_runs_are_removed() {
+    let lab = common::lab(LabOptions {
+        site_ipv4_forwarding: true,
+        ..LabOptions::default()
+    });
+    let mut config_a = lab.site_config(Site::A);
+    let mut config_b = lab.site_config(Site::B);
+    kernel(Site::A, &mut config_a);
+    kernel(Site::B, &mut config_b);
+    // The daemon, with the attach mode of kernels without tcx.
+    let wrapper = lab.dir().join("v6gate-clsact");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n{}=1 exec {} \"$@\"\n",
+            kpath::FORCE_CLSACT_ENV,
+            common::BIN
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let b = start_gateway(&lab, Site::B, &config_b);
+    let a = lab
+        .start_gateway(&wrapper, Node::SiteA, &config_a)
+        .expect("siteA with clsact filters");
+    assert_ping(&lab, Node::HostA, IpAddr::V4(addr::HOST_B4), 3, &[&a, &b]);
+    let name = config_a.tunnels[0].name.clone();
+    let t = a.tunnel_status(&name).unwrap();
+    assert_eq!(t["kernel_path"]["attach"], "clsact", "{t:#}");
+    assert_eq!(clsact_filters(&lab), 2);
+
+    // Someone deletes the decapsulation filter: the owner notices and attaches it again.
+    lab.exec_ok(
+        Node::SiteA,
+        &["tc", "filter", "del", "dev", dev::WAN6, "ingress"],
+    )
+    .unwrap();
+    let repaired = common::wait_until(Duration::from_secs(5), || clsact_filters(&lab) == 2);
+    assert!(repaired, "{}", a.log());
+    assert!(
+        a.log().contains("restored program v6gate_decap"),
+        "{}",
+        a.log()
+    );
+    assert_ping(&lab, Node::HostA, IpAddr::V4(addr::HOST_B4), 2, &[&a, &b]);
+
+    // A crash leaves the filters; a start with a config without the tunnel removes them.
+    a.kill().unwrap();
+    assert_eq!(clsact_filters(&lab), 2);
+    let mut without = config_a.clone();
+    without.tunnels.clear();
+    let again = start_gateway(&lab, Site::A, &without);
+    assert_eq!(clsact_filters(&lab), 0, "{}", again.log());
+    assert!(
+        again
+            .log()
+            .contains("removed leftover program v6gate_encap"),
+        "{}",
+        again.log()
+    );
+    again.stop().unwrap();
+    b.stop().unwrap();
 }

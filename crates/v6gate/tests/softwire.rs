@@ -10,6 +10,9 @@
 
 mod common;
 mod ddns_support;
+mod softwire_support;
+
+use softwire_support::ce::{ce_toml, far_end, map_e_config, psid_ranges, start_ce, start_ce_with};
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -53,15 +56,6 @@ fn ce_config(base: &GatewayConfig, low: &Lowered) -> GatewayConfig {
         addresses: strings(&t.addresses),
         extra: Vec::new(),
     }];
-    config
-}
-
-/// The far end (AFTR or BR) in siteB: decapsulates from `ce`, routes `inside` back to it.
-fn far_end(base: &GatewayConfig, ce: Ipv6Addr, inside: &[&str]) -> GatewayConfig {
-    let mut config = base.clone();
-    let tunnel = config.tunnel_mut();
-    tunnel.remote = ce;
-    tunnel.routes = inside.iter().map(|s| (*s).to_owned()).collect();
     config
 }
 
@@ -161,18 +155,6 @@ fn map_e_ce_sends_from_its_shared_address_and_map_address() {
     br.stop().unwrap();
 }
 
-/// The v6plus-shaped documentation rule of the MAP-E tests, CE in siteA, BR at siteB.
-fn map_e_config() -> String {
-    format!(
-        "[[tunnel]]\nname = \"mape\"\nmode = \"map-e\"\ndevice_prefix = \"{}\"\n\
-         rule = {{ ipv6_prefix = \"2001:db8::/56\", ipv4_prefix = \"198.18.8.1/32\", \
-         ea_bits = 8, psid_offset = 4, br = \"{}\", layout = \"draft03\" }}\n\
-         default_route = true\n",
-        dev::WAN6,
-        addr::SITE_B_WAN6
-    )
-}
-
 #[test]
 fn map_e_moves_with_a_new_prefix() {
     // Re-delegation from 2001:db8:0:1::/64 to 2001:db8:0:3::/64: the same rule gives PSID 3
@@ -243,28 +225,6 @@ fn map_e_moves_with_a_new_prefix() {
     assert_ping(&lab, Node::SiteA, HOST_B, 3, &[&ce, &br]);
     ce.stop().unwrap();
     br.stop().unwrap();
-}
-
-/// Starts `v6gate run` in siteA on the lab's `[gateway]` with `softwire` (TOML `[[tunnel]]`
-/// tables) as its only tunnels.
-fn start_ce(lab: &Lab, softwire: &str) -> Gateway {
-    start_ce_with(lab, &[], softwire)
-}
-
-/// [`start_ce`] with `gateway` lines added to `[gateway]`.
-fn start_ce_with(lab: &Lab, gateway: &[String], softwire: &str) -> Gateway {
-    let mut config = lab.site_config(Site::A);
-    config.tunnels.clear();
-    config.extra.extend_from_slice(gateway);
-    let path = lab.dir().join("ce-softwire.toml");
-    std::fs::write(&path, config.to_toml() + softwire).unwrap();
-    lab.start_gateway_with(
-        common::BIN.as_ref(),
-        Node::SiteA,
-        &path,
-        &config.control_socket,
-    )
-    .unwrap_or_else(|e| panic!("starting the CE: {e}"))
 }
 
 /// siteA's addresses on its WAN device, as `ip` prints them.
@@ -355,6 +315,17 @@ fn daemon_map_e_follows_the_prefix_of_its_device() {
         seen.contains(&format!("{shared} > {}", addr::HOST_B4)),
         "hostB saw:\n{seen}"
     );
+    // A LAN flow, translated into PSID 1's set; it outlives the re-delegation below.
+    let seen = softwire_support::udp_flow(&lab, 40000, 9, 2);
+    assert_eq!(seen.len(), 2, "hostB received {seen:?}");
+    let ports = ports_from(shared, &seen);
+    assert!(
+        !ports.is_empty()
+            && ports
+                .iter()
+                .all(|p| psid_ranges(1).iter().any(|r| r.contains(p))),
+        "hostB received {seen:?}"
+    );
 
     // Only the BR may send into the softwire: the same packet from another address of the
     // access network is dropped and counted.
@@ -425,6 +396,18 @@ fn daemon_map_e_follows_the_prefix_of_its_device() {
         br.log()
     );
     assert_ping(&lab, Node::SiteA, HOST_B, 3, &[&ce, &br]);
+    // The flow of before is translated again, into PSID 3's set: the rebuilt device took the
+    // old translation (and its port of PSID 1's set, now another CE's) with it.
+    let seen = softwire_support::udp_flow(&lab, 40000, 9, 2);
+    assert_eq!(seen.len(), 2, "hostB received {seen:?}");
+    let ports = ports_from(shared, &seen);
+    assert!(
+        !ports.is_empty()
+            && ports
+                .iter()
+                .all(|p| psid_ranges(3).iter().any(|r| r.contains(p))),
+        "hostB received {seen:?}"
+    );
     ce.stop().unwrap();
     br.stop().unwrap();
     let addresses = wan_addresses(&lab);
@@ -434,12 +417,9 @@ fn daemon_map_e_follows_the_prefix_of_its_device() {
     );
 }
 
-/// The port set of PSID 1 under the v6plus-shaped rule of [`map_e_config`] (RFC 7597 5.1:
-/// offset 4, so A = 1..15 in the top four bits, the PSID in the next eight).
+/// The port set of PSID 1, the CE's before a re-delegation.
 fn psid1_ranges() -> Vec<std::ops::RangeInclusive<u16>> {
-    (1..16u16)
-        .map(|a| (a << 12 | 1 << 4)..=(a << 12 | 1 << 4 | 15))
-        .collect()
+    psid_ranges(1)
 }
 
 /// The numbers after `marker` in tcpdump's lines that mention `source`.
@@ -454,67 +434,25 @@ fn numbers_after(text: &str, source: &str, marker: &str) -> Vec<u16> {
         .collect()
 }
 
-/// hostB's tcpdump of `count` UDP datagrams to port `port`, one from each of as many sockets
-/// of hostA, paced so that the burst measures the NAPT, not the queues.
-fn udp_burst(lab: &Lab, port: u16, count: u32) -> String {
-    let filter = format!("udp and dst port {port}");
-    let capture = lab.capture_text(Node::HostB, dev::LAN, &filter).unwrap();
-    let script = format!(
-        "import socket, time\n\
-         s = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range({count})]\n\
-         for x in s:\n    x.sendto(b'x', ('{}', {port}))\n    time.sleep(0.002)\n",
-        addr::HOST_B4
-    );
-    let out = lab.exec(Node::HostA, &[common::PYTHON, "-c", &script]);
-    assert!(out.status.success(), "{}", text(&out));
-    capture.finish().unwrap()
+/// The `insert_failed` column of `/proc/net/stat/nf_conntrack` (one hex line per CPU), summed.
+fn namespace_insert_failed(stat: &str) -> u64 {
+    let mut lines = stat.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let column = header.iter().position(|h| *h == "insert_failed").unwrap();
+    lines
+        .map(|l| {
+            let value = l.split_whitespace().nth(column).unwrap();
+            u64::from_str_radix(value, 16).unwrap()
+        })
+        .sum()
 }
 
-/// Opens `count` TCP connections from hostA to a listener on hostB and holds them all open;
-/// returns hostB's tcpdump of the SYNs.
-fn tcp_connections(lab: &Lab, count: u32) -> String {
-    const LISTENER: &str = "import socket, time\n\
-        s = socket.socket()\n\
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-        s.bind(('0.0.0.0', 7000))\n\
-        s.listen(1024)\n\
-        s.settimeout(15)\n\
-        held = []\n\
-        try:\n    while True: held.append(s.accept()[0])\n\
-        except socket.timeout: pass\n";
-    let listener = lab
-        .spawn(Node::HostB, "listener", &[common::PYTHON, "-c", LISTENER])
-        .unwrap();
-    let listening = common::wait_until(Duration::from_secs(5), || {
-        lab.exec_ok(Node::HostB, &["ss", "-ltn", "sport", "= :7000"])
-            .is_ok_and(|out| out.contains("7000"))
-    });
-    assert!(listening, "no listener on hostB");
-    let capture = lab
-        .capture_text(
-            Node::HostB,
-            dev::LAN,
-            "tcp dst port 7000 and tcp[tcpflags] & tcp-syn != 0",
-        )
-        .unwrap();
-    let client = format!(
-        "import socket\n\
-         held = [socket.create_connection(('{}', 7000), timeout=5) for _ in range({count})]\n\
-         print(len(held))\n",
-        addr::HOST_B4
-    );
-    let out = lab.exec(Node::HostA, &[common::PYTHON, "-c", &client]);
-    let seen = capture.finish().unwrap();
-    listener.terminate(Duration::from_secs(1)).unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.trim(), count.to_string(), "{}", text(&out));
-    seen
-}
-
-/// The distinct source ports of the shared address in a capture.
-fn source_ports(seen: &str) -> std::collections::BTreeSet<u16> {
-    numbers_after(seen, "", "198.18.8.1.").into_iter().collect()
+/// The source ports of `shared` among what the far side received.
+fn ports_from(shared: &str, seen: &[(String, u16)]) -> std::collections::BTreeSet<u16> {
+    seen.iter()
+        .filter(|(source, _)| source == shared)
+        .map(|(_, port)| *port)
+        .collect()
 }
 
 #[test]
@@ -548,11 +486,11 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
         "ids {ids:?} outside the set"
     );
 
-    // A UDP burst from 120 sockets: every source port hostB sees is in the set, and the flows
-    // are spread over all 15 ranges.
-    let seen = udp_burst(&lab, 9, 120);
-    let distinct = source_ports(&seen);
-    assert_eq!(distinct.len(), 120, "hostB saw:\n{seen}");
+    // An unpaced UDP burst from 120 sockets: every datagram arrives, from a port of the set,
+    // and the flows are spread over all 15 ranges.
+    let seen = softwire_support::udp_burst(&lab, 9, 120);
+    let distinct = ports_from("198.18.8.1", &seen);
+    assert_eq!(distinct.len(), 120, "hostB received {seen:?}");
     let outside: Vec<u16> = distinct.iter().copied().filter(|&p| !in_set(p)).collect();
     assert!(outside.is_empty(), "ports outside the set: {outside:?}");
     let used = ranges
@@ -562,9 +500,10 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
     assert_eq!(used, 15, "ranges used: {used} of 15; ports {distinct:?}");
 
     // 200 TCP connections held open at once: every source port in the set, all ranges used.
-    let syns = tcp_connections(&lab, 200);
-    let distinct = source_ports(&syns);
-    assert_eq!(distinct.len(), 200, "hostB saw:\n{syns}");
+    let (held, _) = softwire_support::tcp_hold(&lab, &[7000], 200, || {});
+    assert_eq!(held.confirmed, 200, "{held:?}");
+    let distinct = held.ports();
+    assert_eq!(distinct.len(), 200, "{held:?}");
     assert!(distinct.iter().all(|&p| in_set(p)), "{distinct:?}");
     let used = ranges
         .iter()
@@ -585,15 +524,21 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
     let exhausted = before["napt_exhausted"].as_u64().unwrap();
 
     // 241 concurrent flows to one destination: 240 get a port of the set, the 241st none.
-    let seen = udp_burst(&lab, 10, 241);
-    let distinct = source_ports(&seen);
-    assert_eq!(distinct.len(), 240, "hostB saw:\n{seen}");
+    let seen = softwire_support::udp_burst(&lab, 10, 241);
+    assert_eq!(seen.len(), 240, "hostB received {seen:?}");
+    let distinct = ports_from("198.18.8.1", &seen);
+    assert_eq!(distinct.len(), 240, "hostB received {seen:?}");
     assert!(distinct.iter().all(|&p| in_set(p)), "{distinct:?}");
     let after = softwire(&ce);
-    assert!(
-        after["napt_exhausted"].as_u64().unwrap() > exhausted,
-        "not counted: {before} then {after}"
-    );
+    // The 241st flow is refused: its range holds 16 flows to this destination already, so
+    // the kernel gives it a taken port and drops it when it confirms the entry. That drop is
+    // the namespace's conntrack `insert_failed`, which is what `napt_exhausted` reports.
+    let refused = after["napt_exhausted"].as_u64().unwrap();
+    assert_eq!(refused, exhausted + 1, "{before} then {after}");
+    let stat = lab
+        .exec_ok(Node::SiteA, &["cat", "/proc/net/stat/nf_conntrack"])
+        .unwrap();
+    assert_eq!(refused, namespace_insert_failed(&stat), "{stat}");
     assert_eq!(after["napt_ports_in_use"], 240, "{after}");
     let listing = lab
         .exec_ok(
@@ -609,6 +554,232 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
         )
         .unwrap();
     assert!(listing.contains("packets"), "{listing}");
+
+    // A port outside the set, opened from outside (the lab's BR forwards every port of the
+    // shared address; a real one would not): the CE's answers would leave from that port, as
+    // they belong to a flow that did not start here and so are not translated. The guard
+    // drops them, counted, and nothing from that port reaches hostB.
+    let outside_before = outside_drops(&lab);
+    let echo = lab
+        .spawn(Node::SiteA, "echo", &[common::PYTHON, "-c", ECHO_ON_PORT_7])
+        .unwrap();
+    let listening = common::wait_until(Duration::from_secs(5), || {
+        lab.exec_ok(Node::SiteA, &["ss", "-lun", "sport", "= :7"])
+            .is_ok_and(|out| out.contains(":7 "))
+    });
+    assert!(listening, "no echo socket in siteA: {}", echo.stderr());
+    let capture = lab
+        .capture_text(Node::HostB, dev::LAN, "udp and src host 198.18.8.1")
+        .unwrap();
+    let script = "import socket, time\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        for _ in range(3):\n    s.sendto(b'x', ('198.18.8.1', 7))\n    time.sleep(0.1)\n";
+    let out = lab.exec(Node::HostB, &[common::PYTHON, "-c", script]);
+    assert!(out.status.success(), "{}", text(&out));
+    let answered = common::wait_until(Duration::from_secs(5), || {
+        outside_drops(&lab) >= outside_before + 3
+    });
+    let seen = capture.finish().unwrap();
+    echo.terminate(Duration::from_secs(1)).unwrap();
+    assert!(answered, "the guard dropped {}", outside_drops(&lab));
+    assert!(!seen.contains("198.18.8.1.7 >"), "hostB saw:\n{seen}");
+    ce.stop().unwrap();
+    br.stop().unwrap();
+}
+/// Echoes three datagrams on UDP port 7 (outside PSID 1's set) of every address; a send the
+/// firewall drops fails with `EPERM`, which is not the end.
+const ECHO_ON_PORT_7: &str = "import socket\n\
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+    s.bind(('0.0.0.0', 7))\n\
+    s.settimeout(15)\n\
+    for _ in range(3):\n    data, peer = s.recvfrom(64)\n    \
+    try: s.sendto(data, peer)\n    except PermissionError: pass\n";
+
+/// The packets the CE's NAPT guard dropped for leaving from outside the port set.
+fn outside_drops(lab: &Lab) -> u64 {
+    let listing = lab
+        .exec_ok(
+            Node::SiteA,
+            &[
+                "nft",
+                "list",
+                "counter",
+                "inet",
+                "v6gate",
+                "napt_mape_outside",
+            ],
+        )
+        .unwrap();
+    numbers_after(&listing, "packets", "packets ")
+        .first()
+        .map_or_else(|| panic!("{listing}"), |&n| u64::from(n))
+}
+
+/// An OCN-shaped documentation rule (PSID offset 6, 6-bit PSID, draft-03 layout) sharing
+/// `ipv4`: siteA's /64 2001:db8:0:1::/64 carries EA bits 0b000001 after the /58, so PSID 1.
+fn ocn_shaped_config(ipv4: &str) -> String {
+    format!(
+        "[[tunnel]]\nname = \"mape\"\nmode = \"map-e\"\ndevice_prefix = \"{}\"\n\
+         rule = {{ ipv6_prefix = \"2001:db8::/58\", ipv4_prefix = \"{ipv4}/32\", \
+         ea_bits = 6, psid_offset = 6, br = \"{}\", layout = \"draft03\" }}\n\
+         default_route = true\n",
+        dev::WAN6,
+        addr::SITE_B_WAN6
+    )
+}
+
+/// The port set of PSID 1 under [`ocn_shaped_config`] (RFC 7597 5.1: offset 6, so A = 1..63 in
+/// the top six bits, the PSID in the next six, 16 ports each).
+fn ocn_psid1_ranges() -> Vec<std::ops::RangeInclusive<u16>> {
+    (1..64u16)
+        .map(|a| (a << 10 | 1 << 4)..=(a << 10 | 1 << 4 | 15))
+        .collect()
+}
+
+#[test]
+fn daemon_map_e_napt_holds_2000_connections() {
+    // 1,008 ports cannot carry 2,000 flows to one destination, but conntrack may give one
+    // port to flows towards different destinations: 500 connections to each of four ports of
+    // hostB, opened one after another (so the round-robin over the 63 ranges gives each range
+    // about 8 flows per destination, half of its 16 ports). Draft-03 interface ID for
+    // 198.18.8.1, PSID 1: 00c6:1208:0100:0100.
+    let map: Ipv6Addr = "2001:db8:0:1:c6:1208:100:100".parse().unwrap();
+    let shared = "198.18.8.1";
+    let lab = common::lab(LabOptions::default());
+    let br = far_end(&lab.site_config(Site::B), map, &[&format!("{shared}/32")]);
+    let br = common::start_gateway(&lab, Site::B, &br);
+    let ce = start_ce(&lab, &ocn_shaped_config(shared));
+    assert_ping(&lab, Node::HostA, HOST_B, 2, &[&ce, &br]);
+    let ranges = ocn_psid1_ranges();
+    let in_set = |p: u16| ranges.iter().any(|r| r.contains(&p));
+
+    let ports = [7000, 7001, 7002, 7003];
+    let mut during = serde_json::Value::Null;
+    let (held, seconds) = softwire_support::tcp_hold(&lab, &ports, 500, || {
+        during = ce.status().unwrap()["softwires"][0].clone();
+    });
+    eprintln!(
+        "2000 TCP connections through the MAP-E NAPT opened in {seconds:.2} s; {} source \
+         ports in use",
+        during["napt_ports_in_use"]
+    );
+    assert_eq!(
+        held.confirmed, 2000,
+        "not all held: {} of 2000",
+        held.confirmed
+    );
+    assert_eq!(held.peers.len(), 2000);
+    assert!(held.peers.iter().all(|p| p.0 == shared), "{:?}", held.peers);
+    let distinct = held.ports();
+    let outside: Vec<u16> = distinct.iter().copied().filter(|&p| !in_set(p)).collect();
+    assert!(outside.is_empty(), "ports outside the set: {outside:?}");
+    let used = ranges
+        .iter()
+        .filter(|r| distinct.iter().any(|p| r.contains(p)))
+        .count();
+    assert_eq!(used, 63, "TCP used {used} of 63 ranges");
+    // No (source port, destination port) pair twice: conntrack told the flows apart.
+    let pairs: std::collections::BTreeSet<(u16, u16)> =
+        held.peers.iter().map(|p| (p.1, p.2)).collect();
+    assert_eq!(pairs.len(), 2000);
+
+    assert_eq!(during["psid"], 1, "{during}");
+    assert_eq!(during["psid_len"], 6, "{during}");
+    assert_eq!(during["map_address"], map.to_string(), "{during}");
+    assert_eq!(during["napt_ports_total"], 1008, "{during}");
+    assert_eq!(
+        during["ports"].as_array().map(Vec::len),
+        Some(63),
+        "{during}"
+    );
+    // Every port the far side saw was in use then (more may be: the pings' identifiers).
+    let in_use = during["napt_ports_in_use"].as_u64().unwrap();
+    assert!(
+        (distinct.len() as u64..=1008).contains(&in_use),
+        "{in_use} in use, {} seen by hostB",
+        distinct.len()
+    );
+    ce.stop().unwrap();
+    br.stop().unwrap();
+}
+
+#[test]
+fn daemon_map_e_reload_changes_the_rule_in_place() {
+    // From the v6plus-shaped rule sharing 198.18.8.1 to an OCN-shaped one sharing 198.18.8.2:
+    // the same /64 gives PSID 1 under both, but another shared address, another port set and
+    // so another MAP address (draft-03 interface ID 00c6:1208:0200:0100).
+    let old: Ipv6Addr = "2001:db8:0:1:c6:1208:100:100".parse().unwrap();
+    let new: Ipv6Addr = "2001:db8:0:1:c6:1208:200:100".parse().unwrap();
+    let lab = common::lab(LabOptions::default());
+    let br_config =
+        |ce, shared: &str| far_end(&lab.site_config(Site::B), ce, &[&format!("{shared}/32")]);
+    let br = common::start_gateway(&lab, Site::B, &br_config(old, "198.18.8.1"));
+    let ce = start_ce(&lab, &map_e_config());
+    assert_ping(&lab, Node::HostA, HOST_B, 2, &[&ce, &br]);
+    let softwire = |ce: &Gateway| ce.status().unwrap()["softwires"][0].clone();
+    assert_eq!(softwire(&ce)["napt_ports_total"], 240);
+
+    std::fs::write(
+        ce.config_path(),
+        ce_toml(&lab, &[], &ocn_shaped_config("198.18.8.2")),
+    )
+    .unwrap();
+    br.rewrite_config(&br_config(new, "198.18.8.2")).unwrap();
+    br.reload().unwrap();
+    ce.reload().unwrap();
+    let moved = common::wait_until(Duration::from_secs(10), || {
+        softwire(&ce)["map_address"] == new.to_string()
+    });
+    assert!(moved, "{}\n{}", softwire(&ce), ce.log());
+    let now = softwire(&ce);
+    assert_eq!(now["state"], "running", "{now}");
+    assert_eq!(now["ipv4"], "198.18.8.2", "{now}");
+    assert_eq!(now["psid"], 1, "{now}");
+    assert_eq!(now["psid_len"], 6, "{now}");
+    assert_eq!(now["napt_ports_total"], 1008, "{now}");
+    let ranges = ocn_psid1_ranges();
+    let listed: Vec<[u16; 2]> = serde_json::from_value(now["ports"].clone()).unwrap();
+    let expected: Vec<[u16; 2]> = ranges.iter().map(|r| [*r.start(), *r.end()]).collect();
+    assert_eq!(listed, expected, "{now}");
+    let tunnel = ce.tunnel_status("mape").unwrap();
+    assert_eq!(tunnel["local"], new.to_string(), "{tunnel}");
+    let ruleset = lab
+        .exec_ok(Node::SiteA, &["nft", "list", "table", "inet", "v6gate"])
+        .unwrap();
+    assert!(
+        ruleset.contains("198.18.8.2") && !ruleset.contains("198.18.8.1"),
+        "{ruleset}"
+    );
+    let addresses = wan_addresses(&lab);
+    assert!(addresses.contains(&format!("{new}/128")), "{addresses}");
+    assert!(
+        !addresses.contains(&format!("{old}/128")),
+        "the old MAP address stays:\n{addresses}"
+    );
+
+    // Traffic through the new NAPT: from the new shared address, in the new set, over all of
+    // its ranges; nothing from the old address.
+    assert!(
+        wait_ping(&lab, Node::HostA, HOST_B, Duration::from_secs(10)),
+        "no traffic after the reload:\n{}\n{}",
+        ce.log(),
+        br.log()
+    );
+    let seen = softwire_support::udp_burst(&lab, 9, 126);
+    assert_eq!(seen.len(), 126, "hostB received {seen:?}");
+    let distinct = ports_from("198.18.8.2", &seen);
+    assert_eq!(distinct.len(), 126, "hostB received {seen:?}");
+    assert!(
+        distinct
+            .iter()
+            .all(|p| ranges.iter().any(|r| r.contains(p))),
+        "{distinct:?}"
+    );
+    let used = ranges
+        .iter()
+        .filter(|r| distinct.iter().any(|p| r.contains(p)))
+        .count();
+    assert_eq!(used, 63, "UDP used {used} of 63 ranges");
     ce.stop().unwrap();
     br.stop().unwrap();
 }
@@ -688,4 +859,111 @@ fn daemon_ds_lite_finds_its_aftr_by_name() {
     assert!(endpoints.contains("aftr.example.jp"), "{status}");
     ce.stop().unwrap();
     aftr.stop().unwrap();
+}
+
+#[test]
+fn daemon_ds_lite_follows_its_aftr_name_to_another_aftr() {
+    // The name moves from the AFTR at 2001:db8:0:2::1 to a second one at ::2 (another v6gate
+    // in siteB, routing hostA's address back through its own tunnel). The first stays up and
+    // answers, so only re-resolving the name (at the record's TTL, at least every 30 s) moves
+    // the B4.
+    const KEY: &str = "hmac-sha256:ddns-key:c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFiY2RlZg==";
+    let second: Ipv6Addr = "2001:db8:0:2::2".parse().unwrap();
+    let lab = common::lab(LabOptions::default());
+    lab.ip(
+        Node::SiteB,
+        &[
+            "-6",
+            "addr",
+            "add",
+            &format!("{second}/64"),
+            "dev",
+            dev::WAN6,
+            "nodad",
+        ],
+    )
+    .unwrap();
+    let knot = ddns_support::Knot::start_on(&lab, Node::Wan, KEY, addr::WAN_B6);
+    knot.update(
+        &lab,
+        KEY,
+        "aftr.example.jp",
+        "AAAA",
+        IpAddr::V6(addr::SITE_B_WAN6),
+    );
+    let first = far_end(
+        &lab.site_config(Site::B),
+        addr::SITE_A_WAN6,
+        &[addr::LAN_A4, "192.0.0.0/29"],
+    );
+    let first = common::start_gateway(&lab, Site::B, &first);
+    let ce = start_ce_with(
+        &lab,
+        &[format!("resolvers = [\"[{}]:53\"]", addr::WAN_B6)],
+        "[[tunnel]]\nname = \"b4\"\nmode = \"ds-lite\"\naftr = \"aftr.example.jp\"\n\
+         default_route = true\n",
+    );
+    let remote_is = |a: Ipv6Addr| {
+        ce.tunnel_status("b4")
+            .is_ok_and(|s| s["remote"] == a.to_string())
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(10), || remote_is(addr::SITE_B_WAN6)),
+        "{}",
+        ce.log()
+    );
+    assert!(
+        wait_ping(&lab, Node::HostA, HOST_B, Duration::from_secs(10)),
+        "{}",
+        ce.log()
+    );
+
+    let mut config = lab.site_config(Site::B);
+    config.control_socket = lab.dir().join("aftr2.sock");
+    let tunnel = config.tunnel_mut();
+    tunnel.name = "aftr2".to_owned();
+    tunnel.local = second;
+    tunnel.routes = vec![format!("{}/32", addr::HOST_A4)];
+    let second_aftr = common::start_gateway(&lab, Site::B, &config);
+    let moved = std::time::Instant::now();
+    knot.update(&lab, KEY, "aftr.example.jp", "AAAA", IpAddr::V6(second));
+    let followed = common::wait_until(Duration::from_secs(45), || remote_is(second));
+    assert!(
+        followed,
+        "the B4 stayed with {}:\n{}",
+        ce.tunnel_status("b4").unwrap(),
+        ce.log()
+    );
+    eprintln!(
+        "the B4 followed its AFTR's name {} ms after the record changed",
+        moved.elapsed().as_millis()
+    );
+    assert!(
+        wait_ping(&lab, Node::HostA, HOST_B, Duration::from_secs(10)),
+        "no traffic through the second AFTR:\n{}\n{}",
+        ce.log(),
+        second_aftr.log()
+    );
+
+    // Through the second AFTR with the LAN source intact; the first receives nothing more.
+    let rx =
+        |g: &Gateway, name: &str| common::counter(&g.tunnel_status(name).unwrap(), "rx_packets");
+    let (first_before, second_before) = (rx(&first, "ab"), rx(&second_aftr, "aftr2"));
+    let seen = echo_sources_at_host_b(&lab, Node::HostA, &[]);
+    assert!(
+        seen.contains(&format!("{} > {}", addr::HOST_A4, addr::HOST_B4)),
+        "hostB saw:\n{seen}"
+    );
+    assert_eq!(
+        rx(&first, "ab"),
+        first_before,
+        "the first AFTR still receives"
+    );
+    assert!(rx(&second_aftr, "aftr2") >= second_before + 3);
+    let status = ce.status().unwrap();
+    let endpoints = status["names"]["endpoints"].to_string();
+    assert!(endpoints.contains(&second.to_string()), "{status}");
+    ce.stop().unwrap();
+    second_aftr.stop().unwrap();
+    first.stop().unwrap();
 }

@@ -8,6 +8,7 @@
 
 mod expr;
 mod file;
+pub mod kernel_mss;
 mod model;
 pub mod napt;
 mod ports;

@@ -1,8 +1,8 @@
 //! The port-restricted NAPT of a MAP-E CE (RFC 7597 5.1), as chains of v6gate's one table.
 //!
 //! A CE shares its IPv4 address with other CEs and owns only its port set, which is several
-//! ranges (15 of 16 ports for v6plus, 63 of 16 for OCN). One `snat to ADDR:first-last` can name
-//! only one range, and a NAT statement is final, so the base chain splits new flows over one
+//! ranges (15 of 16 ports for v6plus, 63 of 16 for OCN). One `masquerade to :first-last` can
+//! name only one range, and a NAT statement is final, so the base chain splits new flows over one
 //! chain per range with `numgen inc mod N vmap`: each range chain translates TCP, UDP and ICMP
 //! echo identifiers into its own range. Flows of protocols that have no port to restrict are
 //! dropped and counted rather than sent with a port outside the set. Only a flow's first
@@ -13,11 +13,13 @@ use std::net::Ipv4Addr;
 
 use nftables::expr::{Expression, NamedExpression, Numgen, SetItem};
 use nftables::schema::{Chain, Counter, NfListObject, Rule, Table};
-use nftables::stmt::{self, NAT, NATFamily, Statement};
+use nftables::stmt::{self, Match, NAT, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 
 use super::PortRange;
-use super::expr::{Stmt, drop, jump, l4proto, number, oifname, port_range, string};
+use super::expr::{
+    Stmt, drop, is, jump, l4proto, number, oifname, one_or_set, payload, port_range, string,
+};
 use super::model::Protocol;
 use super::ruleset::{FAMILY, Ruleset, TABLE};
 
@@ -25,7 +27,8 @@ use super::ruleset::{FAMILY, Ruleset, TABLE};
 /// the MAP-E device does not translate into ports outside the set.
 const PRIO_NAPT: i32 = 99;
 
-/// One MAP-E CE's NAPT: flows leaving through `device` get `ipv4` and a port of `ports`.
+/// One MAP-E CE's NAPT: flows leaving through `device` get `ipv4` (the one address `device`
+/// holds) and a port of `ports`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Napt {
     pub tunnel: String,
@@ -50,6 +53,16 @@ pub fn flows_counter(tunnel: &str) -> String {
 pub fn dropped_counter(tunnel: &str) -> String {
     format!("napt_{tunnel}_dropped")
 }
+
+/// The named counter of the packets `tunnel`'s guard dropped for leaving from a port (or ICMP
+/// echo identifier) outside the set.
+pub fn outside_counter(tunnel: &str) -> String {
+    format!("napt_{tunnel}_outside")
+}
+
+/// After source NAT and before conntrack confirms: the guard sees every packet about to leave
+/// through the tunnel device with its final source port.
+const PRIO_GUARD: i32 = 150;
 
 /// `ruleset` with the NAPT of `napts` added; a table of its own when there is no ruleset.
 pub fn with_napt(ruleset: Option<Ruleset>, napts: &[Napt]) -> Option<Ruleset> {
@@ -83,7 +96,11 @@ fn add(
     rules: &mut Vec<NfListObject<'static>>,
 ) {
     let base = chain(&napt.tunnel);
-    for name in [flows_counter(&napt.tunnel), dropped_counter(&napt.tunnel)] {
+    for name in [
+        flows_counter(&napt.tunnel),
+        dropped_counter(&napt.tunnel),
+        outside_counter(&napt.tunnel),
+    ] {
         objects.push(NfListObject::Counter(Counter {
             family: FAMILY,
             table: Cow::Borrowed(TABLE),
@@ -117,7 +134,7 @@ fn add(
         for p in mapped {
             rules.push(rule(
                 &name,
-                vec![l4proto(&[p]), snat(napt.ipv4, *range)],
+                vec![l4proto(&[p]), masquerade(*range)],
                 format!("napt {} {}-{}", napt.tunnel, range.first, range.last),
             ));
         }
@@ -157,12 +174,85 @@ fn add(
         ],
         format!("napt {} no port to map", napt.tunnel),
     ));
+    guard(napt, objects, rules);
 }
 
-fn snat(ipv4: Ipv4Addr, range: PortRange) -> Stmt {
-    Statement::SNAT(Some(NAT {
-        addr: Some(string(ipv4.to_string())),
-        family: Some(NATFamily::IP),
+/// The NAPT chains translate new flows only. A packet of a flow that did not start here (a reply
+/// to something sent to a port outside the set) or that was translated into an older port set
+/// (before a re-delegation) would leave from a port that is not ours; the guard drops and counts
+/// it instead.
+fn guard(
+    napt: &Napt,
+    objects: &mut Vec<NfListObject<'static>>,
+    rules: &mut Vec<NfListObject<'static>>,
+) {
+    let name = format!("{}_guard", chain(&napt.tunnel));
+    objects.push(NfListObject::Chain(Chain {
+        family: FAMILY,
+        table: Cow::Borrowed(TABLE),
+        name: Cow::Owned(name.clone()),
+        _type: Some(NfChainType::Filter),
+        hook: Some(NfHook::Postrouting),
+        prio: Some(PRIO_GUARD),
+        policy: Some(NfChainPolicy::Accept),
+        ..Chain::default()
+    }));
+    let set = || one_or_set(napt.ports.iter().copied().map(port_range).collect());
+    let not = |left, right| {
+        Statement::Match(Match {
+            left,
+            right,
+            op: Operator::NEQ,
+        })
+    };
+    let not_in_set = |left| not(left, set());
+    let count = || {
+        Statement::Counter(stmt::Counter::Named(Cow::Owned(outside_counter(
+            &napt.tunnel,
+        ))))
+    };
+    rules.push(rule(
+        &name,
+        vec![
+            oifname(&napt.device),
+            not(payload("ip", "saddr"), string(napt.ipv4.to_string())),
+            count(),
+            drop(),
+        ],
+        format!("napt {} source address not the shared one", napt.tunnel),
+    ));
+    rules.push(rule(
+        &name,
+        vec![
+            oifname(&napt.device),
+            l4proto(&[Protocol::Tcp, Protocol::Udp]),
+            not_in_set(payload("th", "sport")),
+            count(),
+            drop(),
+        ],
+        format!("napt {} source port outside the set", napt.tunnel),
+    ));
+    rules.push(rule(
+        &name,
+        vec![
+            oifname(&napt.device),
+            is(payload("icmp", "type"), string("echo-request")),
+            not_in_set(payload("icmp", "id")),
+            count(),
+            drop(),
+        ],
+        format!("napt {} echo identifier outside the set", napt.tunnel),
+    ));
+}
+
+/// Masquerade rather than `snat to ADDR`: the device holds the shared address alone, so the
+/// source is the same, and the kernel forgets masqueraded flows when their device goes. A
+/// re-delegation rebuilds the device, so no flow keeps a port of the old set (or the old
+/// shared address) past it.
+fn masquerade(range: PortRange) -> Stmt {
+    Statement::Masquerade(Some(NAT {
+        addr: None,
+        family: None,
         port: Some(port_range(range)),
         flags: None,
     }))
@@ -215,7 +305,8 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(chains.len(), 16, "{chains:?}");
+        // The base chain, one per range, the guard.
+        assert_eq!(chains.len(), 17, "{chains:?}");
         let text = json(&r);
         assert!(
             text.contains(r#""numgen":{"mode":"inc","mod":15}"#),
@@ -225,10 +316,48 @@ mod tests {
             assert!(text.contains(&format!(r#""jump":{{"target":"napt_mape_{i}"}}"#)));
         }
         // The first and the last range of PSID 1 (RFC 7597 5.1: A = 1..15, PSID in bits 4-11).
-        assert!(text.contains(r#""range":[4112,4127]"#), "{text}");
-        assert!(text.contains(r#""range":[61456,61471]"#), "{text}");
-        // Three protocols per range chain, the split and the drop in the base chain.
-        assert_eq!(r.rule_count(), 15 * 3 + 2);
+        assert!(
+            text.contains(r#""masquerade":{"port":{"range":[4112,4127]}}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""masquerade":{"port":{"range":[61456,61471]}}"#),
+            "{text}"
+        );
+        // Three protocols per range chain, the split and the drop in the base chain, the
+        // guard's three.
+        assert_eq!(r.rule_count(), 15 * 3 + 2 + 3);
+    }
+
+    #[test]
+    fn the_guard_drops_what_would_leave_from_outside_the_set() {
+        let r = with_napt(None, &[v6plus_like()]).unwrap();
+        let guard: Vec<String> = r
+            .content
+            .iter()
+            .filter_map(|o| match o {
+                NfListObject::Rule(rule) if rule.chain == "napt_mape_guard" => {
+                    Some(serde_json::to_string(&rule.expr).unwrap())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(guard.len(), 3, "{guard:?}");
+        assert!(
+            guard[0].contains(r#""protocol":"ip","field":"saddr"}},"right":"198.18.8.1""#),
+            "{}",
+            guard[0]
+        );
+        for (rule, field) in guard[1..].iter().zip(["th", "icmp"]) {
+            assert!(rule.contains(r#""oifname"}},"right":"v6g-mape""#), "{rule}");
+            assert!(rule.contains(&format!(r#""protocol":"{field}""#)), "{rule}");
+            assert!(rule.contains(r#""op":"!=""#), "{rule}");
+            // Every range of the set, the first and the last among them.
+            assert!(rule.contains(r#""range":[4112,4127]"#), "{rule}");
+            assert!(rule.contains(r#""range":[61456,61471]"#), "{rule}");
+            assert!(rule.contains(r#""counter":"napt_mape_outside""#), "{rule}");
+            assert!(rule.ends_with(r#"{"drop":null}]"#), "{rule}");
+        }
     }
 
     #[test]

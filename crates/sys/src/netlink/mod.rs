@@ -334,6 +334,51 @@ impl Netlink {
             })
     }
 
+    /// The BPF classifiers on the `clsact` hook of interface `index` (`ingress`, else
+    /// egress): each one's program name and id, as `tc filter show` lists them.
+    pub async fn tc_bpf_filters(&self, index: u32, ingress: bool) -> Result<Vec<(String, u32)>> {
+        use netlink_packet_route::tc::{
+            TcAttribute, TcFilterBpfOption, TcHandle, TcMessage, TcOption,
+        };
+        let mut message = TcMessage::default();
+        message.header.index = i32::try_from(index).unwrap_or(i32::MAX);
+        message.header.parent = TcHandle {
+            major: 0xffff,
+            minor: if ingress {
+                TcHandle::MIN_INGRESS
+            } else {
+                TcHandle::MIN_EGRESS
+            },
+        };
+        let replies = self
+            .dump(RouteNetlinkMessage::GetTrafficFilter(message))
+            .await
+            .map_err(|io| SysError::netlink(format!("list tc filters of link #{index}"), io))?;
+        let mut found = Vec::new();
+        for reply in replies {
+            let RouteNetlinkMessage::NewTrafficFilter(filter) = reply else {
+                continue;
+            };
+            let (mut name, mut id) = (None, None);
+            for attribute in &filter.attributes {
+                let TcAttribute::Options(options) = attribute else {
+                    continue;
+                };
+                for option in options {
+                    match option {
+                        TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => name = Some(n.clone()),
+                        TcOption::Bpf(TcFilterBpfOption::ProgId(i)) => id = Some(*i),
+                        _ => {}
+                    }
+                }
+            }
+            if let (Some(name), Some(id)) = (name, id) {
+                found.push((name, id));
+            }
+        }
+        Ok(found)
+    }
+
     /// Whether interface `index` is administratively up (`IFF_UP`).
     pub async fn link_is_up(&self, index: u32) -> Result<bool> {
         let link = self

@@ -5,20 +5,26 @@
 //!
 //! The TUN dataplane of the tunnel keeps running beside it: its routes stay, one metric
 //! behind, and it gets whatever the programs pass on (probes and their replies, fragments,
-//! unusual headers, ICMP errors). The routes are objects of the host-state owner under their
-//! own owner name, so stop, reload and crash take-over treat them like any other route. The
-//! programs hang off tcx links, which belong to this process: they go when it stops, however
-//! it stops; on kernels before 6.6 they are `clsact` filters, and leftovers of a run that
-//! crashed are removed by name before attaching.
+//! unusual headers, ICMP errors). The programs (one object per device and hook) and the
+//! routes are objects of the host-state owner under their own owner name, so stop, reload,
+//! repair and crash take-over treat them like any other object. The programs hang off tcx
+//! links, which belong to this process: they go when it stops, however it stops; on kernels
+//! before 6.6 they are `clsact` filters, which the journal lets the next start remove.
+//! `mss_clamp` is done by nftables rules in v6gate's table (`control::firewall::kernel_mss`),
+//! set with the firewall's objects before the routes lead to the underlay.
 
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
-use ::kpath::{KernelPath, Spec};
+use ::kpath::{Hook, KernelPath, Spec};
 use anyhow::{Context, anyhow};
+use control::firewall::kernel_mss::{KernelMss, KernelMssSize};
 use control::{Dataplane, Tunnel};
 use sys::netlink::{Route, RouteKind};
 use tracing::{info, warn};
 
+use super::host::Object;
+use super::host::program::Program;
 use super::pin::Pin;
 use super::{Daemon, PathRuntime, ROUTE_PROTOCOL, link_name};
 use crate::kpath_status::{DataplaneStatus, KernelPathStatus};
@@ -27,7 +33,9 @@ use crate::kpath_status::{DataplaneStatus, KernelPathStatus};
 pub(super) struct KernelTunnel {
     /// One copy of the programs per underlay device a path leaves on, each holding every
     /// path, so that failover is a map update on each and the routes' move.
-    attached: Vec<(String, KernelPath)>,
+    /// Attached through the host-state owner: each device's two programs are objects of
+    /// the tunnel's kernel-path owner name, with the routes.
+    attached: Vec<(String, Shared)>,
     spec: Spec,
     /// The path the routes and the programs send on, and its device.
     active: usize,
@@ -37,6 +45,9 @@ pub(super) struct KernelTunnel {
     /// The MTU of the inner routes: the tunnel MTU, or less once the underlay said so.
     route_mtu: u16,
 }
+
+/// One device's loaded programs, shared with the host-state objects that attach them.
+type Shared = Arc<Mutex<KernelPath>>;
 
 /// What a tunnel runs on: the kernel path, or the TUN dataplane and why.
 pub(super) enum Chosen {
@@ -62,18 +73,6 @@ impl Daemon {
         if t.dataplane == Dataplane::Userspace || t.ipsec.is_some() {
             return Ok(Chosen::Userspace { fallback: None });
         }
-        if t.mss_clamp != control::MssClamp::Off {
-            // The route MTU still makes the kernel answer DF packets that do not fit.
-            let why =
-                "MSS clamping does not run on the kernel path yet (mss_clamp = \"off\" allows it)";
-            if t.dataplane == Dataplane::Auto {
-                info!(tunnel = %t.name, "dataplane: userspace; {why}");
-                return Ok(Chosen::Userspace {
-                    fallback: Some(why.into()),
-                });
-            }
-            warn!(tunnel = %t.name, "dataplane = \"kernel\": {why}");
-        }
         match self.start_kernel_path(t, paths, mtu).await {
             Ok(kernel) => {
                 info!(
@@ -85,6 +84,7 @@ impl Daemon {
             }
             Err(e) if t.dataplane == Dataplane::Auto => {
                 let _ = self.host.set(&owner(&t.name), Vec::new()).await;
+                let _ = self.set_kernel_mss(None).await;
                 warn!(tunnel = %t.name, "dataplane: userspace; kernel path not used: {e:#}");
                 Ok(Chosen::Userspace {
                     fallback: Some(format!("{e:#}")),
@@ -92,6 +92,7 @@ impl Daemon {
             }
             Err(e) => {
                 let _ = self.host.set(&owner(&t.name), Vec::new()).await;
+                let _ = self.set_kernel_mss(None).await;
                 Err(e.context("dataplane = \"kernel\""))
             }
         }
@@ -114,15 +115,15 @@ impl Daemon {
         let config = super::convert::dataplane_config(t, mtu, None, None);
         let mut spec = Spec::from_config(&config);
         spec.active = active;
-        let mut attached: Vec<(String, KernelPath)> = Vec::new();
+        let mut attached: Vec<(String, Shared)> = Vec::new();
         for p in paths {
             let Pin::Via { oif, .. } = p.pin else {
                 continue;
             };
             let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
             if !attached.iter().any(|(d, _)| *d == device) {
-                let path = attach(&t.name, &spec, &device)?;
-                attached.push((device, path));
+                let path = KernelPath::load(&spec).context("loading the BPF programs")?;
+                attached.push((device, Arc::new(Mutex::new(path))));
             }
         }
         let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
@@ -130,13 +131,15 @@ impl Daemon {
         if routes.is_empty() {
             anyhow::bail!("no inner route can go via the underlay next hop {next_hop}");
         }
-        self.host
-            .set(
-                &owner(&t.name),
-                routes.into_iter().map(super::host::Object::Route).collect(),
-            )
+        // Before the routes, so that no SYN takes the kernel path unclamped.
+        let devices = attached.iter().map(|(d, _)| d.clone()).collect();
+        self.set_kernel_mss(clamp_of(t, devices, next_hop, mtu, &spec))
             .await
-            .context("routing the tunnel's prefixes to the underlay")?;
+            .context("MSS clamping on the kernel path (nftables)")?;
+        self.host
+            .set(&owner(&t.name), kernel_objects(&t.name, &attached, routes))
+            .await
+            .context("attaching the programs and routing the tunnel's prefixes to the underlay")?;
         Ok(KernelTunnel {
             attached,
             spec,
@@ -191,11 +194,11 @@ impl Daemon {
             let mtu = s.stats.path_mtu.min(t.mtu);
             if mtu != k.route_mtu {
                 let routes = kernel_routes(&t.config, k.oif, k.next_hop, mtu, metric);
-                updates.push((t.config.name.clone(), k.route_mtu, mtu, routes));
+                let objects = kernel_objects(&t.config.name, &k.attached, routes);
+                updates.push((t.config.name.clone(), k.route_mtu, mtu, objects));
             }
         }
-        for (name, old, mtu, routes) in updates {
-            let objects = routes.into_iter().map(super::host::Object::Route).collect();
+        for (name, old, mtu, objects) in updates {
             if let Err(e) = self.host.set(&owner(&name), objects).await {
                 warn!(tunnel = %name, "kernel path route MTU {old} -> {mtu}: {e:#}");
                 continue;
@@ -208,6 +211,10 @@ impl Daemon {
                 .map(|t| &mut t.dataplane)
             {
                 k.route_mtu = mtu;
+            }
+            // SYNs out of the tunnel are clamped to a number derived from the route MTU.
+            if let Err(e) = self.set_kernel_mss(None).await {
+                warn!(tunnel = %name, "kernel path MSS clamping: {e:#}");
             }
         }
         for (name, active) in switches {
@@ -239,11 +246,12 @@ impl Daemon {
         let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
         k.spec.active = active;
         if !k.attached.iter().any(|(d, _)| *d == device) {
-            let program = attach(name, &k.spec, &device)?;
-            k.attached.push((device.clone(), program));
+            let path = KernelPath::load(&k.spec).context("loading the BPF programs")?;
+            k.attached
+                .push((device.clone(), Arc::new(Mutex::new(path))));
         }
-        for (d, program) in &mut k.attached {
-            program
+        for (d, program) in &k.attached {
+            lock(program)
                 .set_active(active)
                 .with_context(|| format!("switching the programs on {d}"))?;
         }
@@ -252,7 +260,11 @@ impl Daemon {
         k.oif = oif;
         k.next_hop = next_hop;
         k.device = device.clone();
-        let objects = routes.into_iter().map(super::host::Object::Route).collect();
+        let objects = kernel_objects(name, &k.attached, routes);
+        // The clamping covers a newly attached device before the routes lead there.
+        self.set_kernel_mss(None)
+            .await
+            .context("MSS clamping on the kernel path (nftables)")?;
         self.host.set(&owner(name), objects).await?;
         info!(tunnel = %name, "kernel path: path {from} -> {active}, via {next_hop} dev {device}");
         Ok(())
@@ -264,28 +276,89 @@ impl Daemon {
         if let Err(e) = self.host.set(&owner(name), Vec::new()).await {
             warn!(tunnel = name, "kernel path routes: {e:#}");
         }
-        for (device, mut path) in kernel.map(|k| k.attached).unwrap_or_default() {
-            if let Err(e) = path.detach() {
-                warn!(
-                    tunnel = name,
-                    "detaching the kernel path from {device}: {e:#}"
-                );
-            }
+        // The tunnel has left `self.tunnels`: its clamping goes with this.
+        if let Err(e) = self.set_kernel_mss(None).await {
+            warn!(tunnel = name, "kernel path MSS clamping: {e:#}");
         }
+        // Detached by the owner with the routes; the maps go with this.
+        drop(kernel);
     }
 }
 
-/// Loads the programs for `spec` and attaches them to `device`.
-fn attach(tunnel: &str, spec: &Spec, device: &str) -> anyhow::Result<KernelPath> {
-    let mut path = KernelPath::load(spec).context("loading the BPF programs")?;
-    // Filters of a run that crashed on a kernel without tcx would process our packets
-    // twice; with tcx there are none.
-    if let Err(e) = KernelPath::detach_leftovers(device) {
-        warn!(tunnel, "leftover kernel path filters on {device}: {e}");
+impl Daemon {
+    /// The MSS clamping of every tunnel on the kernel path, and of `joining`, which is
+    /// about to be.
+    pub(super) fn kernel_mss(&self, joining: Option<KernelMss>) -> Vec<KernelMss> {
+        let joining_name = joining.as_ref().map(|j| j.tunnel.clone());
+        self.tunnels
+            .iter()
+            .filter_map(|t| match &t.dataplane {
+                Chosen::Kernel(k) => clamp_of(
+                    &t.config,
+                    k.attached.iter().map(|(d, _)| d.clone()).collect(),
+                    k.next_hop,
+                    k.route_mtu,
+                    &k.spec,
+                ),
+                Chosen::Userspace { .. } => None,
+            })
+            .filter(|c| joining_name.as_ref() != Some(&c.tunnel))
+            .chain(joining)
+            .collect()
     }
-    path.attach(device)
-        .with_context(|| format!("attaching the BPF programs to {device}"))?;
-    Ok(path)
+}
+
+/// What `mss_clamp` means for a tunnel on the kernel path: SYNs to its routed prefixes
+/// leaving through `devices`, and SYNs from its peer's sources arriving there.
+fn clamp_of(
+    t: &Tunnel,
+    devices: Vec<String>,
+    next_hop: IpAddr,
+    route_mtu: u16,
+    spec: &Spec,
+) -> Option<KernelMss> {
+    let size = match t.mss_clamp {
+        control::MssClamp::Off => return None,
+        control::MssClamp::Auto => KernelMssSize::Route { mtu: route_mtu },
+        control::MssClamp::Fixed(mss) => KernelMssSize::Fixed(mss),
+    };
+    Some(KernelMss {
+        tunnel: t.name.clone(),
+        devices,
+        routes: t
+            .routes
+            .iter()
+            .copied()
+            .filter(|net| !(matches!(net, ipnet::IpNet::V6(_)) && next_hop.is_ipv4()))
+            .collect(),
+        sources: spec.allowed_sources.clone(),
+        size,
+    })
+}
+
+/// The programs of every device, then the routes: what a tunnel's kernel-path owner name
+/// holds. The programs go on first and come off last.
+fn kernel_objects(tunnel: &str, attached: &[(String, Shared)], routes: Vec<Route>) -> Vec<Object> {
+    let clsact = !::kpath::attaches_tcx();
+    attached
+        .iter()
+        .flat_map(|(device, path)| {
+            Hook::BOTH.map(|hook| {
+                Object::Program(Program {
+                    tunnel: tunnel.to_owned(),
+                    device: device.clone(),
+                    hook,
+                    clsact,
+                    path: Some(Arc::clone(path)),
+                })
+            })
+        })
+        .chain(routes.into_iter().map(Object::Route))
+        .collect()
+}
+
+fn lock(path: &Mutex<KernelPath>) -> std::sync::MutexGuard<'_, KernelPath> {
+    path.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The tunnel's prefixes, each via the underlay next hop at one metric better than the
@@ -312,7 +385,7 @@ impl KernelTunnel {
     pub(super) fn status(&self) -> DataplaneStatus {
         let mut counters = ::kpath::Counters::default();
         for (_, path) in &self.attached {
-            let c = path.counters().unwrap_or_default();
+            let c = lock(path).counters().unwrap_or_default();
             counters.tx_packets += c.tx_packets;
             counters.tx_bytes += c.tx_bytes;
             counters.rx_packets += c.rx_packets;
@@ -335,10 +408,14 @@ impl KernelTunnel {
             dataplane_fallback: None,
             kernel_path: Some(KernelPathStatus {
                 device: self.device.clone(),
-                attach: match self.attached.first().and_then(|(_, p)| p.attachment()) {
-                    Some(a) if a.tcx => "tcx",
-                    Some(_) => "clsact",
-                    None => "detached",
+                attach: match self
+                    .attached
+                    .first()
+                    .map(|(_, p)| lock(p).attachment().map(|a| a.tcx))
+                {
+                    Some(Some(true)) => "tcx",
+                    Some(Some(false)) => "clsact",
+                    _ => "detached",
                 }
                 .into(),
                 tx_packets: counters.tx_packets,

@@ -135,6 +135,8 @@ struct Daemon {
     held: BTreeSet<String>,
     /// `[[table]]` routes waiting for their device.
     firewall_missing: BTreeSet<String>,
+    /// The firewall's table as last set, without the kernel path's MSS clamping.
+    firewall_base: Option<control::firewall::ruleset::Ruleset>,
     /// A `reload --confirm` not yet confirmed.
     pending: Option<confirm::Pending>,
     /// The `[[ddns]]` entries' runner, while there are entries.
@@ -172,6 +174,7 @@ impl Daemon {
             ike_sockets: HashMap::new(),
             held: BTreeSet::new(),
             firewall_missing: BTreeSet::new(),
+            firewall_base: None,
             pending: None,
             ddns: None,
             names: names::Names::new(),
@@ -217,11 +220,13 @@ impl Daemon {
         for line in &changes.added {
             info!("{line}");
         }
+        // Softwires first: an ipsec tunnel whose `local` is a MAP-E shared address binds its
+        // IKE sockets to an address the softwire puts on the host.
+        self.start_softwires().await;
         let tunnels: Vec<Tunnel> = self.config.enabled_tunnels().cloned().collect();
         for tunnel in tunnels {
             self.add_tunnel(tunnel).await?;
         }
-        self.start_softwires().await;
         for w in self.config.watches.clone() {
             self.add_watch(w)?;
         }

@@ -175,6 +175,11 @@ impl Daemon {
         }
     }
 
+    /// Whether the tunnel called `name` is a softwire's.
+    pub(super) fn is_softwire(&self, name: &str) -> bool {
+        self.softwires.list.iter().any(|r| r.sw.name == name)
+    }
+
     /// The `softwires` section of status, `None` without softwires.
     pub(super) fn softwire_status(&self) -> Option<Vec<SoftwireStatus>> {
         if self.softwires.list.is_empty() {

@@ -352,9 +352,13 @@ impl Daemon {
         Some(Ok(changes))
     }
 
+    /// The devices an endpoint must not be reached through. A softwire's device is not one:
+    /// it is the ISP's IPv4 access, an underlay for IPv4 endpoints, and carries nothing but
+    /// IPv4 while its own outer packets are IPv6, so no tunnel's path can loop through it.
     fn own_devices(&self) -> Vec<u32> {
         self.tunnels
             .iter()
+            .filter(|t| !self.is_softwire(&t.config.name))
             .flat_map(|t| t.ifindexes.iter().copied())
             .collect()
     }

@@ -246,6 +246,28 @@ fn parse_line(line: &str, accept: &Accept) -> Result<Entry, &'static str> {
                 Object::Table(super::table::Table::leftover()),
             ))
         }
+        "program" => {
+            let f: Vec<&str> = rest.split('\t').collect();
+            let [tunnel, device, hook, mode] = f[..] else {
+                return Err("a program needs 4 fields");
+            };
+            // IFNAMSIZ less the terminating NUL; no path separators.
+            if device.is_empty() || device.len() > 15 || device.contains(['/', ' ']) {
+                return Err("bad device name");
+            }
+            Ok(Entry::Object(Object::Program(
+                super::program::Program::leftover(
+                    tunnel.chars().take(64).collect(),
+                    device.to_owned(),
+                    hook.parse().map_err(|()| "bad hook")?,
+                    match mode {
+                        "clsact" => true,
+                        "tcx" => false,
+                        _ => return Err("bad attach mode"),
+                    },
+                ),
+            )))
+        }
         _ => Err("unknown entry"),
     }
 }
@@ -287,6 +309,13 @@ pub fn line(object: &Object) -> String {
             net,
         } => format!("address\t{ifindex}\t{net}\t{device}\n"),
         Object::Table(t) => format!("table\tinet\t{}\n", t.name()),
+        Object::Program(p) => format!(
+            "program\t{}\t{}\t{}\t{}\n",
+            p.tunnel,
+            p.device,
+            p.hook,
+            if p.clsact { "clsact" } else { "tcx" }
+        ),
     }
 }
 
@@ -384,6 +413,12 @@ mod tests {
                     device: "v6g-ab".into(),
                     net: "198.51.100.1/30".parse().unwrap(),
                 },
+                Object::Program(super::super::program::Program::leftover(
+                    "ab".into(),
+                    "wan0".into(),
+                    kpath::Hook::Ingress,
+                    true,
+                )),
             ],
         }
     }
@@ -405,10 +440,12 @@ mod tests {
              route\t198.51.100.0/24\t10\t-\tunicast\t-\t-\n\
              route\t198.51.100.0/24\t6464\t-\tlocal\t-\t-\n\
              rule\tipv6\t100\t6465\t-\t-\t0\t-\n\
+             program\tab\t../../etc\tingress\tclsact\n\
+             program\tab\twan0\tsideways\tclsact\n\
              original\tnet/ipv4/ip_forward\t0\n"
         );
         let (j, refused) = Journal::parse(&text, &accept());
-        assert_eq!(refused.len(), 5, "{refused:?}");
+        assert_eq!(refused.len(), 7, "{refused:?}");
         assert_eq!(j.originals, [("net/ipv4/ip_forward".into(), "0".into())]);
         assert!(j.objects.is_empty());
     }
@@ -444,6 +481,7 @@ mod tests {
                 moved,
                 j.objects[2].clone(),
                 j.objects[4].clone(),
+                j.objects[6].clone(),
                 j.objects[3].clone()
             ]
         );

@@ -11,6 +11,7 @@
 pub mod journal;
 mod kernel;
 pub mod object;
+pub mod program;
 pub mod table;
 #[cfg(test)]
 mod tests;
@@ -144,7 +145,9 @@ impl<H: Host> HostState<H> {
                 // Replaced in one transaction when this config has one too, so the host is
                 // never without a firewall between the two runs.
                 Object::Table(_) if accept.keep_table => {}
-                Object::Route(_) | Object::Rule(_) | Object::Table(_) => {
+                // A crashed run's `clsact` filters stay on their device until removed here,
+                // whether or not this config still uses it.
+                Object::Route(_) | Object::Rule(_) | Object::Table(_) | Object::Program(_) => {
                     if let Err(e) = self.host.remove(object, None).await {
                         debug!("leftover {object}: {e:#}");
                     } else {
@@ -328,11 +331,11 @@ impl<H: Host> HostState<H> {
     }
 
     /// Puts back every object that is missing or changed on the host and says what it found.
-    /// With `sysctls_only`, checks sysctls alone (they send no notification, so they are
-    /// polled).
+    /// With `sysctls_only`, checks sysctls and kernel-path programs alone (neither sends a
+    /// notification the daemon listens to, so they are polled).
     pub async fn repair(&mut self, sysctls_only: bool) -> Vec<String> {
         self.repair_where(sysctls_only, |o| {
-            !sysctls_only || matches!(o, Object::Sysctl { .. })
+            !sysctls_only || matches!(o, Object::Sysctl { .. } | Object::Program(_))
         })
         .await
     }

@@ -10,6 +10,7 @@ use anyhow::Context;
 use ipnet::IpNet;
 use sys::netlink::{Family, Netlink, Route, RouteKind, Rule};
 
+use super::program::Program;
 use super::table::Table;
 
 /// One piece of host state.
@@ -37,6 +38,8 @@ pub enum Object {
     },
     /// Our nftables table, whole.
     Table(Table),
+    /// A kernel-path program on a hook of an underlay device.
+    Program(Program),
 }
 
 /// What makes two objects the same object, whatever their value: a route is its table,
@@ -56,6 +59,11 @@ pub enum Identity {
         net: IpNet,
     },
     Table(String),
+    Program {
+        tunnel: String,
+        device: String,
+        hook: kpath::Hook,
+    },
 }
 
 /// What the host has now, read once per repair.
@@ -72,6 +80,8 @@ pub struct Observed {
     /// Our nftables table as read back (`None` inside: it is gone); read only when one is
     /// installed.
     pub table: Option<Option<sys::nft::Installed>>,
+    /// Ids of the programs attached to a device's hook (tcx and `clsact`).
+    pub programs: Vec<(String, kpath::Hook, Vec<u32>)>,
 }
 
 impl Observed {
@@ -105,6 +115,16 @@ impl Observed {
                     }
                 }
                 Object::Table(_) => seen.table = Some(Table::observe()?),
+                Object::Program(p) => {
+                    if !seen
+                        .programs
+                        .iter()
+                        .any(|(d, h, _)| *d == p.device && *h == p.hook)
+                    {
+                        let ids = attached_ids(netlink, &p.device, p.hook).await;
+                        seen.programs.push((p.device.clone(), p.hook, ids));
+                    }
+                }
             }
         }
         families.sort_by_key(|f| *f == Family::V6);
@@ -137,6 +157,20 @@ impl Observed {
     }
 }
 
+/// The programs on `hook` of `device`, tcx links and `clsact` filters alike; none when the
+/// device is gone.
+async fn attached_ids(netlink: &Netlink, device: &str, hook: kpath::Hook) -> Vec<u32> {
+    let mut ids = kpath::KernelPath::tcx_ids(device, hook).unwrap_or_default();
+    if let Some(index) = super::super::link_index(device)
+        && let Ok(filters) = netlink
+            .tc_bpf_filters(index, hook == kpath::Hook::Ingress)
+            .await
+    {
+        ids.extend(filters.into_iter().map(|(_, id)| id));
+    }
+    ids
+}
+
 /// How an object stands on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Presence {
@@ -162,6 +196,11 @@ impl Object {
                 net: *net,
             },
             Self::Table(t) => Identity::Table(t.name().to_owned()),
+            Self::Program(p) => Identity::Program {
+                tunnel: p.tunnel.clone(),
+                device: p.device.clone(),
+                hook: p.hook,
+            },
         }
     }
 
@@ -203,6 +242,7 @@ impl Object {
                 other => other.with_context(|| format!("adding address {net} to {device}")),
             },
             Self::Table(t) => t.apply().with_context(|| format!("installing {t}")),
+            Self::Program(p) => p.apply().with_context(|| format!("attaching {p}")),
         }
     }
 
@@ -236,6 +276,7 @@ impl Object {
                 other => other.with_context(|| format!("removing address {net} from {device}")),
             },
             Self::Table(t) => t.remove().with_context(|| format!("removing {t}")),
+            Self::Program(p) => p.remove().with_context(|| format!("detaching {p}")),
         }
     }
 
@@ -300,6 +341,18 @@ impl Object {
                 )),
                 _ => Presence::Missing,
             },
+            Self::Program(p) => {
+                let listed = seen
+                    .programs
+                    .iter()
+                    .find(|(d, h, _)| *d == p.device && *h == p.hook)
+                    .is_some_and(|(_, _, ids)| p.id().is_some_and(|id| ids.contains(&id)));
+                if listed {
+                    Presence::Present
+                } else {
+                    Presence::Missing
+                }
+            }
         }
     }
 }
@@ -334,6 +387,7 @@ impl fmt::Display for Object {
             Self::Link { device, mtu, .. } => write!(f, "link {device} up, mtu {mtu}"),
             Self::Address { device, net, .. } => write!(f, "address {net} on {device}"),
             Self::Table(t) => write!(f, "{t}"),
+            Self::Program(p) => write!(f, "{p}"),
         }
     }
 }

@@ -58,8 +58,9 @@ impl Host for Recorder {
                 Object::Sysctl { key, value } => seen.sysctls.push((key.clone(), value.clone())),
                 Object::Address { ifindex, net, .. } => seen.addresses.push((*ifindex, vec![*net])),
                 Object::Link { ifindex, mtu, .. } => seen.links.push((*ifindex, true, *mtu)),
-                // Read back through nft only; the end-to-end tests cover it.
-                Object::Table(_) => {}
+                // Read back through nft and the kernel's BPF listings only; the end-to-end
+                // tests cover them.
+                Object::Table(_) | Object::Program(_) => {}
             }
         }
         Ok(seen)
