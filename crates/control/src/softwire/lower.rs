@@ -108,13 +108,13 @@ pub fn lower(sw: &Softwire, facts: &Facts) -> Result<Lowered, LowerError> {
     // what the outer source check is for.
     tunnel.allowed_sources = vec![any];
     tunnel.mss_clamp = sw.mss_clamp;
-    tunnel.enabled = sw.enabled;
     if map.is_some() {
-        // The port-set NAPT masquerades at the TUN device, whose address is the shared one.
-        // On the kernel path the inner packets would leave through the underlay device, which
-        // holds no IPv4 address and which the NAPT does not match, so with ports outside the set.
+        // The NAPT to the shared address and port set matches packets leaving through the
+        // MAP-E device; the kernel path's inner routes leave through the underlay device, so
+        // its packets would reach the BR untranslated.
         tunnel.dataplane = Dataplane::Userspace;
     }
+    tunnel.enabled = sw.enabled;
     Ok(Lowered {
         tunnel,
         map,

@@ -4,7 +4,8 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use super::*;
 use crate::mape::Layout;
-use crate::{Config, ConfigError, Dataplane, Gateway, Mode, tunnel_plan};
+use crate::model::Dataplane;
+use crate::{Config, ConfigError, Gateway, Mode, tunnel_plan};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::from_toml_str(text, "test.toml")
@@ -281,11 +282,13 @@ fn map_e_lowers_to_an_ipip6_tunnel_from_the_map_address_to_the_br() {
     assert_eq!(t.routes, ["0.0.0.0/0".parse().unwrap()]);
     assert_eq!(t.allowed_sources, ["0.0.0.0/0".parse().unwrap()]);
     assert_eq!(t.encap_limit, None);
-    assert_eq!(
-        t.dataplane,
-        Dataplane::Userspace,
-        "the NAPT needs the TUN device"
-    );
+    // The NAPT needs the MAP-E device, also where `mss_clamp = "off"` would let `auto`
+    // choose the kernel path.
+    assert_eq!(t.dataplane, Dataplane::Userspace);
+    let mut unclamped = sw.clone();
+    unclamped.mss_clamp = MssClamp::Off;
+    let low_off = lower(&unclamped, &facts).unwrap();
+    assert_eq!(low_off.tunnel.dataplane, Dataplane::Userspace);
     assert_eq!(low.wan_address, Some(("eth0".into(), map_address)));
     let (_, map) = low.map.unwrap();
     assert_eq!(map.ports.len(), 240);
