@@ -4,7 +4,7 @@
 //! tunnel MTU without relying on ICMP reaching the sender, which many
 //! firewalls drop (the "PMTUD black hole").
 
-use wire::{Ipv4Packet, Ipv6Packet, TcpPacket, ip_proto, ipv6, ipv6_ext};
+use wire::{Ipv4Packet, Ipv6Packet, TcpPacket, checksum, ip_proto, ipv6, ipv6_ext};
 
 use crate::inner::Family;
 
@@ -14,15 +14,24 @@ use crate::inner::Family;
 /// be cut to its own length. Returns true if the option was lowered. Segments
 /// that cannot be read (bad options, truncated header) are left as they are:
 /// clamping is a courtesy, and the receiving stack decides what is malformed.
+///
+/// A checksum field that holds only the pseudo-header sum stays as it is: the
+/// segment's checksum was never filled in (a sender's `CHECKSUM_PARTIAL` that
+/// crossed a veth and a tc-BPF encapsulation), and whoever completes it later
+/// sums the new option. Adjusting it would make it neither a checksum nor a
+/// pseudo-header sum, and the SYN would be dropped behind the tunnel.
 pub(crate) fn clamp(packet: &mut [u8], family: Family, max: u16) -> bool {
-    let segment = match family {
+    let (start, pseudo) = match family {
         Family::V4 => {
             let view = Ipv4Packet::new_unchecked(&*packet);
             if view.protocol() != ip_proto::TCP || view.more_frags() || view.frag_offset() != 0 {
                 return false;
             }
             let start = view.header_len();
-            &mut packet[start..]
+            let (src, dst) = (view.src_addr(), view.dst_addr());
+            let len = tcp_len(packet, start);
+            let pseudo = checksum::pseudo_header_v4(&src, &dst, ip_proto::TCP, len);
+            (start, pseudo)
         }
         Family::V6 => {
             let view = Ipv6Packet::new_unchecked(&*packet);
@@ -32,8 +41,15 @@ pub(crate) fn clamp(packet: &mut [u8], family: Family, max: u16) -> bool {
             if walk.upper_protocol != ip_proto::TCP || walk.fragmented {
                 return false;
             }
-            &mut packet[ipv6::HEADER_LEN + walk.offset..]
+            let start = ipv6::HEADER_LEN + walk.offset;
+            let (src, dst) = (view.src_addr(), view.dst_addr());
+            let len = tcp_len(packet, start);
+            let pseudo = checksum::pseudo_header_v6(&src, &dst, ip_proto::TCP, len);
+            (start, pseudo)
         }
+    };
+    let Some(segment) = packet.get_mut(start..) else {
+        return false;
     };
     let Ok(mut tcp) = TcpPacket::new_checked(segment) else {
         return false;
@@ -41,7 +57,16 @@ pub(crate) fn clamp(packet: &mut [u8], family: Family, max: u16) -> bool {
     if !tcp.syn() {
         return false;
     }
-    matches!(tcp.clamp_mss(max), Ok(Some(_)))
+    let field = tcp.checksum();
+    let clamped = matches!(tcp.clamp_mss(max), Ok(Some(_)));
+    if clamped && checksum::holds_pseudo_header(field, pseudo) {
+        tcp.set_checksum(field);
+    }
+    clamped
+}
+
+fn tcp_len(packet: &[u8], start: usize) -> u32 {
+    u32::try_from(packet.len().saturating_sub(start)).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -212,5 +237,71 @@ mod tests {
             ip.fill_checksum();
         }
         assert!(!clamp(&mut packet, Family::V4, 1000));
+    }
+
+    /// A SYN as a sender's stack leaves it under `CHECKSUM_PARTIAL`: the pseudo-header sum in
+    /// the checksum field, the rest for the NIC.
+    fn partial(mut packet: Vec<u8>, family: Family) -> Vec<u8> {
+        let (start, pseudo) = match family {
+            Family::V4 => {
+                let len = (packet.len() - 20) as u32;
+                (
+                    20,
+                    checksum::pseudo_header_v4(&SRC4, &DST4, ip_proto::TCP, len),
+                )
+            }
+            Family::V6 => {
+                let len = (packet.len() - 40) as u32;
+                (
+                    40,
+                    checksum::pseudo_header_v6(&SRC6, &DST6, ip_proto::TCP, len),
+                )
+            }
+        };
+        TcpPacket::new_unchecked(&mut packet[start..]).set_checksum(pseudo);
+        packet
+    }
+
+    /// What a NIC (or the kernel for a TUN frame with `NEEDS_CSUM`) does with the field.
+    fn complete(packet: &mut [u8], start: usize) {
+        let sum = checksum::data(&packet[start..]);
+        TcpPacket::new_unchecked(&mut packet[start..]).set_checksum(!sum);
+    }
+
+    #[test]
+    fn a_partial_checksum_stays_partial_and_completes_to_the_clamped_segment() {
+        for flags in [flags::SYN, flags::SYN | flags::ACK] {
+            let mut packet = partial(v4(&segment(flags, Some(1460))), Family::V4);
+            let field = TcpPacket::new_checked(&packet[20..]).unwrap().checksum();
+            assert!(clamp(&mut packet, Family::V4, 1420));
+            let tcp = TcpPacket::new_checked(&packet[20..]).unwrap();
+            assert_eq!(tcp.checksum(), field);
+            assert_eq!(tcp.mss(), Ok(Some(1420)));
+            complete(&mut packet, 20);
+            assert_eq!(mss_v4(&packet), Some(1420));
+
+            let mut packet = partial(v6(&segment(flags, Some(1440))), Family::V6);
+            let field = TcpPacket::new_checked(&packet[40..]).unwrap().checksum();
+            assert!(clamp(&mut packet, Family::V6, 1400));
+            assert_eq!(
+                TcpPacket::new_checked(&packet[40..]).unwrap().checksum(),
+                field
+            );
+            complete(&mut packet, 40);
+            assert_eq!(mss_v6(&packet), Some(1400));
+        }
+    }
+
+    #[test]
+    fn a_full_checksum_is_adjusted_not_kept() {
+        // The control for the test above: the same segment with its checksum filled in.
+        let mut packet = v4(&segment(flags::SYN, Some(1460)));
+        let field = TcpPacket::new_checked(&packet[20..]).unwrap().checksum();
+        assert!(clamp(&mut packet, Family::V4, 1420));
+        assert_ne!(
+            TcpPacket::new_checked(&packet[20..]).unwrap().checksum(),
+            field
+        );
+        assert_eq!(mss_v4(&packet), Some(1420));
     }
 }

@@ -4,8 +4,9 @@
 //! Rooms: `proposal` (strongSwan proposal strings, SA payloads, selection), `crypto` (PRF,
 //! prf+, integrity, SK payload protection), `dh` (groups 2, 14, 19, 20, 31), `keys`
 //! (SKEYSEED, SK_*, CHILD KEYMAT, PSK AUTH, NAT hashes), `identity` (IDs and traffic selector
-//! narrowing), `peer` (the state machine). The wire format lives in `wire::ike`; ESP itself
-//! in `dataplane::esp`.
+//! narrowing), `peer` (the state machine), `v1` (IKEv1 main and quick mode). The wire format
+//! lives in `wire::ike`; ESP itself in `dataplane::esp`. [`Core`] is what the peers of both
+//! versions offer a shell that drives either one.
 //!
 //! A [`Peer`] is driven with datagrams and the current time, and answers with datagrams,
 //! timers and events; it never touches a socket or a clock:
@@ -44,6 +45,7 @@
 
 pub mod crypto;
 pub mod dh;
+mod driving;
 mod error;
 pub mod identity;
 pub mod keys;
@@ -52,6 +54,7 @@ pub mod proposal;
 pub mod v1;
 pub mod words;
 
+pub use driving::Core;
 pub use error::{Error, Incompatibility, Misbehaviour};
 pub use identity::Identity;
 pub use peer::{

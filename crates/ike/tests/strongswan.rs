@@ -18,19 +18,16 @@
 
 mod charon;
 
-use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use charon::endpoint::{self, Rerun, rerun, say};
 use charon::*;
-use dataplane::esp::{InboundSa, OutboundSa};
 use ike::proposal::{EspProposal, IkeProposal};
-use ike::{ChildSaInfo, Config, Event, Peer};
+use ike::{Config, Event, Peer};
 use rand_core::OsRng;
 use wire::ike::TrafficSelector;
 
+const TEST: &str = "strongswan_interop";
 const ROLE: &str = "V6GATE_IKE_INTEROP_ROLE";
 const SUITE: &str = "V6GATE_IKE_INTEROP_SUITE";
 
@@ -86,12 +83,7 @@ fn strongswan_interop() {
     let lab = Lab::new("v6gike");
     for (i, (ike, theirs, esp)) in SUITES.iter().enumerate() {
         lab.configure(theirs, esp);
-        let out = Command::new("ip")
-            .args(["netns", "exec", &lab.ns_a])
-            .arg(std::env::current_exe().unwrap())
-            .args(["strongswan_interop", "--exact", "--ignored", "--nocapture"])
-            .env(ROLE, "initiator")
-            .env(SUITE, i.to_string())
+        let out = rerun(&lab.ns_a, TEST, true, &role("initiator", i))
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -124,105 +116,39 @@ impl Lab {
         let conf = format!(
             "connections {{\n  v6gate {{\n    version = 2\n    local_addrs = {THEM}\n    remote_addrs = {US}\n    proposals = {ike}\n    encap = yes\n    local {{\n      auth = psk\n      id = fqdn:b.example\n    }}\n    remote {{\n      auth = psk\n      id = fqdn:a.example\n    }}\n    children {{\n      net {{\n        local_ts = 198.18.2.0/24\n        remote_ts = 198.18.1.0/24\n        esp_proposals = {esp}\n        mode = tunnel\n      }}\n    }}\n  }}\n}}\nsecrets {{\n  ike-1 {{\n    id-a = fqdn:a.example\n    id-b = fqdn:b.example\n    secret = \"{PSK}\"\n  }}\n}}\n"
         );
-        fs::write(self.etc.join("swanctl/conf.d/v6gate.conf"), conf).unwrap();
-        let uri = format!("unix://{}/charon.vici", self.dir.display());
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns_b,
-                "swanctl",
-                "--load-all",
-                "--clear",
-                "--uri",
-                &uri,
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            text.contains("loaded connection 'v6gate'"),
-            "swanctl: {text}"
-        );
+        self.load(&conf);
     }
 
     /// Runs our responder in the first namespace and has charon initiate to it, then
     /// terminate the IKE SA once the responder has pinged and rekeyed.
     fn charon_initiates(&self, suite: usize) {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns_a])
-            .arg(std::env::current_exe().unwrap())
-            .args(["strongswan_interop", "--exact", "--ignored", "--nocapture"])
-            .env(ROLE, "responder")
-            .env(SUITE, suite.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut seen = String::new();
-        let mut wait_for = |marker: &str, seen: &mut String| {
-            for line in lines.by_ref() {
-                let line = line.unwrap();
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains(marker) {
-                    return true;
-                }
-            }
-            false
-        };
-        let uri = format!("unix://{}/charon.vici", self.dir.display());
-        let swanctl = |args: &[&str]| {
-            Command::new("ip")
-                .args(["netns", "exec", &self.ns_b, "swanctl"])
-                .args(args)
-                .args(["--uri", &uri])
-                .output()
-                .unwrap()
-        };
-        assert!(
-            wait_for("responder ready", &mut seen),
-            "responder died:\n{seen}"
-        );
-        let init = swanctl(&["--initiate", "--child", "net", "--timeout", "20"]);
+        let mut responder = Rerun::spawn(rerun(&self.ns_a, TEST, true, &role("responder", suite)));
+        let log = || self.log_tail();
+        responder.expect("responder ready", log);
+        let init = self.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]);
         assert!(
             init.status.success(),
-            "charon could not initiate:\n{}\n{seen}\n--- charon log ---\n{}",
+            "charon could not initiate:\n{}\n{}\n--- charon log ---\n{}",
             String::from_utf8_lossy(&init.stdout),
+            responder.seen,
             self.log_tail()
         );
         // charon rekeys the CHILD SA and the IKE SA towards our responder.
-        let ok = wait_for("awaiting charon rekeys", &mut seen);
-        assert!(
-            ok,
-            "responder failed:\n{seen}\n--- charon log ---\n{}",
-            self.log_tail()
-        );
-        let out = swanctl(&["--rekey", "--child", "net"]);
+        responder.expect("awaiting charon rekeys", log);
+        let out = self.swanctl(&["--rekey", "--child", "net"]);
         assert!(out.status.success(), "child rekey: {}", self.log_tail());
-        let ok = wait_for("child rekeyed by charon", &mut seen);
-        assert!(
-            ok,
-            "responder failed:\n{seen}\n--- charon log ---\n{}",
-            self.log_tail()
-        );
-        let out = swanctl(&["--rekey", "--ike", "v6gate"]);
+        responder.expect("child rekeyed by charon", log);
+        let out = self.swanctl(&["--rekey", "--ike", "v6gate"]);
         assert!(out.status.success(), "IKE rekey: {}", self.log_tail());
-        let ok = wait_for("awaiting delete", &mut seen);
-        assert!(
-            ok,
-            "responder failed:\n{seen}\n--- charon log ---\n{}",
-            self.log_tail()
-        );
-        let term = swanctl(&["--terminate", "--ike", "v6gate", "--timeout", "20"]);
+        responder.expect("awaiting delete", log);
+        let term = self.swanctl(&["--terminate", "--ike", "v6gate", "--timeout", "20"]);
         assert!(
             term.status.success(),
             "terminate failed: {}",
             self.log_tail()
         );
-        wait_for("never printed", &mut seen);
-        let status = child.wait().unwrap();
+        let status = responder.finish();
+        let seen = &responder.seen;
         assert!(
             status.success(),
             "responder failed:\n{seen}\n--- charon log ---\n{}",
@@ -243,197 +169,25 @@ impl Lab {
     }
 }
 
-// ---- the initiator, running inside the first namespace ------------------------------------
+// ---- our side, running inside the first namespace -----------------------------------------
 
-struct Endpoint {
-    peer: Peer,
-    s500: UdpSocket,
-    s4500: UdpSocket,
-    events: Vec<Event>,
-    esp_in: Vec<Vec<u8>>,
-    start: Instant,
-}
+type Endpoint = endpoint::Endpoint<Peer>;
 
-impl Endpoint {
-    fn now(&self) -> Instant {
-        self.start + self.start.elapsed()
-    }
+const DATA: &[u8] = b"v6gate interop";
 
-    fn flush(&mut self) {
-        while let Some(t) = self.peer.poll_transmit() {
-            if t.local.port() == 4500 {
-                let mut buf = vec![0u8; t.payload.len() + 4];
-                wire::esp::emit_non_esp_marker(&t.payload, &mut buf).unwrap();
-                self.s4500.send_to(&buf, t.remote).unwrap();
-            } else {
-                self.s500.send_to(&t.payload, t.remote).unwrap();
-            }
-        }
-        while let Some(e) = self.peer.poll_event() {
-            println!("event: {e:?}");
-            self.events.push(e);
-        }
-    }
-
-    /// Runs the peer until `done` holds or the deadline passes.
-    fn drive(&mut self, secs: u64, done: impl Fn(&[Event]) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        self.flush();
-        while !done(&self.events) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out; events: {:?}",
-                self.events
-            );
-            let now = self.now();
-            if self.peer.poll_timeout().is_some_and(|t| t <= now) {
-                self.peer.handle_timeout(now);
-            }
-            self.receive(Duration::from_millis(20));
-            self.flush();
-        }
-    }
-
-    fn receive(&mut self, wait: Duration) {
-        let mut buf = [0u8; 4096];
-        for (sock, port) in [(&self.s500, 500u16), (&self.s4500, 4500)] {
-            sock.set_read_timeout(Some(wait)).unwrap();
-            let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                continue;
-            };
-            let local = SocketAddr::new(US.parse().unwrap(), port);
-            let now = self.start + self.start.elapsed();
-            let ike = if port == 4500 {
-                match wire::esp::classify_udp4500(&buf[..n]) {
-                    Some(wire::esp::Udp4500::Ike(m)) => Some(m.to_vec()),
-                    Some(wire::esp::Udp4500::Esp(p)) => {
-                        self.esp_in.push(p.to_vec());
-                        None
-                    }
-                    _ => None,
-                }
-            } else {
-                Some(buf[..n].to_vec())
-            };
-            if let Some(m) = ike
-                && let Err(e) = self.peer.handle_datagram(now, local, from, &m)
-            {
-                println!("rejected datagram: {e}");
-            }
-        }
-    }
-
-    /// Pings 198.18.2.1 through the CHILD SA and expects the echo reply back through it.
-    fn ping(&mut self, child: &ChildSaInfo, seq: u16) {
-        let suite = esp_suite(child);
-        let mut tx = OutboundSa::new(
-            child.spi_out,
-            suite,
-            &child.encr_out,
-            &child.integ_out,
-            child.suite.esn,
-        )
-        .unwrap();
-        let mut rx = InboundSa::new(
-            child.spi_in,
-            suite,
-            &child.encr_in,
-            &child.integ_in,
-            child.suite.esn,
-        )
-        .unwrap();
-        let icmp = wire::Icmpv4Repr::EchoRequest {
-            ident: 0x6a7e,
-            seq_no: seq,
-            data: b"v6gate interop",
-        };
-        let ip = wire::Ipv4Repr {
-            src_addr: "198.18.1.1".parse().unwrap(),
-            dst_addr: "198.18.2.1".parse().unwrap(),
-            protocol: wire::ip_proto::ICMP,
-            payload_len: icmp.buffer_len(),
-            ttl: 64,
-            dscp_ecn: 0,
-            ident: seq,
-            dont_frag: false,
-        };
-        let mut inner = vec![0u8; ip.buffer_len() + icmp.buffer_len()];
-        ip.emit(&mut wire::Ipv4Packet::new_unchecked(&mut inner[..]));
-        icmp.emit(&mut wire::Icmpv4Packet::new_unchecked(
-            &mut inner[ip.buffer_len()..],
-        ));
-        let mut pkt = vec![0u8; tx.sealed_len(inner.len())];
-        let remote = SocketAddr::new(THEM.parse().unwrap(), 4500);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // The peer may install the SA a moment after we do: resend once a second.
-        let mut resend = Instant::now();
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "no echo reply through SPI {:#x}",
-                child.spi_in
-            );
-            if Instant::now() >= resend {
-                let n = tx.seal(wire::ip_proto::IPIP, &inner, &mut pkt).unwrap();
-                self.s4500.send_to(&pkt[..n], remote).unwrap();
-                resend = Instant::now() + Duration::from_secs(1);
-            }
-            self.receive(Duration::from_millis(50));
-            self.flush();
-            for p in std::mem::take(&mut self.esp_in) {
-                let mut out = vec![0u8; p.len()];
-                let Ok(o) = rx.open(&p, &mut out) else {
-                    continue;
-                };
-                assert_eq!(o.next_header, wire::ip_proto::IPIP);
-                let v4 = wire::Ipv4Packet::new_checked(o.payload).unwrap();
-                let reply = wire::Icmpv4Packet::new_checked(v4.payload()).unwrap();
-                if let Ok(wire::Icmpv4Repr::EchoReply { seq_no, data, .. }) =
-                    wire::Icmpv4Repr::parse(&reply)
-                    && seq_no == seq
-                {
-                    assert_eq!(data, b"v6gate interop");
-                    println!("echo reply {seq} through SPI {:#x}", child.spi_in);
-                    return;
-                }
-            }
-        }
-    }
+/// The environment of a re-run in `role` for suite `suite`.
+fn role(role: &str, suite: usize) -> [(&'static str, String); 2] {
+    [(ROLE, role.to_owned()), (SUITE, suite.to_string())]
 }
 
 fn initiator(ike: &str, esp: &str) {
-    let us: IpAddr = US.parse().unwrap();
-    let mut ep = endpoint(config(ike, esp));
-    let now = ep.now();
-    ep.peer
-        .initiate(
-            now,
-            SocketAddr::new(us, 500),
-            SocketAddr::new(THEM.parse().unwrap(), 500),
-        )
-        .unwrap();
-    ep.drive(30, |ev| {
-        ev.iter().any(|e| matches!(e, Event::ChildSaEstablished(_)))
-    });
-    assert!(
-        ep.events
-            .iter()
-            .any(|e| matches!(e, Event::NatDetected { .. })),
-        "charon's forced encapsulation shows as a NAT"
-    );
-    let child = ep.peer.child_sas().next().unwrap().clone();
-    assert!(child.udp_encap);
+    let mut ep = Endpoint::new(Peer::new(config(ike, esp), Box::new(OsRng)), DATA);
+    let child = ep.initiate();
     ep.ping(&child, 1);
 
     // CHILD SA rekey (with PFS when the ESP proposal names a group).
-    let now = ep.now();
-    ep.peer.rekey_child(now, child.spi_in).unwrap();
     let old = child.spi_in;
-    ep.drive(30, |ev| {
-        ev.iter()
-            .any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == old))
-    });
-    let child = ep.peer.child_sas().next().unwrap().clone();
+    let child = ep.rekey(&child);
     assert_eq!(child.replaces, Some(old));
     ep.ping(&child, 2);
 
@@ -444,14 +198,7 @@ fn initiator(ike: &str, esp: &str) {
         ev.iter().any(|e| matches!(e, Event::IkeSaRekeyed { .. }))
     });
     ep.drive(30, |_| true);
-    let now = ep.now();
-    ep.peer.rekey_child(now, child.spi_in).unwrap();
-    let old = child.spi_in;
-    ep.drive(30, |ev| {
-        ev.iter()
-            .any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == old))
-    });
-    let child = ep.peer.child_sas().next().unwrap().clone();
+    let child = ep.rekey(&child);
     ep.ping(&child, 3);
 
     let now = ep.now();
@@ -476,52 +223,22 @@ fn config(ike: &str, esp: &str) -> Config {
     config
 }
 
-fn endpoint(config: Config) -> Endpoint {
-    let us: IpAddr = US.parse().unwrap();
-    Endpoint {
-        peer: Peer::new(config, Box::new(OsRng)),
-        s500: UdpSocket::bind((us, 500)).unwrap(),
-        s4500: UdpSocket::bind((us, 4500)).unwrap(),
-        events: Vec::new(),
-        esp_in: Vec::new(),
-        start: Instant::now(),
-    }
-}
-
 /// charon initiates; we answer, ping through the CHILD SA, rekey it from our side, ping
 /// again, and wait for charon to delete the IKE SA.
 fn responder(ike: &str, esp: &str) {
-    let mut ep = endpoint(config(ike, esp));
-    println!("responder ready");
-    std::io::stdout().flush().unwrap();
-    ep.drive(30, |ev| {
-        ev.iter().any(|e| matches!(e, Event::ChildSaEstablished(_)))
-    });
-    let child = ep.peer.child_sas().next().unwrap().clone();
-    assert!(child.udp_encap);
+    let mut ep = Endpoint::new(Peer::new(config(ike, esp), Box::new(OsRng)), DATA);
+    say("responder ready");
+    let child = ep.await_child();
     ep.ping(&child, 11);
-    let now = ep.now();
-    ep.peer.rekey_child(now, child.spi_in).unwrap();
-    let old = child.spi_in;
-    ep.drive(30, |ev| {
-        ev.iter()
-            .any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == old))
-    });
-    let child = ep.peer.child_sas().next().unwrap().clone();
+    let child = ep.rekey(&child);
     ep.ping(&child, 12);
 
-    println!("awaiting charon rekeys");
-    std::io::stdout().flush().unwrap();
+    say("awaiting charon rekeys");
     let old = child.spi_in;
-    ep.drive(30, |ev| {
-        ev.iter()
-            .any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == old))
-    });
-    let child = ep.peer.child_sas().next().unwrap().clone();
+    let child = ep.await_deleted(old);
     assert_eq!(child.replaces, Some(old));
     ep.ping(&child, 13);
-    println!("child rekeyed by charon");
-    std::io::stdout().flush().unwrap();
+    say("child rekeyed by charon");
     ep.drive(30, |ev| {
         ev.iter().any(|e| matches!(e, Event::IkeSaRekeyed { .. }))
     });
@@ -537,8 +254,7 @@ fn responder(ike: &str, esp: &str) {
     }
     assert_eq!(ep.peer.child_sas().next().unwrap().spi_in, child.spi_in);
     ep.ping(&child, 14);
-    println!("awaiting delete");
-    std::io::stdout().flush().unwrap();
+    say("awaiting delete");
     ep.drive(30, |ev| {
         ev.iter().any(|e| matches!(e, Event::IkeSaDown { .. }))
     });

@@ -1414,7 +1414,7 @@ impl Lab {
 
     /// Sends `bytes` over TCP from `client` to a listener bound to `server_address` (port 0
     /// picks one) in `server`, using threads that enter the namespaces. The whole exchange
-    /// is bounded by `timeout`.
+    /// is bounded by `timeout`. The receiver checks every byte against what the sender wrote.
     pub fn tcp_transfer(
         &self,
         server: Node,
@@ -1485,7 +1485,16 @@ fn remaining(deadline: Instant) -> io::Result<Duration> {
     }
 }
 
-/// Accepts one connection, counts bytes until EOF, and acknowledges with the count.
+/// Bytes a sender writes at a time; the content restarts with each.
+const TRANSFER_CHUNK: usize = 64 * 1024;
+
+/// Byte `offset` of a transfer: a pattern the receiver checks, so a packet that reached it
+/// with other content than was sent (a checksum completed wrongly) fails the transfer.
+fn transfer_byte(offset: u64) -> u8 {
+    ((offset % TRANSFER_CHUNK as u64) % 251) as u8
+}
+
+/// Accepts one connection, checks and counts bytes until EOF, and acknowledges with the count.
 fn receive(listener: TcpListener, deadline: Instant) -> io::Result<u64> {
     listener.set_nonblocking(true)?;
     let mut stream = loop {
@@ -1505,7 +1514,15 @@ fn receive(listener: TcpListener, deadline: Instant) -> io::Result<u64> {
         stream.set_read_timeout(Some(remaining(deadline)?))?;
         match stream.read(&mut buffer) {
             Ok(0) => break,
-            Ok(n) => total += n as u64,
+            Ok(n) => {
+                if let Some(at) = (0..n).find(|&i| buffer[i] != transfer_byte(total + i as u64)) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("byte {} differs from what was sent", total + at as u64),
+                    ));
+                }
+                total += n as u64;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -1519,7 +1536,7 @@ fn receive(listener: TcpListener, deadline: Instant) -> io::Result<u64> {
 fn send(to: SocketAddr, bytes: u64, deadline: Instant) -> io::Result<Transfer> {
     let start = Instant::now();
     let mut stream = TcpStream::connect_timeout(&to, remaining(deadline)?)?;
-    let chunk: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+    let chunk: Vec<u8> = (0..TRANSFER_CHUNK as u64).map(transfer_byte).collect();
     let mut left = bytes;
     while left > 0 {
         let n = left.min(chunk.len() as u64) as usize;

@@ -12,7 +12,9 @@ use sys::tun::TunDevice;
 
 mod common;
 
-use common::{PeerNetns, checksum, in_netns, ipv4_udp, net, recv_soon};
+use common::{
+    PeerNetns, checksum, in_netns, ipv4_udp, net, recv_in_batches, recv_soon, send_in_batches,
+};
 
 const TABLE: u32 = 6465;
 const PROTOCOL: u8 = 250;
@@ -266,45 +268,25 @@ fn raw_ipv4_batches_keep_order_and_metadata() {
                 dst: REMOTE,
             })
             .collect();
-        let mut sent = 0;
-        while sent < count {
-            let n = sender.send_batch(&transmits[sent..]).unwrap();
-            assert!(n > 0 && n <= BATCH_SIZE, "{n}");
-            sent += n;
-        }
-        assert_eq!(sender.send_batch(&[]).unwrap(), 0);
-
-        let mut storage = vec![[0u8; 256]; BATCH_SIZE];
+        send_in_batches(&transmits, |batch| sender.send_batch(batch));
         let blank = Received4 {
             len: 0,
             src: Ipv4Addr::UNSPECIFIED,
             dst: Ipv4Addr::UNSPECIFIED,
             ifindex: 0,
         };
-        let mut received = vec![blank; BATCH_SIZE];
-        let mut next = 0;
-        while next < count {
-            let mut bufs: Vec<_> = storage.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
-            let n = recv_soon(|| receiver.recv_batch(&mut bufs, &mut received))
-                .await
-                .unwrap();
-            drop(bufs);
-            for (buf, meta) in storage.iter().zip(&received).take(n) {
-                let datagram = &buf[..meta.len];
+        recv_in_batches(
+            count,
+            blank,
+            |bufs, meta| receiver.recv_batch(bufs, meta),
+            |meta| meta.len,
+            |next, datagram, meta| {
                 assert_eq!(id_of(datagram), 100 + next as u16, "datagram {next}");
                 assert_eq!(&datagram[20..], &packets[next][20..], "datagram {next}");
                 assert_eq!((meta.src, meta.dst), (LOCAL, REMOTE), "datagram {next}");
-                next += 1;
-            }
-        }
-        let mut bufs: Vec<_> = storage.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
-        assert_eq!(
-            receiver
-                .recv_batch(&mut bufs, &mut received)
-                .unwrap_err()
-                .kind(),
-            io::ErrorKind::WouldBlock
-        );
+            },
+        )
+        .await;
     });
 }
 

@@ -16,13 +16,32 @@ use sys::tun::TunDevice;
 
 mod common;
 
-use common::{in_netns, ipv4_udp, net, recv_soon};
+use common::{in_netns, ipv4_udp, net, recv_in_batches, recv_soon, send_in_batches};
 
 const TABLE: u32 = 6464;
 const PROTOCOL: u8 = 250;
 
 fn v6(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
+}
+
+/// `lo`'s index, with `addrs` added to it.
+async fn loopback_with(netlink: &Netlink, addrs: &[&str]) -> u32 {
+    let lo = netlink.link_index("lo").await.unwrap().unwrap();
+    for addr in addrs {
+        netlink.address_add(lo, net(addr)).await.unwrap();
+    }
+    lo
+}
+
+/// A UDP datagram in IPv4 as a tunnel carries it, from 198.51.100.1 to 203.0.113.1.
+fn inner(payload: &[u8]) -> Vec<u8> {
+    ipv4_udp(
+        Ipv4Addr::new(198, 51, 100, 1),
+        Ipv4Addr::new(203, 0, 113, 1),
+        7,
+        payload,
+    )
 }
 
 /// A TUN device, up, with the given addresses.
@@ -549,15 +568,7 @@ fn watch_changes_sees_routes_links_and_addresses() {
 #[test]
 fn raw_socket_sends_and_receives_ipv4_in_ipv6_with_metadata() {
     in_netns(|netlink| async move {
-        let lo = netlink.link_index("lo").await.unwrap().unwrap();
-        netlink
-            .address_add(lo, net("2001:db8::1/128"))
-            .await
-            .unwrap();
-        netlink
-            .address_add(lo, net("2001:db8::2/128"))
-            .await
-            .unwrap();
+        let lo = loopback_with(&netlink, &["2001:db8::1/128", "2001:db8::2/128"]).await;
         let (local, remote) = (v6("2001:db8::1"), v6("2001:db8::2"));
 
         let socket = RawIpv6Socket::open(4).unwrap();
@@ -571,12 +582,7 @@ fn raw_socket_sends_and_receives_ipv4_in_ipv6_with_metadata() {
             io::ErrorKind::WouldBlock
         );
 
-        let inner = ipv4_udp(
-            Ipv4Addr::new(198, 51, 100, 1),
-            Ipv4Addr::new(203, 0, 113, 1),
-            7,
-            b"tunnelled",
-        );
+        let inner = inner(b"tunnelled");
         let plain = ipv6(local, remote, 0xb8, 4, &inner);
         assert_eq!(socket.send_to(&plain, remote).unwrap(), plain.len());
         let received = recv_soon(|| socket.recv(&mut buf)).await.unwrap();
@@ -620,15 +626,7 @@ fn raw_socket_sends_and_receives_ipv4_in_ipv6_with_metadata() {
 #[test]
 fn raw_socket_batches_keep_order_and_metadata() {
     in_netns(|netlink| async move {
-        let lo = netlink.link_index("lo").await.unwrap().unwrap();
-        netlink
-            .address_add(lo, net("2001:db8::1/128"))
-            .await
-            .unwrap();
-        netlink
-            .address_add(lo, net("2001:db8::2/128"))
-            .await
-            .unwrap();
+        loopback_with(&netlink, &["2001:db8::1/128", "2001:db8::2/128"]).await;
         let (local, remote) = (v6("2001:db8::1"), v6("2001:db8::2"));
         let socket = RawIpv6Socket::open(4).unwrap();
 
@@ -636,12 +634,7 @@ fn raw_socket_batches_keep_order_and_metadata() {
         let count = BATCH_SIZE + 8;
         let packets: Vec<(Vec<u8>, Vec<u8>, Ipv6Addr)> = (0..count)
             .map(|i| {
-                let inner = ipv4_udp(
-                    Ipv4Addr::new(198, 51, 100, 1),
-                    Ipv4Addr::new(203, 0, 113, 1),
-                    7,
-                    &vec![i as u8; 10 + i],
-                );
+                let inner = inner(&vec![i as u8; 10 + i]);
                 let (src, dst) = if i % 2 == 0 {
                     (local, remote)
                 } else {
@@ -664,55 +657,27 @@ fn raw_socket_batches_keep_order_and_metadata() {
                 dst: *dst,
             })
             .collect();
-        let mut sent = 0;
-        while sent < count {
-            let n = socket.send_batch(&transmits[sent..]).unwrap();
-            assert!(n > 0 && n <= BATCH_SIZE, "{n}");
-            sent += n;
-        }
-        assert_eq!(socket.send_batch(&[]).unwrap(), 0);
-
-        let mut storage = vec![[0u8; 256]; BATCH_SIZE];
-        let mut received = vec![Received::BLANK; BATCH_SIZE];
-        let mut next = 0;
-        while next < count {
-            let mut bufs: Vec<_> = storage.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
-            let n = recv_soon(|| socket.recv_batch(&mut bufs, &mut received))
-                .await
-                .unwrap();
-            drop(bufs);
-            for (buf, meta) in storage.iter().zip(&received).take(n) {
+        send_in_batches(&transmits, |batch| socket.send_batch(batch));
+        recv_in_batches(
+            count,
+            Received::BLANK,
+            |bufs, meta| socket.recv_batch(bufs, meta),
+            |meta| meta.len,
+            |next, datagram, meta| {
                 let (inner, _, dst) = &packets[next];
-                assert_eq!(&buf[..meta.len], &inner[..], "packet {next}");
+                assert_eq!(datagram, &inner[..], "packet {next}");
                 assert_eq!(meta.dst, *dst, "packet {next}");
                 assert_eq!(meta.traffic_class, next as u8, "packet {next}");
                 let limit = (next % 5 == 0).then_some(next as u8);
                 assert_eq!(meta.encap_limit, limit, "packet {next}");
-                next += 1;
-            }
-        }
-        let mut bufs: Vec<_> = storage.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
-        assert_eq!(
-            socket
-                .recv_batch(&mut bufs, &mut received)
-                .unwrap_err()
-                .kind(),
-            io::ErrorKind::WouldBlock
-        );
+            },
+        )
+        .await;
+        let mut received = vec![Received::BLANK; BATCH_SIZE];
 
         // Datagrams too big for their buffer drop out; the others move up in order.
-        let small = ipv4_udp(
-            Ipv4Addr::new(198, 51, 100, 1),
-            Ipv4Addr::new(203, 0, 113, 1),
-            7,
-            b"s",
-        );
-        let big = ipv4_udp(
-            Ipv4Addr::new(198, 51, 100, 1),
-            Ipv4Addr::new(203, 0, 113, 1),
-            7,
-            &[0xbb; 100],
-        );
+        let small = inner(b"s");
+        let big = inner(&[0xbb; 100]);
         for inner in [&big, &small, &big, &small] {
             socket
                 .send_to(&ipv6(local, remote, 0, 4, inner), remote)
@@ -740,11 +705,7 @@ fn raw_socket_batches_keep_order_and_metadata() {
 #[test]
 fn raw_socket_carries_ipv6_in_ipv6() {
     in_netns(|netlink| async move {
-        let lo = netlink.link_index("lo").await.unwrap().unwrap();
-        netlink
-            .address_add(lo, net("2001:db8::1/128"))
-            .await
-            .unwrap();
+        loopback_with(&netlink, &["2001:db8::1/128"]).await;
         let local = v6("2001:db8::1");
         let socket = RawIpv6Socket::open(41).unwrap();
         let inner = ipv6(v6("2001:db8:a::1"), v6("2001:db8:b::1"), 0, 59, &[]);
@@ -760,11 +721,7 @@ fn raw_socket_carries_ipv6_in_ipv6() {
 #[test]
 fn icmpv6_socket_passes_only_packet_too_big() {
     in_netns(|netlink| async move {
-        let lo = netlink.link_index("lo").await.unwrap().unwrap();
-        netlink
-            .address_add(lo, net("2001:db8::1/128"))
-            .await
-            .unwrap();
+        loopback_with(&netlink, &["2001:db8::1/128"]).await;
         let local = v6("2001:db8::1");
         let filtered = Icmpv6Socket::open().unwrap();
 

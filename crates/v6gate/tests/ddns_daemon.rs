@@ -12,10 +12,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{BIN, lab, wait_until};
 use ddns_support::https::HttpsServer;
+use ddns_support::steps::{
+    self, DEPRECATED, MOVED, add_addresses_not_chosen, backoff_stop_nochg,
+    backoff_stop_nochg_entries, move_and_follow, move_wan6, peer_ip,
+};
 use ddns_support::{Knot, key_file};
 use v6gate_lab::{Gateway, Lab, LabOptions, Node, addr, dev};
 
@@ -49,28 +53,16 @@ fn ddns(gateway: &Gateway) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
+/// An RFC 2136 entry to Knot in siteB that may send again after a second.
 fn rfc2136_entry(name: &str, hostname: &str, secret: &Path) -> String {
-    format!(
-        r#"
-[[ddns]]
-name = "{name}"
-provider = "rfc2136"
-hostname = "{hostname}"
-credentials_file = "{}"
-address = {{ device = "{}", family = "ipv6", select = "stable" }}
-server = "[{}]:53"
-min_interval = "1s"
-"#,
-        secret.display(),
-        dev::WAN6,
-        addr::SITE_B_WAN6
-    )
+    let entry = steps::rfc2136_entry(name, hostname, secret);
+    format!("{entry}min_interval = \"1s\"\n")
 }
 
-fn ip(lab: &Lab, args: &[&str]) {
-    let mut all = vec!["ip"];
-    all.extend_from_slice(args);
-    lab.exec_ok(Node::SiteA, &all).unwrap();
+/// `v6gate status` as a person reads it.
+fn status_text(lab: &Lab, gateway: &Gateway) -> String {
+    let socket = gateway.control_socket().to_str().unwrap();
+    common::text(&lab.exec(Node::SiteA, &[BIN, "status", "--socket", socket]))
 }
 
 #[test]
@@ -101,15 +93,7 @@ fn the_daemon_publishes_by_rfc2136_and_reloads_entries_in_place() {
     assert!(wait_until(Duration::from_secs(2), || {
         ddns(&gateway)[0]["published"] == first.to_string()
     }));
-    let text = common::text(&lab.exec(
-        Node::SiteA,
-        &[
-            BIN,
-            "status",
-            "--socket",
-            gateway.control_socket().to_str().unwrap(),
-        ],
-    ));
+    let text = status_text(&lab, &gateway);
     assert!(
         text.contains(&format!(
             "ddns www (rfc2136, AAAA www.example.jp): published {first}"
@@ -119,23 +103,7 @@ fn the_daemon_publishes_by_rfc2136_and_reloads_entries_in_place() {
     let serial = knot.serial(&lab);
 
     // Address events that leave the choice alone send nothing.
-    ip(
-        &lab,
-        &["-6", "addr", "add", "fd00:1::1/64", "dev", dev::WAN6],
-    );
-    ip(
-        &lab,
-        &[
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:0:1::77/64",
-            "dev",
-            dev::WAN6,
-            "preferred_lft",
-            "0",
-        ],
-    );
+    add_addresses_not_chosen(&lab);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         knot.serial(&lab),
@@ -155,44 +123,15 @@ fn the_daemon_publishes_by_rfc2136_and_reloads_entries_in_place() {
     assert_eq!(ddns(&gateway)[0]["published"], first.to_string());
 
     // The prefix moves: the record follows within 5 s, never showing a deprecated address.
-    let moved: IpAddr = "2001:db8:0:1::99".parse().unwrap();
-    let started = Instant::now();
-    ip(
-        &lab,
-        &["-6", "addr", "add", "2001:db8:0:1::99/64", "dev", dev::WAN6],
-    );
-    ip(
-        &lab,
-        &[
-            "-6",
-            "addr",
-            "change",
-            "2001:db8:0:1::1/64",
-            "dev",
-            dev::WAN6,
-            "preferred_lft",
-            "0",
-        ],
-    );
-    let mut seen = Vec::new();
-    while started.elapsed() < Duration::from_secs(5) {
-        let served = knot.lookup(&lab, "www.example.jp", "AAAA");
-        if seen.last() != Some(&served) {
-            seen.push(served);
-        }
-        if served == Some(moved) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let took = started.elapsed();
+    let moved: IpAddr = MOVED.parse().unwrap();
+    let (seen, took) = move_and_follow(&lab, &knot);
     assert_eq!(
         seen.last(),
         Some(&Some(moved)),
         "record after 5 s: {seen:?}\n{}",
         gateway.log()
     );
-    let deprecated: IpAddr = "2001:db8:0:1::77".parse().unwrap();
+    let deprecated: IpAddr = DEPRECATED.parse().unwrap();
     assert!(!seen.contains(&Some(deprecated)), "{seen:?}");
     eprintln!(
         "daemon: record followed the device in {} ms",
@@ -245,57 +184,12 @@ fn the_daemon_backs_off_after_503_stops_after_badauth_and_accepts_nochg() {
         Node::SiteB,
         SocketAddr::new(server_ip, 8443),
         &[server_ip],
-        Arc::new(|seen| {
-            if seen.target.starts_with("/cgi-bin/dyn.fcg") {
-                (503, "Service Unavailable".into())
-            } else if seen.target.starts_with("/bad/") {
-                (200, "badauth".into())
-            } else if seen.target.starts_with("/ok/") {
-                (200, format!("nochg {}", addr::SITE_A_WAN6))
-            } else {
-                (404, String::new())
-            }
-        }),
+        Arc::new(|seen| backoff_stop_nochg(seen).unwrap_or((404, String::new()))),
     );
     let vd = key_file(&lab, "vd", "vd-password");
     let dd = key_file(&lab, "dd", "user:password");
     let base = format!("https://[{server_ip}]:8443");
-    let body = format!(
-        r#"
-[[ddns]]
-name = "vd"
-provider = "value-domain"
-hostname = "www.example.jp"
-credentials_file = "{vd}"
-address = {{ device = "{wan}", family = "ipv6" }}
-server = "{base}/cgi-bin/dyn.fcg"
-ca_file = "{ca}"
-
-[[ddns]]
-name = "bad"
-provider = "dyndns2"
-hostname = "bad.example.org"
-credentials_file = "{dd}"
-address = {{ device = "{wan}", family = "ipv6" }}
-server = "{base}/bad"
-ca_file = "{ca}"
-min_interval = "1s"
-
-[[ddns]]
-name = "ok"
-provider = "dyndns2"
-hostname = "ok.example.org"
-credentials_file = "{dd}"
-address = {{ device = "{wan}", family = "ipv6" }}
-server = "{base}/ok"
-ca_file = "{ca}"
-min_interval = "1s"
-"#,
-        vd = vd.display(),
-        dd = dd.display(),
-        wan = dev::WAN6,
-        ca = server.ca_file().display(),
-    );
+    let body = backoff_stop_nochg_entries(&base, &vd, &dd, server.ca_file());
     let gateway = start(&lab, "http", &body);
     let settled = wait_until(Duration::from_secs(5), || {
         let list = ddns(&gateway);
@@ -324,23 +218,7 @@ min_interval = "1s"
 
     // A new address: the working entry follows, the stopped one and the backed-off one stay
     // silent.
-    ip(
-        &lab,
-        &["-6", "addr", "add", "2001:db8:0:1::42/64", "dev", dev::WAN6],
-    );
-    ip(
-        &lab,
-        &[
-            "-6",
-            "addr",
-            "change",
-            "2001:db8:0:1::1/64",
-            "dev",
-            dev::WAN6,
-            "preferred_lft",
-            "0",
-        ],
-    );
+    move_wan6(&lab, "2001:db8:0:1::42".parse().unwrap());
     assert!(
         wait_until(Duration::from_secs(5), || ddns(&gateway)[2]["published"]
             == "2001:db8:0:1::42"),
@@ -368,15 +246,7 @@ min_interval = "1s"
         1,
         "Value Domain within 60 s"
     );
-    let text = common::text(&lab.exec(
-        Node::SiteA,
-        &[
-            BIN,
-            "status",
-            "--socket",
-            gateway.control_socket().to_str().unwrap(),
-        ],
-    ));
+    let text = status_text(&lab, &gateway);
     assert!(text.contains("stopped until reload"), "{text}");
     gateway.stop().unwrap();
 }
@@ -456,11 +326,7 @@ fn the_s2_example_publishes_both_families_through_the_daemon() {
     let seen = server.seen("/cgi-bin/dyn.fcg");
     assert_eq!(seen.len(), 2, "one update per record");
     for s in &seen {
-        let peer = match s.peer.ip() {
-            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
-            a => a,
-        };
-        let published = if peer.is_ipv6() {
+        let published = if peer_ip(s).is_ipv6() {
             addr::SITE_A_WAN6.to_string().replace(':', "%3A")
         } else {
             addr::SITE_A_WAN4.to_string()

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use common::lab;
 use ddns_support::https::HttpsServer;
+use ddns_support::steps::{
+    backoff_stop_nochg, backoff_stop_nochg_entries, http_entry, move_wan6, peer_ip,
+};
 use ddns_support::{RunnerInNetns, entries, key_file};
 use v6gate_lab::{LabOptions, Node, addr, dev};
 
@@ -54,14 +57,8 @@ fn http_providers_back_off_stop_and_accept_nochg() {
                 (200, r#"{"success":true,"errors":[],"result":{}}"#.into())
             } else if seen.target.starts_with("/u?") {
                 (200, "OK".into())
-            } else if seen.target.starts_with("/cgi-bin/dyn.fcg") {
-                (503, "Service Unavailable".into())
-            } else if seen.target.starts_with("/bad/") {
-                (200, "badauth".into())
-            } else if seen.target.starts_with("/ok/") {
-                (200, format!("nochg {}", addr::SITE_A_WAN6))
             } else {
-                (404, String::new())
+                backoff_stop_nochg(seen).unwrap_or((404, String::new()))
             }
         }),
     );
@@ -70,62 +67,29 @@ fn http_providers_back_off_stop_and_accept_nochg() {
     let token = key_file(&lab, "token", "t0k/en");
     let base = format!("https://[{server_ip}]:8443");
     let base4 = format!("https://{server_ip4}:8443");
-    let config = format!(
-        r#"
-[[ddns]]
-name = "vd"
-provider = "value-domain"
-hostname = "www.example.jp"
-credentials_file = "{vd}"
-address = {{ device = "{wan}", family = "ipv6" }}
-server = "{base}/cgi-bin/dyn.fcg"
-ca_file = "{ca}"
-
-[[ddns]]
-name = "bad"
-provider = "dyndns2"
-hostname = "bad.example.org"
-credentials_file = "{dd}"
-address = {{ device = "{wan}", family = "ipv6" }}
-server = "{base}/bad"
-ca_file = "{ca}"
-min_interval = "1s"
-
-[[ddns]]
-name = "ok"
-provider = "dyndns2"
-hostname = "ok.example.org"
-credentials_file = "{dd}"
-address = {{ device = "{wan}", family = "ipv6" }}
-server = "{base}/ok"
-ca_file = "{ca}"
-min_interval = "1s"
-
-[[ddns]]
-name = "cf"
-provider = "cloudflare"
-hostname = "cf.example.com"
-credentials_file = "{token}"
-address = {{ device = "{wan}", family = "ipv6" }}
-server = "{base}/client/v4"
-ca_file = "{ca}"
-
-[[ddns]]
-name = "v4"
-provider = "url"
-hostname = "v4.example.net"
-credentials_file = "{token}"
-address = {{ device = "{wan4}", family = "ipv4" }}
-server = "{base4}/u?host={{hostname}}&ip={{ip}}&token={{token}}"
-ca_file = "{ca}"
-"#,
-        vd = vd.display(),
-        dd = dd.display(),
-        token = token.display(),
-        wan4 = dev::WAN4,
-        wan = dev::WAN6,
-        ca = server.ca_file().display(),
-    );
+    let ca = server.ca_file();
+    let config = [
+        backoff_stop_nochg_entries(&base, &vd, &dd, ca),
+        http_entry(
+            "cf",
+            "cloudflare",
+            "cf.example.com",
+            &token,
+            (dev::WAN6, "ipv6"),
+            &format!("{base}/client/v4"),
+            ca,
+        ),
+        http_entry(
+            "v4",
+            "url",
+            "v4.example.net",
+            &token,
+            (dev::WAN4, "ipv4"),
+            &format!("{base4}/u?host={{hostname}}&ip={{ip}}&token={{token}}"),
+            ca,
+        ),
+    ]
+    .concat();
     let state = lab.dir().join("state");
     let runner = RunnerInNetns::start(&lab, Node::SiteA, entries(&config), &state);
     let settled = runner.wait(Duration::from_secs(5), |s| {
@@ -223,43 +187,12 @@ ca_file = "{ca}"
             addr::SITE_A_WAN4
         )
     );
-    let peer = match u.peer.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::from),
-        v4 => Some(v4),
-    };
-    assert_eq!(peer, Some(IpAddr::from(addr::SITE_A_WAN4)));
+    assert_eq!(peer_ip(u), IpAddr::from(addr::SITE_A_WAN4));
 
     // A new address: the working entry follows, the stopped one stays silent, and Value
     // Domain is not called again inside its 60 s.
-    lab.exec_ok(
-        Node::SiteA,
-        &[
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:0:1::42/64",
-            "dev",
-            dev::WAN6,
-        ],
-    )
-    .unwrap();
-    lab.exec_ok(
-        Node::SiteA,
-        &[
-            "ip",
-            "-6",
-            "addr",
-            "change",
-            "2001:db8:0:1::1/64",
-            "dev",
-            dev::WAN6,
-            "preferred_lft",
-            "0",
-        ],
-    )
-    .unwrap();
     let moved: IpAddr = "2001:db8:0:1::42".parse().unwrap();
+    move_wan6(&lab, moved);
     assert!(
         runner.wait(Duration::from_secs(5), |s| s[2].published == Some(moved)),
         "{:#?}",

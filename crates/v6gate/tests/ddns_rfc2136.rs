@@ -8,11 +8,14 @@ mod common;
 mod ddns_support;
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::lab;
+use ddns_support::steps::{
+    DEPRECATED, MOVED, add_addresses_not_chosen, move_and_follow, rfc2136_entry,
+};
 use ddns_support::{Knot, RunnerInNetns, entries, key_file};
-use v6gate_lab::{LabOptions, Node, addr, dev};
+use v6gate_lab::{LabOptions, Node, addr};
 
 const KEY: &str = "hmac-sha256:ddns-key:c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFiY2RlZg==";
 
@@ -20,21 +23,8 @@ const KEY: &str = "hmac-sha256:ddns-key:c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4
 fn rfc2136_follows_the_device_and_never_publishes_a_deprecated_address() {
     let lab = lab(LabOptions::default());
     let knot = Knot::start(&lab, Node::SiteB, KEY);
-    let server = format!("[{}]:53", addr::SITE_B_WAN6);
     let secret = key_file(&lab, "tsig", KEY);
-    let config = format!(
-        r#"
-[[ddns]]
-name = "www"
-provider = "rfc2136"
-hostname = "www.example.jp"
-credentials_file = "{}"
-address = {{ device = "{}", family = "ipv6", select = "stable" }}
-server = "{server}"
-"#,
-        secret.display(),
-        dev::WAN6
-    );
+    let config = rfc2136_entry("www", "www.example.jp", &secret);
     let state = lab.dir().join("state");
 
     // First run: the device's one address is published.
@@ -55,26 +45,7 @@ server = "{server}"
     let serial = knot.serial(&lab);
 
     // Address events that do not change the choice send nothing.
-    lab.exec_ok(
-        Node::SiteA,
-        &["ip", "-6", "addr", "add", "fd00:1::1/64", "dev", dev::WAN6],
-    )
-    .unwrap();
-    lab.exec_ok(
-        Node::SiteA,
-        &[
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:0:1::77/64",
-            "dev",
-            dev::WAN6,
-            "preferred_lft",
-            "0",
-        ],
-    )
-    .unwrap();
+    add_addresses_not_chosen(&lab);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         knot.serial(&lab),
@@ -100,49 +71,8 @@ server = "{server}"
 
     // The prefix moves: a new address appears (tentative during DAD), the old one is
     // deprecated. The record follows within 5 s and never shows a deprecated address.
-    let moved: IpAddr = "2001:db8:0:1::99".parse().unwrap();
-    let started = Instant::now();
-    lab.exec_ok(
-        Node::SiteA,
-        &[
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:0:1::99/64",
-            "dev",
-            dev::WAN6,
-        ],
-    )
-    .unwrap();
-    lab.exec_ok(
-        Node::SiteA,
-        &[
-            "ip",
-            "-6",
-            "addr",
-            "change",
-            "2001:db8:0:1::1/64",
-            "dev",
-            dev::WAN6,
-            "preferred_lft",
-            "0",
-        ],
-    )
-    .unwrap();
-    let mut seen = Vec::new();
-    let deadline = started + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let served = knot.lookup(&lab, "www.example.jp", "AAAA");
-        if seen.last() != Some(&served) {
-            seen.push(served);
-        }
-        if served == Some(moved) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let took = started.elapsed();
+    let moved: IpAddr = MOVED.parse().unwrap();
+    let (seen, took) = move_and_follow(&lab, &knot);
     assert_eq!(
         seen.last(),
         Some(&Some(moved)),
@@ -150,7 +80,7 @@ server = "{server}"
         runner.status(),
         knot.log()
     );
-    let never: IpAddr = "2001:db8:0:1::77".parse().unwrap();
+    let never: IpAddr = DEPRECATED.parse().unwrap();
     assert!(
         !seen.contains(&Some(never)),
         "published a deprecated address: {seen:?}"

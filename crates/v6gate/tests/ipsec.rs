@@ -8,10 +8,13 @@ use std::fs;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::ipsec::{TUNNEL, ipsec_status, start_charon, wait_established};
-use common::{BIN, assert_ping, child_spis, pcap_packets, ping_counts, text, wait_until, wan_link};
+use common::ipsec::{
+    TUNNEL, UnderRekey, dpd_restart, ipsec_status, pings_under_rekey, start_charon,
+    wait_established,
+};
+use common::{BIN, assert_ping, pcap_packets, text, wait_until, wan_link};
 use v6gate_lab::strongswan::{Charon, LAB_PSK, StrongswanConfig, suite};
 use v6gate_lab::{Gateway, Lab, LabOptions, Node, Site, addr, dev};
 
@@ -580,23 +583,19 @@ fn child_rekey_under_traffic_loses_nothing() {
     });
     let (gateway, charon) = v6gate_and_charon(&lab, true, &Ipsec::new("auto", "auto"), &config);
     assert_ping(&lab, Node::HostA, HOST_B, 2, &[&gateway]);
-    let before = child_spis(&ipsec_status(&gateway));
-    let started = Instant::now();
     let count = 1000;
-    let output = lab.ping_output(Node::HostA, HOST_B, count, &["-i", "0.01", "-W", "2"]);
-    let elapsed = started.elapsed();
-    let (sent, received) = ping_counts(&String::from_utf8_lossy(&output.stdout));
-    let after = child_spis(&ipsec_status(&gateway));
-    let lost = sent - received;
-    eprintln!(
-        "rekey under traffic: {sent} pings in {elapsed:?}, {lost} lost, SPIs {before:?} -> {after:?}"
-    );
+    let UnderRekey {
+        before,
+        after,
+        sent,
+        lost,
+        elapsed,
+    } = pings_under_rekey(&lab, &gateway, HOST_B, count, "IKEv2");
     assert!(
         before.iter().all(|spi| !after.contains(spi)),
         "no rekey happened in {elapsed:?}: {before:?} -> {after:?}\n{}",
         charon.log()
     );
-    assert_eq!(sent, u64::from(count), "{}", text(&output));
     assert!(
         lost <= 2,
         "{lost} of {sent} pings lost across rekeys\n--- v6gate ---\n{}",
@@ -620,31 +619,8 @@ fn dpd_restart_after_the_peer_comes_back() {
     };
     let (gateway, charon) = v6gate_and_charon(&lab, true, &ipsec, &config);
     assert_ping(&lab, Node::HostA, HOST_B, 2, &[&gateway]);
-    charon.kill().unwrap();
-    let died = Instant::now();
-    let mut last = serde_json::Value::Null;
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            last = ipsec_status(&gateway);
-            last["ipsec"]["ike_state"] != "established"
-        }),
-        "DPD did not notice the dead peer: {last}\n{}",
-        gateway.log()
-    );
-    let noticed = died.elapsed();
-    let charon = start_charon(&lab, &config);
-    let back = Instant::now();
-    wait_established(&gateway, Duration::from_secs(30));
-    assert!(
-        common::wait_ping(&lab, Node::HostA, HOST_B, Duration::from_secs(10)),
-        "no traffic after the peer came back\n{}",
-        gateway.log()
-    );
-    eprintln!(
-        "DPD: dead peer noticed after {noticed:?}, traffic back {:?} after the restart",
-        back.elapsed()
-    );
-    assert!(back.elapsed() < Duration::from_secs(30));
+    let (charon, back) = dpd_restart(&lab, &gateway, charon, &config, HOST_B, "IKEv2");
+    assert!(back < Duration::from_secs(30));
     gateway.stop().unwrap();
     charon.stop().unwrap();
 }

@@ -9,10 +9,12 @@ mod common;
 use std::fs;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::ipsec::{TUNNEL, ipsec_status, start_charon, wait_established};
-use common::{BIN, assert_ping, child_spis, ping_counts, text, wait_until};
+use common::ipsec::{
+    TUNNEL, UnderRekey, dpd_restart, pings_under_rekey, start_charon, wait_established,
+};
+use common::{BIN, assert_ping};
 use v6gate_lab::strongswan::{Charon, DpdAction, LAB_PSK, StrongswanConfig};
 use v6gate_lab::{Gateway, Lab, LabOptions, Node, Site, addr};
 
@@ -188,24 +190,20 @@ fn ikev1_child_rekey_under_ping_loses_at_most_one() {
     });
     let (gateway, charon) = bring_up(&lab, true, &S3, &config, ("5s", "20s"));
     assert_ping(&lab, Node::HostA, HOST_B, 2, &[&gateway]);
-    let before = child_spis(&ipsec_status(&gateway));
-    let started = Instant::now();
     let count = 500;
-    let output = lab.ping_output(Node::HostA, HOST_B, count, &["-i", "0.01", "-W", "2"]);
-    let elapsed = started.elapsed();
-    let (sent, received) = ping_counts(&String::from_utf8_lossy(&output.stdout));
-    let after = child_spis(&ipsec_status(&gateway));
-    let lost = sent - received;
-    eprintln!(
-        "IKEv1 rekey under traffic: {sent} pings in {elapsed:?}, {lost} lost, SPIs {before:?} -> {after:?}"
-    );
+    let UnderRekey {
+        before,
+        after,
+        sent,
+        lost,
+        elapsed,
+    } = pings_under_rekey(&lab, &gateway, HOST_B, count, "IKEv1");
     // strongSwan keeps an IKEv1 SA it rekeyed until that one expires: look for a new one.
     assert!(
         after.iter().any(|spi| !before.contains(spi)),
         "no rekey in {elapsed:?}: {before:?} -> {after:?}\n{}",
         charon.log()
     );
-    assert_eq!(sent, u64::from(count), "{}", text(&output));
     assert!(
         lost <= 1,
         "{lost} of {sent} lost across rekeys\n{}\n--- charon ---\n{}",
@@ -223,30 +221,7 @@ fn ikev1_dpd_restart_after_strongswan_restarts() {
     let config = charon_config(&S3, |_| {});
     let (gateway, charon) = bring_up(&lab, true, &S3, &config, ("2s", "4s"));
     assert_ping(&lab, Node::HostA, HOST_B, 2, &[&gateway]);
-    charon.kill().unwrap();
-    let died = Instant::now();
-    let mut last = serde_json::Value::Null;
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            last = ipsec_status(&gateway);
-            last["ipsec"]["ike_state"] != "established"
-        }),
-        "DPD did not notice the dead peer: {last}\n{}",
-        gateway.log()
-    );
-    let noticed = died.elapsed();
-    let charon = start_charon(&lab, &config);
-    let back = Instant::now();
-    wait_established(&gateway, Duration::from_secs(30));
-    assert!(
-        common::wait_ping(&lab, Node::HostA, HOST_B, Duration::from_secs(10)),
-        "no traffic after strongSwan came back\n{}",
-        gateway.log()
-    );
-    eprintln!(
-        "IKEv1 DPD: dead peer noticed after {noticed:?}, traffic back {:?} after the restart",
-        back.elapsed()
-    );
+    let (charon, _) = dpd_restart(&lab, &gateway, charon, &config, HOST_B, "IKEv1");
     gateway.stop().unwrap();
     charon.stop().unwrap();
 }

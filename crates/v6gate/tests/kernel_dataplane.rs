@@ -2,16 +2,18 @@
 //! programs on their wan device, with the inner route via the underlay next hop. Ping and TCP
 //! cross, `status` says `kernel` and counts; a clean stop leaves no program and no route; a
 //! SIGKILL leaves the route, which the next run removes before installing its own. `auto`
-//! takes the kernel path with MSS clamping (nftables clamps the SYNs); the route MTU follows
-//! the path MTU; failover moves the programs' active path and the routes.
+//! takes the kernel path with MSS clamping (nftables clamps the SYNs); a kernel-path site and
+//! a TUN-dataplane site carry TCP both ways and UDP; the route MTU follows the path MTU;
+//! failover moves the programs' active path and the routes.
 
 mod common;
 
-use std::net::IpAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Sites, assert_ping, assert_tcp_a_to_b, start_gateway};
+use common::{Sites, assert_ping, assert_tcp_a_to_b, assert_tcp_b_to_a, start_gateway};
 use kpath::KernelPath;
 use v6gate_lab::multipath::{Failure, Timers, TwoPaths};
 use v6gate_lab::{Lab, LabOptions, Node, Site, addr, dev, enter_netns};
@@ -182,18 +184,65 @@ fn assert_kernel_without_fallback(sites: &Sites) {
     }
 }
 
-/// `auto` with the default `mss_clamp = "auto"` takes the kernel path on both sites, and
-/// the SYNs are clamped by nftables: leaving siteA to the route MTU of its kernel path
-/// (its tunnel MTU, 1400), arriving at siteA to that MTU too (hostB's SYN-ACK crossed
-/// siteB's 1460-byte tunnel with 1420).
+/// `auto` takes the kernel path where the tunnel asks for no clamping, and says why it stays
+/// on the TUN dataplane otherwise (the clamping rules are taken only when asked for).
 #[test]
-fn auto_takes_the_kernel_path_and_clamps_the_mss() {
+fn auto_takes_the_kernel_path_where_it_can() {
     let sites = Sites::start(
         LabOptions {
             site_ipv4_forwarding: true,
             ..LabOptions::default()
         },
         |site, config| {
+            if site == Site::A {
+                config.tunnel_mut().extra.push("mss_clamp = \"off\"".into());
+            }
+        },
+    );
+    let a = sites.gateway(Site::A);
+    let b = sites.gateway(Site::B);
+    assert_ping(
+        &sites.lab,
+        Node::HostA,
+        IpAddr::V4(addr::HOST_B4),
+        3,
+        &[a, b],
+    );
+    let name = sites.config_a.tunnels[0].name.clone();
+    let ta = a.tunnel_status(&name).unwrap();
+    assert_eq!(ta["dataplane"], "kernel", "{ta:#}");
+    assert!(ta.get("dataplane_fallback").is_none(), "{ta:#}");
+    assert!(
+        ta["kernel_path"]["tx_packets"].as_u64().unwrap() >= 3,
+        "{ta:#}"
+    );
+    let tb = b.tunnel_status(&name).unwrap();
+    assert_eq!(tb["dataplane"], "userspace", "{tb:#}");
+    assert!(
+        tb["dataplane_fallback"]
+            .as_str()
+            .unwrap()
+            .contains("MSS clamping"),
+        "{tb:#}"
+    );
+    // siteB's TUN dataplane decapsulates what siteA's programs sent.
+    assert!(tb["rx_packets"].as_u64().unwrap() >= 3, "{tb:#}");
+    sites.stop();
+}
+
+/// `dataplane = "kernel"` with the default `mss_clamp = "auto"` on both sites: the SYNs are
+/// clamped by nftables, leaving siteA to the route MTU of its kernel path (its tunnel MTU,
+/// 1400), arriving at siteA to that MTU too (hostB's SYN-ACK crossed siteB's 1460-byte
+/// tunnel with 1420).
+#[test]
+fn the_kernel_path_clamps_the_mss() {
+    let sites = Sites::start(
+        LabOptions {
+            site_ipv4_forwarding: true,
+            ..LabOptions::default()
+        },
+        |site, config| {
+            kernel(site, config);
             if site == Site::A {
                 config.tunnel_mut().mtu = Some(1400);
             }
@@ -235,6 +284,7 @@ fn a_fixed_mss_clamp_on_the_kernel_path() {
             ..LabOptions::default()
         },
         |site, config| {
+            kernel(site, config);
             if site == Site::B {
                 config.tunnel_mut().mss_clamp = Some(v6gate_lab::MssClamp::Fixed(1300));
             }
@@ -245,6 +295,96 @@ fn a_fixed_mss_clamp_on_the_kernel_path() {
     assert!(syn_acks.iter().all(|m| *m == 1300), "{syn_acks:?}");
     assert_kernel_without_fallback(&sites);
     sites.stop();
+}
+
+/// siteA on the kernel path without clamping, siteB on the TUN dataplane clamping the MSS.
+/// hostA's segments leave it with CHECKSUM_PARTIAL (veth), siteA's programs encapsulate them
+/// as they are, and siteB's TUN dataplane reads checksum fields that hold only the
+/// pseudo-header sum, lowers the SYN's MSS and must still hand hostB segments that verify.
+/// Nothing turns checksum offload off here.
+#[test]
+fn a_kernel_path_site_and_a_tun_dataplane_site_carry_tcp_and_udp() {
+    let sites = Sites::start(
+        LabOptions {
+            site_ipv4_forwarding: true,
+            ..LabOptions::default()
+        },
+        |site, config| {
+            let extra = &mut config.tunnel_mut().extra;
+            if site == Site::A {
+                extra.push("dataplane = \"kernel\"".into());
+                extra.push("mss_clamp = \"off\"".into());
+            } else {
+                extra.push("dataplane = \"userspace\"".into());
+            }
+        },
+    );
+    let a = sites.gateway(Site::A);
+    let b = sites.gateway(Site::B);
+    for (from, to) in [(Node::HostA, addr::HOST_B4), (Node::HostB, addr::HOST_A4)] {
+        assert_ping(&sites.lab, from, IpAddr::V4(to), 3, &[a, b]);
+    }
+    let name = sites.config_a.tunnels[0].name.clone();
+    assert_eq!(a.tunnel_status(&name).unwrap()["dataplane"], "kernel");
+    assert_eq!(b.tunnel_status(&name).unwrap()["dataplane"], "userspace");
+
+    let bytes = 4 * 1024 * 1024 + 3;
+    assert_tcp_a_to_b(&sites.lab, bytes, Duration::from_secs(30), &[a, b]);
+    assert_tcp_b_to_a(&sites.lab, bytes, Duration::from_secs(30), &[a, b]);
+    let ta = a.tunnel_status(&name).unwrap();
+    assert!(
+        ta["kernel_path"]["tx_bytes"].as_u64().unwrap() > bytes,
+        "{ta:#}"
+    );
+    assert!(
+        ta["kernel_path"]["rx_bytes"].as_u64().unwrap() > bytes,
+        "{ta:#}"
+    );
+    // siteB lowered the MSS of hostA's SYNs (and of hostB's SYN-ACKs) itself.
+    let tb = b.tunnel_status(&name).unwrap();
+    assert!(tb["mss_clamped"].as_u64().unwrap() >= 2, "{tb:#}");
+    assert_eq!(udp_a_to_b(&sites.lab).unwrap(), UDP_PAYLOAD);
+    sites.stop();
+}
+
+const UDP_PAYLOAD: &[u8] = b"a datagram whose checksum hostA's stack left to the NIC";
+
+/// The first of up to 20 datagrams from hostA (one every 100 ms) that a socket on hostB
+/// takes: hostB's stack drops any whose UDP checksum is wrong, and then none arrives.
+fn udp_a_to_b(lab: &Lab) -> io::Result<Vec<u8>> {
+    let (ns_a, ns_b) = (
+        lab.namespace(Node::HostA).to_owned(),
+        lab.namespace(Node::HostB).to_owned(),
+    );
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let receiver = std::thread::spawn(move || -> io::Result<Vec<u8>> {
+        enter_netns(&ns_b)?;
+        let socket = UdpSocket::bind(SocketAddr::new(addr::HOST_B4.into(), 0))?;
+        let _ = bound_tx.send(socket.local_addr());
+        socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut buf = [0u8; 2048];
+        let (n, _) = socket.recv_from(&mut buf)?;
+        Ok(buf[..n].to_vec())
+    });
+    let to = bound_rx
+        .recv_timeout(Duration::from_secs(5))
+        .map_err(io::Error::other)??;
+    let sender = std::thread::spawn(move || -> io::Result<()> {
+        enter_netns(&ns_a)?;
+        let socket = UdpSocket::bind(SocketAddr::new(addr::HOST_A4.into(), 0))?;
+        for _ in 0..20 {
+            socket.send_to(UDP_PAYLOAD, to)?;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    });
+    let received = receiver
+        .join()
+        .map_err(|_| io::Error::other("receiver panicked"))?;
+    sender
+        .join()
+        .map_err(|_| io::Error::other("sender panicked"))??;
+    received
 }
 
 /// The far side of the wan is 1400 bytes: the router's Packet Too Big reaches siteA, whose

@@ -54,7 +54,12 @@ fn ce_config(base: &GatewayConfig, low: &Lowered) -> GatewayConfig {
         inner_families: None,
         mss_clamp: Some(MssClamp::Auto),
         addresses: strings(&t.addresses),
-        extra: Vec::new(),
+        // What the lowering chose (MAP-E: the TUN dataplane, where its NAPT is).
+        extra: match t.dataplane {
+            control::Dataplane::Userspace => vec!["dataplane = \"userspace\"".into()],
+            control::Dataplane::Kernel => vec!["dataplane = \"kernel\"".into()],
+            _ => Vec::new(),
+        },
     }];
     config
 }

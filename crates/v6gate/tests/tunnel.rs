@@ -14,6 +14,53 @@ use v6gate_lab::{LabOptions, MssClamp, Node, Site, addr, dev};
 
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
 
+/// What siteA's tunnel and hostA saw of packets that `send` put on a wire.
+struct Injected {
+    /// siteA's tunnel status before and after.
+    before: serde_json::Value,
+    after: serde_json::Value,
+    /// Whether `grown(before, now)` came to hold within 3 s.
+    grown: bool,
+    /// hostA's capture of ICMP from `inner_src`.
+    seen: String,
+}
+
+/// With the tunnel up and neighbour caches warm, runs `send` while hostA captures ICMP from
+/// `inner_src`, then waits for siteA's tunnel status to show it.
+fn inject(
+    sites: &Sites,
+    inner_src: &str,
+    send: impl FnOnce(),
+    grown: impl Fn(&serde_json::Value, &serde_json::Value) -> bool,
+) -> Injected {
+    let lab = &sites.lab;
+    let tunnel = || sites.gateway(Site::A).tunnel_status("ab").unwrap();
+    assert_ping(
+        lab,
+        Node::HostA,
+        HOST_B,
+        1,
+        &[sites.gateway(Site::A), sites.gateway(Site::B)],
+    );
+    let before = tunnel();
+    let capture = lab
+        .capture_text(
+            Node::HostA,
+            dev::LAN,
+            &format!("icmp and src host {inner_src}"),
+        )
+        .unwrap();
+    send();
+    let grown = wait_until(Duration::from_secs(3), || grown(&before, &tunnel()));
+    let seen = capture.finish().unwrap();
+    Injected {
+        after: tunnel(),
+        before,
+        grown,
+        seen,
+    }
+}
+
 #[test]
 fn lan_hosts_ping_and_tcp_through_the_tunnel() {
     let sites = Sites::start(LabOptions::default(), |_, _| {});
@@ -176,33 +223,29 @@ print("sent", len(bytes(pkt)))
 #[test]
 fn packet_with_encap_limit_option_from_the_peer_is_decapsulated() {
     let sites = Sites::start(LabOptions::default(), |_, _| {});
-    let lab = &sites.lab;
-    let gateways = [sites.gateway(Site::A), sites.gateway(Site::B)];
-    // Warm neighbour caches so the injected packets are not lost to resolution.
-    assert_ping(lab, Node::HostA, HOST_B, 1, &gateways);
-    let before = sites.gateway(Site::A).tunnel_status("ab").unwrap();
-
-    let capture = lab
-        .capture_text(Node::HostA, dev::LAN, "icmp and src host 203.0.113.10")
-        .unwrap();
     let marker = "v6gate-encap-limit-probe";
-    scapy(
-        lab,
-        Node::SiteB,
-        SEND_WITH_ENCAP_LIMIT,
-        &[
-            &Site::B.wan6().to_string(),
-            &Site::A.wan6().to_string(),
-            &addr::HOST_B4.to_string(),
-            &addr::HOST_A4.to_string(),
-            marker,
-        ],
-    );
-    let arrived = wait_until(Duration::from_secs(3), || {
-        let after = sites.gateway(Site::A).tunnel_status("ab").unwrap();
-        counter(&after, "rx_packets") >= counter(&before, "rx_packets") + 3
+    let send = || {
+        scapy(
+            &sites.lab,
+            Node::SiteB,
+            SEND_WITH_ENCAP_LIMIT,
+            &[
+                &Site::B.wan6().to_string(),
+                &Site::A.wan6().to_string(),
+                &addr::HOST_B4.to_string(),
+                &addr::HOST_A4.to_string(),
+                marker,
+            ],
+        );
+    };
+    let Injected {
+        before,
+        after,
+        grown: arrived,
+        seen,
+    } = inject(&sites, "203.0.113.10", send, |before, now| {
+        counter(now, "rx_packets") >= counter(before, "rx_packets") + 3
     });
-    let seen = capture.finish().unwrap();
     let requests = seen
         .lines()
         .filter(|l| l.contains("203.0.113.10 > 198.51.100.10: ICMP echo request, id 25700"))
@@ -212,7 +255,6 @@ fn packet_with_encap_limit_option_from_the_peer_is_decapsulated() {
         "decapsulated echo requests at hostA: {requests}\n{seen}\n{}",
         sites.gateway(Site::A).log()
     );
-    let after = sites.gateway(Site::A).tunnel_status("ab").unwrap();
     assert_eq!(drops(&after, "malformed"), drops(&before, "malformed"));
     sites.stop();
 }
@@ -231,32 +273,29 @@ for _ in range(int(count)):
 #[test]
 fn spoofed_outer_source_is_dropped_and_counted() {
     let sites = Sites::start(LabOptions::default(), |_, _| {});
-    let lab = &sites.lab;
-    let gateways = [sites.gateway(Site::A), sites.gateway(Site::B)];
-    assert_ping(lab, Node::HostA, HOST_B, 1, &gateways);
-    let before = sites.gateway(Site::A).tunnel_status("ab").unwrap();
-    let capture = lab
-        .capture_text(Node::HostA, dev::LAN, "icmp and src host 203.0.113.10")
-        .unwrap();
     let sent = 4;
-    scapy(
-        lab,
-        Node::Wan,
-        SEND_SPOOFED,
-        &[
-            "2001:db8:0:2::99",
-            &Site::A.wan6().to_string(),
-            &addr::HOST_B4.to_string(),
-            &addr::HOST_A4.to_string(),
-            &sent.to_string(),
-        ],
-    );
-    let counted = wait_until(Duration::from_secs(3), || {
-        let now = sites.gateway(Site::A).tunnel_status("ab").unwrap();
-        drops(&now, "spoofed_outer_source") >= drops(&before, "spoofed_outer_source") + sent
+    let send = || {
+        scapy(
+            &sites.lab,
+            Node::Wan,
+            SEND_SPOOFED,
+            &[
+                "2001:db8:0:2::99",
+                &Site::A.wan6().to_string(),
+                &addr::HOST_B4.to_string(),
+                &addr::HOST_A4.to_string(),
+                &sent.to_string(),
+            ],
+        );
+    };
+    let Injected {
+        before,
+        after,
+        grown: counted,
+        seen,
+    } = inject(&sites, "203.0.113.10", send, |before, now| {
+        drops(now, "spoofed_outer_source") >= drops(before, "spoofed_outer_source") + sent
     });
-    let seen = capture.finish().unwrap();
-    let after = sites.gateway(Site::A).tunnel_status("ab").unwrap();
     assert!(
         counted,
         "drops.spoofed_outer_source went {} -> {} after {sent} spoofed packets: {after}",
@@ -414,34 +453,31 @@ fn pcap_decoder_reads_a_tcpdump_capture() {
 #[test]
 fn inner_source_outside_allowed_sources_is_dropped_and_counted() {
     let sites = Sites::start(LabOptions::default(), |_, _| {});
-    let lab = &sites.lab;
-    let gateways = [sites.gateway(Site::A), sites.gateway(Site::B)];
-    assert_ping(lab, Node::HostA, HOST_B, 1, &gateways);
-    let before = sites.gateway(Site::A).tunnel_status("ab").unwrap();
-    let capture = lab
-        .capture_text(Node::HostA, dev::LAN, "icmp and src host 198.18.7.7")
-        .unwrap();
     // The right outer source (siteB itself), but an inner source siteB may not send for.
     let sent = 3;
-    scapy(
-        lab,
-        Node::SiteB,
-        SEND_SPOOFED,
-        &[
-            &Site::B.wan6().to_string(),
-            &Site::A.wan6().to_string(),
-            "198.18.7.7",
-            &addr::HOST_A4.to_string(),
-            &sent.to_string(),
-        ],
-    );
+    let send = || {
+        scapy(
+            &sites.lab,
+            Node::SiteB,
+            SEND_SPOOFED,
+            &[
+                &Site::B.wan6().to_string(),
+                &Site::A.wan6().to_string(),
+                "198.18.7.7",
+                &addr::HOST_A4.to_string(),
+                &sent.to_string(),
+            ],
+        );
+    };
     let reason = "inner_source_not_allowed";
-    let counted = wait_until(Duration::from_secs(3), || {
-        let now = sites.gateway(Site::A).tunnel_status("ab").unwrap();
-        drops(&now, reason) >= drops(&before, reason) + sent
+    let Injected {
+        before,
+        after,
+        grown: counted,
+        seen,
+    } = inject(&sites, "198.18.7.7", send, |before, now| {
+        drops(now, reason) >= drops(before, reason) + sent
     });
-    let seen = capture.finish().unwrap();
-    let after = sites.gateway(Site::A).tunnel_status("ab").unwrap();
     assert!(counted, "drops.{reason} did not grow by {sent}: {after}");
     assert!(
         !seen.contains("198.18.7.7 >"),

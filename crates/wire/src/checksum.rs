@@ -57,6 +57,17 @@ pub fn pseudo_header_v6(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, length:
     fold(acc)
 }
 
+/// Whether a transport checksum field holds only the pseudo-header sum `pseudo` (0x0000 and
+/// 0xffff being the same number in one's complement): what a stack leaves under
+/// `CHECKSUM_PARTIAL` for the NIC to complete, and what GRO leaves in a merged packet.
+///
+/// Such a field may be completed without asking whether it is one: completing sums the
+/// segment with the field as it stands and stores the inverse, and for a real checksum that
+/// happens to equal the pseudo-header sum (one in 65,536) that gives the same value back.
+pub fn holds_pseudo_header(field: u16, pseudo: u16) -> bool {
+    field == pseudo || (field | pseudo == 0xffff && (field == 0 || pseudo == 0))
+}
+
 /// Incrementally updates a stored (inverted) checksum field after one 16-bit word of the covered
 /// data changed from `old` to `new`: `HC' = ~(~HC + ~m + m')`, RFC 1624 eqn. 3.
 ///
@@ -134,6 +145,27 @@ mod tests {
         assert_eq!(combine(&[]), 0);
     }
 
+    #[test]
+    fn pseudo_header_sum_in_either_zero() {
+        assert!(holds_pseudo_header(0x1234, 0x1234));
+        assert!(holds_pseudo_header(0x0000, 0xffff));
+        assert!(holds_pseudo_header(0xffff, 0x0000));
+        assert!(!holds_pseudo_header(0x1234, 0x1235));
+        assert!(!holds_pseudo_header(0x0000, 0x1234));
+        assert!(!holds_pseudo_header(0xedcb, 0x1234));
+    }
+
+    /// Completing as a NIC does: the field as it stands summed with the segment, inverted.
+    fn complete(segment: &mut [u8]) {
+        let sum = data(segment);
+        segment[..2].copy_from_slice(&(!sum).to_be_bytes());
+    }
+
+    /// Whether `segment` (checksum field first) verifies under the pseudo-header sum `pseudo`.
+    fn verifies(segment: &[u8], pseudo: u16) -> bool {
+        combine(&[pseudo, data(segment)]) == 0xffff
+    }
+
     proptest! {
         #[test]
         fn data_matches_the_rfc_1071_word_loop(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
@@ -144,6 +176,34 @@ mod tests {
                 reference = (reference & 0xffff) + (reference >> 16);
             }
             prop_assert_eq!(u32::from(data(&bytes)), reference);
+        }
+
+        #[test]
+        fn a_completed_pseudo_header_sum_verifies(
+            mut segment in proptest::collection::vec(any::<u8>(), 2..300),
+            pseudo in 1u16..0xffff,
+        ) {
+            segment[..2].copy_from_slice(&pseudo.to_be_bytes());
+            complete(&mut segment);
+            prop_assert!(verifies(&segment, pseudo));
+        }
+
+        #[test]
+        fn a_checksum_equal_to_the_pseudo_header_sum_completes_to_itself(
+            mut segment in proptest::collection::vec(any::<u8>(), 2..300),
+        ) {
+            // The one pseudo-header sum P for which the filled-in checksum ~(P + S) is P
+            // itself: 2P = ~S, and doubling in one's complement is a left rotation.
+            segment[..2].copy_from_slice(&[0, 0]);
+            let pseudo = (!data(&segment)).rotate_right(1);
+            let filled = !combine(&[pseudo, data(&segment)]);
+            prop_assume!(filled == pseudo);
+            segment[..2].copy_from_slice(&filled.to_be_bytes());
+            prop_assert!(holds_pseudo_header(filled, pseudo));
+            let before = segment.clone();
+            complete(&mut segment);
+            prop_assert_eq!(&segment, &before);
+            prop_assert!(verifies(&segment, pseudo));
         }
 
         #[test]

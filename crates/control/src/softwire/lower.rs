@@ -7,7 +7,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{Aftr, B4_ADDRESS, B4_PREFIX_LEN, MapRule, Softwire, SoftwireKind};
 use crate::mape::{MapError, Mapping, Rule};
-use crate::model::{Mode, Tunnel};
+use crate::model::{Dataplane, Mode, Tunnel};
 
 /// What the host knows that the config does not.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -108,6 +108,12 @@ pub fn lower(sw: &Softwire, facts: &Facts) -> Result<Lowered, LowerError> {
     // what the outer source check is for.
     tunnel.allowed_sources = vec![any];
     tunnel.mss_clamp = sw.mss_clamp;
+    if map.is_some() {
+        // The NAPT to the shared address and port set matches packets leaving through the
+        // MAP-E device; the kernel path's inner routes leave through the underlay device, so
+        // its packets would reach the BR untranslated.
+        tunnel.dataplane = Dataplane::Userspace;
+    }
     tunnel.enabled = sw.enabled;
     Ok(Lowered {
         tunnel,

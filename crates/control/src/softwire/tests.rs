@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use super::*;
 use crate::mape::Layout;
+use crate::model::Dataplane;
 use crate::{Config, ConfigError, Gateway, Mode, tunnel_plan};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -281,6 +282,13 @@ fn map_e_lowers_to_an_ipip6_tunnel_from_the_map_address_to_the_br() {
     assert_eq!(t.routes, ["0.0.0.0/0".parse().unwrap()]);
     assert_eq!(t.allowed_sources, ["0.0.0.0/0".parse().unwrap()]);
     assert_eq!(t.encap_limit, None);
+    // The NAPT needs the MAP-E device, also where `mss_clamp = "off"` would let `auto`
+    // choose the kernel path.
+    assert_eq!(t.dataplane, Dataplane::Userspace);
+    let mut unclamped = sw.clone();
+    unclamped.mss_clamp = MssClamp::Off;
+    let low_off = lower(&unclamped, &facts).unwrap();
+    assert_eq!(low_off.tunnel.dataplane, Dataplane::Userspace);
     assert_eq!(low.wan_address, Some(("eth0".into(), map_address)));
     let (_, map) = low.map.unwrap();
     assert_eq!(map.ports.len(), 240);
@@ -332,6 +340,8 @@ fn ds_lite_lowers_to_an_ipip6_tunnel_with_the_b4_address() {
     assert_eq!(t.addresses, ["192.0.0.2/29".parse().unwrap()]);
     assert_eq!(t.routes, ["0.0.0.0/0".parse().unwrap()]);
     assert!(low.map.is_none() && low.wan_address.is_none());
+    // No NAT on a B4: the kernel path can carry it.
+    assert_eq!(t.dataplane, Dataplane::Auto);
 
     // A configured `local` wins over the host's choice.
     let mut sw = sw;

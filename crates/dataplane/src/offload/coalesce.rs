@@ -1,7 +1,7 @@
 //! Merging TCP segments on their way to a TUN device into super-packets (receive coalescing).
 
 use wire::virtio::{self, GsoType, PartialChecksum, Repr as VirtioRepr};
-use wire::{Ipv4Packet, Ipv6Packet, TcpPacket, checksum, ip_proto, ipv4, ipv6, tcp};
+use wire::{Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket, checksum, ip_proto, ipv4, ipv6, tcp};
 
 use super::MAX_SUPER_PACKET;
 
@@ -33,7 +33,11 @@ const UNMERGEABLE: u8 =
 /// GRO hands a raw socket after merging a flow's segments on the underlay (the inner packet of
 /// a tunnel, up to 64 KiB); it goes out in a frame of its own with `NEEDS_CSUM`, and, when it
 /// is longer than the device MTU given to [`with_mtu`](Self::with_mtu), as a TCP GSO frame of
-/// MTU-sized segments, so the kernel forwards it as the segments it was made of.
+/// MTU-sized segments, so the kernel forwards it as the segments it was made of. The same
+/// field is what a peer's kernel path sends when the TCP or UDP packet left a host behind a
+/// veth with `CHECKSUM_PARTIAL` and nothing on the way filled it in; a UDP datagram with it
+/// also gets `NEEDS_CSUM` (one that does not fit the MTU passes as it came: a raw socket
+/// does not say where its segments were).
 ///
 /// Frames come out in the order they were started. Buffers are kept across
 /// [`clear`](Self::clear), so after the largest batch nothing allocates.
@@ -130,6 +134,15 @@ impl Coalescer {
                 let frame = self.start_frame();
                 frame.bytes.extend_from_slice(packet);
                 frame.finish_partial(&partial, mtu);
+            }
+            Read::PartialUdp { l3_len } if packet.len() <= self.mtu => {
+                let frame = self.start_frame();
+                frame.bytes.extend_from_slice(packet);
+                frame.finish_partial_udp(l3_len);
+            }
+            Read::PartialUdp { .. } => {
+                let frame = self.start_frame();
+                frame.bytes.extend_from_slice(packet);
             }
             Read::Other(key) => {
                 if let Some(key) = key {
@@ -371,12 +384,36 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// Writes the virtio-net header of a UDP datagram whose checksum a sender left to be
+    /// completed.
+    fn finish_partial_udp(&mut self, l3_len: usize) {
+        VirtioRepr {
+            csum: Some(PartialChecksum {
+                start: l3_len as u16,
+                offset: 6,
+            }),
+            data_valid: false,
+            gso_type: GsoType::None,
+            ecn: false,
+            hdr_len: 0,
+            gso_size: 0,
+        }
+        .emit(&mut virtio::Packet::new_unchecked(
+            &mut self.bytes[..virtio::HEADER_LEN],
+        ));
+    }
+}
+
 /// A pushed packet as the coalescer sees it.
 enum Read {
     /// A TCP segment that may be merged.
     Segment(Segment),
     /// A TCP packet with a partial checksum: usually several segments GRO already merged.
     Partial(Partial),
+    /// A UDP datagram whose checksum field holds the pseudo-header sum, with the length of
+    /// its IP header.
+    PartialUdp { l3_len: usize },
     /// Anything else; for TCP, the flow whose merging it must end.
     Other(Option<FlowKey>),
 }
@@ -422,7 +459,16 @@ impl Segment {
                 let Ok(ip) = Ipv4Packet::new_checked(packet) else {
                     return Read::Other(None);
                 };
-                if ip.protocol() != ip_proto::TCP || ip.more_frags() || ip.frag_offset() != 0 {
+                if ip.more_frags() || ip.frag_offset() != 0 {
+                    return Read::Other(None);
+                }
+                if ip.protocol() == ip_proto::UDP && usize::from(ip.total_len()) == packet.len() {
+                    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+                    return partial_udp(packet, ip.header_len(), |len| {
+                        checksum::pseudo_header_v4(&src, &dst, ip_proto::UDP, len)
+                    });
+                }
+                if ip.protocol() != ip_proto::TCP {
                     return Read::Other(None);
                 }
                 key.addrs[..8].copy_from_slice(&packet[12..20]);
@@ -439,6 +485,14 @@ impl Segment {
                 let Ok(ip) = Ipv6Packet::new_checked(packet) else {
                     return Read::Other(None);
                 };
+                if ip.next_header() == ip_proto::UDP
+                    && ipv6::HEADER_LEN + usize::from(ip.payload_len()) == packet.len()
+                {
+                    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+                    return partial_udp(packet, ipv6::HEADER_LEN, |len| {
+                        checksum::pseudo_header_v6(&src, &dst, ip_proto::UDP, len)
+                    });
+                }
                 if ip.next_header() != ip_proto::TCP {
                     return Read::Other(None);
                 }
@@ -477,7 +531,7 @@ impl Segment {
             let ip = Ipv6Packet::new_unchecked(packet);
             let (src, dst) = (ip.src_addr(), ip.dst_addr());
             let pseudo = checksum::pseudo_header_v6(&src, &dst, ip_proto::TCP, tcp_len);
-            if partial_checksum(field, pseudo) {
+            if checksum::holds_pseudo_header(field, pseudo) {
                 return partial();
             }
             tcp.verify_checksum_v6(&src, &dst)
@@ -485,7 +539,7 @@ impl Segment {
             let ip = Ipv4Packet::new_unchecked(packet);
             let (src, dst) = (ip.src_addr(), ip.dst_addr());
             let pseudo = checksum::pseudo_header_v4(&src, &dst, ip_proto::TCP, tcp_len);
-            if partial_checksum(field, pseudo) {
+            if checksum::holds_pseudo_header(field, pseudo) {
                 return partial();
             }
             tcp.verify_checksum_v4(&src, &dst)
@@ -505,11 +559,23 @@ impl Segment {
     }
 }
 
-/// Whether the checksum field holds the pseudo-header sum `pseudo` (either zero of one's
-/// complement) rather than a checksum: a packet GRO merged, or a stack's under
-/// `CHECKSUM_PARTIAL`.
-fn partial_checksum(field: u16, pseudo: u16) -> bool {
-    field == pseudo || (field | pseudo == 0xffff && (field == 0 || pseudo == 0))
+/// A UDP datagram behind an IP header of `l3_len` bytes: [`Read::PartialUdp`] when its
+/// checksum field holds the pseudo-header sum (given by `pseudo` for the UDP length). A zero
+/// field is "no checksum" over IPv4 and never a pseudo-header sum here, so it stays as it is.
+fn partial_udp(packet: &[u8], l3_len: usize, pseudo: impl FnOnce(u32) -> u16) -> Read {
+    let Some(Ok(udp)) = packet.get(l3_len..).map(UdpPacket::new_checked) else {
+        return Read::Other(None);
+    };
+    let len = packet.len() - l3_len;
+    let field = udp.checksum();
+    if usize::from(udp.len()) != len || field == 0 {
+        return Read::Other(None);
+    }
+    if checksum::holds_pseudo_header(field, pseudo(len as u32)) {
+        Read::PartialUdp { l3_len }
+    } else {
+        Read::Other(None)
+    }
 }
 
 /// Completes a flow key with the ports, if the packet is long enough to have them.

@@ -1,5 +1,6 @@
 //! Inner packets that the underlay's GRO merged before the raw socket saw them: longer than
-//! the tunnel MTU, TCP checksum left as the pseudo-header sum.
+//! the tunnel MTU, TCP checksum left as the pseudo-header sum. Also the SYN a peer's kernel
+//! path sends with the same field, since nothing on its way completed it.
 
 use wire::{TcpRepr, checksum, tcp::flags};
 
@@ -142,4 +143,68 @@ fn merged_packets_over_an_ipv4_underlay_too() {
     assert_eq!(verdict, Verdict::Forwarded);
     assert_eq!(packets(&out), vec![(Destination::Tun(id), inner)]);
     assert_eq!(dp.stats(id).unwrap().outer_gro_packets, 1);
+}
+
+/// A SYN from a host behind a veth, encapsulated by a peer's kernel path: its checksum field
+/// holds the pseudo-header sum, with the full MSS of a 1500-byte LAN.
+fn partial_syn4(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let repr = TcpRepr {
+        src_port: 40000,
+        dst_port: 5201,
+        seq_number: 0x0102_0304,
+        ack_number: 0,
+        flags: flags::SYN,
+        window: 64240,
+        mss: Some(1460),
+        payload: &[],
+    };
+    let mut segment = vec![0u8; repr.buffer_len()];
+    let mut view = TcpPacket::new_unchecked(&mut segment[..]);
+    repr.emit(&mut view);
+    let len = segment.len() as u32;
+    TcpPacket::new_unchecked(&mut segment[..]).set_checksum(checksum::pseudo_header_v4(
+        &src,
+        &dst,
+        ip_proto::TCP,
+        len,
+    ));
+    ipv4(src, dst, ip_proto::TCP, &segment, true)
+}
+
+#[test]
+fn a_partial_syn_is_clamped_and_completes_to_a_valid_segment_on_the_tun() {
+    let mut c = config(Mode::Any);
+    c.mss_clamp = MssClamp::Auto;
+    let (mut dp, id) = dataplane(c);
+    let syn = partial_syn4(FAR4, NEAR4);
+    let field = TcpPacket::new_checked(&syn[20..]).unwrap().checksum();
+    let (verdict, got) = decap(&mut dp, ip_proto::IPIP, &syn);
+    assert_eq!(verdict, Verdict::Forwarded);
+    let [(Destination::Tun(to), packet)] = &got[..] else {
+        panic!("one packet for the TUN: {got:?}");
+    };
+    assert_eq!(*to, id);
+    let tcp = TcpPacket::new_checked(&packet[20..]).unwrap();
+    assert_eq!(tcp.mss(), Ok(Some(1420)));
+    assert_eq!(tcp.checksum(), field, "still the pseudo-header sum");
+    assert_eq!(dp.stats(id).unwrap().mss_clamped, 1);
+
+    // The TUN write asks the kernel to complete it, which gives a segment that verifies.
+    let mut coalescer = crate::offload::Coalescer::with_mtu(1460);
+    coalescer.push(packet);
+    let frames: Vec<Vec<u8>> = coalescer.flush().map(<[u8]>::to_vec).collect();
+    let [frame] = &frames[..] else {
+        panic!("one frame: {frames:?}");
+    };
+    let header = wire::virtio::Packet::new_checked(&frame[..]).unwrap();
+    let vnet = wire::virtio::Repr::parse(&header).unwrap();
+    let mut completed = Vec::new();
+    let mut bytes = frame[wire::virtio::HEADER_LEN..].to_vec();
+    crate::offload::split(&vnet, &mut bytes, |p| completed.push(p.to_vec())).unwrap();
+    let [done] = &completed[..] else {
+        panic!("one packet: {completed:?}");
+    };
+    let tcp = TcpPacket::new_checked(&done[20..]).unwrap();
+    assert!(tcp.verify_checksum_v4(&FAR4, &NEAR4));
+    assert_eq!(tcp.mss(), Ok(Some(1420)));
 }

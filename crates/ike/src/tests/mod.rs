@@ -9,7 +9,7 @@ use rand_core::{RngCore, SeedableRng};
 use wire::ike::TrafficSelector;
 
 use crate::proposal::{EspProposal, IkeProposal};
-use crate::{Config, DownReason, Dpd, DpdAction, Event, Identity, Peer};
+use crate::{ChildSaInfo, Config, DownReason, Dpd, DpdAction, Event, Identity, Peer};
 
 mod psk;
 mod recovery;
@@ -45,6 +45,23 @@ pub(crate) type Pair = sim::Pair<Peer>;
 impl Pair {
     pub fn default_pair(seed: u64) -> Self {
         Self::new(config_a(), config_b(), seed)
+    }
+
+    /// A (B when `from_b`) rekeys its one CHILD SA; runs at most `max_steps` until each end
+    /// holds exactly one CHILD SA and the rekeying end's is new. Returns the old one as the
+    /// rekeying end saw it.
+    pub fn rekey_child(&mut self, from_b: bool, max_steps: usize) -> ChildSaInfo {
+        let now = self.now;
+        let node = if from_b { &mut self.b } else { &mut self.a };
+        let old = node.children()[0].clone();
+        node.peer.rekey_child(now, old.spi_in).unwrap();
+        self.drive_bounded(max_steps, |p| {
+            let (us, them) = if from_b { (&p.b, &p.a) } else { (&p.a, &p.b) };
+            us.children().len() == 1
+                && us.children()[0].spi_in != old.spi_in
+                && them.children().len() == 1
+        });
+        old
     }
 }
 

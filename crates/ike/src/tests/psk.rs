@@ -26,8 +26,7 @@ fn failed(p: &Pair) -> bool {
 #[test]
 fn the_peer_id_picks_its_own_key() {
     let mut p = Pair::new(site_a("fqdn:a.example", KEY_A), responder(), 71);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.assert_children_agree();
     p.teardown();
 }
@@ -65,8 +64,7 @@ fn an_id_with_no_key_of_its_own_and_not_the_remote_id_is_refused() {
     let mut a = config_a();
     a.psk = b"the default key".to_vec();
     let mut p = Pair::new(a, responder(), 74);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.teardown();
 }
 
@@ -81,8 +79,7 @@ fn the_initiator_uses_the_key_of_the_id_it_expects() {
     b.local_id = Some(Identity::parse("fqdn:b.example").unwrap());
     b.psk = KEY_A.to_vec();
     let mut p = Pair::new(a, b, 75);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.teardown();
 }
 

@@ -9,8 +9,7 @@ use crate::RECOVERY_INTERVAL;
 /// A and B up; then B loses all its state, as a SIGKILL and restart would.
 fn up_then_b_restarts(seed: u64) -> (Pair, u32) {
     let mut p = Pair::default_pair(seed);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     let stale = p.a.children()[0].spi_in;
     p.b = Node::new(config_b(), B_ADDR, seed + 1000);
     (p, stale)
@@ -48,8 +47,7 @@ fn esp_under_a_lost_spi_brings_a_new_sa_within_the_exchange() {
 #[test]
 fn unknown_spis_start_nothing_while_an_sa_is_up() {
     let mut p = Pair::default_pair(32);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     // A late packet of an SA a rekey deleted: no new IKE SA for that.
     let (now, local, remote) = (p.now, p.b.addr, p.a.addr);
     assert!(!p.b.peer.handle_unknown_spi(now, local, remote));
@@ -81,8 +79,7 @@ fn a_failed_recovery_is_retried_only_after_the_interval() {
 #[test]
 fn last_heard_moves_only_on_authenticated_input() {
     let mut p = Pair::default_pair(34);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     let heard = p.b.peer.last_heard().expect("established");
     p.run_for(Duration::from_secs(5));
     let (now, local, remote) = (p.now, p.b.addr, p.a.addr);

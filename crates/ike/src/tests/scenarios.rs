@@ -20,8 +20,7 @@ const IKE_SUITES: [(&str, &str); 7] = [
 #[test]
 fn establishes_with_defaults_and_keys_agree() {
     let mut p = Pair::default_pair(1);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.assert_children_agree();
     assert_eq!(p.a.ups(), 1);
     assert_eq!(p.b.ups(), 1);
@@ -48,26 +47,15 @@ fn establishes_every_listed_suite() {
             with_proposals(config_b(), ike, esp),
             10 + i as u64,
         );
-        p.initiate();
-        p.drive_bounded(100, Pair::established);
+        p.establish();
         p.assert_children_agree();
-        let Some(Event::IkeSaUp { suite, .. }) =
-            p.a.events
-                .iter()
-                .find(|e| matches!(e, Event::IkeSaUp { .. }))
-        else {
-            panic!("no IkeSaUp for {ike}");
-        };
+        let suite =
+            p.a.up_suite()
+                .unwrap_or_else(|| panic!("no IkeSaUp for {ike}"));
         let want = IkeProposal::parse(ike).unwrap();
-        assert!(want.allows(suite), "{ike}: negotiated {suite:?}");
+        assert!(want.allows(&suite), "{ike}: negotiated {suite:?}");
         // A rekey exercises CREATE_CHILD_SA with this suite's keys.
-        let spi = p.a.children()[0].spi_in;
-        p.a.peer.rekey_child(p.now, spi).unwrap();
-        p.drive_bounded(200, |p| {
-            p.a.children().len() == 1
-                && p.a.children()[0].spi_in != spi
-                && p.b.children().len() == 1
-        });
+        p.rekey_child(false, 200);
         p.assert_children_agree();
         p.teardown();
     }
@@ -80,20 +68,13 @@ fn invalid_ke_retries_with_the_group_the_responder_wants() {
     let mut b = config_b();
     b.ike = vec![IkeProposal::parse("aes128gcm16-prfsha256-modp2048").unwrap()];
     let mut p = Pair::new(a, b, 2);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.assert_children_agree();
     assert!(
         p.b.errors
             .contains(&Error::PeerIncompatible(Incompatibility::InvalidKe(14)))
     );
-    let Some(Event::IkeSaUp { suite, .. }) =
-        p.a.events
-            .iter()
-            .find(|e| matches!(e, Event::IkeSaUp { .. }))
-    else {
-        panic!("not up")
-    };
+    let suite = p.a.up_suite().expect("not up");
     assert_eq!(suite.dh, DhGroup::Modp2048);
     p.teardown();
 }
@@ -119,8 +100,7 @@ fn cookie_is_demanded_and_honoured() {
     let mut b = config_b();
     b.cookie_threshold = 0;
     let mut p = Pair::new(config_a(), b, 4);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.assert_children_agree();
     p.teardown();
 }
@@ -212,13 +192,7 @@ fn survives_loss_duplication_and_reordering() {
         p.initiate();
         p.drive_bounded(2000, Pair::established);
         p.assert_children_agree();
-        let spi = p.a.children()[0].spi_in;
-        p.a.peer.rekey_child(p.now, spi).unwrap();
-        p.drive_bounded(2000, |p| {
-            p.a.children().len() == 1
-                && p.a.children()[0].spi_in != spi
-                && p.b.children().len() == 1
-        });
+        p.rekey_child(false, 2000);
         p.assert_children_agree();
         p.loss = 0;
         p.teardown();
@@ -228,15 +202,8 @@ fn survives_loss_duplication_and_reordering() {
 #[test]
 fn child_rekey_installs_new_before_deleting_old() {
     let mut p = Pair::default_pair(8);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
-    let old = p.a.children()[0].clone();
-    p.a.peer.rekey_child(p.now, old.spi_in).unwrap();
-    p.drive_bounded(100, |p| {
-        p.a.children().len() == 1
-            && p.a.children()[0].spi_in != old.spi_in
-            && p.b.children().len() == 1
-    });
+    p.establish();
+    let old = p.rekey_child(false, 100);
     p.assert_children_agree();
     for (node, old_in) in [(&p.a, old.spi_in), (&p.b, old.spi_out)] {
         let new_at = node
@@ -258,8 +225,7 @@ fn child_rekey_installs_new_before_deleting_old() {
 #[test]
 fn ike_rekey_moves_children_and_keeps_working() {
     let mut p = Pair::default_pair(9);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     let old_spis = p.a.peer.ike_spis().unwrap();
     let child = p.a.children()[0].spi_in;
     p.a.peer.rekey_ike(p.now).unwrap();
@@ -279,11 +245,7 @@ fn ike_rekey_moves_children_and_keeps_working() {
         assert_eq!(node.count(|e| matches!(e, Event::ChildSaDeleted { .. })), 0);
     }
     // The new IKE SA's keys work both ways: rekey the child from B's side over it.
-    let spi_b = p.b.children()[0].spi_in;
-    p.b.peer.rekey_child(p.now, spi_b).unwrap();
-    p.drive_bounded(200, |p| {
-        p.b.children().len() == 1 && p.b.children()[0].spi_in != spi_b && p.a.children().len() == 1
-    });
+    p.rekey_child(true, 200);
     p.assert_children_agree();
     p.teardown();
 }
@@ -292,8 +254,7 @@ fn ike_rekey_moves_children_and_keeps_working() {
 fn simultaneous_child_rekey_leaves_one_pair() {
     for seed in 0..8 {
         let mut p = Pair::default_pair(200 + seed);
-        p.initiate();
-        p.drive_bounded(100, Pair::established);
+        p.establish();
         let a_old = p.a.children()[0].spi_in;
         let b_old = p.b.children()[0].spi_in;
         let now = p.now;
@@ -325,8 +286,7 @@ fn simultaneous_child_rekey_leaves_one_pair() {
 fn delete_from_either_side_clears_both() {
     for from_b in [false, true] {
         let mut p = Pair::default_pair(11);
-        p.initiate();
-        p.drive_bounded(100, Pair::established);
+        p.establish();
         let now = p.now;
         if from_b {
             p.b.peer.delete(now);
@@ -350,8 +310,7 @@ fn dpd_declares_a_silent_peer_dead() {
         with_dpd(config_b(), DpdAction::Clear),
         12,
     );
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     // Idle traffic: DPD exchanges keep it up.
     p.run_for(Duration::from_secs(200));
     assert!(p.established());
@@ -369,8 +328,7 @@ fn dpd_restart_reestablishes_after_an_outage() {
         with_dpd(config_b(), DpdAction::Clear),
         13,
     );
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.partitioned = true;
     p.run_for(Duration::from_secs(160));
     assert!(!p.a.peer.is_established(), "A noticed the outage");
@@ -386,8 +344,7 @@ fn dpd_restart_reestablishes_after_an_outage() {
 #[test]
 fn restarted_peer_replaces_the_stale_ike_sa() {
     let mut p = Pair::default_pair(14);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     let stale = p.b.children()[0].spi_in;
     // A reboots: all its state is gone; B still holds the old SAs.
     p.a = Node::new(config_a(), A_ADDR, 999);
@@ -416,8 +373,7 @@ fn lifetimes_rekey_on_their_own_without_leaks() {
         c.rekey_jitter = Duration::from_secs(60);
     }
     let mut p = Pair::new(a, b, 15);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.run_for(Duration::from_secs(3 * 3600));
     assert!(p.established());
     for node in [&p.a, &p.b] {
@@ -479,8 +435,7 @@ fn identities_of_every_kind() {
             with_ids(config_b(), idb, ida),
             20 + i as u64,
         );
-        p.initiate();
-        p.drive_bounded(100, Pair::established);
+        p.establish();
         p.teardown();
     }
     // B expects a different identity for A.
@@ -507,8 +462,7 @@ fn responder_narrows_traffic_selectors() {
         "198.18.1.31".parse().unwrap(),
     )];
     let mut p = Pair::new(config_a(), b, 31);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     assert_eq!(p.a.children()[0].local_ts, p.b.children()[0].remote_ts);
     assert_eq!(
         p.a.children()[0].local_ts[0].start_addr.to_string(),
@@ -537,8 +491,7 @@ fn responder_narrows_traffic_selectors() {
 #[test]
 fn garbage_never_panics_and_changes_nothing() {
     let mut p = Pair::default_pair(33);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     let mut r = ChaCha20Rng::seed_from_u64(1);
     let spis = p.b.peer.ike_spis().unwrap();
     let now = p.now;
@@ -577,8 +530,7 @@ fn api_misuse_is_reported() {
 fn simultaneous_ike_rekey_leaves_one_ike_sa() {
     for seed in 0..8 {
         let mut p = Pair::default_pair(300 + seed);
-        p.initiate();
-        p.drive_bounded(100, Pair::established);
+        p.establish();
         let old = p.a.peer.ike_spis().unwrap();
         let now = p.now;
         p.a.peer.rekey_ike(now).unwrap();
@@ -597,13 +549,7 @@ fn simultaneous_ike_rekey_leaves_one_ike_sa() {
         assert_eq!(p.a.children().len(), 1, "seed {seed}");
         p.assert_children_agree();
         // The surviving IKE SA carries a child rekey, so both ends hold the same keys.
-        let spi = p.a.children()[0].spi_in;
-        p.a.peer.rekey_child(p.now, spi).unwrap();
-        p.drive_bounded(200, |p| {
-            p.a.children().len() == 1
-                && p.a.children()[0].spi_in != spi
-                && p.b.children().len() == 1
-        });
+        p.rekey_child(false, 200);
         p.assert_children_agree();
         p.teardown();
     }
@@ -616,8 +562,7 @@ fn nat_is_detected_and_traffic_moves_to_port_4500() {
     let mut p = Pair::new(a, b, 40);
     p.a.addr = "198.18.0.2:500".parse().unwrap();
     p.nat_a = Some("198.51.100.200".parse().unwrap());
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     assert!(p.a.events.contains(&Event::NatDetected {
         local_behind_nat: true,
         remote_behind_nat: false
@@ -633,11 +578,7 @@ fn nat_is_detected_and_traffic_moves_to_port_4500() {
         assert_eq!(c.local.port() % 10000, 4500, "{c:?}");
     }
     // Rekeys and DPD keep working through the mapping on 4500.
-    let spi = p.a.children()[0].spi_in;
-    p.a.peer.rekey_child(p.now, spi).unwrap();
-    p.drive_bounded(200, |p| {
-        p.a.children().len() == 1 && p.a.children()[0].spi_in != spi && p.b.children().len() == 1
-    });
+    p.rekey_child(false, 200);
     p.assert_children_agree();
     p.run_for(Duration::from_secs(120));
     assert!(p.established());
@@ -736,8 +677,7 @@ fn ipv6_underlay_with_address_identities() {
     let mut p = Pair::new(a, b, 52);
     p.a.addr = "[2001:db8::a]:500".parse().unwrap();
     p.b.addr = "[2001:db8::b]:500".parse().unwrap();
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.assert_children_agree();
     let c = &p.a.children()[0];
     assert_eq!(
@@ -753,8 +693,7 @@ fn ipv6_underlay_with_address_identities() {
 #[test]
 fn esp_traffic_keeps_dpd_quiet() {
     let mut p = Pair::default_pair(53);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.run_for(Duration::from_secs(1));
     let before = p.delivered;
     for _ in 0..10 {
@@ -779,8 +718,7 @@ fn rekeyed_ike_sa_is_dropped_when_its_delete_is_lost() {
     a.dpd = None;
     b.dpd = None;
     let mut p = Pair::new(a, b, 54);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     let old = p.a.peer.ike_spis().unwrap();
     p.a.peer.rekey_ike(p.now).unwrap();
     // Run until A has the new SA (and is about to delete the old one), then lose everything.

@@ -9,102 +9,36 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use super::rng;
-use crate::{ChildSaInfo, Config, Event, Transmit};
+use crate::{ChildSaInfo, Config, Core, Event, Transmit};
 
-/// What the simulation needs of an IKE core; both [`crate::Peer`] and [`crate::v1::Peer`]
-/// have it.
-pub(crate) trait Driven {
+/// What the simulation needs of an IKE core besides [`Core`]; both [`crate::Peer`] and
+/// [`crate::v1::Peer`] have it.
+pub(crate) trait Driven: Core {
     fn new(config: Config, seed: u64) -> Self;
-    fn initiate(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-    ) -> Result<(), crate::Error>;
-    fn handle_datagram(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        bytes: &[u8],
-    ) -> Result<(), crate::Error>;
-    fn handle_timeout(&mut self, now: Instant);
-    fn poll_timeout(&self) -> Option<Instant>;
-    fn poll_transmit(&mut self) -> Option<Transmit>;
-    fn poll_event(&mut self) -> Option<Event>;
-    fn delete(&mut self, now: Instant);
-    fn children(&self) -> Vec<ChildSaInfo>;
-    fn is_established(&self) -> bool;
-    fn ike_sa_count(&self) -> usize;
-    fn half_open_count(&self) -> usize;
+    fn children(&self) -> Vec<ChildSaInfo> {
+        self.child_sas().cloned().collect()
+    }
     /// Exchanges remembered besides the SAs (IKEv1 quick modes).
     fn exchanges_held(&self) -> usize {
         0
     }
 }
 
-macro_rules! driven {
-    ($peer:ty $(, $extra:item)?) => {
-        impl Driven for $peer {
-            fn new(config: Config, seed: u64) -> Self {
-                <$peer>::new(config, rng(seed))
-            }
-            fn initiate(
-                &mut self,
-                now: Instant,
-                local: SocketAddr,
-                remote: SocketAddr,
-            ) -> Result<(), crate::Error> {
-                <$peer>::initiate(self, now, local, remote)
-            }
-            fn handle_datagram(
-                &mut self,
-                now: Instant,
-                local: SocketAddr,
-                remote: SocketAddr,
-                bytes: &[u8],
-            ) -> Result<(), crate::Error> {
-                <$peer>::handle_datagram(self, now, local, remote, bytes)
-            }
-            fn handle_timeout(&mut self, now: Instant) {
-                <$peer>::handle_timeout(self, now);
-            }
-            fn poll_timeout(&self) -> Option<Instant> {
-                <$peer>::poll_timeout(self)
-            }
-            fn poll_transmit(&mut self) -> Option<Transmit> {
-                <$peer>::poll_transmit(self)
-            }
-            fn poll_event(&mut self) -> Option<Event> {
-                <$peer>::poll_event(self)
-            }
-            fn delete(&mut self, now: Instant) {
-                <$peer>::delete(self, now);
-            }
-            fn children(&self) -> Vec<ChildSaInfo> {
-                self.child_sas().cloned().collect()
-            }
-            fn is_established(&self) -> bool {
-                <$peer>::is_established(self)
-            }
-            fn ike_sa_count(&self) -> usize {
-                <$peer>::ike_sa_count(self)
-            }
-            fn half_open_count(&self) -> usize {
-                <$peer>::half_open_count(self)
-            }
-            $($extra)?
-        }
-    };
+impl Driven for crate::Peer {
+    fn new(config: Config, seed: u64) -> Self {
+        Self::new(config, rng(seed))
+    }
 }
 
-driven!(crate::Peer);
-driven!(
-    crate::v1::Peer,
+impl Driven for crate::v1::Peer {
+    fn new(config: Config, seed: u64) -> Self {
+        Self::new(config, rng(seed))
+    }
+
     fn exchanges_held(&self) -> usize {
         self.quick_mode_count()
     }
-);
+}
 
 pub(crate) struct Node<P> {
     pub peer: P,
@@ -139,6 +73,14 @@ impl<P: Driven> Node<P> {
 
     pub fn downs(&self, reason: &crate::DownReason) -> usize {
         self.count(|e| matches!(e, Event::IkeSaDown { reason: r, .. } if r == reason))
+    }
+
+    /// The suite of the first IKE SA reported up.
+    pub fn up_suite(&self) -> Option<crate::proposal::IkeSuite> {
+        self.events.iter().find_map(|e| match e {
+            Event::IkeSaUp { suite, .. } => Some(*suite),
+            _ => None,
+        })
     }
 
     /// Loses all state, as a SIGKILL and restart would.
@@ -201,6 +143,12 @@ impl<P: Driven> Pair<P> {
     pub fn initiate(&mut self) {
         let (a, b) = (self.a.addr, self.b.addr);
         self.a.peer.initiate(self.now, a, b).unwrap();
+    }
+
+    /// A initiates; runs until both ends are established.
+    pub fn establish(&mut self) {
+        self.initiate();
+        self.drive_bounded(100, Self::established);
     }
 
     fn chance(&mut self, per_mille: u32) -> bool {

@@ -19,6 +19,8 @@ pub const THEM: &str = "198.51.100.2";
 pub const OUR_HOST: &str = "198.18.1.1";
 pub const THEIR_HOST: &str = "198.18.2.1";
 
+pub mod endpoint;
+
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// The network namespaces, charon, and the files they use; removed on drop, also on panic.
@@ -133,6 +135,18 @@ impl Lab {
             .unwrap()
     }
 
+    /// Replaces charon's connections with `conf` (swanctl.conf syntax), which must define
+    /// the connection `v6gate`.
+    pub fn load(&self, conf: &str) {
+        fs::write(self.etc.join("swanctl/conf.d/v6gate.conf"), conf).unwrap();
+        let out = self.swanctl(&["--load-all", "--clear"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("loaded connection 'v6gate'"),
+            "swanctl: {text}"
+        );
+    }
+
     /// The end of charon's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let log = fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default();
@@ -152,17 +166,6 @@ impl Drop for Lab {
         }
         let _ = fs::remove_dir_all(&self.etc);
         let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Kills our responder process by pid if the test fails before it exits.
-pub struct Reaper(pub Option<u32>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-        }
     }
 }
 

@@ -198,3 +198,46 @@ fn setns(namespace: &std::fs::File) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Sends every item with `send_batch`, which takes up to a batch at a time and must report
+/// between one and a batch sent per call; then checks that an empty batch sends nothing.
+pub fn send_in_batches<T>(items: &[T], mut send_batch: impl FnMut(&[T]) -> io::Result<usize>) {
+    let mut sent = 0;
+    while sent < items.len() {
+        let n = send_batch(&items[sent..]).unwrap();
+        assert!(n > 0 && n <= sys::raw::BATCH_SIZE, "{n}");
+        sent += n;
+    }
+    assert_eq!(send_batch(&[]).unwrap(), 0);
+}
+
+/// Receives `count` datagrams with `recv_batch` into a batch of 256-byte buffers, handing
+/// each to `check` with its index, its bytes (the length `len` reads from its metadata) and
+/// its metadata, in order; then checks that nothing more is waiting.
+pub async fn recv_in_batches<M: Clone>(
+    count: usize,
+    blank: M,
+    mut recv_batch: impl FnMut(&mut [io::IoSliceMut<'_>], &mut [M]) -> io::Result<usize>,
+    len: impl Fn(&M) -> usize,
+    mut check: impl FnMut(usize, &[u8], &M),
+) {
+    let mut storage = vec![[0u8; 256]; sys::raw::BATCH_SIZE];
+    let mut received = vec![blank; sys::raw::BATCH_SIZE];
+    let mut next = 0;
+    while next < count {
+        let mut bufs: Vec<_> = storage.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
+        let n = recv_soon(|| recv_batch(&mut bufs, &mut received))
+            .await
+            .unwrap();
+        drop(bufs);
+        for (buf, meta) in storage.iter().zip(&received).take(n) {
+            check(next, &buf[..len(meta)], meta);
+            next += 1;
+        }
+    }
+    let mut bufs: Vec<_> = storage.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
+    assert_eq!(
+        recv_batch(&mut bufs, &mut received).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+}

@@ -73,6 +73,18 @@ impl Daemon {
         if t.dataplane == Dataplane::Userspace || t.ipsec.is_some() {
             return Ok(Chosen::Userspace { fallback: None });
         }
+        if t.dataplane == Dataplane::Auto && t.mss_clamp != control::MssClamp::Off {
+            // The clamping rules live in the one `inet v6gate` table, which a second instance
+            // in the namespace replaces with its own, and a reload rebuilds a kernel-path
+            // tunnel rather than changing it in place: until both are solved, the kernel path
+            // is asked for, not taken by default.
+            let why = "MSS clamping on the kernel path is taken only with dataplane = \"kernel\" \
+                       (or mss_clamp = \"off\")";
+            info!(tunnel = %t.name, "dataplane: userspace; {why}");
+            return Ok(Chosen::Userspace {
+                fallback: Some(why.into()),
+            });
+        }
         match self.start_kernel_path(t, paths, mtu).await {
             Ok(kernel) => {
                 info!(

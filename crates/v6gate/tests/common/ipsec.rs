@@ -4,12 +4,12 @@
 use std::net::IpAddr;
 use std::path::Path;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use v6gate_lab::strongswan::{Charon, StrongswanConfig};
 use v6gate_lab::{Gateway, Lab, Node};
 
-use super::{BIN, wait_until};
+use super::{BIN, child_spis, ping_counts, wait_until};
 
 /// The ipsec tunnel of every ipsec test.
 pub const TUNNEL: &str = "ab";
@@ -89,6 +89,83 @@ pub fn restart_responder_under_pings(
     gateway
 }
 
+/// What pings every 10 ms from host A saw of the CHILD SAs rekeyed meanwhile.
+pub struct UnderRekey {
+    /// Inbound SPIs before and after.
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+    pub sent: u64,
+    pub lost: u64,
+    pub elapsed: Duration,
+}
+
+/// Sends `count` pings every 10 ms from host A to `host_b` (all of them, or the test fails)
+/// and reports what `what`'s CHILD SAs went through meanwhile.
+pub fn pings_under_rekey(
+    lab: &Lab,
+    gateway: &Gateway,
+    host_b: IpAddr,
+    count: u32,
+    what: &str,
+) -> UnderRekey {
+    let before = child_spis(&ipsec_status(gateway));
+    let started = Instant::now();
+    let output = lab.ping_output(Node::HostA, host_b, count, &["-i", "0.01", "-W", "2"]);
+    let elapsed = started.elapsed();
+    let (sent, received) = ping_counts(&String::from_utf8_lossy(&output.stdout));
+    let after = child_spis(&ipsec_status(gateway));
+    let lost = sent - received;
+    eprintln!(
+        "{what} rekey under traffic: {sent} pings in {elapsed:?}, {lost} lost, SPIs {before:?} -> {after:?}"
+    );
+    assert_eq!(sent, u64::from(count), "{}", super::text(&output));
+    UnderRekey {
+        before,
+        after,
+        sent,
+        lost,
+        elapsed,
+    }
+}
+
+/// Kills charon under an established tunnel and starts it again from `config` once the
+/// gateway's DPD noticed; insists that traffic from host A to `host_b` comes back. Returns
+/// the new charon and how long that took from its start.
+pub fn dpd_restart(
+    lab: &Lab,
+    gateway: &Gateway,
+    charon: Charon,
+    config: &StrongswanConfig,
+    host_b: IpAddr,
+    what: &str,
+) -> (Charon, Duration) {
+    charon.kill().unwrap();
+    let died = Instant::now();
+    let mut last = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            last = ipsec_status(gateway);
+            last["ipsec"]["ike_state"] != "established"
+        }),
+        "DPD did not notice the dead peer: {last}\n{}",
+        gateway.log()
+    );
+    let noticed = died.elapsed();
+    let charon = start_charon(lab, config);
+    let back = Instant::now();
+    wait_established(gateway, Duration::from_secs(30));
+    assert!(
+        super::wait_ping(lab, Node::HostA, host_b, Duration::from_secs(10)),
+        "no traffic after the peer came back\n{}",
+        gateway.log()
+    );
+    let back = back.elapsed();
+    eprintln!(
+        "{what} DPD: dead peer noticed after {noticed:?}, traffic back {back:?} after the restart"
+    );
+    (charon, back)
+}
+
 /// What 10 ms pings saw of an interruption.
 #[derive(Debug)]
 pub struct Outage {
@@ -126,7 +203,7 @@ pub fn ping_across<T: Send>(
         (value, start, pings.join().expect("ping thread"))
     });
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let (sent, received) = super::ping_counts(&stdout);
+    let (sent, received) = ping_counts(&stdout);
     // `-D` starts each reply with `[seconds.micros]`.
     let replies: Vec<f64> = stdout
         .lines()

@@ -126,17 +126,49 @@ pub fn assert_ping(lab: &Lab, from: Node, to: IpAddr, count: u32, gateways: &[&G
 }
 
 /// Sends `bytes` over TCP from hostA to hostB's IPv4 address within `timeout` and insists
-/// that every byte arrived; a failure names the transfer and the gateways' logs.
+/// that every byte arrived as sent; a failure names the transfer and the gateways' logs.
 pub fn assert_tcp_a_to_b(lab: &Lab, bytes: u64, timeout: Duration, gateways: &[&Gateway]) {
-    let server = std::net::SocketAddr::new(IpAddr::V4(v6gate_lab::addr::HOST_B4), 0);
+    let server = IpAddr::V4(v6gate_lab::addr::HOST_B4);
+    assert_tcp(
+        lab,
+        Node::HostA,
+        (Node::HostB, server),
+        bytes,
+        timeout,
+        gateways,
+    );
+}
+
+/// The same from hostB to hostA.
+pub fn assert_tcp_b_to_a(lab: &Lab, bytes: u64, timeout: Duration, gateways: &[&Gateway]) {
+    let server = IpAddr::V4(v6gate_lab::addr::HOST_A4);
+    assert_tcp(
+        lab,
+        Node::HostB,
+        (Node::HostA, server),
+        bytes,
+        timeout,
+        gateways,
+    );
+}
+
+fn assert_tcp(
+    lab: &Lab,
+    client: Node,
+    (server, address): (Node, IpAddr),
+    bytes: u64,
+    timeout: Duration,
+    gateways: &[&Gateway],
+) {
+    let bound = std::net::SocketAddr::new(address, 0);
     let transfer = lab
-        .tcp_transfer(Node::HostB, server, Node::HostA, bytes, timeout)
+        .tcp_transfer(server, bound, client, bytes, timeout)
         .unwrap_or_else(|e| {
             let logs: String = gateways
                 .iter()
                 .map(|g| format!("\n--- gateway in {} ---\n{}", g.node(), g.log()))
                 .collect();
-            panic!("TCP hostA -> hostB ({bytes} bytes): {e}{logs}")
+            panic!("TCP {client} -> {server} ({bytes} bytes): {e}{logs}")
         });
     assert_eq!(transfer.bytes, bytes);
 }

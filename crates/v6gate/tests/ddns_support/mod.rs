@@ -15,6 +15,7 @@ use v6gate::ddns::{DdnsRunner, DdnsStatus};
 use v6gate_lab::{Lab, Node, Process, addr, enter_netns};
 
 pub mod https;
+pub mod steps;
 
 /// The `[[ddns]]` entries of a config text.
 pub fn entries(text: &str) -> Vec<Ddns> {
@@ -221,6 +222,31 @@ impl Knot {
             "knsupdate: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Every answer served for `name` as it changes, polled until it is `want` or `timeout`
+    /// has passed.
+    pub fn follow(
+        &self,
+        lab: &Lab,
+        name: &str,
+        rtype: &str,
+        want: IpAddr,
+        timeout: Duration,
+    ) -> Vec<Option<IpAddr>> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            let served = self.lookup(lab, name, rtype);
+            if seen.last() != Some(&served) {
+                seen.push(served);
+            }
+            if served == Some(want) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        seen
     }
 
     /// Waits until `name` serves `want`.

@@ -12,6 +12,7 @@
 
 use core::fmt;
 
+pub(crate) mod generic;
 mod payload;
 
 pub use payload::{
@@ -199,6 +200,20 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl generic::Failure for Error {
+    fn truncated() -> Self {
+        Self::Truncated
+    }
+
+    fn bad_length() -> Self {
+        Self::BadLength
+    }
+
+    fn bad_payload(kind: u8) -> Self {
+        Self::BadPayload(kind)
+    }
+}
 
 pub type Result<T> = core::result::Result<T, Error>;
 
@@ -466,30 +481,19 @@ impl<'a> Iterator for RawPayloads<'a> {
             return Some(Err(Error::BadLength));
         }
         let kind = self.next;
-        let step = (|| {
-            if self.rest.len() < PAYLOAD_HEADER_LEN {
-                return Err(Error::Truncated);
-            }
-            let next = self.rest[0];
-            let critical = self.rest[1] & CRITICAL != 0;
-            let len = usize::from(u16::from_be_bytes([self.rest[2], self.rest[3]]));
-            if len < PAYLOAD_HEADER_LEN {
-                return Err(Error::BadLength);
-            }
-            if len > self.rest.len() {
-                return Err(Error::Truncated);
-            }
+        let step = generic::payload_header(self.rest).map(|(next, flags, len)| {
             let body = &self.rest[PAYLOAD_HEADER_LEN..len];
             self.rest = &self.rest[len..];
-            Ok((
+            let critical = flags & CRITICAL != 0;
+            (
                 RawPayload {
                     kind,
                     critical,
                     body,
                 },
                 next,
-            ))
-        })();
+            )
+        });
         match step {
             Ok((payload, next)) => {
                 if kind == payload_type::SK {
@@ -603,16 +607,7 @@ pub fn finish_header(header: &HeaderRepr, first_payload: u8, out: &mut [u8]) {
 
 /// Appends the payload chain to `out`, returning the type of the first payload (NONE if empty).
 pub fn emit_payloads(payloads: &[Payload], out: &mut Vec<u8>) -> u8 {
-    for (i, p) in payloads.iter().enumerate() {
-        let next = payloads
-            .get(i + 1)
-            .map_or(payload_type::NONE, Payload::kind);
-        let start = out.len();
-        out.extend_from_slice(&[next, 0, 0, 0]);
-        p.emit_body(out);
-        set_payload_len(out, start);
-    }
-    payloads.first().map_or(payload_type::NONE, Payload::kind)
+    generic::emit_chain(payloads, Payload::kind, Payload::emit_body, out)
 }
 
 /// Parses a plaintext payload chain (e.g. the decrypted contents of an SK payload).
@@ -641,12 +636,6 @@ pub fn emit_encrypted_header(first_inner: u8, body_len: usize, out: &mut Vec<u8>
     start
 }
 
-fn set_payload_len(out: &mut [u8], start: usize) {
-    // Payload lengths are bounded by what we emit ourselves (a few KiB at most).
-    let len = u16::try_from(out.len() - start).unwrap_or(u16::MAX);
-    out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
-}
-
 fn be_u32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
@@ -657,48 +646,8 @@ fn be_u64(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
-/// Bounds-checked reader for payload bodies.
-#[derive(Debug)]
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    kind: u8,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) const fn new(kind: u8, buf: &'a [u8]) -> Self {
-        Self { buf, kind }
-    }
-
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if n > self.buf.len() {
-            return Err(Error::BadPayload(self.kind));
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-
-    pub(crate) fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    pub(crate) fn u16(&mut self) -> Result<u16> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    pub(crate) fn rest(&mut self) -> &'a [u8] {
-        core::mem::take(&mut self.buf)
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    pub(crate) const fn bad(&self) -> Error {
-        Error::BadPayload(self.kind)
-    }
-}
+/// Bounds-checked reader for payload bodies, failing with [`Error::BadPayload`].
+pub(crate) type Reader<'a> = generic::Reader<'a, Error>;
 
 #[cfg(test)]
 mod tests;

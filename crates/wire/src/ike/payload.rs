@@ -3,6 +3,7 @@
 use core::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::generic::{AttributeValue, emit_attribute, set_payload_len};
 use super::{Error, RawPayload, Reader, Result, payload_type as pt, transform};
 
 /// Identification types (RFC 7296 §3.5).
@@ -399,13 +400,8 @@ impl Payload {
 fn parse_proposals(r: &mut Reader<'_>) -> Result<Vec<Proposal>> {
     let mut out = Vec::new();
     loop {
-        let last_or_more = r.u8()?;
-        r.take(1)?;
-        let len = usize::from(r.u16()?);
-        if len < 8 {
-            return Err(r.bad());
-        }
-        let body = r.take(len - 4)?;
+        // A body too short for its fixed fields fails when they are read.
+        let (last_or_more, body) = r.sub_payload()?;
         let mut p = Reader::new(pt::SA, body);
         let number = p.u8()?;
         let protocol = p.u8()?;
@@ -414,13 +410,7 @@ fn parse_proposals(r: &mut Reader<'_>) -> Result<Vec<Proposal>> {
         let spi = p.take(usize::from(spi_size))?.to_vec();
         let mut transforms = Vec::with_capacity(usize::from(count));
         for i in 0..count {
-            let t_last = p.u8()?;
-            p.take(1)?;
-            let t_len = usize::from(p.u16()?);
-            if t_len < 8 {
-                return Err(p.bad());
-            }
-            let t_body = p.take(t_len - 4)?;
+            let (t_last, t_body) = p.sub_payload()?;
             // §3.3.2: 3 means more transforms follow, 0 marks the last one.
             let expect = if i + 1 == count { 0 } else { 3 };
             if t_last != expect {
@@ -432,20 +422,13 @@ fn parse_proposals(r: &mut Reader<'_>) -> Result<Vec<Proposal>> {
             let id = t.u16()?;
             let mut attributes = Vec::new();
             while !t.is_empty() {
-                let head = t.u16()?;
-                let kind = head & 0x7fff;
-                if head & 0x8000 != 0 {
-                    attributes.push(Attribute::Tv {
+                attributes.push(match t.attribute()? {
+                    (kind, AttributeValue::Short(value)) => Attribute::Tv { kind, value },
+                    (kind, AttributeValue::Long(value)) => Attribute::Tlv {
                         kind,
-                        value: t.u16()?,
-                    });
-                } else {
-                    let n = usize::from(t.u16()?);
-                    attributes.push(Attribute::Tlv {
-                        kind,
-                        value: t.take(n)?.to_vec(),
-                    });
-                }
+                        value: value.to_vec(),
+                    },
+                });
             }
             transforms.push(Transform {
                 kind,
@@ -486,20 +469,16 @@ fn emit_proposals(proposals: &[Proposal], out: &mut Vec<u8>) {
             for a in &t.attributes {
                 match a {
                     Attribute::Tv { kind, value } => {
-                        out.extend_from_slice(&(kind | 0x8000).to_be_bytes());
-                        out.extend_from_slice(&value.to_be_bytes());
+                        emit_attribute(*kind, AttributeValue::Short(*value), out);
                     }
                     Attribute::Tlv { kind, value } => {
-                        out.extend_from_slice(&(kind & 0x7fff).to_be_bytes());
-                        let n = u16::try_from(value.len()).unwrap_or(u16::MAX);
-                        out.extend_from_slice(&n.to_be_bytes());
-                        out.extend_from_slice(value);
+                        emit_attribute(*kind, AttributeValue::Long(value), out);
                     }
                 }
             }
-            super::set_payload_len(out, t_start);
+            set_payload_len(out, t_start);
         }
-        super::set_payload_len(out, start);
+        set_payload_len(out, start);
     }
 }
 

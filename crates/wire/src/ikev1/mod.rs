@@ -18,6 +18,7 @@ use core::ops::Range;
 
 mod payload;
 
+use crate::ike::generic::{Failure, emit_chain, payload_header};
 pub use crate::ike::{HEADER_LEN, Header, PAYLOAD_HEADER_LEN};
 pub use payload::{
     Attribute, Delete, Id, NatOa, Notify, Payload, Proposal, Sa, Transform, attr, id_type,
@@ -152,6 +153,30 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Failure for Error {
+    fn truncated() -> Self {
+        Self::Truncated
+    }
+
+    fn bad_length() -> Self {
+        Self::BadLength
+    }
+
+    fn bad_payload(kind: u8) -> Self {
+        Self::BadPayload(kind)
+    }
+}
+
+impl Error {
+    /// The shared header view's verdict, in ISAKMP's terms.
+    const fn from_header(e: crate::ike::Error) -> Self {
+        match e {
+            crate::ike::Error::Truncated => Self::Truncated,
+            _ => Self::BadLength,
+        }
+    }
+}
+
 pub type Result<T> = core::result::Result<T, Error>;
 
 /// The parsed ISAKMP header. The cookies are the SPIs of the ISAKMP SA.
@@ -170,10 +195,7 @@ impl HeaderRepr {
     /// Parses the header; a major version other than 1 is rejected (an IKEv2 message on the
     /// same port belongs to the other core).
     pub fn parse<T: AsRef<[u8]>>(header: &Header<T>) -> Result<Self> {
-        header.check_len().map_err(|e| match e {
-            crate::ike::Error::Truncated => Error::Truncated,
-            _ => Error::BadLength,
-        })?;
+        header.check_len().map_err(Error::from_header)?;
         if header.major_version() != 1 {
             return Err(Error::BadVersion(header.major_version()));
         }
@@ -228,10 +250,7 @@ pub struct Message<'a> {
 
 impl<'a> Message<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
-        let view = Header::new_checked(bytes).map_err(|e| match e {
-            crate::ike::Error::Truncated => Error::Truncated,
-            _ => Error::BadLength,
-        })?;
+        let view = Header::new_checked(bytes).map_err(Error::from_header)?;
         let header = HeaderRepr::parse(&view)?;
         Ok(Self {
             header,
@@ -265,17 +284,7 @@ pub fn parse_payloads(first: u8, bytes: &[u8]) -> Result<Vec<Parsed>> {
             return Err(Error::Misplaced(kind));
         }
         let rest = &bytes[at..];
-        if rest.len() < PAYLOAD_HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        let next = rest[0];
-        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-        if len < PAYLOAD_HEADER_LEN {
-            return Err(Error::BadLength);
-        }
-        if len > rest.len() {
-            return Err(Error::Truncated);
-        }
+        let (next, _, len) = payload_header::<Error>(rest)?;
         let payload = Payload::parse(kind, &rest[PAYLOAD_HEADER_LEN..len])?;
         out.push(Parsed {
             payload,
@@ -289,22 +298,7 @@ pub fn parse_payloads(first: u8, bytes: &[u8]) -> Result<Vec<Parsed>> {
 
 /// Appends the payloads as a chain to `out`; returns the type of the first (for the header).
 pub fn emit_payloads(payloads: &[Payload], out: &mut Vec<u8>) -> u8 {
-    for (i, p) in payloads.iter().enumerate() {
-        let next = payloads
-            .get(i + 1)
-            .map_or(payload_type::NONE, Payload::kind);
-        let start = out.len();
-        out.extend_from_slice(&[next, 0, 0, 0]);
-        p.emit_body(out);
-        set_len(out, start);
-    }
-    payloads.first().map_or(payload_type::NONE, Payload::kind)
-}
-
-/// Fills in the 16-bit length at `start + 2` of a payload that runs to the end of `out`.
-pub(crate) fn set_len(out: &mut [u8], start: usize) {
-    let len = u16::try_from(out.len() - start).unwrap_or(u16::MAX);
-    out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
+    emit_chain(payloads, Payload::kind, Payload::emit_body, out)
 }
 
 #[cfg(test)]

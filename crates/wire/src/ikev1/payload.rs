@@ -3,7 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::{Error, PAYLOAD_HEADER_LEN, Result, payload_type as pt, set_len};
+use super::{Error, Result, payload_type as pt};
+use crate::ike::generic::{AttributeValue, emit_attribute, set_payload_len};
 
 /// Identification types of the IPsec DOI (RFC 2407 §4.6.2.1).
 pub mod id_type {
@@ -180,14 +181,10 @@ impl Attribute {
     fn emit(&self, out: &mut Vec<u8>) {
         match self {
             Self::Basic { kind, value } => {
-                out.extend_from_slice(&(kind | 0x8000).to_be_bytes());
-                out.extend_from_slice(&value.to_be_bytes());
+                emit_attribute(*kind, AttributeValue::Short(*value), out)
             }
             Self::Variable { kind, value } => {
-                out.extend_from_slice(&(kind & 0x7fff).to_be_bytes());
-                let len = u16::try_from(value.len()).unwrap_or(u16::MAX);
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(&value[..usize::from(len)]);
+                emit_attribute(*kind, AttributeValue::Long(value), out);
             }
         }
     }
@@ -222,7 +219,7 @@ impl Payload {
 
     /// Parses the body (after the generic header) of a payload of type `kind`.
     pub fn parse(kind: u8, body: &[u8]) -> Result<Self> {
-        let mut r = Reader { buf: body, kind };
+        let mut r = Reader::new(kind, body);
         Ok(match kind {
             pt::SA => Self::Sa(parse_sa(&mut r)?),
             pt::KE => Self::Ke(body.to_vec()),
@@ -260,7 +257,7 @@ impl Payload {
                 let protocol = r.u8()?;
                 let spi_size = r.u8()?;
                 let count = r.u16()?;
-                if spi_size == 0 || usize::from(spi_size) * usize::from(count) != r.buf.len() {
+                if spi_size == 0 || usize::from(spi_size) * usize::from(count) != r.len() {
                     return Err(Error::BadPayload(kind));
                 }
                 let spis = (0..count)
@@ -362,11 +359,7 @@ fn parse_sa(r: &mut Reader<'_>) -> Result<Sa> {
     let situation = r.u32()?;
     let mut proposals = Vec::new();
     // RFC 2408 §3.4: with the IPsec DOI the proposals follow the situation directly.
-    let mut next = if r.buf.is_empty() {
-        pt::NONE
-    } else {
-        pt::PROPOSAL
-    };
+    let mut next = if r.is_empty() { pt::NONE } else { pt::PROPOSAL };
     while next != pt::NONE {
         if next != pt::PROPOSAL || proposals.len() == MAX_ITEMS {
             return Err(Error::BadPayload(pt::SA));
@@ -383,10 +376,7 @@ fn parse_sa(r: &mut Reader<'_>) -> Result<Sa> {
 }
 
 fn parse_proposal(body: &[u8]) -> Result<Proposal> {
-    let mut r = Reader {
-        buf: body,
-        kind: pt::PROPOSAL,
-    };
+    let mut r = Reader::new(pt::PROPOSAL, body);
     let number = r.u8()?;
     let protocol = r.u8()?;
     let spi_size = r.u8()?;
@@ -402,7 +392,7 @@ fn parse_proposal(body: &[u8]) -> Result<Proposal> {
         next = n;
         transforms.push(parse_transform(body)?);
     }
-    if transforms.len() != usize::from(count) || !r.buf.is_empty() {
+    if transforms.len() != usize::from(count) || !r.is_empty() {
         return Err(Error::BadPayload(pt::PROPOSAL));
     }
     Ok(Proposal {
@@ -414,28 +404,21 @@ fn parse_proposal(body: &[u8]) -> Result<Proposal> {
 }
 
 fn parse_transform(body: &[u8]) -> Result<Transform> {
-    let mut r = Reader {
-        buf: body,
-        kind: pt::TRANSFORM,
-    };
+    let mut r = Reader::new(pt::TRANSFORM, body);
     let number = r.u8()?;
     let id = r.u8()?;
     r.take(2)?;
     let mut attributes = Vec::new();
-    while !r.buf.is_empty() {
+    while !r.is_empty() {
         if attributes.len() == MAX_ITEMS {
             return Err(Error::BadPayload(pt::TRANSFORM));
         }
-        let head = r.u16()?;
-        let kind = head & 0x7fff;
-        let v = r.u16()?;
-        attributes.push(if head & 0x8000 != 0 {
-            Attribute::Basic { kind, value: v }
-        } else {
-            Attribute::Variable {
+        attributes.push(match r.attribute()? {
+            (kind, AttributeValue::Short(value)) => Attribute::Basic { kind, value },
+            (kind, AttributeValue::Long(value)) => Attribute::Variable {
                 kind,
-                value: r.take(usize::from(v))?.to_vec(),
-            }
+                value: value.to_vec(),
+            },
         });
     }
     Ok(Transform {
@@ -474,58 +457,11 @@ fn emit_sa(sa: &Sa, out: &mut Vec<u8>) {
             for a in &t.attributes {
                 a.emit(out);
             }
-            set_len(out, tstart);
+            set_payload_len(out, tstart);
         }
-        set_len(out, start);
+        set_payload_len(out, start);
     }
 }
 
-/// Bounds-checked reader for payload bodies; every shortfall is a typed error.
-struct Reader<'a> {
-    buf: &'a [u8],
-    kind: u8,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if n > self.buf.len() {
-            return Err(Error::BadPayload(self.kind));
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&mut self) -> Result<u32> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn rest(&mut self) -> &'a [u8] {
-        core::mem::take(&mut self.buf)
-    }
-
-    /// A nested payload (proposal in an SA, transform in a proposal): its next-payload type
-    /// and its body.
-    fn sub_payload(&mut self) -> Result<(u8, &'a [u8])> {
-        if self.buf.len() < PAYLOAD_HEADER_LEN {
-            return Err(Error::BadPayload(self.kind));
-        }
-        let next = self.buf[0];
-        let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
-        if len < PAYLOAD_HEADER_LEN || len > self.buf.len() {
-            return Err(Error::BadPayload(self.kind));
-        }
-        let whole = self.take(len)?;
-        Ok((next, &whole[PAYLOAD_HEADER_LEN..]))
-    }
-}
+/// Bounds-checked reader for payload bodies, failing with [`Error::BadPayload`].
+type Reader<'a> = crate::ike::generic::Reader<'a, Error>;

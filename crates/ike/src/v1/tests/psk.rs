@@ -22,8 +22,7 @@ fn site_a(psk: &[u8]) -> Config {
 fn the_peer_address_picks_its_own_key() {
     let a_ip = A_ADDR.parse::<SocketAddr>().unwrap().ip();
     let mut p = Pair::new(site_a(KEY_A), responder(&a_ip.to_string()), 81);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.assert_children_agree();
     p.teardown();
 
@@ -46,7 +45,6 @@ fn an_fqdn_entry_cannot_pick_a_main_mode_key() {
     let mut b = responder("fqdn:a.example");
     b.remote_id = Some(Identity::parse("fqdn:a.example").unwrap());
     let mut p = Pair::new(a, b, 83);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.teardown();
 }

@@ -9,8 +9,7 @@ use crate::DownReason;
 #[test]
 fn esp_under_a_lost_spi_brings_new_sas_within_the_exchange() {
     let mut p = Pair::new(s3(1, 2), s3(2, 1), 41);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     let stale = p.a.children()[0].spi_in;
     p.b.restart(141);
     let at = p.now;
@@ -26,16 +25,7 @@ fn esp_under_a_lost_spi_brings_new_sas_within_the_exchange() {
     let took = p.now - at;
     // Main mode (three round trips) and quick mode (one and a half), 10 ms each way.
     assert!(took <= 9 * p.latency, "{took:?}");
-    assert_eq!(
-        p.a.count(|e| matches!(
-            e,
-            Event::IkeSaDown {
-                reason: DownReason::Replaced,
-                ..
-            }
-        )),
-        1
-    );
+    assert_eq!(p.a.downs(&DownReason::Replaced), 1);
     assert!(p.a.children().iter().all(|c| c.spi_in != stale));
     p.assert_children_agree();
     p.teardown();
@@ -44,8 +34,7 @@ fn esp_under_a_lost_spi_brings_new_sas_within_the_exchange() {
 #[test]
 fn unknown_spis_start_nothing_while_an_sa_is_up() {
     let mut p = Pair::new(s3(1, 2), s3(2, 1), 42);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     let (now, local, remote) = (p.now, p.b.addr, p.a.addr);
     assert!(!p.b.peer.handle_unknown_spi(now, local, remote));
     p.run_for(Duration::from_secs(1));
@@ -56,8 +45,7 @@ fn unknown_spis_start_nothing_while_an_sa_is_up() {
 #[test]
 fn last_heard_moves_only_on_authenticated_input() {
     let mut p = Pair::new(s3(1, 2), s3(2, 1), 43);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     let heard = p.b.peer.last_heard().expect("established");
     p.run_for(Duration::from_secs(3));
     let (now, local, remote) = (p.now, p.b.addr, p.a.addr);

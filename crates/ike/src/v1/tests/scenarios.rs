@@ -9,8 +9,7 @@ use rand_core::{RngCore, SeedableRng};
 #[test]
 fn s3_suite_main_and_quick_mode() {
     let mut p = Pair::new(s3(1, 2), s3(2, 1), 1);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.assert_children_agree();
     let c = &p.a.children()[0];
     assert_eq!(c.suite.encr, Encr::AesCbc(128));
@@ -20,14 +19,7 @@ fn s3_suite_main_and_quick_mode() {
     assert_eq!(c.integ_in.len(), 20);
     assert!(!c.udp_encap);
     assert_eq!(c.local_ts, vec![lan(1)]);
-    let up =
-        p.a.events
-            .iter()
-            .find_map(|e| match e {
-                Event::IkeSaUp { suite, .. } => Some(*suite),
-                _ => None,
-            })
-            .unwrap();
+    let up = p.a.up_suite().unwrap();
     assert_eq!(up.dh, DhGroup::Modp1024);
     assert_eq!(up.prf, HashAlg::Sha1.prf());
     // Six main mode and three quick mode messages, nothing more.
@@ -61,8 +53,7 @@ fn identities_and_a_wrong_psk() {
     let a = with_ids(s3(1, 2), "fqdn:a.example", "fqdn:b.example");
     let b = with_ids(s3(2, 1), "fqdn:b.example", "fqdn:a.example");
     let mut p = Pair::new(a.clone(), b.clone(), 3);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.teardown();
 
     let mut wrong = b.clone();
@@ -84,15 +75,7 @@ fn identities_and_a_wrong_psk() {
         p.b.errors
     );
     // The initiator gives up after its retransmissions and says so.
-    assert!(
-        p.a.count(|e| matches!(
-            e,
-            Event::IkeSaDown {
-                reason: DownReason::Timeout,
-                ..
-            }
-        )) == 1
-    );
+    assert!(p.a.downs(&DownReason::Timeout) == 1);
 
     let mut other_id = b;
     other_id.remote_id = Some(Identity::parse("fqdn:c.example").unwrap());
@@ -155,8 +138,7 @@ fn survives_loss_duplication_and_reordering() {
 #[test]
 fn repeated_requests_get_the_same_answer_bytes() {
     let mut p = Pair::new(s3(1, 2), s3(2, 1), 7);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     // Replay main mode message 5 (the third datagram A sent) to B: B resends message 6
     // byte for byte and nothing changes.
     let m5 = p.sent_to_b[2].clone();
@@ -181,8 +163,7 @@ fn repeated_requests_get_the_same_answer_bytes() {
 fn child_rekey_is_make_before_break() {
     for cfg in [s3 as fn(u8, u8) -> Config, modern] {
         let mut p = Pair::new(cfg(1, 2), cfg(2, 1), 8);
-        p.initiate();
-        p.drive_bounded(100, Pair::established);
+        p.establish();
         let old = p.a.children()[0].clone();
         let now = p.now;
         p.a.peer.rekey_child(now, old.spi_in).unwrap();
@@ -222,8 +203,7 @@ fn lifetimes_drive_rekeys_and_the_shorter_lifetime_wins() {
     b.rekey_margin = Duration::from_secs(60);
     b.rekey_jitter = Duration::from_secs(30);
     let mut p = Pair::new(a, b, 9);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     // B accepted A's 1200 s but keeps its own 600 s: it rekeys first, well before 600 s.
     p.run_for(Duration::from_secs(3000));
     p.assert_children_agree();
@@ -247,8 +227,7 @@ fn rekey_collision_leaves_one_pair_by_the_lowest_nonce() {
     };
     for seed in 0..6 {
         let mut p = Pair::new(short(1, 2), short(2, 1), 200 + seed);
-        p.initiate();
-        p.drive_bounded(100, Pair::established);
+        p.establish();
         let old_a = p.a.children()[0].spi_in;
         let old_b = p.b.children()[0].spi_in;
         let now = p.now;
@@ -272,8 +251,7 @@ fn rekey_collision_leaves_one_pair_by_the_lowest_nonce() {
 #[test]
 fn phase1_rekey_keeps_children() {
     let mut p = Pair::new(s3(1, 2), s3(2, 1), 10);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     let old = p.a.peer.ike_spis().unwrap();
     let child = p.a.children()[0].spi_in;
     let now = p.now;
@@ -307,8 +285,7 @@ fn nat_floats_to_4500_and_encapsulates() {
     let b = with_ids(s3(2, 1), "fqdn:b.example", "fqdn:a.example");
     let mut p = Pair::new(a, b, 11);
     p.nat_a = Some("203.0.113.99".parse().unwrap());
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.assert_children_agree();
     let a = &p.a.children()[0];
     let b = &p.b.children()[0];
@@ -330,8 +307,7 @@ fn nat_floats_to_4500_and_encapsulates() {
 #[test]
 fn dpd_keeps_an_idle_peer_and_restarts_after_a_dead_one() {
     let mut p = Pair::new(s3(1, 2), s3(2, 1), 12);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     // Idle but alive: probes are answered, nothing goes down.
     p.run_for(Duration::from_secs(120));
     assert_eq!(p.a.count(|e| matches!(e, Event::IkeSaDown { .. })), 0);
@@ -365,8 +341,7 @@ fn dpd_keeps_an_idle_peer_and_restarts_after_a_dead_one() {
 #[test]
 fn a_restarted_responder_recovers_on_the_first_protected_message() {
     let mut p = Pair::new(s3(1, 2), s3(2, 1), 17);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.b.restart(97);
     let at = p.now;
     // A's next DPD probe (5 s of silence) reaches a B that has no SA: B starts main mode
@@ -374,16 +349,7 @@ fn a_restarted_responder_recovers_on_the_first_protected_message() {
     p.drive_bounded(10_000, |p| p.established() && p.mirrored());
     let took = p.now - at;
     assert!(took < Duration::from_secs(6), "{took:?}");
-    assert_eq!(
-        p.a.count(|e| matches!(
-            e,
-            Event::IkeSaDown {
-                reason: DownReason::Replaced,
-                ..
-            }
-        )),
-        1
-    );
+    assert_eq!(p.a.downs(&DownReason::Replaced), 1);
     p.run_for(Duration::from_secs(60));
     p.assert_children_agree();
     assert_eq!(p.a.peer.ike_sa_count(), 1);
@@ -393,8 +359,7 @@ fn a_restarted_responder_recovers_on_the_first_protected_message() {
 #[test]
 fn initiator_restart_replaces_the_old_sas_at_once() {
     let mut p = Pair::new(s3(1, 2), s3(2, 1), 14);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.a.restart(98);
     let at = p.now;
     p.initiate();
@@ -402,16 +367,7 @@ fn initiator_restart_replaces_the_old_sas_at_once() {
         p.established() && p.b.peer.ike_sa_count() == 1 && p.b.children().len() == 1
     });
     assert!(p.now - at < Duration::from_secs(1));
-    assert_eq!(
-        p.b.count(|e| matches!(
-            e,
-            Event::IkeSaDown {
-                reason: DownReason::Replaced,
-                ..
-            }
-        )),
-        1
-    );
+    assert_eq!(p.b.downs(&DownReason::Replaced), 1);
     p.assert_children_agree();
     p.teardown();
 }
@@ -457,8 +413,7 @@ fn half_open_responders_are_bounded_and_expire() {
 #[test]
 fn mutated_messages_are_rejected_without_harm() {
     let mut p = Pair::new(modern(1, 2), modern(2, 1), 16);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     let spis = p.b.peer.ike_spis();
     let children = p.b.children().len();
     let (a, b) = (p.a.addr, p.b.addr);
@@ -503,8 +458,7 @@ fn rng_seed(n: u64) -> Box<ChaCha20Rng> {
 #[test]
 fn a_lone_isakmp_delete_takes_the_esp_sas_along() {
     let mut p = Pair::new(s3(1, 2), s3(2, 1), 18);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     let now = p.now;
     p.a.peer.delete(now);
     // The ESP delete is lost; only the ISAKMP delete reaches B.
@@ -529,8 +483,7 @@ fn a_responder_with_the_shorter_lifetime_replaces_its_sa_in_time() {
     let mut b = s3(2, 1);
     b.ike_lifetime = Duration::from_secs(3600);
     let mut p = Pair::new(s3(1, 2), b, 19);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     let child = p.a.children()[0].spi_in;
     // A believes in 8 h; B keeps 1 h and makes the successor before its SA runs out.
     for _ in 0..4 {
@@ -559,8 +512,7 @@ fn triple_des_when_both_ask_for_it() {
         c
     };
     let mut p = Pair::new(des(1, 2), des(2, 1), 91);
-    p.initiate();
-    p.drive_bounded(100, Pair::established);
+    p.establish();
     p.assert_children_agree();
     let c = &p.a.children()[0];
     assert_eq!(c.suite.encr, Encr::TripleDesCbc);
