@@ -221,7 +221,7 @@ pub struct StrongswanConfig {
 impl StrongswanConfig {
     /// The lab's standard peer config for `site`: connection "ab" over the IPv6 underlay,
     /// PSK [`LAB_PSK`] with address identities, AES-GCM with MODP-2048, one child "lan4"
-    /// joining the two IPv4 LANs, started by [`Charon::initiate`].
+    /// joining the two IPv4 LANs, started by [`Charon::initiate`](super::Charon::initiate).
     pub fn site_to_site(site: Site) -> Self {
         Self {
             connections: vec![ConnectionConfig {
