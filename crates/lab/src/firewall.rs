@@ -19,10 +19,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use super::{
-    GATEWAY_STOP_TIMEOUT, LAB_COUNTER, LabError, NAME_PREFIX, Process, checked, enter_netns,
-    is_root, query_status, random_tag, run, spawn_in, wait_for_daemon,
-};
+use crate::command::{checked, is_root, run};
+use crate::error::LabError;
+use crate::gateway::{GATEWAY_STOP_TIMEOUT, query_status, wait_for_daemon};
+use crate::lab::LAB_COUNTER;
+use crate::netns::{NAME_PREFIX, enter_netns, random_tag};
+use crate::process::{Process, spawn_in};
 
 /// Addresses of the firewall lab.
 pub mod addr {
@@ -105,7 +107,7 @@ impl FirewallLab {
         if !is_root() {
             return Err(LabError::NotRoot);
         }
-        super::sweep_stale_namespaces();
+        crate::netns::sweep_stale_namespaces();
         let id = format!(
             "{NAME_PREFIX}-{}-{}-{:04x}",
             std::process::id(),
