@@ -220,13 +220,17 @@ impl Daemon {
         self.names.followed.retain(|f| f.written.name != name);
     }
 
-    /// After a reload: forgets tunnels the new config no longer has in this form.
+    /// After a reload: forgets tunnels the new config no longer has in this form. A softwire's
+    /// tunnel (a DS-Lite B4 with a named AFTR) is not among the config's tunnels: the softwires
+    /// follow it and let it go themselves when they change or go.
     pub(super) fn prune_names(&mut self) {
         let config: &Config = &self.config;
+        let softwires = &self.softwires;
         self.names.followed.retain(|f| {
-            config
-                .enabled_tunnels()
-                .any(|t| *t == f.written && !t.paths.iter().all(control::Path::is_resolved))
+            softwires.has(&f.written.name)
+                || config
+                    .enabled_tunnels()
+                    .any(|t| *t == f.written && !t.paths.iter().all(control::Path::is_resolved))
         });
     }
 

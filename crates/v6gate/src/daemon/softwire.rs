@@ -40,6 +40,13 @@ pub(super) struct Softwires {
     reader: Option<AddressReader>,
 }
 
+impl Softwires {
+    /// Whether a running softwire is called `name`.
+    pub(super) fn has(&self, name: &str) -> bool {
+        self.list.iter().any(|r| r.sw.name == name)
+    }
+}
+
 struct Running {
     sw: Softwire,
     /// What the softwire's tunnel runs with now, if it runs.
@@ -48,6 +55,18 @@ struct Running {
     failed: Option<(Lowered, Instant)>,
     /// Why it does not run, as last logged.
     waiting: Option<String>,
+}
+
+impl Running {
+    /// A softwire not started yet.
+    fn new(sw: Softwire) -> Self {
+        Self {
+            sw,
+            current: None,
+            failed: None,
+            waiting: None,
+        }
+    }
 }
 
 /// The host-state owner name of a softwire's own objects (the MAP address).
@@ -64,12 +83,7 @@ impl Daemon {
             .softwires
             .iter()
             .filter(|s| s.enabled)
-            .map(|sw| Running {
-                sw: sw.clone(),
-                current: None,
-                failed: None,
-                waiting: None,
-            })
+            .map(|sw| Running::new(sw.clone()))
             .collect();
         self.follow_softwires().await;
     }
@@ -77,28 +91,53 @@ impl Daemon {
     /// Removes every softwire's tunnel and objects.
     pub(super) async fn stop_softwires(&mut self) {
         for r in std::mem::take(&mut self.softwires.list) {
-            self.unfollow(&r.sw.name);
-            self.remove_tunnel(&r.sw.name).await;
-            if let Err(e) = self.host.set(&owner(&r.sw.name), Vec::new()).await {
-                warn!(tunnel = %r.sw.name, "removing the MAP address: {e:#}");
-            }
+            self.remove_softwire(&r.sw.name).await;
         }
     }
 
-    /// After a reload: softwires are rebuilt when they changed (a named AFTR's tunnel is
-    /// rebuilt too, as the reload forgets what the names machinery followed).
+    /// After a reload: a softwire whose config is unchanged keeps running as it is (its
+    /// tunnel, MAP address, NAPT and, for a named AFTR, the name it follows); a changed one is
+    /// removed and started again from its new config, a new one started, a dropped one removed.
     pub(super) async fn reload_softwires(&mut self) {
-        let running: Vec<&Softwire> = self.softwires.list.iter().map(|r| &r.sw).collect();
-        let wanted: Vec<&Softwire> = self.config.softwires.iter().filter(|s| s.enabled).collect();
-        let named = wanted.iter().any(|s| {
-            matches!(
-                &s.kind,
-                SoftwireKind::DsLite(d) if matches!(d.aftr, Aftr::Name(_))
-            )
-        });
-        if running != wanted || named {
-            self.start_softwires().await;
+        let wanted: Vec<Softwire> = self
+            .config
+            .softwires
+            .iter()
+            .filter(|s| s.enabled)
+            .cloned()
+            .collect();
+        let mut kept = Vec::new();
+        let mut removed = false;
+        // Removals first: a changed softwire comes back under the same name and device.
+        for r in std::mem::take(&mut self.softwires.list) {
+            if wanted.contains(&r.sw) {
+                kept.push(r);
+            } else {
+                info!(tunnel = %r.sw.name, "changed or removed by the reload: stopping");
+                self.remove_softwire(&r.sw.name).await;
+                removed = true;
+            }
+        }
+        self.softwires.list = wanted
+            .into_iter()
+            .map(|sw| match kept.iter().position(|r| r.sw == sw) {
+                Some(i) => kept.swap_remove(i),
+                None => Running::new(sw),
+            })
+            .collect();
+        self.follow_softwires().await;
+        if removed {
+            // A dropped MAP-E softwire's NAPT goes with it.
             self.refresh_firewall().await;
+        }
+    }
+
+    /// The tunnel of softwire `name`, the name it follows and its MAP address.
+    async fn remove_softwire(&mut self, name: &str) {
+        self.unfollow(name);
+        self.remove_tunnel(name).await;
+        if let Err(e) = self.host.set(&owner(name), Vec::new()).await {
+            warn!(tunnel = %name, "removing the MAP address: {e:#}");
         }
     }
 
@@ -177,7 +216,7 @@ impl Daemon {
 
     /// Whether the tunnel called `name` is a softwire's.
     pub(super) fn is_softwire(&self, name: &str) -> bool {
-        self.softwires.list.iter().any(|r| r.sw.name == name)
+        self.softwires.has(name)
     }
 
     /// The `softwires` section of status, `None` without softwires.
