@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
+use common::metrics::{promtool, promtool_accepts, scrape, value};
 use common::{Sites, assert_ping, assert_tcp_a_to_b, assert_tcp_b_to_a, start_gateway};
 use kpath::KernelPath;
 use v6gate_lab::multipath::{Failure, Timers, TwoPaths};
@@ -25,6 +26,9 @@ fn kernel(site: Site, config: &mut v6gate_lab::GatewayConfig) {
         .extra
         .push("dataplane = \"kernel\"".into());
 }
+
+/// siteA's `[gateway] metrics`, on its namespace's loopback.
+const METRICS: &str = "127.0.0.1:9586";
 
 /// Programs called v6gate_* attached to siteA's wan device (tcx, or tc before Linux 6.6).
 fn attached_programs(lab: &Lab) -> usize {
@@ -64,7 +68,12 @@ fn the_daemon_runs_a_tunnel_on_the_kernel_path() {
             site_ipv4_forwarding: true,
             ..LabOptions::default()
         },
-        kernel,
+        |site, config| {
+            kernel(site, config);
+            if site == Site::A {
+                config.extra.push(format!("metrics = \"{METRICS}\""));
+            }
+        },
     );
     let a = sites.gateway(Site::A);
     let b = sites.gateway(Site::B);
@@ -97,6 +106,7 @@ fn the_daemon_runs_a_tunnel_on_the_kernel_path() {
     assert!(k["tx_packets"].as_u64().unwrap() >= 3, "{t:#}");
     assert!(k["rx_packets"].as_u64().unwrap() >= 3, "{t:#}");
     assert!(k["tx_bytes"].as_u64().unwrap() > 4 * 1024 * 1024, "{t:#}");
+    assert_kernel_path_metrics(&sites, &name, &t);
     let routes = kernel_routes(&sites.lab);
     assert_eq!(routes.len(), 1, "{routes:?}");
     assert!(
@@ -136,6 +146,54 @@ fn the_daemon_runs_a_tunnel_on_the_kernel_path() {
     assert_eq!(again.tunnel_status(&name).unwrap()["dataplane"], "kernel");
     sites.a = Some(again);
     sites.stop();
+}
+
+/// siteA's /metrics, scraped after `status` said `t`: the programs' counters (at least what
+/// `status` counted, as they only grow), the dataplane in use, and promtool's approval.
+fn assert_kernel_path_metrics(sites: &Sites, name: &str, t: &serde_json::Value) {
+    let namespace = sites.lab.namespace(Node::SiteA).to_owned();
+    let mut metrics = String::new();
+    let served = common::wait_until(Duration::from_secs(10), || {
+        metrics = scrape(&namespace, METRICS).unwrap_or_default();
+        metrics.contains("v6gate_kernel_path_tx_packets_total")
+    });
+    assert!(served, "no kernel-path series at {METRICS}:\n{metrics}");
+    let k = &t["kernel_path"];
+    for key in [
+        "tx_packets",
+        "rx_packets",
+        "tx_bytes",
+        "rx_bytes",
+        "punted",
+        "gso_tx",
+        "gso_rx",
+    ] {
+        let series = format!("v6gate_kernel_path_{key}_total{{tunnel=\"{name}\"}}");
+        let counted = k[key].as_u64().unwrap() as f64;
+        assert!(
+            value(&metrics, &series).is_some_and(|v| v >= counted),
+            "{series} below status' {counted}:\n{metrics}"
+        );
+    }
+    let tx = format!("v6gate_kernel_path_tx_packets_total{{tunnel=\"{name}\"}}");
+    assert!(value(&metrics, &tx).is_some_and(|v| v >= 3.0), "{metrics}");
+    for (dataplane, on) in [("kernel", 1.0), ("userspace", 0.0)] {
+        let series =
+            format!("v6gate_tunnel_dataplane{{tunnel=\"{name}\",dataplane=\"{dataplane}\"}}");
+        assert_eq!(value(&metrics, &series), Some(on), "{series}:\n{metrics}");
+    }
+    let info = format!(
+        "v6gate_kernel_path_info{{tunnel=\"{name}\",device=\"{}\",attach=\"{}\"}}",
+        dev::WAN6,
+        k["attach"].as_str().unwrap()
+    );
+    assert_eq!(value(&metrics, &info), Some(1.0), "{info}:\n{metrics}");
+    let check = promtool(&metrics);
+    assert!(
+        promtool_accepts(&check),
+        "promtool: {}\n{metrics}",
+        common::text(&check)
+    );
 }
 
 /// The MSS options of hostA's SYNs as seen at hostB and of hostB's SYN-ACKs as seen at

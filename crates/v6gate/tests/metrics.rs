@@ -4,53 +4,14 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::metrics::{promtool, promtool_accepts, scrape, value};
 use common::{BIN, assert_ping, text, wait_until};
 use v6gate_lab::{LabOptions, Site, addr};
 
 const ADDRESS: &str = "127.0.0.1:9586";
-
-/// GET /metrics from inside `namespace` (the server listens on that namespace's loopback).
-fn scrape(namespace: &str) -> Option<String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", namespace, "/usr/bin/python3", "-c"])
-        .arg(format!(
-            "import urllib.request\nprint(urllib.request.urlopen('http://{ADDRESS}/metrics', \
-             timeout=5).read().decode(), end='')"
-        ))
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn promtool(metrics: &str) -> std::process::Output {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn value(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
 
 #[test]
 fn running_gateway_metrics_pass_promtool() {
@@ -75,12 +36,12 @@ fn running_gateway_metrics_pass_promtool() {
 
     let mut metrics = String::new();
     let served = wait_until(Duration::from_secs(15), || {
-        metrics = scrape(&namespace).unwrap_or_default();
+        metrics = scrape(&namespace, ADDRESS).unwrap_or_default();
         metrics.contains("v6gate_tunnel_up")
     });
     assert!(served, "no metrics from {ADDRESS}: {metrics}");
     assert_ping(&lab, Site::A.host(), IpAddr::V4(addr::HOST_B4), 3, &[&b]);
-    metrics = scrape(&namespace).unwrap();
+    metrics = scrape(&namespace, ADDRESS).unwrap();
 
     let up = format!("v6gate_tunnel_up{{tunnel=\"{tunnel}\"}}");
     assert_eq!(value(&metrics, &up), Some(1.0), "{metrics}");
@@ -93,12 +54,12 @@ fn running_gateway_metrics_pass_promtool() {
 
     let check = promtool(&metrics);
     assert!(
-        check.status.success() && check.stdout.is_empty() && check.stderr.is_empty(),
+        promtool_accepts(&check),
         "promtool: {}\n{metrics}",
         text(&check)
     );
     // promtool does find mistakes: a counter without _total.
     let broken = metrics.replace("v6gate_tunnel_tx_bytes_total", "v6gate_tunnel_tx_bytes");
     let check = promtool(&broken);
-    assert!(!check.stdout.is_empty() || !check.stderr.is_empty() || !check.status.success());
+    assert!(!promtool_accepts(&check));
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use v6gate_lab::{Gateway, GatewayConfig, Lab, LabOptions, Node, Site, dev};
 
 pub mod ipsec;
+pub mod metrics;
 
 /// The daemon under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_v6gate");
