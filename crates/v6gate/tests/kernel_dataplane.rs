@@ -1,10 +1,10 @@
 //! `dataplane = "kernel"` through `v6gate run`: both sites carry their tunnel on tc-BPF
 //! programs on their wan device, with the inner route via the underlay next hop. Ping and TCP
-//! cross, `status` says `kernel` and counts; a clean stop leaves no program and no route; a
-//! SIGKILL leaves the route, which the next run removes before installing its own. `auto`
-//! takes the kernel path with MSS clamping (nftables clamps the SYNs); a kernel-path site and
-//! a TUN-dataplane site carry TCP both ways and UDP; the route MTU follows the path MTU;
-//! failover moves the programs' active path and the routes.
+//! cross, `status` says `kernel` and counts, and /metrics exports those counts; a clean stop
+//! leaves no program and no route; a SIGKILL leaves the route, which the next run removes
+//! before installing its own. `auto` takes the kernel path with MSS clamping (nftables clamps
+//! the SYNs); a kernel-path site and a TUN-dataplane site carry TCP both ways and UDP; the
+//! route MTU follows the path MTU; failover moves the programs' active path and the routes.
 
 mod common;
 
