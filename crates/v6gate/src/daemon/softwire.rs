@@ -11,7 +11,8 @@
 //! DS-Lite: an AFTR given by name becomes the tunnel's named remote, so the names machinery
 //! resolves it, re-resolves it and rebuilds the tunnel when it moves. Without `local`, the
 //! local end is the source address the host picks towards the AFTR (or, while the AFTR is a
-//! name, towards the IPv6 internet), followed like the prefix.
+//! name, towards the IPv6 internet), followed like the prefix; never an address v6gate added
+//! (a CE's MAP address on the same device), then the host's own address on that device.
 //!
 //! The RFC 2473 core accepts packets only from its one remote, so nothing but the BR or AFTR
 //! reaches the LAN through a softwire.
