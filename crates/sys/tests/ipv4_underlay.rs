@@ -313,6 +313,7 @@ fn ipv4_endpoint_pin_is_skipped_by_marked_lookups() {
             gateway: Some("203.0.113.2".parse().unwrap()),
             kind: RouteKind::Unicast,
             mtu: None,
+            prefsrc: None,
         };
         netlink.route_add(&default).await.unwrap();
         let endpoint: IpAddr = "198.18.0.9".parse().unwrap();
@@ -325,6 +326,7 @@ fn ipv4_endpoint_pin_is_skipped_by_marked_lookups() {
             gateway: Some("198.51.100.254".parse().unwrap()),
             kind: RouteKind::Unicast,
             mtu: None,
+            prefsrc: None,
         };
         netlink.route_add(&pin).await.unwrap();
         let unmarked = Rule {

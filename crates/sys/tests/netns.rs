@@ -64,6 +64,7 @@ fn route(dst: &str, kind: RouteKind) -> Route {
         gateway: None,
         kind,
         mtu: None,
+        prefsrc: None,
     }
 }
 

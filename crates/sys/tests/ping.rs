@@ -118,6 +118,7 @@ async fn topology(netlink: &Netlink) -> Topology {
         gateway: Some(addr(gateway)),
         kind: RouteKind::Unicast,
         mtu: None,
+        prefsrc: None,
     };
     for route in [
         via_alt("198.51.100.2/32", TABLE, "203.0.113.2"),
@@ -303,6 +304,7 @@ fn targets_beyond_the_gateway_need_a_route_through_the_device() {
                 gateway: Some(addr(gateway)),
                 kind: RouteKind::Unicast,
                 mtu: None,
+                prefsrc: None,
             };
             netlink.route_add(&route).await.unwrap();
         }

@@ -4,7 +4,8 @@
 //! leaves no program and no route; a SIGKILL leaves the route, which the next run removes
 //! before installing its own. `auto` takes the kernel path with MSS clamping (nftables clamps
 //! the SYNs); a kernel-path site and a TUN-dataplane site carry TCP both ways and UDP; the
-//! route MTU follows the path MTU; failover moves the programs' active path and the routes.
+//! route MTU follows the path MTU; failover moves the programs' active path and the routes;
+//! what the gateway itself sends into the tunnel carries the tunnel's address.
 
 mod common;
 
@@ -194,6 +195,72 @@ fn assert_kernel_path_metrics(sites: &Sites, name: &str, t: &serde_json::Value) 
         "promtool: {}\n{metrics}",
         common::text(&check)
     );
+}
+
+/// Tunnel addresses inside each site's own LAN prefix, which the peer routes into the tunnel.
+const TUNNEL_A4: &str = "198.51.100.254";
+const TUNNEL_B4: &str = "203.0.113.254";
+
+/// What the gateway itself sends into a kernel-path tunnel leaves with the tunnel's address,
+/// as it does through the TUN device: the inner route names it as preferred source (`src`),
+/// where the kernel would otherwise pick the LAN's.
+#[test]
+fn the_gateways_own_packets_carry_the_tunnel_address() {
+    let sites = Sites::start(
+        LabOptions {
+            site_ipv4_forwarding: true,
+            ..LabOptions::default()
+        },
+        |site, config| {
+            kernel(site, config);
+            let address = match site {
+                Site::A => TUNNEL_A4,
+                Site::B => TUNNEL_B4,
+            };
+            config.tunnel_mut().addresses = vec![format!("{address}/32")];
+        },
+    );
+    let lab = &sites.lab;
+    let a = sites.gateway(Site::A);
+    let b = sites.gateway(Site::B);
+    let routes = kernel_routes(lab);
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert!(
+        routes[0].contains(&format!("src {TUNNEL_A4}")),
+        "{routes:?}"
+    );
+
+    let name = sites.config_a.tunnels[0].name.clone();
+    let sent = |g: &v6gate_lab::Gateway| {
+        let t = g.tunnel_status(&name).unwrap();
+        assert_eq!(t["dataplane"], "kernel", "{t:#}");
+        t["kernel_path"]["tx_packets"].as_u64().unwrap()
+    };
+    let before = sent(a);
+    let echo = lab
+        .capture_text(Node::HostB, dev::LAN, "icmp[icmptype] == icmp-echo")
+        .unwrap();
+    assert_ping(lab, Node::SiteA, IpAddr::V4(addr::HOST_B4), 3, &[a, b]);
+    let seen = echo.finish().unwrap();
+    let sources: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.contains("ICMP echo request"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(sources.len() >= 3, "{seen}");
+    assert!(sources.iter().all(|s| *s == TUNNEL_A4), "{seen}");
+    // The echo requests took the programs, not the TUN device.
+    assert!(sent(a) >= before + 3);
+
+    // The source is part of what the daemon owns: a route changed to go without it is
+    // repaired.
+    let without = routes[0].replace(&format!(" src {TUNNEL_A4}"), "");
+    let mut replace = vec!["-4", "route", "replace"];
+    replace.extend(without.split_whitespace());
+    lab.ip(Node::SiteA, &replace).unwrap();
+    let repaired = common::wait_until(Duration::from_secs(5), || kernel_routes(lab) == routes);
+    assert!(repaired, "{:?}\n{}", kernel_routes(lab), a.log());
+    sites.stop();
 }
 
 /// The MSS options of hostA's SYNs as seen at hostB and of hostB's SYN-ACKs as seen at

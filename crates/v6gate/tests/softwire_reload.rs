@@ -2,10 +2,11 @@
 //!
 //! siteA runs a MAP-E CE (shared address 198.18.8.1, BR at siteB's 2001:db8:0:2::1) and a
 //! DS-Lite B4 with the default route, whose AFTR is the name `aftr.example.jp` (an AFTR at
-//! siteB's 2001:db8:0:2::2). The
-//! reload adds an unrelated tunnel: both softwires keep their TUN devices, pings every 10 ms
-//! through each lose at most one reply, and the B4 still follows its AFTR's name afterwards. A
-//! second reload drops the CE: its device, MAP address and NAPT go, the B4 stays as it is.
+//! siteB's 2001:db8:0:2::2) and no `local`: it sends from siteA's own address on wan0, not
+//! from the CE's MAP address on the same device. The reload adds an unrelated tunnel: both
+//! softwires keep their TUN devices, pings every 10 ms through each lose at most one reply,
+//! and the B4 still follows its AFTR's name afterwards. A second reload drops the CE: its
+//! device, MAP address and NAPT go, the B4 stays as it is.
 
 mod common;
 mod ddns_support;
@@ -19,10 +20,11 @@ use v6gate_lab::{Lab, LabOptions, Node, Process, Site, addr, dev};
 
 const KEY: &str = "hmac-sha256:ddns-key:c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFiY2RlZg==";
 
-/// The B4 of the test, with the default route. Its `local` is given, as the host's own choice
-/// on wan0 may be the CE's MAP address.
+/// The B4 of the test, with the default route and without `local`: it must send from the
+/// host's own address on wan0, not from the CE's MAP address on the same device, which the
+/// AFTR does not accept.
 const B4: &str = "[[tunnel]]\nname = \"b4\"\nmode = \"ds-lite\"\naftr = \"aftr.example.jp\"\n\
-    local = \"2001:db8:0:1::1\"\ndefault_route = true\n";
+    default_route = true\n";
 
 /// The CE's shared IPv4 address under the rule of `map_e_config`.
 const SHARED: Ipv4Addr = Ipv4Addr::new(198, 18, 8, 1);
@@ -140,6 +142,12 @@ fn daemon_reload_keeps_unchanged_softwires_running() {
         common::wait_until(Duration::from_secs(10), || remote_is(aftr_address)),
         "the B4 did not find its AFTR:\n{}",
         ce.log()
+    );
+    let b4 = ce.tunnel_status("b4").unwrap();
+    assert_eq!(
+        b4["local"],
+        addr::SITE_A_WAN6.to_string(),
+        "the B4 does not send from the host's own address: {b4}"
     );
     let host_b = IpAddr::V4(addr::HOST_B4);
     let shared = IpAddr::V4(SHARED);

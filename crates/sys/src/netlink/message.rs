@@ -66,6 +66,14 @@ pub(super) fn route_message(route: &Route, delete: bool) -> Result<RouteMessage,
     {
         return Err(Unencodable("an IPv6 route cannot go via an IPv4 next hop"));
     }
+    if route
+        .prefsrc
+        .is_some_and(|prefsrc| Family::of(prefsrc) != family)
+    {
+        return Err(Unencodable(
+            "a route's preferred source must be of its family",
+        ));
+    }
     let mut message = RouteMessage::default();
     let header = &mut message.header;
     header.address_family = family.address_family();
@@ -105,6 +113,9 @@ pub(super) fn route_message(route: &Route, delete: bool) -> Result<RouteMessage,
     }
     if let Some(metric) = route.metric {
         attributes.push(RouteAttribute::Priority(metric));
+    }
+    if let (Some(prefsrc), false) = (route.prefsrc, delete) {
+        attributes.push(RouteAttribute::PrefSource(RouteAddress::from(prefsrc)));
     }
     if let (Some(mtu), false) = (route.mtu, delete) {
         attributes.push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
@@ -147,6 +158,7 @@ pub(super) fn parse_route(message: &RouteMessage) -> Option<Route> {
         gateway: None,
         kind: RouteKind::from_route_type(header.kind),
         mtu: None,
+        prefsrc: None,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -157,6 +169,7 @@ pub(super) fn parse_route(message: &RouteMessage) -> Option<Route> {
             }
             RouteAttribute::Oif(oif) => route.oif = Some(*oif),
             RouteAttribute::Priority(metric) => route.metric = Some(*metric),
+            RouteAttribute::PrefSource(address) => route.prefsrc = route_address(address),
             RouteAttribute::Metrics(metrics) => {
                 route.mtu = metrics.iter().find_map(|m| match m {
                     RouteMetric::Mtu(mtu) => Some(*mtu),

@@ -176,6 +176,9 @@ pub struct Route {
     /// The route's MTU metric (`mtu N`): what the kernel fragments to or answers
     /// frag-needed / Packet Too Big for.
     pub mtu: Option<u32>,
+    /// Preferred source (`RTA_PREFSRC`, `src ADDR`) for packets this host originates along
+    /// the route; of the route's family. The kernel refuses an address that is not local.
+    pub prefsrc: Option<IpAddr>,
 }
 
 impl fmt::Display for Route {
@@ -193,6 +196,9 @@ impl fmt::Display for Route {
         write!(f, " table {} proto {}", self.table, self.protocol)?;
         if let Some(metric) = self.metric {
             write!(f, " metric {metric}")?;
+        }
+        if let Some(prefsrc) = self.prefsrc {
+            write!(f, " src {prefsrc}")?;
         }
         if let Some(mtu) = self.mtu {
             write!(f, " mtu {mtu}")?;

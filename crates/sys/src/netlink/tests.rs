@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use netlink_packet_route::route::{RouteAttribute, RouteScope, RouteVia};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute};
 
-use super::message::Unencodable;
+use super::message::{Unencodable, route_address};
 use super::*;
 
 /// Encodes like the connection does and decodes like the kernel's reply would be.
@@ -46,6 +46,7 @@ fn any_route() -> impl Strategy<Value = Route> {
         proptest::option::of(any::<u32>()),
         proptest::option::of(1..u32::MAX),
         proptest::option::of(any::<u128>()),
+        proptest::option::of(any::<u128>()),
         prop_oneof![
             Just(RouteKind::Unicast),
             Just(RouteKind::Blackhole),
@@ -54,24 +55,28 @@ fn any_route() -> impl Strategy<Value = Route> {
             Just(RouteKind::Throw),
         ],
     )
-        .prop_map(|(dst, table, protocol, metric, oif, gateway, kind)| {
-            let unicast = kind == RouteKind::Unicast;
-            let gateway = gateway.filter(|_| unicast).map(|bits| match dst {
-                IpNet::V4(_) => IpAddr::from(Ipv4Addr::from(bits as u32)),
-                IpNet::V6(_) => IpAddr::from(Ipv6Addr::from(bits)),
-            });
-            Route {
-                dst,
-                table,
-                protocol,
-                metric,
-                oif: oif.filter(|_| unicast),
-                gateway,
-                kind,
-                // Any value the kernel takes as an MTU metric, on some of the routes.
-                mtu: metric.filter(|_| unicast).map(|m| 68 + m % 65_000),
-            }
-        })
+        .prop_map(
+            |(dst, table, protocol, metric, oif, gateway, prefsrc, kind)| {
+                let unicast = kind == RouteKind::Unicast;
+                let of_family = |bits: u128| match dst {
+                    IpNet::V4(_) => IpAddr::from(Ipv4Addr::from(bits as u32)),
+                    IpNet::V6(_) => IpAddr::from(Ipv6Addr::from(bits)),
+                };
+                let gateway = gateway.filter(|_| unicast).map(of_family);
+                Route {
+                    dst,
+                    table,
+                    protocol,
+                    metric,
+                    oif: oif.filter(|_| unicast),
+                    gateway,
+                    kind,
+                    // Any value the kernel takes as an MTU metric, on some of the routes.
+                    mtu: metric.filter(|_| unicast).map(|m| 68 + m % 65_000),
+                    prefsrc: prefsrc.filter(|_| unicast).map(of_family),
+                }
+            },
+        )
 }
 
 fn any_rule() -> impl Strategy<Value = Rule> {
@@ -173,6 +178,7 @@ fn route_message_carries_table_beyond_one_byte() {
         gateway: None,
         kind: RouteKind::Unicast,
         mtu: None,
+        prefsrc: None,
     };
     let message = encode(&route, false);
     assert_eq!(message.header.table, TABLE_COMPAT);
@@ -304,6 +310,7 @@ fn route_display_reads_like_ip_route() {
         gateway: Some("2001:db8::1".parse().unwrap()),
         kind: RouteKind::Unicast,
         mtu: None,
+        prefsrc: None,
     };
     assert_eq!(
         route.to_string(),
@@ -312,6 +319,7 @@ fn route_display_reads_like_ip_route() {
     let blackhole = Route {
         kind: RouteKind::Blackhole,
         mtu: None,
+        prefsrc: None,
         gateway: None,
         oif: None,
         metric: None,
@@ -334,6 +342,7 @@ fn an_ipv4_route_goes_via_an_ipv6_next_hop() {
         gateway: Some("fe80::1".parse().unwrap()),
         kind: RouteKind::Unicast,
         mtu: Some(1460),
+        prefsrc: None,
     };
     let message = encode(&route, false);
     // RFC 5549 style next hop: RTA_VIA, since RTA_GATEWAY must match the route's family.
@@ -365,4 +374,47 @@ fn an_ipv4_route_goes_via_an_ipv6_next_hop() {
         ..route
     };
     assert!(route_message(&v6_via_v4, false).is_err());
+}
+
+#[test]
+fn a_preferred_source_is_sent_read_back_and_shown() {
+    let route = Route {
+        dst: "203.0.113.0/24".parse().unwrap(),
+        table: 6464,
+        protocol: 118,
+        metric: Some(40),
+        oif: Some(5),
+        gateway: Some("2001:db8::1".parse().unwrap()),
+        kind: RouteKind::Unicast,
+        mtu: Some(1460),
+        prefsrc: Some("198.51.100.254".parse().unwrap()),
+    };
+    let message = encode(&route, false);
+    assert!(message.attributes.iter().any(|a| matches!(
+        a,
+        RouteAttribute::PrefSource(address) if route_address(address) == route.prefsrc
+    )));
+    let RouteNetlinkMessage::NewRoute(decoded) =
+        through_the_wire(RouteNetlinkMessage::NewRoute(message))
+    else {
+        panic!("not a route");
+    };
+    assert_eq!(parse_route(&decoded), Some(route.clone()));
+    assert_eq!(
+        route.to_string(),
+        "203.0.113.0/24 via 2001:db8::1 dev #5 table 6464 proto 118 metric 40 \
+         src 198.51.100.254 mtu 1460"
+    );
+    // A delete matches the route whatever its source.
+    assert!(
+        !encode(&route, true)
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::PrefSource(_)))
+    );
+    let other_family = Route {
+        prefsrc: Some("2001:db8::2".parse().unwrap()),
+        ..route
+    };
+    assert!(route_message(&other_family, false).is_err());
 }

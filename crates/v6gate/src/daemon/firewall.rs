@@ -90,6 +90,7 @@ impl FirewallPlan {
                 gateway: route.via,
                 kind: RouteKind::Unicast,
                 mtu: None,
+                prefsrc: None,
             }));
         }
         objects.extend(policy_rules(config).into_iter().map(Object::Rule));

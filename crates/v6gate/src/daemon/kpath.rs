@@ -1,6 +1,7 @@
 //! The kernel path of a tunnel in the daemon: tc-BPF programs on the underlay device of the
 //! tunnel's path that encapsulate and decapsulate, and inner routes that send the tunnel's
-//! prefixes straight to that device (`via inet6 <next hop> dev <underlay> mtu <MTU>`), so TCP
+//! prefixes straight to that device (`via inet6 <next hop> dev <underlay> src <tunnel address>
+//! mtu <MTU>`, `src` when the tunnel has an address of the family), so TCP
 //! super-packets cross the underlay whole.
 //!
 //! The TUN dataplane of the tunnel keeps running beside it: its routes stay, one metric
@@ -392,6 +393,11 @@ fn lock(path: &Mutex<KernelPath>) -> std::sync::MutexGuard<'_, KernelPath> {
 /// The tunnel's prefixes, each via the underlay next hop at one metric better than the
 /// route into the TUN device. An IPv6 prefix cannot go via an IPv4 next hop; it stays on the
 /// TUN device.
+///
+/// Packets the gateway itself sends into the tunnel leave with the tunnel device's first
+/// address of their family, as they do through the TUN device, rather than with the
+/// underlay's: the routes name it as preferred source. The kernel takes only a local address
+/// there, so these routes go on after the device's addresses.
 fn kernel_routes(t: &Tunnel, oif: u32, next_hop: IpAddr, mtu: u16, metric: u32) -> Vec<Route> {
     t.routes
         .iter()
@@ -405,6 +411,11 @@ fn kernel_routes(t: &Tunnel, oif: u32, next_hop: IpAddr, mtu: u16, metric: u32) 
             gateway: Some(next_hop),
             kind: RouteKind::Unicast,
             mtu: Some(u32::from(mtu)),
+            prefsrc: t
+                .addresses
+                .iter()
+                .map(ipnet::IpNet::addr)
+                .find(|a| a.is_ipv4() == net.addr().is_ipv4()),
         })
         .collect()
 }

@@ -87,6 +87,9 @@ struct Followed {
 #[derive(Default)]
 struct End {
     peer: Option<PeerName>,
+    /// The answer of the task `peer` replaced (the resolvers changed), kept until the new task
+    /// has one: a tunnel whose answer does not change keeps running across the change.
+    carried: Option<IpAddr>,
     /// The device's current address of the path's family, for `local_device`.
     device_address: Option<IpAddr>,
     device_since: Option<u64>,
@@ -120,7 +123,7 @@ impl Followed {
                 let status = end.peer.as_ref().map(PeerName::status);
                 Known {
                     device: end.device_address,
-                    remote: status.as_ref().and_then(|s| s.address),
+                    remote: status.as_ref().and_then(|s| s.address).or(end.carried),
                     remote_error: status.and_then(|s| s.error),
                 }
             })
@@ -187,19 +190,12 @@ impl Daemon {
     /// its devices and starts it with the addresses known so far (or lets it wait).
     pub(super) async fn follow_tunnel(&mut self, tunnel: Tunnel) -> anyhow::Result<()> {
         self.unfollow(&tunnel.name);
-        let servers = self.config.gateway.resolvers.clone();
-        let servers = (!servers.is_empty()).then_some(servers.as_slice());
         let mut ends = Vec::new();
         for path in &tunnel.paths {
-            let mut end = End::default();
-            if let Some(name) = &path.remote_name {
-                let moved = self.names.moved_tx.clone();
-                match PeerName::start(name, family(path), servers, moved) {
-                    Ok(peer) => end.peer = Some(peer),
-                    Err(e) => warn!(tunnel = %tunnel.name, "resolving {name}: {e:#}"),
-                }
-            }
-            ends.push(end);
+            ends.push(End {
+                peer: self.start_peer(&tunnel.name, path),
+                ..End::default()
+            });
         }
         info!(tunnel = %tunnel.name, "follows its peers' names and devices");
         self.names.followed.push(Followed {
@@ -213,6 +209,43 @@ impl Daemon {
         self.read_devices().await;
         self.follow_names().await;
         Ok(())
+    }
+
+    /// The name task of `path`'s named remote, asking the running config's resolvers.
+    fn start_peer(&self, tunnel: &str, path: &control::Path) -> Option<PeerName> {
+        let name = path.remote_name.as_ref()?;
+        let servers = &self.config.gateway.resolvers;
+        let servers = (!servers.is_empty()).then_some(servers.as_slice());
+        let moved = self.names.moved_tx.clone();
+        match PeerName::start(name, family(path), servers, moved) {
+            Ok(peer) => Some(peer),
+            Err(e) => {
+                warn!(tunnel = %tunnel, "resolving {name}: {e:#}");
+                None
+            }
+        }
+    }
+
+    /// After a reload that changed `[gateway] resolvers`: every name task starts again asking
+    /// the new servers. Each running tunnel keeps its last answer until the new task has one,
+    /// so it is rebuilt only if the new servers answer differently.
+    pub(super) fn restart_names(&mut self) {
+        let mut followed = std::mem::take(&mut self.names.followed);
+        for f in &mut followed {
+            for (path, end) in f.written.paths.iter().zip(&mut f.ends) {
+                if path.remote_name.is_none() {
+                    continue;
+                }
+                let last = end.peer.as_ref().and_then(|p| p.status().address);
+                end.carried = last.or(end.carried);
+                end.alive = None;
+                end.peer = self.start_peer(&f.written.name, path);
+            }
+        }
+        self.names.followed = followed;
+        if !self.names.is_empty() {
+            info!("the resolvers changed: asking the new ones for every followed name");
+        }
     }
 
     /// Stops following `name` (its tunnel, if running, stays for the caller to remove).

@@ -103,6 +103,7 @@ pub fn route(remote: IpAddr, pin: Pin, table: u32, protocol: u8) -> Route {
         gateway,
         kind,
         mtu: None,
+        prefsrc: None,
     }
 }
 
@@ -130,6 +131,7 @@ mod tests {
             gateway: gw.map(|g| g.parse().unwrap()),
             kind: RouteKind::Unicast,
             mtu: None,
+            prefsrc: None,
         }
     }
 

@@ -4,7 +4,8 @@
 //! counters and traffic stay, and only the routes that differ are added or removed. Other
 //! changes rebuild that tunnel alone; untouched tunnels are not touched. The summary names
 //! every tunnel and object that changed. A config that fails validation changes nothing; one
-//! that fails to apply is rolled back to the old one.
+//! that fails to apply is rolled back to the old one. New `[gateway] resolvers` restart the
+//! name tasks; a tunnel is rebuilt only if the new servers answer differently.
 
 use anyhow::{Context, bail};
 use control::{Config, Tunnel};
@@ -101,8 +102,13 @@ impl Daemon {
         if let Some(line) = self.reload_ddns(&new).await {
             lines.push(line);
         }
+        let resolvers_changed = new.gateway.resolvers != self.config.gateway.resolvers;
         self.config = new;
         self.prune_names();
+        if resolvers_changed {
+            self.restart_names();
+            lines.push("gateway: resolvers changed: every followed name is asked again".into());
+        }
         self.reload_softwires().await;
         self.feed_ddns_paths().await;
         let mut summary = format!(

@@ -11,7 +11,8 @@
 //! DS-Lite: an AFTR given by name becomes the tunnel's named remote, so the names machinery
 //! resolves it, re-resolves it and rebuilds the tunnel when it moves. Without `local`, the
 //! local end is the source address the host picks towards the AFTR (or, while the AFTR is a
-//! name, towards the IPv6 internet), followed like the prefix.
+//! name, towards the IPv6 internet), followed like the prefix; never an address v6gate added
+//! (a CE's MAP address on the same device), then the host's own address on that device.
 //!
 //! The RFC 2473 core accepts packets only from its one remote, so nothing but the BR or AFTR
 //! reaches the LAN through a softwire.
@@ -23,7 +24,7 @@ use control::firewall::PortRange;
 use control::firewall::napt::Napt;
 use control::softwire::{Aftr, Facts, Lowered, Softwire, SoftwireKind, lower};
 use ipnet::{IpNet, Ipv6Net};
-use sys::address::AddressReader;
+use sys::address::{AddressReader, DeviceAddress};
 use tracing::{info, warn};
 
 use super::host::Object;
@@ -336,30 +337,62 @@ impl Daemon {
                     }
                 };
                 if d.local.is_none() {
-                    let lookup = self
-                        .netlink
-                        .route_get(IpAddr::V6(towards), Some(LOOKUP_MARK))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    facts.wan_address = match lookup.prefsrc {
-                        Some(IpAddr::V6(a)) => Some(a),
-                        _ => None,
-                    };
+                    facts.wan_address = self.b4_source(towards).await?;
                 }
             }
         }
         Ok(facts)
     }
 
-    /// The prefix of `device`'s first usable global IPv6 address that is not a host address
-    /// (so not a MAP address of ours). A deprecated address is passed over: on a
-    /// re-delegation the old prefix lingers deprecated while the new one is preferred.
-    async fn device_prefix(&mut self, device: &str) -> Result<Option<Ipv6Net>, String> {
+    /// The address a B4 without `local` sends from towards `towards`: the kernel's choice,
+    /// unless that is an address v6gate put there itself (a MAP-E CE's /128 on the same
+    /// device, which no AFTR accepts), then the host's own address on that device.
+    async fn b4_source(&mut self, towards: Ipv6Addr) -> Result<Option<Ipv6Addr>, String> {
+        let lookup = self
+            .netlink
+            .route_get(IpAddr::V6(towards), Some(LOOKUP_MARK))
+            .await
+            .map_err(|e| e.to_string())?;
+        let kernel = match lookup.prefsrc {
+            Some(IpAddr::V6(a)) => Some(a),
+            _ => None,
+        };
+        let ours: Vec<Ipv6Addr> = self
+            .host
+            .addresses()
+            .filter_map(|a| match a {
+                IpAddr::V6(v6) => Some(v6),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        if kernel.is_some_and(|a| !ours.contains(&a)) {
+            return Ok(kernel);
+        }
+        let Some(index) = lookup.oif else {
+            return Ok(None);
+        };
+        let list = self
+            .address_reader()?
+            .addresses(index)
+            .await
+            .map_err(|e| format!("reading the addresses of device {index}: {e}"))?;
+        Ok(b4_source(kernel, &list, &ours))
+    }
+
+    /// The reader of device addresses, opened on first use.
+    fn address_reader(&mut self) -> Result<&AddressReader, String> {
         if self.softwires.reader.is_none() {
             let reader = AddressReader::new().map_err(|e| format!("reading addresses: {e}"))?;
             self.softwires.reader = Some(reader);
         }
-        let reader = self.softwires.reader.as_ref().expect("set above");
+        Ok(self.softwires.reader.as_ref().expect("set above"))
+    }
+
+    /// The prefix of `device`'s first usable global IPv6 address that is not a host address
+    /// (so not a MAP address of ours). A deprecated address is passed over: on a
+    /// re-delegation the old prefix lingers deprecated while the new one is preferred.
+    async fn device_prefix(&mut self, device: &str) -> Result<Option<Ipv6Net>, String> {
+        let reader = self.address_reader()?;
         let index = reader
             .link_index(device)
             .await
@@ -395,6 +428,36 @@ fn read_bounded(path: &str) -> Option<String> {
     Some(text)
 }
 
+/// A B4's source address: the kernel's choice `kernel` unless it is one of `ours` (addresses
+/// v6gate added), else the first usable global address of the device the AFTR is reached
+/// through that is not ours, a stable one before a temporary one.
+fn b4_source(
+    kernel: Option<Ipv6Addr>,
+    device: &[DeviceAddress],
+    ours: &[Ipv6Addr],
+) -> Option<Ipv6Addr> {
+    if let Some(a) = kernel
+        && !ours.contains(&a)
+    {
+        return Some(a);
+    }
+    let usable = device.iter().filter_map(|a| match a.addr {
+        IpAddr::V6(v6)
+            if a.global
+                && !a.deprecated
+                && !a.tentative
+                && is_global(v6)
+                && !ours.contains(&v6) =>
+        {
+            Some((a.temporary, v6))
+        }
+        _ => None,
+    });
+    usable
+        .min_by_key(|(temporary, _)| *temporary)
+        .map(|(_, a)| a)
+}
+
 /// A DS-Lite tunnel whose AFTR is a name: its one path's remote is that name, for the names
 /// machinery to resolve and follow.
 fn named_aftr(sw: &Softwire, mut lowered: Lowered) -> Lowered {
@@ -415,4 +478,72 @@ fn is_global(a: Ipv6Addr) -> bool {
         || a.is_unspecified()
         || a.is_unicast_link_local()
         || (a.segments()[0] & 0xfe00) == 0xfc00)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn on_device(addr: &str, prefix_len: u8) -> DeviceAddress {
+        DeviceAddress {
+            index: 2,
+            addr: IpAddr::V6(v6(addr)),
+            prefix_len,
+            global: true,
+            temporary: false,
+            deprecated: false,
+            tentative: false,
+            preferred: None,
+            created: 0,
+        }
+    }
+
+    const MAP: &str = "2001:db8:0:1:c6:1208:100:100";
+    const HOST: &str = "2001:db8:0:1::1";
+
+    #[test]
+    fn the_kernel_choice_stands_when_it_is_the_hosts_own() {
+        let device = [on_device(MAP, 128), on_device(HOST, 64)];
+        let chosen = b4_source(Some(v6("2001:db8:0:1::7")), &device, &[v6(MAP)]);
+        assert_eq!(chosen, Some(v6("2001:db8:0:1::7")));
+    }
+
+    #[test]
+    fn a_map_address_of_ours_gives_way_to_the_hosts_address() {
+        let device = [on_device(MAP, 128), on_device(HOST, 64)];
+        let chosen = b4_source(Some(v6(MAP)), &device, &[v6(MAP)]);
+        assert_eq!(chosen, Some(v6(HOST)));
+    }
+
+    #[test]
+    fn deprecated_tentative_link_local_and_temporary_addresses_come_last_or_never() {
+        let mut deprecated = on_device("2001:db8:0:1::2", 64);
+        deprecated.deprecated = true;
+        let mut tentative = on_device("2001:db8:0:1::3", 64);
+        tentative.tentative = true;
+        let mut link_local = on_device("fe80::1", 64);
+        link_local.global = false;
+        let mut temporary = on_device("2001:db8:0:1:aaaa::1", 64);
+        temporary.temporary = true;
+        let stable = on_device(HOST, 64);
+        let ours = [v6(MAP)];
+        let device = [
+            on_device(MAP, 128),
+            deprecated,
+            tentative,
+            link_local,
+            temporary,
+            stable,
+        ];
+        assert_eq!(b4_source(Some(v6(MAP)), &device, &ours), Some(v6(HOST)));
+        assert_eq!(
+            b4_source(None, &device[..5], &ours),
+            Some(v6("2001:db8:0:1:aaaa::1"))
+        );
+        assert_eq!(b4_source(Some(v6(MAP)), &device[..4], &ours), None);
+    }
 }

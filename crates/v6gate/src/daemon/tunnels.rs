@@ -222,6 +222,7 @@ impl Daemon {
                 gateway: None,
                 kind: RouteKind::Blackhole,
                 mtu: None,
+                prefsrc: None,
             }));
             objects.push(Object::Rule(self.pin_rule(Family::of(p.remote))));
         }
@@ -259,6 +260,7 @@ impl Daemon {
                     gateway: None,
                     kind: RouteKind::Unicast,
                     mtu: None,
+                    prefsrc: None,
                 }));
             }
         }

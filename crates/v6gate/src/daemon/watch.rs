@@ -135,6 +135,7 @@ fn watch_route(r: &control::WatchRoute) -> anyhow::Result<Route> {
         gateway: r.via,
         kind: RouteKind::Unicast,
         mtu: None,
+        prefsrc: None,
     })
 }
 

@@ -125,9 +125,21 @@ impl Knot {
     /// Like [`Knot::start`], listening on `listen` in `node` (the wan router's address stays
     /// put while a site's address moves).
     pub fn start_on(lab: &Lab, node: Node, key: &str, listen: std::net::Ipv6Addr) -> Self {
+        Self::start_in(lab, node, key, listen, "knot")
+    }
+
+    /// Like [`Knot::start_on`], keeping its zone and state in the lab's directory `dir` (a
+    /// second server in one lab needs its own).
+    pub fn start_in(
+        lab: &Lab,
+        node: Node,
+        key: &str,
+        listen: std::net::Ipv6Addr,
+        dir: &str,
+    ) -> Self {
         let mut parts = key.splitn(3, ':');
         let (_, name, secret) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
-        let dir = lab.dir().join("knot");
+        let dir = lab.dir().join(dir);
         std::fs::create_dir_all(&dir).unwrap();
         let d = dir.display();
         std::fs::write(

@@ -177,6 +177,7 @@ fn parse_line(line: &str, accept: &Accept) -> Result<Entry, &'static str> {
                 oif: parse_opt(oif).ok_or("bad device index")?,
                 gateway: parse_opt(gateway).ok_or("bad gateway")?,
                 mtu: None,
+                prefsrc: None,
             };
             if !accept.route_tables.contains(&route.table) {
                 return Err("a table this config does not use");
@@ -391,6 +392,7 @@ mod tests {
                     gateway: Some("fe80::1".parse().unwrap()),
                     kind: RouteKind::Unicast,
                     mtu: None,
+                    prefsrc: None,
                 }),
                 Object::Route(Route {
                     dst: "2001:db8:0:2::1/128".parse().unwrap(),
@@ -401,6 +403,7 @@ mod tests {
                     gateway: None,
                     kind: RouteKind::Blackhole,
                     mtu: None,
+                    prefsrc: None,
                 }),
                 Object::Rule(pin_rule()),
                 Object::Link {
@@ -464,6 +467,7 @@ mod tests {
             gateway: None,
             kind: RouteKind::Blackhole,
             mtu: None,
+            prefsrc: None,
             ..pin.clone()
         });
         text.push_str(&line(&moved));

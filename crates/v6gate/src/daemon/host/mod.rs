@@ -19,6 +19,7 @@ mod tests;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write as _;
+use std::net::IpAddr;
 
 use anyhow::Context;
 use sys::runtime_dir::RuntimeDir;
@@ -402,6 +403,15 @@ impl<H: Host> HostState<H> {
             self.failing.extend(failing);
         }
         repaired
+    }
+
+    /// Every address installed on the host, whoever holds it: what v6gate itself put there,
+    /// never the host's own choice of source address.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.installed.values().filter_map(|i| match &i.object {
+            Object::Address { net, .. } => Some(net.addr()),
+            _ => None,
+        })
     }
 
     /// Objects held by `owner`, in the order installed.

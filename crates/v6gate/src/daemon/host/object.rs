@@ -294,7 +294,11 @@ impl Object {
                 });
                 let mut other = None;
                 for r in same_key {
-                    if r.kind == want.kind && r.oif == want.oif && r.gateway == want.gateway {
+                    if r.kind == want.kind
+                        && r.oif == want.oif
+                        && r.gateway == want.gateway
+                        && r.prefsrc == want.prefsrc
+                    {
                         return Presence::Present;
                     }
                     other = Some(r);
@@ -406,6 +410,7 @@ mod tests {
             gateway: None,
             kind: RouteKind::Unicast,
             mtu: None,
+            prefsrc: None,
         };
         let seen = Route {
             metric: seen_metric,
@@ -451,6 +456,26 @@ mod tests {
             Object::Route(route("2001:db8::2/128", None, None).0).check(&observed),
             Presence::Missing
         );
+    }
+
+    #[test]
+    fn a_route_with_another_source_differs() {
+        let (mut want, mut seen) = route("198.51.100.0/24", Some(100), Some(100));
+        want.prefsrc = Some("203.0.113.1".parse().unwrap());
+        for (now, present) in [
+            (None, false),
+            (Some("203.0.113.2".parse().unwrap()), false),
+            (want.prefsrc, true),
+        ] {
+            seen.prefsrc = now;
+            let observed = Observed {
+                routes: vec![seen.clone()],
+                ..Observed::default()
+            };
+            let got = Object::Route(want.clone()).check(&observed);
+            assert_eq!(got == Presence::Present, present, "{want} vs {seen}");
+            assert_eq!(matches!(got, Presence::Differs(_)), !present, "{got:?}");
+        }
     }
 
     #[test]

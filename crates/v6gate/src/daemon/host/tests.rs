@@ -77,6 +77,7 @@ fn route(dst: &str, oif: u32) -> Object {
         gateway: None,
         kind: RouteKind::Unicast,
         mtu: None,
+        prefsrc: None,
     })
 }
 
