@@ -11,7 +11,7 @@ use super::{Aftr, DsLite, MapE, MapRule, Softwire, SoftwireKind};
 use crate::error::Diagnostic;
 use crate::file::FileTunnel;
 use crate::mape::{self, Layout, MAX_EA_BITS, Rule, RuleField};
-use crate::model::{MAIN_TABLE, MAX_DEVICE_LEN, MssClamp, Tunnel, default_device};
+use crate::model::{Dataplane, MAIN_TABLE, MAX_DEVICE_LEN, MssClamp, Tunnel, default_device};
 
 const MAP_E: &str = "map-e";
 const DS_LITE: &str = "ds-lite";
@@ -172,6 +172,7 @@ pub(crate) fn check(
         );
     }
     let mss_clamp = mss_clamp(&mut errors, file.mss_clamp.as_ref());
+    let dataplane = dataplane(&mut errors, file.dataplane.as_ref(), mode);
     let kind = if mode == MAP_E {
         map_e(&mut errors, &file).map(SoftwireKind::MapE)
     } else {
@@ -186,6 +187,7 @@ pub(crate) fn check(
         kind: kind?,
         default_route: file.default_route.unwrap_or(false),
         mss_clamp: mss_clamp?,
+        dataplane: dataplane?,
         enabled: file.enabled.unwrap_or(true),
     })
 }
@@ -208,6 +210,34 @@ fn mss_clamp(errors: &mut Errors<'_>, value: Option<&Value>) -> Option<MssClamp>
             None
         }
     }
+}
+
+/// `dataplane`, spelt as on the other modes. MAP-E's NAPT matches packets leaving through its
+/// TUN device, which the kernel path's would bypass: `kernel` is refused there.
+fn dataplane(errors: &mut Errors<'_>, value: Option<&Value>, mode: &str) -> Option<Dataplane> {
+    let dataplane = match value {
+        None => Dataplane::Auto,
+        Some(Value::String(s)) if Dataplane::parse(s).is_some() => Dataplane::parse(s)?,
+        Some(other) => {
+            errors.at(
+                "dataplane",
+                format!(
+                    "expected \"auto\", \"kernel\" or \"userspace\", found {}",
+                    describe(other)
+                ),
+            );
+            return None;
+        }
+    };
+    if dataplane == Dataplane::Kernel && mode == MAP_E {
+        errors.at(
+            "dataplane",
+            "a MAP-E softwire runs on the TUN dataplane, where its NAPT to the shared address \
+             and port set is; use \"auto\" or \"userspace\"",
+        );
+        return None;
+    }
+    Some(dataplane)
 }
 
 fn map_e(errors: &mut Errors<'_>, file: &FileTunnel) -> Option<MapE> {

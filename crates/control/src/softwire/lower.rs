@@ -108,6 +108,7 @@ pub fn lower(sw: &Softwire, facts: &Facts) -> Result<Lowered, LowerError> {
     // what the outer source check is for.
     tunnel.allowed_sources = vec![any];
     tunnel.mss_clamp = sw.mss_clamp;
+    tunnel.dataplane = sw.dataplane;
     if map.is_some() {
         // The NAPT to the shared address and port set matches packets leaving through the
         // MAP-E device; the kernel path's inner routes leave through the underlay device, so

@@ -17,6 +17,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use dataplane::MssClamp;
 
+use crate::model::Dataplane;
+
 use crate::mape::{Rule, RuleSet};
 
 pub(crate) use check::{across, check, foreign_keys, is_softwire_mode};
@@ -39,6 +41,9 @@ pub struct Softwire {
     /// Route 0.0.0.0/0 into the tunnel. Off unless asked: a watch (S4) may own that route.
     pub default_route: bool,
     pub mss_clamp: MssClamp,
+    /// Who moves a DS-Lite B4's packets, as for any ipip6 tunnel; MAP-E always runs on the
+    /// TUN dataplane, where its NAPT is.
+    pub dataplane: Dataplane,
     pub enabled: bool,
 }
 

@@ -383,3 +383,30 @@ fn the_plan_holds_the_tunnel_and_the_map_address_on_the_wan() {
     assert_eq!(plan.map.unwrap().1.ports.len(), 240);
     assert!(softwire_plan(&c.gateway, &c.softwires[0], &Facts::default(), |_| 1500).is_err());
 }
+
+#[test]
+fn a_b4_follows_dataplane_and_a_map_e_ce_refuses_the_kernel_path() {
+    let facts = Facts {
+        aftr: Some("2001:db8:af::1".parse().unwrap()),
+        wan_address: Some("2001:db8:1::2".parse().unwrap()),
+        ..Facts::default()
+    };
+    for (word, want) in [
+        ("kernel", Dataplane::Kernel),
+        ("userspace", Dataplane::Userspace),
+        ("auto", Dataplane::Auto),
+    ] {
+        let sw = only(&format!("{TRANSIX}dataplane = \"{word}\"\n"));
+        assert_eq!(sw.dataplane, want);
+        assert_eq!(lower(&sw, &facts).unwrap().tunnel.dataplane, want);
+    }
+    let e = errors(&format!("{TRANSIX}dataplane = \"tc\"\n"));
+    assert!(has(&e, "tunnel[0].dataplane", "\"tc\""), "{e:?}");
+
+    let e = errors(&format!("{V6PLUS}dataplane = \"kernel\"\n"));
+    assert!(has(&e, "tunnel[0].dataplane", "TUN dataplane"), "{e:?}");
+    assert_eq!(
+        only(&format!("{V6PLUS}dataplane = \"userspace\"\n")).dataplane,
+        Dataplane::Userspace
+    );
+}
