@@ -359,6 +359,53 @@ fn auto_takes_the_kernel_path_where_it_can() {
 /// clamped by nftables, leaving siteA to the route MTU of its kernel path (its tunnel MTU,
 /// 1400), arriving at siteA to that MTU too (hostB's SYN-ACK crossed siteB's 1460-byte
 /// tunnel with 1420).
+/// A second tunnel to another far end, leaving on the same wan device with a route in another
+/// table inside the first one's prefix, stays off the kernel path: the first tunnel's egress program
+/// would take its packets. `auto` says why; the first keeps carrying on the kernel path.
+#[test]
+fn overlapping_routes_on_one_device_keep_the_second_tunnel_off_the_kernel_path() {
+    let sites = Sites::start(
+        LabOptions {
+            site_ipv4_forwarding: true,
+            ..LabOptions::default()
+        },
+        |site, config| {
+            kernel(site, config);
+            if site == Site::A {
+                let mut second = config.tunnel_mut().clone();
+                second.name = "ab2".into();
+                second.device = None;
+                second.remote = "2001:db8:0:2::2".parse().unwrap();
+                second.routes = vec![format!("{}/32", addr::HOST_B4)];
+                second.addresses = Vec::new();
+                // Another table (policy routing), where the config allows the overlap.
+                second.extra = vec!["mss_clamp = \"off\"".into(), "route_table = 200".into()];
+                config.tunnels.push(second);
+            }
+        },
+    );
+    let a = sites.gateway(Site::A);
+    let name = sites.config_a.tunnels[0].name.clone();
+    let first = a.tunnel_status(&name).unwrap();
+    assert_eq!(first["dataplane"], "kernel", "{first:#}");
+    let second = a.tunnel_status("ab2").unwrap();
+    assert_eq!(second["dataplane"], "userspace", "{second:#}\n{}", a.log());
+    let why = second["dataplane_fallback"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&format!("tunnel {name}")) && why.contains("overlapping routes"),
+        "{second:#}"
+    );
+    // The LAN beside hostB's /32 still crosses the first tunnel's programs.
+    assert_ping(
+        &sites.lab,
+        Node::HostA,
+        IpAddr::V4(addr::HOST_B4),
+        1,
+        &[a, sites.gateway(Site::B)],
+    );
+    sites.stop();
+}
+
 #[test]
 fn the_kernel_path_clamps_the_mss() {
     let sites = Sites::start(

@@ -140,6 +140,12 @@ impl Daemon {
             }
         }
         let device = link_name(oif).ok_or_else(|| anyhow!("underlay device #{oif} is gone"))?;
+        if let Some(other) = self.kernel_overlap(t, &attached) {
+            anyhow::bail!(
+                "tunnel {other} is on the kernel path of the same underlay device with \
+                 overlapping routes; its programs would take this tunnel's packets"
+            );
+        }
         let routes = kernel_routes(t, oif, next_hop, mtu, self.config.gateway.route_metric);
         if routes.is_empty() {
             anyhow::bail!("no inner route can go via the underlay next hop {next_hop}");
@@ -315,6 +321,25 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// Another tunnel on the kernel path of one of `attached`'s devices whose routes overlap
+    /// `t`'s. Each egress program claims packets by its own tunnel's prefixes, not by the
+    /// route the kernel chose, so of two such tunnels the first attached would carry both.
+    fn kernel_overlap(&self, t: &Tunnel, attached: &[(String, Shared)]) -> Option<String> {
+        self.tunnels
+            .iter()
+            .filter(|o| o.config.name != t.name)
+            .find_map(|o| {
+                let Chosen::Kernel(k) = &o.dataplane else {
+                    return None;
+                };
+                let shared = k
+                    .attached
+                    .iter()
+                    .any(|(d, _)| attached.iter().any(|(a, _)| a == d));
+                (shared && overlap(&o.config.routes, &t.routes)).then(|| o.config.name.clone())
+            })
+    }
+
     /// The MSS clamping of every tunnel on the kernel path, and of `joining`, which is
     /// about to be.
     pub(super) fn kernel_mss(&self, joining: Option<KernelMss>) -> Vec<KernelMss> {
@@ -384,6 +409,14 @@ fn kernel_objects(tunnel: &str, attached: &[(String, Shared)], routes: Vec<Route
         })
         .chain(routes.into_iter().map(Object::Route))
         .collect()
+}
+
+/// Whether a prefix of `a` and one of `b` share an address.
+fn overlap(a: &[ipnet::IpNet], b: &[ipnet::IpNet]) -> bool {
+    a.iter().any(|x| {
+        b.iter()
+            .any(|y| x.contains(&y.network()) || y.contains(&x.network()))
+    })
 }
 
 fn lock(path: &Mutex<KernelPath>) -> std::sync::MutexGuard<'_, KernelPath> {
@@ -487,5 +520,25 @@ impl Chosen {
             Self::Kernel(k) => Some(k),
             Self::Userspace { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlap;
+
+    fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn prefixes_overlap_when_one_holds_the_other() {
+        let lan = nets(&["198.51.100.0/24"]);
+        assert!(overlap(&lan, &nets(&["198.51.100.10/32"])));
+        assert!(overlap(&nets(&["198.51.100.10/32"]), &lan));
+        assert!(overlap(&nets(&["0.0.0.0/0"]), &lan));
+        assert!(!overlap(&lan, &nets(&["203.0.113.0/24", "2001:db8::/32"])));
+        assert!(!overlap(&nets(&["::/0"]), &lan));
+        assert!(!overlap(&[], &lan));
     }
 }
