@@ -25,6 +25,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod dataplane_choice;
 pub mod ddns;
 mod diff;
 mod duration;

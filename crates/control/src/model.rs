@@ -3,7 +3,6 @@
 //! Every value here has passed validation (see [`Config::from_toml_str`]); defaults are already
 //! filled in except where they depend on the host (the tunnel MTU, derived from the underlay).
 
-use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -17,6 +16,7 @@ pub use dataplane::{HealthConfig as Health, InnerFamilies, Mode, MssClamp, Probe
 
 use ipnet::IpNet;
 
+pub use crate::dataplane_choice::Dataplane;
 use crate::error::Diagnostic;
 use crate::ipsec::IpsecConfig;
 
@@ -155,43 +155,6 @@ impl Default for Gateway {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             resolvers: Vec::new(),
         }
-    }
-}
-
-/// `dataplane`: who moves a tunnel's packets. The kernel path (tc-BPF programs on the
-/// underlay device) lets TCP super-packets cross the underlay whole; the TUN dataplane works
-/// wherever a TUN device can be opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Dataplane {
-    /// The kernel path when BPF programs can be loaded and attached, else the TUN dataplane.
-    #[default]
-    Auto,
-    /// The kernel path, or the tunnel does not start.
-    Kernel,
-    /// The TUN dataplane only.
-    Userspace,
-}
-
-impl Dataplane {
-    pub const WORDS: [&'static str; 3] = ["auto", "kernel", "userspace"];
-
-    pub fn parse(word: &str) -> Option<Self> {
-        match word {
-            "auto" => Some(Self::Auto),
-            "kernel" => Some(Self::Kernel),
-            "userspace" => Some(Self::Userspace),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Dataplane {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Kernel => "kernel",
-            Self::Userspace => "userspace",
-        })
     }
 }
 

@@ -6,8 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{Aftr, B4_ADDRESS, B4_PREFIX_LEN, MapRule, Softwire, SoftwireKind};
+use crate::dataplane_choice::Dataplane;
 use crate::mape::{MapError, Mapping, Rule};
-use crate::model::{Dataplane, Mode, Tunnel};
+use crate::model::{Mode, Tunnel};
 
 /// What the host knows that the config does not.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

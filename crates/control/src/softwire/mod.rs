@@ -17,7 +17,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use dataplane::MssClamp;
 
-use crate::model::Dataplane;
+use crate::dataplane_choice::Dataplane;
 
 use crate::mape::{Rule, RuleSet};
 
