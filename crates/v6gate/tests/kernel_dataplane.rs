@@ -15,7 +15,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::metrics::{scrape, value};
-use common::{Sites, assert_ping, assert_tcp_a_to_b, assert_tcp_b_to_a, start_gateway};
+use common::{
+    Sites, assert_ping, assert_tcp_a_to_b, assert_tcp_b_to_a, mss_options, start_gateway,
+};
 use kpath::KernelPath;
 use v6gate_lab::multipath::{Failure, Timers, TwoPaths};
 use v6gate_lab::{
@@ -275,20 +277,8 @@ fn syn_mss(sites: &Sites) -> (Vec<u16>, Vec<u16>) {
     let at_a = lab.capture_text(Node::HostA, dev::LAN, filter).unwrap();
     assert_tcp_a_to_b(lab, 64 * 1024, Duration::from_secs(15), &gateways);
     let (at_b, at_a) = (at_b.finish().unwrap(), at_a.finish().unwrap());
-    let mss = |seen: &str, from: std::net::Ipv4Addr, flags: &str| -> Vec<u16> {
-        seen.lines()
-            .filter(|l| l.contains(&format!("{from}.")) && l.contains(flags))
-            .filter_map(|l| {
-                let rest = &l[l.find("mss ")? + 4..];
-                rest.split(|c: char| !c.is_ascii_digit())
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .collect()
-    };
-    let syns = mss(&at_b, addr::HOST_A4, "Flags [S]");
-    let syn_acks = mss(&at_a, addr::HOST_B4, "Flags [S.]");
+    let syns = mss_options(&at_b, addr::HOST_A4, "Flags [S]");
+    let syn_acks = mss_options(&at_a, addr::HOST_B4, "Flags [S.]");
     assert!(!syns.is_empty(), "no SYN from hostA at hostB:\n{at_b}");
     assert!(
         !syn_acks.is_empty(),

@@ -41,17 +41,6 @@ fn site_a_toml(lab: &Lab, resolver: Ipv6Addr) -> String {
         )
 }
 
-/// The kernel's index of `device` in siteA.
-fn ifindex(lab: &Lab, device: &str) -> u32 {
-    let line = lab
-        .ip(Node::SiteA, &["-o", "link", "show", "dev", device])
-        .unwrap_or_else(|e| panic!("{device}: {e}"));
-    line.split(':')
-        .next()
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no ifindex in {line:?}"))
-}
-
 fn remote_is(gateway: &Gateway, a: Ipv6Addr) -> bool {
     gateway
         .tunnel_status("ab")
@@ -118,7 +107,7 @@ fn daemon_reload_with_new_resolvers_follows_their_answers() {
 
     // Back to server A, which now agrees with B: the name is asked again, the tunnel stays.
     server_a.update(&lab, KEY, PEER, "AAAA", IpAddr::V6(peer));
-    let device = ifindex(&lab, "v6g-ab");
+    let device = common::ifindex(&lab, Node::SiteA, "v6g-ab");
     let answers = a.log().matches(ANSWERED).count();
     ask(addr::WAN_B6);
     a.reload().unwrap();
@@ -130,7 +119,11 @@ fn daemon_reload_with_new_resolvers_follows_their_answers() {
         a.log()
     );
     assert!(remote_is(&a, peer), "{}", a.tunnel_status("ab").unwrap());
-    assert_eq!(ifindex(&lab, "v6g-ab"), device, "the tunnel was rebuilt");
+    assert_eq!(
+        common::ifindex(&lab, Node::SiteA, "v6g-ab"),
+        device,
+        "the tunnel was rebuilt"
+    );
     common::assert_ping(&lab, Node::HostA, IpAddr::V4(addr::HOST_B4), 3, &[&a, &b]);
     a.stop().unwrap();
     b.stop().unwrap();
