@@ -28,6 +28,7 @@ mod lab;
 pub mod multipath;
 mod netns;
 mod process;
+mod promtool;
 pub mod strongswan;
 mod topology;
 mod traffic;
@@ -40,5 +41,6 @@ pub use gateway::{GATEWAY_START_TIMEOUT, GATEWAY_STOP_TIMEOUT, Gateway, query_st
 pub use lab::Lab;
 pub use netns::enter_netns;
 pub use process::{Process, TERMINATE_GRACE};
+pub use promtool::promtool_objections;
 pub use topology::{LabOptions, Node, Site, addr, dev};
 pub use traffic::Transfer;

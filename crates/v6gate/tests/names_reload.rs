@@ -41,17 +41,6 @@ fn site_a_toml(lab: &Lab, resolver: Ipv6Addr) -> String {
         )
 }
 
-/// The kernel's index of `device` in siteA.
-fn ifindex(lab: &Lab, device: &str) -> u32 {
-    let line = lab
-        .ip(Node::SiteA, &["-o", "link", "show", "dev", device])
-        .unwrap_or_else(|e| panic!("{device}: {e}"));
-    line.split(':')
-        .next()
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no ifindex in {line:?}"))
-}
-
 fn remote_is(gateway: &Gateway, a: Ipv6Addr) -> bool {
     gateway
         .tunnel_status("ab")
@@ -63,23 +52,9 @@ fn daemon_reload_with_new_resolvers_follows_their_answers() {
     let dead: Ipv6Addr = "2001:db8:0:2::99".parse().unwrap();
     let peer: Ipv6Addr = "2001:db8:0:2::2".parse().unwrap();
     let lab = common::lab(LabOptions::default());
-    lab.ip(
-        Node::SiteB,
-        &[
-            "-6",
-            "addr",
-            "add",
-            &format!("{peer}/64"),
-            "dev",
-            dev::WAN6,
-            "nodad",
-        ],
-    )
-    .unwrap();
-    let server_a = Knot::start_in(&lab, Node::Wan, KEY, addr::WAN_B6, "knot-a");
-    let server_b = Knot::start_in(&lab, Node::Wan, KEY, addr::WAN_A6, "knot-b");
-    server_a.update(&lab, KEY, PEER, "AAAA", IpAddr::V6(dead));
-    server_b.update(&lab, KEY, PEER, "AAAA", IpAddr::V6(peer));
+    ddns_support::add_address(&lab, Node::SiteB, dev::WAN6, peer);
+    let server_a = Knot::answering(&lab, KEY, addr::WAN_B6, "knot-a", PEER, dead);
+    let server_b = Knot::answering(&lab, KEY, addr::WAN_A6, "knot-b", PEER, peer);
     assert_eq!(
         (
             server_a.lookup(&lab, PEER, "AAAA"),
@@ -93,7 +68,8 @@ fn daemon_reload_with_new_resolvers_follows_their_answers() {
     b.tunnel_mut().local = peer;
     let b = common::start_gateway(&lab, Site::B, &b);
     let path = lab.dir().join("names-reload.toml");
-    std::fs::write(&path, site_a_toml(&lab, addr::WAN_B6)).unwrap();
+    let ask = |resolver| std::fs::write(&path, site_a_toml(&lab, resolver)).unwrap();
+    ask(addr::WAN_B6);
     let a = lab
         .start_gateway_with(
             common::BIN.as_ref(),
@@ -109,7 +85,7 @@ fn daemon_reload_with_new_resolvers_follows_their_answers() {
     );
 
     // Server B's answer is where siteB is: the tunnel goes there and carries traffic.
-    std::fs::write(&path, site_a_toml(&lab, addr::WAN_A6)).unwrap();
+    ask(addr::WAN_A6);
     a.reload().unwrap();
     assert!(
         common::wait_until(Duration::from_secs(10), || remote_is(&a, peer)),
@@ -131,9 +107,9 @@ fn daemon_reload_with_new_resolvers_follows_their_answers() {
 
     // Back to server A, which now agrees with B: the name is asked again, the tunnel stays.
     server_a.update(&lab, KEY, PEER, "AAAA", IpAddr::V6(peer));
-    let device = ifindex(&lab, "v6g-ab");
+    let device = common::ifindex(&lab, Node::SiteA, "v6g-ab");
     let answers = a.log().matches(ANSWERED).count();
-    std::fs::write(&path, site_a_toml(&lab, addr::WAN_B6)).unwrap();
+    ask(addr::WAN_B6);
     a.reload().unwrap();
     assert!(
         common::wait_until(Duration::from_secs(10), || {
@@ -143,7 +119,11 @@ fn daemon_reload_with_new_resolvers_follows_their_answers() {
         a.log()
     );
     assert!(remote_is(&a, peer), "{}", a.tunnel_status("ab").unwrap());
-    assert_eq!(ifindex(&lab, "v6g-ab"), device, "the tunnel was rebuilt");
+    assert_eq!(
+        common::ifindex(&lab, Node::SiteA, "v6g-ab"),
+        device,
+        "the tunnel was rebuilt"
+    );
     common::assert_ping(&lab, Node::HostA, IpAddr::V4(addr::HOST_B4), 3, &[&a, &b]);
     a.stop().unwrap();
     b.stop().unwrap();

@@ -1159,6 +1159,22 @@ proptest! {
     }
 }
 
+/// The one frame `coalescer` makes of `packet` alone: its virtio header and what it carries.
+fn only_frame(coalescer: &mut Coalescer, packet: &[u8]) -> (VirtioRepr, Vec<u8>) {
+    coalescer.push(packet);
+    let frames: Vec<Vec<u8>> = coalescer.flush().map(<[u8]>::to_vec).collect();
+    assert_eq!(frames.len(), 1);
+    let (vnet, bytes) = frame_parts(&frames[0]);
+    (vnet, bytes.to_vec())
+}
+
+/// `packet` leaves in a frame of its own with an empty virtio header, byte for byte.
+fn assert_passes_as_it_came(packet: &[u8]) {
+    let (vnet, bytes) = only_frame(&mut Coalescer::with_mtu(1460), packet);
+    assert_eq!(vnet, VirtioRepr::default());
+    assert_eq!(bytes, packet);
+}
+
 #[test]
 fn a_partial_udp_datagram_gets_its_checksum_completed() {
     for v6 in [false, true] {
@@ -1166,10 +1182,7 @@ fn a_partial_udp_datagram_gets_its_checksum_completed() {
         let packet = udp(v6, 4, &pattern(700, 2), true);
         assert!(!verifies(&packet));
         let mut coalescer = Coalescer::with_mtu(1460);
-        coalescer.push(&packet);
-        let frames: Vec<Vec<u8>> = coalescer.flush().map(<[u8]>::to_vec).collect();
-        assert_eq!(frames.len(), 1);
-        let (vnet, bytes) = frame_parts(&frames[0]);
+        let (vnet, bytes) = only_frame(&mut coalescer, &packet);
         assert_eq!(
             vnet,
             VirtioRepr {
@@ -1196,24 +1209,13 @@ fn complete_and_unchecked_udp_datagrams_pass_as_they_came() {
         udp(true, 5, b"filled in", false),
         none,
     ] {
-        let mut coalescer = Coalescer::with_mtu(1460);
-        coalescer.push(&packet);
-        let frames: Vec<Vec<u8>> = coalescer.flush().map(<[u8]>::to_vec).collect();
-        let (vnet, bytes) = frame_parts(&frames[0]);
-        assert_eq!(vnet, VirtioRepr::default());
-        assert_eq!(bytes, &packet[..]);
+        assert_passes_as_it_came(&packet);
     }
 }
 
 #[test]
 fn a_partial_udp_datagram_beyond_the_mtu_passes_as_it_came() {
-    let packet = udp(false, 6, &pattern(3000, 3), true);
-    let mut coalescer = Coalescer::with_mtu(1460);
-    coalescer.push(&packet);
-    let frames: Vec<Vec<u8>> = coalescer.flush().map(<[u8]>::to_vec).collect();
-    let (vnet, bytes) = frame_parts(&frames[0]);
-    assert_eq!(vnet, VirtioRepr::default());
-    assert_eq!(bytes, &packet[..]);
+    assert_passes_as_it_came(&udp(false, 6, &pattern(3000, 3), true));
 }
 
 #[test]

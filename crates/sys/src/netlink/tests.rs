@@ -29,6 +29,16 @@ fn serialized(message: RouteNetlinkMessage) -> Vec<u8> {
     bytes
 }
 
+/// A route message as the kernel would answer it, parsed back.
+fn read_back(message: RouteMessage) -> Option<Route> {
+    let RouteNetlinkMessage::NewRoute(decoded) =
+        through_the_wire(RouteNetlinkMessage::NewRoute(message))
+    else {
+        panic!("not a route");
+    };
+    parse_route(&decoded)
+}
+
 fn any_net() -> impl Strategy<Value = IpNet> {
     prop_oneof![
         (any::<u32>(), 0..=32u8)
@@ -128,12 +138,7 @@ fn encode(route: &Route, delete: bool) -> RouteMessage {
 proptest! {
     #[test]
     fn route_round_trips(route in any_route()) {
-        let RouteNetlinkMessage::NewRoute(decoded) =
-            through_the_wire(RouteNetlinkMessage::NewRoute(encode(&route, false)))
-        else {
-            panic!("not a route");
-        };
-        prop_assert_eq!(parse_route(&decoded), Some(route));
+        prop_assert_eq!(read_back(encode(&route, false)), Some(route));
     }
 
     #[test]
@@ -331,19 +336,24 @@ fn route_display_reads_like_ip_route() {
     );
 }
 
-#[test]
-fn an_ipv4_route_goes_via_an_ipv6_next_hop() {
-    let route = Route {
+/// A tunnel's inner IPv4 route with an IPv6 next hop, as the kernel path installs it.
+fn inner_route_via(table: u32, gateway: &str) -> Route {
+    Route {
         dst: "203.0.113.0/24".parse().unwrap(),
-        table: 254,
+        table,
         protocol: 118,
         metric: Some(40),
         oif: Some(5),
-        gateway: Some("fe80::1".parse().unwrap()),
+        gateway: Some(gateway.parse().unwrap()),
         kind: RouteKind::Unicast,
         mtu: Some(1460),
         prefsrc: None,
-    };
+    }
+}
+
+#[test]
+fn an_ipv4_route_goes_via_an_ipv6_next_hop() {
+    let route = inner_route_via(254, "fe80::1");
     let message = encode(&route, false);
     // RFC 5549 style next hop: RTA_VIA, since RTA_GATEWAY must match the route's family.
     assert!(
@@ -358,12 +368,7 @@ fn an_ipv4_route_goes_via_an_ipv6_next_hop() {
             .iter()
             .any(|a| matches!(a, RouteAttribute::Gateway(_)))
     );
-    let RouteNetlinkMessage::NewRoute(decoded) =
-        through_the_wire(RouteNetlinkMessage::NewRoute(message))
-    else {
-        panic!("not a route");
-    };
-    assert_eq!(parse_route(&decoded), Some(route.clone()));
+    assert_eq!(read_back(message), Some(route.clone()));
     assert_eq!(
         route.to_string(),
         "203.0.113.0/24 via fe80::1 dev #5 table 254 proto 118 metric 40 mtu 1460"
@@ -379,27 +384,15 @@ fn an_ipv4_route_goes_via_an_ipv6_next_hop() {
 #[test]
 fn a_preferred_source_is_sent_read_back_and_shown() {
     let route = Route {
-        dst: "203.0.113.0/24".parse().unwrap(),
-        table: 6464,
-        protocol: 118,
-        metric: Some(40),
-        oif: Some(5),
-        gateway: Some("2001:db8::1".parse().unwrap()),
-        kind: RouteKind::Unicast,
-        mtu: Some(1460),
         prefsrc: Some("198.51.100.254".parse().unwrap()),
+        ..inner_route_via(6464, "2001:db8::1")
     };
     let message = encode(&route, false);
     assert!(message.attributes.iter().any(|a| matches!(
         a,
         RouteAttribute::PrefSource(address) if route_address(address) == route.prefsrc
     )));
-    let RouteNetlinkMessage::NewRoute(decoded) =
-        through_the_wire(RouteNetlinkMessage::NewRoute(message))
-    else {
-        panic!("not a route");
-    };
-    assert_eq!(parse_route(&decoded), Some(route.clone()));
+    assert_eq!(read_back(message), Some(route.clone()));
     assert_eq!(
         route.to_string(),
         "203.0.113.0/24 via 2001:db8::1 dev #5 table 6464 proto 118 metric 40 \

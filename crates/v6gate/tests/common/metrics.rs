@@ -1,8 +1,7 @@
-//! Scraping a gateway's `/metrics` inside its namespace and checking it with Prometheus' own
-//! `promtool check metrics` (Debian package prometheus).
+//! Scraping a gateway's `/metrics` inside its namespace and reading its samples (promtool's
+//! check is `v6gate_lab::promtool_objections`, shared with the exposition's unit tests).
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use super::PYTHON;
 
@@ -20,28 +19,6 @@ pub fn scrape(namespace: &str, address: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-pub fn promtool(metrics: &str) -> Output {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-/// Whether promtool said nothing and succeeded.
-pub fn promtool_accepts(check: &Output) -> bool {
-    check.status.success() && check.stdout.is_empty() && check.stderr.is_empty()
 }
 
 /// The value of the sample `series` (name with its labels, as rendered).

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -399,6 +399,32 @@ pub fn link_exists(lab: &Lab, node: Node, device: &str) -> bool {
     lab.exec(node, &["ip", "link", "show", "dev", device])
         .status
         .success()
+}
+
+/// The kernel's index of `device` in `node`: unchanged while the device is not re-created.
+pub fn ifindex(lab: &Lab, node: Node, device: &str) -> u32 {
+    let line = lab
+        .ip(node, &["-o", "link", "show", "dev", device])
+        .unwrap_or_else(|e| panic!("{device}: {e}"));
+    line.split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ifindex in {line:?}"))
+}
+
+/// The MSS options of the TCP segments from `from` carrying `flags` (as tcpdump prints
+/// them, `Flags [S]` or `Flags [S.]`) in a text capture.
+pub fn mss_options(seen: &str, from: Ipv4Addr, flags: &str) -> Vec<u16> {
+    seen.lines()
+        .filter(|l| l.contains(&format!("{from}.")) && l.contains(flags))
+        .filter_map(|l| {
+            let rest = &l[l.find("mss ")? + 4..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// The wan router's link towards `site`, where a capture sees the tunnel's outer packets.

@@ -2,7 +2,7 @@
 //! authoritative server, credentials files.
 #![allow(dead_code)]
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +16,17 @@ use v6gate_lab::{Lab, Node, Process, addr, enter_netns};
 
 pub mod https;
 pub mod steps;
+
+/// Gives `node`'s `device` a further address in a /64, for a name to point to (no duplicate
+/// address detection, so it is usable at once).
+pub fn add_address(lab: &Lab, node: Node, device: &str, address: Ipv6Addr) {
+    let prefix = format!("{address}/64");
+    lab.ip(
+        node,
+        &["-6", "addr", "add", &prefix, "dev", device, "nodad"],
+    )
+    .unwrap_or_else(|e| panic!("adding {prefix} to {device}: {e}"));
+}
 
 /// The `[[ddns]]` entries of a config text.
 pub fn entries(text: &str) -> Vec<Ddns> {
@@ -124,19 +135,13 @@ impl Knot {
 
     /// Like [`Knot::start`], listening on `listen` in `node` (the wan router's address stays
     /// put while a site's address moves).
-    pub fn start_on(lab: &Lab, node: Node, key: &str, listen: std::net::Ipv6Addr) -> Self {
+    pub fn start_on(lab: &Lab, node: Node, key: &str, listen: Ipv6Addr) -> Self {
         Self::start_in(lab, node, key, listen, "knot")
     }
 
     /// Like [`Knot::start_on`], keeping its zone and state in the lab's directory `dir` (a
     /// second server in one lab needs its own).
-    pub fn start_in(
-        lab: &Lab,
-        node: Node,
-        key: &str,
-        listen: std::net::Ipv6Addr,
-        dir: &str,
-    ) -> Self {
+    pub fn start_in(lab: &Lab, node: Node, key: &str, listen: Ipv6Addr, dir: &str) -> Self {
         let mut parts = key.splitn(3, ':');
         let (_, name, secret) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
         let dir = lab.dir().join(dir);
@@ -201,6 +206,21 @@ impl Knot {
     fn soa(&self, lab: &Lab) -> Option<u32> {
         let text = self.dig(lab, "example.jp", "SOA");
         text.split_whitespace().nth(2)?.parse().ok()
+    }
+
+    /// A server on the wan router, started like [`Knot::start_in`], whose zone already has
+    /// `name`'s AAAA at `address`.
+    pub fn answering(
+        lab: &Lab,
+        key: &str,
+        listen: Ipv6Addr,
+        dir: &str,
+        name: &str,
+        address: Ipv6Addr,
+    ) -> Self {
+        let knot = Self::start_in(lab, Node::Wan, key, listen, dir);
+        knot.update(lab, key, name, "AAAA", IpAddr::V6(address));
+        knot
     }
 
     /// The zone's serial, which knot raises with every accepted update.
