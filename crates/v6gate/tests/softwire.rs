@@ -824,13 +824,13 @@ fn daemon_runs_the_map_e_examples_and_says_why_they_wait() {
 fn daemon_ds_lite_finds_its_aftr_by_name() {
     const KEY: &str = "hmac-sha256:ddns-key:c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFiY2RlZg==";
     let lab = common::lab(LabOptions::default());
-    let knot = ddns_support::Knot::start_on(&lab, Node::Wan, KEY, addr::WAN_B6);
-    knot.update(
+    let knot = ddns_support::Knot::answering(
         &lab,
         KEY,
+        addr::WAN_B6,
+        "knot",
         "aftr.example.jp",
-        "AAAA",
-        IpAddr::V6(addr::SITE_B_WAN6),
+        addr::SITE_B_WAN6,
     );
     let aftr = far_end(
         &lab.site_config(Site::B),
@@ -875,26 +875,14 @@ fn daemon_ds_lite_follows_its_aftr_name_to_another_aftr() {
     const KEY: &str = "hmac-sha256:ddns-key:c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFiY2RlZg==";
     let second: Ipv6Addr = "2001:db8:0:2::2".parse().unwrap();
     let lab = common::lab(LabOptions::default());
-    lab.ip(
-        Node::SiteB,
-        &[
-            "-6",
-            "addr",
-            "add",
-            &format!("{second}/64"),
-            "dev",
-            dev::WAN6,
-            "nodad",
-        ],
-    )
-    .unwrap();
-    let knot = ddns_support::Knot::start_on(&lab, Node::Wan, KEY, addr::WAN_B6);
-    knot.update(
+    ddns_support::add_address(&lab, Node::SiteB, dev::WAN6, second);
+    let knot = ddns_support::Knot::answering(
         &lab,
         KEY,
+        addr::WAN_B6,
+        "knot",
         "aftr.example.jp",
-        "AAAA",
-        IpAddr::V6(addr::SITE_B_WAN6),
+        addr::SITE_B_WAN6,
     );
     let first = far_end(
         &lab.site_config(Site::B),

@@ -84,26 +84,14 @@ fn daemon_reload_keeps_unchanged_softwires_running() {
     let map_address: Ipv6Addr = "2001:db8:0:1:c6:1208:100:100".parse().unwrap();
     let aftr_address: Ipv6Addr = "2001:db8:0:2::2".parse().unwrap();
     let lab = common::lab(LabOptions::default());
-    lab.ip(
-        Node::SiteB,
-        &[
-            "-6",
-            "addr",
-            "add",
-            &format!("{aftr_address}/64"),
-            "dev",
-            dev::WAN6,
-            "nodad",
-        ],
-    )
-    .unwrap();
-    let knot = ddns_support::Knot::start_on(&lab, Node::Wan, KEY, addr::WAN_B6);
-    knot.update(
+    ddns_support::add_address(&lab, Node::SiteB, dev::WAN6, aftr_address);
+    let knot = ddns_support::Knot::answering(
         &lab,
         KEY,
+        addr::WAN_B6,
+        "knot",
         "aftr.example.jp",
-        "AAAA",
-        IpAddr::V6(aftr_address),
+        aftr_address,
     );
     let br = far_end(
         &lab.site_config(Site::B),
