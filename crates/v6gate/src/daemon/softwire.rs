@@ -20,6 +20,8 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use control::ddns::select::{HostAddress, select};
+use control::ddns::{Family, Select};
 use control::firewall::PortRange;
 use control::firewall::napt::Napt;
 use control::softwire::{Aftr, Facts, Lowered, Softwire, SoftwireKind, lower};
@@ -29,6 +31,7 @@ use tracing::{info, warn};
 
 use super::host::Object;
 use super::{Daemon, LOOKUP_MARK, link_index, probe_address};
+use crate::ddns::runner::host_address;
 use crate::softwire_status::{self as status, SoftwireStatus};
 
 /// How long a softwire that failed to start waits before the next try.
@@ -403,13 +406,7 @@ impl Daemon {
             .await
             .map_err(|e| format!("reading the addresses of {device}: {e}"))?;
         Ok(list.iter().find_map(|a| match a.addr {
-            IpAddr::V6(v6)
-                if a.global
-                    && !a.deprecated
-                    && !a.tentative
-                    && a.prefix_len < 128
-                    && is_global(v6) =>
-            {
+            IpAddr::V6(v6) if a.prefix_len < 128 && host_address(a).is_publishable() => {
                 Ipv6Net::new(v6, a.prefix_len).ok().map(|n| n.trunc())
             }
             _ => None,
@@ -429,8 +426,8 @@ fn read_bounded(path: &str) -> Option<String> {
 }
 
 /// A B4's source address: the kernel's choice `kernel` unless it is one of `ours` (addresses
-/// v6gate added), else the first usable global address of the device the AFTR is reached
-/// through that is not ours, a stable one before a temporary one.
+/// v6gate added), else the address DDNS would publish for the device the AFTR is reached
+/// through, leaving ours out (a stable one before a temporary one).
 fn b4_source(
     kernel: Option<Ipv6Addr>,
     device: &[DeviceAddress],
@@ -441,21 +438,15 @@ fn b4_source(
     {
         return Some(a);
     }
-    let usable = device.iter().filter_map(|a| match a.addr {
-        IpAddr::V6(v6)
-            if a.global
-                && !a.deprecated
-                && !a.tentative
-                && is_global(v6)
-                && !ours.contains(&v6) =>
-        {
-            Some((a.temporary, v6))
-        }
+    let candidates: Vec<HostAddress> = device
+        .iter()
+        .filter(|a| !matches!(a.addr, IpAddr::V6(v6) if ours.contains(&v6)))
+        .map(host_address)
+        .collect();
+    match select(&candidates, Family::Ipv6, Select::Any) {
+        Some(IpAddr::V6(a)) => Some(a),
         _ => None,
-    });
-    usable
-        .min_by_key(|(temporary, _)| *temporary)
-        .map(|(_, a)| a)
+    }
 }
 
 /// A DS-Lite tunnel whose AFTR is a name: its one path's remote is that name, for the names
@@ -469,15 +460,6 @@ fn named_aftr(sw: &Softwire, mut lowered: Lowered) -> Lowered {
         path.remote = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
     }
     lowered
-}
-
-/// Global unicast: not link-local, loopback, multicast or unspecified.
-fn is_global(a: Ipv6Addr) -> bool {
-    !(a.is_loopback()
-        || a.is_multicast()
-        || a.is_unspecified()
-        || a.is_unicast_link_local()
-        || (a.segments()[0] & 0xfe00) == 0xfc00)
 }
 
 #[cfg(test)]
