@@ -16,7 +16,7 @@ use std::borrow::Cow;
 
 use ipnet::IpNet;
 use nftables::expr::{Expression, NamedExpression, RT, RTKey, TcpOption};
-use nftables::schema::{Chain, NfListObject, Rule, Table};
+use nftables::schema::{Chain, NfListObject, Rule};
 use nftables::stmt::{Mangle, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 
@@ -66,23 +66,11 @@ pub fn with_kernel_mss(ruleset: Option<Ruleset>, tunnels: &[KernelMss]) -> Optio
     if rules.is_empty() {
         return ruleset;
     }
-    let mut ruleset = ruleset.unwrap_or_else(|| Ruleset {
-        table: Table {
-            family: FAMILY,
-            name: Cow::Borrowed(TABLE),
-            handle: None,
-        },
-        content: Vec::new(),
-    });
-    // Chains before every rule that names them.
-    let mut objects = vec![
+    let chains = vec![
         chain(FORWARD_CHAIN, NfHook::Forward),
         chain(OUTPUT_CHAIN, NfHook::Output),
     ];
-    objects.append(&mut ruleset.content);
-    objects.extend(rules);
-    ruleset.content = objects;
-    Some(ruleset)
+    Some(Ruleset::extended(ruleset, chains, rules))
 }
 
 fn add(t: &KernelMss, rules: &mut Vec<NfListObject<'static>>) {

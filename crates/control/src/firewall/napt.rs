@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 use nftables::expr::{Expression, NamedExpression, Numgen, SetItem};
-use nftables::schema::{Chain, Counter, NfListObject, Rule, Table};
+use nftables::schema::{Chain, Counter, NfListObject, Rule};
 use nftables::stmt::{self, Match, NAT, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 
@@ -70,24 +70,12 @@ pub fn with_napt(ruleset: Option<Ruleset>, napts: &[Napt]) -> Option<Ruleset> {
     if napts.is_empty() {
         return ruleset;
     }
-    let mut ruleset = ruleset.unwrap_or_else(|| Ruleset {
-        table: Table {
-            family: FAMILY,
-            name: Cow::Borrowed(TABLE),
-            handle: None,
-        },
-        content: Vec::new(),
-    });
     let mut objects = Vec::new();
     let mut rules = Vec::new();
     for napt in napts {
         add(napt, &mut objects, &mut rules);
     }
-    // Counters and chains before every rule that names them.
-    objects.append(&mut ruleset.content);
-    objects.extend(rules);
-    ruleset.content = objects;
-    Some(ruleset)
+    Some(Ruleset::extended(ruleset, objects, rules))
 }
 
 fn add(

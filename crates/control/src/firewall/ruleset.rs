@@ -67,6 +67,27 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
+    /// `ruleset`, or an empty table of v6gate's own, with `objects` (chains and counters) put
+    /// before all it holds and `rules` after it, so that nothing is named before it exists.
+    pub(super) fn extended(
+        ruleset: Option<Self>,
+        mut objects: Vec<NfListObject<'static>>,
+        rules: Vec<NfListObject<'static>>,
+    ) -> Self {
+        let mut ruleset = ruleset.unwrap_or_else(|| Self {
+            table: Table {
+                family: FAMILY,
+                name: Cow::Borrowed(TABLE),
+                handle: None,
+            },
+            content: Vec::new(),
+        });
+        objects.append(&mut ruleset.content);
+        objects.extend(rules);
+        ruleset.content = objects;
+        ruleset
+    }
+
     /// Each rule as (`chain: name`, its JSON), in order; `name` is the rule's comment.
     pub fn named_rules(&self) -> Vec<(String, String)> {
         self.content
