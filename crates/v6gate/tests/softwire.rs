@@ -12,7 +12,9 @@ mod common;
 mod ddns_support;
 mod softwire_support;
 
-use softwire_support::ce::{ce_toml, far_end, map_e_config, psid_ranges, start_ce, start_ce_with};
+use softwire_support::ce::{
+    AFTR_NAME, aftr_config, ce_toml, far_end, map_e_config, psid_ranges, start_ce, start_named_b4,
+};
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -242,11 +244,7 @@ fn wan_addresses(lab: &Lab) -> String {
 fn daemon_ds_lite_b4_keeps_the_lan_source() {
     // No `local`: the B4 sends from the address the host picks towards the AFTR.
     let lab = common::lab(LabOptions::default());
-    let aftr = far_end(
-        &lab.site_config(Site::B),
-        addr::SITE_A_WAN6,
-        &[addr::LAN_A4, "192.0.0.0/29"],
-    );
+    let aftr = aftr_config(&lab);
     let aftr = common::start_gateway(&lab, Site::B, &aftr);
     let ce = start_ce(
         &lab,
@@ -830,7 +828,7 @@ fn daemon_ds_lite_finds_its_aftr_by_name() {
         KEY,
         addr::WAN_B6,
         "knot",
-        "aftr.example.jp",
+        AFTR_NAME,
         addr::SITE_B_WAN6,
     );
     let aftr = far_end(
@@ -839,12 +837,7 @@ fn daemon_ds_lite_finds_its_aftr_by_name() {
         &[addr::LAN_A4, "192.0.0.0/29"],
     );
     let aftr = common::start_gateway(&lab, Site::B, &aftr);
-    let ce = start_ce_with(
-        &lab,
-        &[format!("resolvers = [\"[{}]:53\"]", addr::WAN_B6)],
-        "[[tunnel]]\nname = \"b4\"\nmode = \"ds-lite\"\naftr = \"aftr.example.jp\"\n\
-         default_route = true\n",
-    );
+    let ce = start_named_b4(&lab, "");
     let resolved = common::wait_until(Duration::from_secs(10), || {
         ce.tunnel_status("b4")
             .is_ok_and(|s| s["remote"] == addr::SITE_B_WAN6.to_string())
@@ -862,7 +855,7 @@ fn daemon_ds_lite_finds_its_aftr_by_name() {
     );
     let status = ce.status().unwrap();
     let endpoints = status["names"]["endpoints"].to_string();
-    assert!(endpoints.contains("aftr.example.jp"), "{status}");
+    assert!(endpoints.contains(AFTR_NAME), "{status}");
     ce.stop().unwrap();
     aftr.stop().unwrap();
 }
@@ -882,21 +875,12 @@ fn daemon_ds_lite_follows_its_aftr_name_to_another_aftr() {
         KEY,
         addr::WAN_B6,
         "knot",
-        "aftr.example.jp",
+        AFTR_NAME,
         addr::SITE_B_WAN6,
     );
-    let first = far_end(
-        &lab.site_config(Site::B),
-        addr::SITE_A_WAN6,
-        &[addr::LAN_A4, "192.0.0.0/29"],
-    );
+    let first = aftr_config(&lab);
     let first = common::start_gateway(&lab, Site::B, &first);
-    let ce = start_ce_with(
-        &lab,
-        &[format!("resolvers = [\"[{}]:53\"]", addr::WAN_B6)],
-        "[[tunnel]]\nname = \"b4\"\nmode = \"ds-lite\"\naftr = \"aftr.example.jp\"\n\
-         default_route = true\n",
-    );
+    let ce = start_named_b4(&lab, "");
     let remote_is = |a: Ipv6Addr| {
         ce.tunnel_status("b4")
             .is_ok_and(|s| s["remote"] == a.to_string())
@@ -920,7 +904,7 @@ fn daemon_ds_lite_follows_its_aftr_name_to_another_aftr() {
     tunnel.routes = vec![format!("{}/32", addr::HOST_A4)];
     let second_aftr = common::start_gateway(&lab, Site::B, &config);
     let moved = std::time::Instant::now();
-    knot.update(&lab, KEY, "aftr.example.jp", "AAAA", IpAddr::V6(second));
+    knot.update(&lab, KEY, AFTR_NAME, "AAAA", IpAddr::V6(second));
     let followed = common::wait_until(Duration::from_secs(45), || remote_is(second));
     assert!(
         followed,

@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use common::wait_ping;
-use softwire_support::ce::{far_end, start_ce_with};
+use softwire_support::ce::{AFTR_NAME, aftr_config, start_named_b4};
 use v6gate_lab::{Gateway, GatewayConfig, LabOptions, Node, Site, addr, dev};
 
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
@@ -41,23 +41,14 @@ fn daemon_ds_lite_on_the_kernel_path_follows_its_aftr_name_to_another_aftr() {
         KEY,
         addr::WAN_B6,
         "knot",
-        "aftr.example.jp",
+        AFTR_NAME,
         addr::SITE_B_WAN6,
     );
-    let first = far_end(
-        &lab.site_config(Site::B),
-        addr::SITE_A_WAN6,
-        &[addr::LAN_A4, "192.0.0.0/29"],
-    );
+    let first = aftr_config(&lab);
     let mut first = first;
     userspace(&mut first);
     let first = common::start_gateway(&lab, Site::B, &first);
-    let ce = start_ce_with(
-        &lab,
-        &[format!("resolvers = [\"[{}]:53\"]", addr::WAN_B6)],
-        "[[tunnel]]\nname = \"b4\"\nmode = \"ds-lite\"\naftr = \"aftr.example.jp\"\n\
-         default_route = true\ndataplane = \"kernel\"\n",
-    );
+    let ce = start_named_b4(&lab, "dataplane = \"kernel\"\n");
     let remote_is = |a: Ipv6Addr| {
         ce.tunnel_status("b4")
             .is_ok_and(|s| s["remote"] == a.to_string())
@@ -83,7 +74,7 @@ fn daemon_ds_lite_on_the_kernel_path_follows_its_aftr_name_to_another_aftr() {
     tunnel.routes = vec![format!("{}/32", addr::HOST_A4)];
     userspace(&mut config);
     let second_aftr = common::start_gateway(&lab, Site::B, &config);
-    knot.update(&lab, KEY, "aftr.example.jp", "AAAA", IpAddr::V6(second));
+    knot.update(&lab, KEY, AFTR_NAME, "AAAA", IpAddr::V6(second));
     let followed = common::wait_until(Duration::from_secs(45), || remote_is(second));
     assert!(
         followed,

@@ -16,6 +16,32 @@ pub fn far_end(base: &GatewayConfig, ce: Ipv6Addr, inside: &[&str]) -> GatewayCo
     config
 }
 
+/// The name a B4 of these tests finds its AFTR by, served by knotd on the wan router.
+pub const AFTR_NAME: &str = "aftr.example.jp";
+
+/// The AFTR in siteB (at its wan address): decapsulates from siteA's wan address and routes
+/// hostA's LAN and the B4's /29 back to it.
+pub fn aftr_config(lab: &Lab) -> GatewayConfig {
+    far_end(
+        &lab.site_config(Site::B),
+        addr::SITE_A_WAN6,
+        &[addr::LAN_A4, "192.0.0.0/29"],
+    )
+}
+
+/// Starts a CE in siteA whose one tunnel is a B4 finding its AFTR by [`AFTR_NAME`] through the
+/// wan router's name server, with `extra` lines in its `[[tunnel]]`.
+pub fn start_named_b4(lab: &Lab, extra: &str) -> Gateway {
+    start_ce_with(
+        lab,
+        &[format!("resolvers = [\"[{}]:53\"]", addr::WAN_B6)],
+        &format!(
+            "[[tunnel]]\nname = \"b4\"\nmode = \"ds-lite\"\naftr = \"{AFTR_NAME}\"\n\
+             default_route = true\n{extra}"
+        ),
+    )
+}
+
 /// The v6plus-shaped documentation rule of the MAP-E tests, CE in siteA, BR at siteB.
 pub fn map_e_config() -> String {
     format!(
