@@ -314,6 +314,7 @@ fn ipv4_endpoint_pin_is_skipped_by_marked_lookups() {
             kind: RouteKind::Unicast,
             mtu: None,
             prefsrc: None,
+            realm: None,
         };
         netlink.route_add(&default).await.unwrap();
         let endpoint: IpAddr = "198.18.0.9".parse().unwrap();
@@ -327,6 +328,7 @@ fn ipv4_endpoint_pin_is_skipped_by_marked_lookups() {
             kind: RouteKind::Unicast,
             mtu: None,
             prefsrc: None,
+            realm: None,
         };
         netlink.route_add(&pin).await.unwrap();
         let unmarked = Rule {

@@ -65,6 +65,7 @@ fn route(dst: &str, kind: RouteKind) -> Route {
         kind,
         mtu: None,
         prefsrc: None,
+        realm: None,
     }
 }
 

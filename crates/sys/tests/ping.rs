@@ -119,6 +119,7 @@ async fn topology(netlink: &Netlink) -> Topology {
         kind: RouteKind::Unicast,
         mtu: None,
         prefsrc: None,
+        realm: None,
     };
     for route in [
         via_alt("198.51.100.2/32", TABLE, "203.0.113.2"),
@@ -305,6 +306,7 @@ fn targets_beyond_the_gateway_need_a_route_through_the_device() {
                 kind: RouteKind::Unicast,
                 mtu: None,
                 prefsrc: None,
+                realm: None,
             };
             netlink.route_add(&route).await.unwrap();
         }

@@ -9,7 +9,7 @@ use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeade
 use netlink_packet_route::address::{AddressMessage, AddressScope};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
-    RouteProtocol, RouteScope, RouteVia,
+    RouteProtocol, RouteRealm, RouteScope, RouteVia,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use rtnetlink::packet_core::DefaultNla;
@@ -74,6 +74,14 @@ pub(super) fn route_message(route: &Route, delete: bool) -> Result<RouteMessage,
             "a route's preferred source must be of its family",
         ));
     }
+    match route.realm {
+        Some(_) if family != Family::V4 => {
+            return Err(Unencodable("only an IPv4 route has a realm"));
+        }
+        // The kernel reports no realm for 0: the route would never read back as asked.
+        Some(0) => return Err(Unencodable("realm 0 is no realm")),
+        _ => {}
+    }
     let mut message = RouteMessage::default();
     let header = &mut message.header;
     header.address_family = family.address_family();
@@ -120,6 +128,12 @@ pub(super) fn route_message(route: &Route, delete: bool) -> Result<RouteMessage,
     if let (Some(mtu), false) = (route.mtu, delete) {
         attributes.push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
     }
+    if let (Some(realm), false) = (route.realm, delete) {
+        attributes.push(RouteAttribute::Realm(RouteRealm {
+            source: 0,
+            destination: realm,
+        }));
+    }
     Ok(message)
 }
 
@@ -159,6 +173,7 @@ pub(super) fn parse_route(message: &RouteMessage) -> Option<Route> {
         kind: RouteKind::from_route_type(header.kind),
         mtu: None,
         prefsrc: None,
+        realm: None,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -170,6 +185,9 @@ pub(super) fn parse_route(message: &RouteMessage) -> Option<Route> {
             RouteAttribute::Oif(oif) => route.oif = Some(*oif),
             RouteAttribute::Priority(metric) => route.metric = Some(*metric),
             RouteAttribute::PrefSource(address) => route.prefsrc = route_address(address),
+            RouteAttribute::Realm(realm) if realm.destination != 0 => {
+                route.realm = Some(realm.destination);
+            }
             RouteAttribute::Metrics(metrics) => {
                 route.mtu = metrics.iter().find_map(|m| match m {
                     RouteMetric::Mtu(mtu) => Some(*mtu),

@@ -179,6 +179,10 @@ pub struct Route {
     /// Preferred source (`RTA_PREFSRC`, `src ADDR`) for packets this host originates along
     /// the route; of the route's family. The kernel refuses an address that is not local.
     pub prefsrc: Option<IpAddr>,
+    /// The routing realm packets take along the route (`realm N`, the destination half of
+    /// `RTA_FLOW`), which nftables reads as `rt classid`: a marker for traffic of one route
+    /// that leaves through a device shared with other traffic. IPv4 only.
+    pub realm: Option<u16>,
 }
 
 impl fmt::Display for Route {
@@ -202,6 +206,9 @@ impl fmt::Display for Route {
         }
         if let Some(mtu) = self.mtu {
             write!(f, " mtu {mtu}")?;
+        }
+        if let Some(realm) = self.realm {
+            write!(f, " realm {realm}")?;
         }
         Ok(())
     }

@@ -84,6 +84,7 @@ fn any_route() -> impl Strategy<Value = Route> {
                     // Any value the kernel takes as an MTU metric, on some of the routes.
                     mtu: metric.filter(|_| unicast).map(|m| 68 + m % 65_000),
                     prefsrc: prefsrc.filter(|_| unicast).map(of_family),
+                    realm: None,
                 }
             },
         )
@@ -184,6 +185,7 @@ fn route_message_carries_table_beyond_one_byte() {
         kind: RouteKind::Unicast,
         mtu: None,
         prefsrc: None,
+        realm: None,
     };
     let message = encode(&route, false);
     assert_eq!(message.header.table, TABLE_COMPAT);
@@ -316,6 +318,7 @@ fn route_display_reads_like_ip_route() {
         kind: RouteKind::Unicast,
         mtu: None,
         prefsrc: None,
+        realm: None,
     };
     assert_eq!(
         route.to_string(),
@@ -325,6 +328,7 @@ fn route_display_reads_like_ip_route() {
         kind: RouteKind::Blackhole,
         mtu: None,
         prefsrc: None,
+        realm: None,
         gateway: None,
         oif: None,
         metric: None,
@@ -348,6 +352,7 @@ fn inner_route_via(table: u32, gateway: &str) -> Route {
         kind: RouteKind::Unicast,
         mtu: Some(1460),
         prefsrc: None,
+        realm: None,
     }
 }
 
@@ -410,4 +415,38 @@ fn a_preferred_source_is_sent_read_back_and_shown() {
         ..route
     };
     assert!(route_message(&other_family, false).is_err());
+}
+
+#[test]
+fn a_realm_is_sent_read_back_and_shown() {
+    let route = Route {
+        realm: Some(0xf600),
+        ..inner_route_via(6464, "2001:db8::1")
+    };
+    let message = encode(&route, false);
+    assert!(message.attributes.iter().any(|a| matches!(
+        a,
+        RouteAttribute::Realm(r) if r.destination == 0xf600 && r.source == 0
+    )));
+    assert_eq!(read_back(message), Some(route.clone()));
+    assert!(
+        route.to_string().ends_with(" mtu 1460 realm 62976"),
+        "{route}"
+    );
+    assert!(
+        !encode(&route, true)
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Realm(_)))
+    );
+    let zero = Route {
+        realm: Some(0),
+        ..route.clone()
+    };
+    assert!(route_message(&zero, false).is_err());
+    let v6 = Route {
+        dst: "2001:db8:1::/48".parse().unwrap(),
+        ..route
+    };
+    assert!(route_message(&v6, false).is_err());
 }

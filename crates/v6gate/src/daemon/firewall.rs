@@ -91,6 +91,7 @@ impl FirewallPlan {
                 kind: RouteKind::Unicast,
                 mtu: None,
                 prefsrc: None,
+                realm: None,
             }));
         }
         objects.extend(policy_rules(config).into_iter().map(Object::Rule));

@@ -104,6 +104,7 @@ pub fn route(remote: IpAddr, pin: Pin, table: u32, protocol: u8) -> Route {
         kind,
         mtu: None,
         prefsrc: None,
+        realm: None,
     }
 }
 
@@ -132,6 +133,7 @@ mod tests {
             kind: RouteKind::Unicast,
             mtu: None,
             prefsrc: None,
+            realm: None,
         }
     }
 

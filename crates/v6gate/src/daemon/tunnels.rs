@@ -223,6 +223,7 @@ impl Daemon {
                 kind: RouteKind::Blackhole,
                 mtu: None,
                 prefsrc: None,
+                realm: None,
             }));
             objects.push(Object::Rule(self.pin_rule(Family::of(p.remote))));
         }
@@ -261,6 +262,7 @@ impl Daemon {
                     kind: RouteKind::Unicast,
                     mtu: None,
                     prefsrc: None,
+                    realm: None,
                 }));
             }
         }

@@ -136,6 +136,7 @@ fn watch_route(r: &control::WatchRoute) -> anyhow::Result<Route> {
         kind: RouteKind::Unicast,
         mtu: None,
         prefsrc: None,
+        realm: None,
     })
 }
 

@@ -178,6 +178,7 @@ fn parse_line(line: &str, accept: &Accept) -> Result<Entry, &'static str> {
                 gateway: parse_opt(gateway).ok_or("bad gateway")?,
                 mtu: None,
                 prefsrc: None,
+                realm: None,
             };
             if !accept.route_tables.contains(&route.table) {
                 return Err("a table this config does not use");
@@ -393,6 +394,7 @@ mod tests {
                     kind: RouteKind::Unicast,
                     mtu: None,
                     prefsrc: None,
+                    realm: None,
                 }),
                 Object::Route(Route {
                     dst: "2001:db8:0:2::1/128".parse().unwrap(),
@@ -404,6 +406,7 @@ mod tests {
                     kind: RouteKind::Blackhole,
                     mtu: None,
                     prefsrc: None,
+                    realm: None,
                 }),
                 Object::Rule(pin_rule()),
                 Object::Link {
@@ -468,6 +471,7 @@ mod tests {
             kind: RouteKind::Blackhole,
             mtu: None,
             prefsrc: None,
+            realm: None,
             ..pin.clone()
         });
         text.push_str(&line(&moved));

@@ -298,6 +298,7 @@ impl Object {
                         && r.oif == want.oif
                         && r.gateway == want.gateway
                         && r.prefsrc == want.prefsrc
+                        && r.realm == want.realm
                     {
                         return Presence::Present;
                     }
@@ -411,6 +412,7 @@ mod tests {
             kind: RouteKind::Unicast,
             mtu: None,
             prefsrc: None,
+            realm: None,
         };
         let seen = Route {
             metric: seen_metric,
@@ -475,6 +477,21 @@ mod tests {
             let got = Object::Route(want.clone()).check(&observed);
             assert_eq!(got == Presence::Present, present, "{want} vs {seen}");
             assert_eq!(matches!(got, Presence::Differs(_)), !present, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn a_route_with_another_realm_differs() {
+        let (mut want, mut seen) = route("198.51.100.0/24", Some(100), Some(100));
+        want.realm = Some(0xf600);
+        for (now, present) in [(None, false), (Some(0xf601), false), (want.realm, true)] {
+            seen.realm = now;
+            let observed = Observed {
+                routes: vec![seen.clone()],
+                ..Observed::default()
+            };
+            let got = Object::Route(want.clone()).check(&observed);
+            assert_eq!(got == Presence::Present, present, "{want} vs {seen}");
         }
     }
 

@@ -78,6 +78,7 @@ fn route(dst: &str, oif: u32) -> Object {
         kind: RouteKind::Unicast,
         mtu: None,
         prefsrc: None,
+        realm: None,
     })
 }
 
