@@ -7,13 +7,18 @@
 //! echo identifiers into its own range. Flows of protocols that have no port to restrict are
 //! dropped and counted rather than sent with a port outside the set. Only a flow's first
 //! packet passes a NAT chain; conntrack translates the rest.
+//!
+//! On the TUN dataplane the CE's traffic is what leaves through its device. On the kernel path
+//! it leaves through the underlay device beside everything else the host sends there, so the
+//! inner routes carry a routing realm of their own and the chains match it (`rt classid`) as
+//! well as the device: only packets routed into this softwire are translated and guarded.
 
 use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
-use nftables::expr::{Expression, NamedExpression, Numgen, SetItem};
+use nftables::expr::{Expression, NamedExpression, Numgen, RT, RTKey, SetItem};
 use nftables::schema::{Chain, Counter, NfListObject, Rule};
-use nftables::stmt::{self, Match, NAT, Operator, Statement};
+use nftables::stmt::{self, Match, NAT, NATFamily, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 
 use super::PortRange;
@@ -27,8 +32,8 @@ use super::ruleset::{FAMILY, Ruleset, TABLE};
 /// the MAP-E device does not translate into ports outside the set.
 const PRIO_NAPT: i32 = 99;
 
-/// One MAP-E CE's NAPT: flows leaving through `device` get `ipv4` (the one address `device`
-/// holds) and a port of `ports`.
+/// One MAP-E CE's NAPT: flows leaving through `device`, or routed with `realm`, get `ipv4`
+/// (the one address `device` holds) and a port of `ports`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Napt {
     pub tunnel: String,
@@ -36,6 +41,25 @@ pub struct Napt {
     pub ipv4: Ipv4Addr,
     /// The port set, one entry per range, lowest first.
     pub ports: Vec<PortRange>,
+    /// On the kernel path: the realm of the inner routes that lead to the underlay device.
+    pub realm: Option<u16>,
+}
+
+impl Napt {
+    /// One match per way the CE's packets leave: its device, and its routes' realm.
+    fn leaving(&self) -> Vec<Stmt> {
+        let mut ways = vec![oifname(&self.device)];
+        if let Some(realm) = self.realm {
+            ways.push(is(
+                Expression::Named(NamedExpression::RT(RT {
+                    key: RTKey::ClassId,
+                    family: None,
+                })),
+                number(u32::from(realm)),
+            ));
+        }
+        ways
+    }
 }
 
 /// The base chain of `tunnel`'s NAPT.
@@ -122,7 +146,7 @@ fn add(
         for p in mapped {
             rules.push(rule(
                 &name,
-                vec![l4proto(&[p]), masquerade(*range)],
+                vec![l4proto(&[p]), translate(napt, *range)],
                 format!("napt {} {}-{}", napt.tunnel, range.first, range.last),
             ));
         }
@@ -132,10 +156,26 @@ fn add(
         ));
     }
     let count = u32::try_from(napt.ports.len()).expect("at most 65536 ranges");
+    for leaving in napt.leaving() {
+        split_and_drop(napt, &base, leaving, &split, count, rules);
+    }
+    guard(napt, objects, rules);
+}
+
+/// New flows leaving one way go to a range chain; those no range can carry are dropped.
+fn split_and_drop(
+    napt: &Napt,
+    base: &str,
+    leaving: Stmt,
+    split: &[SetItem<'static>],
+    count: u32,
+    rules: &mut Vec<NfListObject<'static>>,
+) {
+    let mapped = [Protocol::Tcp, Protocol::Udp, Protocol::Icmp];
     rules.push(rule(
-        &base,
+        base,
         vec![
-            oifname(&napt.device),
+            leaving.clone(),
             l4proto(&mapped),
             Statement::Counter(stmt::Counter::Named(Cow::Owned(flows_counter(
                 &napt.tunnel,
@@ -146,15 +186,15 @@ fn add(
                     ng_mod: count,
                     offset: None,
                 })),
-                data: Expression::Named(NamedExpression::Set(split)),
+                data: Expression::Named(NamedExpression::Set(split.to_vec())),
             }),
         ],
         format!("napt {} split", napt.tunnel),
     ));
     rules.push(rule(
-        &base,
+        base,
         vec![
-            oifname(&napt.device),
+            leaving,
             Statement::Counter(stmt::Counter::Named(Cow::Owned(dropped_counter(
                 &napt.tunnel,
             )))),
@@ -162,7 +202,6 @@ fn add(
         ],
         format!("napt {} no port to map", napt.tunnel),
     ));
-    guard(napt, objects, rules);
 }
 
 /// The NAPT chains translate new flows only. A packet of a flow that did not start here (a reply
@@ -199,49 +238,64 @@ fn guard(
             &napt.tunnel,
         ))))
     };
-    rules.push(rule(
-        &name,
-        vec![
-            oifname(&napt.device),
-            not(payload("ip", "saddr"), string(napt.ipv4.to_string())),
-            count(),
-            drop(),
-        ],
-        format!("napt {} source address not the shared one", napt.tunnel),
-    ));
-    rules.push(rule(
-        &name,
-        vec![
-            oifname(&napt.device),
-            l4proto(&[Protocol::Tcp, Protocol::Udp]),
-            not_in_set(payload("th", "sport")),
-            count(),
-            drop(),
-        ],
-        format!("napt {} source port outside the set", napt.tunnel),
-    ));
-    rules.push(rule(
-        &name,
-        vec![
-            oifname(&napt.device),
-            is(payload("icmp", "type"), string("echo-request")),
-            not_in_set(payload("icmp", "id")),
-            count(),
-            drop(),
-        ],
-        format!("napt {} echo identifier outside the set", napt.tunnel),
-    ));
+    for leaving in napt.leaving() {
+        rules.push(rule(
+            &name,
+            vec![
+                leaving.clone(),
+                not(payload("ip", "saddr"), string(napt.ipv4.to_string())),
+                count(),
+                drop(),
+            ],
+            format!("napt {} source address not the shared one", napt.tunnel),
+        ));
+        rules.push(rule(
+            &name,
+            vec![
+                leaving.clone(),
+                l4proto(&[Protocol::Tcp, Protocol::Udp]),
+                not_in_set(payload("th", "sport")),
+                count(),
+                drop(),
+            ],
+            format!("napt {} source port outside the set", napt.tunnel),
+        ));
+        rules.push(rule(
+            &name,
+            vec![
+                leaving,
+                is(payload("icmp", "type"), string("echo-request")),
+                not_in_set(payload("icmp", "id")),
+                count(),
+                drop(),
+            ],
+            format!("napt {} echo identifier outside the set", napt.tunnel),
+        ));
+    }
 }
 
-/// Masquerade rather than `snat to ADDR`: the device holds the shared address alone, so the
-/// source is the same, and the kernel forgets masqueraded flows when their device goes. A
-/// re-delegation rebuilds the device, so no flow keeps a port of the old set (or the old
-/// shared address) past it.
-fn masquerade(range: PortRange) -> Stmt {
+/// On the TUN dataplane, masquerade rather than `snat to ADDR`: the device holds the shared
+/// address alone, so the source is the same, and the kernel forgets masqueraded flows when
+/// their device goes. A re-delegation rebuilds the device, so no flow keeps a port of the old
+/// set (or the old shared address) past it.
+///
+/// On the kernel path packets leave through the underlay device, whose address is not the
+/// shared one: `snat` names it. A flow that outlives a re-delegation there keeps its old
+/// translation, and the guard drops it.
+fn translate(napt: &Napt, range: PortRange) -> Stmt {
+    let port = Some(port_range(range));
+    if napt.realm.is_some() {
+        return Statement::SNAT(Some(NAT {
+            addr: Some(string(napt.ipv4.to_string())),
+            family: Some(NATFamily::IP),
+            port,
+            flags: None,
+        }));
+    }
     Statement::Masquerade(Some(NAT {
         addr: None,
         family: None,
-        port: Some(port_range(range)),
+        port,
         flags: None,
     }))
 }
@@ -275,6 +329,7 @@ mod tests {
             device: "v6g-mape".into(),
             ipv4: Ipv4Addr::new(198, 18, 8, 1),
             ports,
+            realm: None,
         }
     }
 
@@ -346,6 +401,29 @@ mod tests {
             assert!(rule.contains(r#""counter":"napt_mape_outside""#), "{rule}");
             assert!(rule.ends_with(r#"{"drop":null}]"#), "{rule}");
         }
+    }
+
+    #[test]
+    fn on_the_kernel_path_the_realm_is_matched_and_the_shared_address_named() {
+        let tun = with_napt(None, &[v6plus_like()]).unwrap();
+        let napt = Napt {
+            realm: Some(0xf600),
+            ..v6plus_like()
+        };
+        let r = with_napt(None, &[napt]).unwrap();
+        let text = json(&r);
+        // The split, the drop and the guard's three once more, for the realm.
+        assert_eq!(r.rule_count(), tun.rule_count() + 2 + 3);
+        let realm = r#"{"match":{"left":{"rt":{"key":"classid"}},"right":62976,"op":"=="}}"#;
+        assert_eq!(text.matches(realm).count(), 2 + 3, "{text}");
+        assert!(
+            text.contains(
+                r#""snat":{"addr":"198.18.8.1","family":"ip","port":{"range":[4112,4127]}}"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("masquerade"), "{text}");
+        assert!(json(&tun).contains("masquerade"));
     }
 
     #[test]

@@ -172,7 +172,7 @@ pub(crate) fn check(
         );
     }
     let mss_clamp = mss_clamp(&mut errors, file.mss_clamp.as_ref());
-    let dataplane = dataplane(&mut errors, file.dataplane.as_ref(), mode);
+    let dataplane = dataplane(&mut errors, file.dataplane.as_ref());
     let kind = if mode == MAP_E {
         map_e(&mut errors, &file).map(SoftwireKind::MapE)
     } else {
@@ -212,9 +212,8 @@ fn mss_clamp(errors: &mut Errors<'_>, value: Option<&Value>) -> Option<MssClamp>
     }
 }
 
-/// `dataplane`, spelt as on the other modes. MAP-E's NAPT matches packets leaving through its
-/// TUN device, which the kernel path's would bypass: `kernel` is refused there.
-fn dataplane(errors: &mut Errors<'_>, value: Option<&Value>, mode: &str) -> Option<Dataplane> {
+/// `dataplane`, spelt and meant as on the other modes.
+fn dataplane(errors: &mut Errors<'_>, value: Option<&Value>) -> Option<Dataplane> {
     let dataplane = match value {
         None => Dataplane::Auto,
         Some(Value::String(s)) if Dataplane::parse(s).is_some() => Dataplane::parse(s)?,
@@ -229,14 +228,6 @@ fn dataplane(errors: &mut Errors<'_>, value: Option<&Value>, mode: &str) -> Opti
             return None;
         }
     };
-    if dataplane == Dataplane::Kernel && mode == MAP_E {
-        errors.at(
-            "dataplane",
-            "a MAP-E softwire runs on the TUN dataplane, where its NAPT to the shared address \
-             and port set is; use \"auto\" or \"userspace\"",
-        );
-        return None;
-    }
     Some(dataplane)
 }
 

@@ -6,7 +6,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{Aftr, B4_ADDRESS, B4_PREFIX_LEN, MapRule, Softwire, SoftwireKind};
-use crate::dataplane_choice::Dataplane;
 use crate::mape::{MapError, Mapping, Rule};
 use crate::model::{Mode, Tunnel};
 
@@ -110,12 +109,6 @@ pub fn lower(sw: &Softwire, facts: &Facts) -> Result<Lowered, LowerError> {
     tunnel.allowed_sources = vec![any];
     tunnel.mss_clamp = sw.mss_clamp;
     tunnel.dataplane = sw.dataplane;
-    if map.is_some() {
-        // The NAPT to the shared address and port set matches packets leaving through the
-        // MAP-E device; the kernel path's inner routes leave through the underlay device, so
-        // its packets would reach the BR untranslated.
-        tunnel.dataplane = Dataplane::Userspace;
-    }
     tunnel.enabled = sw.enabled;
     Ok(Lowered {
         tunnel,

@@ -41,8 +41,7 @@ pub struct Softwire {
     /// Route 0.0.0.0/0 into the tunnel. Off unless asked: a watch (S4) may own that route.
     pub default_route: bool,
     pub mss_clamp: MssClamp,
-    /// Who moves a DS-Lite B4's packets, as for any ipip6 tunnel; MAP-E always runs on the
-    /// TUN dataplane, where its NAPT is.
+    /// Who moves the softwire's packets, as for any ipip6 tunnel.
     pub dataplane: Dataplane,
     pub enabled: bool,
 }

@@ -282,13 +282,8 @@ fn map_e_lowers_to_an_ipip6_tunnel_from_the_map_address_to_the_br() {
     assert_eq!(t.routes, ["0.0.0.0/0".parse().unwrap()]);
     assert_eq!(t.allowed_sources, ["0.0.0.0/0".parse().unwrap()]);
     assert_eq!(t.encap_limit, None);
-    // The NAPT needs the MAP-E device, also where `mss_clamp = "off"` would let `auto`
-    // choose the kernel path.
-    assert_eq!(t.dataplane, Dataplane::Userspace);
-    let mut unclamped = sw.clone();
-    unclamped.mss_clamp = MssClamp::Off;
-    let low_off = lower(&unclamped, &facts).unwrap();
-    assert_eq!(low_off.tunnel.dataplane, Dataplane::Userspace);
+    // `dataplane` as written (here the default), as for any ipip6 tunnel.
+    assert_eq!(t.dataplane, Dataplane::Auto);
     assert_eq!(low.wan_address, Some(("eth0".into(), map_address)));
     let (_, map) = low.map.unwrap();
     assert_eq!(map.ports.len(), 240);
@@ -385,7 +380,7 @@ fn the_plan_holds_the_tunnel_and_the_map_address_on_the_wan() {
 }
 
 #[test]
-fn a_b4_follows_dataplane_and_a_map_e_ce_refuses_the_kernel_path() {
+fn b4s_and_map_e_ces_follow_dataplane() {
     let facts = Facts {
         aftr: Some("2001:db8:af::1".parse().unwrap()),
         wan_address: Some("2001:db8:1::2".parse().unwrap()),
@@ -403,10 +398,17 @@ fn a_b4_follows_dataplane_and_a_map_e_ce_refuses_the_kernel_path() {
     let e = errors(&format!("{TRANSIX}dataplane = \"tc\"\n"));
     assert!(has(&e, "tunnel[0].dataplane", "\"tc\""), "{e:?}");
 
-    let e = errors(&format!("{V6PLUS}dataplane = \"kernel\"\n"));
-    assert!(has(&e, "tunnel[0].dataplane", "TUN dataplane"), "{e:?}");
-    assert_eq!(
-        only(&format!("{V6PLUS}dataplane = \"userspace\"\n")).dataplane,
-        Dataplane::Userspace
-    );
+    let facts = Facts {
+        prefix: Some("240b:10:1234:5600::/56".parse().unwrap()),
+        ..Facts::default()
+    };
+    for (word, want) in [
+        ("kernel", Dataplane::Kernel),
+        ("userspace", Dataplane::Userspace),
+        ("auto", Dataplane::Auto),
+    ] {
+        let sw = only(&format!("{V6PLUS}dataplane = \"{word}\"\n"));
+        assert_eq!(sw.dataplane, want);
+        assert_eq!(lower(&sw, &facts).unwrap().tunnel.dataplane, want);
+    }
 }

@@ -45,6 +45,8 @@ pub(super) struct KernelTunnel {
     next_hop: IpAddr,
     /// The MTU of the inner routes: the tunnel MTU, or less once the underlay said so.
     route_mtu: u16,
+    /// The realm of the inner routes: a MAP-E CE's, which its NAPT matches.
+    realm: Option<u16>,
 }
 
 /// One device's loaded programs, shared with the host-state objects that attach them.
@@ -146,7 +148,9 @@ impl Daemon {
                  overlapping routes; its programs would take this tunnel's packets"
             );
         }
-        let routes = kernel_routes(t, oif, next_hop, mtu, self.config.gateway.route_metric);
+        let realm = self.kernel_realm(&t.name);
+        let metric = self.config.gateway.route_metric;
+        let routes = kernel_routes(t, oif, next_hop, mtu, metric, realm);
         if routes.is_empty() {
             anyhow::bail!("no inner route can go via the underlay next hop {next_hop}");
         }
@@ -167,6 +171,7 @@ impl Daemon {
             oif,
             next_hop,
             route_mtu: mtu,
+            realm,
         })
     }
 
@@ -228,7 +233,7 @@ impl Daemon {
             }
             let mtu = s.stats.path_mtu.min(t.mtu);
             if mtu != k.route_mtu {
-                let routes = kernel_routes(&t.config, k.oif, k.next_hop, mtu, metric);
+                let routes = kernel_routes(&t.config, k.oif, k.next_hop, mtu, metric, k.realm);
                 let objects = kernel_objects(&t.config.name, &k.attached, routes);
                 updates.push((t.config.name.clone(), k.route_mtu, mtu, objects));
             }
@@ -290,7 +295,7 @@ impl Daemon {
                 .set_active(active)
                 .with_context(|| format!("switching the programs on {d}"))?;
         }
-        let routes = kernel_routes(&t.config, oif, next_hop, k.route_mtu, metric);
+        let routes = kernel_routes(&t.config, oif, next_hop, k.route_mtu, metric, k.realm);
         let from = std::mem::replace(&mut k.active, active);
         k.oif = oif;
         k.next_hop = next_hop;
@@ -321,6 +326,13 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// Whether tunnel `name` runs on the kernel path.
+    pub(super) fn on_kernel_path(&self, name: &str) -> bool {
+        self.tunnels
+            .iter()
+            .any(|t| t.config.name == name && matches!(t.dataplane, Chosen::Kernel(_)))
+    }
+
     /// Another tunnel on the kernel path of one of `attached`'s devices whose routes overlap
     /// `t`'s. Each egress program claims packets by its own tunnel's prefixes, not by the
     /// route the kernel chose, so of two such tunnels the first attached would carry both.
@@ -430,8 +442,15 @@ fn lock(path: &Mutex<KernelPath>) -> std::sync::MutexGuard<'_, KernelPath> {
 /// Packets the gateway itself sends into the tunnel leave with the tunnel device's first
 /// address of their family, as they do through the TUN device, rather than with the
 /// underlay's: the routes name it as preferred source. The kernel takes only a local address
-/// there, so these routes go on after the device's addresses.
-fn kernel_routes(t: &Tunnel, oif: u32, next_hop: IpAddr, mtu: u16, metric: u32) -> Vec<Route> {
+/// there, so these routes go on after the device's addresses. `realm` marks the IPv4 ones.
+fn kernel_routes(
+    t: &Tunnel,
+    oif: u32,
+    next_hop: IpAddr,
+    mtu: u16,
+    metric: u32,
+    realm: Option<u16>,
+) -> Vec<Route> {
     t.routes
         .iter()
         .filter(|net| !(matches!(net, ipnet::IpNet::V6(_)) && next_hop.is_ipv4()))
@@ -449,6 +468,7 @@ fn kernel_routes(t: &Tunnel, oif: u32, next_hop: IpAddr, mtu: u16, metric: u32) 
                 .iter()
                 .map(ipnet::IpNet::addr)
                 .find(|a| a.is_ipv4() == net.addr().is_ipv4()),
+            realm: realm.filter(|_| net.addr().is_ipv4()),
         })
         .collect()
 }

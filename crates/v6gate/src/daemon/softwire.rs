@@ -16,6 +16,10 @@
 //!
 //! The RFC 2473 core accepts packets only from its one remote, so nothing but the BR or AFTR
 //! reaches the LAN through a softwire.
+//!
+//! A MAP-E CE on the kernel path sends through the underlay device, where its NAPT cannot
+//! tell it by device: each CE holds a routing realm of its own for its kernel-path routes,
+//! which the NAPT matches, and the NAPT with the realm is in place before those routes are.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -36,6 +40,10 @@ use crate::softwire_status::{self as status, SoftwireStatus};
 
 /// How long a softwire that failed to start waits before the next try.
 const RETRY: Duration = Duration::from_secs(5);
+
+/// The first routing realm a MAP-E CE's kernel-path routes carry; each CE takes the lowest
+/// free one from here. High, so that realms an administrator numbers from 1 stay clear.
+const FIRST_REALM: u16 = 0xf600;
 
 /// The enabled softwires of the running config and what each runs with.
 #[derive(Default)]
@@ -59,6 +67,10 @@ struct Running {
     failed: Option<(Lowered, Instant)>,
     /// Why it does not run, as last logged.
     waiting: Option<String>,
+    /// What is being started now, before it runs: its NAPT goes in ahead of its routes.
+    starting: Option<Lowered>,
+    /// The realm of its kernel-path routes, for as long as it is configured.
+    realm: u16,
 }
 
 impl Running {
@@ -69,6 +81,24 @@ impl Running {
             current: None,
             failed: None,
             waiting: None,
+            starting: None,
+            realm: 0,
+        }
+    }
+}
+
+impl Softwires {
+    /// Gives every softwire without a realm the lowest free one; the others keep theirs, which
+    /// their routes carry.
+    fn assign_realms(&mut self) {
+        for i in 0..self.list.len() {
+            if self.list[i].realm != 0 {
+                continue;
+            }
+            let realm = (FIRST_REALM..=u16::MAX)
+                .find(|r| !self.list.iter().any(|o| o.realm == *r))
+                .unwrap_or(u16::MAX);
+            self.list[i].realm = realm;
         }
     }
 }
@@ -89,6 +119,7 @@ impl Daemon {
             .filter(|s| s.enabled)
             .map(|sw| Running::new(sw.clone()))
             .collect();
+        self.softwires.assign_realms();
         self.follow_softwires().await;
     }
 
@@ -129,6 +160,7 @@ impl Daemon {
                 None => Running::new(sw),
             })
             .collect();
+        self.softwires.assign_realms();
         self.follow_softwires().await;
         if removed {
             // A dropped MAP-E softwire's NAPT goes with it.
@@ -196,8 +228,10 @@ impl Daemon {
                 self.remove_tunnel(&sw.name).await;
             }
             touched = true;
+            self.softwires.list[i].starting = Some(lowered.clone());
             let result = self.start_softwire(&sw, &lowered).await;
             let r = &mut self.softwires.list[i];
+            r.starting = None;
             match result {
                 Ok(()) => {
                     r.current = Some(lowered);
@@ -266,13 +300,30 @@ impl Daemon {
         Some(list.collect())
     }
 
-    /// The port-restricted NAPT of every running MAP-E softwire.
+    /// The realm of the kernel-path routes of tunnel `name`, when it is a MAP-E softwire's.
+    pub(super) fn kernel_realm(&self, name: &str) -> Option<u16> {
+        self.softwires
+            .list
+            .iter()
+            .find(|r| r.sw.name == name && matches!(r.sw.kind, SoftwireKind::MapE(_)))
+            .map(|r| r.realm)
+    }
+
+    /// The port-restricted NAPT of every running MAP-E softwire, and of the one starting. The
+    /// realm is matched for a CE on the kernel path and for one starting that may take it.
     pub(super) fn softwire_napts(&self) -> Vec<Napt> {
         self.softwires
             .list
             .iter()
             .filter_map(|r| {
-                let lowered = r.current.as_ref()?;
+                let (lowered, kernel) = match (&r.current, &r.starting) {
+                    (_, Some(starting)) => (
+                        starting,
+                        starting.tunnel.dataplane != control::Dataplane::Userspace,
+                    ),
+                    (Some(current), None) => (current, self.on_kernel_path(&r.sw.name)),
+                    (None, None) => return None,
+                };
                 let (_, map) = lowered.map.as_ref()?;
                 Some(Napt {
                     tunnel: r.sw.name.clone(),
@@ -286,6 +337,7 @@ impl Daemon {
                             last: *p.end(),
                         })
                         .collect(),
+                    realm: kernel.then_some(r.realm),
                 })
             })
             .collect()
@@ -306,6 +358,10 @@ impl Daemon {
         let changes = self.host.set(&owner(&sw.name), objects).await?;
         for line in &changes.added {
             info!(tunnel = %sw.name, "{line}");
+        }
+        if lowered.map.is_some() && lowered.tunnel.dataplane != control::Dataplane::Userspace {
+            // Translated from the first packet the kernel-path routes carry.
+            self.refresh_firewall().await;
         }
         if let Some((_, map)) = &lowered.map {
             info!(
