@@ -1,7 +1,14 @@
-//! End-to-end: a DS-Lite B4 on the kernel path (`dataplane = "kernel"`), run by `v6gate run`
-//! in siteA against AFTRs in siteB, follows its AFTR's name to a second AFTR and carries
-//! traffic through it: the tc-BPF programs, their maps and the inner routes all move to the
-//! new remote, and the first AFTR receives nothing more.
+//! End-to-end: softwires on the kernel path (`dataplane = "kernel"`), run by `v6gate run` in
+//! siteA against a far end in siteB.
+//!
+//! A MAP-E CE sends through the programs on its wan device, and its NAPT, which tells the
+//! CE's packets there by the routing realm of its inner routes, still gives every flow the
+//! shared address and a port of the set: TCP connections and a UDP burst counted at hostB's
+//! sockets, a bulk transfer as super-packets, and nothing left after a stop.
+//!
+//! A DS-Lite B4 follows its AFTR's name to a second AFTR and carries traffic through it: the
+//! tc-BPF programs, their maps and the inner routes all move to the new remote, and the first
+//! AFTR receives nothing more.
 //!
 //! Both AFTRs run in siteB on the same wan device with overlapping prefixes (the first
 //! routes hostA's /24 back, the second hostA's /32), so they stay on the TUN dataplane: on
@@ -16,9 +23,12 @@ mod softwire_support;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
-use common::wait_ping;
-use softwire_support::ce::{AFTR_NAME, aftr_config, start_named_b4};
-use v6gate_lab::{Gateway, GatewayConfig, LabOptions, Node, Site, addr, dev};
+use common::{assert_ping, assert_tcp_a_to_b, wait_ping};
+use kpath::KernelPath;
+use softwire_support::ce::{
+    AFTR_NAME, aftr_config, far_end, map_e_config, psid_ranges, start_ce, start_named_b4,
+};
+use v6gate_lab::{Gateway, GatewayConfig, Lab, LabOptions, Node, Site, addr, dev, enter_netns};
 
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
 
@@ -28,6 +38,118 @@ fn userspace(config: &mut GatewayConfig) {
         .tunnel_mut()
         .extra
         .push("dataplane = \"userspace\"".into());
+}
+
+/// v6gate's programs attached to siteA's wan device (tcx, or tc filters before Linux 6.6).
+fn attached_programs(lab: &Lab) -> usize {
+    let namespace = lab.namespace(Node::SiteA).to_owned();
+    let tcx = std::thread::spawn(move || {
+        enter_netns(&namespace).expect("enter siteA");
+        KernelPath::attached_tcx(dev::WAN6).expect("query tcx")
+    })
+    .join()
+    .expect("query thread");
+    let tc = ["ingress", "egress"].map(|hook| {
+        let out = lab.exec(
+            Node::SiteA,
+            &["tc", "filter", "show", "dev", dev::WAN6, hook],
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .matches("v6gate_")
+            .count()
+    });
+    tcx.iter().filter(|n| n.starts_with("v6gate_")).count() + tc.iter().sum::<usize>()
+}
+
+/// siteA's IPv4 routes through the underlay (`via inet6`).
+fn underlay_routes(lab: &Lab) -> Vec<String> {
+    lab.ip(Node::SiteA, &["-4", "route", "show", "table", "all"])
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("via inet6"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn daemon_map_e_on_the_kernel_path_keeps_to_the_port_set() {
+    let map: Ipv6Addr = "2001:db8:0:1:c6:1208:100:100".parse().unwrap();
+    let shared = "198.18.8.1";
+    let lab = common::lab(LabOptions::default());
+    // The BR routes only the shared address back: a LAN source that is not translated gets
+    // no answer.
+    let mut br = far_end(&lab.site_config(Site::B), map, &[&format!("{shared}/32")]);
+    userspace(&mut br);
+    let br = common::start_gateway(&lab, Site::B, &br);
+    let ce = start_ce(&lab, &format!("{}dataplane = \"kernel\"\n", map_e_config()));
+    assert_ping(&lab, Node::HostA, HOST_B, 2, &[&ce, &br]);
+    let t = ce.tunnel_status("mape").unwrap();
+    assert_eq!(t["dataplane"], "kernel", "{t:#}\n{}", ce.log());
+    assert_eq!(t["kernel_path"]["device"], dev::WAN6, "{t:#}");
+    let routes = underlay_routes(&lab);
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert!(routes[0].starts_with("default via inet6"), "{routes:?}");
+    assert!(routes[0].contains("realm "), "{routes:?}");
+
+    let ranges = psid_ranges(1);
+    let in_set = |p: u16| ranges.iter().any(|r| r.contains(&p));
+    // An unpaced UDP burst from 120 sockets: every datagram arrives from the shared address
+    // and a port of the set.
+    let seen = softwire_support::udp_burst(&lab, 9, 120);
+    assert_eq!(seen.len(), 120, "hostB received {seen:?}");
+    assert!(seen.iter().all(|(source, _)| source == shared), "{seen:?}");
+    let ports: std::collections::BTreeSet<u16> = seen.iter().map(|(_, p)| *p).collect();
+    assert_eq!(ports.len(), 120, "{seen:?}");
+    assert!(ports.iter().all(|&p| in_set(p)), "{ports:?}");
+
+    // 200 TCP connections held open at once, all answered through the programs.
+    let (held, _) = softwire_support::tcp_hold(&lab, &[7000], 200, || {});
+    assert_eq!(held.confirmed, 200, "{held:?}");
+    assert!(held.peers.iter().all(|p| p.0 == shared), "{held:?}");
+    let ports = held.ports();
+    assert_eq!(ports.len(), 200, "{held:?}");
+    assert!(ports.iter().all(|&p| in_set(p)), "{ports:?}");
+
+    // A bulk transfer leaves as super-packets, encapsulated whole.
+    let gso_tx = |ce: &Gateway| {
+        let t = ce.tunnel_status("mape").unwrap();
+        common::counter(&t["kernel_path"], "gso_tx")
+    };
+    let before = gso_tx(&ce);
+    assert_tcp_a_to_b(&lab, 4 * 1024 * 1024, Duration::from_secs(20), &[&ce, &br]);
+    let t = ce.tunnel_status("mape").unwrap();
+    assert!(gso_tx(&ce) > before, "{t:#}");
+    let k = &t["kernel_path"];
+    assert!(k["tx_bytes"].as_u64().unwrap() > 4 * 1024 * 1024, "{t:#}");
+    assert!(k["rx_packets"].as_u64().unwrap() >= 200, "{t:#}");
+    let flows = lab
+        .exec_ok(
+            Node::SiteA,
+            &[
+                "nft",
+                "list",
+                "counter",
+                "inet",
+                "v6gate",
+                "napt_mape_flows",
+            ],
+        )
+        .unwrap();
+    assert!(!flows.contains("packets 0 "), "{flows}");
+    assert_eq!(attached_programs(&lab), 2);
+
+    ce.stop().unwrap();
+    assert_eq!(attached_programs(&lab), 0);
+    assert!(
+        underlay_routes(&lab).is_empty(),
+        "{:?}",
+        underlay_routes(&lab)
+    );
+    let rules = lab.exec(Node::SiteA, &["nft", "list", "table", "inet", "v6gate"]);
+    assert!(!rules.status.success(), "{}", common::text(&rules));
+    let wan = lab.ip(Node::SiteA, &["-6", "address", "show", "dev", dev::WAN6]);
+    assert!(!wan.unwrap().contains(&map.to_string()));
+    br.stop().unwrap();
 }
 
 #[test]
