@@ -13,6 +13,7 @@
 //! | [`process`] | send a signal to a child process by pid | find or choose processes |
 //! | [`bpf`] | run a loaded BPF program on given bytes (`BPF_PROG_TEST_RUN`) | load or attach programs (the kernel path's loader does, with aya) |
 //! | [`sysctl`] | read and write `/proc/sys` keys; a journal that restores originals | choose values |
+//! | [`conntrack`] | delete the IPv4 conntrack entries whose replies go to one address (ctnetlink) | decide which flows to forget, or when |
 //!
 //! Everything acts in the network namespace of the *calling thread*: devices, sockets and
 //! netlink connections are bound to it when created, and `/proc/sys/net` keys resolve against
@@ -32,6 +33,7 @@
 pub mod address;
 #[allow(unsafe_code)]
 pub mod bpf;
+pub mod conntrack;
 mod error;
 #[allow(unsafe_code)]
 mod fd;
