@@ -4,7 +4,8 @@
 //! A MAP-E CE sends through the programs on its wan device, and its NAPT, which tells the
 //! CE's packets there by the routing realm of its inner routes, still gives every flow the
 //! shared address and a port of the set: TCP connections and a UDP burst counted at hostB's
-//! sockets, a bulk transfer as super-packets, and nothing left after a stop.
+//! sockets, a bulk transfer as super-packets, and nothing left after a stop. After a
+//! re-delegation a flow of before is translated into the new port set, not kept in the old.
 //!
 //! A DS-Lite B4 follows its AFTR's name to a second AFTR and carries traffic through it: the
 //! tc-BPF programs, their maps and the inner routes all move to the new remote, and the first
@@ -149,6 +150,101 @@ fn daemon_map_e_on_the_kernel_path_keeps_to_the_port_set() {
     assert!(!rules.status.success(), "{}", common::text(&rules));
     let wan = lab.ip(Node::SiteA, &["-6", "address", "show", "dev", dev::WAN6]);
     assert!(!wan.unwrap().contains(&map.to_string()));
+    br.stop().unwrap();
+}
+
+/// The source ports hostB saw from the shared address.
+fn ports_from_shared(seen: &[(String, u16)]) -> Vec<u16> {
+    seen.iter()
+        .filter(|(source, _)| source == "198.18.8.1")
+        .map(|(_, port)| *port)
+        .collect()
+}
+
+#[test]
+fn daemon_map_e_on_the_kernel_path_forgets_the_old_port_set_on_a_redelegation() {
+    // PSID 1 on siteA's 2001:db8:0:1::/64, PSID 3 once re-delegated 2001:db8:0:3::/64 (see
+    // tests/softwire.rs, daemon_map_e_follows_the_prefix_of_its_device).
+    let old: Ipv6Addr = "2001:db8:0:1:c6:1208:100:100".parse().unwrap();
+    let new: Ipv6Addr = "2001:db8:0:3:c6:1208:100:300".parse().unwrap();
+    let lab = common::lab(LabOptions::default());
+    let wan_router = [
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:0:3::ff/64",
+        "dev",
+        dev::WAN_TO_A6,
+    ];
+    lab.ip(Node::Wan, &[&wan_router[..], &["nodad"]].concat())
+        .unwrap();
+    let br_config = |ce| {
+        let mut config = far_end(&lab.site_config(Site::B), ce, &["198.18.8.1/32"]);
+        userspace(&mut config);
+        config
+    };
+    let br = common::start_gateway(&lab, Site::B, &br_config(old));
+    let ce = start_ce(&lab, &format!("{}dataplane = \"kernel\"\n", map_e_config()));
+    assert_ping(&lab, Node::HostA, HOST_B, 2, &[&ce, &br]);
+    assert_eq!(ce.tunnel_status("mape").unwrap()["dataplane"], "kernel");
+    // One LAN flow, translated into PSID 1's set, that outlives the re-delegation.
+    let seen = softwire_support::udp_flow(&lab, 40000, 9, 2);
+    let ports = ports_from_shared(&seen);
+    assert_eq!(ports.len(), 2, "hostB received {seen:?}");
+    assert!(
+        ports
+            .iter()
+            .all(|p| psid_ranges(1).iter().any(|r| r.contains(p))),
+        "{seen:?}"
+    );
+
+    let new_wan = [
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:0:3::1/64",
+        "dev",
+        dev::WAN6,
+        "nodad",
+    ];
+    lab.ip(Node::SiteA, &new_wan).unwrap();
+    let old_wan = format!("{}/64", addr::SITE_A_WAN6);
+    let deprecate = [
+        "-6",
+        "addr",
+        "change",
+        &old_wan,
+        "dev",
+        dev::WAN6,
+        "preferred_lft",
+        "0",
+    ];
+    lab.ip(Node::SiteA, &deprecate).unwrap();
+    br.rewrite_config(&br_config(new)).unwrap();
+    br.reload().unwrap();
+    let moved = common::wait_until(Duration::from_secs(10), || {
+        ce.tunnel_status("mape")
+            .is_ok_and(|s| s["local"] == new.to_string() && s["dataplane"] == "kernel")
+    });
+    assert!(moved, "CE did not move to {new}:\n{}", ce.log());
+    assert!(
+        wait_ping(&lab, Node::HostA, HOST_B, Duration::from_secs(10)),
+        "no traffic after the move:\n{}\n{}",
+        ce.log(),
+        br.log()
+    );
+    // The flow of before is translated again, into PSID 3's set: its translation into PSID
+    // 1's (another CE's now) went with the old tunnel.
+    let seen = softwire_support::udp_flow(&lab, 40000, 9, 2);
+    let ports = ports_from_shared(&seen);
+    assert_eq!(ports.len(), 2, "hostB received {seen:?}\n{}", ce.log());
+    assert!(
+        ports
+            .iter()
+            .all(|p| psid_ranges(3).iter().any(|r| r.contains(p))),
+        "{seen:?}"
+    );
+    ce.stop().unwrap();
     br.stop().unwrap();
 }
 

@@ -126,7 +126,7 @@ impl Daemon {
     /// Removes every softwire's tunnel and objects.
     pub(super) async fn stop_softwires(&mut self) {
         for r in std::mem::take(&mut self.softwires.list) {
-            self.remove_softwire(&r.sw.name).await;
+            self.remove_softwire(&r.sw.name, r.current.as_ref()).await;
         }
     }
 
@@ -149,7 +149,7 @@ impl Daemon {
                 kept.push(r);
             } else {
                 info!(tunnel = %r.sw.name, "changed or removed by the reload: stopping");
-                self.remove_softwire(&r.sw.name).await;
+                self.remove_softwire(&r.sw.name, r.current.as_ref()).await;
                 removed = true;
             }
         }
@@ -169,9 +169,9 @@ impl Daemon {
     }
 
     /// The tunnel of softwire `name`, the name it follows and its MAP address.
-    async fn remove_softwire(&mut self, name: &str) {
+    async fn remove_softwire(&mut self, name: &str, current: Option<&Lowered>) {
         self.unfollow(name);
-        self.remove_tunnel(name).await;
+        self.remove_softwire_tunnel(name, current).await;
         if let Err(e) = self.host.set(&owner(name), Vec::new()).await {
             warn!(tunnel = %name, "removing the MAP address: {e:#}");
         }
@@ -222,10 +222,10 @@ impl Daemon {
             {
                 continue;
             }
-            if r.current.take().is_some() {
+            if let Some(old) = r.current.take() {
                 info!(tunnel = %sw.name, "its prefix or addresses changed: rebuilding");
                 self.unfollow(&sw.name);
-                self.remove_tunnel(&sw.name).await;
+                self.remove_softwire_tunnel(&sw.name, Some(&old)).await;
             }
             touched = true;
             self.softwires.list[i].starting = Some(lowered.clone());
@@ -249,6 +249,27 @@ impl Daemon {
         if touched {
             // The NAPT follows the shared address and port set.
             self.refresh_firewall().await;
+        }
+    }
+
+    /// Removes a softwire's tunnel. A MAP-E CE on the kernel path translated with `snat`, which
+    /// the kernel does not forget with a device as it does masquerading: its flows are
+    /// forgotten here, so that none keeps the old shared address or a port of the old set
+    /// (another CE's now) after a re-delegation, a reload or a stop.
+    async fn remove_softwire_tunnel(&mut self, name: &str, current: Option<&Lowered>) {
+        let kernel = self.on_kernel_path(name);
+        self.remove_tunnel(name).await;
+        let Some((_, map)) = current.and_then(|l| l.map.as_ref()) else {
+            return;
+        };
+        if !kernel {
+            return;
+        }
+        // Blocking, but short: one dump of the IPv4 entries, one delete per flow of the CE.
+        match sys::conntrack::forget_replies_to(map.ipv4) {
+            Ok(0) => {}
+            Ok(n) => info!(tunnel = %name, "forgot {n} translated flows to {}", map.ipv4),
+            Err(e) => warn!(tunnel = %name, "forgetting the NAPT's flows: {e}"),
         }
     }
 
