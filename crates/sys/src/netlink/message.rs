@@ -41,6 +41,7 @@ pub(super) fn unreachable_lookup(io: &io::Error) -> Option<RouteLookup> {
         // unknown; for ENETUNREACH there was none.
         table: 0,
         kind,
+        realm: None,
     })
 }
 
@@ -214,12 +215,19 @@ pub(super) fn parse_lookup(message: &RouteMessage) -> RouteLookup {
         prefsrc: None,
         table: route_table(message),
         kind: RouteKind::from_route_type(message.header.kind),
+        realm: None,
     };
     for attribute in &message.attributes {
         match attribute {
             RouteAttribute::Oif(oif) => lookup.oif = Some(*oif),
             RouteAttribute::Gateway(address) => lookup.gateway = route_address(address),
+            RouteAttribute::Via(RouteVia::Inet6(gateway)) => {
+                lookup.gateway = Some(IpAddr::V6(*gateway));
+            }
             RouteAttribute::PrefSource(address) => lookup.prefsrc = route_address(address),
+            RouteAttribute::Realm(realm) if realm.destination != 0 => {
+                lookup.realm = Some(realm.destination);
+            }
             _ => {}
         }
     }

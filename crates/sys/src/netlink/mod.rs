@@ -224,6 +224,8 @@ pub struct RouteLookup {
     /// Table of the matching route; 0 when nothing matched.
     pub table: u32,
     pub kind: RouteKind,
+    /// The realm the matching route gives (see [`Route::realm`]); IPv4 only.
+    pub realm: Option<u16>,
 }
 
 /// A policy routing rule that looks up `table`.

@@ -418,6 +418,22 @@ fn a_preferred_source_is_sent_read_back_and_shown() {
 }
 
 #[test]
+fn a_lookup_reads_an_ipv6_next_hop_and_the_realm() {
+    // What `ip route get` answers for a kernel-path route: `via inet6`, and the realm.
+    let message = encode(
+        &Route {
+            realm: Some(0xf600),
+            ..inner_route_via(6464, "2001:db8::1")
+        },
+        false,
+    );
+    let lookup = parse_lookup(&message);
+    assert_eq!(lookup.gateway, Some("2001:db8::1".parse().unwrap()));
+    assert_eq!(lookup.realm, Some(0xf600));
+    assert_eq!(lookup.oif, Some(5));
+}
+
+#[test]
 fn a_realm_is_sent_read_back_and_shown() {
     let route = Route {
         realm: Some(0xf600),
