@@ -45,7 +45,7 @@ pub(super) struct KernelTunnel {
     next_hop: IpAddr,
     /// The MTU of the inner routes: the tunnel MTU, or less once the underlay said so.
     route_mtu: u16,
-    /// The realm of the inner routes: a MAP-E CE's, which its NAPT matches.
+    /// The realm of the inner routes: a softwire's, which a MAP-E CE's NAPT matches.
     realm: Option<u16>,
 }
 

@@ -119,6 +119,7 @@ mod tests {
             prefsrc: None,
             table: 254,
             kind: RouteKind::Unicast,
+            realm: None,
         }
     }
 

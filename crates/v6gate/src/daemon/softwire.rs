@@ -17,9 +17,10 @@
 //! The RFC 2473 core accepts packets only from its one remote, so nothing but the BR or AFTR
 //! reaches the LAN through a softwire.
 //!
-//! A MAP-E CE on the kernel path sends through the underlay device, where its NAPT cannot
-//! tell it by device: each CE holds a routing realm of its own for its kernel-path routes,
-//! which the NAPT matches, and the NAPT with the realm is in place before those routes are.
+//! A softwire on the kernel path sends through the underlay device, where a MAP-E CE's NAPT
+//! cannot tell it by device: each softwire holds a routing realm of its own for its
+//! kernel-path routes, which the NAPT matches (the NAPT with the realm is in place before those
+//! routes are), and by which the pins of other tunnels behind it find its device.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use control::firewall::napt::Napt;
 use control::softwire::{Aftr, Facts, Lowered, Softwire, SoftwireKind, lower};
 use ipnet::{IpNet, Ipv6Net};
 use sys::address::{AddressReader, DeviceAddress};
+use sys::netlink::RouteLookup;
 use tracing::{info, warn};
 
 use super::host::Object;
@@ -41,8 +43,8 @@ use crate::softwire_status::{self as status, SoftwireStatus};
 /// How long a softwire that failed to start waits before the next try.
 const RETRY: Duration = Duration::from_secs(5);
 
-/// The first routing realm a MAP-E CE's kernel-path routes carry; each CE takes the lowest
-/// free one from here. High, so that realms an administrator numbers from 1 stay clear.
+/// The first routing realm a softwire's kernel-path routes carry; each takes the lowest free
+/// one from here. High, so that realms an administrator numbers from 1 stay clear.
 const FIRST_REALM: u16 = 0xf600;
 
 /// The enabled softwires of the running config and what each runs with.
@@ -321,13 +323,39 @@ impl Daemon {
         Some(list.collect())
     }
 
-    /// The realm of the kernel-path routes of tunnel `name`, when it is a MAP-E softwire's.
+    /// The realm of the kernel-path routes of tunnel `name`, when it is a softwire's.
     pub(super) fn kernel_realm(&self, name: &str) -> Option<u16> {
         self.softwires
             .list
             .iter()
-            .find(|r| r.sw.name == name && matches!(r.sw.kind, SoftwireKind::MapE(_)))
+            .find(|r| r.sw.name == name)
             .map(|r| r.realm)
+    }
+
+    /// Points `lookup` at the softwire's device when it found a softwire's kernel-path route:
+    /// another tunnel's remote behind a softwire is pinned through that device, as on the TUN
+    /// dataplane. The kernel-path route leads to the underlay via an IPv6 next hop, which no
+    /// pin to an IPv4 remote could name, and there the NAPT translates what leaves through the
+    /// device.
+    pub(super) fn through_softwire(&self, lookup: &mut RouteLookup) {
+        let Some(realm) = lookup.realm else {
+            return;
+        };
+        let Some(r) = self.softwires.list.iter().find(|r| r.realm == realm) else {
+            return;
+        };
+        if !self.on_kernel_path(&r.sw.name) {
+            return;
+        }
+        let device = self
+            .tunnels
+            .iter()
+            .find(|t| t.config.name == r.sw.name)
+            .and_then(|t| t.ifindexes.first().copied());
+        if let Some(device) = device {
+            lookup.oif = Some(device);
+            lookup.gateway = None;
+        }
     }
 
     /// The port-restricted NAPT of every running MAP-E softwire, and of the one starting. The

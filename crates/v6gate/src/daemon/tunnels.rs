@@ -368,7 +368,10 @@ impl Daemon {
     }
 
     pub(super) async fn decide_pin(&self, remote: IpAddr) -> anyhow::Result<Decision> {
-        let lookup = self.netlink.route_get(remote, Some(LOOKUP_MARK)).await.ok();
+        let mut lookup = self.netlink.route_get(remote, Some(LOOKUP_MARK)).await.ok();
+        if let Some(lookup) = lookup.as_mut() {
+            self.through_softwire(lookup);
+        }
         let main_routes = self
             .netlink
             .routes(Family::of(remote), Some(MAIN_TABLE), None)
