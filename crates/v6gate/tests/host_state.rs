@@ -266,10 +266,12 @@ fn restart_after_sigkill_under_traffic_takes_over_without_duplicates() {
     );
     let rules = lab.ip(Node::SiteA, &["-6", "rule", "show"]).unwrap();
     assert_eq!(rules.matches("lookup 6464").count(), 1, "{rules}");
+    // One route into the TUN device and one, a metric better, through the kernel path.
     let lan = lab
         .ip(Node::SiteA, &["route", "show", addr::LAN_B4])
         .unwrap();
-    assert_eq!(lan.lines().count(), 1, "{lan}");
+    assert_eq!(lan.lines().count(), 2, "{lan}");
+    assert_eq!(lan.matches("dev v6g-ab").count(), 1, "{lan}");
     let pins = lab
         .ip(Node::SiteA, &["-6", "route", "show", "table", "6464"])
         .unwrap();

@@ -84,30 +84,29 @@ pub fn table_name(instance: &str) -> String {
 /// The table `name` with the clamping of `tunnels`; `None` when no tunnel clamps, so that an
 /// instance with nothing to clamp has no table.
 pub fn kernel_mss_table(name: &str, tunnels: &[KernelMss]) -> Option<Ruleset> {
-    let table: Cow<'static, str> = Cow::Owned(name.to_owned());
     let mut rules = Vec::new();
     for t in tunnels {
-        add(&table, t, &mut rules);
+        add(name, t, &mut rules);
     }
     if rules.is_empty() {
         return None;
     }
     let mut content = vec![
-        chain(&table, FORWARD_CHAIN, NfHook::Forward),
-        chain(&table, OUTPUT_CHAIN, NfHook::Output),
+        chain(name, FORWARD_CHAIN, NfHook::Forward),
+        chain(name, OUTPUT_CHAIN, NfHook::Output),
     ];
     content.extend(rules);
     Some(Ruleset {
         table: Table {
             family: FAMILY,
-            name: table,
+            name: Cow::Owned(name.to_owned()),
             handle: None,
         },
         content,
     })
 }
 
-fn add(table: &Cow<'static, str>, t: &KernelMss, rules: &mut Vec<NfListObject<'static>>) {
+fn add(table: &str, t: &KernelMss, rules: &mut Vec<NfListObject<'static>>) {
     let comment = format!("kernel path mss {}", t.tunnel);
     for ipv4 in [true, false] {
         let family = |nets: &[IpNet]| -> Vec<IpNet> {
@@ -182,10 +181,10 @@ fn set_mss(value: Expr) -> Stmt {
     })
 }
 
-fn chain(table: &Cow<'static, str>, name: &'static str, hook: NfHook) -> NfListObject<'static> {
+fn chain(table: &str, name: &'static str, hook: NfHook) -> NfListObject<'static> {
     NfListObject::Chain(Chain {
         family: FAMILY,
-        table: table.clone(),
+        table: Cow::Owned(table.to_owned()),
         name: Cow::Borrowed(name),
         _type: Some(NfChainType::Filter),
         hook: Some(hook),
@@ -195,15 +194,10 @@ fn chain(table: &Cow<'static, str>, name: &'static str, hook: NfHook) -> NfListO
     })
 }
 
-fn rule(
-    table: &Cow<'static, str>,
-    chain: &'static str,
-    expr: Vec<Stmt>,
-    comment: &str,
-) -> NfListObject<'static> {
+fn rule(table: &str, chain: &'static str, expr: Vec<Stmt>, comment: &str) -> NfListObject<'static> {
     NfListObject::Rule(Rule {
         family: FAMILY,
-        table: table.clone(),
+        table: Cow::Owned(table.to_owned()),
         chain: Cow::Borrowed(chain),
         expr: Cow::Owned(expr),
         handle: None,
