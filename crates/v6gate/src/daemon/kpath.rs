@@ -47,6 +47,10 @@ pub(super) struct KernelTunnel {
     next_hop: IpAddr,
     /// The MTU of the inner routes: the tunnel MTU, or less once the underlay said so.
     route_mtu: u16,
+    /// The inner routes are off the host because the active path's underlay is gone (its
+    /// pin a blackhole): the programs stay, and the tunnel's traffic meets the TUN
+    /// dataplane's blackholed pin, as without the kernel path.
+    withdrawn: bool,
 }
 
 /// One device's loaded programs, shared with the host-state objects that attach them.
@@ -157,6 +161,7 @@ impl Daemon {
             oif,
             next_hop,
             route_mtu: mtu,
+            withdrawn: false,
         })
     }
 
@@ -197,6 +202,7 @@ impl Daemon {
         let metric = self.config.gateway.route_metric;
         let mut updates = Vec::new();
         let mut switches = Vec::new();
+        let mut withdrawals = Vec::new();
         for t in &self.tunnels {
             let Chosen::Kernel(k) = &t.dataplane else {
                 continue;
@@ -205,6 +211,19 @@ impl Daemon {
                 continue;
             };
             let active = s.active_path.map_or(k.active, |p| p.index());
+            // The routes lead to the underlay next hop whatever the pin says: without an
+            // underlay they would carry on where the TUN dataplane stops.
+            let blackholed = t.paths.get(active).is_some_and(|p| p.pin == Pin::Blackhole);
+            if blackholed {
+                if !k.withdrawn {
+                    withdrawals.push(t.config.name.clone());
+                }
+                continue;
+            }
+            if k.withdrawn {
+                switches.push((t.config.name.clone(), active));
+                continue;
+            }
             // The active path's underlay route moved (repinned): the routes follow it.
             let moved = t.paths.get(active).is_some_and(|p| match p.pin {
                 Pin::Via { oif, gateway } => {
@@ -242,11 +261,56 @@ impl Daemon {
                 warn!(tunnel = %name, "kernel path MSS clamping: {e:#}");
             }
         }
+        for name in withdrawals {
+            self.withdraw_kernel_routes(&name).await;
+        }
         for (name, active) in switches {
             if let Err(e) = self.switch_kernel_path(&name, active).await {
                 warn!(tunnel = %name, "kernel path to path {active}: {e:#}");
             }
         }
+    }
+
+    /// Takes the inner routes of `name` off the host, keeping its programs, until its active
+    /// path has an underlay again ([`Self::switch_kernel_path`] puts them back).
+    async fn withdraw_kernel_routes(&mut self, name: &str) {
+        let Some(k) = self.kernel_tunnel_mut(name) else {
+            return;
+        };
+        let objects = kernel_objects(name, &k.attached, Vec::new());
+        match self.host.set(&owner(name), objects).await {
+            Ok(_) => {
+                info!(tunnel = %name, "kernel path: routes withdrawn, the active path has no underlay");
+                if let Some(k) = self.kernel_tunnel_mut(name) {
+                    k.withdrawn = true;
+                }
+            }
+            Err(e) => warn!(tunnel = %name, "kernel path: withdrawing the routes: {e:#}"),
+        }
+    }
+
+    /// The inner routes of the tunnels on the kernel path, for deciding pins: they lead into
+    /// a tunnel as a route into its TUN device does.
+    pub(super) fn kernel_route_facts(&self) -> Vec<super::pin::KernelRoute> {
+        self.tunnels
+            .iter()
+            .filter_map(|t| match &t.dataplane {
+                Chosen::Kernel(k) if !k.withdrawn => Some((t, k)),
+                _ => None,
+            })
+            .flat_map(|(t, k)| {
+                let metric = self.config.gateway.route_metric;
+                kernel_routes(&t.config, k.oif, k.next_hop, k.route_mtu, metric)
+                    .into_iter()
+                    .map(|r| super::pin::KernelRoute {
+                        dst: r.dst,
+                        oif: k.oif,
+                        gateway: k.next_hop,
+                        device: t.ifindexes.first().copied().unwrap_or(k.oif),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Follows the userspace core's choice of path: the programs send on `active` from the
@@ -291,6 +355,9 @@ impl Daemon {
             .await
             .context("MSS clamping on the kernel path (nftables)")?;
         self.host.set(&owner(name), objects).await?;
+        if let Some(k) = self.kernel_tunnel_mut(name) {
+            k.withdrawn = false;
+        }
         info!(tunnel = %name, "kernel path: path {from} -> {active}, via {next_hop} dev {device}");
         Ok(())
     }
@@ -326,7 +393,7 @@ impl Daemon {
             return Ok(Changes::default());
         };
         let attached = k.attached.clone();
-        let (oif, next_hop, route_mtu) = (k.oif, k.next_hop, k.route_mtu);
+        let (oif, next_hop, route_mtu, withdrawn) = (k.oif, k.next_hop, k.route_mtu, k.withdrawn);
         let before = k.spec.clone();
         let config = super::convert::dataplane_config(new, mtu, None, None);
         let wanted = Spec::from_config(&config);
@@ -341,7 +408,14 @@ impl Daemon {
         };
         let devices: Vec<String> = attached.iter().map(|(d, _)| d.clone()).collect();
         let metric = self.config.gateway.route_metric;
-        let routes = kernel_routes(new, oif, next_hop, route_mtu, metric);
+        let routes_of = |t: &Tunnel| {
+            if withdrawn {
+                Vec::new()
+            } else {
+                kernel_routes(t, oif, next_hop, route_mtu, metric)
+            }
+        };
+        let routes = routes_of(new);
         let result = async {
             set_prefixes(&attached, &both)?;
             self.set_kernel_mss(clamp_of(
@@ -377,7 +451,7 @@ impl Daemon {
                 Ok(changes)
             }
             Err(e) => {
-                let previous = kernel_routes(old, oif, next_hop, route_mtu, metric);
+                let previous = routes_of(old);
                 if let Err(undo) = self
                     .host
                     .set(

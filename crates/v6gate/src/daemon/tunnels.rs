@@ -393,6 +393,7 @@ impl Daemon {
                 lookup: lookup.as_ref(),
                 main_routes: &main_routes,
                 own_devices: &self.own_devices(),
+                kernel_routes: &self.kernel_route_facts(),
             },
         ))
     }
