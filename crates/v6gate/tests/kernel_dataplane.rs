@@ -311,7 +311,8 @@ fn assert_on_kernel_path(gateway: &Gateway, name: &str, sent: u64) {
 /// `auto` with the default `mss_clamp = "auto"` on both sites takes the kernel path, and
 /// the SYNs are clamped both ways (siteA's tunnel MTU 1400: 1360 into its tunnel, and out of
 /// it, where hostB's SYN-ACK crossed siteB's 1460-byte tunnel with 1420), by rules in the
-/// instance's own table: no `[firewall]`, so no `inet v6gate`.
+/// instance's own table: no `[firewall]`, so no `inet v6gate`. A clean stop removes the
+/// table, and so does the take-over of a crashed run's.
 #[test]
 fn auto_takes_the_kernel_path_with_mss_clamping() {
     let mut sites = start_sites(|site, config| {
@@ -328,6 +329,24 @@ fn auto_takes_the_kernel_path_with_mss_clamping() {
     assert_eq!(nft_table(&sites.lab, "v6gate"), None);
     sites.a.take().unwrap().stop().unwrap();
     assert_eq!(nft_table(&sites.lab, "v6gate_mss_site_a"), None);
+
+    // A crash leaves the table; the next run of the instance takes it over from the journal
+    // and, with nothing left to clamp, removes it.
+    let crashed = start_gateway(&sites.lab, Site::A, &sites.config_a);
+    assert_on_kernel_path(&crashed, &sites.config_a.tunnels[0].name, 0);
+    crashed.kill().unwrap();
+    assert!(nft_table(&sites.lab, "v6gate_mss_site_a").is_some());
+    let mut unclamped = sites.config_a.clone();
+    unclamped.tunnel_mut().mss_clamp = Some(v6gate_lab::MssClamp::Off);
+    let again = start_gateway(&sites.lab, Site::A, &unclamped);
+    assert_on_kernel_path(&again, &unclamped.tunnels[0].name, 0);
+    assert_eq!(
+        nft_table(&sites.lab, "v6gate_mss_site_a"),
+        None,
+        "{}",
+        again.log()
+    );
+    sites.a = Some(again);
     sites.stop();
 }
 
