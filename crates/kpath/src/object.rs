@@ -234,24 +234,77 @@ impl KernelPath {
 
     fn fill_prefixes(&mut self, v4: &'static str, v6: &'static str, nets: &[IpNet]) -> Result<()> {
         for net in nets {
-            match net.trunc() {
-                IpNet::V4(net) => lpm::<[u8; 4]>(&mut self.ebpf, v4)?
-                    .insert(
-                        &Key::new(u32::from(net.prefix_len()), net.addr().octets()),
-                        1,
-                        0,
-                    )
-                    .map_err(map_error(v4))?,
-                IpNet::V6(net) => lpm::<[u8; 16]>(&mut self.ebpf, v6)?
-                    .insert(
-                        &Key::new(u32::from(net.prefix_len()), net.addr().octets()),
-                        1,
-                        0,
-                    )
-                    .map_err(map_error(v6))?,
-            }
+            self.insert_prefix(v4, v6, *net)?;
         }
         Ok(())
+    }
+
+    fn insert_prefix(&mut self, v4: &'static str, v6: &'static str, net: IpNet) -> Result<()> {
+        match net.trunc() {
+            IpNet::V4(net) => lpm::<[u8; 4]>(&mut self.ebpf, v4)?
+                .insert(
+                    &Key::new(u32::from(net.prefix_len()), net.addr().octets()),
+                    1,
+                    0,
+                )
+                .map_err(map_error(v4)),
+            IpNet::V6(net) => lpm::<[u8; 16]>(&mut self.ebpf, v6)?
+                .insert(
+                    &Key::new(u32::from(net.prefix_len()), net.addr().octets()),
+                    1,
+                    0,
+                )
+                .map_err(map_error(v6)),
+        }
+    }
+
+    fn remove_prefix(&mut self, v4: &'static str, v6: &'static str, net: IpNet) -> Result<()> {
+        match net.trunc() {
+            IpNet::V4(net) => lpm::<[u8; 4]>(&mut self.ebpf, v4)?
+                .remove(&Key::new(u32::from(net.prefix_len()), net.addr().octets()))
+                .map_err(map_error(v4)),
+            IpNet::V6(net) => lpm::<[u8; 16]>(&mut self.ebpf, v6)?
+                .remove(&Key::new(u32::from(net.prefix_len()), net.addr().octets()))
+                .map_err(map_error(v6)),
+        }
+    }
+
+    /// Makes the programs claim `routes` and accept `allowed_sources` from the next packet
+    /// on: one map update per prefix that is new or gone, the new ones first, nothing
+    /// reattached, counters kept. The spec follows each update that took, so after a failure
+    /// a call with the previous prefixes puts the maps back.
+    pub fn set_prefixes(&mut self, routes: &[IpNet], allowed_sources: &[IpNet]) -> Result<()> {
+        for (v4, v6, sources, wanted) in [
+            ("routes4", "routes6", false, routes),
+            ("sources4", "sources6", true, allowed_sources),
+        ] {
+            let held = |spec: &Spec| {
+                if sources {
+                    spec.allowed_sources.clone()
+                } else {
+                    spec.routes.clone()
+                }
+            };
+            for net in missing_from(&held(&self.spec), wanted) {
+                self.insert_prefix(v4, v6, net)?;
+                self.prefixes_mut(sources).push(net);
+            }
+            for net in missing_from(wanted, &held(&self.spec)) {
+                self.remove_prefix(v4, v6, net)?;
+                self.prefixes_mut(sources)
+                    .retain(|n| n.trunc() != net.trunc());
+            }
+            *self.prefixes_mut(sources) = wanted.to_vec();
+        }
+        Ok(())
+    }
+
+    fn prefixes_mut(&mut self, sources: bool) -> &mut Vec<IpNet> {
+        if sources {
+            &mut self.spec.allowed_sources
+        } else {
+            &mut self.spec.routes
+        }
     }
 
     /// Sends from now on over path `index`: failover is this one map update, without
@@ -492,6 +545,17 @@ impl KernelPath {
         sys::bpf::test_run(fd.as_fd(), frame, MAX_GROWTH)
             .map_err(|source| KernelPathError::TestRun { name, source })
     }
+}
+
+/// The prefixes of `nets` that `held` lacks, as the maps key them (truncated), once each.
+fn missing_from(held: &[IpNet], nets: &[IpNet]) -> Vec<IpNet> {
+    let mut missing: Vec<IpNet> = Vec::new();
+    for net in nets.iter().map(IpNet::trunc) {
+        if !held.iter().any(|h| h.trunc() == net) && !missing.contains(&net) {
+            missing.push(net);
+        }
+    }
+    missing
 }
 
 fn check(spec: &Spec) -> Result<()> {

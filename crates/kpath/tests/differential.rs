@@ -511,6 +511,56 @@ fn failover_is_one_map_update() {
     assert_eq!(kernel.path_counters(1).unwrap().tx_packets, 1);
 }
 
+/// A reload's new prefixes are map updates on the loaded programs: a destination added to
+/// the routes is encapsulated from the next packet on, one removed is passed on untouched,
+/// and a source added to the allowed sources is decapsulated; the counters carry on.
+#[test]
+fn prefixes_change_by_map_updates() {
+    if !can_load() {
+        return;
+    }
+    let config = config(Variant::V6Plain);
+    let mut kernel = KernelPath::load(&Spec::from_config(&config)).unwrap();
+    let further: ipnet::IpNet = "198.18.200.0/24".parse().unwrap();
+    let far = Ipv4Addr::new(198, 18, 200, 9);
+    let to_far = frame(0x0800, &ipv4(OURS4, far, 0, true, 17, &[0; 12]));
+    let to_theirs = frame(0x0800, &ipv4(OURS4, THEIRS4, 0, true, 17, &[0; 12]));
+    let from_far = frame(
+        0x86dd,
+        &ipv6(
+            REMOTE6,
+            LOCAL6,
+            0,
+            4,
+            &ipv4(far, OURS4, 0, true, 17, &[0; 12]),
+        ),
+    );
+    assert_eq!(kernel.run_encap(&to_far).unwrap().retval, TC_ACT_UNSPEC);
+    assert_eq!(kernel.run_decap(&from_far).unwrap().retval, TC_ACT_SHOT);
+
+    let mut routes = config.routes.clone();
+    routes.push(further);
+    let mut sources = config.allowed_sources.clone();
+    sources.push(further);
+    kernel.set_prefixes(&routes, &sources).unwrap();
+    let out = kernel.run_encap(&to_far).unwrap();
+    assert_eq!(
+        (out.retval, &out.data[12..14]),
+        (TC_ACT_OK, &[0x86, 0xdd][..])
+    );
+    assert_eq!(kernel.run_decap(&from_far).unwrap().retval, TC_ACT_OK);
+    assert_eq!(kernel.spec().routes, routes);
+
+    // Only the new prefix left: the old one is passed on, the new one still encapsulated.
+    kernel.set_prefixes(&[further], &[further]).unwrap();
+    let passed = kernel.run_encap(&to_theirs).unwrap();
+    assert_eq!((passed.retval, &passed.data), (TC_ACT_UNSPEC, &to_theirs));
+    assert_eq!(kernel.run_encap(&to_far).unwrap().retval, TC_ACT_OK);
+    let counters = kernel.counters().unwrap();
+    assert_eq!(counters.tx_packets, 2, "{counters:?}");
+    assert_eq!(counters.rx_packets, 1, "{counters:?}");
+}
+
 fn addr4() -> impl Strategy<Value = Ipv4Addr> {
     prop_oneof![
         Just(OURS4),

@@ -102,6 +102,8 @@ pub async fn underlay(netlink: &Netlink, remote: std::net::IpAddr, own: &[u32]) 
         lookup: lookup.as_ref(),
         main_routes: &main,
         own_devices: own,
+        // Only a running daemon has kernel-path routes, and it decides its pins itself.
+        kernel_routes: &[],
     };
     match decide(remote, &facts) {
         Decision::Pin(Pin::Via { oif, .. }) => Some(oif),

@@ -172,6 +172,12 @@ fn dual(split: bool) -> Dual {
     Dual { lab, a, a2, b }
 }
 
+/// `nft list table inet <name>` in siteA, or `None` when there is no such table.
+fn nft_table(lab: &Lab, name: &str) -> Option<String> {
+    let out = lab.exec(Node::SiteA, &["nft", "list", "table", "inet", name]);
+    out.status.success().then(|| text(&out))
+}
+
 #[test]
 fn two_instances_in_one_namespace_carry_traffic_and_stop_independently() {
     let Dual { lab, a, a2, b } = dual(true);
@@ -191,6 +197,15 @@ fn two_instances_in_one_namespace_carry_traffic_and_stop_independently() {
         .ip(Node::SiteA, &["-6", "route", "show", "table", "6464"])
         .unwrap();
     assert_eq!(both.lines().count(), 2, "one pin per instance:\n{both}");
+    // Each instance clamps its own kernel-path tunnel in a table named after its socket;
+    // neither has a `[firewall]`, so there is no `inet v6gate`.
+    for (gateway, table) in [(&gw_a, "v6gate_mss_site_a"), (&gw_a2, "v6gate_mss_site_a2")] {
+        let status = gateway.status().unwrap();
+        assert_eq!(status["tunnels"][0]["dataplane"], "kernel", "{status:#}");
+        assert!(nft_table(&lab, table).is_some(), "no table {table}");
+    }
+    assert_eq!(nft_table(&lab, "v6gate"), None);
+    let clamping_a2 = nft_table(&lab, "v6gate_mss_site_a2");
 
     gw_a.stop().unwrap_or_else(|e| panic!("{e}"));
     let after = HostState::capture(&lab, Node::SiteA);
@@ -199,6 +214,8 @@ fn two_instances_in_one_namespace_carry_traffic_and_stop_independently() {
         "stopping one instance changed the other's state:\n{}",
         alone.differences(&after)
     );
+    assert_eq!(nft_table(&lab, "v6gate_mss_site_a"), None);
+    assert_eq!(nft_table(&lab, "v6gate_mss_site_a2"), clamping_a2);
     // The survivor did not have to repair anything either.
     thread::sleep(Duration::from_millis(300));
     assert!(!gw_a2.log().contains("restored"), "{}", gw_a2.log());
@@ -249,10 +266,12 @@ fn restart_after_sigkill_under_traffic_takes_over_without_duplicates() {
     );
     let rules = lab.ip(Node::SiteA, &["-6", "rule", "show"]).unwrap();
     assert_eq!(rules.matches("lookup 6464").count(), 1, "{rules}");
+    // One route into the TUN device and one, a metric better, through the kernel path.
     let lan = lab
         .ip(Node::SiteA, &["route", "show", addr::LAN_B4])
         .unwrap();
-    assert_eq!(lan.lines().count(), 1, "{lan}");
+    assert_eq!(lan.lines().count(), 2, "{lan}");
+    assert_eq!(lan.matches("dev v6g-ab").count(), 1, "{lan}");
     let pins = lab
         .ip(Node::SiteA, &["-6", "route", "show", "table", "6464"])
         .unwrap();

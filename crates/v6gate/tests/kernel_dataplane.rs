@@ -5,13 +5,15 @@
 //! before installing its own. `auto` takes the kernel path with MSS clamping (nftables clamps
 //! the SYNs); a kernel-path site and a TUN-dataplane site carry TCP both ways and UDP; the
 //! route MTU follows the path MTU; failover moves the programs' active path and the routes;
-//! what the gateway itself sends into the tunnel carries the tunnel's address.
+//! what the gateway itself sends into the tunnel carries the tunnel's address; a reload that
+//! adds a route changes the kernel path in place.
 
 mod common;
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::metrics::{scrape, value};
@@ -306,44 +308,54 @@ fn assert_on_kernel_path(gateway: &Gateway, name: &str, sent: u64) {
     );
 }
 
-/// `auto` takes the kernel path where the tunnel asks for no clamping, and says why it stays
-/// on the TUN dataplane otherwise (the clamping rules are taken only when asked for).
+/// `auto` with the default `mss_clamp = "auto"` on both sites takes the kernel path, and
+/// the SYNs are clamped both ways (siteA's tunnel MTU 1400: 1360 into its tunnel, and out of
+/// it, where hostB's SYN-ACK crossed siteB's 1460-byte tunnel with 1420), by rules in the
+/// instance's own table: no `[firewall]`, so no `inet v6gate`. A clean stop removes the
+/// table, and so does the take-over of a crashed run's.
 #[test]
-fn auto_takes_the_kernel_path_where_it_can() {
-    let sites = start_sites(|site, config| {
+fn auto_takes_the_kernel_path_with_mss_clamping() {
+    let mut sites = start_sites(|site, config| {
         if site == Site::A {
-            config.tunnel_mut().extra.push("mss_clamp = \"off\"".into());
+            config.tunnel_mut().mtu = Some(1400);
         }
     });
-    let a = sites.gateway(Site::A);
-    let b = sites.gateway(Site::B);
-    assert_ping(
-        &sites.lab,
-        Node::HostA,
-        IpAddr::V4(addr::HOST_B4),
-        3,
-        &[a, b],
+    let (syns, syn_acks) = syn_mss(&sites);
+    assert!(syns.iter().all(|m| *m == 1360), "{syns:?}");
+    assert!(syn_acks.iter().all(|m| *m == 1360), "{syn_acks:?}");
+    assert_kernel_without_fallback(&sites);
+    let table = nft_table(&sites.lab, "v6gate_mss_site_a").expect("the clamping table");
+    assert!(table.contains("maxseg size set rt mtu"), "{table}");
+    assert_eq!(nft_table(&sites.lab, "v6gate"), None);
+    sites.a.take().unwrap().stop().unwrap();
+    assert_eq!(nft_table(&sites.lab, "v6gate_mss_site_a"), None);
+
+    // A crash leaves the table; the next run of the instance takes it over from the journal
+    // and, with nothing left to clamp, removes it.
+    let crashed = start_gateway(&sites.lab, Site::A, &sites.config_a);
+    assert_on_kernel_path(&crashed, &sites.config_a.tunnels[0].name, 0);
+    crashed.kill().unwrap();
+    assert!(nft_table(&sites.lab, "v6gate_mss_site_a").is_some());
+    let mut unclamped = sites.config_a.clone();
+    unclamped.tunnel_mut().mss_clamp = Some(v6gate_lab::MssClamp::Off);
+    let again = start_gateway(&sites.lab, Site::A, &unclamped);
+    assert_on_kernel_path(&again, &unclamped.tunnels[0].name, 0);
+    assert_eq!(
+        nft_table(&sites.lab, "v6gate_mss_site_a"),
+        None,
+        "{}",
+        again.log()
     );
-    let name = sites.config_a.tunnels[0].name.clone();
-    assert_on_kernel_path(a, &name, 3);
-    let tb = b.tunnel_status(&name).unwrap();
-    assert_eq!(tb["dataplane"], "userspace", "{tb:#}");
-    assert!(
-        tb["dataplane_fallback"]
-            .as_str()
-            .unwrap()
-            .contains("MSS clamping"),
-        "{tb:#}"
-    );
-    // siteB's TUN dataplane decapsulates what siteA's programs sent.
-    assert!(tb["rx_packets"].as_u64().unwrap() >= 3, "{tb:#}");
+    sites.a = Some(again);
     sites.stop();
 }
 
-/// `dataplane = "kernel"` with the default `mss_clamp = "auto"` on both sites: the SYNs are
-/// clamped by nftables, leaving siteA to the route MTU of its kernel path (its tunnel MTU,
-/// 1400), arriving at siteA to that MTU too (hostB's SYN-ACK crossed siteB's 1460-byte
-/// tunnel with 1420).
+/// `nft list table inet <name>` in siteA, or `None` when there is no such table.
+fn nft_table(lab: &Lab, name: &str) -> Option<String> {
+    let out = lab.exec(Node::SiteA, &["nft", "list", "table", "inet", name]);
+    out.status.success().then(|| common::text(&out))
+}
+
 /// A second tunnel to another far end, leaving on the same wan device with a route in another
 /// table inside the first one's prefix, stays off the kernel path: the first tunnel's egress program
 /// would take its packets. `auto` says why; the first keeps carrying on the kernel path.
@@ -391,6 +403,10 @@ fn overlapping_routes_on_one_device_keep_the_second_tunnel_off_the_kernel_path()
     sites.stop();
 }
 
+/// `dataplane = "kernel"` with the default `mss_clamp = "auto"` on both sites: the SYNs are
+/// clamped by nftables, leaving siteA to the route MTU of its kernel path (its tunnel MTU,
+/// 1400), arriving at siteA to that MTU too (hostB's SYN-ACK crossed siteB's 1460-byte
+/// tunnel with 1420).
 #[test]
 fn the_kernel_path_clamps_the_mss() {
     let sites = start_kernel_sites(|site, config| {
@@ -409,7 +425,7 @@ fn the_kernel_path_clamps_the_mss() {
             "list",
             "chain",
             "inet",
-            "v6gate",
+            "v6gate_mss_site_a",
             "kernel_mss_forward",
         ],
     ));
@@ -417,10 +433,7 @@ fn the_kernel_path_clamps_the_mss() {
     // A clean stop takes the clamping with the table.
     let mut sites = sites;
     sites.a.take().unwrap().stop().unwrap();
-    let out = sites
-        .lab
-        .exec(Node::SiteA, &["nft", "list", "table", "inet", "v6gate"]);
-    assert!(!out.status.success(), "{}", common::text(&out));
+    assert_eq!(nft_table(&sites.lab, "v6gate_mss_site_a"), None);
     sites.stop();
 }
 
@@ -714,4 +727,109 @@ fn clsact_filters_are_repaired_and_a_crashed_runs_are_removed() {
     );
     again.stop().unwrap();
     b.stop().unwrap();
+}
+
+/// A prefix behind siteB that the standard configs do not route, and an address in it on
+/// hostB.
+const FURTHER_B4: &str = "198.18.200.0/24";
+const FURTHER_HOST_B4: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);
+
+/// The kernel's ids of the programs on siteA's wan device (tcx), egress then ingress.
+fn program_ids(lab: &Lab) -> Vec<u32> {
+    let namespace = lab.namespace(Node::SiteA).to_owned();
+    std::thread::spawn(move || {
+        enter_netns(&namespace).expect("enter siteA");
+        kpath::Hook::BOTH
+            .iter()
+            .flat_map(|hook| KernelPath::tcx_ids(dev::WAN6, *hook).expect("query tcx"))
+            .collect()
+    })
+    .join()
+    .expect("query thread")
+}
+
+/// A reload that adds a route to siteA's kernel-path tunnel changes its maps, routes and
+/// clamping in place: hostB's address in the new prefix answers through the programs, which
+/// keep their ids and counters, the TUN device keeps its index, and of 300 pings 10 ms
+/// apart across the reload no more than a few go missing.
+#[test]
+fn a_reload_adds_a_route_to_a_kernel_path_tunnel_in_place() {
+    let sites = start_sites(|_, _| {});
+    let lab = &sites.lab;
+    let (a, b) = (sites.gateway(Site::A), sites.gateway(Site::B));
+    lab.ip(
+        Node::HostB,
+        &[
+            "addr",
+            "add",
+            &format!("{FURTHER_HOST_B4}/32"),
+            "dev",
+            dev::LAN,
+        ],
+    )
+    .unwrap();
+    let via = addr::HOST_B4.to_string();
+    lab.ip(Node::SiteB, &["route", "add", FURTHER_B4, "via", &via])
+        .unwrap();
+    ping_both_ways(&sites);
+    let name = sites.config_a.tunnels[0].name.clone();
+    assert_on_kernel_path(a, &name, 3);
+    let device = common::tunnel_device(&sites.config_a);
+    let ifindex = common::ifindex(lab, Node::SiteA, &device);
+    let programs = program_ids(lab);
+    assert_eq!(programs.len(), 2, "{programs:?}");
+    let sent_before = a.tunnel_status(&name).unwrap()["kernel_path"]["tx_packets"]
+        .as_u64()
+        .unwrap();
+
+    let mut changed = sites.config_a.clone();
+    changed.tunnels[0].routes.push(FURTHER_B4.to_owned());
+    a.rewrite_config(&changed).unwrap();
+    let (reload, pings) = std::thread::scope(|s| {
+        let pings = s.spawn(|| {
+            lab.ping_output(Node::HostA, IpAddr::V4(addr::HOST_B4), 300, &["-i", "0.01"])
+        });
+        std::thread::sleep(Duration::from_millis(1000));
+        let reload = Command::new(common::BIN)
+            .args(["reload", "--socket"])
+            .arg(a.control_socket())
+            .output()
+            .unwrap();
+        (reload, pings.join().unwrap())
+    });
+    let summary = common::text(&reload);
+    assert!(reload.status.success(), "{summary}");
+    assert!(
+        summary.contains(&format!("tunnel {name}: changed in place")),
+        "{summary}\n{}",
+        a.log()
+    );
+    let (sent, received) = common::ping_counts(&common::text(&pings));
+    eprintln!("10 ms pings across the reload: {received}/{sent}");
+    assert!(
+        sent >= 290 && received + 3 >= sent,
+        "{}",
+        common::text(&pings)
+    );
+
+    assert_ping(lab, Node::HostA, IpAddr::V4(FURTHER_HOST_B4), 3, &[a, b]);
+    assert_eq!(
+        program_ids(lab),
+        programs,
+        "the programs were attached anew"
+    );
+    assert_eq!(
+        common::ifindex(lab, Node::SiteA, &device),
+        ifindex,
+        "the TUN device was re-created"
+    );
+    // Counters kept: what the programs sent before the reload is still counted.
+    assert_on_kernel_path(a, &name, sent_before + received + 3);
+    let routes = lab
+        .ip(Node::SiteA, &["-4", "route", "show", FURTHER_B4])
+        .unwrap();
+    assert!(routes.contains("via inet6"), "{routes}");
+    let table = nft_table(lab, "v6gate_mss_site_a").expect("the clamping table");
+    assert!(table.contains(FURTHER_B4), "{table}");
+    sites.stop();
 }

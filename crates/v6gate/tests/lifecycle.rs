@@ -156,13 +156,15 @@ fn restart_after_sigkill_reconciles_and_works() {
         a.log()
     );
     assert_ping(&lab, Node::HostA, HOST_B, 3, &[&a, &b]);
-    // Reconciled, not duplicated: one pin rule per family, one route per LAN prefix.
+    // Reconciled, not duplicated: one pin rule per family, one route per LAN prefix into the
+    // TUN device and one, a metric better, through the kernel path.
     let rules = lab.ip(Node::SiteA, &["-6", "rule", "show"]).unwrap();
     assert_eq!(rules.matches("lookup 6464").count(), 1, "{rules}");
     let routes = lab
         .ip(Node::SiteA, &["route", "show", addr::LAN_B4])
         .unwrap();
-    assert_eq!(routes.lines().count(), 1, "{routes}");
+    assert_eq!(routes.lines().count(), 2, "{routes}");
+    assert_eq!(routes.matches("dev v6g-ab").count(), 1, "{routes}");
     let pins = lab
         .ip(Node::SiteA, &["-6", "route", "show", "table", "6464"])
         .unwrap();

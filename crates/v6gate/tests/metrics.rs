@@ -19,6 +19,12 @@ fn running_gateway_metrics_pass_promtool() {
     let mut config_a = lab.site_config(Site::A);
     // The address comes from the file's [gateway] metrics, as an operator writes it.
     config_a.extra.push(format!("metrics = \"{ADDRESS}\""));
+    // The tunnel counters checked below are the TUN dataplane's (kernel_dataplane.rs checks
+    // the kernel path's series).
+    config_a
+        .tunnel_mut()
+        .extra
+        .push("dataplane = \"userspace\"".into());
     let config_b = lab.site_config(Site::B);
     let tunnel = config_a.tunnels[0].name.clone();
     let path = lab.dir().join("metrics-a.toml");

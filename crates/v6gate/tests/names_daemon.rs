@@ -105,6 +105,11 @@ fn resumed_within(lab: &Lab, since: Instant, limit: Duration) -> Option<Duration
     None
 }
 
+/// The tunnel key that keeps [`peer_moves`] on the TUN dataplane: traffic stopping at the
+/// move is what shows the move, and on the kernel path siteB's programs go on decapsulating
+/// for its old address while the wan router still knows it.
+const USERSPACE: &str = "dataplane = \"userspace\"\n";
+
 /// siteB moves from 2001:db8:0:2::1 to ::2; siteA finds it again by name.
 fn peer_moves(ipsec: bool) {
     let lab = lab(LabOptions::default());
@@ -117,7 +122,7 @@ fn peer_moves(ipsec: bool) {
             site: Site::B,
             ipsec: ipsec.then_some("respond"),
             path: format!(
-                "\n[[tunnel.path]]\nname = \"ipoe\"\nlocal_device = \"{}\"\nremote = \"{}\"\n",
+                "{USERSPACE}\n[[tunnel.path]]\nname = \"ipoe\"\nlocal_device = \"{}\"\nremote = \"{}\"\n",
                 dev::WAN6,
                 addr::SITE_A_WAN6
             ),
@@ -133,7 +138,7 @@ fn peer_moves(ipsec: bool) {
             site: Site::A,
             ipsec: ipsec.then_some("auto"),
             path: format!(
-                "\n[[tunnel.path]]\nname = \"ipoe\"\nlocal = \"{}\"\nremote = \
+                "{USERSPACE}\n[[tunnel.path]]\nname = \"ipoe\"\nlocal = \"{}\"\nremote = \
                  \"site-b.example.jp\"\n",
                 addr::SITE_A_WAN6
             ),

@@ -879,7 +879,11 @@ fn daemon_ds_lite_follows_its_aftr_name_to_another_aftr() {
         AFTR_NAME,
         addr::SITE_B_WAN6,
     );
-    let first = aftr_config(&lab);
+    // Both AFTRs on the TUN dataplane: they share siteB's wan device with overlapping
+    // prefixes, which two instances cannot on the kernel path (softwire_kernel.rs).
+    let userspace = "dataplane = \"userspace\"".to_owned();
+    let mut first = aftr_config(&lab);
+    first.tunnel_mut().extra.push(userspace.clone());
     let first = common::start_gateway(&lab, Site::B, &first);
     let ce = start_named_b4(&lab, "");
     let remote_is = |a: Ipv6Addr| {
@@ -903,6 +907,7 @@ fn daemon_ds_lite_follows_its_aftr_name_to_another_aftr() {
     tunnel.name = "aftr2".to_owned();
     tunnel.local = second;
     tunnel.routes = vec![format!("{}/32", addr::HOST_A4)];
+    tunnel.extra.push(userspace);
     let second_aftr = common::start_gateway(&lab, Site::B, &config);
     let moved = std::time::Instant::now();
     knot.update(&lab, KEY, AFTR_NAME, "AAAA", IpAddr::V6(second));

@@ -10,9 +10,21 @@ use common::{
     Sites, assert_ping, counter, drops, outer_ipv6, pcap_packets, scapy, text, tunnel_packets,
     wait_until, wan_link,
 };
-use v6gate_lab::{LabOptions, MssClamp, Node, Site, addr, dev};
+use v6gate_lab::{GatewayConfig, LabOptions, MssClamp, Node, Site, addr, dev};
 
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
+
+/// Both sites with their tunnels on the TUN dataplane, which this file tests (its counters,
+/// drops, clamping and ICMP), then `adjust`.
+fn start(options: LabOptions, adjust: impl Fn(Site, &mut GatewayConfig)) -> Sites {
+    Sites::start(options, |site, config| {
+        config
+            .tunnel_mut()
+            .extra
+            .push("dataplane = \"userspace\"".into());
+        adjust(site, config);
+    })
+}
 
 /// What siteA's tunnel and hostA saw of packets that `send` put on a wire.
 struct Injected {
@@ -63,7 +75,7 @@ fn inject(
 
 #[test]
 fn lan_hosts_ping_and_tcp_through_the_tunnel() {
-    let sites = Sites::start(LabOptions::default(), |_, _| {});
+    let sites = start(LabOptions::default(), |_, _| {});
     let lab = &sites.lab;
     let gateways = [sites.gateway(Site::A), sites.gateway(Site::B)];
     assert_ping(lab, Node::HostA, HOST_B, 5, &gateways);
@@ -101,7 +113,7 @@ fn lan_hosts_ping_and_tcp_through_the_tunnel() {
 
 #[test]
 fn outer_header_is_plain_ipip6_without_encap_limit_by_default() {
-    let sites = Sites::start(LabOptions::default(), |_, _| {});
+    let sites = start(LabOptions::default(), |_, _| {});
     let lab = &sites.lab;
     let gateways = [sites.gateway(Site::A), sites.gateway(Site::B)];
     common::wait_ping(lab, Node::HostA, HOST_B, Duration::from_secs(10));
@@ -139,7 +151,7 @@ fn outer_header_is_plain_ipip6_without_encap_limit_by_default() {
 
 #[test]
 fn encap_limit_4_sends_a_tunnel_encapsulation_limit_option() {
-    let sites = Sites::start(LabOptions::default(), |_, config| {
+    let sites = start(LabOptions::default(), |_, config| {
         config.tunnel_mut().encap_limit = Some(Some(4));
     });
     let lab = &sites.lab;
@@ -222,7 +234,7 @@ print("sent", len(bytes(pkt)))
 
 #[test]
 fn packet_with_encap_limit_option_from_the_peer_is_decapsulated() {
-    let sites = Sites::start(LabOptions::default(), |_, _| {});
+    let sites = start(LabOptions::default(), |_, _| {});
     let marker = "v6gate-encap-limit-probe";
     let send = || {
         scapy(
@@ -272,7 +284,7 @@ for _ in range(int(count)):
 
 #[test]
 fn spoofed_outer_source_is_dropped_and_counted() {
-    let sites = Sites::start(LabOptions::default(), |_, _| {});
+    let sites = start(LabOptions::default(), |_, _| {});
     let sent = 4;
     let send = || {
         scapy(
@@ -316,7 +328,7 @@ fn spoofed_outer_source_is_dropped_and_counted() {
 #[test]
 fn mss_is_clamped_on_syn_to_the_tunnel_mtu() {
     let mtu = 1400u16;
-    let sites = Sites::start(LabOptions::default(), |_, config| {
+    let sites = start(LabOptions::default(), |_, config| {
         let tunnel = config.tunnel_mut();
         tunnel.mtu = Some(mtu);
         tunnel.mss_clamp = Some(MssClamp::Auto);
@@ -357,7 +369,7 @@ fn mss_is_clamped_on_syn_to_the_tunnel_mtu() {
 fn df_packet_over_the_path_mtu_gets_frag_needed() {
     // siteA's own link is 1500, the far side of the wan router only 1400: the router tells
     // siteA with ICMPv6 Packet Too Big, and siteA must tell hostA with ICMP frag-needed.
-    let sites = Sites::start(
+    let sites = start(
         LabOptions {
             wan_b_mtu: Some(1400),
             ..LabOptions::default()
@@ -396,7 +408,7 @@ fn df_packet_over_the_path_mtu_gets_frag_needed() {
 
 #[test]
 fn ip6ip6_and_ipip6_share_one_tunnel_in_mode_any() {
-    let sites = Sites::start(LabOptions::default(), |site, config| {
+    let sites = start(LabOptions::default(), |site, config| {
         let tunnel = config.tunnel_mut();
         tunnel.mode = "any".to_owned();
         tunnel.routes = vec![site.peer().lan4().to_owned(), site.peer().lan6().to_owned()];
@@ -452,7 +464,7 @@ fn pcap_decoder_reads_a_tcpdump_capture() {
 
 #[test]
 fn inner_source_outside_allowed_sources_is_dropped_and_counted() {
-    let sites = Sites::start(LabOptions::default(), |_, _| {});
+    let sites = start(LabOptions::default(), |_, _| {});
     // The right outer source (siteB itself), but an inner source siteB may not send for.
     let sent = 3;
     let send = || {

@@ -1,4 +1,9 @@
-//! MSS clamping for tunnels on the kernel path, as chains of v6gate's one table.
+//! MSS clamping for tunnels on the kernel path, in an nftables table of the instance's own.
+//!
+//! Not in the firewall's `inet v6gate`: that table is one per namespace, and a second instance
+//! there (another control socket) would replace or delete it with its own. The clamping table
+//! is named after the instance ([`table_name`]), so each instance installs, repairs and
+//! removes only its own, with or without a `[firewall]`.
 //!
 //! On the kernel path no userspace core sees the SYNs: the kernel routes the inner packets
 //! straight to the underlay device (`via inet6 <next hop> dev <underlay> mtu <tunnel MTU>`)
@@ -20,8 +25,15 @@ use nftables::schema::{Chain, NfListObject, Rule};
 use nftables::stmt::{Mangle, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 
+use nftables::schema::Table;
+
 use super::expr::{Expr, Stmt, addresses, and, iifname, is, number, oifname, payload, string};
-use super::ruleset::{FAMILY, Ruleset, TABLE};
+use super::ruleset::{FAMILY, Ruleset};
+
+/// What every clamping table's name starts with; the instance's name follows.
+pub const TABLE_PREFIX: &str = "v6gate_mss_";
+/// Longest instance part of the name, well inside nftables' 256 bytes.
+const MAX_INSTANCE: usize = 64;
 
 /// The chains' priority: mangle, like the zones' `mss_clamp`.
 const PRIO_MANGLE: i32 = -150;
@@ -56,24 +68,45 @@ pub struct KernelMss {
     pub size: KernelMssSize,
 }
 
-/// `ruleset` with the clamping of `tunnels` added; a table of its own when there is no
-/// ruleset, `ruleset` as it was when no tunnel clamps.
-pub fn with_kernel_mss(ruleset: Option<Ruleset>, tunnels: &[KernelMss]) -> Option<Ruleset> {
-    let mut rules = Vec::new();
-    for t in tunnels {
-        add(t, &mut rules);
-    }
-    if rules.is_empty() {
-        return ruleset;
-    }
-    let chains = vec![
-        chain(FORWARD_CHAIN, NfHook::Forward),
-        chain(OUTPUT_CHAIN, NfHook::Output),
-    ];
-    Some(Ruleset::extended(ruleset, chains, rules))
+/// The clamping table of the instance whose control socket is `<instance>.sock`:
+/// `v6gate_mss_<instance>`, every character but ASCII letters, digits and `_` turned into `_`
+/// so that `nft` takes it unquoted, at most 64 of them. Instances in one namespace need socket
+/// names that stay distinct that way.
+pub fn table_name(instance: &str) -> String {
+    let safe: String = instance
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(MAX_INSTANCE)
+        .collect();
+    format!("{TABLE_PREFIX}{safe}")
 }
 
-fn add(t: &KernelMss, rules: &mut Vec<NfListObject<'static>>) {
+/// The table `name` with the clamping of `tunnels`; `None` when no tunnel clamps, so that an
+/// instance with nothing to clamp has no table.
+pub fn kernel_mss_table(name: &str, tunnels: &[KernelMss]) -> Option<Ruleset> {
+    let mut rules = Vec::new();
+    for t in tunnels {
+        add(name, t, &mut rules);
+    }
+    if rules.is_empty() {
+        return None;
+    }
+    let mut content = vec![
+        chain(name, FORWARD_CHAIN, NfHook::Forward),
+        chain(name, OUTPUT_CHAIN, NfHook::Output),
+    ];
+    content.extend(rules);
+    Some(Ruleset {
+        table: Table {
+            family: FAMILY,
+            name: Cow::Owned(name.to_owned()),
+            handle: None,
+        },
+        content,
+    })
+}
+
+fn add(table: &str, t: &KernelMss, rules: &mut Vec<NfListObject<'static>>) {
     let comment = format!("kernel path mss {}", t.tunnel);
     for ipv4 in [true, false] {
         let family = |nets: &[IpNet]| -> Vec<IpNet> {
@@ -98,6 +131,7 @@ fn add(t: &KernelMss, rules: &mut Vec<NfListObject<'static>>) {
             if !routes.is_empty() {
                 for chain in [FORWARD_CHAIN, OUTPUT_CHAIN] {
                     rules.push(rule(
+                        table,
                         chain,
                         vec![
                             oifname(device),
@@ -111,6 +145,7 @@ fn add(t: &KernelMss, rules: &mut Vec<NfListObject<'static>>) {
             }
             if !sources.is_empty() {
                 rules.push(rule(
+                    table,
                     FORWARD_CHAIN,
                     vec![
                         iifname(device),
@@ -146,10 +181,10 @@ fn set_mss(value: Expr) -> Stmt {
     })
 }
 
-fn chain(name: &'static str, hook: NfHook) -> NfListObject<'static> {
+fn chain(table: &str, name: &'static str, hook: NfHook) -> NfListObject<'static> {
     NfListObject::Chain(Chain {
         family: FAMILY,
-        table: Cow::Borrowed(TABLE),
+        table: Cow::Owned(table.to_owned()),
         name: Cow::Borrowed(name),
         _type: Some(NfChainType::Filter),
         hook: Some(hook),
@@ -159,10 +194,10 @@ fn chain(name: &'static str, hook: NfHook) -> NfListObject<'static> {
     })
 }
 
-fn rule(chain: &'static str, expr: Vec<Stmt>, comment: &str) -> NfListObject<'static> {
+fn rule(table: &str, chain: &'static str, expr: Vec<Stmt>, comment: &str) -> NfListObject<'static> {
     NfListObject::Rule(Rule {
         family: FAMILY,
-        table: Cow::Borrowed(TABLE),
+        table: Cow::Owned(table.to_owned()),
         chain: Cow::Borrowed(chain),
         expr: Cow::Owned(expr),
         handle: None,
@@ -203,7 +238,11 @@ mod tests {
 
     #[test]
     fn syns_into_the_tunnel_get_the_route_mtu_and_syns_out_of_it_a_number() {
-        let r = with_kernel_mss(None, &[tunnel(KernelMssSize::Route { mtu: 1460 })]).unwrap();
+        let r = kernel_mss_table(
+            "v6gate_mss_t",
+            &[tunnel(KernelMssSize::Route { mtu: 1460 })],
+        )
+        .unwrap();
         let rules = rules(&r);
         // Per device: IPv4 and IPv6 routes into it in forward and output (4), IPv4 sources
         // out of it (1).
@@ -235,7 +274,7 @@ mod tests {
 
     #[test]
     fn a_fixed_clamp_is_that_number_both_ways() {
-        let r = with_kernel_mss(None, &[tunnel(KernelMssSize::Fixed(1300))]).unwrap();
+        let r = kernel_mss_table("v6gate_mss_t", &[tunnel(KernelMssSize::Fixed(1300))]).unwrap();
         for (_, json) in rules(&r) {
             assert!(json.contains(r#""value":1300"#), "{json}");
             assert!(!json.contains(r#""rt""#), "{json}");
@@ -244,7 +283,7 @@ mod tests {
 
     #[test]
     fn chains_come_first_and_nothing_to_clamp_leaves_the_ruleset_alone() {
-        let r = with_kernel_mss(None, &[tunnel(KernelMssSize::Fixed(1300))]).unwrap();
+        let r = kernel_mss_table("v6gate_mss_t", &[tunnel(KernelMssSize::Fixed(1300))]).unwrap();
         assert!(matches!(r.content[0], NfListObject::Chain(_)));
         assert!(matches!(r.content[1], NfListObject::Chain(_)));
         assert!(
@@ -252,9 +291,19 @@ mod tests {
                 .iter()
                 .all(|o| matches!(o, NfListObject::Rule(_)))
         );
-        assert_eq!(with_kernel_mss(None, &[]), None);
+        assert_eq!(r.table.name, "v6gate_mss_t");
+        assert_eq!(kernel_mss_table("v6gate_mss_t", &[]), None);
         let mut none = tunnel(KernelMssSize::Fixed(1300));
         none.devices.clear();
-        assert_eq!(with_kernel_mss(None, &[none]), None);
+        assert_eq!(kernel_mss_table("v6gate_mss_t", &[none]), None);
+    }
+
+    #[test]
+    fn the_table_is_named_after_the_instance_in_characters_nft_takes() {
+        assert_eq!(table_name("v6gate"), "v6gate_mss_v6gate");
+        assert_eq!(table_name("site-b.2"), "v6gate_mss_site_b_2");
+        assert_eq!(table_name("ü"), "v6gate_mss__");
+        let long = table_name(&"x".repeat(300));
+        assert_eq!(long.len(), TABLE_PREFIX.len() + MAX_INSTANCE);
     }
 }

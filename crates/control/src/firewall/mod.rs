@@ -2,8 +2,9 @@
 //! `[[allow]]`, `[[port_forward]]`, `[[table]]`, `[[rule]]` and `[sysctl]` sections.
 //!
 //! [`validate`] turns the file's sections into the model below, [`ruleset`] turns a config into
-//! the one nftables table v6gate owns (`table inet v6gate`, in the nftables JSON model), and
-//! [`routing`] into the routes and rules of the policy tables. All of it is pure: the host
+//! the firewall's nftables table (`table inet v6gate`, in the nftables JSON model), and
+//! [`routing`] into the routes and rules of the policy tables; [`kernel_mss`] renders the
+//! kernel path's MSS clamping, a table of each instance's own. All of it is pure: the host
 //! shell (`sys::nft`, rtnetlink) applies what comes out.
 
 mod expr;

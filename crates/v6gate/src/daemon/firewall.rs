@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 
 use anyhow::Context as _;
 use control::Config;
-use control::firewall::kernel_mss::{KernelMss, with_kernel_mss};
 use control::firewall::napt::{Napt, with_napt};
 use control::firewall::routing;
 use control::firewall::ruleset::{FAMILY, Ruleset, ruleset};
@@ -32,9 +31,6 @@ pub(super) const FIREWALL: &str = "firewall";
 pub(super) struct FirewallPlan {
     pub objects: Vec<Object>,
     pub missing: BTreeSet<String>,
-    /// The table before the kernel path's MSS clamping went in, which a tunnel joining or
-    /// leaving the kernel path adds its clamping to.
-    pub base: Option<Ruleset>,
 }
 
 impl FirewallPlan {
@@ -95,11 +91,7 @@ impl FirewallPlan {
             }));
         }
         objects.extend(policy_rules(config).into_iter().map(Object::Rule));
-        Self {
-            objects,
-            missing,
-            base: None,
-        }
+        Self { objects, missing }
     }
 
     /// Has the kernel check the ruleset (`nft --check`), changing nothing, so a config it
@@ -172,7 +164,6 @@ impl Daemon {
             _ => None,
         });
         let mut changes = self.host.set(FIREWALL, plan.objects).await?;
-        self.firewall_base = plan.base;
         if let (Some(old), Some(new)) = (&old, &new)
             && old != new
         {
@@ -217,26 +208,7 @@ impl Daemon {
         let mut plan =
             FirewallPlan::of(config, &self.netlink, &self.pinned_underlays(), &own).await;
         add_napt(&mut plan, &self.softwire_napts());
-        plan.base = table_of(&plan.objects);
-        let clamped = with_kernel_mss(plan.base.clone(), &self.kernel_mss(None));
-        set_table(&mut plan.objects, clamped);
         plan
-    }
-
-    /// Puts the MSS clamping of the tunnels on the kernel path now, and of `joining`, into
-    /// the table, which otherwise stays as last set.
-    pub(super) async fn set_kernel_mss(
-        &mut self,
-        joining: Option<KernelMss>,
-    ) -> anyhow::Result<()> {
-        let mut objects: Vec<Object> = self.host.objects_of(FIREWALL).cloned().collect();
-        let clamped = with_kernel_mss(self.firewall_base.clone(), &self.kernel_mss(joining));
-        set_table(&mut objects, clamped);
-        let changes = self.host.set(FIREWALL, objects).await?;
-        if !changes.is_empty() {
-            debug!("kernel path MSS clamping: {}", changes.describe());
-        }
-        Ok(())
     }
 
     /// Renders the running config again after the host changed (an underlay moved, a device
@@ -324,29 +296,6 @@ impl Daemon {
         }
         status.routes_waiting = self.firewall_missing.iter().cloned().collect();
         Some(status)
-    }
-}
-
-/// The ruleset of the table among `objects`.
-fn table_of(objects: &[Object]) -> Option<Ruleset> {
-    objects.iter().find_map(|o| match o {
-        Object::Table(t) => t.ruleset().cloned(),
-        _ => None,
-    })
-}
-
-/// Makes `ruleset` the table among `objects`: replaced, added, or removed when `None`.
-fn set_table(objects: &mut Vec<Object>, ruleset: Option<Ruleset>) {
-    let at = objects
-        .iter()
-        .position(|o| matches!(o, Object::Table(t) if t.ruleset().is_some()));
-    match (at, ruleset) {
-        (Some(i), Some(r)) => objects[i] = Object::Table(Table::new(r)),
-        (None, Some(r)) => objects.push(Object::Table(Table::new(r))),
-        (Some(i), None) => {
-            objects.remove(i);
-        }
-        (None, None) => {}
     }
 }
 

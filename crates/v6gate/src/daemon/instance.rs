@@ -72,6 +72,12 @@ fn split(socket: &Path) -> anyhow::Result<(&Path, String)> {
     Ok((dir, stem.to_owned()))
 }
 
+/// The name of the instance's kernel-path clamping table, from its control socket's stem.
+pub(super) fn mss_table(config: &Config) -> String {
+    let stem = split(&config.gateway.control_socket).map_or_else(|_| String::new(), |(_, s)| s);
+    control::firewall::kernel_mss::table_name(&stem)
+}
+
 /// What this config could have installed, and so what a journal of this instance may name.
 pub(super) fn accept(config: &Config) -> Accept {
     let gateway = &config.gateway;
@@ -114,5 +120,6 @@ pub(super) fn accept(config: &Config) -> Accept {
         route_protocol: ROUTE_PROTOCOL,
         rules,
         keep_table: config.firewall.is_some(),
+        mss_table: mss_table(config),
     }
 }

@@ -11,8 +11,10 @@
 //! repair and crash take-over treat them like any other object. The programs hang off tcx
 //! links, which belong to this process: they go when it stops, however it stops; on kernels
 //! before 6.6 they are `clsact` filters, which the journal lets the next start remove.
-//! `mss_clamp` is done by nftables rules in v6gate's table (`control::firewall::kernel_mss`),
-//! set with the firewall's objects before the routes lead to the underlay.
+//! `mss_clamp` is done by nftables rules in the instance's clamping table
+//! (`control::firewall::kernel_mss`, set in `kpath_mss.rs`) before the routes lead to the
+//! underlay. A reload that changes only a tunnel's `routes` or `allowed_sources` changes its
+//! maps, routes and clamping in place.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -24,8 +26,8 @@ use control::{Dataplane, Tunnel};
 use sys::netlink::{Route, RouteKind};
 use tracing::{info, warn};
 
-use super::host::Object;
 use super::host::program::Program;
+use super::host::{Changes, Object};
 use super::pin::Pin;
 use super::{Daemon, PathRuntime, ROUTE_PROTOCOL, link_name};
 use crate::kpath_status::{DataplaneStatus, KernelPathStatus};
@@ -47,6 +49,10 @@ pub(super) struct KernelTunnel {
     route_mtu: u16,
     /// The realm of the inner routes: a softwire's, which a MAP-E CE's NAPT matches.
     realm: Option<u16>,
+    /// The inner routes are off the host because the active path's underlay is gone (its
+    /// pin a blackhole): the programs stay, and the tunnel's traffic meets the TUN
+    /// dataplane's blackholed pin, as without the kernel path.
+    withdrawn: bool,
 }
 
 /// One device's loaded programs, shared with the host-state objects that attach them.
@@ -75,18 +81,6 @@ impl Daemon {
     ) -> anyhow::Result<Chosen> {
         if t.dataplane == Dataplane::Userspace || t.ipsec.is_some() {
             return Ok(Chosen::Userspace { fallback: None });
-        }
-        if t.dataplane == Dataplane::Auto && t.mss_clamp != control::MssClamp::Off {
-            // The clamping rules live in the one `inet v6gate` table, which a second instance
-            // in the namespace replaces with its own, and a reload rebuilds a kernel-path
-            // tunnel rather than changing it in place: until both are solved, the kernel path
-            // is asked for, not taken by default.
-            let why = "MSS clamping on the kernel path is taken only with dataplane = \"kernel\" \
-                       (or mss_clamp = \"off\")";
-            info!(tunnel = %t.name, "dataplane: userspace; {why}");
-            return Ok(Chosen::Userspace {
-                fallback: Some(why.into()),
-            });
         }
         match self.start_kernel_path(t, paths, mtu).await {
             Ok(kernel) => {
@@ -172,6 +166,7 @@ impl Daemon {
             next_hop,
             route_mtu: mtu,
             realm,
+            withdrawn: false,
         })
     }
 
@@ -212,6 +207,7 @@ impl Daemon {
         let metric = self.config.gateway.route_metric;
         let mut updates = Vec::new();
         let mut switches = Vec::new();
+        let mut withdrawals = Vec::new();
         for t in &self.tunnels {
             let Chosen::Kernel(k) = &t.dataplane else {
                 continue;
@@ -220,6 +216,19 @@ impl Daemon {
                 continue;
             };
             let active = s.active_path.map_or(k.active, |p| p.index());
+            // The routes lead to the underlay next hop whatever the pin says: without an
+            // underlay they would carry on where the TUN dataplane stops.
+            let blackholed = t.paths.get(active).is_some_and(|p| p.pin == Pin::Blackhole);
+            if blackholed {
+                if !k.withdrawn {
+                    withdrawals.push(t.config.name.clone());
+                }
+                continue;
+            }
+            if k.withdrawn {
+                switches.push((t.config.name.clone(), active));
+                continue;
+            }
             // The active path's underlay route moved (repinned): the routes follow it.
             let moved = t.paths.get(active).is_some_and(|p| match p.pin {
                 Pin::Via { oif, gateway } => {
@@ -257,11 +266,56 @@ impl Daemon {
                 warn!(tunnel = %name, "kernel path MSS clamping: {e:#}");
             }
         }
+        for name in withdrawals {
+            self.withdraw_kernel_routes(&name).await;
+        }
         for (name, active) in switches {
             if let Err(e) = self.switch_kernel_path(&name, active).await {
                 warn!(tunnel = %name, "kernel path to path {active}: {e:#}");
             }
         }
+    }
+
+    /// Takes the inner routes of `name` off the host, keeping its programs, until its active
+    /// path has an underlay again ([`Self::switch_kernel_path`] puts them back).
+    async fn withdraw_kernel_routes(&mut self, name: &str) {
+        let Some(k) = self.kernel_tunnel_mut(name) else {
+            return;
+        };
+        let objects = kernel_objects(name, &k.attached, Vec::new());
+        match self.host.set(&owner(name), objects).await {
+            Ok(_) => {
+                info!(tunnel = %name, "kernel path: routes withdrawn, the active path has no underlay");
+                if let Some(k) = self.kernel_tunnel_mut(name) {
+                    k.withdrawn = true;
+                }
+            }
+            Err(e) => warn!(tunnel = %name, "kernel path: withdrawing the routes: {e:#}"),
+        }
+    }
+
+    /// The inner routes of the tunnels on the kernel path, for deciding pins: they lead into
+    /// a tunnel as a route into its TUN device does.
+    pub(super) fn kernel_route_facts(&self) -> Vec<super::pin::KernelRoute> {
+        self.tunnels
+            .iter()
+            .filter_map(|t| match &t.dataplane {
+                Chosen::Kernel(k) if !k.withdrawn => Some((t, k)),
+                _ => None,
+            })
+            .flat_map(|(t, k)| {
+                let metric = self.config.gateway.route_metric;
+                kernel_routes(&t.config, k.oif, k.next_hop, k.route_mtu, metric, k.realm)
+                    .into_iter()
+                    .map(|r| super::pin::KernelRoute {
+                        dst: r.dst,
+                        oif: k.oif,
+                        gateway: k.next_hop,
+                        device: t.ifindexes.first().copied().unwrap_or(k.oif),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Follows the userspace core's choice of path: the programs send on `active` from the
@@ -306,8 +360,134 @@ impl Daemon {
             .await
             .context("MSS clamping on the kernel path (nftables)")?;
         self.host.set(&owner(name), objects).await?;
+        if let Some(k) = self.kernel_tunnel_mut(name) {
+            k.withdrawn = false;
+        }
         info!(tunnel = %name, "kernel path: path {from} -> {active}, via {next_hop} dev {device}");
         Ok(())
+    }
+
+    /// Whether the kernel-path tunnel `new.name`, with `new`'s routes, would overlap another
+    /// kernel-path tunnel on a device they share: then a reload rebuilds it rather than
+    /// change it in place, and it falls back to the TUN dataplane as it would at start.
+    pub(super) fn kernel_update_overlaps(&self, new: &Tunnel) -> bool {
+        self.tunnels.iter().any(|t| match &t.dataplane {
+            Chosen::Kernel(k) if t.config.name == new.name => {
+                self.kernel_overlap(new, &k.attached).is_some()
+            }
+            _ => false,
+        })
+    }
+
+    /// Follows a reload that changed only `routes` and `allowed_sources` of the kernel-path
+    /// tunnel `old` into `new`, keeping its programs, counters and TUN device: the maps claim
+    /// the new prefixes, the clamping covers old and new, the inner routes change, then the
+    /// maps and the clamping let go of what is gone. So no packet meets a route to the
+    /// underlay that its program would not encapsulate, nor a SYN one without its clamping.
+    /// On failure the programs, routes and clamping are as before.
+    pub(super) async fn update_kernel_path(
+        &mut self,
+        old: &Tunnel,
+        new: &Tunnel,
+        mtu: u16,
+    ) -> anyhow::Result<Changes> {
+        let Some(k) = self.tunnels.iter().find_map(|t| match &t.dataplane {
+            Chosen::Kernel(k) if t.config.name == new.name => Some(k),
+            _ => None,
+        }) else {
+            return Ok(Changes::default());
+        };
+        let attached = k.attached.clone();
+        let (oif, next_hop, route_mtu, withdrawn, realm) =
+            (k.oif, k.next_hop, k.route_mtu, k.withdrawn, k.realm);
+        let before = k.spec.clone();
+        let config = super::convert::dataplane_config(new, mtu, None, None);
+        let wanted = Spec::from_config(&config);
+        let both = Spec {
+            routes: union(&before.routes, &wanted.routes),
+            allowed_sources: union(&before.allowed_sources, &wanted.allowed_sources),
+            ..before.clone()
+        };
+        let both_tunnel = Tunnel {
+            routes: union(&old.routes, &new.routes),
+            ..new.clone()
+        };
+        let devices: Vec<String> = attached.iter().map(|(d, _)| d.clone()).collect();
+        let metric = self.config.gateway.route_metric;
+        let routes_of = |t: &Tunnel| {
+            if withdrawn {
+                Vec::new()
+            } else {
+                kernel_routes(t, oif, next_hop, route_mtu, metric, realm)
+            }
+        };
+        let routes = routes_of(new);
+        let result = async {
+            set_prefixes(&attached, &both)?;
+            self.set_kernel_mss(clamp_of(
+                &both_tunnel,
+                devices.clone(),
+                next_hop,
+                route_mtu,
+                &both,
+            ))
+            .await
+            .context("MSS clamping on the kernel path (nftables)")?;
+            let changes = self
+                .host
+                .set(
+                    &owner(&new.name),
+                    kernel_objects(&new.name, &attached, routes),
+                )
+                .await
+                .context("the kernel path's routes")?;
+            set_prefixes(&attached, &wanted)?;
+            self.set_kernel_mss(clamp_of(new, devices, next_hop, route_mtu, &wanted))
+                .await
+                .context("MSS clamping on the kernel path (nftables)")?;
+            anyhow::Ok(changes)
+        }
+        .await;
+        match result {
+            Ok(changes) => {
+                if let Some(k) = self.kernel_tunnel_mut(&new.name) {
+                    k.spec.routes = wanted.routes;
+                    k.spec.allowed_sources = wanted.allowed_sources;
+                }
+                Ok(changes)
+            }
+            Err(e) => {
+                let previous = routes_of(old);
+                if let Err(undo) = self
+                    .host
+                    .set(
+                        &owner(&new.name),
+                        kernel_objects(&new.name, &attached, previous),
+                    )
+                    .await
+                {
+                    warn!(tunnel = %new.name, "undoing the kernel path's routes: {undo:#}");
+                }
+                if let Err(undo) = set_prefixes(&attached, &before) {
+                    warn!(tunnel = %new.name, "undoing the kernel path's maps: {undo:#}");
+                }
+                // The tunnel's config is still `old`: this is its clamping as it was.
+                if let Err(undo) = self.set_kernel_mss(None).await {
+                    warn!(tunnel = %new.name, "undoing the kernel path's clamping: {undo:#}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn kernel_tunnel_mut(&mut self, name: &str) -> Option<&mut KernelTunnel> {
+        self.tunnels
+            .iter_mut()
+            .find(|t| t.config.name == name)
+            .and_then(|t| match &mut t.dataplane {
+                Chosen::Kernel(k) => Some(k.as_mut()),
+                Chosen::Userspace { .. } => None,
+            })
     }
 
     /// Takes a tunnel off the kernel path: routes first (back to the TUN device), then the
@@ -421,6 +601,23 @@ fn kernel_objects(tunnel: &str, attached: &[(String, Shared)], routes: Vec<Route
         })
         .chain(routes.into_iter().map(Object::Route))
         .collect()
+}
+
+/// Every device's programs claim `spec`'s routes and accept its sources.
+fn set_prefixes(attached: &[(String, Shared)], spec: &Spec) -> anyhow::Result<()> {
+    for (device, path) in attached {
+        lock(path)
+            .set_prefixes(&spec.routes, &spec.allowed_sources)
+            .with_context(|| format!("the programs' prefixes on {device}"))?;
+    }
+    Ok(())
+}
+
+/// `a`, then what `b` adds to it.
+fn union(a: &[ipnet::IpNet], b: &[ipnet::IpNet]) -> Vec<ipnet::IpNet> {
+    let mut all = a.to_vec();
+    all.extend(b.iter().filter(|n| !a.contains(n)));
+    all
 }
 
 /// Whether a prefix of `a` and one of `b` share an address.

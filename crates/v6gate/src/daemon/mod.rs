@@ -23,6 +23,7 @@ pub mod host;
 mod instance;
 mod ipsec;
 mod kpath;
+mod kpath_mss;
 mod names;
 mod packet;
 pub mod pin;
@@ -139,8 +140,6 @@ struct Daemon {
     held: BTreeSet<String>,
     /// `[[table]]` routes waiting for their device.
     firewall_missing: BTreeSet<String>,
-    /// The firewall's table as last set, without the kernel path's MSS clamping.
-    firewall_base: Option<control::firewall::ruleset::Ruleset>,
     /// A `reload --confirm` not yet confirmed.
     pending: Option<confirm::Pending>,
     /// The `[[ddns]]` entries' runner, while there are entries.
@@ -178,7 +177,6 @@ impl Daemon {
             ike_sockets: HashMap::new(),
             held: BTreeSet::new(),
             firewall_missing: BTreeSet::new(),
-            firewall_base: None,
             pending: None,
             ddns: None,
             names: names::Names::new(),

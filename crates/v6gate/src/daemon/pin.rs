@@ -33,6 +33,19 @@ pub struct Facts<'a> {
     pub main_routes: &'a [Route],
     /// Interface indexes of v6gate's own TUN devices.
     pub own_devices: &'a [u32],
+    /// The routes of tunnels on the kernel path, which lead into a tunnel through the
+    /// underlay device rather than through its TUN device.
+    pub kernel_routes: &'a [KernelRoute],
+}
+
+/// A kernel-path tunnel's inner route: `dst` via `gateway` on `oif`, where the tunnel's
+/// egress program takes what it routes; `device` is the tunnel's TUN device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelRoute {
+    pub dst: IpNet,
+    pub oif: u32,
+    pub gateway: IpAddr,
+    pub device: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,10 +64,23 @@ pub enum Decision {
 /// route covering the remote (S0) hides the underlay from the kernel's lookup but does not
 /// remove it.
 pub fn decide(remote: IpAddr, facts: &Facts<'_>) -> Decision {
+    // A kernel-path route is a tunnel's like a route into its TUN device: its program would
+    // encapsulate the remote's packets.
+    let into_kernel_path = |oif: u32, gateway: Option<IpAddr>| {
+        facts
+            .kernel_routes
+            .iter()
+            .find(|k| k.oif == oif && Some(k.gateway) == gateway && k.dst.contains(&remote))
+            .map(|k| k.device)
+    };
     if let Some(lookup) = facts.lookup {
         let usable = matches!(lookup.kind, RouteKind::Unicast);
         match lookup.oif {
-            Some(oif) if usable && !facts.own_devices.contains(&oif) => {
+            Some(oif)
+                if usable
+                    && !facts.own_devices.contains(&oif)
+                    && into_kernel_path(oif, lookup.gateway).is_none() =>
+            {
                 return Decision::Pin(Pin::Via {
                     oif,
                     gateway: lookup.gateway,
@@ -69,6 +95,12 @@ pub fn decide(remote: IpAddr, facts: &Facts<'_>) -> Decision {
         .filter(|r| matches!(r.kind, RouteKind::Unicast))
         .filter(|r| r.dst.contains(&remote))
         .filter(|r| r.oif.is_some_and(|o| !facts.own_devices.contains(&o)))
+        .filter(|r| {
+            !facts
+                .kernel_routes
+                .iter()
+                .any(|k| k.dst == r.dst && r.oif == Some(k.oif) && r.gateway == Some(k.gateway))
+        })
         .max_by(|a, b| {
             a.dst
                 .prefix_len()
@@ -81,9 +113,13 @@ pub fn decide(remote: IpAddr, facts: &Facts<'_>) -> Decision {
             gateway: route.gateway,
         });
     }
-    match facts.lookup.and_then(|l| l.oif) {
-        Some(oif) if facts.own_devices.contains(&oif) => Decision::Loop { through: oif },
-        _ => Decision::Pin(Pin::Blackhole),
+    match facts.lookup.and_then(|l| l.oif.map(|oif| (oif, l.gateway))) {
+        Some((oif, _)) if facts.own_devices.contains(&oif) => Decision::Loop { through: oif },
+        Some((oif, gateway)) => match into_kernel_path(oif, gateway) {
+            Some(device) => Decision::Loop { through: device },
+            None => Decision::Pin(Pin::Blackhole),
+        },
+        None => Decision::Pin(Pin::Blackhole),
     }
 }
 
@@ -149,6 +185,7 @@ mod tests {
                 lookup: Some(&l),
                 main_routes: &[],
                 own_devices: &[7],
+                kernel_routes: &[],
             },
         );
         assert_eq!(
@@ -176,6 +213,7 @@ mod tests {
                 lookup: Some(&l),
                 main_routes: &routes,
                 own_devices: &[7],
+                kernel_routes: &[],
             },
         );
         assert_eq!(
@@ -200,6 +238,7 @@ mod tests {
                 lookup: None,
                 main_routes: &routes,
                 own_devices: &[],
+                kernel_routes: &[],
             },
         );
         assert_eq!(
@@ -212,6 +251,42 @@ mod tests {
     }
 
     #[test]
+    fn a_kernel_path_route_leads_into_its_tunnel() {
+        // Tunnel on device 7 routes 2001:db8:77::/64 via the underlay next hop on wan (2).
+        let kernel = [KernelRoute {
+            dst: "2001:db8:77::/64".parse().unwrap(),
+            oif: 2,
+            gateway: "fe80::1".parse().unwrap(),
+            device: 7,
+        }];
+        let l = lookup(2, Some("fe80::1"));
+        let inside = [main_route("2001:db8:77::/64", 2, Some("fe80::1"), 49)];
+        let facts = |routes| Facts {
+            lookup: Some(&l),
+            main_routes: routes,
+            own_devices: &[7],
+            kernel_routes: &kernel,
+        };
+        let remote: IpAddr = "2001:db8:77::1".parse().unwrap();
+        assert_eq!(
+            decide(remote, &facts(&inside)),
+            Decision::Loop { through: 7 }
+        );
+        // The underlay's own route beside it is taken, as beside a route into a TUN device.
+        let beside = [
+            inside[0].clone(),
+            main_route("::/0", 2, Some("fe80::1"), 1024),
+        ];
+        let underlay = Decision::Pin(Pin::Via {
+            oif: 2,
+            gateway: Some("fe80::1".parse().unwrap()),
+        });
+        assert_eq!(decide(remote, &facts(&beside)), underlay);
+        // A remote outside the tunnel's prefixes is not its business.
+        assert_eq!(decide(REMOTE.parse().unwrap(), &facts(&inside)), underlay);
+    }
+
+    #[test]
     fn only_a_tunnel_leads_there_is_a_loop() {
         let l = lookup(7, None);
         let routes = [main_route("::/0", 7, None, 1024)];
@@ -221,6 +296,7 @@ mod tests {
                 lookup: Some(&l),
                 main_routes: &routes,
                 own_devices: &[7],
+                kernel_routes: &[],
             },
         );
         assert_eq!(d, Decision::Loop { through: 7 });
@@ -234,6 +310,7 @@ mod tests {
                 lookup: None,
                 main_routes: &[],
                 own_devices: &[],
+                kernel_routes: &[],
             },
         );
         assert_eq!(d, Decision::Pin(Pin::Blackhole));

@@ -331,22 +331,37 @@ impl Daemon {
         } == *new
             && old.ipsec.is_none()
             && new.ipsec.is_none()
-            // The kernel path's routes and maps follow the prefixes: rebuilt with them.
-            && !matches!(self.tunnels[pos].dataplane, super::kpath::Chosen::Kernel(_));
+            // Rebuilt, it falls back to the TUN dataplane as it would at start.
+            && !self.kernel_update_overlaps(new);
         if !in_place {
             return None;
         }
+        let kernel = matches!(self.tunnels[pos].dataplane, super::kpath::Chosen::Kernel(_));
         let objects = self.current_objects(&self.tunnels[pos], new);
         let previous = self.current_objects(&self.tunnels[pos], &self.tunnels[pos].config.clone());
         let owner = owner(&new.name);
-        let changes = match self.host.set(&owner, objects).await {
+        let mut changes = match self.host.set(&owner, objects).await {
             Ok(changes) => changes,
             Err(e) => return Some(Err(e)),
         };
         let mtu = self.tunnels[pos].mtu;
         let id = self.tunnels[pos].id;
+        let old = self.tunnels[pos].config.clone();
         let dp_config = self.dataplane_config(new, mtu).await;
-        if let Err(e) = self.datapath.update_tunnel(id, dp_config).await {
+        let mut result = self.datapath.update_tunnel(id, dp_config).await;
+        if result.is_ok() && kernel {
+            match self.update_kernel_path(&old, new, mtu).await {
+                Ok(more) => changes.extend(more),
+                Err(e) => {
+                    let dp_config = self.dataplane_config(&old, mtu).await;
+                    if let Err(undo) = self.datapath.update_tunnel(id, dp_config).await {
+                        warn!(tunnel = %new.name, "undoing: {undo:#}");
+                    }
+                    result = Err(e);
+                }
+            }
+        }
+        if let Err(e) = result {
             if let Err(undo) = self.host.set(&owner, previous).await {
                 warn!(tunnel = %new.name, "undoing: {undo:#}");
             }
@@ -383,6 +398,7 @@ impl Daemon {
                 lookup: lookup.as_ref(),
                 main_routes: &main_routes,
                 own_devices: &self.own_devices(),
+                kernel_routes: &self.kernel_route_facts(),
             },
         ))
     }

@@ -38,6 +38,9 @@ pub struct Accept {
     pub rules: Vec<Rule>,
     /// The config installs the nftables table too: a crashed run's is replaced, not deleted.
     pub keep_table: bool,
+    /// The instance's kernel-path clamping table, the one other table a journal may name; a
+    /// crashed run's is deleted (its routes go with it, so nothing needs its clamping).
+    pub mss_table: String,
 }
 
 impl Journal {
@@ -241,12 +244,13 @@ fn parse_line(line: &str, accept: &Accept) -> Result<Entry, &'static str> {
             }))
         }
         "table" => {
-            if rest != format!("inet\t{}", super::table::NAME) {
+            let name = rest.strip_prefix("inet\t").unwrap_or_default();
+            if name != super::table::NAME && (name.is_empty() || name != accept.mss_table) {
                 return Err("a table v6gate does not own");
             }
-            Ok(Entry::Object(
-                Object::Table(super::table::Table::leftover()),
-            ))
+            Ok(Entry::Object(Object::Table(super::table::Table::leftover(
+                name,
+            ))))
         }
         "program" => {
             let f: Vec<&str> = rest.split('\t').collect();
@@ -373,6 +377,7 @@ mod tests {
             route_protocol: 118,
             rules: vec![pin_rule(), policy_rule()],
             keep_table: false,
+            mss_table: "v6gate_mss_v6gate".into(),
         }
     }
 
@@ -496,27 +501,39 @@ mod tests {
     }
 
     #[test]
-    fn policy_rules_and_our_table_round_trip_and_older_rule_lines_still_read() {
+    fn policy_rules_and_our_tables_round_trip_and_older_rule_lines_still_read() {
+        use super::super::table::Table;
         let j = Journal {
             originals: Vec::new(),
             objects: vec![
                 Object::Rule(policy_rule()),
-                Object::Table(super::super::table::Table::leftover()),
+                Object::Table(Table::leftover("v6gate")),
+                Object::Table(Table::leftover("v6gate_mss_v6gate")),
             ],
         };
         let (back, refused) = Journal::parse(&j.render("v6gate.sock"), &accept());
         assert!(refused.is_empty(), "{refused:?}");
-        assert_eq!(back.objects.len(), 2);
+        assert_eq!(back.objects.len(), 3);
         assert_eq!(back.objects[0], j.objects[0]);
-        assert!(matches!(back.objects[1], Object::Table(_)));
-        // Seven fields, as written before rules had selectors; another table is not ours.
+        let names: Vec<&str> = back.objects[1..]
+            .iter()
+            .filter_map(|o| match o {
+                Object::Table(t) => Some(t.name()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["v6gate", "v6gate_mss_v6gate"]);
+        // Seven fields, as written before rules had selectors; another table is not ours,
+        // nor is another instance's clamping table.
         let text = format!(
             "{HEADER}\nrule\tipv6\t100\t6464\t30262\t4294967295\t1\t-\n\
-             table\tinet\tfilter\n"
+             table\tinet\tfilter\n\
+             table\tinet\tv6gate_mss_other\n\
+             table\tinet\t\n"
         );
         let (back, refused) = Journal::parse(&text, &accept());
         assert_eq!(back.objects, [Object::Rule(pin_rule())]);
-        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused.len(), 3, "{refused:?}");
     }
 
     #[test]

@@ -145,7 +145,7 @@ impl<H: Host> HostState<H> {
                 Object::Link { .. } | Object::Address { .. } => {}
                 // Replaced in one transaction when this config has one too, so the host is
                 // never without a firewall between the two runs.
-                Object::Table(_) if accept.keep_table => {}
+                Object::Table(t) if accept.keep_table && t.name() == table::NAME => {}
                 // A crashed run's `clsact` filters stay on their device until removed here,
                 // whether or not this config still uses it.
                 Object::Route(_) | Object::Rule(_) | Object::Table(_) | Object::Program(_) => {

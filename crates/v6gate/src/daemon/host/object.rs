@@ -36,7 +36,7 @@ pub enum Object {
         device: String,
         net: IpNet,
     },
-    /// Our nftables table, whole.
+    /// One of our nftables tables, whole.
     Table(Table),
     /// A kernel-path program on a hook of an underlay device.
     Program(Program),
@@ -77,9 +77,9 @@ pub struct Observed {
     pub sysctls: Vec<(String, String)>,
     /// Links by interface index: up, MTU.
     pub links: Vec<(u32, bool, u32)>,
-    /// Our nftables table as read back (`None` inside: it is gone); read only when one is
+    /// Our nftables tables as read back, by name (`None`: it is gone); read only when
     /// installed.
-    pub table: Option<Option<sys::nft::Installed>>,
+    pub tables: Vec<(String, Option<sys::nft::Installed>)>,
     /// Ids of the programs attached to a device's hook (tcx and `clsact`).
     pub programs: Vec<(String, kpath::Hook, Vec<u32>)>,
 }
@@ -114,7 +114,11 @@ impl Observed {
                         seen.sysctls.push((key.clone(), value));
                     }
                 }
-                Object::Table(_) => seen.table = Some(Table::observe()?),
+                Object::Table(t) => {
+                    if !seen.tables.iter().any(|(name, _)| name == t.name()) {
+                        seen.tables.push((t.name().to_owned(), t.observe()?));
+                    }
+                }
                 Object::Program(p) => {
                     if !seen
                         .programs
@@ -337,9 +341,9 @@ impl Object {
                     Presence::Missing
                 }
             }
-            Self::Table(t) => match &seen.table {
-                Some(Some(now)) if t.matches(now) => Presence::Present,
-                Some(Some(now)) => Presence::Differs(format!(
+            Self::Table(t) => match seen.tables.iter().find(|(name, _)| name == t.name()) {
+                Some((_, Some(now))) if t.matches(now) => Presence::Present,
+                Some((_, Some(now))) => Presence::Differs(format!(
                     "a changed table inet {} ({} rules)",
                     t.name(),
                     now.rule_count()

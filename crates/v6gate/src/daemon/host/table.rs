@@ -1,5 +1,6 @@
-//! v6gate's nftables table as a host-state object: replaced whole in one transaction, deleted
-//! whole, and checked by reading it back.
+//! One of v6gate's nftables tables as a host-state object: replaced whole in one transaction,
+//! deleted whole, and checked by reading it back. There are two: the firewall's `inet v6gate`
+//! and the instance's kernel-path clamping table (`control::firewall::kernel_mss`).
 //!
 //! What the kernel holds is not what we sent (nft normalises expressions, numbers handles),
 //! so drift is measured against the table as read back right after our own replacement: any
@@ -12,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use control::firewall::ruleset::Ruleset;
 use sys::nft::Installed;
 
-/// The name v6gate's table has; a journal may name no other.
+/// The name of the firewall's table, one per namespace.
 pub use control::firewall::ruleset::TABLE as NAME;
 
 /// The table and what the kernel showed after the last replacement.
 #[derive(Clone)]
 pub struct Table {
+    name: String,
     /// `None` for a table known only from a crashed run's journal, which is only deleted.
     ruleset: Option<Arc<Ruleset>>,
     applied: Arc<Mutex<Option<Installed>>>,
@@ -26,14 +28,16 @@ pub struct Table {
 impl Table {
     pub fn new(ruleset: Ruleset) -> Self {
         Self {
+            name: ruleset.table.name.to_string(),
             ruleset: Some(Arc::new(ruleset)),
             applied: Arc::default(),
         }
     }
 
-    /// The table a crashed run left, to be deleted.
-    pub fn leftover() -> Self {
+    /// The table `name` a crashed run left, to be deleted.
+    pub fn leftover(name: &str) -> Self {
         Self {
+            name: name.to_owned(),
             ruleset: None,
             applied: Arc::default(),
         }
@@ -45,7 +49,7 @@ impl Table {
     }
 
     pub fn name(&self) -> &str {
-        NAME
+        &self.name
     }
 
     fn rule_count(&self) -> usize {
@@ -58,22 +62,22 @@ impl Table {
             anyhow::bail!("the table of a previous run is only removed");
         };
         sys::nft::replace_table(&ruleset.table, &ruleset.content)?;
-        let shown = sys::nft::installed(control::firewall::ruleset::FAMILY, NAME)?;
+        let shown = sys::nft::installed(control::firewall::ruleset::FAMILY, &self.name)?;
         *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = shown;
         Ok(())
     }
 
     /// Deletes the table; one that is not there is not an error.
     pub fn remove(&self) -> anyhow::Result<()> {
-        sys::nft::delete_table(control::firewall::ruleset::FAMILY, NAME)?;
+        sys::nft::delete_table(control::firewall::ruleset::FAMILY, &self.name)?;
         Ok(())
     }
 
     /// Reads the table back; `None` when it is gone.
-    pub fn observe() -> anyhow::Result<Option<Installed>> {
+    pub fn observe(&self) -> anyhow::Result<Option<Installed>> {
         Ok(sys::nft::installed(
             control::firewall::ruleset::FAMILY,
-            NAME,
+            &self.name,
         )?)
     }
 
@@ -90,7 +94,7 @@ impl Table {
 /// Two tables are the same object value when they hold the same ruleset.
 impl PartialEq for Table {
     fn eq(&self, other: &Self) -> bool {
-        self.ruleset == other.ruleset
+        self.name == other.name && self.ruleset == other.ruleset
     }
 }
 
@@ -107,10 +111,11 @@ impl fmt::Display for Table {
         match self.ruleset {
             Some(_) => write!(
                 f,
-                "nftables table inet {NAME} ({} rules)",
+                "nftables table inet {} ({} rules)",
+                self.name,
                 self.rule_count()
             ),
-            None => write!(f, "nftables table inet {NAME}"),
+            None => write!(f, "nftables table inet {}", self.name),
         }
     }
 }

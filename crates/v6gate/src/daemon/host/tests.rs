@@ -114,6 +114,7 @@ fn accept() -> Accept {
         route_protocol: 118,
         rules: vec![rule],
         keep_table: false,
+        mss_table: "v6gate_mss_t".into(),
     }
 }
 
@@ -375,7 +376,8 @@ fn a_crashed_runs_table_is_replaced_when_the_config_has_one_and_deleted_when_not
         let left = Journal {
             originals: Vec::new(),
             objects: vec![
-                Object::Table(super::table::Table::leftover()),
+                Object::Table(super::table::Table::leftover("v6gate")),
+                Object::Table(super::table::Table::leftover("v6gate_mss_t")),
                 route("2001:db8::1/128", 2),
             ],
         };
@@ -397,6 +399,13 @@ fn a_crashed_runs_table_is_replaced_when_the_config_has_one_and_deleted_when_not
                 .any(|c| c == "remove nftables table inet v6gate");
             // Kept, the new run's replacement swaps it in one transaction.
             assert_eq!(removed_table, !keep_table, "{calls:?}");
+            // The clamping table goes with the routes that led through the kernel path.
+            assert!(
+                calls
+                    .iter()
+                    .any(|c| c == "remove nftables table inet v6gate_mss_t"),
+                "{calls:?}"
+            );
             assert!(
                 calls.iter().any(|c| c.starts_with("remove route")),
                 "{calls:?}"
