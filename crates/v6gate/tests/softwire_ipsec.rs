@@ -50,21 +50,20 @@ fn ipsec_tunnel(lab: &Lab, tag: &str, ends: (&str, &str), subnets: (&str, &str))
 
 #[test]
 fn daemon_ipsec_over_map_e_keeps_to_the_port_set() {
-    ipsec_over_map_e("");
+    ipsec_over_map_e("userspace");
 }
 
 #[test]
 fn daemon_ipsec_over_map_e_on_the_kernel_path_keeps_to_the_port_set() {
     // The CE's pin to the peer goes through the softwire's device, whose packets the NAPT
     // translates as it does on the TUN dataplane.
-    ipsec_over_map_e("dataplane = \"kernel\"\n");
+    ipsec_over_map_e("kernel");
 }
 
-/// The CE's own IKE and ESP-in-UDP leave through the MAP-E softwire (with `softwire` lines
-/// added to its table): the IPsec peer on the IPv4 internet (v6gate on hostB) sees the shared
-/// address with ports of the set only, and the translation is a NAT to IKE, so ESP moves into
-/// UDP by itself.
-fn ipsec_over_map_e(softwire: &str) {
+/// The CE's own IKE and ESP-in-UDP leave through the MAP-E softwire on `dataplane`: the IPsec
+/// peer on the IPv4 internet (v6gate on hostB) sees the shared address with ports of the set
+/// only, and the translation is a NAT to IKE, so ESP moves into UDP by itself.
+fn ipsec_over_map_e(dataplane: &str) {
     let lab = common::lab(LabOptions::default());
     let old: Ipv6Addr = "2001:db8:0:1:c6:1208:100:100".parse().unwrap();
     let br = far_end(&lab.site_config(Site::B), old, &["198.18.8.1/32"]);
@@ -99,7 +98,7 @@ fn ipsec_over_map_e(softwire: &str) {
     let ce = start_ce(
         &lab,
         &(map_e_config()
-            + softwire
+            + &format!("dataplane = \"{dataplane}\"\n")
             + &ipsec_tunnel(
                 &lab,
                 "ce",
@@ -110,10 +109,8 @@ fn ipsec_over_map_e(softwire: &str) {
     let up = common::wait_until(Duration::from_secs(20), || {
         ce.tunnel_status("ike").is_ok_and(|s| s["state"] == "up")
     });
-    if !softwire.is_empty() {
-        let mape = ce.tunnel_status("mape").unwrap();
-        assert_eq!(mape["dataplane"], "kernel", "{mape}");
-    }
+    let mape = ce.tunnel_status("mape").unwrap();
+    assert_eq!(mape["dataplane"], dataplane, "{mape}");
     assert!(
         up,
         "no CHILD SA:\n{}\n--- peer ---\n{}",
