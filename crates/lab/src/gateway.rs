@@ -205,6 +205,25 @@ impl Lab {
         self.start_gateway_with(binary, node, &config_path, &config.control_socket)
     }
 
+    /// Like [`Lab::start_gateway`], with `v6gate run` started by `wrapper` (a command that
+    /// execs its arguments, such as `setpriv` taking capabilities away), so the daemon's pid
+    /// is still the process's.
+    pub fn start_gateway_wrapped(
+        &self,
+        binary: &Path,
+        node: Node,
+        config: &GatewayConfig,
+        wrapper: &[&str],
+    ) -> Result<Gateway, LabError> {
+        let config_path = self.dir.join(format!(
+            "{}.toml",
+            self.unique(&format!("{}-v6gate", node.tag()))
+        ));
+        fs::write(&config_path, config.to_toml())
+            .map_err(|e| LabError::io(format!("writing {}", config_path.display()), e))?;
+        self.start(binary, node, &config_path, &config.control_socket, wrapper)
+    }
+
     /// Starts a gateway on an existing config file (a restart after a crash).
     pub fn start_gateway_with(
         &self,
@@ -213,9 +232,22 @@ impl Lab {
         config_path: &Path,
         control_socket: &Path,
     ) -> Result<Gateway, LabError> {
+        self.start(binary, node, config_path, control_socket, &[])
+    }
+
+    fn start(
+        &self,
+        binary: &Path,
+        node: Node,
+        config_path: &Path,
+        control_socket: &Path,
+        wrapper: &[&str],
+    ) -> Result<Gateway, LabError> {
         let program = binary.to_string_lossy().into_owned();
         let config_arg = config_path.to_string_lossy().into_owned();
-        let process = self.spawn(node, "v6gate", &[&program, "run", "--config", &config_arg])?;
+        let mut args = wrapper.to_vec();
+        args.extend([program.as_str(), "run", "--config", &config_arg]);
+        let process = self.spawn(node, "v6gate", &args)?;
         let gateway = Gateway {
             process,
             binary: binary.to_owned(),
