@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         route_protocol: 118,
         rules: vec![rule(Family::V4), rule(Family::V6), policy],
         keep_table: false,
+        mss_table: "v6gate_mss_v6gate".to_owned(),
     };
     let (journal, _refused) = Journal::parse(text, &accept);
     for (key, _) in &journal.originals {
