@@ -67,14 +67,40 @@ fn dump(socket: &Socket, addr: Ipv4Addr) -> io::Result<Vec<Vec<u8>>> {
     let mut tuples = Vec::new();
     loop {
         let (buf, _) = socket.recv_from_full()?;
-        for (kind, payload) in messages(&buf)? {
-            match kind {
-                NLMSG_DONE => return Ok(tuples),
-                NLMSG_ERROR => check_ack(payload)?,
-                _ => tuples.extend(original_if_reply_to(payload, addr).map(<[u8]>::to_vec)),
-            }
+        let part = dump_part(&buf, addr)?;
+        tuples.extend(part.originals.iter().map(|t| t.to_vec()));
+        if part.done {
+            return Ok(tuples);
         }
     }
+}
+
+/// What one datagram of a conntrack dump says.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DumpPart<'a> {
+    /// The original tuples (whole attributes, as the kernel sent them) of the entries whose
+    /// reply goes to the address asked for.
+    pub originals: Vec<&'a [u8]>,
+    /// The dump ended in this datagram.
+    pub done: bool,
+}
+
+/// Reads one datagram of the kernel's answer to a dump of IPv4 entries: a malformed
+/// message or an error the kernel reports is an error; attributes it cannot read are
+/// skipped, so such an entry is not found rather than misread.
+pub fn dump_part(datagram: &[u8], addr: Ipv4Addr) -> io::Result<DumpPart<'_>> {
+    let mut part = DumpPart::default();
+    for (kind, payload) in messages(datagram)? {
+        match kind {
+            NLMSG_DONE => {
+                part.done = true;
+                break;
+            }
+            NLMSG_ERROR => check_ack(payload)?,
+            _ => part.originals.extend(original_if_reply_to(payload, addr)),
+        }
+    }
+    Ok(part)
 }
 
 fn delete(socket: &Socket, seq: u32, tuple: &[u8]) -> io::Result<()> {
@@ -247,5 +273,43 @@ mod tests {
         assert!(check_ack(&0i32.to_ne_bytes()).is_ok());
         let refused = check_ack(&(-libc::ENOENT).to_ne_bytes()).unwrap_err();
         assert_eq!(refused.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    /// A netlink message of `kind` around `payload`, as the kernel sends it in a dump.
+    fn message(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&u32::try_from(HEADER + payload.len()).unwrap().to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(&[0; 10]);
+        out.extend_from_slice(payload);
+        out.resize(align(out.len()), 0);
+        out
+    }
+
+    #[test]
+    fn a_dump_part_finds_the_translated_flows_and_ends_at_done() {
+        let new = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
+        let translated = message(new, &entry(LAN, FAR, FAR, SHARED));
+        let other = message(new, &entry(LAN, FAR, FAR, LAN));
+        let after_done = message(new, &entry([198, 51, 100, 11], FAR, FAR, SHARED));
+        let datagram = [translated.clone(), other.clone()].concat();
+        let part = dump_part(&datagram, SHARED.into()).unwrap();
+        assert_eq!(part.originals.len(), 1);
+        assert!(part.originals[0].windows(4).any(|w| w == LAN));
+        assert!(!part.done);
+        // Nothing after the end of the dump counts.
+        let last = [other, message(NLMSG_DONE, &0i32.to_ne_bytes()), after_done].concat();
+        let part = dump_part(&last, SHARED.into()).unwrap();
+        assert_eq!(
+            part,
+            DumpPart {
+                originals: Vec::new(),
+                done: true
+            }
+        );
+        // The kernel's refusal of the dump is the caller's error.
+        let refused = message(NLMSG_ERROR, &(-libc::EPERM).to_ne_bytes());
+        let error = dump_part(&refused, SHARED.into()).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EPERM));
     }
 }
