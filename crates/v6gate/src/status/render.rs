@@ -103,15 +103,26 @@ pub fn render(status: &GatewayStatus) -> String {
             "  mtu        {} (path {}), encap_limit {}",
             t.mtu, t.path_mtu, limit
         );
+        // On the kernel path these count only what reached the TUN dataplane (probes and
+        // what the programs passed on); the traffic is on the dataplane line above.
+        let (tx, rx) = if t
+            .dataplane
+            .as_ref()
+            .is_some_and(|d| d.kernel_path.is_some())
+        {
+            ("tx (TUN)  ", "rx (TUN)  ")
+        } else {
+            ("tx        ", "rx        ")
+        };
         let _ = writeln!(
             out,
-            "  tx         {} packets, {}",
+            "  {tx} {} packets, {}",
             t.tx_packets,
             human_bytes(t.tx_bytes)
         );
         let _ = writeln!(
             out,
-            "  rx         {} packets, {}, last received {}",
+            "  {rx} {} packets, {}, last received {}",
             t.rx_packets,
             human_bytes(t.rx_bytes),
             t.last_received_secs
@@ -236,6 +247,32 @@ mod tests {
         assert!(text.contains("last received never"), "{text}");
         assert!(text.contains("tunnel vps (, ) down (held down"), "{text}");
         assert!(text.contains("tunnel home (, ) up\n"), "{text}");
+    }
+
+    #[test]
+    fn on_the_kernel_path_the_tunnel_counters_say_they_are_the_tun_dataplanes() {
+        let kernel = TunnelStatus {
+            name: "ab".into(),
+            dataplane: Some(crate::kpath_status::DataplaneStatus {
+                dataplane: "kernel".into(),
+                dataplane_fallback: None,
+                kernel_path: Some(crate::kpath_status::KernelPathStatus::default()),
+            }),
+            ..TunnelStatus::default()
+        };
+        let tun = TunnelStatus {
+            name: "cd".into(),
+            ..TunnelStatus::default()
+        };
+        let text = render(&GatewayStatus {
+            tunnels: vec![kernel, tun],
+            ..GatewayStatus::default()
+        });
+        let (ab, cd) = text.split_once("tunnel cd").unwrap();
+        assert!(ab.contains("  tx (TUN)   0 packets"), "{text}");
+        assert!(ab.contains("  rx (TUN)   0 packets"), "{text}");
+        assert!(cd.contains("  tx         0 packets"), "{text}");
+        assert!(!cd.contains("(TUN)"), "{text}");
     }
 
     #[test]
