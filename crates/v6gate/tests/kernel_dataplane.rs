@@ -123,6 +123,12 @@ fn the_daemon_runs_a_tunnel_on_the_kernel_path() {
     assert!(k["tx_packets"].as_u64().unwrap() >= 3, "{t:#}");
     assert!(k["rx_packets"].as_u64().unwrap() >= 3, "{t:#}");
     assert!(k["tx_bytes"].as_u64().unwrap() > 4 * 1024 * 1024, "{t:#}");
+    // The peer was heard through the programs, which the TUN dataplane never saw (the
+    // tunnel is not probed).
+    assert!(
+        t["last_received_secs"].as_u64().is_some_and(|s| s <= 5),
+        "{t:#}"
+    );
     assert_kernel_path_metrics(&sites, &name, &t);
     let routes = kernel_routes(&sites.lab);
     assert_eq!(routes.len(), 1, "{routes:?}");

@@ -18,6 +18,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use ::kpath::{Hook, KernelPath, Spec};
 use anyhow::{Context, anyhow};
@@ -53,6 +54,14 @@ pub(super) struct KernelTunnel {
     /// pin a blackhole): the programs stay, and the tunnel's traffic meets the TUN
     /// dataplane's blackholed pin, as without the kernel path.
     withdrawn: bool,
+    /// The programs' receive count when the daemon last looked, and when it last saw it grow.
+    heard: Mutex<Heard>,
+}
+
+#[derive(Debug, Default)]
+struct Heard {
+    rx_packets: u64,
+    at: Option<Instant>,
 }
 
 /// One device's loaded programs, shared with the host-state objects that attach them.
@@ -167,6 +176,7 @@ impl Daemon {
             route_mtu: mtu,
             realm,
             withdrawn: false,
+            heard: Mutex::default(),
         })
     }
 
@@ -212,6 +222,7 @@ impl Daemon {
             let Chosen::Kernel(k) = &t.dataplane else {
                 continue;
             };
+            k.last_received();
             let Some(s) = snapshot.tunnels.iter().find(|s| s.id == t.id) else {
                 continue;
             };
@@ -671,6 +682,24 @@ fn kernel_routes(
 }
 
 impl KernelTunnel {
+    /// When the programs last took a packet from the peer, as far as the daemon has looked
+    /// (at every `status` and every look at the kernel paths, 2 s apart at most). The TUN
+    /// dataplane's "last received" sees only what the programs pass on, so a busy tunnel
+    /// would otherwise read as never heard.
+    pub(super) fn last_received(&self) -> Option<Instant> {
+        let rx = self
+            .attached
+            .iter()
+            .map(|(_, path)| lock(path).counters().map_or(0, |c| c.rx_packets))
+            .sum();
+        let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+        if rx > heard.rx_packets {
+            heard.at = Some(Instant::now());
+        }
+        heard.rx_packets = rx;
+        heard.at
+    }
+
     pub(super) fn status(&self) -> DataplaneStatus {
         let mut counters = ::kpath::Counters::default();
         for (_, path) in &self.attached {

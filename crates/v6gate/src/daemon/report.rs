@@ -169,6 +169,14 @@ impl Daemon {
                     .map(|(reason, n)| (reason.to_string(), n))
                     .collect();
             }
+            // What the programs decapsulated was heard too, though the core never saw it.
+            if let super::kpath::Chosen::Kernel(k) = &t.dataplane
+                && let Some(at) = k.last_received()
+            {
+                let secs = at.elapsed().as_secs();
+                status.last_received_secs =
+                    Some(status.last_received_secs.map_or(secs, |s| s.min(secs)));
+            }
             tunnels.push(status);
         }
         tunnels.extend(self.held_status());
