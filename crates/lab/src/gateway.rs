@@ -196,13 +196,7 @@ impl Lab {
         node: Node,
         config: &GatewayConfig,
     ) -> Result<Gateway, LabError> {
-        let config_path = self.dir.join(format!(
-            "{}.toml",
-            self.unique(&format!("{}-v6gate", node.tag()))
-        ));
-        fs::write(&config_path, config.to_toml())
-            .map_err(|e| LabError::io(format!("writing {}", config_path.display()), e))?;
-        self.start_gateway_with(binary, node, &config_path, &config.control_socket)
+        self.start_gateway_wrapped(binary, node, config, &[])
     }
 
     /// Like [`Lab::start_gateway`], with `v6gate run` started by `wrapper` (a command that

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::kernel::{attached_programs, underlay_routes};
 use common::metrics::{scrape, value};
 use common::{
     Sites, assert_ping, assert_tcp_a_to_b, assert_tcp_b_to_a, mss_options, start_gateway,
@@ -67,35 +68,9 @@ fn ping_both_ways(sites: &Sites) {
     }
 }
 
-/// Programs called v6gate_* attached to siteA's wan device (tcx, or tc before Linux 6.6).
-fn attached_programs(lab: &Lab) -> usize {
-    let namespace = lab.namespace(Node::SiteA).to_owned();
-    let tcx = std::thread::spawn(move || {
-        enter_netns(&namespace).expect("enter siteA");
-        KernelPath::attached_tcx(dev::WAN6).expect("query tcx")
-    })
-    .join()
-    .expect("query thread");
-    let tc = ["ingress", "egress"].map(|hook| {
-        let out = lab.exec(
-            Node::SiteA,
-            &["tc", "filter", "show", "dev", dev::WAN6, hook],
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .matches("v6gate_")
-            .count()
-    });
-    tcx.iter().filter(|n| n.starts_with("v6gate_")).count() + tc.iter().sum::<usize>()
-}
-
 /// siteA's routes of LAN B through the underlay (`via inet6`).
 fn kernel_routes(lab: &Lab) -> Vec<String> {
-    lab.ip(Node::SiteA, &["-4", "route", "show", addr::LAN_B4])
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("via inet6"))
-        .map(str::to_owned)
-        .collect()
+    underlay_routes(lab, &[addr::LAN_B4])
 }
 
 #[test]

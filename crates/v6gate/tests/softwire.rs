@@ -178,20 +178,7 @@ fn map_e_moves_with_a_new_prefix() {
     assert_ne!(old, new);
 
     let lab = common::lab(LabOptions::default());
-    // The access network also serves the new prefix on siteA's link.
-    lab.ip(
-        Node::Wan,
-        &[
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:0:3::ff/64",
-            "dev",
-            dev::WAN_TO_A6,
-            "nodad",
-        ],
-    )
-    .unwrap();
+    softwire_support::serve_redelegated_prefix(&lab);
     let add = |a: Ipv6Addr| {
         let host = format!("{a}/128");
         lab.ip(
@@ -290,19 +277,7 @@ fn daemon_map_e_follows_the_prefix_of_its_device() {
     let old: Ipv6Addr = "2001:db8:0:1:c6:1208:100:100".parse().unwrap();
     let new: Ipv6Addr = "2001:db8:0:3:c6:1208:100:300".parse().unwrap();
     let lab = common::lab(LabOptions::default());
-    lab.ip(
-        Node::Wan,
-        &[
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:0:3::ff/64",
-            "dev",
-            dev::WAN_TO_A6,
-            "nodad",
-        ],
-    )
-    .unwrap();
+    softwire_support::serve_redelegated_prefix(&lab);
     let br_config = |ce| far_end(&lab.site_config(Site::B), ce, &["198.18.8.1/32"]);
     let br = common::start_gateway(&lab, Site::B, &br_config(old));
     // The TUN device's counters and its masquerade, which forgets the old translation with it.
@@ -352,34 +327,7 @@ fn daemon_map_e_follows_the_prefix_of_its_device() {
     assert!(counted, "{}", ce.tunnel_status("mape").unwrap());
 
     // Re-delegation: nothing but the device's addresses changes; the daemon follows.
-    lab.ip(
-        Node::SiteA,
-        &[
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:0:3::1/64",
-            "dev",
-            dev::WAN6,
-            "nodad",
-        ],
-    )
-    .unwrap();
-    let old_wan = format!("{}/64", addr::SITE_A_WAN6);
-    lab.ip(
-        Node::SiteA,
-        &[
-            "-6",
-            "addr",
-            "change",
-            &old_wan,
-            "dev",
-            dev::WAN6,
-            "preferred_lft",
-            "0",
-        ],
-    )
-    .unwrap();
+    softwire_support::redelegate_site_a(&lab);
     br.rewrite_config(&br_config(new)).unwrap();
     br.reload().unwrap();
     let moved = common::wait_until(Duration::from_secs(10), || {
@@ -544,19 +492,7 @@ fn daemon_map_e_napt_keeps_to_the_port_set() {
         .unwrap();
     assert_eq!(refused, namespace_insert_failed(&stat), "{stat}");
     assert_eq!(after["napt_ports_in_use"], 240, "{after}");
-    let listing = lab
-        .exec_ok(
-            Node::SiteA,
-            &[
-                "nft",
-                "list",
-                "counter",
-                "inet",
-                "v6gate",
-                "napt_mape_flows",
-            ],
-        )
-        .unwrap();
+    let listing = softwire_support::napt_counter(&lab, "napt_mape_flows");
     assert!(listing.contains("packets"), "{listing}");
 
     // A port outside the set, opened from outside (the lab's BR forwards every port of the
@@ -601,19 +537,7 @@ const ECHO_ON_PORT_7: &str = "import socket\n\
 
 /// The packets the CE's NAPT guard dropped for leaving from outside the port set.
 fn outside_drops(lab: &Lab) -> u64 {
-    let listing = lab
-        .exec_ok(
-            Node::SiteA,
-            &[
-                "nft",
-                "list",
-                "counter",
-                "inet",
-                "v6gate",
-                "napt_mape_outside",
-            ],
-        )
-        .unwrap();
+    let listing = softwire_support::napt_counter(lab, "napt_mape_outside");
     numbers_after(&listing, "packets", "packets ")
         .first()
         .map_or_else(|| panic!("{listing}"), |&n| u64::from(n))

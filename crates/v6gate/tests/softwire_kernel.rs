@@ -24,13 +24,15 @@ mod softwire_support;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
+use common::kernel::{attached_programs, underlay_routes};
 use common::{assert_ping, assert_tcp_a_to_b, wait_ping};
-use kpath::KernelPath;
 use softwire_support::ce::{
     AFTR_NAME, aftr_config, far_end, map_e_config, psid_ranges, start_ce, start_named_b4,
 };
-use v6gate_lab::{Gateway, GatewayConfig, Lab, LabOptions, Node, Site, addr, dev, enter_netns};
+use v6gate_lab::{Gateway, GatewayConfig, LabOptions, Node, Site, addr, dev};
 
+/// Every routing table's routes.
+const ALL: &[&str] = &["table", "all"];
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
 
 /// An AFTR of this file on the TUN dataplane, whatever `auto` chooses (see the module doc).
@@ -39,37 +41,6 @@ fn userspace(config: &mut GatewayConfig) {
         .tunnel_mut()
         .extra
         .push("dataplane = \"userspace\"".into());
-}
-
-/// v6gate's programs attached to siteA's wan device (tcx, or tc filters before Linux 6.6).
-fn attached_programs(lab: &Lab) -> usize {
-    let namespace = lab.namespace(Node::SiteA).to_owned();
-    let tcx = std::thread::spawn(move || {
-        enter_netns(&namespace).expect("enter siteA");
-        KernelPath::attached_tcx(dev::WAN6).expect("query tcx")
-    })
-    .join()
-    .expect("query thread");
-    let tc = ["ingress", "egress"].map(|hook| {
-        let out = lab.exec(
-            Node::SiteA,
-            &["tc", "filter", "show", "dev", dev::WAN6, hook],
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .matches("v6gate_")
-            .count()
-    });
-    tcx.iter().filter(|n| n.starts_with("v6gate_")).count() + tc.iter().sum::<usize>()
-}
-
-/// siteA's IPv4 routes through the underlay (`via inet6`).
-fn underlay_routes(lab: &Lab) -> Vec<String> {
-    lab.ip(Node::SiteA, &["-4", "route", "show", "table", "all"])
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("via inet6"))
-        .map(str::to_owned)
-        .collect()
 }
 
 #[test]
@@ -87,7 +58,7 @@ fn daemon_map_e_on_the_kernel_path_keeps_to_the_port_set() {
     let t = ce.tunnel_status("mape").unwrap();
     assert_eq!(t["dataplane"], "kernel", "{t:#}\n{}", ce.log());
     assert_eq!(t["kernel_path"]["device"], dev::WAN6, "{t:#}");
-    let routes = underlay_routes(&lab);
+    let routes = underlay_routes(&lab, ALL);
     assert_eq!(routes.len(), 1, "{routes:?}");
     assert!(routes[0].starts_with("default via inet6"), "{routes:?}");
     assert!(routes[0].contains("realm "), "{routes:?}");
@@ -123,28 +94,16 @@ fn daemon_map_e_on_the_kernel_path_keeps_to_the_port_set() {
     let k = &t["kernel_path"];
     assert!(k["tx_bytes"].as_u64().unwrap() > 4 * 1024 * 1024, "{t:#}");
     assert!(k["rx_packets"].as_u64().unwrap() >= 200, "{t:#}");
-    let flows = lab
-        .exec_ok(
-            Node::SiteA,
-            &[
-                "nft",
-                "list",
-                "counter",
-                "inet",
-                "v6gate",
-                "napt_mape_flows",
-            ],
-        )
-        .unwrap();
+    let flows = softwire_support::napt_counter(&lab, "napt_mape_flows");
     assert!(!flows.contains("packets 0 "), "{flows}");
     assert_eq!(attached_programs(&lab), 2);
 
     ce.stop().unwrap();
     assert_eq!(attached_programs(&lab), 0);
     assert!(
-        underlay_routes(&lab).is_empty(),
+        underlay_routes(&lab, ALL).is_empty(),
         "{:?}",
-        underlay_routes(&lab)
+        underlay_routes(&lab, ALL)
     );
     let rules = lab.exec(Node::SiteA, &["nft", "list", "table", "inet", "v6gate"]);
     assert!(!rules.status.success(), "{}", common::text(&rules));
@@ -168,16 +127,7 @@ fn daemon_map_e_on_the_kernel_path_forgets_the_old_port_set_on_a_redelegation() 
     let old: Ipv6Addr = "2001:db8:0:1:c6:1208:100:100".parse().unwrap();
     let new: Ipv6Addr = "2001:db8:0:3:c6:1208:100:300".parse().unwrap();
     let lab = common::lab(LabOptions::default());
-    let wan_router = [
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:0:3::ff/64",
-        "dev",
-        dev::WAN_TO_A6,
-    ];
-    lab.ip(Node::Wan, &[&wan_router[..], &["nodad"]].concat())
-        .unwrap();
+    softwire_support::serve_redelegated_prefix(&lab);
     let br_config = |ce| {
         let mut config = far_end(&lab.site_config(Site::B), ce, &["198.18.8.1/32"]);
         userspace(&mut config);
@@ -198,28 +148,7 @@ fn daemon_map_e_on_the_kernel_path_forgets_the_old_port_set_on_a_redelegation() 
         "{seen:?}"
     );
 
-    let new_wan = [
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:0:3::1/64",
-        "dev",
-        dev::WAN6,
-        "nodad",
-    ];
-    lab.ip(Node::SiteA, &new_wan).unwrap();
-    let old_wan = format!("{}/64", addr::SITE_A_WAN6);
-    let deprecate = [
-        "-6",
-        "addr",
-        "change",
-        &old_wan,
-        "dev",
-        dev::WAN6,
-        "preferred_lft",
-        "0",
-    ];
-    lab.ip(Node::SiteA, &deprecate).unwrap();
+    softwire_support::redelegate_site_a(&lab);
     br.rewrite_config(&br_config(new)).unwrap();
     br.reload().unwrap();
     let moved = common::wait_until(Duration::from_secs(10), || {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use v6gate_lab::{Gateway, GatewayConfig, Lab, LabOptions, Node, Site, dev};
 
 pub mod ipsec;
+pub mod kernel;
 pub mod metrics;
 
 /// The daemon under test.

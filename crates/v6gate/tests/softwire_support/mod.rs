@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::Deserialize;
-use v6gate_lab::{Lab, Node, Process, addr};
+use v6gate_lab::{Lab, Node, Process, addr, dev};
 
 use super::common::{PYTHON, text, wait_until};
 
@@ -111,6 +111,58 @@ time.sleep(2)
 "#;
 
 /// Waits (bounded) for `process` to print `ready`.
+/// One of the CE's NAPT counters in `inet v6gate` (`napt_mape_flows`, `napt_mape_outside`),
+/// as nft lists it in siteA.
+pub fn napt_counter(lab: &Lab, name: &str) -> String {
+    lab.exec_ok(
+        Node::SiteA,
+        &["nft", "list", "counter", "inet", "v6gate", name],
+    )
+    .unwrap()
+}
+
+/// The access network also serves the re-delegated prefix (`2001:db8:0:3::/64`) on siteA's
+/// link, as the wan router's `2001:db8:0:3::ff`.
+pub fn serve_redelegated_prefix(lab: &Lab) {
+    let wan_router = [
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:0:3::ff/64",
+        "dev",
+        dev::WAN_TO_A6,
+        "nodad",
+    ];
+    lab.ip(Node::Wan, &wan_router).unwrap();
+}
+
+/// A re-delegation as the CE sees it: siteA's wan gets a new /64 (`2001:db8:0:3::1`) and
+/// the old one stops being preferred, so the daemon must follow the device's addresses.
+pub fn redelegate_site_a(lab: &Lab) {
+    let new_wan = [
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:0:3::1/64",
+        "dev",
+        dev::WAN6,
+        "nodad",
+    ];
+    lab.ip(Node::SiteA, &new_wan).unwrap();
+    let old_wan = format!("{}/64", addr::SITE_A_WAN6);
+    let deprecate = [
+        "-6",
+        "addr",
+        "change",
+        &old_wan,
+        "dev",
+        dev::WAN6,
+        "preferred_lft",
+        "0",
+    ];
+    lab.ip(Node::SiteA, &deprecate).unwrap();
+}
+
 fn wait_ready(process: &Process) {
     let ready = wait_until(Duration::from_secs(10), || {
         process.stdout().lines().any(|l| l == "ready")
