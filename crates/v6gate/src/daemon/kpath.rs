@@ -382,12 +382,8 @@ impl Daemon {
     /// kernel-path tunnel on a device they share: then a reload rebuilds it rather than
     /// change it in place, and it falls back to the TUN dataplane as it would at start.
     pub(super) fn kernel_update_overlaps(&self, new: &Tunnel) -> bool {
-        self.tunnels.iter().any(|t| match &t.dataplane {
-            Chosen::Kernel(k) if t.config.name == new.name => {
-                self.kernel_overlap(new, &k.attached).is_some()
-            }
-            _ => false,
-        })
+        self.kernel_tunnel(&new.name)
+            .is_some_and(|k| self.kernel_overlap(new, &k.attached).is_some())
     }
 
     /// Follows a reload that changed only `routes` and `allowed_sources` of the kernel-path
@@ -402,10 +398,7 @@ impl Daemon {
         new: &Tunnel,
         mtu: u16,
     ) -> anyhow::Result<Changes> {
-        let Some(k) = self.tunnels.iter().find_map(|t| match &t.dataplane {
-            Chosen::Kernel(k) if t.config.name == new.name => Some(k),
-            _ => None,
-        }) else {
+        let Some(k) = self.kernel_tunnel(&new.name) else {
             return Ok(Changes::default());
         };
         let attached = k.attached.clone();
@@ -491,6 +484,17 @@ impl Daemon {
         }
     }
 
+    /// The kernel path of tunnel `name`, when it runs on one.
+    fn kernel_tunnel(&self, name: &str) -> Option<&KernelTunnel> {
+        self.tunnels
+            .iter()
+            .find(|t| t.config.name == name)
+            .and_then(|t| match &t.dataplane {
+                Chosen::Kernel(k) => Some(k.as_ref()),
+                Chosen::Userspace { .. } => None,
+            })
+    }
+
     fn kernel_tunnel_mut(&mut self, name: &str) -> Option<&mut KernelTunnel> {
         self.tunnels
             .iter_mut()
@@ -519,9 +523,7 @@ impl Daemon {
 impl Daemon {
     /// Whether tunnel `name` runs on the kernel path.
     pub(super) fn on_kernel_path(&self, name: &str) -> bool {
-        self.tunnels
-            .iter()
-            .any(|t| t.config.name == name && matches!(t.dataplane, Chosen::Kernel(_)))
+        self.kernel_tunnel(name).is_some()
     }
 
     /// Another tunnel on the kernel path of one of `attached`'s devices whose routes overlap
@@ -692,6 +694,12 @@ impl KernelTunnel {
             .iter()
             .map(|(_, path)| lock(path).counters().map_or(0, |c| c.rx_packets))
             .sum();
+        self.note_received(rx)
+    }
+
+    /// Notes the programs' receive count `rx`, just read, and answers as
+    /// [`Self::last_received`] does.
+    pub(super) fn note_received(&self, rx: u64) -> Option<Instant> {
         let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
         if rx > heard.rx_packets {
             heard.at = Some(Instant::now());

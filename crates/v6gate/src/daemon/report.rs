@@ -171,7 +171,12 @@ impl Daemon {
             }
             // What the programs decapsulated was heard too, though the core never saw it.
             if let super::kpath::Chosen::Kernel(k) = &t.dataplane
-                && let Some(at) = k.last_received()
+                && let Some(rx) = status
+                    .dataplane
+                    .as_ref()
+                    .and_then(|d| d.kernel_path.as_ref())
+                    .map(|p| p.rx_packets)
+                && let Some(at) = k.note_received(rx)
             {
                 let secs = at.elapsed().as_secs();
                 status.last_received_secs =
