@@ -21,11 +21,9 @@ use std::borrow::Cow;
 
 use ipnet::IpNet;
 use nftables::expr::{Expression, NamedExpression, RT, RTKey, TcpOption};
-use nftables::schema::{Chain, NfListObject, Rule};
+use nftables::schema::{Chain, NfListObject, Rule, Table};
 use nftables::stmt::{Mangle, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
-
-use nftables::schema::Table;
 
 use super::expr::{Expr, Stmt, addresses, and, iifname, is, number, oifname, payload, string};
 use super::ruleset::{FAMILY, Ruleset};
