@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use crate::topology::Site;
 
-/// Optional `mss_clamp` setting of a tunnel: the config's own type.
-pub use control::MssClamp;
+/// Optional `mss_clamp` and `dataplane` settings of a tunnel: the config's own types.
+pub use control::{Dataplane, MssClamp};
 
 /// A `[[tunnel]]` table, rendered to TOML by [`GatewayConfig::to_toml`]. `None` leaves a
 /// key out so the daemon's default applies.
@@ -24,6 +24,7 @@ pub struct TunnelConfig {
     pub allowed_sources: Option<Vec<String>>,
     pub inner_families: Option<Vec<String>>,
     pub mss_clamp: Option<MssClamp>,
+    pub dataplane: Option<Dataplane>,
     pub addresses: Vec<String>,
     /// Raw `key = value` lines appended to the table, for keys this struct does not know.
     pub extra: Vec<String>,
@@ -45,6 +46,7 @@ impl TunnelConfig {
             allowed_sources: None,
             inner_families: None,
             mss_clamp: None,
+            dataplane: None,
             addresses: Vec::new(),
             extra: Vec::new(),
         }
@@ -86,6 +88,9 @@ impl TunnelConfig {
             Some(MssClamp::Auto) => push_kv(out, "mss_clamp", "\"auto\""),
             Some(MssClamp::Off) => push_kv(out, "mss_clamp", "\"off\""),
             Some(MssClamp::Fixed(mss)) => push_kv(out, "mss_clamp", &mss.to_string()),
+        }
+        if let Some(dataplane) = self.dataplane {
+            push_kv(out, "dataplane", &quote(&dataplane.to_string()));
         }
         if !self.addresses.is_empty() {
             push_kv(out, "address", &quote_list(&self.addresses));
@@ -184,6 +189,7 @@ mod tests {
         let tunnel = config.tunnel_mut();
         tunnel.encap_limit = Some(Some(4));
         tunnel.mss_clamp = Some(MssClamp::Fixed(1300));
+        tunnel.dataplane = Some(Dataplane::Userspace);
         tunnel.addresses = vec!["198.51.100.1/32".to_owned()];
         let text = config.to_toml();
         let expected = "[gateway]\n\
@@ -198,6 +204,7 @@ mod tests {
             encap_limit = 4\n\
             routes = [\"203.0.113.0/24\"]\n\
             mss_clamp = 1300\n\
+            dataplane = \"userspace\"\n\
             address = [\"198.51.100.1/32\"]\n";
         assert_eq!(text, expected);
         assert_eq!(TunnelConfig::between(Site::B).device_name(), "v6g-ab");

@@ -35,7 +35,7 @@ mod traffic;
 
 pub use capture::{Capture, TextCapture};
 pub use command::is_root;
-pub use config::{GatewayConfig, MssClamp, TunnelConfig};
+pub use config::{Dataplane, GatewayConfig, MssClamp, TunnelConfig};
 pub use error::LabError;
 pub use gateway::{GATEWAY_START_TIMEOUT, GATEWAY_STOP_TIMEOUT, Gateway, query_status};
 pub use lab::Lab;

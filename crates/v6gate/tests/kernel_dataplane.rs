@@ -24,16 +24,13 @@ use common::{
 use kpath::KernelPath;
 use v6gate_lab::multipath::{Failure, Timers, TwoPaths};
 use v6gate_lab::{
-    Gateway, GatewayConfig, Lab, LabOptions, Node, Site, addr, dev, enter_netns,
-    promtool_objections,
+    Dataplane, Gateway, GatewayConfig, Lab, LabOptions, MssClamp, Node, Site, addr, dev,
+    enter_netns, promtool_objections,
 };
 
 fn kernel(site: Site, config: &mut GatewayConfig) {
     let _ = site;
-    config
-        .tunnel_mut()
-        .extra
-        .push("dataplane = \"kernel\"".into());
+    config.tunnel_mut().dataplane = Some(Dataplane::Kernel);
 }
 
 /// The lab these tests share: sites that forward IPv4, as a kernel-path tunnel needs.
@@ -318,7 +315,7 @@ fn auto_takes_the_kernel_path_with_mss_clamping() {
     crashed.kill().unwrap();
     assert!(nft_table(&sites.lab, "v6gate_mss_site_a").is_some());
     let mut unclamped = sites.config_a.clone();
-    unclamped.tunnel_mut().mss_clamp = Some(v6gate_lab::MssClamp::Off);
+    unclamped.tunnel_mut().mss_clamp = Some(MssClamp::Off);
     let again = start_gateway(&sites.lab, Site::A, &unclamped);
     assert_on_kernel_path(&again, &unclamped.tunnels[0].name, 0);
     assert_eq!(
@@ -356,6 +353,8 @@ fn overlapping_routes_on_one_device_keep_the_second_tunnel_off_the_kernel_path()
                 second.remote = "2001:db8:0:2::2".parse().unwrap();
                 second.routes = vec![format!("{}/32", addr::HOST_B4)];
                 second.addresses = Vec::new();
+                // `auto`: it falls back rather than fail to start.
+                second.dataplane = None;
                 // Another table (policy routing), where the config allows the overlap.
                 second.extra = vec!["mss_clamp = \"off\"".into(), "route_table = 200".into()];
                 config.tunnels.push(second);
@@ -424,7 +423,7 @@ fn the_kernel_path_clamps_the_mss() {
 fn a_fixed_mss_clamp_on_the_kernel_path() {
     let sites = start_kernel_sites(|site, config| {
         if site == Site::B {
-            config.tunnel_mut().mss_clamp = Some(v6gate_lab::MssClamp::Fixed(1300));
+            config.tunnel_mut().mss_clamp = Some(MssClamp::Fixed(1300));
         }
     });
     let (syns, syn_acks) = syn_mss(&sites);
@@ -442,12 +441,12 @@ fn a_fixed_mss_clamp_on_the_kernel_path() {
 #[test]
 fn a_kernel_path_site_and_a_tun_dataplane_site_carry_tcp_and_udp() {
     let sites = start_sites(|site, config| {
-        let extra = &mut config.tunnel_mut().extra;
+        let tunnel = config.tunnel_mut();
         if site == Site::A {
-            extra.push("dataplane = \"kernel\"".into());
-            extra.push("mss_clamp = \"off\"".into());
+            tunnel.dataplane = Some(Dataplane::Kernel);
+            tunnel.mss_clamp = Some(MssClamp::Off);
         } else {
-            extra.push("dataplane = \"userspace\"".into());
+            tunnel.dataplane = Some(Dataplane::Userspace);
         }
     });
     let a = sites.gateway(Site::A);

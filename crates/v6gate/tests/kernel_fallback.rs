@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::{BIN, assert_ping, assert_tcp_a_to_b, link_exists, start_gateway, tunnel_device};
-use v6gate_lab::{LabError, LabOptions, Node, Site, addr};
+use v6gate_lab::{Dataplane, LabError, LabOptions, Node, Site, addr};
 
 /// Runs what follows without the capabilities `bpf()` needs, on a kernel that allows
 /// unprivileged BPF (the sysctl default on Debian refuses it anyway).
@@ -72,10 +72,7 @@ fn auto_without_bpf_falls_back_to_the_tun_dataplane_and_says_why() {
 fn kernel_without_bpf_refuses_to_start_and_leaves_nothing() {
     let lab = common::lab(forwarding());
     let mut config_a = lab.site_config(Site::A);
-    config_a
-        .tunnel_mut()
-        .extra
-        .push("dataplane = \"kernel\"".into());
+    config_a.tunnel_mut().dataplane = Some(Dataplane::Kernel);
     let started = lab.start_gateway_wrapped(BIN.as_ref(), Node::SiteA, &config_a, WITHOUT_BPF);
     let Err(LabError::Gateway { message, log }) = started else {
         panic!("siteA started with dataplane = \"kernel\" and no BPF");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::metrics::{scrape, value};
 use common::{BIN, assert_ping, wait_until};
-use v6gate_lab::{LabOptions, Site, addr, promtool_objections};
+use v6gate_lab::{Dataplane, LabOptions, Site, addr, promtool_objections};
 
 const ADDRESS: &str = "127.0.0.1:9586";
 
@@ -21,10 +21,7 @@ fn running_gateway_metrics_pass_promtool() {
     config_a.extra.push(format!("metrics = \"{ADDRESS}\""));
     // The tunnel counters checked below are the TUN dataplane's (kernel_dataplane.rs checks
     // the kernel path's series).
-    config_a
-        .tunnel_mut()
-        .extra
-        .push("dataplane = \"userspace\"".into());
+    config_a.tunnel_mut().dataplane = Some(Dataplane::Userspace);
     let config_b = lab.site_config(Site::B);
     let tunnel = config_a.tunnels[0].name.clone();
     let path = lab.dir().join("metrics-a.toml");

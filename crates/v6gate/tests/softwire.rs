@@ -55,13 +55,10 @@ fn ce_config(base: &GatewayConfig, low: &Lowered) -> GatewayConfig {
         allowed_sources: Some(strings(&t.allowed_sources)),
         inner_families: None,
         mss_clamp: Some(MssClamp::Auto),
+        // What the softwire asked for; the default left to the daemon.
+        dataplane: Some(t.dataplane).filter(|d| *d != control::Dataplane::Auto),
         addresses: strings(&t.addresses),
-        // What the lowering chose (MAP-E: the TUN dataplane, where its NAPT is).
-        extra: match t.dataplane {
-            control::Dataplane::Userspace => vec!["dataplane = \"userspace\"".into()],
-            control::Dataplane::Kernel => vec!["dataplane = \"kernel\"".into()],
-            _ => Vec::new(),
-        },
+        extra: Vec::new(),
     }];
     config
 }

@@ -29,7 +29,7 @@ use common::{assert_ping, assert_tcp_a_to_b, wait_ping};
 use softwire_support::ce::{
     AFTR_NAME, aftr_config, far_end, map_e_config, psid_ranges, start_ce, start_named_b4,
 };
-use v6gate_lab::{Gateway, GatewayConfig, LabOptions, Node, Site, addr, dev};
+use v6gate_lab::{Dataplane, Gateway, GatewayConfig, LabOptions, Node, Site, addr, dev};
 
 /// Every routing table's routes.
 const ALL: &[&str] = &["table", "all"];
@@ -37,10 +37,7 @@ const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
 
 /// An AFTR of this file on the TUN dataplane, whatever `auto` chooses (see the module doc).
 fn userspace(config: &mut GatewayConfig) {
-    config
-        .tunnel_mut()
-        .extra
-        .push("dataplane = \"userspace\"".into());
+    config.tunnel_mut().dataplane = Some(Dataplane::Userspace);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use common::{
     Sites, assert_ping, counter, drops, outer_ipv6, pcap_packets, scapy, text, tunnel_packets,
     wait_until, wan_link,
 };
-use v6gate_lab::{GatewayConfig, LabOptions, MssClamp, Node, Site, addr, dev};
+use v6gate_lab::{Dataplane, GatewayConfig, LabOptions, MssClamp, Node, Site, addr, dev};
 
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
 
@@ -18,10 +18,7 @@ const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
 /// drops, clamping and ICMP), then `adjust`.
 fn start(options: LabOptions, adjust: impl Fn(Site, &mut GatewayConfig)) -> Sites {
     Sites::start(options, |site, config| {
-        config
-            .tunnel_mut()
-            .extra
-            .push("dataplane = \"userspace\"".into());
+        config.tunnel_mut().dataplane = Some(Dataplane::Userspace);
         adjust(site, config);
     })
 }

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::{Sites, assert_ping, counter};
-use v6gate_lab::{Lab, LabOptions, Node, Site, addr, dev};
+use v6gate_lab::{Dataplane, Lab, LabOptions, Node, Site, addr, dev};
 
 const HOST_B: IpAddr = IpAddr::V4(addr::HOST_B4);
 
@@ -52,10 +52,7 @@ fn underlay_gro(lab: &Lab) {
 fn tcp_through_ipip6_arrives_whole_when_the_underlay_merges_with_gro() {
     // The TUN dataplane's receive path is what is tested: `auto` would take the kernel path.
     let sites = Sites::start(LabOptions::default(), |_, config| {
-        config
-            .tunnel_mut()
-            .extra
-            .push("dataplane = \"userspace\"".into());
+        config.tunnel_mut().dataplane = Some(Dataplane::Userspace);
     });
     let lab = &sites.lab;
     let gateways = [sites.gateway(Site::A), sites.gateway(Site::B)];
